@@ -1,0 +1,41 @@
+# Mamba MQ — the two commands are `make run` and `make test`; everything else is optional.
+SHELL := /bin/bash
+NODE  ?= node
+SEEDS ?= 1000
+
+.PHONY: all build native test run stop bench bench-log sim clean
+
+all: build
+
+# Install dependencies when node_modules is missing or older than the lock file.
+node_modules/.installed: package-lock.json package.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+native: node_modules/.installed
+	@$(MAKE) --no-print-directory -s native-build
+
+native-build:
+	@true
+
+build: node_modules/.installed native
+	npx tsc -p tsconfig.json
+
+# Every test file under dist/test, run by node's own test runner; it prints the pass/fail summary.
+test: build
+	$(NODE) --test --test-reporter=spec --test-concurrency=2 $$(find dist/test -name '*.test.js' | sort)
+
+run: build
+	$(NODE) dist/scripts/demo-log.js
+
+stop:
+	@true
+
+bench-log: build
+	$(NODE) dist/scripts/bench/log-bench.js
+
+sim: build
+	$(NODE) dist/test/sim/main.js $(if $(SEED),--seed $(SEED),--seeds $(SEEDS))
+
+clean:
+	rm -rf dist build
