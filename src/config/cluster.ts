@@ -1,0 +1,236 @@
+// Cluster files (YAML or JSON): the groups, their brokers and the broker settings.
+// Settings are given once for the cluster under `settings:` and may be overridden per broker
+// (a broker entry's own `settings:`), e.g. to run one broker with `flush: { mode: sync }`.
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import {
+  at, ConfigError, fail, readArray, readChoice, readInteger, readNumber, readObject, readString,
+  rejectUnknownKeys, type Where,
+} from './validate.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const idPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+export type FlushSettings = { mode: 'sync' } | { mode: 'async'; intervalMs: number };
+
+export interface AdviceSettings {
+  /** Leader load above which it suggests a follower: in-flight client requests. */
+  leaderInflightMax: number;
+  /** Leader load above which it suggests a follower: process CPU share (0..1 of one core). */
+  leaderCpuMax: number;
+  /** A follower is suggested only while its lag behind the high watermark is under these. */
+  followerLagOffsetsMax: number;
+  followerLagMsMax: number;
+}
+
+export interface BrokerSettings {
+  flush: FlushSettings;
+  segmentBytes: number;
+  retentionBytesMax: number; // 0 = no size limit
+  retentionAgeMsMax: number; // 0 = no age limit
+  tickMs: number;
+  electionTimeoutMs: number;
+  fetchTimeoutMs: number;
+  fetchMaxWaitMs: number;
+  fetchBytesMax: number;
+  messageBytesMax: number;
+  requestBytesMax: number;
+  pendingProposalsMax: number;
+  consumeWaitMsMax: number;
+  advice: AdviceSettings;
+}
+
+export interface BrokerConfig {
+  id: string;
+  group: string;
+  host: string;
+  clientPort: number;
+  peerPort: number;
+  metricsPort: number;
+  dataDir: string;
+  settings: BrokerSettings;
+}
+
+export interface GroupConfig {
+  id: string;
+  brokers: BrokerConfig[];
+}
+
+export interface ClusterConfig {
+  name: string;
+  source: string;
+  groups: GroupConfig[];
+}
+
+export const defaultBrokerSettings: BrokerSettings = {
+  flush: { mode: 'async', intervalMs: 10 },
+  segmentBytes: 64 * MiB,
+  retentionBytesMax: 0,
+  retentionAgeMsMax: 0,
+  tickMs: 10,
+  electionTimeoutMs: 300,
+  fetchTimeoutMs: 600,
+  fetchMaxWaitMs: 200,
+  fetchBytesMax: 4 * MiB,
+  messageBytesMax: 4 * MiB,
+  requestBytesMax: 16 * MiB,
+  pendingProposalsMax: 10_000,
+  consumeWaitMsMax: 30_000,
+  advice: { leaderInflightMax: 256, leaderCpuMax: 0.85, followerLagOffsetsMax: 1000, followerLagMsMax: 2000 },
+};
+
+const settingKeys = Object.keys(defaultBrokerSettings);
+
+/** Reads a settings mapping over `base`: only the keys given change. */
+export function readSettings(value: unknown, where: Where, base: BrokerSettings): BrokerSettings {
+  const fields = readObject(value, where);
+  rejectUnknownKeys(fields, settingKeys, where);
+  const s: BrokerSettings = { ...base, advice: { ...base.advice } };
+  const int = (key: keyof BrokerSettings, min: number, max: number): void => {
+    if (fields[key] !== undefined) (s[key] as number) = readInteger(fields[key], at(where, key), min, max);
+  };
+  if (fields.flush !== undefined) s.flush = readFlush(fields.flush, at(where, 'flush'));
+  int('segmentBytes', 64 * 1024, 4 * GiB);
+  int('retentionBytesMax', 0, Number.MAX_SAFE_INTEGER);
+  int('retentionAgeMsMax', 0, Number.MAX_SAFE_INTEGER);
+  int('tickMs', 1, 1000);
+  int('electionTimeoutMs', 20, 60_000);
+  int('fetchTimeoutMs', 20, 120_000);
+  int('fetchMaxWaitMs', 0, 10_000);
+  int('fetchBytesMax', 64 * 1024, 256 * MiB);
+  int('messageBytesMax', 1, 64 * MiB);
+  int('requestBytesMax', 1024, 256 * MiB);
+  int('pendingProposalsMax', 1, 1_000_000);
+  int('consumeWaitMsMax', 0, 300_000);
+  if (fields.advice !== undefined) s.advice = readAdvice(fields.advice, at(where, 'advice'), s.advice);
+  checkSettings(s, where);
+  return s;
+}
+
+function readFlush(value: unknown, where: Where): FlushSettings {
+  const fields = readObject(value, where);
+  rejectUnknownKeys(fields, ['mode', 'intervalMs'], where);
+  const mode = readChoice(fields.mode, at(where, 'mode'), ['sync', 'async'] as const);
+  if (mode === 'sync') {
+    if (fields.intervalMs !== undefined) fail(at(where, 'intervalMs'), 'only applies to mode async');
+    return { mode };
+  }
+  const intervalMs = fields.intervalMs === undefined ? 10 : readInteger(fields.intervalMs, at(where, 'intervalMs'), 1, 60_000);
+  return { mode, intervalMs };
+}
+
+function readAdvice(value: unknown, where: Where, base: AdviceSettings): AdviceSettings {
+  const fields = readObject(value, where);
+  rejectUnknownKeys(fields, Object.keys(base), where);
+  const a = { ...base };
+  if (fields.leaderInflightMax !== undefined) a.leaderInflightMax = readInteger(fields.leaderInflightMax, at(where, 'leaderInflightMax'), 0, 1_000_000);
+  if (fields.leaderCpuMax !== undefined) a.leaderCpuMax = readNumber(fields.leaderCpuMax, at(where, 'leaderCpuMax'), 0, 64);
+  if (fields.followerLagOffsetsMax !== undefined) a.followerLagOffsetsMax = readInteger(fields.followerLagOffsetsMax, at(where, 'followerLagOffsetsMax'), 0, Number.MAX_SAFE_INTEGER);
+  if (fields.followerLagMsMax !== undefined) a.followerLagMsMax = readInteger(fields.followerLagMsMax, at(where, 'followerLagMsMax'), 0, 3_600_000);
+  return a;
+}
+
+function checkSettings(s: BrokerSettings, where: Where): void {
+  if (s.electionTimeoutMs < 2 * s.tickMs) fail(at(where, 'electionTimeoutMs'), `must be at least twice tickMs (${s.tickMs})`);
+  if (s.fetchTimeoutMs < s.electionTimeoutMs) fail(at(where, 'fetchTimeoutMs'), `must be at least electionTimeoutMs (${s.electionTimeoutMs})`);
+  if (s.fetchMaxWaitMs >= s.electionTimeoutMs) fail(at(where, 'fetchMaxWaitMs'), `must be below electionTimeoutMs (${s.electionTimeoutMs}), or followers time out on an idle leader`);
+  if (s.messageBytesMax > s.requestBytesMax) fail(at(where, 'messageBytesMax'), `must not exceed requestBytesMax (${s.requestBytesMax})`);
+  if (s.messageBytesMax + 4096 > s.segmentBytes) fail(at(where, 'messageBytesMax'), `must fit in one segment (segmentBytes ${s.segmentBytes})`);
+  if (s.fetchBytesMax < s.messageBytesMax) fail(at(where, 'fetchBytesMax'), `must be at least messageBytesMax (${s.messageBytesMax})`);
+}
+
+/** Parses a cluster file's text; `source` names it in errors and anchors a relative dataDir. */
+export function parseClusterConfig(text: string, source: string, baseDir: string): ClusterConfig {
+  let document: unknown;
+  try {
+    document = parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(`${source}: not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}`);
+  }
+  const where: Where = { source, path: '' };
+  const top = readObject(document, where);
+  rejectUnknownKeys(top, ['cluster', 'dataDir', 'settings', 'groups'], where);
+  const name = readString(top.cluster, at(where, 'cluster'), idPattern);
+  const dataDirText = top.dataDir === undefined ? './data' : readString(top.dataDir, at(where, 'dataDir'));
+  const dataDir = isAbsolute(dataDirText) ? dataDirText : resolve(baseDir, dataDirText);
+  const settings = top.settings === undefined ? defaultBrokerSettings : readSettings(top.settings, at(where, 'settings'), defaultBrokerSettings);
+  const groupsWhere = at(where, 'groups');
+  const groupList = readArray(top.groups, groupsWhere);
+  if (groupList.length === 0) fail(groupsWhere, 'must name at least one group');
+  const groups = groupList.map((g, i) => readGroup(g, at(groupsWhere, i), dataDir, settings));
+  checkUnique(groups, where);
+  return { name, source, groups };
+}
+
+function readGroup(value: unknown, where: Where, dataDir: string, settings: BrokerSettings): GroupConfig {
+  const fields = readObject(value, where);
+  rejectUnknownKeys(fields, ['id', 'brokers'], where);
+  const id = readString(fields.id, at(where, 'id'), idPattern);
+  const brokersWhere = at(where, 'brokers');
+  const list = readArray(fields.brokers, brokersWhere);
+  if (list.length < 1 || list.length > 7) fail(brokersWhere, `a group has 1 to 7 brokers (3 is the norm), got ${list.length}`);
+  const brokers = list.map((b, i) => readBroker(b, at(brokersWhere, i), id, dataDir, settings));
+  return { id, brokers };
+}
+
+function readBroker(value: unknown, where: Where, group: string, dataDir: string, settings: BrokerSettings): BrokerConfig {
+  const fields = readObject(value, where);
+  rejectUnknownKeys(fields, ['id', 'host', 'clientPort', 'peerPort', 'metricsPort', 'dataDir', 'settings'], where);
+  const id = readString(fields.id, at(where, 'id'), idPattern);
+  const host = readString(fields.host, at(where, 'host'));
+  const port = (key: string): number => readInteger(fields[key], at(where, key), 1, 65535);
+  const brokerDataDir = fields.dataDir === undefined ? resolve(dataDir, id) : resolve(dataDir, readString(fields.dataDir, at(where, 'dataDir')));
+  const own = fields.settings === undefined ? settings : readSettings(fields.settings, at(where, 'settings'), settings);
+  return { id, group, host, clientPort: port('clientPort'), peerPort: port('peerPort'), metricsPort: port('metricsPort'), dataDir: brokerDataDir, settings: own };
+}
+
+function checkUnique(groups: GroupConfig[], where: Where): void {
+  const ids = new Set<string>();
+  const endpoints = new Map<string, string>();
+  const groupIds = new Set<string>();
+  groups.forEach((group, g) => {
+    if (groupIds.has(group.id)) fail(at(at(at(where, 'groups'), g), 'id'), `group id "${group.id}" is used twice`);
+    groupIds.add(group.id);
+    group.brokers.forEach((broker, b) => {
+      const bw = at(at(at(at(where, 'groups'), g), 'brokers'), b);
+      if (ids.has(broker.id)) fail(at(bw, 'id'), `broker id "${broker.id}" is used twice`);
+      ids.add(broker.id);
+      for (const key of ['clientPort', 'peerPort', 'metricsPort'] as const) {
+        const endpoint = `${broker.host}:${broker[key]}`;
+        const owner = endpoints.get(endpoint);
+        if (owner) fail(at(bw, key), `${endpoint} is already taken by ${owner}`);
+        endpoints.set(endpoint, `${broker.id}.${key}`);
+      }
+    });
+  });
+}
+
+export function loadClusterConfig(file: string): ClusterConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${file}: cannot read cluster file: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  // A relative dataDir is taken from the directory the broker is started in (the repository
+  // root for `make run`), so every cluster file can say `./data`.
+  return parseClusterConfig(text, file, process.cwd());
+}
+
+export function findBroker(cluster: ClusterConfig, id: string): BrokerConfig {
+  for (const group of cluster.groups) {
+    const broker = group.brokers.find((b) => b.id === id);
+    if (broker) return broker;
+  }
+  const known = cluster.groups.flatMap((g) => g.brokers.map((b) => b.id));
+  throw new ConfigError(`${cluster.source}: no broker "${id}" (brokers: ${known.join(', ')})`);
+}
+
+export function groupOf(cluster: ClusterConfig, brokerId: string): GroupConfig {
+  const group = cluster.groups.find((g) => g.brokers.some((b) => b.id === brokerId));
+  if (!group) throw new ConfigError(`${cluster.source}: no broker "${brokerId}"`);
+  return group;
+}
+

@@ -1,0 +1,92 @@
+// The product's error classes (a leaf module, like assert.ts: every layer may throw these).
+// Each class names its kind and whether a client may retry; src/rpc/status.ts maps the kinds to
+// gRPC status codes in one table, and the SDK maps them back.
+
+export type ErrorKind =
+  | 'invalid_argument'
+  | 'not_found'
+  | 'already_exists'
+  | 'out_of_range'
+  | 'not_leader'
+  | 'resource_exhausted'
+  | 'unavailable'
+  | 'permission_denied'
+  | 'unauthenticated'
+  | 'timeout'
+  | 'internal';
+
+export class MambaError extends Error {
+  override readonly name: string = 'MambaError';
+  constructor(
+    readonly kind: ErrorKind,
+    message: string,
+    /** True when the same request may succeed later or elsewhere. */
+    readonly retriable: boolean,
+  ) {
+    super(message);
+  }
+}
+
+export class InvalidArgumentError extends MambaError {
+  override readonly name = 'InvalidArgumentError';
+  constructor(message: string) {
+    super('invalid_argument', message, false);
+  }
+}
+
+export class NotFoundError extends MambaError {
+  override readonly name = 'NotFoundError';
+  constructor(message: string) {
+    super('not_found', message, false);
+  }
+}
+
+export class AlreadyExistsError extends MambaError {
+  override readonly name = 'AlreadyExistsError';
+  constructor(message: string) {
+    super('already_exists', message, false);
+  }
+}
+
+export class OutOfRangeError extends MambaError {
+  override readonly name = 'OutOfRangeError';
+  constructor(message: string, readonly startOffset: number, readonly endOffset: number) {
+    super('out_of_range', message, false);
+  }
+}
+
+/** This broker is not the group's leader; `leaderAddress` is the client address of the one it knows. */
+export class NotLeaderError extends MambaError {
+  override readonly name = 'NotLeaderError';
+  constructor(message: string, readonly leaderId: string | null, readonly leaderAddress: string | null) {
+    super('not_leader', message, true);
+  }
+}
+
+export class ResourceExhaustedError extends MambaError {
+  override readonly name = 'ResourceExhaustedError';
+  constructor(message: string) {
+    super('resource_exhausted', message, true);
+  }
+}
+
+export class UnavailableError extends MambaError {
+  override readonly name = 'UnavailableError';
+  constructor(message: string) {
+    super('unavailable', message, true);
+  }
+}
+
+export class TimeoutError extends MambaError {
+  override readonly name = 'TimeoutError';
+  constructor(message: string) {
+    super('timeout', message, true);
+  }
+}
+
+export class PermissionDeniedError extends MambaError {
+  override readonly name = 'PermissionDeniedError';
+  constructor(message: string) {
+    super('permission_denied', message, false);
+  }
+}

@@ -1,0 +1,71 @@
+// The one table from the product's error classes to gRPC status codes (and back, for clients).
+import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
+import {
+  MambaError, NotLeaderError, type ErrorKind, InvalidArgumentError, NotFoundError, AlreadyExistsError,
+  OutOfRangeError, ResourceExhaustedError, UnavailableError, TimeoutError, PermissionDeniedError,
+} from '../errors.js';
+import { InvariantError } from '../assert.js';
+
+const codeOfKind: Record<ErrorKind, status> = {
+  invalid_argument: status.INVALID_ARGUMENT,
+  not_found: status.NOT_FOUND,
+  already_exists: status.ALREADY_EXISTS,
+  out_of_range: status.OUT_OF_RANGE,
+  not_leader: status.FAILED_PRECONDITION,
+  resource_exhausted: status.RESOURCE_EXHAUSTED,
+  unavailable: status.UNAVAILABLE,
+  permission_denied: status.PERMISSION_DENIED,
+  unauthenticated: status.UNAUTHENTICATED,
+  timeout: status.DEADLINE_EXCEEDED,
+  internal: status.INTERNAL,
+};
+
+/** Trailing metadata keys a "not leader" refusal carries. */
+export const leaderIdKey = 'mamba-leader-id';
+export const leaderAddressKey = 'mamba-leader-address';
+
+export interface StatusObject {
+  code: status;
+  details: string;
+  metadata: Metadata;
+}
+
+/**
+ * Turns anything a handler threw into a gRPC status. An InvariantError is a bug: it is rethrown
+ * outside the handler so the process stops rather than serve from a state it cannot trust.
+ */
+export function toStatus(error: unknown): StatusObject {
+  const metadata = new Metadata();
+  if (error instanceof InvariantError) {
+    process.nextTick(() => { throw error; });
+    return { code: status.INTERNAL, details: 'internal invariant failed', metadata };
+  }
+  if (error instanceof NotLeaderError) {
+    if (error.leaderId) metadata.set(leaderIdKey, error.leaderId);
+    if (error.leaderAddress) metadata.set(leaderAddressKey, error.leaderAddress);
+  }
+  if (error instanceof MambaError) return { code: codeOfKind[error.kind], details: error.message, metadata };
+  return { code: status.INTERNAL, details: `internal error: ${(error as Error)?.message ?? String(error)}`, metadata };
+}
+
+/** The client side: a gRPC error back into the product's error classes. */
+export function fromServiceError(error: ServiceError): MambaError {
+  const details = error.details || error.message;
+  switch (error.code) {
+    case status.INVALID_ARGUMENT: return new InvalidArgumentError(details);
+    case status.NOT_FOUND: return new NotFoundError(details);
+    case status.ALREADY_EXISTS: return new AlreadyExistsError(details);
+    case status.OUT_OF_RANGE: return new OutOfRangeError(details, -1, -1);
+    case status.FAILED_PRECONDITION: {
+      const id = error.metadata?.get(leaderIdKey)[0];
+      const address = error.metadata?.get(leaderAddressKey)[0];
+      return new NotLeaderError(details, id ? String(id) : null, address ? String(address) : null);
+    }
+    case status.RESOURCE_EXHAUSTED: return new ResourceExhaustedError(details);
+    case status.PERMISSION_DENIED: return new PermissionDeniedError(details);
+    case status.DEADLINE_EXCEEDED: return new TimeoutError(details);
+    case status.UNAVAILABLE:
+    case status.CANCELLED: return new UnavailableError(details);
+    default: return new MambaError('internal', details, false);
+  }
+}
