@@ -15,8 +15,14 @@ node_modules/.installed: package-lock.json package.json
 native: node_modules/.installed
 	@$(MAKE) --no-print-directory -s native-build
 
-native-build:
-	@true
+# The native addon (mmap + CRC32C), rebuilt only when its sources change. node-gyp is told where
+# Node's headers are (npm's nodedir when set, else the prefix Node runs from) so it never downloads.
+NODE_HEADERS_DIR ?= $(shell d="$$(npm config get nodedir 2>/dev/null)"; if [ -n "$$d" ] && [ "$$d" != "undefined" ] && [ "$$d" != "null" ]; then echo "$$d"; else $(NODE) -p "require('path').resolve(process.execPath, '../..')"; fi)
+
+native-build: build/Release/mamba_native.node
+
+build/Release/mamba_native.node: binding.gyp native/mamba_native.cc
+	npx node-gyp rebuild --nodedir="$(NODE_HEADERS_DIR)" --silent
 
 build: node_modules/.installed native
 	npx tsc -p tsconfig.json
