@@ -1,0 +1,510 @@
+// SegmentLog: an append-only log of record batches in memory-mapped segment files.
+//
+// Offsets are per record (a batch of N records spans [baseOffset, baseOffset + N)). Three offsets
+// describe the log, all exclusive ends except startOffset:
+//   startOffset    first offset still held (moves with retention)
+//   endOffset      next offset to assign; everything below is written to the page cache
+//                  (also exposed as writtenOffset) and readable
+//   durableOffset  everything below has been flushed with fdatasync:
+//                    sync mode:  an append becomes durable after the next group flush, which
+//                                starts as soon as the current one ends (group commit);
+//                    async mode: after the next periodic flush (every flush.intervalMs).
+//                  A replica should report durableOffset when its copy must survive a power loss.
+//
+// The log validates every batch it is given (length, magic, CRC) and requires baseOffset ==
+// endOffset and an epoch not below the last one: the leader stamps batches with stampBatch()
+// before append(); followers append the leader's bytes unchanged.
+import * as fs from 'node:fs';
+import { assert } from '../assert.js';
+import { OutOfRangeError, ResourceExhaustedError } from '../errors.js';
+import { asBuffer, batchProblem } from './codec.js';
+import { LogError } from './errors.js';
+import { resolveOptions, type ResolvedOptions, type SegmentLogOptions } from './options.js';
+import { batchFactsAt, noTimestampMs, Segment, type BatchFacts } from './segment.js';
+import { classifyFileName, fsyncDirectory, segmentHeaderBytes } from './segment-files.js';
+import { EpochHistory, type EpochEntry, type EpochEnd } from './epoch-history.js';
+
+export interface AppendResult {
+  baseOffset: number;
+  /** Offset after the batch's last record (the new endOffset). */
+  nextOffset: number;
+}
+
+export interface LogStats {
+  appendedBatchCount: number;
+  flushCount: number;
+  segmentCount: number;
+  sizeBytes: number;
+}
+
+interface DurableWaiter {
+  offset: number;
+  resolve: () => void;
+  reject: (error: Error) => void;
+}
+
+/** Bound on callers waiting for durability at once; beyond it waitDurable refuses. */
+export const durableWaitersMax = 65_536;
+const recoveryProgressIntervalMs = 1000;
+
+export class SegmentLog {
+  private readonly segments: Segment[];
+  private readonly epochs: EpochHistory;
+  private durable: number;
+  private readonly waiters: DurableWaiter[] = [];
+  private readonly listeners = new Set<(durableOffset: number) => void>();
+  private flushInFlight = false;
+  private flushQueued = false;
+  private flushRequested = false;
+  private flushIdle: (() => void) | null = null;
+  /** Bumped by truncation, so a flush that started before it cannot report offsets after it. */
+  private generation = 0;
+  private failure: LogError | null = null;
+  private closed = false;
+  private timer: NodeJS.Timeout | null = null;
+  private appendedBatchCount = 0;
+  private flushCount = 0;
+
+  private constructor(
+    private readonly options: ResolvedOptions,
+    segments: Segment[],
+  ) {
+    this.segments = segments;
+    this.epochs = EpochHistory.fromSegments(segments);
+    this.durable = this.endOffset;
+    if (options.flush.mode === 'async') {
+      this.timer = setInterval(() => this.startFlush(), options.flush.intervalMs);
+      this.timer.unref();
+    }
+  }
+
+  /** Opens (creating when absent) the log in options.dir, recovering it; see recoverSegments. */
+  static async open(options: SegmentLogOptions): Promise<SegmentLog> {
+    const resolved = resolveOptions(options);
+    fs.mkdirSync(resolved.dir, { recursive: true });
+    const startedMs = Date.now();
+    const segments = recoverSegments(resolved);
+    const log = new SegmentLog(resolved, segments);
+    resolved.logger({
+      event: 'log.opened',
+      dir: resolved.dir,
+      segmentCount: segments.length,
+      startOffset: log.startOffset,
+      endOffset: log.endOffset,
+      recoveryMs: Date.now() - startedMs,
+    });
+    return log;
+  }
+
+  // ---------------------------------------------------------------- offsets
+  get startOffset(): number {
+    return this.segments[0]!.baseOffset;
+  }
+
+  get endOffset(): number {
+    return this.active.nextOffset;
+  }
+
+  /** Same as endOffset: written to the page cache (and readable), not necessarily durable. */
+  get writtenOffset(): number {
+    return this.endOffset;
+  }
+
+  get durableOffset(): number {
+    return this.durable;
+  }
+
+  /** Epoch of the last batch, 0 when the log holds none. */
+  get lastEpoch(): number {
+    return this.epochs.lastEpoch;
+  }
+
+  /** For each epoch present in the log, in order, the offset of its first batch still held. */
+  epochStartOffsets(): EpochEntry[] {
+    return this.epochs.entries();
+  }
+
+  /**
+   * KRaft's divergence lookup: the largest epoch <= `epoch` in the log and the offset where it
+   * ends (start of the next epoch, or endOffset). Null when `epoch` is older than the log holds.
+   */
+  endOffsetForEpoch(epoch: number): EpochEnd | null {
+    return this.epochs.endOffsetFor(epoch, this.endOffset);
+  }
+
+  get stats(): LogStats {
+    return {
+      appendedBatchCount: this.appendedBatchCount,
+      flushCount: this.flushCount,
+      segmentCount: this.segments.length,
+      sizeBytes: this.sizeBytes,
+    };
+  }
+
+  /** Bytes held (segment headers and batches; not the preallocated remainder of each file). */
+  get sizeBytes(): number {
+    return this.segments.reduce((total, segment) => total + segment.dataBytes, 0);
+  }
+
+  private get active(): Segment {
+    return this.segments[this.segments.length - 1]!;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new LogError('closed', `log ${this.options.dir} is closed`);
+    if (this.failure !== null) throw this.failure;
+  }
+
+  // ---------------------------------------------------------------- append
+  /** Appends one stamped batch (see the file comment); the bytes are stored exactly as given. */
+  append(batch: Uint8Array): AppendResult {
+    this.checkOpen();
+    const buffer = asBuffer(batch);
+    const facts = this.checkBatch(buffer);
+    if (!this.active.canAppend(facts)) this.roll();
+    this.active.append(buffer, facts);
+    this.epochs.observe(facts.epoch, facts.baseOffset);
+    this.appendedBatchCount++;
+    if (this.options.flush.mode === 'sync') this.requestFlush();
+    return { baseOffset: facts.baseOffset, nextOffset: this.endOffset };
+  }
+
+  private checkBatch(buffer: Buffer): BatchFacts {
+    const problem = batchProblem(buffer, 0, buffer.byteLength);
+    if (problem !== null) throw new LogError('bad_batch', `append refused: ${problem}`);
+    const facts = batchFactsAt(buffer, 0);
+    if (facts.batchLength !== buffer.byteLength) {
+      throw new LogError('bad_batch', `append refused: length field ${facts.batchLength} but ${buffer.byteLength} bytes given`);
+    }
+    if (facts.baseOffset !== this.endOffset) {
+      throw new LogError('offset_mismatch', `batch starts at offset ${facts.baseOffset}, log end is ${this.endOffset}`, {
+        offset: facts.baseOffset,
+      });
+    }
+    if (facts.epoch < this.lastEpoch) {
+      throw new LogError('epoch_regression', `batch epoch ${facts.epoch} is below the last epoch ${this.lastEpoch}`);
+    }
+    if (facts.batchLength > this.options.segmentBytes - segmentHeaderBytes) {
+      throw new LogError('batch_too_large', `batch of ${facts.batchLength} bytes exceeds a ${this.options.segmentBytes}-byte segment`);
+    }
+    return facts;
+  }
+
+  /**
+   * Starts a new segment at endOffset. The old one is synced first (blocking, once per segment),
+   * so a newer segment file only ever exists when every older one is complete on disk: after a
+   * crash only the last segment can have a torn tail.
+   */
+  private roll(): void {
+    const old = this.active;
+    old.datasyncNow();
+    const next = Segment.create(this.options.dir, this.endOffset, this.options.segmentBytes, this.options.indexIntervalBytes);
+    this.segments.push(next);
+    this.options.logger({ event: 'log.segment.rolled', dir: this.options.dir, baseOffset: next.baseOffset });
+  }
+
+  // ---------------------------------------------------------------- read
+  /**
+   * Whole batches from the one containing `offset`, as views of the mapped files (no copy), each
+   * verified against its CRC. At least one batch when any is below `limitOffset` (default
+   * endOffset), then more while the total stays within `maxBytes`; only batches ending at or
+   * below `limitOffset` (e.g. a high watermark). Empty at the end of the log.
+   * A view of a segment later deleted by retention or truncation reads as zeros.
+   */
+  read(offset: number, maxBytes: number, limitOffset: number = this.endOffset): Buffer[] {
+    this.checkOpen();
+    if (!Number.isSafeInteger(offset) || offset < this.startOffset || offset > this.endOffset) {
+      throw new OutOfRangeError(`offset ${offset} outside [${this.startOffset}, ${this.endOffset}]`, this.startOffset, this.endOffset);
+    }
+    const limit = Math.min(limitOffset, this.endOffset);
+    if (offset >= limit) return [];
+    let segmentIndex = this.segmentIndexOf(offset);
+    let segment = this.segments[segmentIndex]!;
+    let position = segment.positionOf(offset);
+    let batchOffset = segment.baseOffsetAt(position);
+    const batches: Buffer[] = [];
+    let totalBytes = 0;
+    while (batchOffset < limit) {
+      if (batchOffset >= segment.nextOffset) {
+        segment = this.segments[++segmentIndex]!;
+        position = segmentHeaderBytes;
+        continue;
+      }
+      const facts = segment.checkedFactsAt(position, batchOffset);
+      if (facts.baseOffset + facts.recordCount > limit) break;
+      if (batches.length > 0 && totalBytes + facts.batchLength > maxBytes) break;
+      batches.push(segment.verifiedBatchAt(position, batchOffset));
+      totalBytes += facts.batchLength;
+      position += facts.batchLength;
+      batchOffset += facts.recordCount;
+    }
+    return batches;
+  }
+
+  /** Index of the segment holding `offset` (the last whose base is <= offset). */
+  private segmentIndexOf(offset: number): number {
+    let low = 0;
+    let high = this.segments.length - 1;
+    while (low < high) {
+      const middle = (low + high + 1) >> 1;
+      if (this.segments[middle]!.baseOffset <= offset) low = middle;
+      else high = middle - 1;
+    }
+    return low;
+  }
+
+  // ---------------------------------------------------------------- durability
+  private requestFlush(): void {
+    if (this.flushInFlight) {
+      this.flushRequested = true;
+      return;
+    }
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    // Start after the current synchronous run, so appends made together share one flush.
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      this.startFlush();
+    });
+  }
+
+  private startFlush(): void {
+    if (this.flushInFlight || this.failure !== null || this.segments.length === 0) return;
+    if (this.endOffset <= this.durable) return;
+    const targetOffset = this.endOffset;
+    const generation = this.generation;
+    this.flushInFlight = true;
+    this.active.datasync((error) => this.finishFlush(error, targetOffset, generation));
+  }
+
+  private finishFlush(error: NodeJS.ErrnoException | null, targetOffset: number, generation: number): void {
+    this.flushInFlight = false;
+    this.flushCount++;
+    if (error !== null) {
+      this.fail(error);
+    } else if (generation === this.generation) {
+      this.advanceDurable(Math.min(targetOffset, this.endOffset));
+    }
+    if (this.flushIdle !== null) {
+      const idle = this.flushIdle;
+      this.flushIdle = null;
+      idle();
+      return;
+    }
+    if (this.flushRequested && !this.closed) {
+      this.flushRequested = false;
+      this.startFlush();
+    }
+  }
+
+  private advanceDurable(offset: number): void {
+    if (offset <= this.durable) return;
+    this.durable = offset;
+    this.settleWaiters((waiter) => waiter.offset <= offset, null);
+    for (const listener of [...this.listeners]) listener(offset);
+  }
+
+  /** Resolves (error null) or rejects the waiters matching `match`, keeping the others. */
+  private settleWaiters(match: (waiter: DurableWaiter) => boolean, error: Error | null): void {
+    let kept = 0;
+    for (const waiter of this.waiters) {
+      if (!match(waiter)) this.waiters[kept++] = waiter;
+      else if (error === null) waiter.resolve();
+      else waiter.reject(error);
+    }
+    this.waiters.length = kept;
+  }
+
+  private fail(error: NodeJS.ErrnoException): void {
+    this.failure = new LogError('flush_failed', `fdatasync failed in ${this.options.dir}: ${error.message}`);
+    this.options.logger({ event: 'log.flush.failed', dir: this.options.dir, error: error.message });
+    this.settleWaiters(() => true, this.failure);
+  }
+
+  /** Calls `listener(durableOffset)` whenever durableOffset advances; returns the unsubscribe. */
+  onDurable(listener: (durableOffset: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves once durableOffset >= offset; rejects if the log fails, closes or drops that offset. */
+  waitDurable(offset: number): Promise<void> {
+    if (offset <= this.durable) return Promise.resolve();
+    try {
+      this.checkOpen();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (offset > this.endOffset) {
+      return Promise.reject(new OutOfRangeError(`offset ${offset} is beyond the log end ${this.endOffset}`, this.startOffset, this.endOffset));
+    }
+    if (this.waiters.length >= durableWaitersMax) {
+      return Promise.reject(new ResourceExhaustedError(`more than ${durableWaitersMax} waiters for durability`));
+    }
+    return new Promise((resolve, reject) => this.waiters.push({ offset, resolve, reject }));
+  }
+
+  /** Flushes now (in either mode) and resolves when everything written so far is durable. */
+  flush(): Promise<void> {
+    const offset = this.endOffset;
+    if (this.flushInFlight) this.flushRequested = true;
+    else this.startFlush();
+    return this.waitDurable(offset);
+  }
+
+  // ---------------------------------------------------------------- truncation and retention
+  /**
+   * Drops every batch at or above `offset`, which must be a batch boundary in
+   * [startOffset, endOffset]. Durable when it returns (files cut and synced, directory synced).
+   * Waiters for offsets above `offset` are rejected with code "truncated".
+   */
+  truncateTo(offset: number): void {
+    this.checkOpen();
+    assert(Number.isSafeInteger(offset) && offset >= this.startOffset && offset <= this.endOffset, `truncateTo(${offset}) outside [${this.startOffset}, ${this.endOffset}]`);
+    if (offset === this.endOffset) return;
+    this.generation++;
+    let removedCount = 0;
+    while (this.segments.length > 1 && this.active.baseOffset >= offset) {
+      this.segments.pop()!.delete();
+      removedCount++;
+    }
+    if (removedCount > 0) fsyncDirectory(this.options.dir);
+    const segment = this.active;
+    const position = offset === segment.nextOffset ? segment.dataEndPosition : segment.positionOf(offset);
+    assert(offset === segment.nextOffset || segment.baseOffsetAt(position) === offset, `truncateTo(${offset}) is not at a batch boundary`);
+    segment.truncateAt(position);
+    assert(this.endOffset === offset, `truncation ended at ${this.endOffset}, not ${offset}`);
+    this.epochs.truncateFrom(offset);
+    this.durable = Math.min(this.durable, offset);
+    const error = new LogError('truncated', `offsets from ${offset} were truncated`, { offset });
+    this.settleWaiters((waiter) => waiter.offset > offset, error);
+    this.options.logger({ event: 'log.truncated', file: segment.path, offset, reason: 'truncateTo', segmentsRemoved: removedCount });
+  }
+
+  /**
+   * Deletes whole segments from the head (never the active one, never one reaching above
+   * `offsetLimit`) while the log is over retention.bytesMax (it stays at or above it) or the
+   * segment's newest batch timestamp is older than retention.ageMsMax. Returns the count deleted.
+   */
+  applyRetention(nowMs: number = Date.now(), offsetLimit: number = this.endOffset): number {
+    this.checkOpen();
+    const { bytesMax, ageMsMax } = this.options.retention;
+    let deletedCount = 0;
+    let sizeBytes = this.sizeBytes;
+    while (this.segments.length > 1) {
+      const head = this.segments[0]!;
+      if (head.nextOffset > offsetLimit) break;
+      const overSize = bytesMax !== null && sizeBytes - head.dataBytes >= bytesMax;
+      const overAge = ageMsMax !== null && head.maxTimestampMs !== noTimestampMs && nowMs - head.maxTimestampMs > ageMsMax;
+      if (!overSize && !overAge) break;
+      sizeBytes -= head.dataBytes;
+      this.segments.shift()!.delete();
+      deletedCount++;
+      this.options.logger({ event: 'log.retention.deleted', file: head.path, startOffset: this.startOffset, reason: overSize ? 'size' : 'age' });
+    }
+    if (deletedCount > 0) {
+      fsyncDirectory(this.options.dir);
+      this.epochs.trimBefore(this.startOffset);
+    }
+    return deletedCount;
+  }
+
+  // ---------------------------------------------------------------- close
+  /** Waits for a running flush, syncs what is left, unmaps and closes every segment. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    if (this.flushInFlight) await new Promise<void>((resolve) => (this.flushIdle = resolve));
+    if (this.failure === null) {
+      this.active.datasyncNow();
+      this.advanceDurable(this.endOffset);
+    }
+    this.settleWaiters(() => true, new LogError('closed', `log ${this.options.dir} closed`));
+    for (const segment of this.segments) segment.close();
+    this.listeners.clear();
+  }
+}
+
+// ---------------------------------------------------------------- recovery
+/**
+ * Lists the directory (refusing foreign files), opens every segment in offset order and checks
+ * it: the last one completely (length, CRC, offset continuity of every batch, torn tail cut and
+ * zeroed), older ones from their last sound index entry, since they were synced before the next
+ * one was created. Index files are rebuilt when missing or damaged.
+ */
+function recoverSegments(options: ResolvedOptions): Segment[] {
+  const baseOffsets = listSegments(options);
+  const segments: Segment[] = [];
+  let reportedMs = Date.now();
+  try {
+    for (const [position, baseOffset] of baseOffsets.entries()) {
+      const isLast = position === baseOffsets.length - 1;
+      segments.push(recoverSegment(options, baseOffset, isLast ? null : baseOffsets[position + 1]!));
+      if (Date.now() - reportedMs >= recoveryProgressIntervalMs) {
+        reportedMs = Date.now();
+        options.logger({ event: 'log.recovery.progress', dir: options.dir, segmentsDone: position + 1, segmentsTotal: baseOffsets.length });
+      }
+    }
+    if (segments.length === 0) {
+      segments.push(Segment.create(options.dir, 0, options.segmentBytes, options.indexIntervalBytes));
+    }
+  } catch (error) {
+    for (const segment of segments) segment.close();
+    throw error;
+  }
+  return segments;
+}
+
+function listSegments(options: ResolvedOptions): number[] {
+  const segmentBaseOffsets: number[] = [];
+  for (const name of fs.readdirSync(options.dir).sort()) {
+    const kind = classifyFileName(name);
+    const path = `${options.dir}/${name}`;
+    if (kind.kind === 'foreign') {
+      throw new LogError('foreign_file', `log directory holds a file the log did not write: ${path}`, { file: path });
+    }
+    if (kind.kind === 'creating') {
+      // A segment or index whose creation did not finish (it is renamed into place only when complete).
+      fs.rmSync(path, { force: true });
+      options.logger({ event: 'log.recovery.removed_incomplete', file: path });
+    }
+    if (kind.kind === 'segment') segmentBaseOffsets.push(kind.baseOffset);
+  }
+  return segmentBaseOffsets.sort((left, right) => left - right);
+}
+
+function recoverSegment(options: ResolvedOptions, baseOffset: number, nextBaseOffset: number | null): Segment {
+  const segment = Segment.open(options.dir, baseOffset, options.indexIntervalBytes);
+  try {
+    const isLast = nextBaseOffset === null;
+    const { end, indexRepair } = segment.recover(isLast);
+    if (indexRepair !== null) options.logger({ event: 'log.index.rebuilt', file: segment.indexPath, reason: indexRepair });
+    if (isLast) {
+      cutTornTail(options, segment, end.problem);
+      segment.datasyncNow(); // pages a killed process left dirty are on disk before anyone calls them durable
+    } else if (segment.nextOffset !== nextBaseOffset) {
+      const reason = end.problem ?? `data ends at offset ${segment.nextOffset}, next segment starts at ${nextBaseOffset}`;
+      throw new LogError('corrupt', `segment ${segment.path} is damaged before the log end (${reason}); refusing to drop later segments`, {
+        file: segment.path,
+        offset: segment.nextOffset,
+      });
+    }
+    return segment;
+  } catch (error) {
+    segment.close();
+    throw error;
+  }
+}
+
+function cutTornTail(options: ResolvedOptions, segment: Segment, problem: string | null): void {
+  if (problem === null && !segment.hasBytesAfterData()) return;
+  options.logger({
+    event: 'log.truncated',
+    file: segment.path,
+    offset: segment.nextOffset,
+    position: segment.dataEndPosition,
+    reason: problem ?? 'non-zero bytes after the last batch',
+  });
+  segment.truncateAt(segment.dataEndPosition);
+}
