@@ -375,3 +375,16 @@ export function decodeRecords(batch: Uint8Array): LogRecord[] {
   if (reader.position !== reader.limitPosition) throw new LogError('bad_batch', 'records region has trailing bytes');
   return records;
 }
+
+/**
+ * Decodes a bare records region (no batch header), for callers that keep a region inside a
+ * payload of their own; byte fields are views into `region`, not copies.
+ */
+export function decodeRecordsRegion(region: Uint8Array, firstTimestampMs: number, recordCount: number): LogRecord[] {
+  const buffer = asBuffer(region);
+  const reader = new Reader(buffer, 0, buffer.byteLength);
+  const records: LogRecord[] = [];
+  for (let index = 0; index < recordCount; index++) records.push(decodeRecord(reader, firstTimestampMs));
+  if (reader.position !== reader.limitPosition) throw new LogError('bad_batch', 'records region has trailing bytes');
+  return records;
+}

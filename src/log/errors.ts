@@ -11,6 +11,7 @@ export type LogErrorCode =
   | 'corrupt' // stored bytes fail their checksum; `file` names the segment
   | 'foreign_file' // the log directory holds a file the log did not write
   | 'bad_segment_header' // a segment file's header is damaged or disagrees with its name
+  | 'write_failed' // the file took fewer bytes than given (disk full); nothing was admitted
   | 'flush_failed' // fdatasync failed: the log refuses further writes
   | 'truncated' // the offset a caller waited for was truncated away
   | 'closed';
@@ -24,6 +25,7 @@ const kindByCode: Record<LogErrorCode, { kind: ErrorKind; retriable: boolean }> 
   corrupt: { kind: 'internal', retriable: false },
   foreign_file: { kind: 'internal', retriable: false },
   bad_segment_header: { kind: 'internal', retriable: false },
+  write_failed: { kind: 'unavailable', retriable: true },
   flush_failed: { kind: 'internal', retriable: false },
   truncated: { kind: 'unavailable', retriable: true },
   closed: { kind: 'unavailable', retriable: true },

@@ -27,6 +27,7 @@ export {
   encodeBatchRaw,
   encodeRecords,
   decodeRecords,
+  decodeRecordsRegion,
   type BatchHeader,
   type BatchFields,
   type BatchInput,

@@ -21,7 +21,8 @@ import { asBuffer, batchProblem } from './codec.js';
 import { LogError } from './errors.js';
 import { resolveOptions, type ResolvedOptions, type SegmentLogOptions } from './options.js';
 import { batchFactsAt, noTimestampMs, Segment, type BatchFacts } from './segment.js';
-import { classifyFileName, fsyncDirectory, segmentHeaderBytes } from './segment-files.js';
+import { join } from 'node:path';
+import { classifyFileName, fsyncDirectory, indexFileName, segmentFileName, segmentHeaderBytes } from './segment-files.js';
 import { EpochHistory, type EpochEntry, type EpochEnd } from './epoch-history.js';
 
 export interface AppendResult {
@@ -57,6 +58,8 @@ export class SegmentLog {
   private flushQueued = false;
   private flushRequested = false;
   private flushIdle: (() => void) | null = null;
+  /** The fdatasync of the segment sealed by the last roll, while it runs (see roll()). */
+  private sealedSync: { segment: Segment; done: Promise<void> } | null = null;
   /** Bumped by truncation, so a flush that started before it cannot report offsets after it. */
   private generation = 0;
   private failure: LogError | null = null;
@@ -191,13 +194,23 @@ export class SegmentLog {
   }
 
   /**
-   * Starts a new segment at endOffset. The old one is synced first (blocking, once per segment),
-   * so a newer segment file only ever exists when every older one is complete on disk: after a
-   * crash only the last segment can have a torn tail.
+   * Starts a new segment at endOffset. The segment being sealed is synced on the thread pool;
+   * the one sealed before it must be synced by now (waited for here in the rare case it is not).
+   * So a segment file exists only when every segment two or more before it is complete on disk:
+   * after a crash only the last two segments can have a torn tail, and recovery scans both.
    */
   private roll(): void {
+    if (this.sealedSync !== null) this.sealedSync.segment.datasyncNow();
     const old = this.active;
-    old.datasyncNow();
+    const done = this.syncSegment(old);
+    const sealedSync = { segment: old, done };
+    this.sealedSync = sealedSync;
+    done.then(
+      () => {
+        if (this.sealedSync === sealedSync) this.sealedSync = null;
+      },
+      (error: NodeJS.ErrnoException) => this.fail(error),
+    );
     const next = Segment.create(this.options.dir, this.endOffset, this.options.segmentBytes, this.options.indexIntervalBytes);
     this.segments.push(next);
     this.options.logger({ event: 'log.segment.rolled', dir: this.options.dir, baseOffset: next.baseOffset });
@@ -268,13 +281,23 @@ export class SegmentLog {
     });
   }
 
+  private syncSegment(segment: Segment): Promise<void> {
+    return new Promise((resolve, reject) => segment.datasync((error) => (error === null ? resolve() : reject(error))));
+  }
+
+  /** One flush: the active segment, and the segment sealed last if its own sync still runs. */
   private startFlush(): void {
-    if (this.flushInFlight || this.failure !== null || this.segments.length === 0) return;
+    if (this.flushInFlight || this.failure !== null) return;
     if (this.endOffset <= this.durable) return;
     const targetOffset = this.endOffset;
     const generation = this.generation;
     this.flushInFlight = true;
-    this.active.datasync((error) => this.finishFlush(error, targetOffset, generation));
+    const syncs = [this.syncSegment(this.active)];
+    if (this.sealedSync !== null) syncs.push(this.sealedSync.done);
+    Promise.all(syncs).then(
+      () => this.finishFlush(null, targetOffset, generation),
+      (error: NodeJS.ErrnoException) => this.finishFlush(error, targetOffset, generation),
+    );
   }
 
   private finishFlush(error: NodeJS.ErrnoException | null, targetOffset: number, generation: number): void {
@@ -316,6 +339,7 @@ export class SegmentLog {
   }
 
   private fail(error: NodeJS.ErrnoException): void {
+    if (this.failure !== null) return;
     this.failure = new LogError('flush_failed', `fdatasync failed in ${this.options.dir}: ${error.message}`);
     this.options.logger({ event: 'log.flush.failed', dir: this.options.dir, error: error.message });
     this.settleWaiters(() => true, this.failure);
@@ -416,6 +440,7 @@ export class SegmentLog {
     this.closed = true;
     if (this.timer !== null) clearInterval(this.timer);
     if (this.flushInFlight) await new Promise<void>((resolve) => (this.flushIdle = resolve));
+    if (this.sealedSync !== null) await this.sealedSync.done.catch(() => undefined);
     if (this.failure === null) {
       this.active.datasyncNow();
       this.advanceDurable(this.endOffset);
@@ -439,8 +464,14 @@ function recoverSegments(options: ResolvedOptions): Segment[] {
   let reportedMs = Date.now();
   try {
     for (const [position, baseOffset] of baseOffsets.entries()) {
-      const isLast = position === baseOffsets.length - 1;
-      segments.push(recoverSegment(options, baseOffset, isLast ? null : baseOffsets[position + 1]!));
+      const nextBaseOffset = position === baseOffsets.length - 1 ? null : baseOffsets[position + 1]!;
+      const segment = recoverSegment(options, baseOffset, nextBaseOffset, position >= baseOffsets.length - 2);
+      segments.push(segment);
+      if (nextBaseOffset !== null && segment.nextOffset !== nextBaseOffset) {
+        // The second-to-last segment ends early: a tail torn before the last segment was synced.
+        dropLaterSegments(options, baseOffsets.slice(position + 1), segment);
+        break;
+      }
       if (Date.now() - reportedMs >= recoveryProgressIntervalMs) {
         reportedMs = Date.now();
         options.logger({ event: 'log.recovery.progress', dir: options.dir, segmentsDone: position + 1, segmentsTotal: baseOffsets.length });
@@ -460,7 +491,7 @@ function listSegments(options: ResolvedOptions): number[] {
   const segmentBaseOffsets: number[] = [];
   for (const name of fs.readdirSync(options.dir).sort()) {
     const kind = classifyFileName(name);
-    const path = `${options.dir}/${name}`;
+    const path = join(options.dir, name);
     if (kind.kind === 'foreign') {
       throw new LogError('foreign_file', `log directory holds a file the log did not write: ${path}`, { file: path });
     }
@@ -474,13 +505,17 @@ function listSegments(options: ResolvedOptions): number[] {
   return segmentBaseOffsets.sort((left, right) => left - right);
 }
 
-function recoverSegment(options: ResolvedOptions, baseOffset: number, nextBaseOffset: number | null): Segment {
-  const segment = Segment.open(options.dir, baseOffset, options.indexIntervalBytes);
+/**
+ * Opens and checks one segment. `mayBeTorn` marks the last two segments: they are scanned
+ * completely and a damaged tail is cut; an older segment was synced before the newer ones were
+ * created, so damage there is reported, never repaired by deleting data.
+ */
+function recoverSegment(options: ResolvedOptions, baseOffset: number, nextBaseOffset: number | null, mayBeTorn: boolean): Segment {
+  const segment = Segment.open(options.dir, baseOffset, options.indexIntervalBytes, mayBeTorn);
   try {
-    const isLast = nextBaseOffset === null;
-    const { end, indexRepair } = segment.recover(isLast);
+    const { end, indexRepair } = segment.recover(mayBeTorn);
     if (indexRepair !== null) options.logger({ event: 'log.index.rebuilt', file: segment.indexPath, reason: indexRepair });
-    if (isLast) {
+    if (mayBeTorn) {
       cutTornTail(options, segment, end.problem);
       segment.datasyncNow(); // pages a killed process left dirty are on disk before anyone calls them durable
     } else if (segment.nextOffset !== nextBaseOffset) {
@@ -507,4 +542,15 @@ function cutTornTail(options: ResolvedOptions, segment: Segment, problem: string
     reason: problem ?? 'non-zero bytes after the last batch',
   });
   segment.truncateAt(segment.dataEndPosition);
+}
+
+/** Removes the segments after a torn one (newest first), their data lying beyond the tear. */
+function dropLaterSegments(options: ResolvedOptions, laterBaseOffsets: number[], torn: Segment): void {
+  for (const baseOffset of [...laterBaseOffsets].reverse()) {
+    const path = join(options.dir, segmentFileName(baseOffset));
+    options.logger({ event: 'log.truncated', file: path, offset: torn.nextOffset, reason: `follows the torn tail of ${torn.path}` });
+    fs.rmSync(join(options.dir, indexFileName(baseOffset)), { force: true });
+    fs.rmSync(path, { force: true });
+  }
+  fsyncDirectory(options.dir);
 }

@@ -106,14 +106,23 @@ export class Segment {
     return segment;
   }
 
-  /** Opens an existing segment, checking its header; the caller then recovers it. */
-  static open(dir: string, baseOffset: number, indexIntervalBytes: number): Segment {
+  /**
+   * Opens an existing segment, checking its header; the caller then recovers it. With
+   * `extendShortFile` (segments that may hold a torn tail) a file cut below its declared size is
+   * extended back with zeros, which the recovery scan then treats as the end of the data.
+   */
+  static open(dir: string, baseOffset: number, indexIntervalBytes: number, extendShortFile: boolean): Segment {
     const path = join(dir, segmentFileName(baseOffset));
     const fd = fs.openSync(path, 'r+');
     try {
-      const fileBytes = fs.fstatSync(fd).size;
+      let fileBytes = fs.fstatSync(fd).size;
       const header = Buffer.alloc(segmentHeaderBytes);
       const readBytes = fs.readSync(fd, header, 0, segmentHeaderBytes, 0);
+      const declaredBytes = readBytes === segmentHeaderBytes ? readUint64(header, 24) : 0;
+      if (extendShortFile && segmentHeaderProblem(header, baseOffset, declaredBytes) === null && fileBytes < declaredBytes) {
+        fs.ftruncateSync(fd, declaredBytes);
+        fileBytes = declaredBytes;
+      }
       const problem = segmentHeaderProblem(header.subarray(0, readBytes), baseOffset, fileBytes);
       if (problem !== null) throw new LogError('bad_segment_header', `segment ${path}: ${problem}`, { file: path });
       const segment = new Segment(dir, baseOffset, fileBytes, indexIntervalBytes);
@@ -262,7 +271,15 @@ export class Segment {
     assert(facts.baseOffset === this.nextOffset, `segment expects offset ${this.nextOffset}, got ${facts.baseOffset}`);
     assert(this.canAppend(facts), 'append to a segment without room');
     const position = this.dataEndPosition;
-    this.mapping.set(batch, position);
+    // Written with pwrite, not through the mapping: a first store into a mapped page of the sparse
+    // file takes a page fault and a block allocation per 4 KiB (about 3x slower when measured),
+    // while readers still see the bytes through the shared mapping at once (same page cache).
+    const writtenBytes = fs.writeSync(this.fd, batch, 0, batch.byteLength, position);
+    if (writtenBytes !== batch.byteLength) {
+      throw new LogError('write_failed', `segment ${this.path}: short write (${writtenBytes} of ${batch.byteLength} bytes)`, {
+        file: this.path,
+      });
+    }
     this.admit(facts, position, false);
   }
 
@@ -432,8 +449,9 @@ export class Segment {
     });
   }
 
+  /** Blocking fdatasync; nothing to do once the segment is closed (deleted or already synced). */
   datasyncNow(): void {
-    assert(!this.closed, 'sync of a closed segment');
+    if (this.closed) return;
     fs.fdatasyncSync(this.fd);
   }
 
