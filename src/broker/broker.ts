@@ -1,0 +1,570 @@
+// A broker: the queues its group holds, produce and consume on them, topics and consumer-group
+// offsets (both replicated through the group's log), and the read advice. It works on typed
+// requests; gRPC lives in src/rpc/.
+import { assert } from '../assert.js';
+import {
+  InvalidArgumentError, NotFoundError, OutOfRangeError, AlreadyExistsError, NotLeaderError, TimeoutError, ResourceExhaustedError,
+} from '../errors.js';
+import type { BrokerConfig, ClusterConfig, GroupConfig } from '../config/cluster.js';
+import { encodeRecords, decodeRecordsRegion, decodeBatchHeader, batchHeaderBytes, type LogRecord } from '../log/index.js';
+import type { Entry, ReplicaId, Role } from '../raft/types.js';
+import type { Replica, StateMachine } from '../replica/replica.js';
+import type { Logger } from '../replica/logger.js';
+import { CommandKind, decodeCommand, encodeCommand, type Command, type MessagesCommand } from './commands.js';
+import { QueueIndex, queueKey } from './queue-index.js';
+import { adviseRead, type Advice, type FollowerView } from './advice.js';
+import { LoadMonitor } from './load.js';
+
+export const topicNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+export const consumerGroupPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
+export const queuesPerTopicMax = 1024;
+const messagesPerProduceMax = 100_000;
+const consumeMessagesMax = 10_000;
+const consumeBytesDefault = 4 * 1024 * 1024;
+const consumeWaitersMax = 10_000;
+const replicationWaitMsMax = 30_000;
+
+export type AckLevel = 'none' | 'leader' | 'quorum';
+
+export interface ProduceMessage {
+  key: Uint8Array | null;
+  headers: Array<{ key: string; value: Uint8Array | null }>;
+  body: Uint8Array | null;
+  timestampMs: number;
+}
+
+export interface ProduceRequest {
+  topic: string;
+  queue: number;
+  messages: ProduceMessage[];
+  ack: AckLevel;
+  producerId: number;
+  sequence: number;
+}
+
+export interface ProduceResult {
+  topic: string;
+  queue: number;
+  baseOffset: number;
+  count: number;
+  duplicate: boolean;
+}
+
+export interface ConsumeRequest {
+  topic: string;
+  queue: number;
+  offset: number;
+  consumerGroup: string;
+  useCommitted: boolean;
+  maxMessages: number;
+  maxBytes: number;
+  maxWaitMs: number;
+}
+
+export interface ConsumedRecord {
+  offset: number;
+  timestampMs: number;
+  key: Uint8Array | null;
+  headers: Array<{ key: string; value: Uint8Array | null }>;
+  body: Uint8Array | null;
+}
+
+export interface ConsumeResult {
+  topic: string;
+  queue: number;
+  records: ConsumedRecord[];
+  nextOffset: number;
+  highWatermark: number;
+  startOffset: number;
+  advice: Advice;
+  servedBy: string;
+}
+
+export interface TopicInfo {
+  name: string;
+  queues: number;
+  createdMs: number;
+}
+
+export interface QueueInfo {
+  queue: number;
+  group: string;
+  leaderId: string;
+  startOffset: number;
+  highWatermark: number;
+}
+
+export interface ReplicaInfo {
+  id: string;
+  address: string;
+  role: string;
+  endOffset: number;
+  lagOffsets: number;
+  lagMs: number;
+  lastFetchAgeMs: number;
+  reachable: boolean;
+}
+
+export interface GroupInfo {
+  id: string;
+  leaderId: string;
+  epoch: number;
+  highWatermark: number;
+  replicas: ReplicaInfo[];
+  advice: Advice | null;
+}
+
+/** How a broker reaches the other groups (and its own leader) for cluster-wide requests. */
+export interface ClusterForwarder {
+  createTopic(group: GroupConfig, name: string, queues: number): Promise<void>;
+  deleteTopic(group: GroupConfig, name: string): Promise<void>;
+  describeGroup(group: GroupConfig): Promise<GroupInfo>;
+}
+
+export function clientAddress(b: BrokerConfig): string {
+  return `${b.host}:${b.clientPort}`;
+}
+
+export class Broker implements StateMachine {
+  readonly id: string;
+  readonly group: GroupConfig;
+  private readonly index = new QueueIndex();
+  private readonly topics = new Map<string, TopicInfo>();
+  private readonly consumerOffsets = new Map<string, number>();
+  private readonly consumeWaiters = new Map<string, Set<() => void>>();
+  private consumeWaiterCount = 0;
+  private readonly load: LoadMonitor;
+
+  constructor(
+    readonly config: BrokerConfig,
+    readonly cluster: ClusterConfig,
+    private readonly replica: Replica,
+    private readonly forwarder: ClusterForwarder,
+    private readonly logger: Logger,
+  ) {
+    this.id = config.id;
+    this.group = cluster.groups.find((g) => g.id === config.group)!;
+    this.load = new LoadMonitor();
+    for (const { value } of replica.meta.topics.getRange()) this.topics.set(value.name, value);
+    for (const { key, value } of replica.meta.offsets.getRange()) this.consumerOffsets.set(key, value);
+  }
+
+  get inflight(): number {
+    return this.load.inflightRequests;
+  }
+
+  /** Counts a client request in flight (the leader's load for the read advice). */
+  track<T>(work: () => Promise<T>): Promise<T> {
+    return this.load.track(work);
+  }
+
+  // ------------------------------------------------------------------ state machine
+
+  onAppend(entry: Entry): void {
+    if (entry.type !== 0) return;
+    const payload = entry.payload;
+    if (payload[0] !== CommandKind.Messages) return;
+    const command = decodeCommand(payload) as MessagesCommand;
+    this.index.add(queueKey(command.topic, command.queue), { queueOffset: command.queueOffset, logOffset: entry.offset, count: entry.count });
+  }
+
+  onTruncate(endOffset: number): void {
+    this.index.truncateFrom(endOffset);
+  }
+
+  onCommit(entry: Entry): void {
+    const command = decodeCommand(entry.payload);
+    this.applyCommand(command);
+  }
+
+  onRoleChange(role: Role, _epoch: number, _leaderId: ReplicaId | null): void {
+    if (role !== 'leader') this.wakeAllConsumers();
+  }
+
+  private applyCommand(command: Command): void {
+    switch (command.kind) {
+      case CommandKind.Messages:
+        this.wakeConsumers(queueKey(command.topic, command.queue));
+        return;
+      case CommandKind.CreateTopic: {
+        if (this.topics.has(command.name)) return; // a retried or forwarded create: first wins
+        const topic = { name: command.name, queues: command.queues, createdMs: command.createdMs };
+        this.topics.set(command.name, topic);
+        void this.replica.meta.topics.put(command.name, topic);
+        this.logger.info('topic.created', { topic: command.name, queues: command.queues });
+        return;
+      }
+      case CommandKind.DeleteTopic: {
+        const topic = this.topics.get(command.name);
+        if (!topic) return;
+        this.topics.delete(command.name);
+        void this.replica.meta.topics.remove(command.name);
+        for (let q = 0; q < topic.queues; q++) this.index.remove(queueKey(command.name, q));
+        for (const key of [...this.consumerOffsets.keys()]) {
+          if (key.split('\u0000')[1] === command.name) {
+            this.consumerOffsets.delete(key);
+            void this.replica.meta.offsets.remove(key);
+          }
+        }
+        this.logger.info('topic.deleted', { topic: command.name });
+        return;
+      }
+      case CommandKind.CommitOffset: {
+        const key = offsetKey(command.consumerGroup, command.topic, command.queue);
+        this.consumerOffsets.set(key, command.offset);
+        void this.replica.meta.offsets.put(key, command.offset);
+        return;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ placement
+
+  /** The group that holds queue `queue` of a topic: queues are dealt over groups in order. */
+  groupOfQueue(queue: number): GroupConfig {
+    return this.cluster.groups[queue % this.cluster.groups.length]!;
+  }
+
+  private checkQueue(topic: string, queue: number): TopicInfo {
+    if (!topicNamePattern.test(topic)) throw new InvalidArgumentError(`topic name "${topic}" is not valid (letters, digits, '.', '_', '-'; at most 200)`);
+    const info = this.topics.get(topic);
+    if (!info) throw new NotFoundError(`topic "${topic}" does not exist`);
+    if (!Number.isInteger(queue) || queue < 0 || queue >= info.queues) {
+      throw new NotFoundError(`topic "${topic}" has no queue ${queue} (it has queues 0..${info.queues - 1})`);
+    }
+    const owner = this.groupOfQueue(queue);
+    if (owner.id !== this.group.id) {
+      throw new NotLeaderError(`queue ${queue} of topic "${topic}" lives in group ${owner.id}, not ${this.group.id}`, null, clientAddress(owner.brokers[0]!));
+    }
+    return info;
+  }
+
+  private requireLeader(): void {
+    if (this.replica.isLeader) return;
+    const error = this.replica.notLeader();
+    const leader = error.leaderId ? this.group.brokers.find((b) => b.id === error.leaderId) : undefined;
+    throw new NotLeaderError(error.message, error.leaderId, leader ? clientAddress(leader) : null);
+  }
+
+  // ------------------------------------------------------------------ produce
+
+  async produce(request: ProduceRequest): Promise<ProduceResult> {
+    this.checkQueue(request.topic, request.queue);
+    this.checkMessages(request.messages);
+    if (request.producerId !== 0) {
+      throw new InvalidArgumentError('producer_id is set, but idempotent producers are not supported by this broker version (send producer_id 0)');
+    }
+    this.requireLeader();
+    const key = queueKey(request.topic, request.queue);
+    const nowMs = Date.now();
+    const records: LogRecord[] = request.messages.map((m) => ({
+      key: m.key, value: m.body, timestampMs: m.timestampMs > 0 ? m.timestampMs : nowMs,
+      headers: m.headers.map((h) => ({ name: h.key, value: h.value })),
+    }));
+    const firstTimestampMs = records[0]!.timestampMs;
+    const queueOffset = this.index.endOffset(key);
+    const payload = encodeCommand({
+      kind: CommandKind.Messages, topic: request.topic, queue: request.queue, queueOffset, firstTimestampMs,
+      producerId: 0, sequence: 0, records: encodeRecords(records, firstTimestampMs),
+    });
+    const logOffset = this.replica.propose(payload, records.length);
+    assert(this.index.endOffset(key) === queueOffset + records.length, 'produce: the proposal was not indexed at once');
+    const end = logOffset + records.length;
+    if (request.ack === 'quorum') await this.withTimeout(this.replica.commitWaiters.wait(end, this.replica.committedOffset), 'quorum acknowledgement');
+    else if (request.ack === 'leader') await this.withTimeout(this.replica.durableWaiters.wait(end, this.replica.durableOffset), 'leader flush');
+    return { topic: request.topic, queue: request.queue, baseOffset: queueOffset, count: records.length, duplicate: false };
+  }
+
+  private checkMessages(messages: ProduceMessage[]): void {
+    if (messages.length === 0) throw new InvalidArgumentError('messages is empty: a produce request needs at least one message');
+    if (messages.length > messagesPerProduceMax) throw new InvalidArgumentError(`${messages.length} messages in one request (limit ${messagesPerProduceMax})`);
+    const limit = this.config.settings.messageBytesMax;
+    messages.forEach((m, i) => {
+      let bytes = (m.key?.byteLength ?? 0) + (m.body?.byteLength ?? 0);
+      for (const h of m.headers) {
+        if (h.key.length === 0) throw new InvalidArgumentError(`messages[${i}] has a header with an empty key`);
+        bytes += Buffer.byteLength(h.key) + (h.value?.byteLength ?? 0);
+      }
+      if (bytes > limit) throw new InvalidArgumentError(`messages[${i}] is ${bytes} bytes, over the limit of ${limit} (messageBytesMax)`);
+      if (!Number.isSafeInteger(m.timestampMs) || m.timestampMs < 0) throw new InvalidArgumentError(`messages[${i}].timestamp_ms ${m.timestampMs} is not valid`);
+    });
+  }
+
+  private async withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError(`${what} did not arrive within ${replicationWaitMsMax} ms`)), replicationWaitMsMax);
+    });
+    try {
+      return await Promise.race([promise, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // ------------------------------------------------------------------ consume
+
+  async consume(request: ConsumeRequest, cancelled: () => boolean = () => false): Promise<ConsumeResult> {
+    this.checkQueue(request.topic, request.queue);
+    const key = queueKey(request.topic, request.queue);
+    const offset = this.startingOffset(request, key);
+    const waitMs = Math.min(request.maxWaitMs, this.config.settings.consumeWaitMsMax);
+    const deadline = Date.now() + waitMs;
+    for (let round = 0; round < 10_000; round++) {
+      const highWatermark = this.replica.committedOffset;
+      const start = this.index.startOffset(key);
+      const end = this.index.committedEndOffset(key, highWatermark);
+      if (offset < start || offset > end) {
+        throw new OutOfRangeError(`offset ${offset} is outside queue ${request.queue} of "${request.topic}": valid offsets are ${start}..${end} (${end} = next to be written)`, start, end);
+      }
+      if (offset < end || Date.now() >= deadline || cancelled()) return this.readRecords(request, key, offset, start, end, highWatermark);
+      await this.waitForData(key, deadline - Date.now());
+    }
+    throw new TimeoutError('consume gave up after too many wake-ups');
+  }
+
+  private startingOffset(request: ConsumeRequest, key: string): number {
+    if (!request.useCommitted) {
+      if (!Number.isSafeInteger(request.offset) || request.offset < 0) throw new InvalidArgumentError(`offset ${request.offset} is not valid`);
+      return request.offset;
+    }
+    if (!consumerGroupPattern.test(request.consumerGroup)) throw new InvalidArgumentError(`use_committed needs a valid consumer_group, got "${request.consumerGroup}"`);
+    return this.consumerOffsets.get(offsetKey(request.consumerGroup, request.topic, request.queue)) ?? this.index.startOffset(key);
+  }
+
+  private readRecords(request: ConsumeRequest, key: string, offset: number, start: number, end: number, highWatermark: number): ConsumeResult {
+    const maxMessages = Math.min(request.maxMessages > 0 ? request.maxMessages : 100, consumeMessagesMax);
+    const maxBytes = request.maxBytes > 0 ? request.maxBytes : consumeBytesDefault;
+    const records: ConsumedRecord[] = [];
+    let bytes = 0;
+    let next = offset;
+    const batches = this.index.batchesFrom(key, offset, highWatermark, maxMessages);
+    for (const batch of batches) {
+      const stored = this.replica.log.read(batch.logOffset, 1)[0];
+      assert(stored !== undefined, `queue index points at log offset ${batch.logOffset}, which the log does not hold`);
+      const command = decodeCommand(stored.subarray(batchHeaderBytes, decodeBatchHeader(stored).batchLength)) as MessagesCommand;
+      assert(command.kind === CommandKind.Messages && command.queueOffset === batch.queueOffset, 'queue index and log disagree');
+      const decoded = decodeRecordsRegion(command.records, command.firstTimestampMs, batch.count);
+      for (let i = Math.max(0, next - batch.queueOffset); i < decoded.length; i++) {
+        const r = decoded[i]!;
+        const size = (r.key?.byteLength ?? 0) + (r.value?.byteLength ?? 0) + 32;
+        if (records.length >= maxMessages || (records.length > 0 && bytes + size > maxBytes)) break;
+        records.push({ offset: batch.queueOffset + i, timestampMs: r.timestampMs, key: r.key, body: r.value, headers: r.headers.map((h: { name: string; value: Uint8Array | null }) => ({ key: h.name, value: h.value })) });
+        bytes += size;
+        next = batch.queueOffset + i + 1;
+      }
+      if (records.length >= maxMessages || bytes >= maxBytes) break;
+    }
+    const needed = batches[0] ? batches[0].logOffset + batches[0].count : highWatermark;
+    return {
+      topic: request.topic, queue: request.queue, records, nextOffset: next, highWatermark: end, startOffset: start,
+      advice: this.advice(needed), servedBy: this.id,
+    };
+  }
+
+  private waitForData(key: string, waitMs: number): Promise<void> {
+    if (this.consumeWaiterCount >= consumeWaitersMax) {
+      throw new ResourceExhaustedError(`${this.consumeWaiterCount} consumers already wait for data (limit ${consumeWaitersMax}); retry`);
+    }
+    return new Promise((resolve) => {
+      let set = this.consumeWaiters.get(key);
+      if (!set) this.consumeWaiters.set(key, (set = new Set()));
+      const done = (): void => {
+        clearTimeout(timer);
+        if (set!.delete(done)) this.consumeWaiterCount--;
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, waitMs));
+      set.add(done);
+      this.consumeWaiterCount++;
+    });
+  }
+
+  private wakeConsumers(key: string): void {
+    const set = this.consumeWaiters.get(key);
+    if (!set) return;
+    for (const done of [...set]) done();
+  }
+
+  private wakeAllConsumers(): void {
+    for (const key of [...this.consumeWaiters.keys()]) this.wakeConsumers(key);
+  }
+
+  // ------------------------------------------------------------------ read advice
+
+  /** Where the consumer should read next; `neededLogOffset` is the log end it must find there. */
+  advice(neededLogOffset: number): Advice {
+    const self = { id: this.id, address: clientAddress(this.config) };
+    if (!this.replica.isLeader) {
+      const leaderId = this.replica.currentLeaderId;
+      const leader = this.group.brokers.find((b) => b.id === leaderId);
+      if (this.replica.log.endOffset >= neededLogOffset) return { replicaId: self.id, address: self.address, reason: 'follower holds the next offset' };
+      return leader
+        ? { replicaId: leader.id, address: clientAddress(leader), reason: `follower ${this.id} does not hold the next offset yet; read from the leader` }
+        : { replicaId: self.id, address: self.address, reason: 'no leader known; stay here' };
+    }
+    return adviseRead(self, this.load.sample(), this.followerViews(), neededLogOffset, this.config.settings.advice);
+  }
+
+  private followerViews(): FollowerView[] {
+    const status = this.replica.status();
+    const nowMs = Date.now();
+    const tickMs = this.config.settings.tickMs;
+    const fetchTimeoutMs = this.config.settings.fetchTimeoutMs;
+    return status.replicas.filter((r) => r.id !== this.id).map((r) => {
+      const broker = this.group.brokers.find((b) => b.id === r.id);
+      const ageMs = r.ticksSinceFetch === null ? Infinity : r.ticksSinceFetch * tickMs;
+      return {
+        id: r.id,
+        address: broker ? clientAddress(broker) : '',
+        endOffset: r.matchedOffset,
+        lagOffsets: Math.max(0, status.highWatermark - r.matchedOffset),
+        lagMs: this.replica.followerLagMs(r.id, r.matchedOffset, nowMs),
+        reachable: ageMs <= fetchTimeoutMs,
+      };
+    });
+  }
+
+  // ------------------------------------------------------------------ consumer offsets
+
+  async commitOffset(consumerGroup: string, topic: string, queue: number, offset: number): Promise<void> {
+    if (!consumerGroupPattern.test(consumerGroup)) throw new InvalidArgumentError(`consumer_group "${consumerGroup}" is not valid`);
+    this.checkQueue(topic, queue);
+    const key = queueKey(topic, queue);
+    const end = this.index.committedEndOffset(key, this.replica.committedOffset);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset > end) {
+      throw new OutOfRangeError(`cannot commit offset ${offset} for queue ${queue} of "${topic}": valid offsets are 0..${end}`, 0, end);
+    }
+    await this.replicate({ kind: CommandKind.CommitOffset, consumerGroup, topic, queue, offset });
+  }
+
+  fetchOffset(consumerGroup: string, topic: string, queue: number): number | null {
+    if (!consumerGroupPattern.test(consumerGroup)) throw new InvalidArgumentError(`consumer_group "${consumerGroup}" is not valid`);
+    this.checkQueue(topic, queue);
+    return this.consumerOffsets.get(offsetKey(consumerGroup, topic, queue)) ?? null;
+  }
+
+  /** Proposes a command and waits until the group has committed it. */
+  private async replicate(command: Command): Promise<void> {
+    this.requireLeader();
+    const offset = this.replica.propose(encodeCommand(command), 1);
+    await this.withTimeout(this.replica.commitWaiters.wait(offset + 1, this.replica.committedOffset), 'quorum acknowledgement');
+  }
+
+  // ------------------------------------------------------------------ topics
+
+  /** Creates the topic in this group, then (unless forwarded) in every other group. */
+  async createTopic(name: string, queues: number, forwarded: boolean): Promise<TopicInfo> {
+    if (!topicNamePattern.test(name)) throw new InvalidArgumentError(`topic name "${name}" is not valid (letters, digits, '.', '_', '-'; at most 200)`);
+    if (!Number.isInteger(queues) || queues < 1 || queues > queuesPerTopicMax) throw new InvalidArgumentError(`queues must be 1..${queuesPerTopicMax}, got ${queues}`);
+    const existing = this.topics.get(name);
+    if (existing && existing.queues !== queues) throw new AlreadyExistsError(`topic "${name}" already exists with ${existing.queues} queues`);
+    if (!existing) await this.replicate({ kind: CommandKind.CreateTopic, name, queues, createdMs: Date.now() });
+    if (!forwarded) {
+      for (const group of this.cluster.groups) if (group.id !== this.group.id) await this.forwarder.createTopic(group, name, queues);
+    }
+    const created = this.topics.get(name);
+    assert(created !== undefined, 'create topic: committed but not applied');
+    if (created.queues !== queues) throw new AlreadyExistsError(`topic "${name}" already exists with ${created.queues} queues`);
+    return created;
+  }
+
+  async deleteTopic(name: string, forwarded: boolean): Promise<void> {
+    if (!this.topics.has(name)) throw new NotFoundError(`topic "${name}" does not exist`);
+    await this.replicate({ kind: CommandKind.DeleteTopic, name });
+    if (!forwarded) {
+      for (const group of this.cluster.groups) {
+        if (group.id === this.group.id) continue;
+        await this.forwarder.deleteTopic(group, name).catch((error: Error) => {
+          if (!(error instanceof NotFoundError)) throw error;
+        });
+      }
+    }
+  }
+
+  listTopics(): TopicInfo[] {
+    return [...this.topics.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  describeTopic(name: string, groups: GroupInfo[]): { topic: TopicInfo; queues: QueueInfo[] } {
+    const topic = this.topics.get(name);
+    if (!topic) throw new NotFoundError(`topic "${name}" does not exist`);
+    const queues: QueueInfo[] = [];
+    for (let q = 0; q < topic.queues; q++) {
+      const group = this.groupOfQueue(q);
+      const info = groups.find((g) => g.id === group.id);
+      const own = group.id === this.group.id;
+      const key = queueKey(name, q);
+      queues.push({
+        queue: q, group: group.id, leaderId: info?.leaderId ?? '',
+        startOffset: own ? this.index.startOffset(key) : 0,
+        highWatermark: own ? this.index.committedEndOffset(key, this.replica.committedOffset) : 0,
+      });
+    }
+    return { topic, queues };
+  }
+
+  // ------------------------------------------------------------------ cluster view
+
+  /**
+   * This group as this broker sees it. Only the leader knows every replica's progress: a
+   * follower asks it, and answers a forwarded request with a redirect to it.
+   */
+  async describeOwnGroup(forwarded: boolean): Promise<GroupInfo> {
+    if (this.replica.isLeader || !this.replica.currentLeaderId) return this.localGroupInfo();
+    if (forwarded) this.requireLeader();
+    try {
+      return await this.forwarder.describeGroup(this.group);
+    } catch {
+      return this.localGroupInfo(); // the leader is unreachable: describe what this replica knows
+    }
+  }
+
+  localGroupInfo(): GroupInfo {
+    const status = this.replica.status();
+    const nowMs = Date.now();
+    const leader = this.replica.isLeader;
+    const replicas: ReplicaInfo[] = this.group.brokers.map((b) => {
+      if (b.id === this.id) {
+        return { id: b.id, address: clientAddress(b), role: status.role, endOffset: this.replica.log.endOffset, lagOffsets: Math.max(0, status.highWatermark - this.replica.log.endOffset), lagMs: 0, lastFetchAgeMs: 0, reachable: true };
+      }
+      const progress = status.replicas.find((r) => r.id === b.id);
+      if (!leader || !progress) return { id: b.id, address: clientAddress(b), role: b.id === status.leaderId ? 'leader' : 'unknown', endOffset: 0, lagOffsets: 0, lagMs: 0, lastFetchAgeMs: -1, reachable: false };
+      const ageMs = progress.ticksSinceFetch === null ? -1 : progress.ticksSinceFetch * this.config.settings.tickMs;
+      return {
+        id: b.id, address: clientAddress(b), role: 'follower', endOffset: progress.matchedOffset,
+        lagOffsets: Math.max(0, status.highWatermark - progress.matchedOffset),
+        lagMs: this.replica.followerLagMs(b.id, progress.matchedOffset, nowMs),
+        lastFetchAgeMs: ageMs,
+        reachable: ageMs >= 0 && ageMs <= this.config.settings.fetchTimeoutMs,
+      };
+    });
+    return {
+      id: this.group.id, leaderId: status.leaderId ?? '', epoch: status.epoch, highWatermark: status.highWatermark, replicas,
+      advice: leader ? this.advice(status.highWatermark) : null,
+    };
+  }
+
+  async describeCluster(): Promise<GroupInfo[]> {
+    const groups: GroupInfo[] = [];
+    for (const group of this.cluster.groups) {
+      if (group.id === this.group.id) groups.push(await this.describeOwnGroup(false));
+      else {
+        groups.push(await this.forwarder.describeGroup(group).catch(() => ({
+          id: group.id, leaderId: '', epoch: 0, highWatermark: 0, advice: null,
+          replicas: group.brokers.map((b) => ({ id: b.id, address: clientAddress(b), role: 'unreachable', endOffset: 0, lagOffsets: 0, lagMs: 0, lastFetchAgeMs: -1, reachable: false })),
+        })));
+      }
+    }
+    return groups;
+  }
+
+  close(): void {
+    this.wakeAllConsumers();
+    this.load.close();
+  }
+}
+
+function offsetKey(consumerGroup: string, topic: string, queue: number): string {
+  return `${consumerGroup}\u0000${topic}\u0000${queue}`;
+}

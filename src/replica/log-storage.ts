@@ -1,0 +1,112 @@
+// The Raft core's view of a replica's segment log (the RaftStorage interface), and the one place
+// that maps a core Entry to a stored record batch and back.
+//
+// An entry is stored as one batch: baseOffset = entry.offset, recordCount = entry.count, epoch,
+// batch type = entry type, records region = entry.payload. Entries read back carry their payload
+// as a view into the mapped segment (no copy), and the batch they came from is remembered, so a
+// Fetch answer ships the stored bytes with their CRC and followers store the leader's bytes.
+import { assert } from '../assert.js';
+import {
+  SegmentLog, encodeBatchRaw, decodeBatchHeader, verifyBatch, batchHeaderBytes, type BatchType,
+} from '../log/index.js';
+import { decodeMembership } from '../raft/membership.js';
+import type { RaftStorage } from '../raft/storage.js';
+import { EntryType, type Entry, type EpochStart, type HardState, type MembershipRecord } from '../raft/types.js';
+
+/** The stored batch an entry was read from or received as (keyed by its payload view). */
+const batchOfPayload = new WeakMap<Uint8Array, Buffer>();
+
+export function entryFromBatch(batch: Buffer): Entry {
+  const header = decodeBatchHeader(batch);
+  const payload = batch.subarray(batchHeaderBytes, header.batchLength);
+  batchOfPayload.set(payload, batch);
+  return { epoch: header.epoch, offset: header.baseOffset, count: header.recordCount, type: header.batchType as EntryType, payload };
+}
+
+/** The batch to store or ship for `entry`: the received bytes when there are any, else new ones. */
+export function batchOfEntry(entry: Entry, nowMs: number): Buffer {
+  const known = batchOfPayload.get(entry.payload);
+  if (known) {
+    const header = decodeBatchHeader(known);
+    assert(header.baseOffset === entry.offset && header.epoch === entry.epoch && header.recordCount === entry.count, 'stored batch does not match its entry');
+    return known;
+  }
+  const batch = encodeBatchRaw({
+    baseOffset: entry.offset,
+    epoch: entry.epoch,
+    batchType: entry.type as unknown as BatchType,
+    recordCount: entry.count,
+    firstTimestampMs: nowMs,
+    maxTimestampMs: nowMs,
+    recordsRegion: entry.payload,
+  });
+  batchOfPayload.set(entry.payload, batch);
+  return batch;
+}
+
+/** Verifies every batch of a Fetch answer (length, CRC, contiguity) and turns them into entries. */
+export function entriesFromFetchedBatches(batches: Buffer[]): Entry[] {
+  const entries: Entry[] = [];
+  for (const batch of batches) {
+    verifyBatch(batch);
+    const entry = entryFromBatch(batch);
+    const previous = entries[entries.length - 1];
+    if (previous && previous.offset + previous.count !== entry.offset) {
+      throw new Error(`fetched batches are not contiguous at offset ${entry.offset}`);
+    }
+    entries.push(entry);
+  }
+  return entries;
+}
+
+export class LogRaftStorage implements RaftStorage {
+  private memberships: MembershipRecord[] = [];
+
+  constructor(
+    private readonly log: SegmentLog,
+    private state: HardState,
+  ) {}
+
+  hardState(): HardState {
+    return this.state;
+  }
+
+  setHardState(state: HardState): void {
+    this.state = { epoch: state.epoch, votedFor: state.votedFor };
+  }
+
+  startOffset(): number {
+    return this.log.startOffset;
+  }
+
+  endOffset(): number {
+    return this.log.endOffset;
+  }
+
+  lastEpoch(): number {
+    const history = this.log.epochStartOffsets();
+    return history.length ? history[history.length - 1]!.epoch : 0;
+  }
+
+  epochHistory(): EpochStart[] {
+    return this.log.epochStartOffsets().map((e) => ({ epoch: e.epoch, startOffset: e.startOffset }));
+  }
+
+  entries(fromOffset: number, maxBytes: number): Entry[] {
+    if (fromOffset >= this.log.endOffset) return [];
+    return this.log.read(fromOffset, maxBytes).map(entryFromBatch);
+  }
+
+  membership(): MembershipRecord[] {
+    return this.memberships;
+  }
+
+  /** Called for every batch appended (and for every stored batch once at start-up). */
+  noteAppended(entry: Entry): void {
+    if (entry.type === EntryType.Membership) this.memberships.push({ offset: entry.offset, voters: decodeMembership(entry.payload) });
+  }
+
+  noteTruncated(endOffset: number): void {
+    this.memberships = this.memberships.filter((m) => m.offset < endOffset);
+  }
+}

@@ -1,0 +1,458 @@
+// A replica drives one Raft core: real timers, the segment log, LMDB for the hard state and the
+// applied state, and a transport to the other replicas of its group. It is the only owner of
+// I/O around the core (etcd's "node" loop):
+//   tick/step/propose → ready() → persist hard state (sync) → truncate → append → advance(durable)
+//   → send messages → apply what the high watermark newly covers.
+import { join } from 'node:path';
+import { assert } from '../assert.js';
+import { NotLeaderError, ResourceExhaustedError, UnavailableError, InvalidArgumentError } from '../errors.js';
+import { SegmentLog, type FlushPolicy } from '../log/index.js';
+import { RaftCore } from '../raft/core.js';
+import { EntryType, type Entry, type Message, type Ready, type RaftStatus, type ReplicaId, type Role } from '../raft/types.js';
+import { MetaStore } from './meta-store.js';
+import { LogRaftStorage, batchOfEntry, entryFromBatch } from './log-storage.js';
+import { Waiters } from './waiters.js';
+import type { Logger } from './logger.js';
+
+export interface Transport {
+  send(message: Message): void;
+  close(): void;
+}
+
+/** What the broker hangs on a replica: it sees every appended entry and every committed one. */
+export interface StateMachine {
+  /** An entry was appended to the local log (leader or follower), committed or not. */
+  onAppend(entry: Entry): void;
+  /** The local log was truncated to `endOffset` (entries at or above it are gone). */
+  onTruncate(endOffset: number): void;
+  /** A committed entry, in offset order, exactly once per process lifetime above appliedOffset. */
+  onCommit(entry: Entry): void;
+  /** Role or leader changed. */
+  onRoleChange(role: Role, epoch: number, leaderId: ReplicaId | null): void;
+}
+
+export interface ReplicaOptions {
+  id: ReplicaId;
+  voters: ReplicaId[];
+  dataDir: string;
+  flush: FlushPolicy;
+  segmentBytes: number;
+  retentionBytesMax: number;
+  retentionAgeMsMax: number;
+  tickMs: number;
+  electionTimeoutMs: number;
+  fetchTimeoutMs: number;
+  fetchMaxWaitMs: number;
+  fetchBytesMax: number;
+  pendingProposalsMax: number;
+  logger: Logger;
+  random?: () => number;
+}
+
+interface ParkedFetch {
+  request: Message & { type: 'FetchRequest' };
+  emptyAnswer: Message;
+  resolve: (answer: Message | null) => void;
+  timer: NodeJS.Timeout;
+}
+
+interface PendingAnswer {
+  from: ReplicaId;
+  type: Message['type'];
+  resolve: (answer: Message | null) => void;
+}
+
+const answerTypeOf: Partial<Record<Message['type'], Message['type']>> = {
+  PreVoteRequest: 'PreVoteResponse',
+  VoteRequest: 'VoteResponse',
+  BeginQuorumEpoch: 'BeginQuorumEpochResponse',
+  FetchRequest: 'FetchResponse',
+};
+
+export class Replica {
+  readonly id: ReplicaId;
+  private readonly core: RaftCore;
+  private transport: Transport | null = null;
+  private machine: StateMachine | null = null;
+  private ticker: NodeJS.Timeout | null = null;
+  private retentionTimer: NodeJS.Timeout | null = null;
+  private pumping = false;
+  private wakeScheduled = false;
+  private closed = false;
+  private appliedOffset: number;
+  private highWatermark = 0;
+  private role: Role = 'follower';
+  private leaderId: ReplicaId | null = null;
+  private epoch = 0;
+  private readonly pendingAnswers: PendingAnswer[] = [];
+  private readonly parkedFetches = new Set<ParkedFetch>();
+  /** Produce waiters: resolved when the high watermark (commit) or durable end passes an offset. */
+  readonly commitWaiters = new Waiters();
+  readonly durableWaiters = new Waiters();
+  /** Follower id → last time (ms) its fetch offset had reached the high watermark. */
+  private readonly caughtUpAtMs = new Map<ReplicaId, number>();
+
+  private constructor(
+    private readonly options: ReplicaOptions,
+    readonly log: SegmentLog,
+    readonly meta: MetaStore,
+    private readonly storage: LogRaftStorage,
+  ) {
+    this.id = options.id;
+    this.appliedOffset = Math.max(meta.appliedOffset(), log.startOffset);
+    const electionTicks = Math.max(1, Math.round(options.electionTimeoutMs / options.tickMs));
+    this.core = new RaftCore({
+      id: options.id,
+      voters: options.voters,
+      electionTicks,
+      electionJitterTicks: electionTicks,
+      fetchTimeoutTicks: Math.max(electionTicks + 1, Math.round(options.fetchTimeoutMs / options.tickMs)),
+      fetchRetryTicks: Math.min(electionTicks, Math.ceil((options.fetchMaxWaitMs + 50) / options.tickMs)),
+      maxFetchBytes: options.fetchBytesMax,
+      uncommittedOffsetsMax: 1_000_000,
+      random: options.random ?? Math.random,
+    }, storage);
+  }
+
+  static async open(options: ReplicaOptions): Promise<Replica> {
+    const meta = MetaStore.open(join(options.dataDir, 'meta'));
+    const log = await SegmentLog.open({
+      dir: join(options.dataDir, 'log'),
+      segmentBytes: options.segmentBytes,
+      flush: options.flush,
+      retention: { ...(options.retentionBytesMax ? { bytesMax: options.retentionBytesMax } : {}), ...(options.retentionAgeMsMax ? { ageMsMax: options.retentionAgeMsMax } : {}) },
+      logger: (event) => options.logger.info(event.event, event),
+    });
+    const hard = meta.hardState();
+    const storage = new LogRaftStorage(log, { epoch: hard.epoch, votedFor: hard.votedFor });
+    return new Replica(options, log, meta, storage);
+  }
+
+  /** Replays the stored log into the state machine, then starts ticking. */
+  start(machine: StateMachine, transport: Transport): void {
+    this.machine = machine;
+    this.transport = transport;
+    this.replayStoredLog();
+    this.highWatermark = Math.min(this.meta.highWatermark(), this.log.endOffset);
+    this.applyCommitted();
+    if (this.options.flush.mode === 'sync') {
+      // Group commit finished: the core may count the newly flushed entries.
+      this.log.onDurable((durableOffset) => {
+        if (this.closed) return;
+        this.core.markDurable(durableOffset);
+        this.durableWaiters.release(durableOffset);
+        this.pump();
+      });
+    }
+    this.ticker = setInterval(() => this.onTick(), this.options.tickMs);
+    this.retentionTimer = setInterval(() => this.applyRetention(), 10_000);
+    this.retentionTimer.unref();
+    this.options.logger.info('replica.started', { startOffset: this.log.startOffset, endOffset: this.log.endOffset, appliedOffset: this.appliedOffset });
+  }
+
+  private replayStoredLog(): void {
+    const total = this.log.endOffset - this.log.startOffset;
+    let offset = this.log.startOffset;
+    let lastReportMs = Date.now();
+    while (offset < this.log.endOffset) {
+      for (const batch of this.log.read(offset, 4 * 1024 * 1024)) {
+        const entry = entryFromBatch(batch);
+        this.storage.noteAppended(entry);
+        this.machine!.onAppend(entry);
+        offset = entry.offset + entry.count;
+      }
+      if (Date.now() - lastReportMs > 1000) {
+        lastReportMs = Date.now();
+        this.options.logger.info('replica.replay.progress', { offset, endOffset: this.log.endOffset, percent: Math.round((100 * (offset - this.log.startOffset)) / Math.max(1, total)) });
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ inputs to the core
+
+  private onTick(): void {
+    if (this.closed) return;
+    this.core.tick();
+    this.pump();
+  }
+
+  /** A message that needs no answer on its own call (answers to our requests). */
+  deliver(message: Message): void {
+    if (this.closed) return;
+    this.core.step(message);
+    this.pump();
+  }
+
+  /** An incoming peer request: steps it and resolves with the core's answer. */
+  handle(request: Message, maxWaitMs: number): Promise<Message | null> {
+    if (this.closed) return Promise.resolve(null);
+    const answerType = answerTypeOf[request.type];
+    if (!answerType) {
+      this.deliver(request);
+      return Promise.resolve({ ...request, from: this.id, to: request.from });
+    }
+    return new Promise((resolve) => {
+      const pending: PendingAnswer = { from: request.from, type: answerType, resolve };
+      this.pendingAnswers.push(pending);
+      this.core.step(request);
+      this.pump();
+      const index = this.pendingAnswers.indexOf(pending);
+      if (index >= 0) {
+        // The core had nothing to say (e.g. a stale request): answer with nothing.
+        this.pendingAnswers.splice(index, 1);
+        resolve(null);
+      }
+    }).then((answer) => this.maybePark(request, answer as Message | null, maxWaitMs));
+  }
+
+  /** Long poll: an empty Fetch answer is held until entries arrive or maxWaitMs passes. */
+  private maybePark(request: Message, answer: Message | null, maxWaitMs: number): Message | null | Promise<Message | null> {
+    if (!answer || request.type !== 'FetchRequest' || answer.type !== 'FetchResponse') return answer;
+    const empty = answer.entries.length === 0 && !answer.error && !answer.divergingEpoch;
+    const caughtUp = request.fetchOffset >= this.log.endOffset && answer.highWatermark >= request.fetchOffset;
+    if (!empty || !caughtUp || maxWaitMs <= 0 || this.role !== 'leader') return answer;
+    const waitMs = Math.min(maxWaitMs, this.options.fetchMaxWaitMs);
+    return new Promise((resolve) => {
+      const parked: ParkedFetch = { request, emptyAnswer: answer, resolve, timer: setTimeout(() => this.wakeParked(parked), waitMs) };
+      this.parkedFetches.add(parked);
+    });
+  }
+
+  /** Re-asks the core for a parked Fetch (new entries or a new high watermark are there). */
+  private wakeParked(parked: ParkedFetch): void {
+    if (!this.parkedFetches.delete(parked)) return;
+    clearTimeout(parked.timer);
+    if (this.closed) return parked.resolve(null);
+    const pending: PendingAnswer = { from: parked.request.from, type: 'FetchResponse', resolve: parked.resolve };
+    this.pendingAnswers.push(pending);
+    this.core.step(parked.request);
+    this.pump();
+    const index = this.pendingAnswers.indexOf(pending);
+    if (index >= 0) {
+      this.pendingAnswers.splice(index, 1);
+      parked.resolve(parked.emptyAnswer);
+    }
+  }
+
+  /**
+   * Wakes every parked Fetch once the running Ready loop is done (waking re-steps the core,
+   * which must not happen inside the loop), coalescing many wake-ups into one.
+   */
+  private wakeAllParked(): void {
+    if (this.wakeScheduled || this.parkedFetches.size === 0) return;
+    this.wakeScheduled = true;
+    setImmediate(() => {
+      this.wakeScheduled = false;
+      for (const parked of [...this.parkedFetches]) this.wakeParked(parked);
+    });
+  }
+
+  // ------------------------------------------------------------------ proposals
+
+  /**
+   * Appends `payload` (spanning `count` offsets) as a data entry. Returns its group-log offset;
+   * the entry is in the log when this returns. Throws NotLeaderError when not the leader.
+   */
+  propose(payload: Uint8Array, count: number): number {
+    if (this.closed) throw new UnavailableError('broker is shutting down');
+    if (this.commitWaiters.size >= this.options.pendingProposalsMax) {
+      throw new ResourceExhaustedError(`${this.commitWaiters.size} produce requests already wait for replication (limit ${this.options.pendingProposalsMax})`);
+    }
+    const result = this.core.propose(payload, count);
+    if (!result.ok) {
+      if (result.error === 'INVALID') throw new InvalidArgumentError('proposal rejected by the replication core');
+      if (result.error === 'BACKPRESSURE') throw new ResourceExhaustedError('too many uncommitted entries; retry shortly');
+      throw this.notLeader(result.error === 'TRANSFERRING' ? 'leadership is being transferred' : undefined);
+    }
+    this.pump();
+    return result.offset;
+  }
+
+  notLeader(detail?: string): NotLeaderError {
+    const leader = this.leaderId && this.leaderId !== this.id ? this.leaderId : null;
+    return new NotLeaderError(`broker ${this.id} is not the leader of its group${leader ? `; the leader is ${leader}` : '; no leader is known yet'}${detail ? ` (${detail})` : ''}`, leader, null);
+  }
+
+  transferLeadership(to: ReplicaId): void {
+    this.core.transferLeadership(to);
+    this.pump();
+  }
+
+  // ------------------------------------------------------------------ the Ready loop
+
+  private pump(): void {
+    if (this.pumping || this.closed) return; // re-entrant calls are covered by the running loop
+    this.pumping = true;
+    try {
+      for (let rounds = 0; rounds < 1000; rounds++) {
+        const ready = this.core.ready();
+        if (!ready) break;
+        this.execute(ready);
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private execute(ready: Ready): void {
+    if (ready.hardState) {
+      this.meta.saveHardState(ready.hardState);
+      this.storage.setHardState(ready.hardState);
+    }
+    if (ready.truncateTo !== undefined) this.truncate(ready.truncateTo);
+    const nowMs = Date.now();
+    for (const entry of ready.entries) {
+      this.log.append(batchOfEntry(entry, nowMs));
+      this.storage.noteAppended(entry);
+      this.machine!.onAppend(entry);
+    }
+    this.core.advance(ready, this.durableEnd());
+    if (ready.roleChange) this.changeRole(ready.roleChange.role, ready.roleChange.epoch, ready.roleChange.leaderId);
+    for (const message of ready.messages) this.route(message);
+    if (ready.entries.length) {
+      if (this.options.flush.mode === 'async') this.durableWaiters.release(this.durableEnd());
+      this.wakeAllParked();
+    }
+    if (ready.highWatermark !== this.highWatermark) this.advanceHighWatermark(ready.highWatermark);
+  }
+
+  /** What the core may count as this replica's copy (DESIGN §3: durable under the flush policy). */
+  private durableEnd(): number {
+    // async: the page cache is the promise (a process crash keeps it; the periodic flush bounds a
+    // machine crash); sync: only what fdatasync has covered.
+    return this.options.flush.mode === 'async' ? this.log.endOffset : this.log.durableOffset;
+  }
+
+  private truncate(endOffset: number): void {
+    assert(endOffset >= this.highWatermark, `truncation to ${endOffset} below the high watermark ${this.highWatermark}`);
+    this.options.logger.info('replica.truncate', { from: this.log.endOffset, to: endOffset });
+    this.log.truncateTo(endOffset);
+    this.storage.noteTruncated(endOffset);
+    this.machine!.onTruncate(endOffset);
+    this.commitWaiters.failAbove(endOffset, () => new UnavailableError('the entry was truncated by a new leader; it was not committed'));
+    this.durableWaiters.failAbove(endOffset, () => new UnavailableError('the entry was truncated by a new leader'));
+  }
+
+  private route(message: Message): void {
+    const index = this.pendingAnswers.findIndex((p) => p.from === message.to && p.type === message.type);
+    if (index >= 0) {
+      const [pending] = this.pendingAnswers.splice(index, 1);
+      pending!.resolve(message);
+      return;
+    }
+    if (answerTypeOf[message.type] !== undefined || message.type === 'TimeoutNow') this.transport!.send(message);
+    // An answer whose call already ended (e.g. timed out) has nowhere to go: the peer retries.
+  }
+
+  private changeRole(role: Role, epoch: number, leaderId: ReplicaId | null): void {
+    const wasLeader = this.role === 'leader';
+    this.role = role;
+    this.epoch = epoch;
+    this.leaderId = leaderId;
+    this.options.logger.setEpoch(epoch);
+    this.options.logger.info('replica.role', { role, leader: leaderId });
+    if (wasLeader && role !== 'leader') {
+      // The outcome of entries above the high watermark is now up to the next leader.
+      this.commitWaiters.failAbove(this.highWatermark, () => new UnavailableError(`broker ${this.id} lost leadership before the entry committed; it may or may not be stored (retry with an idempotent producer)`));
+      this.wakeAllParked();
+    }
+    if (role === 'leader') this.caughtUpAtMs.clear();
+    this.machine!.onRoleChange(role, epoch, leaderId);
+  }
+
+  private advanceHighWatermark(highWatermark: number): void {
+    assert(highWatermark >= this.highWatermark, `high watermark went back from ${this.highWatermark} to ${highWatermark}`);
+    this.highWatermark = highWatermark;
+    this.applyCommitted();
+    this.commitWaiters.release(highWatermark);
+    this.wakeAllParked();
+  }
+
+  /** Hands every entry below the high watermark not applied yet to the state machine. */
+  private applyCommitted(): void {
+    const end = Math.min(this.highWatermark, this.log.endOffset);
+    if (this.appliedOffset >= end) return;
+    let offset = Math.max(this.appliedOffset, this.log.startOffset);
+    while (offset < end) {
+      for (const batch of this.log.read(offset, 4 * 1024 * 1024)) {
+        const entry = entryFromBatch(batch);
+        if (entry.offset >= end) break;
+        if (entry.offset + entry.count <= this.appliedOffset) { offset = entry.offset + entry.count; continue; }
+        if (entry.type === EntryType.Data) this.machine!.onCommit(entry);
+        offset = entry.offset + entry.count;
+      }
+    }
+    this.appliedOffset = offset;
+    this.meta.recordApplied(this.appliedOffset, this.highWatermark);
+  }
+
+  private applyRetention(): void {
+    if (this.closed) return;
+    // Never remove what is not applied yet: the state machine must have seen it.
+    const removed = this.log.applyRetention(Date.now(), this.appliedOffset);
+    if (removed > 0) this.options.logger.info('replica.retention', { segmentsRemoved: removed, startOffset: this.log.startOffset });
+  }
+
+  // ------------------------------------------------------------------ views
+
+  get isLeader(): boolean {
+    return this.role === 'leader';
+  }
+
+  get currentRole(): Role {
+    return this.role;
+  }
+
+  get currentLeaderId(): ReplicaId | null {
+    return this.leaderId;
+  }
+
+  get currentEpoch(): number {
+    return this.epoch;
+  }
+
+  /** The log end this replica counts as its own copy (see durableEnd). */
+  get durableOffset(): number {
+    return this.durableEnd();
+  }
+
+  get committedOffset(): number {
+    return this.highWatermark;
+  }
+
+  status(): RaftStatus {
+    return this.core.status();
+  }
+
+  /** Lag of a follower in ms: how long ago its fetch offset last reached the high watermark. */
+  followerLagMs(id: ReplicaId, matchedOffset: number, nowMs: number): number {
+    if (matchedOffset >= this.highWatermark) {
+      this.caughtUpAtMs.set(id, nowMs);
+      return 0;
+    }
+    const since = this.caughtUpAtMs.get(id);
+    if (since === undefined) {
+      this.caughtUpAtMs.set(id, nowMs);
+      return 0;
+    }
+    return nowMs - since;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ticker) clearInterval(this.ticker);
+    if (this.retentionTimer) clearInterval(this.retentionTimer);
+    for (const parked of this.parkedFetches) {
+      clearTimeout(parked.timer);
+      parked.resolve(null);
+    }
+    this.parkedFetches.clear();
+    for (const pending of this.pendingAnswers.splice(0)) pending.resolve(null);
+    this.commitWaiters.failAll(() => new UnavailableError('broker is shutting down'));
+    this.durableWaiters.failAll(() => new UnavailableError('broker is shutting down'));
+    this.transport?.close();
+    await this.log.close();
+    await this.meta.close();
+  }
+}

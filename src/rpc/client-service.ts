@@ -1,0 +1,149 @@
+// The client API (mamba.v1.Mamba) over gRPC: decodes requests into the broker's typed calls and
+// maps every error through the one status table (status.ts).
+import * as grpc from '@grpc/grpc-js';
+import { InvalidArgumentError } from '../errors.js';
+import type { AckLevel, Broker, ConsumeResult, GroupInfo, ProduceMessage } from '../broker/broker.js';
+import { serviceDefinition } from './protos.js';
+import { toStatus } from './status.js';
+
+type Wire = Record<string, unknown>;
+
+/** Metadata a broker sets when it forwards a request to another group (no further forwarding). */
+export const forwardedKey = 'mamba-forwarded';
+/** DescribeCluster with this metadata describes only the callee's own group. */
+export const scopeKey = 'mamba-scope';
+
+const ackLevels: Record<number, AckLevel> = { 0: 'quorum', 1: 'none', 2: 'leader', 3: 'quorum' };
+const subscribeWaitMs = 1000;
+
+function str(value: unknown, field: string): string {
+  if (value === undefined || value === null) return '';
+  if (typeof value !== 'string') throw new InvalidArgumentError(`${field} must be a string`);
+  return value;
+}
+
+function int(value: unknown, field: string): number {
+  const n = Number(value ?? 0);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError(`${field} must be a non-negative integer below 2^53, got ${String(value)}`);
+  return n;
+}
+
+function bytesOrNull(value: unknown): Uint8Array | null {
+  return value instanceof Uint8Array && value.byteLength > 0 ? value : null;
+}
+
+function required(value: string, field: string): string {
+  if (value.length === 0) throw new InvalidArgumentError(`${field} is required`);
+  return value;
+}
+
+function messagesOf(list: unknown): ProduceMessage[] {
+  if (!Array.isArray(list)) return [];
+  return list.map((m: Wire, i) => ({
+    key: bytesOrNull(m.key),
+    body: bytesOrNull(m.body),
+    timestampMs: int(m.timestampMs, `messages[${i}].timestamp_ms`),
+    headers: Array.isArray(m.headers) ? m.headers.map((h: Wire, j: number) => ({ key: required(str(h.key, `messages[${i}].headers[${j}].key`), `messages[${i}].headers[${j}].key`), value: bytesOrNull(h.value) })) : [],
+  }));
+}
+
+function consumeWire(r: ConsumeResult): Wire {
+  return {
+    topic: r.topic, queue: r.queue, nextOffset: r.nextOffset, highWatermark: r.highWatermark, startOffset: r.startOffset, servedBy: r.servedBy,
+    advice: r.advice ? { replicaId: r.advice.replicaId, address: r.advice.address, reason: r.advice.reason } : null,
+    records: r.records.map((x) => ({ offset: x.offset, timestampMs: x.timestampMs, key: x.key ?? Buffer.alloc(0), body: x.body ?? Buffer.alloc(0), headers: x.headers.map((h) => ({ key: h.key, value: h.value ?? Buffer.alloc(0) })) })),
+  };
+}
+
+export function groupWire(g: GroupInfo): Wire {
+  return {
+    id: g.id, leaderId: g.leaderId, epoch: g.epoch, highWatermark: g.highWatermark,
+    replicas: g.replicas.map((r) => ({ ...r })),
+    advice: g.advice ? { ...g.advice } : null,
+  };
+}
+
+function isForwarded(call: { metadata: grpc.Metadata }): boolean {
+  return call.metadata.get(forwardedKey).length > 0;
+}
+
+type Unary = (request: Wire, call: grpc.ServerUnaryCall<Wire, Wire>) => Promise<Wire>;
+
+export function addClientService(server: grpc.Server, broker: Broker): void {
+  const unary = (handler: Unary): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
+    broker.track(() => handler(call.request, call)).then(
+      (reply) => callback(null, reply),
+      (error: unknown) => {
+        const s = toStatus(error);
+        callback({ code: s.code, details: s.details, metadata: s.metadata });
+      },
+    );
+  };
+  server.addService(serviceDefinition('mamba.v1.Mamba'), {
+    Produce: unary(async (w) => {
+      const r = await broker.produce({
+        topic: required(str(w.topic, 'topic'), 'topic'), queue: int(w.queue, 'queue'), messages: messagesOf(w.messages),
+        ack: ackLevels[Number(w.ack ?? 0)] ?? (() => { throw new InvalidArgumentError(`ack ${String(w.ack)} is not a known level`); })(),
+        producerId: int(w.producerId, 'producer_id'), sequence: int(w.sequence, 'sequence'),
+      });
+      return { ...r };
+    }),
+    Consume: unary(async (w, call) => consumeWire(await broker.consume({
+      topic: required(str(w.topic, 'topic'), 'topic'), queue: int(w.queue, 'queue'), offset: int(w.offset, 'offset'),
+      consumerGroup: str(w.consumerGroup, 'consumer_group'), useCommitted: !!w.useCommitted,
+      maxMessages: int(w.maxMessages, 'max_messages'), maxBytes: int(w.maxBytes, 'max_bytes'), maxWaitMs: int(w.maxWaitMs, 'max_wait_ms'),
+    }, () => call.cancelled))),
+    Subscribe: (call: grpc.ServerWritableStream<Wire, Wire>) => { void subscribe(broker, call); },
+    CommitOffset: unary(async (w) => {
+      await broker.commitOffset(required(str(w.consumerGroup, 'consumer_group'), 'consumer_group'), required(str(w.topic, 'topic'), 'topic'), int(w.queue, 'queue'), int(w.offset, 'offset'));
+      return {};
+    }),
+    FetchOffset: unary(async (w) => {
+      const offset = broker.fetchOffset(required(str(w.consumerGroup, 'consumer_group'), 'consumer_group'), required(str(w.topic, 'topic'), 'topic'), int(w.queue, 'queue'));
+      return offset === null ? { found: false, offset: 0 } : { found: true, offset };
+    }),
+    CreateTopic: unary(async (w, call) => ({ topic: await broker.createTopic(required(str(w.name, 'name'), 'name'), int(w.queues, 'queues'), isForwarded(call)) })),
+    DeleteTopic: unary(async (w, call) => {
+      await broker.deleteTopic(required(str(w.name, 'name'), 'name'), isForwarded(call));
+      return {};
+    }),
+    ListTopics: unary(async () => ({ topics: broker.listTopics() })),
+    DescribeTopic: unary(async (w) => {
+      const name = required(str(w.name, 'name'), 'name');
+      broker.describeTopic(name, []); // NOT_FOUND before asking the other groups
+      const described = broker.describeTopic(name, await broker.describeCluster());
+      return { topic: described.topic, queues: described.queues };
+    }),
+    DescribeCluster: unary(async (_w, call) => {
+      if (call.metadata.get(scopeKey)[0] === 'group') return { groups: [groupWire(await broker.describeOwnGroup(true))] };
+      return { groups: (await broker.describeCluster()).map(groupWire) };
+    }),
+  });
+}
+
+/** A server stream of Consume replies; ends when the client cancels or on the first error. */
+async function subscribe(broker: Broker, call: grpc.ServerWritableStream<Wire, Wire>): Promise<void> {
+  const w = call.request;
+  try {
+    const topic = required(str(w.topic, 'topic'), 'topic');
+    const queue = int(w.queue, 'queue');
+    const consumerGroup = str(w.consumerGroup, 'consumer_group');
+    let offset = int(w.offset, 'offset');
+    let useCommitted = !!w.useCommitted;
+    // Bounded by the call: every round waits up to subscribeWaitMs, and a cancelled call stops it.
+    while (!call.cancelled) {
+      const result = await broker.consume({
+        topic, queue, offset, consumerGroup, useCommitted, maxMessages: int(w.maxMessages, 'max_messages'),
+        maxBytes: int(w.maxBytes, 'max_bytes'), maxWaitMs: subscribeWaitMs,
+      }, () => call.cancelled);
+      useCommitted = false;
+      offset = result.nextOffset;
+      if (result.records.length === 0 || call.cancelled) continue;
+      if (!call.write(consumeWire(result))) await new Promise<void>((resolve) => call.once('drain', resolve));
+    }
+    call.end();
+  } catch (error) {
+    const s = toStatus(error);
+    call.destroy(Object.assign(new Error(s.details), { code: s.code, details: s.details, metadata: s.metadata }));
+  }
+}

@@ -1,0 +1,86 @@
+// How a broker reaches other groups (topic creation spans every group) and its own leader
+// (a follower describing its group): the client API, with a bounded walk over the group's
+// brokers that follows "not leader" redirects.
+import * as grpc from '@grpc/grpc-js';
+import { UnavailableError, NotLeaderError, type MambaError } from '../errors.js';
+import type { GroupConfig } from '../config/cluster.js';
+import { clientAddress, type ClusterForwarder, type GroupInfo } from '../broker/broker.js';
+import { serviceDefinition } from './protos.js';
+import { fromServiceError } from './status.js';
+import { forwardedKey, scopeKey } from './client-service.js';
+
+type Wire = Record<string, unknown>;
+type Method = (request: Wire, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, reply?: Wire) => void) => void;
+
+const attemptsMax = 6;
+const callTimeoutMs = 5000;
+
+export class GrpcForwarder implements ClusterForwarder {
+  private readonly clients = new Map<string, grpc.Client>();
+  private readonly Client = grpc.makeGenericClientConstructor(serviceDefinition('mamba.v1.Mamba'), 'Mamba');
+
+  private client(address: string): grpc.Client {
+    let client = this.clients.get(address);
+    if (!client) {
+      client = new this.Client(address, grpc.credentials.createInsecure());
+      this.clients.set(address, client);
+    }
+    return client;
+  }
+
+  /** Calls `method` on the group's leader: tries its brokers in turn, following redirects. */
+  private async callGroup(group: GroupConfig, method: string, request: Wire, metadata: Record<string, string>): Promise<Wire> {
+    const addresses = group.brokers.map(clientAddress);
+    let next = addresses[0]!;
+    let lastError: MambaError | null = null;
+    for (let attempt = 0; attempt < attemptsMax; attempt++) {
+      try {
+        return await this.callOne(next, method, request, metadata);
+      } catch (error) {
+        lastError = error as MambaError;
+        if (lastError instanceof NotLeaderError && lastError.leaderAddress) next = lastError.leaderAddress;
+        else if (lastError.retriable) next = addresses[(addresses.indexOf(next) + 1) % addresses.length]!;
+        else throw lastError;
+        await new Promise((resolve) => setTimeout(resolve, 50 * (attempt + 1)));
+      }
+    }
+    throw new UnavailableError(`group ${group.id} did not answer ${method} (tried ${addresses.join(', ')}): ${lastError?.message ?? 'no answer'}`);
+  }
+
+  private callOne(address: string, method: string, request: Wire, metadata: Record<string, string>): Promise<Wire> {
+    const client = this.client(address) as unknown as Record<string, Method>;
+    const md = new grpc.Metadata();
+    for (const [key, value] of Object.entries(metadata)) md.set(key, value);
+    return new Promise((resolve, reject) => {
+      client[method]!.call(client, request, md, { deadline: Date.now() + callTimeoutMs }, (error, reply) => {
+        if (error) reject(fromServiceError(error));
+        else resolve(reply ?? {});
+      });
+    });
+  }
+
+  async createTopic(group: GroupConfig, name: string, queues: number): Promise<void> {
+    await this.callGroup(group, 'CreateTopic', { name, queues }, { [forwardedKey]: '1' });
+  }
+
+  async deleteTopic(group: GroupConfig, name: string): Promise<void> {
+    await this.callGroup(group, 'DeleteTopic', { name }, { [forwardedKey]: '1' });
+  }
+
+  async describeGroup(group: GroupConfig): Promise<GroupInfo> {
+    const reply = await this.callGroup(group, 'DescribeCluster', {}, { [scopeKey]: 'group', [forwardedKey]: '1' });
+    const groups = (reply.groups as GroupInfo[] | undefined) ?? [];
+    const info = groups.find((g) => g.id === group.id);
+    if (!info) throw new UnavailableError(`group ${group.id} answered without describing itself`);
+    return {
+      ...info,
+      epoch: Number(info.epoch), highWatermark: Number(info.highWatermark),
+      replicas: info.replicas.map((r) => ({ ...r, endOffset: Number(r.endOffset), lagOffsets: Number(r.lagOffsets), lagMs: Number(r.lagMs), lastFetchAgeMs: Number(r.lastFetchAgeMs) })),
+      advice: info.advice ? { replicaId: info.advice.replicaId, address: info.advice.address, reason: info.advice.reason } : null,
+    };
+  }
+
+  close(): void {
+    for (const client of this.clients.values()) client.close();
+  }
+}
