@@ -336,6 +336,7 @@ export class SegmentLog {
       else waiter.reject(error);
     }
     this.waiters.length = kept;
+    if (kept === 0) this.timer?.unref();
   }
 
   private fail(error: NodeJS.ErrnoException): void {
@@ -365,6 +366,8 @@ export class SegmentLog {
     if (this.waiters.length >= durableWaitersMax) {
       return Promise.reject(new ResourceExhaustedError(`more than ${durableWaitersMax} waiters for durability`));
     }
+    // The async flush timer does not hold the process open by itself, only while someone waits.
+    this.timer?.ref();
     return new Promise((resolve, reject) => this.waiters.push({ offset, resolve, reject }));
   }
 
