@@ -3,11 +3,12 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
-import { SegmentLog, encodeBatch, stampBatch, type FlushPolicy } from '../../src/log/index.js';
+import { SegmentLog, crc32c, crc32cJs, crc32cSoftware, encodeBatch, stampBatch, type FlushPolicy } from '../../src/log/index.js';
 
 const recordBytes = 1024;
 const recordsPerBatch = 64;
 const phaseMs = Number(process.env.BENCH_PHASE_MS ?? 5000);
+const roundCount = 5;
 /** Sync mode: a producer keeps at most this many batches not yet durable (then waits). */
 const syncWindowBatches = 32;
 const asyncFlushIntervalMs = 1000;
@@ -34,11 +35,24 @@ interface PhaseResult {
   flushCount: number;
 }
 
-async function appendPhase(dir: string, flush: FlushPolicy, template: Buffer): Promise<PhaseResult> {
-  const log = await SegmentLog.open({ dir, flush, logger: () => {} });
+function addResult(total: PhaseResult, part: PhaseResult): void {
+  total.byteCount += part.byteCount;
+  total.elapsedMs += part.elapsedMs;
+  total.batchCount += part.batchCount;
+  total.flushCount += part.flushCount;
+}
+
+function emptyResult(): PhaseResult {
+  return { byteCount: 0, elapsedMs: 0, batchCount: 0, flushCount: 0 };
+}
+
+/** Appends for `durationMs` to an open log; the time to settle afterwards is not counted. */
+async function appendSlice(log: SegmentLog, mode: FlushPolicy['mode'], template: Buffer, durationMs: number): Promise<PhaseResult> {
+  const sync = mode === 'sync';
+  const flushCountBefore = log.stats.flushCount;
   const startedMs = performance.now();
   let batchCount = 0;
-  while (performance.now() - startedMs < phaseMs) {
+  while (performance.now() - startedMs < durationMs) {
     // Async: append for a slice of time, then yield so the flush timer runs.
     // Sync: keep a bounded window of non-durable batches, as acknowledging producers would.
     const sliceEndMs = performance.now() + 20;
@@ -46,17 +60,20 @@ async function appendPhase(dir: string, flush: FlushPolicy, template: Buffer): P
       stampBatch(template, log.endOffset, 1);
       log.append(template);
       batchCount++;
-      if (flush.mode === 'sync' && log.endOffset - log.durableOffset >= syncWindowBatches * recordsPerBatch) {
+      if (sync && log.endOffset - log.durableOffset >= syncWindowBatches * recordsPerBatch) {
         await log.waitDurable(log.endOffset - (syncWindowBatches / 2) * recordsPerBatch);
       }
     }
     await new Promise((resolve) => setImmediate(resolve));
   }
-  if (flush.mode === 'sync') await log.waitDurable(log.endOffset);
+  if (sync) await log.waitDurable(log.endOffset);
   const elapsedMs = performance.now() - startedMs;
-  const flushCount = log.stats.flushCount;
-  await log.close();
-  return { byteCount: batchCount * template.byteLength, elapsedMs, batchCount, flushCount };
+  await log.flush(); // leave no dirty pages behind to slow the next measurement
+  return { byteCount: batchCount * template.byteLength, elapsedMs, batchCount, flushCount: log.stats.flushCount - flushCountBefore };
+}
+
+async function openBenchLog(dir: string, flush: FlushPolicy): Promise<SegmentLog> {
+  return SegmentLog.open({ dir, flush, logger: () => {} });
 }
 
 async function readPhase(dir: string): Promise<{ byteCount: number; elapsedMs: number }> {
@@ -96,41 +113,57 @@ function rawPhase(path: string, template: Buffer, batchCount: number, groupBatch
   return { byteCount: batchCount * template.byteLength, elapsedMs, batchCount, flushCount };
 }
 
+/** Per-batch CRC32C speed of each implementation, for the record (stderr only). */
+function measureCrc(template: Buffer): void {
+  const rounds = 500;
+  for (const [name, crc] of [['hardware', crc32c], ['slicing-by-8', crc32cSoftware], ['pure JS', crc32cJs]] as const) {
+    const count = name === 'pure JS' ? rounds / 10 : rounds;
+    const startedMs = performance.now();
+    for (let round = 0; round < count; round++) crc(template);
+    progress(`crc32c ${name}: ${megabytesPerSecond(count * template.byteLength, performance.now() - startedMs)} MB/s`);
+  }
+}
+
 async function main(): Promise<void> {
   const root = fs.mkdtempSync(join(os.tmpdir(), 'mamba-bench-log-'));
+  const ratio = (value: number, base: number): number => Math.round((value / base) * 100) / 100;
   try {
     const template = templateBatch();
-    progress(`batch ${template.byteLength} bytes (${recordsPerBatch} x ${recordBytes} B records), ${phaseMs} ms per phase`);
-
-    progress('async append ...');
-    const asyncRun = await appendPhase(join(root, 'async'), { mode: 'async', intervalMs: asyncFlushIntervalMs }, template);
-    const asyncMBps = megabytesPerSecond(asyncRun.byteCount, asyncRun.elapsedMs);
-    progress(`async: ${asyncMBps} MB/s, ${asyncRun.batchCount} batches, ${asyncRun.flushCount} flushes`);
-
-    progress('raw writeSync of the same bytes ...');
-    const raw = rawPhase(join(root, 'raw.bin'), template, asyncRun.batchCount, null);
-    const rawMBps = megabytesPerSecond(raw.byteCount, raw.elapsedMs);
-    progress(`raw: ${rawMBps} MB/s`);
+    progress(`batch ${template.byteLength} bytes (${recordsPerBatch} x ${recordBytes} B records), ${phaseMs} ms per mode in ${roundCount} interleaved rounds`);
+    measureCrc(template);
+    const asyncLog = await openBenchLog(join(root, 'async'), { mode: 'async', intervalMs: asyncFlushIntervalMs });
+    const syncLog = await openBenchLog(join(root, 'sync'), { mode: 'sync' });
+    const totals = { async: emptyResult(), raw: emptyResult(), sync: emptyResult(), rawSync: emptyResult() };
+    // Rounds alternate log and raw phases so that the noise of a shared machine hits both alike.
+    for (let round = 1; round <= roundCount; round++) {
+      const asyncPart = await appendSlice(asyncLog, 'async', template, phaseMs / roundCount);
+      const rawPart = rawPhase(join(root, 'raw.bin'), template, asyncPart.batchCount, null);
+      const syncPart = await appendSlice(syncLog, 'sync', template, phaseMs / roundCount);
+      const groupBatches = Math.max(1, Math.round(syncPart.batchCount / Math.max(1, syncPart.flushCount)));
+      const rawSyncPart = rawPhase(join(root, 'raw-sync.bin'), template, syncPart.batchCount, groupBatches);
+      addResult(totals.async, asyncPart);
+      addResult(totals.raw, rawPart);
+      addResult(totals.sync, syncPart);
+      addResult(totals.rawSync, rawSyncPart);
+      progress(
+        `round ${round}/${roundCount}: async ${megabytesPerSecond(asyncPart.byteCount, asyncPart.elapsedMs)} vs raw ${megabytesPerSecond(rawPart.byteCount, rawPart.elapsedMs)} MB/s; ` +
+          `sync ${megabytesPerSecond(syncPart.byteCount, syncPart.elapsedMs)} vs raw+fdatasync ${megabytesPerSecond(rawSyncPart.byteCount, rawSyncPart.elapsedMs)} MB/s ` +
+          `(${syncPart.flushCount} flushes, ~${groupBatches} batches each)`,
+      );
+    }
+    await asyncLog.close();
+    await syncLog.close();
+    fs.rmSync(join(root, 'sync'), { recursive: true });
 
     progress('read everything back ...');
     const read = await readPhase(join(root, 'async'));
     const readMBps = megabytesPerSecond(read.byteCount, read.elapsedMs);
-    progress(`read: ${readMBps} MB/s over ${read.byteCount} bytes (CRC verified)`);
-    fs.rmSync(join(root, 'async'), { recursive: true });
+    progress(`read: ${readMBps} MB/s over ${read.byteCount} bytes, every batch CRC-verified`);
 
-    progress('sync append (group commit) ...');
-    const syncRun = await appendPhase(join(root, 'sync'), { mode: 'sync' }, template);
-    const syncMBps = megabytesPerSecond(syncRun.byteCount, syncRun.elapsedMs);
-    const groupBatches = Math.max(1, Math.round(syncRun.batchCount / syncRun.flushCount));
-    progress(`sync: ${syncMBps} MB/s, ${syncRun.batchCount} batches, ${syncRun.flushCount} flushes (~${groupBatches} batches each)`);
-    fs.rmSync(join(root, 'sync'), { recursive: true });
-
-    progress(`raw writeSync + fdatasync every ${groupBatches} batches ...`);
-    const rawSync = rawPhase(join(root, 'raw-sync.bin'), template, syncRun.batchCount, groupBatches);
-    const rawSyncMBps = megabytesPerSecond(rawSync.byteCount, rawSync.elapsedMs);
-    progress(`raw sync: ${rawSyncMBps} MB/s, ${rawSync.flushCount} flushes`);
-
-    const ratio = (value: number, base: number): number => Math.round((value / base) * 100) / 100;
+    const asyncMBps = megabytesPerSecond(totals.async.byteCount, totals.async.elapsedMs);
+    const rawMBps = megabytesPerSecond(totals.raw.byteCount, totals.raw.elapsedMs);
+    const syncMBps = megabytesPerSecond(totals.sync.byteCount, totals.sync.elapsedMs);
+    const rawSyncMBps = megabytesPerSecond(totals.rawSync.byteCount, totals.rawSync.elapsedMs);
     console.log(
       JSON.stringify({
         bench: 'log',
