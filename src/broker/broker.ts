@@ -398,7 +398,7 @@ export class Broker implements StateMachine {
     if (!this.replica.isLeader) {
       const leaderId = this.replica.currentLeaderId;
       const leader = this.group.brokers.find((b) => b.id === leaderId);
-      if (this.replica.log.endOffset >= neededLogOffset) return { replicaId: self.id, address: self.address, reason: 'follower holds the next offset' };
+      if (this.replica.committedOffset >= neededLogOffset) return { replicaId: self.id, address: self.address, reason: 'this follower holds the next offset' };
       return leader
         ? { replicaId: leader.id, address: clientAddress(leader), reason: `follower ${this.id} does not hold the next offset yet; read from the leader` }
         : { replicaId: self.id, address: self.address, reason: 'no leader known; stay here' };

@@ -313,7 +313,9 @@ export class Replica {
       if (this.options.flush.mode === 'async') this.durableWaiters.release(this.durableEnd());
       this.wakeAllParked();
     }
-    if (ready.highWatermark !== this.highWatermark) this.advanceHighWatermark(ready.highWatermark);
+    // After a restart the core starts from 0 until the leader tells it; what this replica
+    // applied before (a lower bound of the committed prefix) stays known.
+    if (ready.highWatermark > this.highWatermark) this.advanceHighWatermark(ready.highWatermark);
   }
 
   /** What the core may count as this replica's copy (DESIGN §3: durable under the flush policy). */
