@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE  ?= node
 SEEDS ?= 1000
 
-.PHONY: all build native test run stop bench bench-log sim clean
+.PHONY: all build native native-build test run stop demo-log bench bench-log sim clean
 
 all: build
 
@@ -26,16 +26,23 @@ build/Release/mamba_native.node: binding.gyp native/mamba_native.cc
 
 build: node_modules/.installed native
 	npx tsc -p tsconfig.json
+	@chmod +x dist/src/cli/main.js
+	@ln -sf ../../dist/src/cli/main.js node_modules/.bin/mambamq
 
 # Every test file under dist/test, run by node's own test runner; it prints the pass/fail summary.
 test: build
 	$(NODE) --test --test-reporter=spec --test-concurrency=2 $$(find dist/test -name '*.test.js' | sort)
 
+# Starts cluster/local-3.yaml in the background and prints how to produce and consume.
 run: build
-	$(NODE) dist/scripts/demo-log.js
+	@scripts/run-local.sh
 
+# Stops exactly the brokers `make run` started (their pid files are under ./data/pids).
 stop:
-	@true
+	@if [ -f dist/src/cli/main.js ]; then $(NODE) dist/src/cli/main.js cluster down --cluster cluster/local-3.yaml; fi
+
+demo-log: build
+	$(NODE) dist/scripts/demo-log.js
 
 bench-log: build
 	$(NODE) dist/scripts/bench/log-bench.js

@@ -1,25 +1,73 @@
 #!/usr/bin/env node
 // The `mambamq` command. Exit codes: 0 success, 1 failure at run time, 2 usage error.
-import { Command, CommanderError } from 'commander';
+import { createInterface } from 'node:readline';
+import { Command, CommanderError, Option, InvalidArgumentError as UsageError } from 'commander';
+import { MambaError } from '../errors.js';
 import { ConfigError } from '../config/validate.js';
 import { loadClusterConfig } from '../config/cluster.js';
-import { startBroker } from '../rpc/broker-server.js';
+import { MambaClient, type Ack, type OutgoingMessage } from '../client/client.js';
+import { startBrokers, stopBrokers, waitForLeaders, brokerAddresses, logFile } from './cluster-control.js';
+import { statusJson, statusText } from './format.js';
+
+const defaultBrokers = process.env.MAMBA_BROKERS ?? '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103';
+
+interface GlobalOptions {
+  brokers: string;
+  cluster?: string;
+  json?: boolean;
+}
 
 const program = new Command();
 program
   .name('mambamq')
-  .description('Mamba MQ: a message broker on a Raft-replicated commit log')
+  .description('Mamba MQ: a message broker on a Raft-replicated commit log.\nTry: mambamq status, mambamq topic create orders --queues 4, mambamq produce --topic orders hello')
+  .option('--brokers <list>', 'seed broker client addresses, comma separated (env MAMBA_BROKERS)', defaultBrokers)
+  .option('--cluster <file>', 'take the seed brokers from a cluster file instead of --brokers')
+  .option('--json', 'print machine-readable JSON instead of text')
   .exitOverride()
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .configureOutput({ outputError: (text, write) => write(text) });
+
+function globals(command: Command): GlobalOptions {
+  return command.optsWithGlobals() as GlobalOptions;
+}
+
+function clientFor(command: Command): MambaClient {
+  const options = globals(command);
+  const brokers = options.cluster ? brokerAddresses(loadClusterConfig(options.cluster)) : options.brokers.split(',').map((s) => s.trim()).filter(Boolean);
+  return new MambaClient({ brokers, requestTimeoutMs: 5000, retry: { attemptsMax: 3, backoffMsInitial: 100 } });
+}
+
+async function withClient<T>(command: Command, work: (client: MambaClient) => Promise<T>): Promise<T> {
+  const client = clientFor(command);
+  try {
+    return await work(client);
+  } finally {
+    client.close();
+  }
+}
+
+function print(command: Command, json: unknown, text: string): void {
+  process.stdout.write(globals(command).json ? `${JSON.stringify(json)}\n` : `${text}\n`);
+}
+
+function positiveInt(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 0) throw new UsageError(`${name} must be a non-negative integer, got "${value}"`);
+    return n;
+  };
+}
+
+// ------------------------------------------------------------------ broker and cluster
 
 program
   .command('broker')
-  .description('run one broker of a cluster file in the foreground (logs: one JSON object a line on stdout)')
-  .requiredOption('--cluster <file>', 'cluster file (YAML or JSON), e.g. cluster/local-3.yaml')
+  .description('run one broker of a cluster file in the foreground (needs --cluster <file>; logs: one JSON object a line on stdout)')
   .requiredOption('--id <id>', 'this broker\'s id in the cluster file, e.g. b1')
-  .action(async (options: { cluster: string; id: string }) => {
-    const cluster = loadClusterConfig(options.cluster);
-    const running = await startBroker(cluster, options.id);
+  .action(async (options: { id: string }, command: Command) => {
+    const { startBroker } = await import('../rpc/broker-server.js');
+    const running = await startBroker(loadClusterConfig(clusterFile(command)), options.id);
     const stop = (signal: string): void => {
       process.stderr.write(`mambamq broker ${options.id}: ${signal}, stopping\n`);
       running.stop().then(() => process.exit(0), () => process.exit(1));
@@ -28,6 +76,150 @@ program
     process.once('SIGINT', () => stop('SIGINT'));
   });
 
+/** The global --cluster file, required by the `cluster` subcommands. */
+function clusterFile(command: Command): string {
+  const file = globals(command).cluster;
+  if (!file) command.error(`error: ${command.name()} needs --cluster <file>`, { exitCode: 2, code: 'mambamq.usage' });
+  return file!;
+}
+
+const cluster = program
+  .command('cluster')
+  .description('start, stop and inspect every broker of a cluster file on this machine (needs --cluster <file>)');
+cluster
+  .command('up')
+  .description('start the brokers of a cluster file in the background and wait for a leader in every group')
+  .option('--wait-ms <ms>', 'how long to wait for leaders', positiveInt('--wait-ms'), 30_000)
+  .action(async (options: { waitMs: number }, command: Command) => {
+    const file = clusterFile(command);
+    const config = loadClusterConfig(file);
+    const started = startBrokers(config, file);
+    if (!globals(command).json) process.stderr.write(`started ${started.length ? started.join(', ') : 'nothing (all running)'}; logs in ${logFile(config, '<id>')}\n`);
+    const groups = await waitForLeaders(config, options.waitMs, (text) => { if (!globals(command).json) process.stderr.write(`  ${text}\n`); });
+    print(command, { started, groups: groups.map((g) => ({ id: g.id, leader: g.leaderId, epoch: g.epoch })) },
+      groups.map((g) => `group ${g.id}: leader ${g.leaderId} (${g.replicas.find((r) => r.id === g.leaderId)?.address ?? '?'}), epoch ${g.epoch}`).join('\n'));
+  });
+cluster
+  .command('down')
+  .description('stop the brokers that `cluster up` started for this cluster file')
+  .action(async (_options: unknown, command: Command) => {
+    const stopped = await stopBrokers(loadClusterConfig(clusterFile(command)));
+    print(command, { stopped }, stopped.length ? `stopped ${stopped.join(', ')}` : 'no broker of this cluster was running');
+  });
+cluster
+  .command('status')
+  .description('leaders, epochs, high watermarks and lag of the cluster in a file')
+  .action(async (_options: unknown, command: Command) => {
+    clusterFile(command);
+    await showStatus(command, false);
+  });
+
+program
+  .command('status')
+  .description('per group: leader, epoch, high watermark; per replica: role, end offset, lag, last fetch age; the read advice')
+  .option('--watch', 'refresh every second until interrupted')
+  .action(async (options: { watch?: boolean }, command: Command) => showStatus(command, !!options.watch));
+
+async function showStatus(command: Command, watch: boolean): Promise<void> {
+  await withClient(command, async (client) => {
+    for (;;) {
+      const groups = await client.describeCluster();
+      if (watch && !globals(command).json) process.stdout.write('\u001b[2J\u001b[H');
+      print(command, statusJson(groups), statusText(groups));
+      if (!watch) return;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  });
+}
+
+// ------------------------------------------------------------------ topics
+
+const topic = program.command('topic').description('create, list, describe and delete topics');
+topic
+  .command('create <name>')
+  .description('create a topic; its queues are spread over the groups')
+  .option('--queues <n>', 'number of queues', positiveInt('--queues'), 4)
+  .action(async (name: string, options: { queues: number }, command: Command) => withClient(command, async (client) => {
+    const created = await client.createTopic(name, options.queues);
+    print(command, created, `created topic ${created.name} with ${created.queues} queues`);
+  }));
+topic
+  .command('list')
+  .description('list topics')
+  .action(async (_options: unknown, command: Command) => withClient(command, async (client) => {
+    const topics = await client.listTopics();
+    print(command, { topics }, topics.length ? topics.map((t) => `${t.name}\t${t.queues} queues`).join('\n') : '(no topics)');
+  }));
+topic
+  .command('describe <name>')
+  .description('queues of a topic: group, leader, start offset, high watermark')
+  .action(async (name: string, _options: unknown, command: Command) => withClient(command, async (client) => {
+    const d = await client.describeTopic(name);
+    const queues = (d.queues as Array<Record<string, unknown>>).map((q) => ({ queue: Number(q.queue), group: String(q.group), leader: String(q.leaderId), startOffset: Number(q.startOffset), highWatermark: Number(q.highWatermark) }));
+    print(command, { name: d.topic.name, queues }, [`topic ${d.topic.name}: ${d.topic.queues} queues`, ...queues.map((q) => `  queue ${q.queue}\tgroup ${q.group}\tleader ${q.leader || '?'}\toffsets ${q.startOffset}..${q.highWatermark}`)].join('\n'));
+  }));
+topic
+  .command('delete <name>')
+  .description('delete a topic and its messages in every group')
+  .action(async (name: string, _options: unknown, command: Command) => withClient(command, async (client) => {
+    await client.deleteTopic(name);
+    print(command, { deleted: name }, `deleted topic ${name}`);
+  }));
+
+// ------------------------------------------------------------------ produce and consume
+
+program
+  .command('produce [messages...]')
+  .description('send messages (the arguments, or one per line of standard input)')
+  .requiredOption('--topic <name>', 'topic')
+  .option('--queue <n>', 'queue (default: by key, else round-robin)', positiveInt('--queue'))
+  .option('--key <key>', 'message key (pins the messages to one queue)')
+  .addOption(new Option('--ack <level>', 'acknowledgement level').choices(['none', 'leader', 'quorum']).default('quorum'))
+  .action(async (messages: string[], options: { topic: string; queue?: number; key?: string; ack: Ack }, command: Command) => withClient(command, async (client) => {
+    const lines = messages.length ? messages : await readStdinLines();
+    const results = [];
+    for (const body of lines) {
+      const message: OutgoingMessage = { body, ...(options.key !== undefined ? { key: options.key } : {}) };
+      const r = await client.send(options.topic, [message], { ...(options.queue !== undefined ? { queue: options.queue } : {}), ack: options.ack });
+      results.push({ queue: r.queue, offset: r.baseOffset });
+      if (!globals(command).json) process.stdout.write(`queue ${r.queue} offset ${r.baseOffset}\n`);
+    }
+    if (globals(command).json) process.stdout.write(`${JSON.stringify({ topic: options.topic, sent: results })}\n`);
+  }));
+
+program
+  .command('consume')
+  .description('read messages of one queue from an offset')
+  .requiredOption('--topic <name>', 'topic')
+  .option('--queue <n>', 'queue', positiveInt('--queue'), 0)
+  .option('--from <offset>', 'first offset to read', positiveInt('--from'), 0)
+  .option('--max <n>', 'stop after this many messages (without --follow)', positiveInt('--max'), 1000)
+  .option('--follow', 'keep waiting for new messages until interrupted')
+  .action(async (options: { topic: string; queue: number; from: number; max: number; follow?: boolean }, command: Command) => withClient(command, async (client) => {
+    let offset = options.from;
+    let count = 0;
+    let address: string | undefined;
+    for (;;) {
+      const r = await client.read(options.topic, options.queue, offset, { maxMessages: Math.min(500, options.follow ? 500 : options.max - count), maxWaitMs: options.follow ? 1000 : 0, ...(address ? { address } : {}) });
+      for (const m of r.messages) {
+        const line = globals(command).json
+          ? JSON.stringify({ queue: options.queue, offset: m.offset, timestampMs: m.timestampMs, key: m.key?.toString() ?? null, body: m.body.toString() })
+          : `${m.offset}\t${m.key ? `${m.key.toString()}\t` : ''}${m.body.toString()}`;
+        process.stdout.write(`${line}\n`);
+      }
+      count += r.messages.length;
+      offset = r.nextOffset;
+      address = r.advice?.address || undefined; // read where the leader advises
+      if (!options.follow && (count >= options.max || r.messages.length === 0)) return;
+    }
+  }));
+
+async function readStdinLines(): Promise<string[]> {
+  const lines: string[] = [];
+  for await (const line of createInterface({ input: process.stdin })) if (line.length) lines.push(line);
+  return lines;
+}
+
 async function main(): Promise<void> {
   try {
     await program.parseAsync(process.argv);
@@ -35,8 +227,8 @@ async function main(): Promise<void> {
     if (error instanceof CommanderError) {
       process.exit(error.exitCode === 0 ? 0 : 2);
     }
-    const message = error instanceof ConfigError ? error.message : (error as Error).message ?? String(error);
-    process.stderr.write(`mambamq: ${message}\n`);
+    const message = error instanceof ConfigError || error instanceof MambaError ? error.message : (error as Error)?.message ?? String(error);
+    process.stderr.write(`mambamq: ${message.split('\n')[0]}\n`);
     process.exit(1);
   }
 }

@@ -1,0 +1,121 @@
+// Route discovery: which group holds each queue of a topic and which broker leads each group,
+// learned from any seed broker and refreshed on errors.
+import { UnavailableError, NotLeaderError, NotFoundError, type MambaError } from '../errors.js';
+import type { ConnectionPool, Wire } from './connection.js';
+
+export interface ReplicaRoute {
+  id: string;
+  address: string;
+  role: string;
+  endOffset: number;
+  lagOffsets: number;
+  lagMs: number;
+  lastFetchAgeMs: number;
+  reachable: boolean;
+}
+
+export interface GroupRoute {
+  id: string;
+  leaderId: string;
+  epoch: number;
+  highWatermark: number;
+  replicas: ReplicaRoute[];
+  advice: { replicaId: string; address: string; reason: string } | null;
+}
+
+export interface TopicRoute {
+  name: string;
+  queues: number;
+  queueGroups: string[]; // queue → group id
+}
+
+export function groupFromWire(g: Wire): GroupRoute {
+  return {
+    id: String(g.id), leaderId: String(g.leaderId ?? ''), epoch: Number(g.epoch ?? 0), highWatermark: Number(g.highWatermark ?? 0),
+    replicas: ((g.replicas as Wire[] | undefined) ?? []).map((r) => ({
+      id: String(r.id), address: String(r.address), role: String(r.role), endOffset: Number(r.endOffset ?? 0), lagOffsets: Number(r.lagOffsets ?? 0),
+      lagMs: Number(r.lagMs ?? 0), lastFetchAgeMs: Number(r.lastFetchAgeMs ?? 0), reachable: !!r.reachable,
+    })),
+    advice: g.advice ? { replicaId: String(g.advice.replicaId), address: String(g.advice.address), reason: String(g.advice.reason) } : null,
+  };
+}
+
+export class Router {
+  private groups: GroupRoute[] = [];
+  private readonly topics = new Map<string, TopicRoute>();
+  private readonly leaderHints = new Map<string, string>(); // group → leader address learned from redirects
+
+  constructor(
+    private readonly pool: ConnectionPool,
+    private readonly seeds: string[],
+    private readonly requestTimeoutMs: number,
+  ) {
+    if (seeds.length === 0) throw new Error('brokers: at least one seed broker address is required');
+  }
+
+  /** Calls the first seed (or known broker) that answers. */
+  async callAny(method: string, request: Wire): Promise<Wire> {
+    const known = this.groups.flatMap((g) => g.replicas.map((r) => r.address));
+    const addresses = [...new Set([...this.seeds, ...known])];
+    let lastError: MambaError | null = null;
+    for (const address of addresses) {
+      try {
+        return await this.pool.call(address, method, request, this.requestTimeoutMs);
+      } catch (error) {
+        lastError = error as MambaError;
+        if (!lastError.retriable) throw lastError;
+      }
+    }
+    throw new UnavailableError(`cannot reach the cluster (tried ${addresses.join(', ')})${lastError ? `: ${lastError.message.split('\n')[0]}` : ''}`);
+  }
+
+  async refresh(): Promise<GroupRoute[]> {
+    const reply = await this.callAny('DescribeCluster', {});
+    this.groups = ((reply.groups as Wire[] | undefined) ?? []).map(groupFromWire);
+    for (const g of this.groups) {
+      const leader = g.replicas.find((r) => r.id === g.leaderId);
+      if (leader) this.leaderHints.set(g.id, leader.address);
+    }
+    return this.groups;
+  }
+
+  get knownGroups(): GroupRoute[] {
+    return this.groups;
+  }
+
+  async topic(name: string, forceRefresh = false): Promise<TopicRoute> {
+    const cached = this.topics.get(name);
+    if (cached && !forceRefresh) return cached;
+    const reply = await this.callAny('DescribeTopic', { name });
+    const route = { name, queues: Number(reply.topic.queues), queueGroups: (reply.queues as Wire[]).map((q) => String(q.group)) };
+    this.topics.set(name, route);
+    return route;
+  }
+
+  forgetTopic(name: string): void {
+    this.topics.delete(name);
+  }
+
+  /** The client address of a group's leader (or, when unknown, any of its brokers). */
+  async leaderOf(groupId: string): Promise<string> {
+    const hint = this.leaderHints.get(groupId);
+    if (hint) return hint;
+    await this.refresh();
+    const group = this.groups.find((g) => g.id === groupId);
+    if (!group) throw new NotFoundError(`the cluster has no group ${groupId}`);
+    const leader = group.replicas.find((r) => r.id === group.leaderId) ?? group.replicas[0];
+    if (!leader) throw new UnavailableError(`group ${groupId} has no brokers`);
+    return leader.address;
+  }
+
+  /** Learns from an error: a redirect names the new leader, anything else forgets the hint. */
+  noteFailure(groupId: string, error: MambaError): void {
+    if (error instanceof NotLeaderError && error.leaderAddress) this.leaderHints.set(groupId, error.leaderAddress);
+    else this.leaderHints.delete(groupId);
+  }
+
+  /** Other brokers of the group, to try when the leader is unreachable. */
+  groupAddresses(groupId: string): string[] {
+    return this.groups.find((g) => g.id === groupId)?.replicas.map((r) => r.address) ?? [];
+  }
+}
