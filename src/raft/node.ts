@@ -1,0 +1,263 @@
+// The core's state and the role transitions shared by the step functions. Internal: the driver
+// uses RaftCore (core.ts), which wraps this.
+
+import { assert } from '../assert.js';
+import { currentVoters, encodeLeaderChange } from './membership.js';
+import { newProgress, syncProgress, type Progress } from './progress.js';
+import { voteOutcome } from './quorum.js';
+import { RaftLog } from './raft-log.js';
+import type { RaftStorage } from './storage.js';
+import { EntryType, type Message, type RaftConfig, type ReplicaId, type Role, type RoleState } from './types.js';
+
+// Upper bound on messages queued between two Readys; beyond it the caller is not draining Ready.
+export const messagesQueuedMax = 100_000;
+
+type Outgoing = Message extends infer M ? (M extends Message ? Omit<M, 'from' | 'epoch'> : never) : never;
+
+export interface ResolvedConfig extends Required<Omit<RaftConfig, 'voters'>> {
+  voters: readonly ReplicaId[];
+}
+
+export function resolveConfig(config: RaftConfig): ResolvedConfig {
+  assert(typeof config.id === 'string' && config.id.length > 0, 'config: id is required');
+  assert(Number.isInteger(config.electionTicks) && config.electionTicks >= 1, 'config: electionTicks >= 1');
+  assert(Number.isInteger(config.fetchTimeoutTicks) && config.fetchTimeoutTicks >= 1, 'config: fetchTimeoutTicks >= 1');
+  assert(Number.isInteger(config.maxFetchBytes) && config.maxFetchBytes >= 1, 'config: maxFetchBytes >= 1');
+  assert(typeof config.random === 'function', 'config: random is required');
+  const resolved: ResolvedConfig = {
+    id: config.id,
+    voters: [...config.voters],
+    electionTicks: config.electionTicks,
+    electionJitterTicks: config.electionJitterTicks ?? config.electionTicks,
+    fetchTimeoutTicks: config.fetchTimeoutTicks,
+    fetchRetryTicks: config.fetchRetryTicks ?? Math.max(1, Math.floor(config.electionTicks / 4)),
+    beginQuorumEpochResendTicks: config.beginQuorumEpochResendTicks ?? Math.max(1, Math.floor(config.electionTicks / 2)),
+    maxFetchBytes: config.maxFetchBytes,
+    uncommittedOffsetsMax: config.uncommittedOffsetsMax ?? 1_000_000,
+    random: config.random,
+  };
+  assert(resolved.electionJitterTicks >= 0 && resolved.fetchRetryTicks >= 1, 'config: bad tick values');
+  assert(resolved.fetchRetryTicks < resolved.electionTicks + 1 || resolved.electionTicks === 1, 'config: fetchRetryTicks too large');
+  return resolved;
+}
+
+export class RaftNode {
+  readonly id: ReplicaId;
+  readonly log: RaftLog;
+  tick = 0;
+  epoch: number;
+  votedFor: ReplicaId | null;
+  role: Role = 'follower';
+  leaderId: ReplicaId | null = null;
+  voters: ReplicaId[];
+  highWatermark = 0;
+  durableEndOffset: number;
+  hardStateDirty = false;
+  messages: Message[] = [];
+  // Election timing.
+  electionElapsedTicks = 0;
+  electionTimeoutTicks: number;
+  lastLeaderContactTick: number | null = null;
+  votes = new Map<ReplicaId, boolean>();
+  // Follower fetching.
+  fetchInFlight = false;
+  fetchSentTick = 0;
+  fetchRequestId: number;
+  // Leader state.
+  progress = new Map<ReplicaId, Progress>();
+  leaderSinceTick = 0;
+  epochStartOffset = 0;
+  transferTarget: ReplicaId | null = null;
+  transferDeadlineTick = 0;
+  timeoutNowSent = false;
+
+  constructor(readonly config: ResolvedConfig, readonly storage: RaftStorage) {
+    this.id = config.id;
+    this.log = new RaftLog(storage);
+    const hardState = storage.hardState();
+    assert(Number.isInteger(hardState.epoch) && hardState.epoch >= 0, 'storage: bad epoch');
+    assert(hardState.epoch >= this.log.lastEpoch(), 'storage: log epoch above hard state epoch');
+    this.epoch = hardState.epoch;
+    this.votedFor = hardState.votedFor;
+    this.voters = currentVoters(this.log.membershipRecords(), config.voters);
+    this.durableEndOffset = this.log.endOffset();
+    this.electionTimeoutTicks = this.randomElectionTimeout();
+    // A random start keeps answers to a previous incarnation's Fetches from matching ours.
+    this.fetchRequestId = Math.floor(config.random() * 2 ** 30);
+  }
+
+  isVoter(id: ReplicaId = this.id): boolean {
+    return this.voters.includes(id);
+  }
+
+  // Dissertation §4.2.2: a replica removed by a configuration entry that is not yet known to be
+  // committed may still be needed to elect a leader, so it still campaigns (its own vote is not
+  // counted, since votes are counted over the latest configuration).
+  canCampaign(): boolean {
+    if (this.isVoter()) return true;
+    const records = this.log.membershipRecords();
+    const latest = records[records.length - 1];
+    if (latest === undefined || latest.offset < this.highWatermark) return false;
+    const previous = records[records.length - 2]?.voters ?? this.config.voters;
+    return previous.includes(this.id);
+  }
+
+  roleState(): RoleState {
+    return { role: this.role, epoch: this.epoch, leaderId: this.leaderId };
+  }
+
+  send(message: Outgoing): void {
+    assert(message.to !== this.id, 'send: message to self');
+    assert(this.messages.length < messagesQueuedMax, 'send: too many queued messages; drain ready()');
+    this.messages.push({ ...message, from: this.id, epoch: this.epoch } as Message);
+  }
+
+  // Sends with an explicit epoch (pre-vote requests and responses).
+  sendWithEpoch(message: Outgoing, epoch: number): void {
+    this.send(message);
+    this.messages[this.messages.length - 1]!.epoch = epoch;
+  }
+
+  randomElectionTimeout(): number {
+    const draw = this.config.random();
+    assert(draw >= 0 && draw < 1, 'random() must return a value in [0, 1)');
+    return this.config.electionTicks + Math.floor(draw * (this.config.electionJitterTicks + 1));
+  }
+
+  resetElectionTimer(): void {
+    this.electionElapsedTicks = 0;
+    this.electionTimeoutTicks = this.randomElectionTimeout();
+  }
+
+  setEpoch(epoch: number): void {
+    assert(epoch >= this.epoch, 'epoch must not go back');
+    if (epoch === this.epoch) return;
+    this.epoch = epoch;
+    this.votedFor = null;
+    this.hardStateDirty = true;
+  }
+
+  setHighWatermark(offset: number): void {
+    assert(offset >= this.highWatermark, 'high watermark must not go back');
+    assert(offset <= this.log.endOffset(), 'high watermark beyond log end');
+    this.highWatermark = offset;
+  }
+
+  // The voter set follows the latest membership entry of the log (appended, not committed).
+  refreshVoters(): void {
+    this.voters = currentVoters(this.log.membershipRecords(), this.config.voters);
+    if (this.role !== 'leader') return;
+    this.progress = syncProgress(this.progress, this.voters, this.id);
+    if (this.transferTarget !== null && !this.isVoter(this.transferTarget)) this.transferTarget = null;
+  }
+
+  clearRoleState(): void {
+    this.votes.clear();
+    this.progress.clear();
+    this.fetchInFlight = false;
+    this.transferTarget = null;
+    this.timeoutNowSent = false;
+  }
+
+  becomeFollower(epoch: number, leaderId: ReplicaId | null): void {
+    assert(this.role !== 'resigned', 'a resigned replica stays resigned');
+    assert(leaderId !== this.id, 'becomeFollower: self as leader');
+    this.setEpoch(epoch);
+    this.clearRoleState();
+    this.role = 'follower';
+    this.leaderId = leaderId;
+    this.resetElectionTimer();
+    if (leaderId !== null) {
+      this.lastLeaderContactTick = this.tick;
+      sendFetch(this);
+    }
+  }
+
+  // KIP-996: ask the voters whether they would vote for us in epoch + 1, without bumping it.
+  becomeProspective(): void {
+    assert(this.role !== 'leader' && this.role !== 'resigned', 'becomeProspective: bad role');
+    assert(this.canCampaign(), 'becomeProspective: may not campaign');
+    this.clearRoleState();
+    this.role = 'prospective';
+    this.leaderId = null;
+    this.resetElectionTimer();
+    this.votes.set(this.id, true);
+    for (const voter of this.voters) {
+      if (voter === this.id) continue;
+      const request = { type: 'PreVoteRequest' as const, to: voter, lastEpoch: this.log.lastEpoch(), lastOffset: this.log.endOffset() };
+      this.sendWithEpoch(request, this.epoch + 1);
+    }
+    if (voteOutcome(this.voters, this.votes) === 'won') this.becomeCandidate();
+  }
+
+  becomeCandidate(): void {
+    assert(this.role !== 'leader' && this.role !== 'resigned', 'becomeCandidate: bad role');
+    assert(this.canCampaign(), 'becomeCandidate: may not campaign');
+    this.setEpoch(this.epoch + 1);
+    this.votedFor = this.id;
+    this.hardStateDirty = true;
+    this.clearRoleState();
+    this.role = 'candidate';
+    this.leaderId = null;
+    this.resetElectionTimer();
+    this.votes.set(this.id, true);
+    for (const voter of this.voters) {
+      if (voter === this.id) continue;
+      this.send({ type: 'VoteRequest', to: voter, lastEpoch: this.log.lastEpoch(), lastOffset: this.log.endOffset() });
+    }
+    if (voteOutcome(this.voters, this.votes) === 'won') this.becomeLeader();
+  }
+
+  // A new leader appends a LeaderChange entry in its epoch and announces itself.
+  becomeLeader(): void {
+    assert(this.role === 'candidate' && this.votedFor === this.id, 'becomeLeader: not an elected candidate');
+    this.clearRoleState();
+    this.role = 'leader';
+    this.leaderId = this.id;
+    this.leaderSinceTick = this.tick;
+    this.progress = syncProgress(new Map(), this.voters, this.id);
+    this.epochStartOffset = this.log.endOffset();
+    this.log.append({
+      epoch: this.epoch,
+      offset: this.epochStartOffset,
+      count: 1,
+      type: EntryType.LeaderChange,
+      payload: encodeLeaderChange(this.id),
+    });
+    for (const progress of this.progress.values()) sendBeginQuorumEpoch(this, progress);
+  }
+
+  resign(): void {
+    this.clearRoleState();
+    this.role = 'resigned';
+    this.leaderId = null;
+  }
+
+  progressOf(id: ReplicaId): Progress {
+    const progress = this.progress.get(id);
+    assert(progress !== undefined || this.role !== 'leader' || !this.isVoter(id), 'progressOf: voter without progress');
+    return progress ?? newProgress(id);
+  }
+}
+
+export function sendBeginQuorumEpoch(node: RaftNode, progress: Progress): void {
+  node.send({ type: 'BeginQuorumEpoch', to: progress.id });
+  progress.beginEpochSentTick = node.tick;
+}
+
+// A follower's Fetch carries its durable end offset and the epoch of the entry that ends there.
+export function sendFetch(node: RaftNode): void {
+  assert(node.role === 'follower' && node.leaderId !== null, 'sendFetch: no leader to fetch from');
+  const fetchOffset = node.durableEndOffset;
+  node.send({
+    type: 'FetchRequest',
+    to: node.leaderId,
+    fetchOffset,
+    lastFetchedEpoch: node.log.epochBefore(fetchOffset),
+    maxBytes: node.config.maxFetchBytes,
+    requestId: node.fetchRequestId + 1,
+  });
+  node.fetchRequestId += 1;
+  node.fetchInFlight = true;
+  node.fetchSentTick = node.tick;
+}

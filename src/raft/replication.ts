@@ -1,0 +1,201 @@
+// Pull replication (KRaft Fetch), the high watermark, check-quorum and leadership hand-over.
+
+import { assert } from '../assert.js';
+import { sendFetch, type RaftNode } from './node.js';
+import { beginEpochDue, fetchedWithin, recordContact, recordMatchedFetch } from './progress.js';
+import { majorityOffset, quorumActive } from './quorum.js';
+import { entryEnd } from './storage.js';
+import type { Entry, FetchRequest, FetchResponse, ReplicaId } from './types.js';
+
+type FetchAnswer = Omit<FetchResponse, 'from' | 'epoch' | 'type' | 'to'>;
+
+function answerFetch(node: RaftNode, request: FetchRequest, answer: FetchAnswer): void {
+  node.send({ type: 'FetchResponse', to: request.from, ...answer });
+}
+
+// Any replica answers a Fetch it cannot serve, so the fetcher learns the epoch and leader.
+export function refuseFetch(node: RaftNode, request: FetchRequest): void {
+  let error: FetchResponse['error'] = 'NOT_LEADER';
+  if (request.epoch < node.epoch) error = 'FENCED_EPOCH';
+  if (request.epoch > node.epoch) error = 'UNKNOWN_EPOCH';
+  const leaderId = node.role === 'resigned' ? null : node.leaderId;
+  const echo = { fetchOffset: request.fetchOffset, lastFetchedEpoch: request.lastFetchedEpoch, requestId: request.requestId };
+  answerFetch(node, request, { error, leaderId, ...echo, entries: [], highWatermark: node.highWatermark });
+}
+
+// KRaft: a Fetch (fetchOffset, lastFetchedEpoch) matches when our log has that epoch as the
+// largest epoch <= lastFetchedEpoch and it ends at or after fetchOffset; otherwise answer
+// divergingEpoch so the follower truncates. A matching Fetch at N acknowledges N.
+export function leaderHandleFetch(node: RaftNode, request: FetchRequest): void {
+  assert(node.role === 'leader' && request.epoch === node.epoch, 'leaderHandleFetch: not the leader of this epoch');
+  const base = {
+    leaderId: node.id,
+    fetchOffset: request.fetchOffset,
+    lastFetchedEpoch: request.lastFetchedEpoch,
+    requestId: request.requestId,
+    entries: [] as Entry[],
+  };
+  if (!node.isVoter(request.from)) {
+    answerFetch(node, request, { ...base, error: 'NOT_VOTER', highWatermark: node.highWatermark });
+    return;
+  }
+  const progress = node.progressOf(request.from);
+  const found = node.log.endOffsetForEpoch(request.lastFetchedEpoch);
+  const diverges = found.epoch !== request.lastFetchedEpoch || found.endOffset < request.fetchOffset;
+  if (diverges || request.fetchOffset < node.log.startOffset()) {
+    recordContact(progress, node.tick);
+    answerFetch(node, request, { ...base, divergingEpoch: found, highWatermark: node.highWatermark });
+    return;
+  }
+  recordMatchedFetch(progress, request.fetchOffset, node.tick);
+  maybeAdvanceHighWatermark(node);
+  const maxBytes = Math.max(1, Math.min(request.maxBytes, node.config.maxFetchBytes));
+  const entries = node.log.entries(request.fetchOffset, maxBytes);
+  answerFetch(node, request, { ...base, entries, highWatermark: node.highWatermark });
+  maybeSendTimeoutNow(node);
+  maybeStepDownAfterRemoval(node);
+}
+
+// The high watermark is the largest offset a majority of voters hold durably (the leader counts
+// its own durable end), and moves only when the entry below it is of the leader's epoch
+// (Raft §5.4.2, Figure 8).
+export function maybeAdvanceHighWatermark(node: RaftNode): void {
+  if (node.role !== 'leader') return;
+  const offsetOf = (id: ReplicaId): number =>
+    id === node.id ? node.durableEndOffset : (node.progress.get(id)?.matchedOffset ?? 0);
+  const candidate = majorityOffset(node.voters, offsetOf);
+  if (candidate <= node.highWatermark) return;
+  if (node.log.epochBefore(candidate) !== node.epoch) return;
+  node.setHighWatermark(candidate);
+}
+
+function truncateFollower(node: RaftNode, endOffset: number): void {
+  assert(endOffset >= node.highWatermark, 'a committed entry must never be truncated');
+  node.log.truncateTo(endOffset);
+  node.durableEndOffset = Math.min(node.durableEndOffset, endOffset);
+  node.refreshVoters();
+}
+
+export function followerHandleFetchResponse(node: RaftNode, response: FetchResponse): void {
+  assert(node.role === 'follower' && response.from === node.leaderId, 'fetch answer from a non-leader');
+  if (!node.fetchInFlight || response.requestId !== node.fetchRequestId) return;
+  node.fetchInFlight = false;
+  if (response.error !== undefined) {
+    if (response.error === 'NOT_LEADER') node.leaderId = null;
+    return;
+  }
+  node.lastLeaderContactTick = node.tick;
+  node.electionElapsedTicks = 0;
+  if (!answersCurrentLog(node, response)) return maybeFetch(node);
+  if (response.divergingEpoch !== undefined) {
+    truncateFollower(node, divergenceTruncation(node, response.divergingEpoch));
+  } else {
+    const verifiedEnd = appendFromLeader(node, response);
+    if (verifiedEnd !== null) {
+      const offset = Math.min(response.highWatermark, verifiedEnd);
+      if (offset > node.highWatermark) node.setHighWatermark(offset);
+    }
+  }
+  maybeFetch(node);
+}
+
+// KRaft: where the leader's epoch E ends at `endOffset`. When we hold epoch E too, keep the
+// shorter of the two E ranges; otherwise cut where our own largest epoch below E ends (an entry
+// boundary of ours), and the next Fetch narrows it further.
+function divergenceTruncation(node: RaftNode, diverging: { epoch: number; endOffset: number }): number {
+  const own = node.log.endOffsetForEpoch(diverging.epoch);
+  if (own.epoch === diverging.epoch) return Math.min(own.endOffset, diverging.endOffset, node.log.endOffset());
+  return Math.min(own.endOffset, node.log.endOffset());
+}
+
+// An answer (possibly late or duplicated) is applied only while our log still has the position
+// the Fetch was made from: the leader checked that position, not whatever our log holds now.
+function answersCurrentLog(node: RaftNode, response: FetchResponse): boolean {
+  if (response.fetchOffset > node.log.endOffset() || response.fetchOffset < node.log.startOffset()) return false;
+  return node.log.epochBefore(response.fetchOffset) === response.lastFetchedEpoch;
+}
+
+// Appends the leader's entries, skipping those we already hold and truncating at the first that
+// conflicts. Returns the end of the prefix now known to match the leader, or null for a stale
+// answer that does not connect to our log.
+function appendFromLeader(node: RaftNode, response: FetchResponse): number | null {
+  const entries = response.entries;
+  if (entries.length === 0) return Math.min(response.fetchOffset, node.log.endOffset());
+  if (entries[0]!.offset > node.log.endOffset()) return null;
+  for (const entry of entries) {
+    assert(entry.epoch <= node.epoch, 'leader sent an entry from a future epoch');
+    if (entry.offset < node.log.endOffset()) {
+      const existing = node.log.entryAt(entry.offset);
+      if (existing.offset === entry.offset && existing.epoch === entry.epoch) {
+        assert(existing.count === entry.count, 'Log Matching: same (epoch, offset) with different counts');
+        continue;
+      }
+      truncateFollower(node, existing.offset);
+      if (existing.offset !== entry.offset) return null;
+    }
+    node.log.append(entry);
+  }
+  node.refreshVoters();
+  return entryEnd(entries[entries.length - 1]!);
+}
+
+// A follower asks for more once what it has is durable (its Fetch acknowledges durable data).
+export function maybeFetch(node: RaftNode): void {
+  if (node.role !== 'follower' || node.leaderId === null || node.fetchInFlight) return;
+  if (node.durableEndOffset < node.log.endOffset()) return;
+  sendFetch(node);
+}
+
+// Check-quorum: a leader that has not heard Fetches from a majority of voters within
+// fetchTimeoutTicks steps down, so a partitioned leader stops acting as one.
+export function checkQuorum(node: RaftNode): void {
+  if (node.tick - node.leaderSinceTick < node.config.fetchTimeoutTicks) return;
+  const active = (id: ReplicaId): boolean =>
+    id === node.id || fetchedWithin(node.progressOf(id), node.tick, node.config.fetchTimeoutTicks);
+  if (!quorumActive(node.voters, active)) node.becomeFollower(node.epoch, null);
+}
+
+export function resendBeginQuorumEpoch(node: RaftNode): void {
+  for (const progress of node.progress.values()) {
+    if (beginEpochDue(progress, node.tick, node.config.beginQuorumEpochResendTicks)) {
+      node.send({ type: 'BeginQuorumEpoch', to: progress.id });
+      progress.beginEpochSentTick = node.tick;
+    }
+  }
+}
+
+// Leadership transfer: once the target holds our whole log, tell it to start an election now.
+export function maybeSendTimeoutNow(node: RaftNode): void {
+  const target = node.transferTarget;
+  if (target === null || node.timeoutNowSent) return;
+  if (node.progressOf(target).matchedOffset < node.log.endOffset()) return;
+  node.send({ type: 'TimeoutNow', to: target });
+  node.timeoutNowSent = true;
+}
+
+// The voter best placed to take over: the one with the largest matched offset.
+export function bestSuccessor(node: RaftNode): ReplicaId | null {
+  let best: ReplicaId | null = null;
+  let bestOffset = -1;
+  for (const progress of node.progress.values()) {
+    if (progress.id === node.id || !node.isVoter(progress.id)) continue;
+    if (progress.matchedOffset > bestOffset) {
+      best = progress.id;
+      bestOffset = progress.matchedOffset;
+    }
+  }
+  return best;
+}
+
+// A leader that removed itself leads until the removal is committed, then steps down and asks
+// the most caught-up voter to take over.
+export function maybeStepDownAfterRemoval(node: RaftNode): void {
+  if (node.role !== 'leader' || node.isVoter()) return;
+  const records = node.log.membershipRecords();
+  const latest = records[records.length - 1];
+  assert(latest !== undefined, 'a leader outside the voters must have a membership entry');
+  if (node.highWatermark <= latest.offset) return;
+  const successor = bestSuccessor(node);
+  if (successor !== null) node.send({ type: 'TimeoutNow', to: successor });
+  node.becomeFollower(node.epoch, null);
+}

@@ -1,0 +1,195 @@
+// Types shared by the Raft core, its storage and the driver that runs it.
+// Terms are called epochs (as in KRaft). Offsets count records, Kafka-style: an entry (a record
+// batch) spans [offset, offset + count). An end offset is the next offset to assign; the high
+// watermark is exclusive (everything below it is committed).
+
+export type ReplicaId = string;
+
+export enum EntryType {
+  Data = 0,
+  LeaderChange = 1,
+  Membership = 2,
+}
+
+export interface Entry {
+  epoch: number;
+  offset: number;
+  count: number;
+  type: EntryType;
+  // Never interpreted for Data entries; LeaderChange and Membership payloads are encoded by the
+  // core (see membership.ts).
+  payload: Uint8Array;
+}
+
+export interface HardState {
+  epoch: number;
+  votedFor: ReplicaId | null;
+}
+
+export type Role = 'follower' | 'prospective' | 'candidate' | 'leader' | 'resigned';
+
+// A membership entry found in the log: the voter set that takes effect at `offset`.
+export interface MembershipRecord {
+  offset: number;
+  voters: ReplicaId[];
+}
+
+export interface EpochStart {
+  epoch: number;
+  startOffset: number;
+}
+
+// ---- Messages. Every message carries the sender's epoch, except PreVoteRequest, whose epoch is
+// the one the sender proposes (its own epoch + 1); receivers never adopt a pre-vote's epoch.
+
+interface MessageBase {
+  from: ReplicaId;
+  to: ReplicaId;
+  epoch: number;
+}
+
+export interface PreVoteRequest extends MessageBase {
+  type: 'PreVoteRequest';
+  lastEpoch: number;
+  lastOffset: number; // the sender's log end offset
+}
+
+export interface PreVoteResponse extends MessageBase {
+  type: 'PreVoteResponse';
+  granted: boolean;
+}
+
+export interface VoteRequest extends MessageBase {
+  type: 'VoteRequest';
+  lastEpoch: number;
+  lastOffset: number; // the sender's log end offset
+}
+
+export interface VoteResponse extends MessageBase {
+  type: 'VoteResponse';
+  granted: boolean;
+}
+
+export interface BeginQuorumEpoch extends MessageBase {
+  type: 'BeginQuorumEpoch';
+}
+
+export interface BeginQuorumEpochResponse extends MessageBase {
+  type: 'BeginQuorumEpochResponse';
+}
+
+export interface FetchRequest extends MessageBase {
+  type: 'FetchRequest';
+  fetchOffset: number; // the fetcher's durable end offset: it holds everything below it durably
+  lastFetchedEpoch: number; // epoch of the entry that ends at fetchOffset (0 when none)
+  maxBytes: number;
+  // Correlates the answer: a follower applies only the answer to its latest Fetch, so duplicated
+  // or retried requests cannot multiply into parallel fetch chains.
+  requestId: number;
+}
+
+export type FetchError = 'NOT_LEADER' | 'FENCED_EPOCH' | 'UNKNOWN_EPOCH' | 'NOT_VOTER';
+
+export interface FetchResponse extends MessageBase {
+  type: 'FetchResponse';
+  error?: FetchError;
+  leaderId?: ReplicaId | null;
+  divergingEpoch?: { epoch: number; endOffset: number };
+  fetchOffset: number; // echoed from the request
+  lastFetchedEpoch: number; // echoed from the request
+  requestId: number; // echoed from the request
+  entries: Entry[];
+  highWatermark: number;
+}
+
+// Sent by a leader to the replica it hands leadership to: start an election now, skipping pre-vote.
+export interface TimeoutNow extends MessageBase {
+  type: 'TimeoutNow';
+}
+
+export type Message =
+  | PreVoteRequest
+  | PreVoteResponse
+  | VoteRequest
+  | VoteResponse
+  | BeginQuorumEpoch
+  | BeginQuorumEpochResponse
+  | FetchRequest
+  | FetchResponse
+  | TimeoutNow;
+
+export type MessageType = Message['type'];
+
+// ---- What the driver must do, in this order:
+//  1. hardState: persist with sync BEFORE sending any message of this Ready.
+//  2. truncateTo: truncate the log to this end offset (durably) before appending.
+//  3. entries: append to the log (flushed per the flush policy).
+//  4. call advance(ready, durableEndOffset) with the log's durable end offset.
+//  5. messages: send (the core may already count on 1–3 being done when they arrive).
+//  highWatermark and roleChange are information for the apply loop and for clients.
+export interface Ready {
+  hardState?: HardState;
+  truncateTo?: number;
+  entries: Entry[];
+  messages: Message[];
+  highWatermark: number;
+  roleChange?: RoleState;
+}
+
+export interface RoleState {
+  role: Role;
+  epoch: number;
+  leaderId: ReplicaId | null;
+}
+
+export interface RaftConfig {
+  id: ReplicaId;
+  // The voters before any membership entry exists in the log.
+  voters: ReplicaId[];
+  // Base election timeout: a follower without a successful Fetch answer for this many ticks
+  // (plus jitter) goes prospective.
+  electionTicks: number;
+  // The election timeout is electionTicks + a uniform draw from [0, electionJitterTicks].
+  electionJitterTicks?: number;
+  // Check-quorum: a leader without Fetches from a majority within this many ticks steps down.
+  fetchTimeoutTicks: number;
+  // A follower re-sends a Fetch that got no answer after this many ticks (must exceed the
+  // driver's long-poll wait).
+  fetchRetryTicks?: number;
+  // A leader re-sends BeginQuorumEpoch to a voter that has not fetched for this many ticks.
+  beginQuorumEpochResendTicks?: number;
+  // Upper bound on the bytes of entries in one Fetch answer (at least one entry is sent).
+  maxFetchBytes: number;
+  // Upper bound on uncommitted offsets on a leader; beyond it propose() refuses (backpressure).
+  uncommittedOffsetsMax?: number;
+  // Seeded uniform [0, 1) generator; the only source of randomness.
+  random: () => number;
+}
+
+export type ProposeError = 'NOT_LEADER' | 'TRANSFERRING' | 'BACKPRESSURE' | 'CHANGE_IN_PROGRESS' | 'INVALID';
+
+export type ProposeResult =
+  | { ok: true; offset: number }
+  | { ok: false; error: ProposeError; leaderId: ReplicaId | null };
+
+export interface ReplicaStatus {
+  id: ReplicaId;
+  matchedOffset: number; // the durable end offset the replica last reported in a Fetch
+  lastFetchTick: number | null;
+  ticksSinceFetch: number | null;
+}
+
+export interface RaftStatus {
+  id: ReplicaId;
+  role: Role;
+  epoch: number;
+  leaderId: ReplicaId | null;
+  votedFor: ReplicaId | null;
+  highWatermark: number;
+  logEndOffset: number;
+  durableEndOffset: number;
+  voters: ReplicaId[];
+  tick: number;
+  transferTarget: ReplicaId | null;
+  replicas: ReplicaStatus[]; // filled on the leader only
+}

@@ -1,0 +1,58 @@
+// Simulator runner.
+//   --seeds N   run seeds 1..N (progress on stderr); prints the first failing seed and how to
+//               replay it, and ends with `sim: N seeds, V violations` (exit code 1 when V > 0).
+//   --seed K    replay one seed with a readable trace.
+//   --from S    first seed of a --seeds run (default 1).
+
+import { runSeed, type SimResult } from './simulation.js';
+
+function argumentValue(name: string): number | null {
+  const index = process.argv.indexOf(name);
+  if (index < 0) return null;
+  const value = Number(process.argv[index + 1]);
+  if (!Number.isInteger(value) || value < 0) {
+    process.stderr.write(`${name} needs a non-negative integer\n`);
+    process.exit(2);
+  }
+  return value;
+}
+
+function replay(seed: number): void {
+  const result = runSeed(seed, (line) => process.stdout.write(`${line}\n`));
+  report(result);
+  process.stdout.write(`sim: 1 seeds, ${result.violations.length === 0 ? 0 : 1} violations\n`);
+  process.exitCode = result.violations.length === 0 ? 0 : 1;
+}
+
+function report(result: SimResult): void {
+  const summary = `seed ${result.seed}: ${result.ticks} ticks, ${result.leaderEpochs} leader epochs, ${result.committedEntries} committed entries, ${result.acknowledged} acknowledged`;
+  process.stdout.write(`${summary}\n`);
+  for (const violation of result.violations) process.stdout.write(`  violation: ${violation}\n`);
+}
+
+function runMany(count: number, first: number): void {
+  let failures = 0;
+  let firstFailure: SimResult | null = null;
+  const startedMs = performance.now();
+  for (let seed = first; seed < first + count; seed += 1) {
+    const result = runSeed(seed);
+    if (result.violations.length > 0) {
+      failures += 1;
+      if (firstFailure === null) {
+        firstFailure = result;
+        process.stdout.write(`FAIL seed ${seed}: ${result.violations[0]}\n  replay: make sim SEED=${seed}\n`);
+      }
+    }
+    const done = seed - first + 1;
+    if (done % 500 === 0 || done === count) {
+      const seconds = ((performance.now() - startedMs) / 1000).toFixed(1);
+      process.stderr.write(`sim: ${done}/${count} seeds, ${failures} violations, ${seconds}s\n`);
+    }
+  }
+  process.stdout.write(`sim: ${count} seeds, ${failures} violations\n`);
+  process.exitCode = failures === 0 ? 0 : 1;
+}
+
+const single = argumentValue('--seed');
+if (single !== null) replay(single);
+else runMany(argumentValue('--seeds') ?? 1000, argumentValue('--from') ?? 1);
