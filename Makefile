@@ -44,6 +44,10 @@ stop:
 demo-log: build
 	$(NODE) dist/scripts/demo-log.js
 
+# Three brokers against a three-node NATS JetStream cluster on the same machine, in one run.
+bench: build
+	$(NODE) dist/scripts/bench/broker-bench.js
+
 bench-log: build
 	$(NODE) dist/scripts/bench/log-bench.js
 

@@ -51,9 +51,9 @@ export class MetaStore {
   }
 
   /**
-   * Records how far the state machine has applied. lmdb-js commits every asynchronous write of
-   * one event turn in one transaction, so the broker's writes made while applying (in the same
-   * turn) and this offset land together, or not at all.
+   * Records how far the state machine has applied. The broker's own writes for those entries may
+   * land earlier: applying a command twice leaves the same state (topics and offsets are set,
+   * not added to), so a stored offset behind the state only costs a replay after a restart.
    */
   recordApplied(appliedOffset: number, highWatermark: number): void {
     void this.env.put('apply.offset', appliedOffset);

@@ -80,6 +80,8 @@ export class Replica {
   private wakeScheduled = false;
   private closed = false;
   private appliedOffset: number;
+  private persistedAppliedOffset = -1;
+  private persistTimer: NodeJS.Timeout | null = null;
   private highWatermark = 0;
   private role: Role = 'follower';
   private leaderId: ReplicaId | null = null;
@@ -147,6 +149,8 @@ export class Replica {
     this.ticker = setInterval(() => this.onTick(), this.options.tickMs);
     this.retentionTimer = setInterval(() => this.applyRetention(), 10_000);
     this.retentionTimer.unref();
+    this.persistTimer = setInterval(() => this.persistApplied(), 1000);
+    this.persistTimer.unref();
     this.options.logger.info('replica.started', { startOffset: this.log.startOffset, endOffset: this.log.endOffset, appliedOffset: this.appliedOffset });
   }
 
@@ -385,13 +389,19 @@ export class Replica {
       }
     }
     this.appliedOffset = offset;
+  }
+
+  /** Stores the applied offset now and then, not per commit: an LMDB commit costs a sync. */
+  private persistApplied(): void {
+    if (this.appliedOffset === this.persistedAppliedOffset) return;
     this.meta.recordApplied(this.appliedOffset, this.highWatermark);
+    this.persistedAppliedOffset = this.appliedOffset;
   }
 
   private applyRetention(): void {
     if (this.closed) return;
-    // Never remove what is not applied yet: the state machine must have seen it.
-    const removed = this.log.applyRetention(Date.now(), this.appliedOffset);
+    // Never remove what is not applied and recorded yet: a restart replays from that record.
+    const removed = this.log.applyRetention(Date.now(), Math.max(0, this.persistedAppliedOffset));
     if (removed > 0) this.options.logger.info('replica.retention', { segmentsRemoved: removed, startOffset: this.log.startOffset });
   }
 
@@ -445,6 +455,8 @@ export class Replica {
     this.closed = true;
     if (this.ticker) clearInterval(this.ticker);
     if (this.retentionTimer) clearInterval(this.retentionTimer);
+    if (this.persistTimer) clearInterval(this.persistTimer);
+    this.persistApplied();
     for (const parked of this.parkedFetches) {
       clearTimeout(parked.timer);
       parked.resolve(null);

@@ -58,7 +58,7 @@ export function addPeerService(server: grpc.Server, self: PeerIdentity, codec: E
     BeginQuorumEpoch: unary((w) => ({ type: 'BeginQuorumEpoch', from: senderOf(w), to, epoch: num(w.epoch) }), (m) => ({ from: m.from, epoch: m.epoch })),
     Fetch: unary((w) => ({
       type: 'FetchRequest', from: senderOf(w), to, epoch: num(w.epoch), fetchOffset: num(w.fetchOffset),
-      lastFetchedEpoch: num(w.lastFetchedEpoch), maxBytes: num(w.maxBytes),
+      lastFetchedEpoch: num(w.lastFetchedEpoch), maxBytes: num(w.maxBytes), requestId: num(w.requestId),
     }), (m) => fetchResponseWire(m, codec)),
     TransferLeadership: unary((w) => ({ type: 'TimeoutNow', from: senderOf(w), to, epoch: num(w.epoch) }), () => ({})),
   });
@@ -87,6 +87,8 @@ function fetchResponseWire(m: Message, codec: EntryWireCodec): Wire {
     leaderId: m.leaderId ?? '',
     divergingEpoch: m.divergingEpoch ? { epoch: m.divergingEpoch.epoch, endOffset: m.divergingEpoch.endOffset } : null,
     fetchOffset: m.fetchOffset,
+    lastFetchedEpoch: m.lastFetchedEpoch,
+    requestId: m.requestId,
     highWatermark: m.highWatermark,
     batches: m.entries.map((e) => codec.toBatch(e)),
   };
@@ -146,7 +148,7 @@ export class PeerClients {
       case 'FetchRequest':
         this.call(client, 'Fetch', message.to, {
           sender, to: message.to, epoch: message.epoch, fetchOffset: message.fetchOffset, lastFetchedEpoch: message.lastFetchedEpoch,
-          maxBytes: message.maxBytes, maxWaitMs: this.timing.fetchMaxWaitMs,
+          maxBytes: message.maxBytes, maxWaitMs: this.timing.fetchMaxWaitMs, requestId: message.requestId,
         }, (w) => this.fetchResponse(w, message.to), this.timing.fetchMaxWaitMs + this.timing.requestTimeoutMs);
         return;
       case 'TimeoutNow':
@@ -168,6 +170,8 @@ export class PeerClients {
       leaderId: w.leaderId ? String(w.leaderId) : null,
       ...(diverging ? { divergingEpoch: { epoch: num(diverging.epoch), endOffset: num(diverging.endOffset) } } : {}),
       fetchOffset: num(w.fetchOffset),
+      lastFetchedEpoch: num(w.lastFetchedEpoch),
+      requestId: num(w.requestId),
       entries: this.codec.fromBatches((w.batches as Buffer[] | undefined) ?? []),
       highWatermark: num(w.highWatermark),
     };

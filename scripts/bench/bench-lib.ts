@@ -1,0 +1,65 @@
+// Shared pieces of the benchmarks: free ports, bounded waits, percentiles, progress on stderr.
+import { createServer } from 'node:net';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, intervalMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown = null;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await sleep(intervalMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${(lastError as Error).message}` : ''}`);
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+export function median(values: number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 50);
+}
+
+export function round(value: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+export function progress(text: string): void {
+  process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${text}\n`);
+}
+
+/** Prints `label n/total` at most every `everyMs`. */
+export function progressCounter(label: string, total: number, everyMs = 1000): (done: number) => void {
+  let last = 0;
+  return (done: number) => {
+    const now = Date.now();
+    if (now - last >= everyMs || done === total) {
+      last = now;
+      progress(`${label} ${done}/${total}`);
+    }
+  };
+}
+
+export const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
