@@ -286,9 +286,11 @@ export class Simulation {
   private clientActions(): void {
     const leader = this.currentLeader();
     if (leader === null) return;
-    if (this.random.chance(this.scenario.proposeRate)) this.propose(leader);
-    if (this.random.chance(this.scenario.transferRate)) this.transfer(leader);
-    if (this.random.chance(this.scenario.membershipRate)) this.changeMembership(leader);
+    const leads = (): boolean => leader.core !== null && leader.core.role === 'leader';
+    if (this.random.chance(this.scenario.proposeRate) && leads()) this.propose(leader);
+    if (this.random.chance(this.scenario.transferRate) && leads()) this.transfer(leader);
+    if (this.random.chance(this.scenario.transferRate / 2) && leads()) this.shutdown(leader);
+    if (this.random.chance(this.scenario.membershipRate) && leads()) this.changeMembership(leader);
   }
 
   // Some replica that believes it leads (there may be a stale one; clients may reach either).
@@ -317,6 +319,14 @@ export class Simulation {
     const result = core.transferLeadership(target);
     this.trace(`${leader.id} transfer to ${target}: ${result.ok ? 'started' : result.error}`);
     this.drain(leader);
+  }
+
+  // Graceful shutdown of a leader: resign (hands over to its most caught-up voter), then stop.
+  private shutdown(leader: SimNode): void {
+    this.trace(`${leader.id} resign and shut down`);
+    leader.core!.resign();
+    this.drain(leader);
+    this.crash(leader, this.tickNow + this.random.int(5, 40));
   }
 
   private changeMembership(leader: SimNode): void {
