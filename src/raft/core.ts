@@ -5,7 +5,7 @@
 import { assert } from '../assert.js';
 import { encodeMembership } from './membership.js';
 import { resolveConfig, RaftNode } from './node.js';
-import { maybeAdvanceHighWatermark, maybeFetch, maybeSendTimeoutNow, bestSuccessor } from './replication.js';
+import { bestSuccessor, maybeAdvanceHighWatermark, maybeFetch, maybeSendTimeoutNow, resendBeginQuorumEpoch } from './replication.js';
 import { step as stepNode, tick as tickNode } from './roles.js';
 import type { RaftStorage } from './storage.js';
 import {
@@ -217,6 +217,7 @@ export class RaftCore {
     if (voters.length === 0) return { ok: false, error: 'INVALID', leaderId: node.id };
     const offset = this.appendAsLeader(EntryType.Membership, encodeMembership(voters), 1);
     node.refreshVoters();
+    resendBeginQuorumEpoch(node); // a new voter learns where to fetch from
     return { ok: true, offset };
   }
 

@@ -1,0 +1,113 @@
+// A tiny synchronous harness for unit tests: cores over memory storage, a perfect network that
+// the test drives message by message, and a driver that executes Ready in the documented order.
+
+import { RaftCore } from '../../src/raft/core.js';
+import { MemoryStorage } from '../../src/raft/storage.js';
+import type { Message, RaftConfig, ReplicaId } from '../../src/raft/types.js';
+
+export const encoder = new TextEncoder();
+
+export interface TestNode {
+  id: ReplicaId;
+  storage: MemoryStorage;
+  core: RaftCore;
+}
+
+export function config(id: ReplicaId, voters: ReplicaId[], overrides: Partial<RaftConfig> = {}): RaftConfig {
+  return {
+    id,
+    voters,
+    electionTicks: 10,
+    electionJitterTicks: 0,
+    fetchTimeoutTicks: 15,
+    fetchRetryTicks: 3,
+    beginQuorumEpochResendTicks: 3,
+    maxFetchBytes: 1 << 20,
+    random: () => 0,
+    ...overrides,
+  };
+}
+
+export class Group {
+  readonly nodes = new Map<ReplicaId, TestNode>();
+  queue: Message[] = [];
+  // When set, messages for which it returns false are dropped.
+  filter: ((message: Message) => boolean) | null = null;
+
+  constructor(readonly voters: ReplicaId[], readonly overrides: Partial<RaftConfig> = {}, extra: ReplicaId[] = []) {
+    for (const id of [...voters, ...extra]) this.restart(id, new MemoryStorage());
+  }
+
+  node(id: ReplicaId): TestNode {
+    const node = this.nodes.get(id);
+    if (node === undefined) throw new Error(`no node ${id}`);
+    return node;
+  }
+
+  core(id: ReplicaId): RaftCore {
+    return this.node(id).core;
+  }
+
+  restart(id: ReplicaId, storage: MemoryStorage): void {
+    this.nodes.set(id, { id, storage, core: new RaftCore(config(id, this.voters, this.overrides), storage) });
+  }
+
+  // Executes every pending Ready of a node (synchronous durability) and queues its messages.
+  drain(id: ReplicaId): void {
+    const { core, storage } = this.node(id);
+    for (let ready = core.ready(); ready !== null; ready = core.ready()) {
+      if (ready.hardState !== undefined) storage.setHardState(ready.hardState);
+      if (ready.truncateTo !== undefined) storage.truncateTo(ready.truncateTo);
+      storage.append(ready.entries);
+      core.advance(ready, storage.endOffset());
+      for (const message of ready.messages) if (this.filter === null || this.filter(message)) this.queue.push(message);
+    }
+  }
+
+  drainAll(): void {
+    for (const id of this.nodes.keys()) this.drain(id);
+  }
+
+  tick(id: ReplicaId, times = 1): void {
+    for (let index = 0; index < times; index += 1) {
+      this.core(id).tick();
+      this.drain(id);
+    }
+  }
+
+  // Takes the queued messages (optionally only some) out of the network.
+  take(predicate: (message: Message) => boolean = () => true): Message[] {
+    const taken = this.queue.filter(predicate);
+    this.queue = this.queue.filter((message) => !predicate(message));
+    return taken;
+  }
+
+  deliver(message: Message): void {
+    this.core(message.to).step(message);
+    this.drain(message.to);
+  }
+
+  // Delivers messages in order. Followers re-fetch as soon as they are answered (the driver's long
+  // poll is absent here), so the network never goes quiet: stop after `limit` deliveries and drop
+  // the rest (fetch retries recover them on later ticks).
+  settle(limit = 400): void {
+    for (let count = 0; this.queue.length > 0 && count < limit; count += 1) this.deliver(this.queue.shift()!);
+    this.queue = [];
+  }
+
+  // Ticks `id` to its election timeout and lets the election run on a perfect network.
+  elect(id: ReplicaId): void {
+    this.drainAll();
+    while (this.core(id).role !== 'prospective' && this.core(id).role !== 'candidate') this.tick(id);
+    this.settle();
+    if (this.core(id).role !== 'leader') throw new Error(`elect: ${id} is ${this.core(id).role}`);
+  }
+
+  // A few rounds of one tick for every replica followed by message delivery.
+  replicate(rounds = 5): void {
+    for (let round = 0; round < rounds; round += 1) {
+      for (const id of this.nodes.keys()) if (this.core(id).role !== 'resigned') this.tick(id);
+      this.settle();
+    }
+  }
+}
