@@ -1,57 +1,37 @@
 // Our side of `make bench`: three brokers on 127.0.0.1 in a temporary directory, and the four
 // workloads (one at a time, pipelined, consume, failover) driven through the SDK client.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, openSync, closeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { MambaClient } from '../../src/client/client.js';
-import { freePort, sleep, waitFor, percentile, median, round, progress, progressCounter, nowMs } from './bench-lib.js';
+import { LocalCluster } from '../lib/cluster.js';
+import { sleep, waitFor, percentile, median, round, progress, progressCounter, nowMs } from './bench-lib.js';
 
-const cliPath = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src', 'cli', 'main.js');
 export const body = Buffer.alloc(1024, 0x61);
 
 export interface LatencyResult { p50Ms: number; p99Ms: number; msgsPerS: number }
 export interface ThroughputResult { msgsPerS: number; mbPerS: number }
 export interface FailoverResult { medianMs: number; maxMs: number; ackedMissing: number; acked: number }
 
+/** The shared launcher's three brokers on 127.0.0.1 and one SDK client over them. */
 export class MambaCluster {
-  private readonly children = new Map<string, ChildProcess>();
   readonly client: MambaClient;
 
-  private constructor(readonly dir: string, readonly file: string, readonly brokers: Array<{ id: string; address: string }>) {
-    this.client = new MambaClient({ brokers: brokers.map((b) => b.address), requestTimeoutMs: 2000, retry: { attemptsMax: 200, backoffMsInitial: 2, backoffMsMax: 50, multiplier: 2, jitter: 0.2 } });
+  private constructor(private readonly local: LocalCluster) {
+    this.client = new MambaClient({ brokers: local.brokers.map((b) => b.clientAddress), requestTimeoutMs: 2000, retry: { attemptsMax: 200, backoffMsInitial: 2, backoffMsMax: 50, multiplier: 2, jitter: 0.2 } });
   }
 
   static async start(flushMode: 'async' | 'sync'): Promise<MambaCluster> {
-    const dir = mkdtempSync(join(tmpdir(), 'mamba-bench-'));
-    const brokers: Array<{ id: string; address: string }> = [];
-    const lines = ['cluster: bench', `dataDir: ${join(dir, 'data')}`, 'settings:', `  flush: ${flushMode === 'sync' ? '{ mode: sync }' : '{ mode: async, intervalMs: 10 }'}`, 'groups:', '  - id: g1', '    brokers:'];
-    for (let i = 1; i <= 3; i++) {
-      const [c, p, m] = [await freePort(), await freePort(), await freePort()];
-      lines.push(`      - { id: b${i}, host: 127.0.0.1, clientPort: ${c}, peerPort: ${p}, metricsPort: ${m} }`);
-      brokers.push({ id: `b${i}`, address: `127.0.0.1:${c}` });
-    }
-    const file = join(dir, 'cluster.yaml');
-    writeFileSync(file, `${lines.join('\n')}\n`);
-    const cluster = new MambaCluster(dir, file, brokers);
-    for (const b of brokers) cluster.launch(b.id);
+    const local = await LocalCluster.create({ name: 'mamba-bench', settings: flushMode === 'sync' ? { flush: { mode: 'sync' } } : {} });
+    const cluster = new MambaCluster(local);
+    local.launchAll();
     await cluster.leader(15_000);
     return cluster;
   }
 
   launch(id: string): void {
-    const fd = openSync(join(this.dir, `${id}.log`), 'a');
-    this.children.set(id, spawn(process.execPath, [cliPath, '--cluster', this.file, 'broker', '--id', id], { stdio: ['ignore', fd, fd] }));
-    closeSync(fd);
+    this.local.launch(id);
   }
 
   async kill(id: string): Promise<void> {
-    const child = this.children.get(id);
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGKILL');
-    await Promise.race([exited, sleep(5000)]);
+    await this.local.kill(id);
   }
 
   async leader(timeoutMs: number, exclude?: string): Promise<string> {
@@ -71,8 +51,7 @@ export class MambaCluster {
 
   async stop(): Promise<void> {
     this.client.close();
-    await Promise.all([...this.children.keys()].map((id) => this.kill(id)));
-    rmSync(this.dir, { recursive: true, force: true });
+    await this.local.stopAll();
   }
 }
 
