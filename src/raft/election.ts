@@ -20,6 +20,12 @@ export function leaderRecentlyHeard(node: RaftNode): boolean {
   return node.tick - node.lastLeaderContactTick < node.config.electionTicks;
 }
 
+// Votes do not depend on our view of the membership (dissertation §4.2.2-4.2.3): a replica being
+// removed may still be needed to elect a leader, and configurations differ between logs while a
+// change is uncommitted. Disruption by removed replicas is prevented by pre-vote and by refusing
+// pre-votes while a leader is heard; a replica outside its own configuration never campaigns
+// unless the change removing it is uncommitted (RaftNode.canCampaign).
+
 // Called with message.epoch === node.epoch (the caller adopts a higher epoch first).
 export function handleVoteRequest(node: RaftNode, message: VoteRequest): void {
   const canVote = node.votedFor === null || node.votedFor === message.from;
@@ -27,7 +33,6 @@ export function handleVoteRequest(node: RaftNode, message: VoteRequest): void {
     canVote &&
     node.leaderId === null &&
     node.role !== 'leader' &&
-    node.isVoter(message.from) &&
     logUpToDate(node, message.lastEpoch, message.lastOffset);
   if (grant) {
     node.votedFor = message.from;
@@ -43,7 +48,6 @@ export function handlePreVoteRequest(node: RaftNode, message: PreVoteRequest): v
   const grant =
     proposedEpoch > node.epoch &&
     node.role !== 'resigned' &&
-    node.isVoter(message.from) &&
     !leaderRecentlyHeard(node) &&
     logUpToDate(node, message.lastEpoch, message.lastOffset);
   // Answer in the sender's epoch unless ours is higher, so that the answer is not discarded as

@@ -286,11 +286,14 @@ test('membership (dissertation §4.2.2): a leader that removes itself leads unti
   assert.equal(leaders.length, 1, 'the hand-over elected one of the remaining voters');
 });
 
-test('§5.2: only a voter may be elected; a replica outside the voter set never campaigns and its pre-votes are refused', () => {
+test('§4.2.3 (dissertation): a replica outside the voter set never campaigns, and while a leader is heard its pre-votes are refused', () => {
   const group = new Group(['b1', 'b2', 'b3'], {}, ['b9']);
   group.tick('b9', 50);
   assert.equal(group.core('b9').role, 'follower');
-  group.deliver({ type: 'PreVoteRequest', from: 'b9', to: 'b1', epoch: 1, lastEpoch: 9, lastOffset: 99 });
+  assert.equal(group.queue.length, 0, 'no pre-vote from a non-voter');
+  group.elect('b1');
+  group.replicate();
+  group.deliver({ type: 'PreVoteRequest', from: 'b9', to: 'b2', epoch: group.core('b2').epoch + 1, lastEpoch: 9, lastOffset: 99 });
   assert.equal(only(group.take(), 'PreVoteResponse')[0]!.granted, false);
 });
 
