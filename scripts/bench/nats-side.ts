@@ -43,16 +43,25 @@ export class NatsCluster {
     for (let i = 1; i <= 3; i++) nodes.push({ name: `n${i}`, clientPort: await freePort(), clusterPort: await freePort(), process: null });
     const cluster = new NatsCluster(binary, dir, nodes);
     for (const node of nodes) cluster.launch(node.name);
-    cluster.nc = await waitFor('NATS to accept connections', 15_000, async () =>
-      connect({ servers: nodes.map((n) => `127.0.0.1:${n.clientPort}`), maxReconnectAttempts: -1, reconnectTimeWait: 50, timeout: 1000 }));
+    try {
+      await cluster.connect();
+    } catch (error) {
+      await cluster.stop(); // never leave servers behind
+      throw error;
+    }
+    return cluster;
+  }
+
+  private async connect(): Promise<void> {
+    this.nc = await waitFor('NATS to accept connections', 15_000, async () =>
+      connect({ servers: this.nodes.map((n) => `127.0.0.1:${n.clientPort}`), maxReconnectAttempts: -1, reconnectTimeWait: 50, timeout: 1000 }));
     // JetStream answers only once its cluster has elected a meta leader: retry until it does.
-    cluster.jsm = await waitFor('JetStream to be ready', 30_000, async () => cluster.nc.jetstreamManager({ timeout: 1000 }), 500);
-    cluster.js = cluster.nc.jetstream({ timeout: 2000 });
+    this.jsm = await waitFor('JetStream to be ready', 30_000, async () => this.nc.jetstreamManager({ timeout: 1000 }), 500);
+    this.js = this.nc.jetstream({ timeout: 2000 });
     await waitFor('the JetStream stream with 3 replicas', 30_000, async () => {
-      await cluster.jsm.streams.add({ name: stream, subjects: ['bench.>'], num_replicas: 3, storage: StorageType.File });
+      await this.jsm.streams.add({ name: stream, subjects: ['bench.>'], num_replicas: 3, storage: StorageType.File });
       return true;
     }, 500);
-    return cluster;
   }
 
   launch(name: string): void {

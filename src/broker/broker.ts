@@ -12,8 +12,13 @@ import type { Replica, StateMachine } from '../replica/replica.js';
 import type { Logger } from '../replica/logger.js';
 import { CommandKind, decodeCommand, encodeCommand, type Command, type MessagesCommand } from './commands.js';
 import { QueueIndex, queueKey } from './queue-index.js';
+import { ProducerTable, producerKey, type ProducedBatch } from './producer-table.js';
 import { adviseRead, type Advice, type FollowerView } from './advice.js';
 import { LoadMonitor } from './load.js';
+import { GroupCoordinator, type HeartbeatResult } from './group-coordinator.js';
+
+/** A consumer-group member that misses heartbeats this long loses its queues. */
+export const consumerSessionTimeoutMs = 6000;
 
 export const topicNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
 export const consumerGroupPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
@@ -129,11 +134,13 @@ export class Broker implements StateMachine {
   readonly id: string;
   readonly group: GroupConfig;
   private readonly index = new QueueIndex();
+  private readonly producers = new ProducerTable();
   private readonly topics = new Map<string, TopicInfo>();
   private readonly consumerOffsets = new Map<string, number>();
   private readonly consumeWaiters = new Map<string, Set<() => void>>();
   private consumeWaiterCount = 0;
   private readonly load: LoadMonitor;
+  private readonly coordinator = new GroupCoordinator(consumerSessionTimeoutMs);
 
   constructor(
     readonly config: BrokerConfig,
@@ -166,10 +173,14 @@ export class Broker implements StateMachine {
     if (payload[0] !== CommandKind.Messages) return;
     const command = decodeCommand(payload) as MessagesCommand;
     this.index.add(queueKey(command.topic, command.queue), { queueOffset: command.queueOffset, logOffset: entry.offset, count: entry.count });
+    if (command.producerId !== 0) {
+      this.producers.add(producerKey(command.producerId, command.topic, command.queue), { sequence: command.sequence, count: entry.count, queueOffset: command.queueOffset, logOffset: entry.offset });
+    }
   }
 
   onTruncate(endOffset: number): void {
     this.index.truncateFrom(endOffset);
+    this.producers.truncateFrom(endOffset);
   }
 
   onCommit(entry: Entry): void {
@@ -178,7 +189,10 @@ export class Broker implements StateMachine {
   }
 
   onRoleChange(role: Role, _epoch: number, _leaderId: ReplicaId | null): void {
-    if (role !== 'leader') this.wakeAllConsumers();
+    if (role !== 'leader') {
+      this.wakeAllConsumers();
+      this.coordinator.clear();
+    }
   }
 
   private applyCommand(command: Command): void {
@@ -200,6 +214,7 @@ export class Broker implements StateMachine {
         this.topics.delete(command.name);
         void this.replica.meta.topics.remove(command.name);
         for (let q = 0; q < topic.queues; q++) this.index.remove(queueKey(command.name, q));
+        this.producers.removeTopic(command.name);
         for (const key of [...this.consumerOffsets.keys()]) {
           if (key.split('\u0000')[1] === command.name) {
             this.consumerOffsets.delete(key);
@@ -251,10 +266,14 @@ export class Broker implements StateMachine {
   async produce(request: ProduceRequest): Promise<ProduceResult> {
     this.checkQueue(request.topic, request.queue);
     this.checkMessages(request.messages);
-    if (request.producerId !== 0) {
-      throw new InvalidArgumentError('producer_id is set, but idempotent producers are not supported by this broker version (send producer_id 0)');
-    }
     this.requireLeader();
+    if (request.producerId !== 0) {
+      const known = this.checkSequence(request);
+      if (known) {
+        await this.waitForAck(request.ack, known.logOffset + known.count);
+        return { topic: request.topic, queue: request.queue, baseOffset: known.queueOffset, count: known.count, duplicate: true };
+      }
+    }
     const key = queueKey(request.topic, request.queue);
     const nowMs = Date.now();
     const records: LogRecord[] = request.messages.map((m) => ({
@@ -265,14 +284,28 @@ export class Broker implements StateMachine {
     const queueOffset = this.index.endOffset(key);
     const payload = encodeCommand({
       kind: CommandKind.Messages, topic: request.topic, queue: request.queue, queueOffset, firstTimestampMs,
-      producerId: 0, sequence: 0, records: encodeRecords(records, firstTimestampMs),
+      producerId: request.producerId, sequence: request.sequence, records: encodeRecords(records, firstTimestampMs),
     });
     const logOffset = this.replica.propose(payload, records.length);
     assert(this.index.endOffset(key) === queueOffset + records.length, 'produce: the proposal was not indexed at once');
-    const end = logOffset + records.length;
-    if (request.ack === 'quorum') await this.withTimeout(this.replica.commitWaiters.wait(end, this.replica.committedOffset), 'quorum acknowledgement');
-    else if (request.ack === 'leader') await this.withTimeout(this.replica.durableWaiters.wait(end, this.replica.durableOffset), 'leader flush');
+    await this.waitForAck(request.ack, logOffset + records.length);
     return { topic: request.topic, queue: request.queue, baseOffset: queueOffset, count: records.length, duplicate: false };
+  }
+
+  private async waitForAck(ack: AckLevel, logEnd: number): Promise<void> {
+    if (ack === 'quorum') await this.withTimeout(this.replica.commitWaiters.wait(logEnd, this.replica.committedOffset), 'quorum acknowledgement');
+    else if (ack === 'leader') await this.withTimeout(this.replica.durableWaiters.wait(logEnd, this.replica.durableOffset), 'leader flush');
+  }
+
+  /** For an idempotent producer: the stored batch this request repeats, or null when it is new. */
+  private checkSequence(request: ProduceRequest): ProducedBatch | null {
+    const check = this.producers.check(producerKey(request.producerId, request.topic, request.queue), request.sequence, request.messages.length);
+    switch (check.kind) {
+      case 'new': return null;
+      case 'duplicate': return check.batch;
+      case 'gap': throw new InvalidArgumentError(`producer ${request.producerId}: sequence ${request.sequence} on queue ${request.queue} of "${request.topic}" skips ahead of ${check.expected} (messages were lost between them)`);
+      case 'stale': throw new InvalidArgumentError(`producer ${request.producerId}: sequence ${request.sequence} on queue ${request.queue} of "${request.topic}" is older than the batches remembered (next expected ${check.expected})`);
+    }
   }
 
   private checkMessages(messages: ProduceMessage[]): void {
@@ -449,6 +482,15 @@ export class Broker implements StateMachine {
     this.requireLeader();
     const offset = this.replica.propose(encodeCommand(command), 1);
     await this.withTimeout(this.replica.commitWaiters.wait(offset + 1, this.replica.committedOffset), 'quorum acknowledgement');
+  }
+
+  /** Consumer-group membership; served by the leader of the group that holds queue 0. */
+  heartbeat(consumerGroup: string, topic: string, memberId: string, owned: number[], leave: boolean): HeartbeatResult {
+    if (!consumerGroupPattern.test(consumerGroup)) throw new InvalidArgumentError(`consumer_group "${consumerGroup}" is not valid`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/.test(memberId)) throw new InvalidArgumentError(`member_id "${memberId}" is not valid`);
+    const info = this.checkQueue(topic, 0);
+    this.requireLeader();
+    return this.coordinator.heartbeat(consumerGroup, topic, info.queues, memberId, owned, leave, Date.now());
   }
 
   // ------------------------------------------------------------------ topics

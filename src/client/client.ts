@@ -5,11 +5,15 @@ import { createHash } from 'node:crypto';
 import { InvalidArgumentError, type MambaError } from '../errors.js';
 import { ConnectionPool, backoffMs, retryDefaults, sleep, type RetryPolicy, type Wire } from './connection.js';
 import { Router, type GroupRoute } from './router.js';
+import { resolveClientSecurity, type SecurityOptions } from './credentials.js';
 
-export interface ClientOptions {
+/** Access key and TLS: from these options, else MAMBA_KEY_ID/MAMBA_KEY_SECRET, MAMBA_TLS_CA, MAMBA_CREDENTIALS. */
+export interface ClientOptions extends SecurityOptions {
   brokers: string[];
   requestTimeoutMs?: number;
   retry?: Partial<RetryPolicy>;
+  /** Credentials files to try, in order, when neither options nor environment name a key (the CLI's defaults). */
+  credentialsSearch?: string[];
 }
 
 export interface OutgoingMessage {
@@ -46,7 +50,7 @@ export interface ReadResult {
   advice: { replicaId: string; address: string; reason: string } | null;
 }
 
-function checkOptions(options: ClientOptions): Required<Omit<ClientOptions, 'retry'>> & { retry: RetryPolicy } {
+function checkOptions(options: ClientOptions): Required<Pick<ClientOptions, 'brokers' | 'requestTimeoutMs'>> & { retry: RetryPolicy } {
   if (!Array.isArray(options.brokers) || options.brokers.length === 0) throw new InvalidArgumentError('brokers: give at least one seed broker address (host:port)');
   for (const b of options.brokers) if (!/^[^\s:]+:\d{1,5}$/.test(b)) throw new InvalidArgumentError(`brokers: "${b}" is not host:port`);
   const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
@@ -87,7 +91,7 @@ export class MambaClient {
 
   constructor(options: ClientOptions) {
     this.options = checkOptions(options);
-    this.pool = new ConnectionPool();
+    this.pool = new ConnectionPool(undefined, resolveClientSecurity(options, process.env, options.credentialsSearch ?? []));
     this.router = new Router(this.pool, this.options.brokers, this.options.requestTimeoutMs);
   }
 

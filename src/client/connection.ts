@@ -4,6 +4,9 @@ import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, type MambaError } from '../errors.js';
 import { serviceDefinition } from '../rpc/protos.js';
 import { fromServiceError } from '../rpc/status.js';
+import { signCall } from '../auth/signature.js';
+import { clientTls } from '../auth/tls.js';
+import type { ClientSecurity } from './credentials.js';
 
 export type Wire = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -15,13 +18,24 @@ export class ConnectionPool {
   private readonly clients = new Map<string, grpc.Client>();
   private closed = false;
 
-  constructor(private readonly requestBytesMax = 64 * 1024 * 1024) {}
+  private readonly channelCredentials: grpc.ChannelCredentials;
+
+  constructor(private readonly requestBytesMax = 64 * 1024 * 1024, private readonly security: ClientSecurity = { key: null, tlsCaFile: null, keySource: null }) {
+    this.channelCredentials = security.tlsCaFile === null ? grpc.credentials.createInsecure() : clientTls(security.tlsCaFile || null);
+  }
+
+  /** Call metadata, signed with the access key when there is one. */
+  private metadata(method: string): grpc.Metadata {
+    const metadata = new grpc.Metadata();
+    if (this.security.key) signCall(metadata, this.security.key, `/mamba.v1.Mamba/${method}`);
+    return metadata;
+  }
 
   client(address: string): grpc.Client {
     if (this.closed) throw new UnavailableError('client is closed');
     let client = this.clients.get(address);
     if (!client) {
-      client = new MambaClient(address, grpc.credentials.createInsecure(), {
+      client = new MambaClient(address, this.channelCredentials, {
         'grpc.max_receive_message_length': this.requestBytesMax,
         'grpc.max_send_message_length': this.requestBytesMax,
         'grpc.initial_reconnect_backoff_ms': 100,
@@ -38,7 +52,7 @@ export class ConnectionPool {
     const fn = (client as unknown as Record<string, UnaryMethod>)[method];
     if (!fn) return Promise.reject(new Error(`no method ${method}`));
     return new Promise((resolve, reject) => {
-      fn.call(client, request, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (error, reply) => {
+      fn.call(client, request, this.metadata(method), { deadline: Date.now() + timeoutMs }, (error, reply) => {
         if (error) reject(withAddress(fromServiceError(error), address));
         else resolve(reply ?? {});
       });
@@ -48,7 +62,7 @@ export class ConnectionPool {
   /** A server stream (Subscribe). */
   stream(address: string, method: string, request: Wire): grpc.ClientReadableStream<Wire> {
     const client = this.client(address) as unknown as Record<string, (r: Wire) => grpc.ClientReadableStream<Wire>>;
-    return client[method]!.call(this.client(address), request);
+    return (client[method] as unknown as (r: Wire, m: grpc.Metadata) => grpc.ClientReadableStream<Wire>).call(this.client(address), request, this.metadata(method));
   }
 
   close(): void {

@@ -62,6 +62,9 @@ interface PendingAnswer {
   resolve: (answer: Message | null) => void;
 }
 
+/** How long a high-watermark-only change may wait before parked Fetches carry it. */
+const highWatermarkWakeDelayMs = 5;
+
 const answerTypeOf: Partial<Record<Message['type'], Message['type']>> = {
   PreVoteRequest: 'PreVoteResponse',
   VoteRequest: 'VoteResponse',
@@ -78,6 +81,7 @@ export class Replica {
   private retentionTimer: NodeJS.Timeout | null = null;
   private pumping = false;
   private wakeScheduled = false;
+  private hwWakeTimer: NodeJS.Timeout | null = null;
   private closed = false;
   private appliedOffset: number;
   private persistedAppliedOffset = -1;
@@ -247,8 +251,23 @@ export class Replica {
     this.wakeScheduled = true;
     setImmediate(() => {
       this.wakeScheduled = false;
+      if (this.hwWakeTimer) clearTimeout(this.hwWakeTimer);
+      this.hwWakeTimer = null;
       for (const parked of [...this.parkedFetches]) this.wakeParked(parked);
     });
+  }
+
+  /**
+   * A new high watermark alone is not urgent for followers (it only bounds what they may serve
+   * to consumers): their parked Fetches carry it a few ms later, or with the next entries,
+   * which saves two round trips per commit when producers send one message at a time.
+   */
+  private wakeAllParkedForHighWatermark(): void {
+    if (this.hwWakeTimer || this.wakeScheduled || this.parkedFetches.size === 0) return;
+    this.hwWakeTimer = setTimeout(() => {
+      this.hwWakeTimer = null;
+      this.wakeAllParked();
+    }, highWatermarkWakeDelayMs);
   }
 
   // ------------------------------------------------------------------ proposals
@@ -371,7 +390,7 @@ export class Replica {
     this.highWatermark = highWatermark;
     this.applyCommitted();
     this.commitWaiters.release(highWatermark);
-    this.wakeAllParked();
+    this.wakeAllParkedForHighWatermark();
   }
 
   /** Hands every entry below the high watermark not applied yet to the state machine. */
@@ -456,6 +475,7 @@ export class Replica {
     if (this.ticker) clearInterval(this.ticker);
     if (this.retentionTimer) clearInterval(this.retentionTimer);
     if (this.persistTimer) clearInterval(this.persistTimer);
+    if (this.hwWakeTimer) clearTimeout(this.hwWakeTimer);
     this.persistApplied();
     for (const parked of this.parkedFetches) {
       clearTimeout(parked.timer);

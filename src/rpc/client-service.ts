@@ -114,6 +114,11 @@ export function addClientService(server: grpc.Server, broker: Broker): void {
       const described = broker.describeTopic(name, await broker.describeCluster());
       return { topic: described.topic, queues: described.queues };
     }),
+    Heartbeat: unary(async (w) => {
+      const owned = Array.isArray(w.ownedQueues) ? (w.ownedQueues as unknown[]).map((q) => int(q, 'owned_queues')) : [];
+      const r = broker.heartbeat(required(str(w.consumerGroup, 'consumer_group'), 'consumer_group'), required(str(w.topic, 'topic'), 'topic'), required(str(w.memberId, 'member_id'), 'member_id'), owned, !!w.leave);
+      return { ...r };
+    }),
     DescribeCluster: unary(async (_w, call) => {
       if (call.metadata.get(scopeKey)[0] === 'group') return { groups: [groupWire(await broker.describeOwnGroup(true))] };
       return { groups: (await broker.describeCluster()).map(groupWire) };

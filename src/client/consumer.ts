@@ -1,0 +1,321 @@
+// The consumer: a member of a consumer group. It heartbeats to the topic's coordinator, reads
+// the queues the coordinator assigns (one loop per queue, in order), follows the read advice of
+// every reply, commits processed offsets (on an interval, or by hand), and hands a failed
+// message to the topic's retry queue with a growing delay and, after `attemptsMax`, to its
+// dead-letter queue. Delivery is at least once: a message is processed before its offset is
+// committed.
+import { EventEmitter } from 'node:events';
+import { randomUUID } from 'node:crypto';
+import { InvalidArgumentError, NotFoundError, type MambaError } from '../errors.js';
+import { sleep, type RetryPolicy } from './connection.js';
+import { MambaClient, readResultFromWire, type ReceivedMessage } from './client.js';
+import { Producer } from './producer.js';
+
+export interface ConsumerOptions {
+  brokers: string[];
+  group: string;
+  topic: string;
+  /** 0 turns auto-commit off: call commit() yourself. */
+  autoCommitIntervalMs?: number;
+  heartbeatIntervalMs?: number;
+  maxMessages?: number;
+  maxWaitMs?: number;
+  /** Failed messages: retry queue with growing delay, then the dead-letter queue. */
+  nack?: { attemptsMax?: number; delayMsInitial?: number; delayMsMax?: number };
+  retry?: Partial<RetryPolicy>;
+  requestTimeoutMs?: number;
+  memberId?: string;
+}
+
+export interface Delivery extends ReceivedMessage {
+  topic: string;
+  queue: number;
+  /** 1 for a first delivery; counts retries from the retry queue. */
+  attempt: number;
+}
+
+export type Handler = (message: Delivery) => Promise<void> | void;
+
+/** Header names on messages in the retry and dead-letter queues. */
+export const retryHeaders = {
+  attempt: 'mamba-attempt',
+  notBeforeMs: 'mamba-not-before-ms',
+  originTopic: 'mamba-origin-topic',
+  originQueue: 'mamba-origin-queue',
+  originOffset: 'mamba-origin-offset',
+  error: 'mamba-error',
+} as const;
+
+export function retryTopicOf(topic: string): string {
+  return `${topic}.retry`;
+}
+
+export function deadLetterTopicOf(topic: string): string {
+  return `${topic}.dlq`;
+}
+
+interface QueueReader {
+  topic: string;
+  queue: number;
+  offset: number;
+  committed: number;
+  address: string | undefined;
+  stopping: boolean;
+  done: Promise<void>;
+}
+
+function checkRange(name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) throw new InvalidArgumentError(`${name}: ${value} is out of range ${min}..${max}`);
+  return value;
+}
+
+/** One consumer-group member on one topic (the main topic or its retry topic). */
+class Membership {
+  readonly readers = new Map<number, QueueReader>();
+  generation = 0;
+
+  constructor(readonly topic: string, readonly retries: boolean) {}
+}
+
+export class Consumer extends EventEmitter {
+  readonly client: MambaClient;
+  readonly memberId: string;
+  private readonly group: string;
+  private readonly topic: string;
+  private readonly autoCommitIntervalMs: number;
+  private readonly heartbeatIntervalMs: number;
+  private readonly maxMessages: number;
+  private readonly maxWaitMs: number;
+  private readonly attemptsMax: number;
+  private readonly delayMsInitial: number;
+  private readonly delayMsMax: number;
+  private readonly memberships: Membership[];
+  private retryProducer: Producer | null = null;
+  private handler: Handler | null = null;
+  private timers: NodeJS.Timeout[] = [];
+  private running = false;
+  private heartbeating: Promise<void> = Promise.resolve();
+  private heartbeatRunning = false;
+
+  constructor(private readonly options: ConsumerOptions) {
+    super();
+    if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/.test(options.group ?? '')) throw new InvalidArgumentError(`group: "${options.group}" is not a valid consumer group name`);
+    if (!options.topic) throw new InvalidArgumentError('topic: a topic is required');
+    this.group = options.group;
+    this.topic = options.topic;
+    this.autoCommitIntervalMs = checkRange('autoCommitIntervalMs', options.autoCommitIntervalMs ?? 1000, 0, 3_600_000);
+    this.heartbeatIntervalMs = checkRange('heartbeatIntervalMs', options.heartbeatIntervalMs ?? 1000, 50, 60_000);
+    this.maxMessages = checkRange('maxMessages', options.maxMessages ?? 500, 1, 10_000);
+    this.maxWaitMs = checkRange('maxWaitMs', options.maxWaitMs ?? 500, 0, 30_000);
+    this.attemptsMax = checkRange('nack.attemptsMax', options.nack?.attemptsMax ?? 3, 1, 100);
+    this.delayMsInitial = checkRange('nack.delayMsInitial', options.nack?.delayMsInitial ?? 1000, 0, 3_600_000);
+    this.delayMsMax = checkRange('nack.delayMsMax', options.nack?.delayMsMax ?? 60_000, this.delayMsInitial, 86_400_000);
+    this.memberId = options.memberId ?? `m-${randomUUID()}`;
+    this.client = new MambaClient({ brokers: options.brokers, requestTimeoutMs: options.requestTimeoutMs ?? 10_000, ...(options.retry ? { retry: options.retry } : {}) });
+    this.memberships = [new Membership(this.topic, false), new Membership(retryTopicOf(this.topic), true)];
+  }
+
+  /** Joins the group and calls `handler` for every message of the queues assigned to it. */
+  async start(handler: Handler): Promise<void> {
+    if (this.running) throw new InvalidArgumentError('consumer already started');
+    this.handler = handler;
+    const route = await this.client.router.topic(this.topic);
+    await this.ensureTopic(retryTopicOf(this.topic), route.queues);
+    await this.ensureTopic(deadLetterTopicOf(this.topic), 1);
+    this.retryProducer = new Producer({ brokers: this.options.brokers, lingerMs: 0, whenUnavailable: 'buffer' });
+    this.running = true;
+    await this.heartbeatAll();
+    this.timers.push(setInterval(() => { this.heartbeating = this.heartbeatAll(); }, this.heartbeatIntervalMs));
+    if (this.autoCommitIntervalMs > 0) this.timers.push(setInterval(() => { void this.commit().catch((e: Error) => this.report(e)); }, this.autoCommitIntervalMs));
+  }
+
+  private async ensureTopic(name: string, queues: number): Promise<void> {
+    try {
+      await this.client.router.topic(name);
+    } catch (error) {
+      if (!(error instanceof NotFoundError)) throw error;
+      await this.client.createTopic(name, queues).catch((e: MambaError) => { if (e.kind !== 'already_exists') throw e; });
+    }
+  }
+
+  /** 'error' events are for the application; without a listener they must not throw. */
+  private report(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+
+  /** The queues this member reads now, per topic. */
+  assignment(): { topic: number[]; retry: number[] } {
+    return { topic: [...this.memberships[0]!.readers.keys()].sort((a, b) => a - b), retry: [...this.memberships[1]!.readers.keys()].sort((a, b) => a - b) };
+  }
+
+  private async heartbeatAll(): Promise<void> {
+    if (this.heartbeatRunning) return; // a slow round (a revocation waits for its reader) is not doubled
+    this.heartbeatRunning = true;
+    try {
+      for (const membership of this.memberships) {
+        if (!this.running) return;
+        await this.heartbeat(membership, false).catch((error: Error) => this.report(error as Error));
+      }
+    } finally {
+      this.heartbeatRunning = false;
+    }
+  }
+
+  private async heartbeat(membership: Membership, leave: boolean): Promise<void> {
+    const route = await this.client.router.topic(membership.topic);
+    const coordinatorGroup = route.queueGroups[0]!;
+    const address = await this.client.router.leaderOf(coordinatorGroup);
+    let reply;
+    try {
+      reply = await this.client.pool.call(address, 'Heartbeat', {
+        consumerGroup: this.group, topic: membership.topic, memberId: this.memberId, ownedQueues: [...membership.readers.keys()], leave,
+      }, 5000);
+    } catch (error) {
+      this.client.router.noteFailure(coordinatorGroup, error as MambaError);
+      throw error;
+    }
+    if (leave) return;
+    const assigned = new Set(((reply.assignedQueues as number[] | undefined) ?? []).map(Number));
+    const generation = Number(reply.generation);
+    if (generation !== membership.generation) {
+      membership.generation = generation;
+      this.emit('rebalance', { topic: membership.topic, generation, members: reply.members, assigned: [...assigned].sort((a, b) => a - b) });
+    }
+    for (const [queue, reader] of membership.readers) if (!assigned.has(queue)) await this.revoke(membership, reader);
+    for (const queue of assigned) if (!membership.readers.has(queue) && this.running) await this.assign(membership, queue);
+  }
+
+  private async assign(membership: Membership, queue: number): Promise<void> {
+    const committed = await this.committedOffset(membership.topic, queue);
+    const reader: QueueReader = { topic: membership.topic, queue, offset: committed, committed, address: undefined, stopping: false, done: Promise.resolve() };
+    membership.readers.set(queue, reader);
+    reader.done = this.readLoop(membership, reader);
+  }
+
+  /** Stops reading a queue, waits for the message in hand, commits, and gives the queue up. */
+  private async revoke(membership: Membership, reader: QueueReader): Promise<void> {
+    reader.stopping = true;
+    await reader.done;
+    await this.commitReader(reader).catch((error: Error) => this.report(error as Error));
+    membership.readers.delete(reader.queue);
+  }
+
+  private async committedOffset(topic: string, queue: number): Promise<number> {
+    const route = await this.client.router.topic(topic);
+    const address = await this.client.router.leaderOf(route.queueGroups[queue]!);
+    const reply = await this.client.pool.call(address, 'FetchOffset', { consumerGroup: this.group, topic, queue }, 5000);
+    if (reply.found) return Number(reply.offset);
+    const described = await this.client.describeTopic(topic);
+    return Number((described.queues as Array<Record<string, unknown>>)[queue]?.startOffset ?? 0);
+  }
+
+  private async readLoop(membership: Membership, reader: QueueReader): Promise<void> {
+    // Ends when the queue is revoked or the consumer closes; each round waits at most maxWaitMs.
+    while (!reader.stopping && this.running) {
+      let result;
+      try {
+        const reply = await this.readOnce(reader);
+        result = readResultFromWire(reply);
+      } catch (error) {
+        reader.address = undefined; // back to the leader
+        this.report(error as Error);
+        await sleep(200);
+        continue;
+      }
+      reader.address = result.advice?.address || undefined;
+      for (const message of result.messages) {
+        if (reader.stopping || !this.running) return;
+        if (!(await this.process(membership, reader, message))) return;
+        reader.offset = message.offset + 1;
+      }
+      if (result.messages.length === 0 && result.nextOffset > reader.offset) reader.offset = result.nextOffset;
+    }
+  }
+
+  private async readOnce(reader: QueueReader) {
+    const route = await this.client.router.topic(reader.topic);
+    const group = route.queueGroups[reader.queue]!;
+    const address = reader.address ?? await this.client.router.leaderOf(group);
+    try {
+      return await this.client.pool.call(address, 'Consume', { topic: reader.topic, queue: reader.queue, offset: reader.offset, maxMessages: this.maxMessages, maxWaitMs: this.maxWaitMs }, 10_000 + this.maxWaitMs);
+    } catch (error) {
+      if (!reader.address) this.client.router.noteFailure(group, error as MambaError);
+      throw error;
+    }
+  }
+
+  /** Hands one message to the handler; false when the queue was given up before its turn. */
+  private async process(membership: Membership, reader: QueueReader, message: ReceivedMessage): Promise<boolean> {
+    const attempt = membership.retries ? Number(message.headers[retryHeaders.attempt]?.toString() ?? '1') : 1;
+    if (membership.retries) {
+      const notBeforeMs = Number(message.headers[retryHeaders.notBeforeMs]?.toString() ?? '0');
+      // Wait for the message's retry time (bounded by revocation and close).
+      while (Date.now() < notBeforeMs && !reader.stopping && this.running) await sleep(Math.min(200, notBeforeMs - Date.now()));
+      if (Date.now() < notBeforeMs) return false;
+    }
+    const origin = membership.retries ? message.headers[retryHeaders.originTopic]?.toString() ?? this.topic : this.topic;
+    try {
+      await this.handler!({ ...message, topic: origin, queue: reader.queue, attempt });
+    } catch (error) {
+      await this.nack(reader, message, attempt, error as Error);
+    }
+    return true;
+  }
+
+  /** Sends a failed message to the retry queue with a growing delay, or to the dead-letter queue. */
+  private async nack(reader: QueueReader, message: ReceivedMessage, attempt: number, error: Error): Promise<void> {
+    const dead = attempt >= this.attemptsMax;
+    const delayMs = Math.min(this.delayMsMax, this.delayMsInitial * 2 ** (attempt - 1));
+    const headers: Record<string, string | Uint8Array> = { ...message.headers };
+    headers[retryHeaders.attempt] = String(attempt + 1);
+    headers[retryHeaders.notBeforeMs] = String(Date.now() + delayMs);
+    headers[retryHeaders.error] = error.message.slice(0, 500);
+    if (!message.headers[retryHeaders.originTopic]) {
+      headers[retryHeaders.originTopic] = reader.topic;
+      headers[retryHeaders.originQueue] = String(reader.queue);
+      headers[retryHeaders.originOffset] = String(message.offset);
+    }
+    const target = dead ? deadLetterTopicOf(this.topic) : retryTopicOf(this.topic);
+    await this.retryProducer!.send(target, { key: message.key, body: message.body, headers, timestampMs: message.timestampMs }, dead ? { queue: 0 } : { queue: reader.queue % (await this.client.router.topic(target)).queues });
+    this.emit(dead ? 'dead-letter' : 'retry', { topic: this.topic, queue: reader.queue, offset: message.offset, attempt });
+  }
+
+  /** Commits the offset after the last processed message of every queue this member reads. */
+  async commit(): Promise<void> {
+    for (const membership of this.memberships) {
+      for (const reader of membership.readers.values()) await this.commitReader(reader);
+    }
+  }
+
+  private async commitReader(reader: QueueReader): Promise<void> {
+    if (reader.offset === reader.committed) return;
+    const offset = reader.offset;
+    const route = await this.client.router.topic(reader.topic);
+    const group = route.queueGroups[reader.queue]!;
+    const address = await this.client.router.leaderOf(group);
+    try {
+      await this.client.pool.call(address, 'CommitOffset', { consumerGroup: this.group, topic: reader.topic, queue: reader.queue, offset }, 5000);
+      reader.committed = Math.max(reader.committed, offset);
+    } catch (error) {
+      this.client.router.noteFailure(group, error as MambaError);
+      throw error;
+    }
+  }
+
+  /** Leaves the group: stops every loop, commits, tells the coordinator, closes connections. */
+  async close(): Promise<void> {
+    if (!this.running) {
+      this.client.close();
+      return;
+    }
+    this.running = false;
+    for (const timer of this.timers) clearInterval(timer);
+    await this.heartbeating.catch(() => undefined);
+    for (const membership of this.memberships) {
+      for (const reader of [...membership.readers.values()]) await this.revoke(membership, reader);
+      await this.heartbeat(membership, true).catch(() => undefined);
+    }
+    await this.retryProducer?.close();
+    this.client.close();
+  }
+}
