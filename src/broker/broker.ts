@@ -15,6 +15,7 @@ import { QueueIndex, queueKey } from './queue-index.js';
 import { ProducerTable, producerKey, type ProducedBatch } from './producer-table.js';
 import { adviseRead, type Advice, type FollowerView } from './advice.js';
 import { LoadMonitor } from './load.js';
+import { BrokerTracing, type ProduceTrace } from '../observe/message-trace.js';
 import { GroupCoordinator, type HeartbeatResult } from './group-coordinator.js';
 
 /** A consumer-group member that misses heartbeats this long loses its queues. */
@@ -126,6 +127,30 @@ export interface ClusterForwarder {
   describeGroup(group: GroupConfig): Promise<GroupInfo>;
 }
 
+/** Committed messages a consumer group has not committed past, on one queue. */
+export interface ConsumerBacklog {
+  consumerGroup: string;
+  topic: string;
+  queue: number;
+  backlogMessages: number;
+}
+
+/** What the broker reports about its work (metrics); every call is cheap and synchronous. */
+export interface BrokerObserver {
+  produced(topic: string, messageCount: number, bytes: number): void;
+  /** Propose → the high watermark passed the entry (quorum-acknowledged produce requests). */
+  committed(latencySeconds: number): void;
+  consumed(topic: string, records: readonly ConsumedRecord[], nowMs: number): void;
+}
+
+export const noBrokerObserver: BrokerObserver = { produced() {}, committed() {}, consumed() {} };
+
+/** Metrics and tracing hooks a broker is built with (both off by default). */
+export interface BrokerInstruments {
+  observer?: BrokerObserver;
+  tracing?: BrokerTracing;
+}
+
 export function clientAddress(b: BrokerConfig): string {
   return `${b.host}:${b.clientPort}`;
 }
@@ -140,6 +165,8 @@ export class Broker implements StateMachine {
   private readonly consumeWaiters = new Map<string, Set<() => void>>();
   private consumeWaiterCount = 0;
   private readonly load: LoadMonitor;
+  private readonly observer: BrokerObserver;
+  private readonly tracing: BrokerTracing;
   private readonly coordinator = new GroupCoordinator(consumerSessionTimeoutMs);
 
   constructor(
@@ -148,7 +175,10 @@ export class Broker implements StateMachine {
     private readonly replica: Replica,
     private readonly forwarder: ClusterForwarder,
     private readonly logger: Logger,
+    instruments: BrokerInstruments = {},
   ) {
+    this.observer = instruments.observer ?? noBrokerObserver;
+    this.tracing = instruments.tracing ?? new BrokerTracing(null, { broker: config.id, group: config.group });
     this.id = config.id;
     this.group = cluster.groups.find((g) => g.id === config.group)!;
     this.load = new LoadMonitor();
@@ -264,6 +294,18 @@ export class Broker implements StateMachine {
   // ------------------------------------------------------------------ produce
 
   async produce(request: ProduceRequest): Promise<ProduceResult> {
+    const trace = this.tracing.startProduce(request.topic, request.queue, request.messages);
+    try {
+      const result = await this.produceTraced(request, trace);
+      trace.end();
+      return result;
+    } catch (error) {
+      trace.end(error);
+      throw error;
+    }
+  }
+
+  private async produceTraced(request: ProduceRequest, trace: ProduceTrace): Promise<ProduceResult> {
     this.checkQueue(request.topic, request.queue);
     this.checkMessages(request.messages);
     this.requireLeader();
@@ -286,9 +328,16 @@ export class Broker implements StateMachine {
       kind: CommandKind.Messages, topic: request.topic, queue: request.queue, queueOffset, firstTimestampMs,
       producerId: request.producerId, sequence: request.sequence, records: encodeRecords(records, firstTimestampMs),
     });
+    const proposedMs = performance.now();
     const logOffset = this.replica.propose(payload, records.length);
+    trace.appended(proposedMs, { queueOffset, logOffset, epoch: this.replica.currentEpoch });
+    this.observer.produced(request.topic, records.length, payload.byteLength);
     assert(this.index.endOffset(key) === queueOffset + records.length, 'produce: the proposal was not indexed at once');
     await this.waitForAck(request.ack, logOffset + records.length);
+    if (request.ack === 'quorum') {
+      this.observer.committed((performance.now() - proposedMs) / 1000);
+      trace.committed(proposedMs);
+    }
     return { topic: request.topic, queue: request.queue, baseOffset: queueOffset, count: records.length, duplicate: false };
   }
 
@@ -350,10 +399,18 @@ export class Broker implements StateMachine {
       if (offset < start || offset > end) {
         throw new OutOfRangeError(`offset ${offset} is outside queue ${request.queue} of "${request.topic}": valid offsets are ${start}..${end} (${end} = next to be written)`, start, end);
       }
-      if (offset < end || Date.now() >= deadline || cancelled()) return this.readRecords(request, key, offset, start, end, highWatermark);
+      if (offset < end || Date.now() >= deadline || cancelled()) return this.delivered(request, this.readRecords(request, key, offset, start, end, highWatermark));
       await this.waitForData(key, deadline - Date.now());
     }
     throw new TimeoutError('consume gave up after too many wake-ups');
+  }
+
+  /** Reports what a consume call delivers (metrics, delivery spans). */
+  private delivered(request: ConsumeRequest, result: ConsumeResult): ConsumeResult {
+    if (result.records.length === 0) return result;
+    this.observer.consumed(request.topic, result.records, Date.now());
+    this.tracing.delivered(request.topic, request.queue, request.consumerGroup, this.replica.currentEpoch, result.records);
+    return result;
   }
 
   private startingOffset(request: ConsumeRequest, key: string): number {
@@ -469,6 +526,20 @@ export class Broker implements StateMachine {
       throw new OutOfRangeError(`cannot commit offset ${offset} for queue ${queue} of "${topic}": valid offsets are 0..${end}`, 0, end);
     }
     await this.replicate({ kind: CommandKind.CommitOffset, consumerGroup, topic, queue, offset });
+  }
+
+  /** Every committed consumer-group offset on a queue of this group, with the messages after it. */
+  consumerBacklogs(): ConsumerBacklog[] {
+    const highWatermark = this.replica.committedOffset;
+    const backlogs: ConsumerBacklog[] = [];
+    for (const [key, offset] of this.consumerOffsets) {
+      const [consumerGroup, topic, queueText] = key.split('\u0000') as [string, string, string];
+      const queue = Number(queueText);
+      if (!this.topics.has(topic) || this.groupOfQueue(queue).id !== this.group.id) continue;
+      const end = this.index.committedEndOffset(queueKey(topic, queue), highWatermark);
+      backlogs.push({ consumerGroup, topic, queue, backlogMessages: Math.max(0, end - offset) });
+    }
+    return backlogs;
   }
 
   fetchOffset(consumerGroup: string, topic: string, queue: number): number | null {

@@ -31,6 +31,13 @@ export interface StateMachine {
   onRoleChange(role: Role, epoch: number, leaderId: ReplicaId | null): void;
 }
 
+/** What a replica reports about its work (metrics); every call is cheap and synchronous. */
+export interface ReplicaObserver {
+  /** One Ready batch of entries went into the log, taking this long. */
+  appended(durationSeconds: number): void;
+  roleChanged(role: Role, epoch: number, leaderId: ReplicaId | null): void;
+}
+
 export interface ReplicaOptions {
   id: ReplicaId;
   voters: ReplicaId[];
@@ -46,6 +53,7 @@ export interface ReplicaOptions {
   fetchBytesMax: number;
   pendingProposalsMax: number;
   logger: Logger;
+  observer?: ReplicaObserver;
   random?: () => number;
 }
 
@@ -324,11 +332,13 @@ export class Replica {
     }
     if (ready.truncateTo !== undefined) this.truncate(ready.truncateTo);
     const nowMs = Date.now();
+    const appendStartMs = performance.now();
     for (const entry of ready.entries) {
       this.log.append(batchOfEntry(entry, nowMs));
       this.storage.noteAppended(entry);
       this.machine!.onAppend(entry);
     }
+    if (ready.entries.length) this.options.observer?.appended((performance.now() - appendStartMs) / 1000);
     this.core.advance(ready, this.durableEnd());
     if (ready.roleChange) this.changeRole(ready.roleChange.role, ready.roleChange.epoch, ready.roleChange.leaderId);
     for (const message of ready.messages) this.route(message);
@@ -376,6 +386,7 @@ export class Replica {
     this.leaderId = leaderId;
     this.options.logger.setEpoch(epoch);
     this.options.logger.info('replica.role', { role, leader: leaderId });
+    this.options.observer?.roleChanged(role, epoch, leaderId);
     if (wasLeader && role !== 'leader') {
       // The outcome of entries above the high watermark is now up to the next leader.
       this.commitWaiters.failAbove(this.highWatermark, () => new UnavailableError(`broker ${this.id} lost leadership before the entry committed; it may or may not be stored (retry with an idempotent producer)`));

@@ -1,0 +1,104 @@
+// Per-message trace context: the producer's span travels in each message's W3C `traceparent`
+// (and `tracestate`) header, is stored with the message, and parents the broker's spans for
+// produce, append, commit and delivery, so one message yields one connected trace.
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+
+export const traceparentHeader = 'traceparent';
+export const tracestateHeader = 'tracestate';
+export const messagingSystem = 'mamba';
+
+type HeaderList = ReadonlyArray<{ key: string; value: Uint8Array | null }>;
+
+const propagator = new W3CTraceContextPropagator();
+/** Links a produce span carries at most (one per message of the batch with a context). */
+const produceLinksMax = 128;
+
+const listGetter = {
+  keys: (headers: HeaderList) => headers.map((h) => h.key),
+  get: (headers: HeaderList, key: string) => {
+    const header = headers.find((h) => h.key === key);
+    return header?.value ? Buffer.from(header.value.buffer, header.value.byteOffset, header.value.byteLength).toString('latin1') : undefined;
+  },
+};
+
+/** The producer's context stored in a message's headers, or null when it has none. */
+export function contextFromHeaders(headers: HeaderList): Context | null {
+  if (!headers.some((h) => h.key === traceparentHeader)) return null;
+  const context = propagator.extract(ROOT_CONTEXT, headers, listGetter);
+  return trace.getSpanContext(context) ? context : null;
+}
+
+/** The headers that carry `span`'s context (traceparent and, when set, tracestate). */
+export function headersOfSpan(span: Span): Record<string, string> {
+  const carrier: Record<string, string> = {};
+  propagator.inject(trace.setSpan(ROOT_CONTEXT, span), carrier, { set: (c, k, v) => { c[k] = v; } });
+  return carrier;
+}
+
+export function endSpan(span: Span, error?: unknown): void {
+  if (error !== undefined) {
+    span.recordException(error instanceof Error ? error : String(error));
+    span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+  }
+  span.end();
+}
+
+/** The broker side's spans over one produce request. */
+export interface ProduceTrace {
+  /** The entry is in the local log: append span from `startMs` (performance.now()) to now. */
+  appended(startMs: number, at: { queueOffset: number; logOffset: number; epoch: number }): void;
+  /** The high watermark passed the entry: commit span from `startMs` to now. */
+  committed(startMs: number): void;
+  end(error?: unknown): void;
+}
+
+const noProduceTrace: ProduceTrace = { appended() {}, committed() {}, end() {} };
+
+export class BrokerTracing {
+  constructor(private readonly tracer: Tracer | null, private readonly identity: { broker: string; group: string }) {}
+
+  get enabled(): boolean {
+    return this.tracer !== null;
+  }
+
+  startProduce(topic: string, queue: number, messages: ReadonlyArray<{ headers: HeaderList }>): ProduceTrace {
+    const tracer = this.tracer;
+    if (!tracer) return noProduceTrace;
+    const contexts = messages.slice(0, produceLinksMax).map((m) => contextFromHeaders(m.headers)).filter((c): c is Context => c !== null);
+    const links: Link[] = contexts.map((c) => ({ context: trace.getSpanContext(c)! }));
+    const parent = contexts[0] ?? ROOT_CONTEXT;
+    const base: Attributes = { 'messaging.system': messagingSystem, 'messaging.destination.name': topic, 'mamba.topic': topic, 'mamba.queue': queue, 'mamba.group': this.identity.group, 'mamba.broker': this.identity.broker };
+    const span = tracer.startSpan(`produce ${topic}`, { kind: SpanKind.SERVER, links, attributes: { ...base, 'messaging.batch.message_count': messages.length } }, parent);
+    const within = trace.setSpan(parent, span);
+    let at: Attributes = base;
+    return {
+      appended: (startMs, offsets) => {
+        at = { ...base, 'mamba.offset': offsets.queueOffset, 'mamba.log_offset': offsets.logOffset, 'mamba.epoch': offsets.epoch };
+        span.setAttributes(at);
+        tracer.startSpan('append', { startTime: startMs, attributes: at }, within).end();
+      },
+      committed: (startMs) => tracer.startSpan('commit', { startTime: startMs, attributes: at }, within).end(),
+      end: (error) => endSpan(span, error),
+    };
+  }
+
+  /** One delivery span per traced record, each a child of its producer's span. */
+  delivered(topic: string, queue: number, consumerGroup: string, epoch: number, records: ReadonlyArray<{ offset: number; headers: HeaderList }>): void {
+    const tracer = this.tracer;
+    if (!tracer) return;
+    for (const r of records) {
+      const parent = contextFromHeaders(r.headers);
+      if (!parent) continue;
+      tracer.startSpan(`deliver ${topic}`, {
+        kind: SpanKind.SERVER,
+        links: [{ context: trace.getSpanContext(parent)! }],
+        attributes: {
+          'messaging.system': messagingSystem, 'messaging.destination.name': topic, 'mamba.topic': topic, 'mamba.queue': queue, 'mamba.offset': r.offset,
+          'mamba.group': this.identity.group, 'mamba.broker': this.identity.broker, 'mamba.epoch': epoch,
+          ...(consumerGroup ? { 'messaging.consumer.group.name': consumerGroup } : {}),
+        },
+      }, parent).end();
+    }
+  }
+}
