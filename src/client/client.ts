@@ -6,6 +6,11 @@ import { InvalidArgumentError, type MambaError } from '../errors.js';
 import { ConnectionPool, backoffMs, retryDefaults, sleep, type RetryPolicy, type Wire } from './connection.js';
 import { Router, type GroupRoute } from './router.js';
 import { resolveClientSecurity, type SecurityOptions } from './credentials.js';
+import { startTracing, type Tracing, type TracingSetup } from '../observe/tracing.js';
+import { ClientTracing } from '../observe/message-trace.js';
+
+/** OpenTelemetry for the client: off unless an OTLP endpoint (or, in tests, a span exporter) is given. */
+export type ClientTracingOptions = Partial<Pick<TracingSetup, 'otlpEndpoint' | 'samplingRatio' | 'spanExporter' | 'serviceName'>>;
 
 /** Access key and TLS: from these options, else MAMBA_KEY_ID/MAMBA_KEY_SECRET, MAMBA_TLS_CA, MAMBA_CREDENTIALS. */
 export interface ClientOptions extends SecurityOptions {
@@ -14,6 +19,8 @@ export interface ClientOptions extends SecurityOptions {
   retry?: Partial<RetryPolicy>;
   /** Credentials files to try, in order, when neither options nor environment name a key (the CLI's defaults). */
   credentialsSearch?: string[];
+  /** Producer spans with W3C traceparent in the message headers, and receive spans on reads. */
+  tracing?: ClientTracingOptions;
 }
 
 export interface OutgoingMessage {
@@ -68,12 +75,15 @@ function bytes(value: Uint8Array | string): Buffer {
   return typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
 }
 
-export function messageToWire(m: OutgoingMessage): Wire {
+export function messageToWire(m: OutgoingMessage, traceHeaders: Record<string, string> = {}): Wire {
   return {
     key: m.key === undefined || m.key === null ? Buffer.alloc(0) : bytes(m.key),
     body: bytes(m.body),
     timestampMs: m.timestampMs ?? 0,
-    headers: Object.entries(m.headers ?? {}).map(([key, value]) => ({ key, value: bytes(value) })),
+    headers: [
+      ...Object.entries(m.headers ?? {}).filter(([key]) => !(key in traceHeaders)).map(([key, value]) => ({ key, value: bytes(value) })),
+      ...Object.entries(traceHeaders).map(([key, value]) => ({ key, value: Buffer.from(value, 'latin1') })),
+    ],
   };
 }
 
@@ -88,11 +98,15 @@ export class MambaClient {
   readonly router: Router;
   private readonly options: ReturnType<typeof checkOptions>;
   private roundRobin = 0;
+  private readonly tracingSdk: Tracing;
+  private readonly tracing: ClientTracing;
 
   constructor(options: ClientOptions) {
     this.options = checkOptions(options);
     this.pool = new ConnectionPool(undefined, resolveClientSecurity(options, process.env, options.credentialsSearch ?? []));
     this.router = new Router(this.pool, this.options.brokers, this.options.requestTimeoutMs);
+    this.tracingSdk = startTracing({ serviceName: 'mamba-client', ...options.tracing });
+    this.tracing = new ClientTracing(this.tracingSdk.tracer);
   }
 
   // ------------------------------------------------------------------ admin
@@ -140,6 +154,19 @@ export class MambaClient {
   /** Sends messages to one queue (given, by key, or round-robin) and waits for the ack level. */
   async send(topic: string, messages: OutgoingMessage[], options: { queue?: number; ack?: Ack } = {}): Promise<SendResult> {
     if (messages.length === 0) throw new InvalidArgumentError('send: give at least one message');
+    const trace = this.tracing.startSend(topic, messages.length);
+    const wire = messages.map((m) => messageToWire(m, trace.headers));
+    try {
+      const result = await this.sendWire(topic, messages, wire, options);
+      trace.end(result);
+      return result;
+    } catch (error) {
+      trace.end(null, error);
+      throw error;
+    }
+  }
+
+  private async sendWire(topic: string, messages: OutgoingMessage[], wire: Wire[], options: { queue?: number; ack?: Ack }): Promise<SendResult> {
     return this.withRetry(`send to ${topic}`, async (attempt) => {
       const route = await this.router.topic(topic, attempt > 0);
       const queue = options.queue ?? (messages[0]!.key ? queueForKey(messages[0]!.key, route.queues) : this.roundRobin++ % route.queues);
@@ -147,7 +174,7 @@ export class MambaClient {
       const group = route.queueGroups[queue]!;
       const address = await this.router.leaderOf(group);
       try {
-        const reply = await this.pool.call(address, 'Produce', { topic, queue, ack: ackWire[options.ack ?? 'quorum'], messages: messages.map(messageToWire) }, this.options.requestTimeoutMs);
+        const reply = await this.pool.call(address, 'Produce', { topic, queue, ack: ackWire[options.ack ?? 'quorum'], messages: wire }, this.options.requestTimeoutMs);
         return { topic, queue, baseOffset: Number(reply.baseOffset), count: Number(reply.count) };
       } catch (error) {
         this.router.noteFailure(group, error as MambaError);
@@ -168,7 +195,9 @@ export class MambaClient {
       const maxWaitMs = options.maxWaitMs ?? 0;
       try {
         const reply = await this.pool.call(address, 'Consume', { topic, queue, offset, maxMessages: options.maxMessages ?? 500, maxWaitMs }, this.options.requestTimeoutMs + maxWaitMs);
-        return readResultFromWire(reply);
+        const result = readResultFromWire(reply);
+        this.tracing.received(topic, queue, result.messages);
+        return result;
       } catch (error) {
         this.router.noteFailure(group, error as MambaError);
         throw error;
@@ -195,6 +224,7 @@ export class MambaClient {
 
   close(): void {
     this.pool.close();
+    void this.tracingSdk.shutdown(); // flushes spans still buffered for export
   }
 }
 

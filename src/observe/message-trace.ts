@@ -1,7 +1,7 @@
 // Per-message trace context: the producer's span travels in each message's W3C `traceparent`
 // (and `tracestate`) header, is stored with the message, and parents the broker's spans for
 // produce, append, commit and delivery, so one message yields one connected trace.
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
+import { ROOT_CONTEXT, context, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 
 export const traceparentHeader = 'traceparent';
@@ -98,6 +98,56 @@ export class BrokerTracing {
           'mamba.group': this.identity.group, 'mamba.broker': this.identity.broker, 'mamba.epoch': epoch,
           ...(consumerGroup ? { 'messaging.consumer.group.name': consumerGroup } : {}),
         },
+      }, parent).end();
+    }
+  }
+}
+
+/** The client side's spans over one send. */
+export interface SendTrace {
+  /** Headers to add to every message of the send (the producer span's context). */
+  readonly headers: Record<string, string>;
+  end(result: { queue: number; baseOffset: number } | null, error?: unknown): void;
+}
+
+const noSendTrace: SendTrace = { headers: {}, end() {} };
+
+export class ClientTracing {
+  constructor(private readonly tracer: Tracer | null) {}
+
+  get enabled(): boolean {
+    return this.tracer !== null;
+  }
+
+  /** A producer span under the caller's active context; its context goes into the messages. */
+  startSend(topic: string, messageCount: number): SendTrace {
+    if (!this.tracer) return noSendTrace;
+    const span = this.tracer.startSpan(`send ${topic}`, {
+      kind: SpanKind.PRODUCER,
+      attributes: { 'messaging.system': messagingSystem, 'messaging.destination.name': topic, 'mamba.topic': topic, 'messaging.batch.message_count': messageCount },
+    }, context.active());
+    return {
+      headers: headersOfSpan(span), // unsampled too: downstream then follows the decision
+      end: (result, error) => {
+        if (result) span.setAttributes({ 'mamba.queue': result.queue, 'mamba.offset': result.baseOffset });
+        endSpan(span, error);
+      },
+    };
+  }
+
+  /** One receive span per traced message, each a child of its producer's span. */
+  received(topic: string, queue: number, messages: ReadonlyArray<{ offset: number; headers: Record<string, Uint8Array> }>): void {
+    if (!this.tracer) return;
+    for (const m of messages) {
+      const value = m.headers[traceparentHeader];
+      if (!value) continue;
+      const list = [{ key: traceparentHeader, value }, ...(m.headers[tracestateHeader] ? [{ key: tracestateHeader, value: m.headers[tracestateHeader]! }] : [])];
+      const parent = contextFromHeaders(list);
+      if (!parent) continue;
+      this.tracer.startSpan(`receive ${topic}`, {
+        kind: SpanKind.CONSUMER,
+        links: [{ context: trace.getSpanContext(parent)! }],
+        attributes: { 'messaging.system': messagingSystem, 'messaging.destination.name': topic, 'mamba.topic': topic, 'mamba.queue': queue, 'mamba.offset': m.offset },
       }, parent).end();
     }
   }
