@@ -90,3 +90,11 @@ export class PermissionDeniedError extends MambaError {
     super('permission_denied', message, false);
   }
 }
+
+/** The call carried no valid access key signature (missing, unknown, wrong, stale or replayed). */
+export class UnauthenticatedError extends MambaError {
+  override readonly name = 'UnauthenticatedError';
+  constructor(message: string) {
+    super('unauthenticated', message, false);
+  }
+}

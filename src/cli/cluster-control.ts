@@ -5,7 +5,7 @@ import { mkdirSync, openSync, closeSync, writeFileSync, readFileSync, existsSync
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ClusterConfig } from '../config/cluster.js';
-import { MambaClient } from '../client/client.js';
+import { MambaClient, type ClientOptions } from '../client/client.js';
 import type { GroupRoute } from '../client/router.js';
 
 const cliPath = join(dirname(fileURLToPath(import.meta.url)), 'main.js');
@@ -69,8 +69,8 @@ export function startBrokers(cluster: ClusterConfig, clusterFile: string): strin
 }
 
 /** Waits (bounded) until every group names a leader; returns the groups. */
-export async function waitForLeaders(cluster: ClusterConfig, timeoutMs: number, onProgress: (text: string) => void): Promise<GroupRoute[]> {
-  const client = new MambaClient({ brokers: brokerAddresses(cluster), requestTimeoutMs: 1000, retry: { attemptsMax: 1 } });
+export async function waitForLeaders(cluster: ClusterConfig, timeoutMs: number, onProgress: (text: string) => void, security: Partial<ClientOptions> = {}): Promise<GroupRoute[]> {
+  const client = new MambaClient({ ...security, brokers: brokerAddresses(cluster), requestTimeoutMs: 1000, retry: { attemptsMax: 1 } });
   const deadline = Date.now() + timeoutMs;
   let last = '';
   try {

@@ -6,6 +6,7 @@ import { MambaError } from '../errors.js';
 import { ConfigError } from '../config/validate.js';
 import { loadClusterConfig } from '../config/cluster.js';
 import { MambaClient, type Ack, type OutgoingMessage } from '../client/client.js';
+import { keyCommand, securityOptions } from './keys.js';
 import { startBrokers, stopBrokers, waitForLeaders, brokerAddresses, logFile } from './cluster-control.js';
 import { statusJson, statusText } from './format.js';
 
@@ -15,6 +16,7 @@ interface GlobalOptions {
   brokers: string;
   cluster?: string;
   json?: boolean;
+  credentials?: string;
 }
 
 const program = new Command();
@@ -24,6 +26,7 @@ program
   .option('--brokers <list>', 'seed broker client addresses, comma separated (env MAMBA_BROKERS)', defaultBrokers)
   .option('--cluster <file>', 'take the seed brokers from a cluster file instead of --brokers')
   .option('--json', 'print machine-readable JSON instead of text')
+  .option('--credentials <file>', 'access key file (env MAMBA_CREDENTIALS; default ./data/credentials, then ~/.mamba/credentials)')
   .exitOverride()
   .showHelpAfterError()
   .configureOutput({ outputError: (text, write) => write(text) });
@@ -35,7 +38,13 @@ function globals(command: Command): GlobalOptions {
 function clientFor(command: Command): MambaClient {
   const options = globals(command);
   const brokers = options.cluster ? brokerAddresses(loadClusterConfig(options.cluster)) : options.brokers.split(',').map((s) => s.trim()).filter(Boolean);
-  return new MambaClient({ brokers, requestTimeoutMs: 5000, retry: { attemptsMax: 3, backoffMsInitial: 100 } });
+  return new MambaClient({ brokers, requestTimeoutMs: 5000, retry: { attemptsMax: 3, backoffMsInitial: 100 }, ...clientSecurity(command) });
+}
+
+/** Access key and TLS for the clients the CLI makes (keys.ts: flags, environment, files, cluster file). */
+function clientSecurity(command: Command): ReturnType<typeof securityOptions> {
+  const options = globals(command);
+  return securityOptions(options.cluster ? loadClusterConfig(options.cluster) : null, options.credentials);
 }
 
 async function withClient<T>(command: Command, work: (client: MambaClient) => Promise<T>): Promise<T> {
@@ -95,7 +104,7 @@ cluster
     const config = loadClusterConfig(file);
     const started = startBrokers(config, file);
     if (!globals(command).json) process.stderr.write(`started ${started.length ? started.join(', ') : 'nothing (all running)'}; logs in ${logFile(config, '<id>')}\n`);
-    const groups = await waitForLeaders(config, options.waitMs, (text) => { if (!globals(command).json) process.stderr.write(`  ${text}\n`); });
+    const groups = await waitForLeaders(config, options.waitMs, (text) => { if (!globals(command).json) process.stderr.write(`  ${text}\n`); }, clientSecurity(command));
     print(command, { started, groups: groups.map((g) => ({ id: g.id, leader: g.leaderId, epoch: g.epoch })) },
       groups.map((g) => `group ${g.id}: leader ${g.leaderId} (${g.replicas.find((r) => r.id === g.leaderId)?.address ?? '?'}), epoch ${g.epoch}`).join('\n'));
   });
@@ -131,6 +140,8 @@ async function showStatus(command: Command, watch: boolean): Promise<void> {
     }
   });
 }
+
+program.addCommand(keyCommand());
 
 // ------------------------------------------------------------------ topics
 

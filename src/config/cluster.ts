@@ -8,6 +8,10 @@ import {
   at, ConfigError, fail, readArray, readChoice, readInteger, readNumber, readObject, readString,
   rejectUnknownKeys, type Where,
 } from './validate.js';
+import { readSecurity, noSecurity, type SecurityConfig } from './security.js';
+import {
+  defaultAlertSettings, defaultTracingSettings, readAlerts, readTracing, type AlertSettings, type TracingSettings,
+} from '../observe/settings.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -39,7 +43,15 @@ export interface BrokerSettings {
   requestBytesMax: number;
   pendingProposalsMax: number;
   consumeWaitMsMax: number;
+  /** Client API connections one remote address may hold; calls on more get RESOURCE_EXHAUSTED. */
+  connectionsPerClientMax: number;
+  /** Calls in flight on one client API connection; more get RESOURCE_EXHAUSTED. */
+  inflightPerConnectionMax: number;
   advice: AdviceSettings;
+  /** OpenTelemetry export (off while otlpEndpoint is ''). */
+  tracing: TracingSettings;
+  /** Alert rules evaluated on the broker's own metrics, and where alerts go. */
+  alerts: AlertSettings;
 }
 
 export interface BrokerConfig {
@@ -62,6 +74,7 @@ export interface ClusterConfig {
   name: string;
   source: string;
   groups: GroupConfig[];
+  security: SecurityConfig;
 }
 
 export const defaultBrokerSettings: BrokerSettings = {
@@ -78,7 +91,11 @@ export const defaultBrokerSettings: BrokerSettings = {
   requestBytesMax: 16 * MiB,
   pendingProposalsMax: 10_000,
   consumeWaitMsMax: 30_000,
+  connectionsPerClientMax: 256,
+  inflightPerConnectionMax: 1024,
   advice: { leaderInflightMax: 256, leaderCpuMax: 0.85, followerLagOffsetsMax: 1000, followerLagMsMax: 2000 },
+  tracing: defaultTracingSettings,
+  alerts: defaultAlertSettings,
 };
 
 const settingKeys = Object.keys(defaultBrokerSettings);
@@ -104,7 +121,11 @@ export function readSettings(value: unknown, where: Where, base: BrokerSettings)
   int('requestBytesMax', 1024, 256 * MiB);
   int('pendingProposalsMax', 1, 1_000_000);
   int('consumeWaitMsMax', 0, 300_000);
+  int('connectionsPerClientMax', 1, 100_000);
+  int('inflightPerConnectionMax', 1, 100_000);
   if (fields.advice !== undefined) s.advice = readAdvice(fields.advice, at(where, 'advice'), s.advice);
+  if (fields.tracing !== undefined) s.tracing = readTracing(fields.tracing, at(where, 'tracing'), s.tracing);
+  if (fields.alerts !== undefined) s.alerts = readAlerts(fields.alerts, at(where, 'alerts'), s.alerts);
   checkSettings(s, where);
   return s;
 }
@@ -151,7 +172,7 @@ export function parseClusterConfig(text: string, source: string, baseDir: string
   }
   const where: Where = { source, path: '' };
   const top = readObject(document, where);
-  rejectUnknownKeys(top, ['cluster', 'dataDir', 'settings', 'groups'], where);
+  rejectUnknownKeys(top, ['cluster', 'dataDir', 'settings', 'security', 'groups'], where);
   const name = readString(top.cluster, at(where, 'cluster'), idPattern);
   const dataDirText = top.dataDir === undefined ? './data' : readString(top.dataDir, at(where, 'dataDir'));
   const dataDir = isAbsolute(dataDirText) ? dataDirText : resolve(baseDir, dataDirText);
@@ -161,7 +182,8 @@ export function parseClusterConfig(text: string, source: string, baseDir: string
   if (groupList.length === 0) fail(groupsWhere, 'must name at least one group');
   const groups = groupList.map((g, i) => readGroup(g, at(groupsWhere, i), dataDir, settings));
   checkUnique(groups, where);
-  return { name, source, groups };
+  const security = top.security === undefined ? noSecurity : readSecurity(top.security, at(where, 'security'), baseDir);
+  return { name, source, groups, security };
 }
 
 function readGroup(value: unknown, where: Where, dataDir: string, settings: BrokerSettings): GroupConfig {

@@ -11,10 +11,15 @@ import { addPeerService, PeerClients, type EntryWireCodec } from './peer.js';
 import { addClientService } from './client-service.js';
 import { GrpcForwarder } from './forwarder.js';
 import { reflectionPackageDefinition } from './protos.js';
+import { BrokerObservability, type ObservabilityOptions } from '../observe/broker-observability.js';
+import { MeteredServer } from '../observe/grpc-metrics.js';
+import { openBrokerSecurity } from './broker-security.js';
+import { listen } from './listener.js';
 
 export interface RunningBroker {
   broker: Broker;
   replica: Replica;
+  observability: BrokerObservability;
   stop(): Promise<void>;
 }
 
@@ -23,37 +28,36 @@ const wireCodec: EntryWireCodec = {
   fromBatches: entriesFromFetchedBatches,
 };
 
-function bind(server: grpc.Server, address: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error) => (error ? reject(new Error(`cannot listen on ${address}: ${error.message}`)) : resolve()));
-  });
-}
-
-export async function startBroker(cluster: ClusterConfig, brokerId: string, logger?: Logger): Promise<RunningBroker> {
+export async function startBroker(cluster: ClusterConfig, brokerId: string, logger?: Logger, observability: ObservabilityOptions = {}): Promise<RunningBroker> {
   const config = findBroker(cluster, brokerId);
   const group = groupOf(cluster, brokerId);
   const log = logger ?? new Logger(brokerId, group.id);
   const s = config.settings;
+  const observe = new BrokerObservability(config, log, observability);
   const replica = await Replica.open({
     id: brokerId, voters: group.brokers.map((b) => b.id), dataDir: config.dataDir, flush: s.flush,
     segmentBytes: s.segmentBytes, retentionBytesMax: s.retentionBytesMax, retentionAgeMsMax: s.retentionAgeMsMax,
     tickMs: s.tickMs, electionTimeoutMs: s.electionTimeoutMs, fetchTimeoutMs: s.fetchTimeoutMs, fetchMaxWaitMs: s.fetchMaxWaitMs,
     fetchBytesMax: s.fetchBytesMax, pendingProposalsMax: s.pendingProposalsMax, logger: log,
+    observer: observe.metrics,
   });
-  const forwarder = new GrpcForwarder();
-  const broker = new Broker(config, cluster, replica, forwarder, log);
+  const security = openBrokerSecurity(cluster, brokerId, s, log);
+  const forwarder = new GrpcForwarder(security.tls?.channel, security.signForward);
+  const broker = new Broker(config, cluster, replica, forwarder, log, { observer: observe.metrics, tracing: observe.brokerTracing });
   const identity = { cluster: cluster.name, group: group.id, replicaId: brokerId };
 
   const serverOptions = {
     'grpc.max_receive_message_length': s.requestBytesMax,
     'grpc.max_send_message_length': Math.max(s.requestBytesMax, s.fetchBytesMax + 1024 * 1024),
+    'grpc.max_concurrent_streams': 2 * s.inflightPerConnectionMax, // the guard refuses beyond 1×
   };
-  const peerServer = new grpc.Server({ ...serverOptions, 'grpc.max_receive_message_length': s.fetchBytesMax + 1024 * 1024 });
+  const peerServer = new MeteredServer({ ...serverOptions, 'grpc.max_receive_message_length': s.fetchBytesMax + 1024 * 1024, interceptors: [security.peerGuard.interceptor] }, observe.metrics, 'peer');
   addPeerService(peerServer, identity, wireCodec, {
     isMember: (id) => group.brokers.some((b) => b.id === id) && id !== brokerId,
     handle: (request, maxWaitMs) => replica.handle(request, maxWaitMs),
+    requireCertificate: security.tls !== null,
   });
-  const clientServer = new grpc.Server(serverOptions);
+  const clientServer = new MeteredServer({ ...serverOptions, interceptors: [security.clientGuard.interceptor] }, observe.metrics, 'client');
   addClientService(clientServer, broker);
   new ReflectionService(reflectionPackageDefinition()).addToServer(clientServer);
 
@@ -64,24 +68,32 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     (answer) => replica.deliver(answer),
     { fetchMaxWaitMs: s.fetchMaxWaitMs, requestTimeoutMs: Math.max(100, s.electionTimeoutMs) },
     (peer, rpc, error) => log.debug('peer.call.failed', { peer, rpc, code: error.code, details: error.details }),
+    security.tls?.channel,
   );
-  await bind(peerServer, `${config.host}:${config.peerPort}`);
-  await bind(clientServer, `${config.host}:${config.clientPort}`);
+  const insecure = grpc.ServerCredentials.createInsecure();
+  const peerListening = await listen(peerServer, security.tls?.peerServer ?? insecure, config.host, config.peerPort, null);
+  const clientListening = await listen(clientServer, security.tls?.clientServer ?? insecure, config.host, config.clientPort, security.limiter);
   replica.start(broker, peers);
-  log.info('broker.started', { client: `${config.host}:${config.clientPort}`, peer: `${config.host}:${config.peerPort}`, dataDir: config.dataDir, flush: s.flush.mode });
+  await observe.start(broker, replica);
+  log.info('broker.started', { client: `${config.host}:${config.clientPort}`, peer: `${config.host}:${config.peerPort}`, dataDir: config.dataDir, flush: s.flush.mode, tls: security.tls !== null, auth: cluster.security.auth !== null });
 
   let stopped = false;
   return {
     broker,
     replica,
+    observability: observe,
     async stop() {
       if (stopped) return;
       stopped = true;
       broker.close();
+      clientListening.close();
+      peerListening.close();
       clientServer.forceShutdown();
       peerServer.forceShutdown();
+      security.close();
       forwarder.close();
       await replica.close();
+      await observe.stop();
       log.info('broker.stopped');
     },
   };

@@ -19,10 +19,20 @@ export class GrpcForwarder implements ClusterForwarder {
   private readonly clients = new Map<string, grpc.Client>();
   private readonly Client = grpc.makeGenericClientConstructor(serviceDefinition('mamba.v1.Mamba'), 'Mamba');
 
+  /**
+   * `credentials`: TLS towards the other brokers' client listeners when the cluster has it.
+   * `sign`: adds the brokers' own access key signature to a call of a method path (when the
+   * cluster has access keys), so other brokers accept forwarded calls like any signed call.
+   */
+  constructor(
+    private readonly credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+    private readonly sign: ((methodPath: string, metadata: grpc.Metadata) => void) | null = null,
+  ) {}
+
   private client(address: string): grpc.Client {
     let client = this.clients.get(address);
     if (!client) {
-      client = new this.Client(address, grpc.credentials.createInsecure());
+      client = new this.Client(address, this.credentials);
       this.clients.set(address, client);
     }
     return client;
@@ -51,6 +61,7 @@ export class GrpcForwarder implements ClusterForwarder {
     const client = this.client(address) as unknown as Record<string, Method>;
     const md = new grpc.Metadata();
     for (const [key, value] of Object.entries(metadata)) md.set(key, value);
+    this.sign?.(`/mamba.v1.Mamba/${method}`, md);
     return new Promise((resolve, reject) => {
       client[method]!.call(client, request, md, { deadline: Date.now() + callTimeoutMs }, (error, reply) => {
         if (error) reject(fromServiceError(error));

@@ -23,6 +23,8 @@ export interface PeerIdentity {
 /** What the replica offers the peer server: one request in, the core's answer out. */
 export interface PeerRequestHandler {
   isMember(replicaId: ReplicaId): boolean;
+  /** With mutual TLS: the sender must hold a certificate whose common name is its replica id. */
+  requireCertificate?: boolean;
   /** Resolves with the core's answer to `request` (a Fetch may be held for `maxWaitMs`). */
   handle(request: Message, maxWaitMs: number): Promise<Message | null>;
 }
@@ -36,6 +38,11 @@ export function addPeerService(server: grpc.Server, self: PeerIdentity, codec: E
     const from = String(sender.replicaId ?? '');
     if (sender.cluster !== self.cluster || sender.group !== self.group || !handler.isMember(from)) {
       callback({ code: grpc.status.PERMISSION_DENIED, details: `replica "${from}" of ${String(sender.cluster)}/${String(sender.group)} is not a member of group ${self.cluster}/${self.group}` });
+      return;
+    }
+    const certified = handler.requireCertificate ? call.getAuthContext().sslPeerCertificate?.subject?.CN : from;
+    if (certified !== from) {
+      callback({ code: grpc.status.PERMISSION_DENIED, details: `the certificate of "${String(certified)}" cannot speak for replica "${from}"` });
       return;
     }
     let message: Message;
@@ -117,10 +124,11 @@ export class PeerClients {
     private readonly deliver: (answer: Message) => void,
     private readonly timing: { fetchMaxWaitMs: number; requestTimeoutMs: number },
     private readonly onError: (peer: ReplicaId, rpc: string, error: grpc.ServiceError) => void,
+    credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   ) {
     for (const peer of peers) {
       if (peer.id === self.replicaId) continue;
-      this.clients.set(peer.id, new this.Client(peer.address, grpc.credentials.createInsecure(), {
+      this.clients.set(peer.id, new this.Client(peer.address, credentials, {
         'grpc.max_receive_message_length': 512 * 1024 * 1024,
         'grpc.initial_reconnect_backoff_ms': 50,
         'grpc.max_reconnect_backoff_ms': 250,

@@ -40,13 +40,29 @@ export function serviceDefinition(service: string): ServiceDefinition {
       requestStream: !!method.requestStream,
       responseStream: !!method.responseStream,
       requestSerialize: (value: unknown) => asBuffer(requestType.encode(value as protobuf.Message).finish()),
-      requestDeserialize: (bytes: Buffer) => requestType.decode(bytes),
+      requestDeserialize: (bytes: Buffer) => decodeRequest(requestType, bytes),
       responseSerialize: (value: unknown) => asBuffer(responseType.encode(value as protobuf.Message).finish()),
       responseDeserialize: (bytes: Buffer) => responseType.decode(bytes),
       originalName: method.name[0]!.toLowerCase() + method.name.slice(1),
     };
   }
   return definition as ServiceDefinition;
+}
+
+/**
+ * A request whose bytes are not a valid message. The server's deserializer returns it instead of
+ * throwing (grpc-js would answer INTERNAL); the security interceptor answers INVALID_ARGUMENT.
+ */
+export class MalformedRequest {
+  constructor(readonly reason: string) {}
+}
+
+function decodeRequest(type: protobuf.Type, bytes: Buffer): unknown {
+  try {
+    return type.decode(bytes);
+  } catch (error) {
+    return new MalformedRequest((error as Error).message);
+  }
 }
 
 /** protobufjs hands out Buffers on Node already; wrap (never copy) anything else. */

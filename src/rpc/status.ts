@@ -2,7 +2,7 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import {
   MambaError, NotLeaderError, type ErrorKind, InvalidArgumentError, NotFoundError, AlreadyExistsError,
-  OutOfRangeError, ResourceExhaustedError, UnavailableError, TimeoutError, PermissionDeniedError,
+  OutOfRangeError, ResourceExhaustedError, UnavailableError, TimeoutError, PermissionDeniedError, UnauthenticatedError,
 } from '../errors.js';
 import { InvariantError } from '../assert.js';
 
@@ -63,6 +63,7 @@ export function fromServiceError(error: ServiceError): MambaError {
     }
     case status.RESOURCE_EXHAUSTED: return new ResourceExhaustedError(details);
     case status.PERMISSION_DENIED: return new PermissionDeniedError(details);
+    case status.UNAUTHENTICATED: return new UnauthenticatedError(details);
     case status.DEADLINE_EXCEEDED: return new TimeoutError(details);
     case status.UNAVAILABLE:
     case status.CANCELLED: return new UnavailableError(details);

@@ -1,0 +1,67 @@
+// What a broker needs for security, built from its cluster file: TLS credentials, the access keys
+// and permissions (reloaded on change), the call guards of both listeners, the connection
+// limiter, and the signature brokers put on the calls they forward to each other.
+import * as grpc from '@grpc/grpc-js';
+import { Authenticator } from '../auth/authenticator.js';
+import { loadKeysFile, parseKeysFile, type StoredKey } from '../auth/keys.js';
+import { parsePermissions, type Permissions } from '../auth/permissions.js';
+import { signCall } from '../auth/signature.js';
+import { brokerTls, type BrokerTls } from '../auth/tls.js';
+import { WatchedFile } from '../auth/watched-file.js';
+import type { BrokerSettings, ClusterConfig } from '../config/cluster.js';
+import { ConfigError } from '../config/validate.js';
+import type { Logger } from '../replica/logger.js';
+import { ConnectionLimiter } from './listener.js';
+import { CallGuard } from './security-interceptor.js';
+
+export interface BrokerSecurity {
+  tls: BrokerTls | null;
+  limiter: ConnectionLimiter;
+  clientGuard: CallGuard;
+  peerGuard: CallGuard;
+  /** Signs a forwarded call with the brokers' key; null without access keys. */
+  signForward: ((methodPath: string, metadata: grpc.Metadata) => void) | null;
+  close(): void;
+}
+
+export function openBrokerSecurity(cluster: ClusterConfig, brokerId: string, settings: BrokerSettings, log: Logger): BrokerSecurity {
+  const { auth, tls } = cluster.security;
+  const limiter = new ConnectionLimiter(settings.connectionsPerClientMax);
+  const files: Array<WatchedFile<unknown>> = [];
+  let authenticator: Authenticator | null = null;
+  let permissions: (() => Permissions) | null = null;
+  let signForward: BrokerSecurity['signForward'] = null;
+  if (auth) {
+    const events = {
+      onReload: (file: string) => log.info('auth.file.reloaded', { file }),
+      onError: (file: string, message: string) => log.error('auth.file.rejected', { file, problem: message, kept: 'the last good version' }),
+    };
+    const keys = new WatchedFile<Map<string, StoredKey>>(auth.keysFile, parseKeysFile, events);
+    const grants = new WatchedFile<Permissions>(auth.permissionsFile, parsePermissions, events);
+    files.push(keys, grants);
+    if (!keys.value.has(auth.brokerKeyId)) {
+      for (const f of files) f.close();
+      throw new ConfigError(`${cluster.source}: security.auth.brokerKeyId: key "${auth.brokerKeyId}" is not in ${auth.keysFile}`);
+    }
+    authenticator = new Authenticator(() => keys.value, { clockSkewMsMax: auth.clockSkewMsMax, nonceCacheSizeMax: auth.nonceCacheSizeMax });
+    permissions = () => grants.value;
+    signForward = (methodPath, metadata) => {
+      const key = keys.value.get(auth.brokerKeyId) ?? loadKeysFile(auth.keysFile).get(auth.brokerKeyId);
+      if (key) signCall(metadata, { keyId: key.id, signingKey: key.signingKey }, methodPath);
+    };
+    log.info('auth.enabled', { keys: keys.value.size, grants: grants.value.grantCount, keysFile: auth.keysFile, permissionsFile: auth.permissionsFile });
+  }
+  const clientGuard = new CallGuard({
+    authenticator, permissions, brokerKeyId: auth?.brokerKeyId ?? null, limiter, inflightPerConnectionMax: settings.inflightPerConnectionMax, logger: log,
+  });
+  // The peer API is guarded by mutual TLS and the membership check in peer.ts; its guard
+  // answers malformed frames and bounds the calls in flight per connection.
+  const peerGuard = new CallGuard({ authenticator: null, permissions: null, brokerKeyId: null, limiter: null, inflightPerConnectionMax: 1024, logger: log });
+  return {
+    tls: tls ? brokerTls(tls, brokerId) : null,
+    limiter, clientGuard, peerGuard, signForward,
+    close() {
+      for (const f of files) f.close();
+    },
+  };
+}

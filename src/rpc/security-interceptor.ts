@@ -1,0 +1,156 @@
+// The one place a call is checked before it reaches a handler (grpc-js server interceptor), for
+// every method of a service: connection and in-flight limits (RESOURCE_EXHAUSTED), the access
+// key signature (UNAUTHENTICATED), malformed request bytes (INVALID_ARGUMENT) and the
+// permission for the topic and action the request names (PERMISSION_DENIED, one audit line).
+import * as grpc from '@grpc/grpc-js';
+import { MambaError } from '../errors.js';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { Action, Permissions } from '../auth/permissions.js';
+import type { Logger } from '../replica/logger.js';
+import { MalformedRequest } from './protos.js';
+import type { ConnectionLimiter } from './listener.js';
+import { toStatus } from './status.js';
+import { forwardedKey } from './client-service.js';
+
+/** What each client API method needs: an action on the topic a request field names, or only a valid key. */
+interface MethodRule {
+  action: Action | 'any' | null;
+  topicField: 'topic' | 'name' | null;
+}
+
+export const clientMethodRules: Record<string, MethodRule> = {
+  Produce: { action: 'produce', topicField: 'topic' },
+  Consume: { action: 'consume', topicField: 'topic' },
+  Subscribe: { action: 'consume', topicField: 'topic' },
+  CommitOffset: { action: 'consume', topicField: 'topic' },
+  FetchOffset: { action: 'consume', topicField: 'topic' },
+  CreateTopic: { action: 'admin', topicField: 'name' },
+  DeleteTopic: { action: 'admin', topicField: 'name' },
+  DescribeTopic: { action: 'any', topicField: 'name' },
+  ListTopics: { action: null, topicField: null },
+  DescribeCluster: { action: null, topicField: null },
+};
+
+export interface CallGuardOptions {
+  /** Null: no access keys (every call is let through unsigned). */
+  authenticator: Authenticator | null;
+  permissions: (() => Permissions) | null;
+  /** Calls signed with this key come from brokers of the cluster and may do anything. */
+  brokerKeyId: string | null;
+  limiter: ConnectionLimiter | null;
+  inflightPerConnectionMax: number;
+  logger: Logger;
+}
+
+const auditLinesPerSecondMax = 20;
+
+export class CallGuard {
+  private readonly inflightByPeer = new Map<string, number>();
+  private auditSecond = 0;
+  private auditLines = 0;
+
+  constructor(private readonly options: CallGuardOptions) {}
+
+  /** Calls in flight on one connection (0 when none). */
+  inflight(peer: string): number {
+    return this.inflightByPeer.get(peer) ?? 0;
+  }
+
+  readonly interceptor: grpc.ServerInterceptor = (method, call) => {
+    const path = method.path;
+    const name = path.slice(path.lastIndexOf('/') + 1);
+    const peer = call.getPeer();
+    let done = false;
+    let refused = false;
+    let keyId: string | null = null;
+    const finish = (): void => {
+      if (done) return;
+      done = true;
+      const left = this.inflight(peer) - 1;
+      if (left <= 0) this.inflightByPeer.delete(peer);
+      else this.inflightByPeer.set(peer, left);
+    };
+    const refuse = (code: grpc.status, details: string): void => {
+      refused = true;
+      finish();
+      call.sendStatus({ code, details, metadata: new grpc.Metadata() });
+    };
+    this.inflightByPeer.set(peer, this.inflight(peer) + 1);
+    const listener = new grpc.ServerListenerBuilder()
+      .withOnReceiveMetadata((metadata, next) => {
+        const problem = this.admit(path, peer, metadata);
+        if (problem) return refuse(problem.code, problem.details);
+        keyId = problem === null && this.options.authenticator ? String(metadata.get(authenticatedKeyHeader)[0]) : null;
+        next(metadata);
+      })
+      .withOnReceiveMessage((message, next) => {
+        if (refused) return;
+        if (message instanceof MalformedRequest) return refuse(grpc.status.INVALID_ARGUMENT, `${name}: request is not a valid protobuf message: ${message.reason.slice(0, 200)}`);
+        const denial = keyId === null ? null : this.authorize(name, keyId, message as Record<string, unknown>, peer);
+        if (denial) return refuse(grpc.status.PERMISSION_DENIED, denial);
+        next(message);
+      })
+      .withOnReceiveHalfClose((next) => { if (!refused) next(); })
+      .withOnCancel(() => finish())
+      .build();
+    const responder = new grpc.ResponderBuilder()
+      .withStart((next) => next(listener))
+      .withSendStatus((status, next) => { finish(); next(status); })
+      .build();
+    return new grpc.ServerInterceptingCall(call, responder);
+  };
+
+  /** Limits and signature; null when the call may go on (its key id then in the metadata). */
+  private admit(path: string, peer: string, metadata: grpc.Metadata): { code: grpc.status; details: string } | null {
+    const { limiter, authenticator } = this.options;
+    if (limiter?.isOverLimit(peer)) {
+      return { code: grpc.status.RESOURCE_EXHAUSTED, details: `too many connections from ${peer.slice(0, peer.lastIndexOf(':'))} (limit ${limiter.connectionsPerClientMax}, connectionsPerClientMax); reuse one channel` };
+    }
+    const inflight = this.inflight(peer);
+    if (inflight > this.options.inflightPerConnectionMax) {
+      return { code: grpc.status.RESOURCE_EXHAUSTED, details: `${inflight - 1} calls already in flight on this connection (limit ${this.options.inflightPerConnectionMax}, inflightPerConnectionMax); retry` };
+    }
+    metadata.remove(authenticatedKeyHeader);
+    if (!authenticator) return null;
+    let keyId: string;
+    try {
+      keyId = authenticator.authenticate(path, metadata);
+    } catch (error) {
+      const s = toStatus(error);
+      if (error instanceof MambaError && error.kind === 'unauthenticated') this.audit('auth.unauthenticated', { peer, method: path, reason: s.details.slice(0, 200) });
+      return { code: s.code, details: s.details };
+    }
+    // Only brokers may ask another broker not to carry a request on to the other groups.
+    if (keyId !== this.options.brokerKeyId) metadata.remove(forwardedKey);
+    metadata.set(authenticatedKeyHeader, keyId);
+    return null;
+  }
+
+  /** The refusal text when `keyId` may not make this request, else null. */
+  private authorize(name: string, keyId: string, request: Record<string, unknown>, peer: string): string | null {
+    const rule = clientMethodRules[name];
+    const permissions = this.options.permissions;
+    if (!rule || !rule.action || !rule.topicField || !permissions || keyId === this.options.brokerKeyId) return null;
+    const value = request[rule.topicField];
+    const topic = typeof value === 'string' ? value : '';
+    const granted = rule.action === 'any' ? permissions().allowsAny(keyId, topic) : permissions().allows(keyId, rule.action, topic);
+    if (granted) return null;
+    const action = rule.action === 'any' ? 'any action' : rule.action;
+    this.audit('auth.permission_denied', { key: keyId, action, topic: topic.slice(0, 255), method: name, peer });
+    return `access key "${keyId}" may not ${rule.action === 'any' ? 'use' : rule.action === 'admin' ? 'administer' : rule.action} topic "${topic.slice(0, 255)}" (${action} not granted)`;
+  }
+
+  /** Audit lines, at most auditLinesPerSecondMax a second so a flood cannot fill the disk. */
+  private audit(event: string, fields: Record<string, unknown>): void {
+    const second = Math.floor(Date.now() / 1000);
+    if (second !== this.auditSecond) {
+      if (this.auditLines > auditLinesPerSecondMax) this.options.logger.warn('auth.audit_suppressed', { lines: this.auditLines - auditLinesPerSecondMax });
+      this.auditSecond = second;
+      this.auditLines = 0;
+    }
+    if (++this.auditLines <= auditLinesPerSecondMax) this.options.logger.warn(event, fields);
+  }
+}
+
+/** Set by the guard (after removing any value a client sent): the key a call was signed with. */
+export const authenticatedKeyHeader = 'mamba-authenticated-key';
