@@ -11,17 +11,8 @@ import { keyIdHeader, nonceHeader, signatureHeader, signatureOf, timestampHeader
 export type AuthFailureReason = 'missing' | 'malformed' | 'unknown_key' | 'bad_signature' | 'stale' | 'replayed';
 export const authFailureReasons: readonly AuthFailureReason[] = ['missing', 'malformed', 'unknown_key', 'bad_signature', 'stale', 'replayed'];
 
-/**
- * Refusal counts of this process, by reason. A plain object so any metrics layer can read it
- * (a gauge callback or a counter fed through `onAuthFailure`) without this module importing one.
- */
+/** Refusal counts of this process, by reason (the broker's metric is fed through `onFailure`). */
 export const authFailureCounts: Record<AuthFailureReason, number> = { missing: 0, malformed: 0, unknown_key: 0, bad_signature: 0, stale: 0, replayed: 0 };
-const failureListeners: Array<(reason: AuthFailureReason) => void> = [];
-
-/** Calls `listener` on every refused signature, with the reason only (never key material). */
-export function onAuthFailure(listener: (reason: AuthFailureReason) => void): void {
-  failureListeners.push(listener);
-}
 
 export class AuthFailure extends UnauthenticatedError {
   constructor(readonly reason: AuthFailureReason, message: string) {
@@ -67,6 +58,8 @@ export interface AuthenticatorOptions {
   clockSkewMsMax: number;
   nonceCacheSizeMax: number;
   now?: () => number;
+  /** Called on every refused signature with the reason only (never key material): the metric. */
+  onFailure?: (reason: AuthFailureReason) => void;
 }
 
 export class Authenticator {
@@ -87,7 +80,7 @@ export class Authenticator {
     } catch (error) {
       if (error instanceof AuthFailure) {
         authFailureCounts[error.reason]++;
-        for (const listener of failureListeners) listener(error.reason);
+        this.options.onFailure?.(error.reason);
       }
       throw error;
     }

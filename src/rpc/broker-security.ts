@@ -2,6 +2,7 @@
 // and permissions (reloaded on change), the call guards of both listeners, the connection
 // limiter, and the signature brokers put on the calls they forward to each other.
 import * as grpc from '@grpc/grpc-js';
+import { Counter, type Registry } from 'prom-client';
 import { Authenticator } from '../auth/authenticator.js';
 import { loadKeysFile, parseKeysFile, type StoredKey } from '../auth/keys.js';
 import { parsePermissions, type Permissions } from '../auth/permissions.js';
@@ -24,7 +25,25 @@ export interface BrokerSecurity {
   close(): void;
 }
 
-export function openBrokerSecurity(cluster: ClusterConfig, brokerId: string, settings: BrokerSettings, log: Logger): BrokerSecurity {
+/**
+ * Security counters on a broker's metrics registry (reasons and actions only, never key material):
+ * mamba_auth_failures_total{reason} and mamba_calls_refused_total{api,code,action}.
+ */
+export interface SecurityMetrics {
+  authFailure(reason: string): void;
+  refusal(api: string, code: string, action: string): void;
+}
+
+export function securityMetrics(registry: Registry): SecurityMetrics {
+  const failures = new Counter({ name: 'mamba_auth_failures_total', help: 'Calls refused UNAUTHENTICATED, by reason (missing, malformed, unknown_key, bad_signature, stale, replayed)', labelNames: ['reason'], registers: [registry] });
+  const refusals = new Counter({ name: 'mamba_calls_refused_total', help: 'Calls the security guard refused before any handler ran, by status code and permission action', labelNames: ['api', 'code', 'action'], registers: [registry] });
+  return {
+    authFailure: (reason) => failures.inc({ reason }),
+    refusal: (api, code, action) => refusals.inc({ api, code, action }),
+  };
+}
+
+export function openBrokerSecurity(cluster: ClusterConfig, brokerId: string, settings: BrokerSettings, log: Logger, metrics: SecurityMetrics | null = null): BrokerSecurity {
   const { auth, tls } = cluster.security;
   const limiter = new ConnectionLimiter(settings.connectionsPerClientMax);
   const files: Array<WatchedFile<unknown>> = [];
@@ -43,7 +62,9 @@ export function openBrokerSecurity(cluster: ClusterConfig, brokerId: string, set
       for (const f of files) f.close();
       throw new ConfigError(`${cluster.source}: security.auth.brokerKeyId: key "${auth.brokerKeyId}" is not in ${auth.keysFile}`);
     }
-    authenticator = new Authenticator(() => keys.value, { clockSkewMsMax: auth.clockSkewMsMax, nonceCacheSizeMax: auth.nonceCacheSizeMax });
+    authenticator = new Authenticator(() => keys.value, {
+      clockSkewMsMax: auth.clockSkewMsMax, nonceCacheSizeMax: auth.nonceCacheSizeMax, onFailure: (reason) => metrics?.authFailure(reason),
+    });
     permissions = () => grants.value;
     signForward = (methodPath, metadata) => {
       const key = keys.value.get(auth.brokerKeyId) ?? loadKeysFile(auth.keysFile).get(auth.brokerKeyId);
@@ -53,10 +74,13 @@ export function openBrokerSecurity(cluster: ClusterConfig, brokerId: string, set
   }
   const clientGuard = new CallGuard({
     authenticator, permissions, brokerKeyId: auth?.brokerKeyId ?? null, limiter, inflightPerConnectionMax: settings.inflightPerConnectionMax, logger: log,
+    onRefusal: (code, action) => metrics?.refusal('client', code, action),
   });
   // The peer API is guarded by mutual TLS and the membership check in peer.ts; its guard
   // answers malformed frames and bounds the calls in flight per connection.
-  const peerGuard = new CallGuard({ authenticator: null, permissions: null, brokerKeyId: null, limiter: null, inflightPerConnectionMax: 1024, logger: log });
+  const peerGuard = new CallGuard({ authenticator: null, permissions: null, brokerKeyId: null, limiter: null, inflightPerConnectionMax: 1024, logger: log,
+    onRefusal: (code, action) => metrics?.refusal('peer', code, action),
+  });
   return {
     tls: tls ? brokerTls(tls, brokerId) : null,
     limiter, clientGuard, peerGuard, signForward,

@@ -13,7 +13,7 @@ import { GrpcForwarder } from './forwarder.js';
 import { reflectionPackageDefinition } from './protos.js';
 import { BrokerObservability, type ObservabilityOptions } from '../observe/broker-observability.js';
 import { MeteredServer } from '../observe/grpc-metrics.js';
-import { openBrokerSecurity } from './broker-security.js';
+import { openBrokerSecurity, securityMetrics } from './broker-security.js';
 import { listen } from './listener.js';
 
 export interface RunningBroker {
@@ -41,7 +41,7 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     fetchBytesMax: s.fetchBytesMax, pendingProposalsMax: s.pendingProposalsMax, logger: log,
     observer: observe.metrics,
   });
-  const security = openBrokerSecurity(cluster, brokerId, s, log);
+  const security = openBrokerSecurity(cluster, brokerId, s, log, securityMetrics(observe.metrics.registry));
   const forwarder = new GrpcForwarder(security.tls?.channel, security.signForward);
   const broker = new Broker(config, cluster, replica, forwarder, log, { observer: observe.metrics, tracing: observe.brokerTracing });
   const identity = { cluster: cluster.name, group: group.id, replicaId: brokerId };

@@ -40,6 +40,8 @@ export interface CallGuardOptions {
   limiter: ConnectionLimiter | null;
   inflightPerConnectionMax: number;
   logger: Logger;
+  /** Counts refusals for the metrics: the status code name and, for permissions, the action. */
+  onRefusal?: (code: string, action: string) => void;
 }
 
 const auditLinesPerSecondMax = 20;
@@ -70,8 +72,9 @@ export class CallGuard {
       if (left <= 0) this.inflightByPeer.delete(peer);
       else this.inflightByPeer.set(peer, left);
     };
-    const refuse = (code: grpc.status, details: string): void => {
+    const refuse = (code: grpc.status, details: string, action = ''): void => {
       refused = true;
+      this.options.onRefusal?.(grpc.status[code], action);
       finish();
       call.sendStatus({ code, details, metadata: new grpc.Metadata() });
     };
@@ -87,7 +90,7 @@ export class CallGuard {
         if (refused) return;
         if (message instanceof MalformedRequest) return refuse(grpc.status.INVALID_ARGUMENT, `${name}: request is not a valid protobuf message: ${message.reason.slice(0, 200)}`);
         const denial = keyId === null ? null : this.authorize(name, keyId, message as Record<string, unknown>, peer);
-        if (denial) return refuse(grpc.status.PERMISSION_DENIED, denial);
+        if (denial) return refuse(grpc.status.PERMISSION_DENIED, denial, clientMethodRules[name]?.action ?? '');
         next(message);
       })
       .withOnReceiveHalfClose((next) => { if (!refused) next(); })
