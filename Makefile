@@ -2,8 +2,11 @@
 SHELL := /bin/bash
 NODE  ?= node
 SEEDS ?= 1000
+RUNS ?= 4
+DURATION ?= 30
+FAULTS ?= kill,pause,partition,torn
 
-.PHONY: all build native native-build test run stop demo-log bench bench-log sim clean
+.PHONY: all build native native-build test run stop demo-log bench bench-log sim chaos clean
 
 all: build
 
@@ -53,6 +56,11 @@ bench-log: build
 
 sim: build
 	$(NODE) dist/test/sim/main.js $(if $(SEED),--seed $(SEED),--seeds $(SEEDS))
+
+# Fault injection under a quorum-acked workload, then a checker; the last line sums the runs
+# (`chaos: N runs, acked=A lost=L duplicated=D reordered=R max_gap_ms=G`). Partitions need root.
+chaos: build
+	$(NODE) dist/scripts/chaos/main.js --runs $(RUNS) --duration-s $(DURATION) --faults $(FAULTS) $(if $(SEED),--seed $(SEED))
 
 clean:
 	rm -rf dist build
