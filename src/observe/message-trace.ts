@@ -36,12 +36,20 @@ export function headersOfSpan(span: Span): Record<string, string> {
   return carrier;
 }
 
+/**
+ * Span times on one clock (the monotonic one, as epoch ms with a fraction): spans made at
+ * different moments then order exactly, where the SDK's default mixes in Date.now() per span.
+ */
+export function spanTimeMs(performanceMs = performance.now()): number {
+  return performance.timeOrigin + performanceMs;
+}
+
 export function endSpan(span: Span, error?: unknown): void {
   if (error !== undefined) {
     span.recordException(error instanceof Error ? error : String(error));
     span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
   }
-  span.end();
+  span.end(spanTimeMs());
 }
 
 /** The broker side's spans over one produce request. */
@@ -69,16 +77,16 @@ export class BrokerTracing {
     const links: Link[] = contexts.map((c) => ({ context: trace.getSpanContext(c)! }));
     const parent = contexts[0] ?? ROOT_CONTEXT;
     const base: Attributes = { 'messaging.system': messagingSystem, 'messaging.destination.name': topic, 'mamba.topic': topic, 'mamba.queue': queue, 'mamba.group': this.identity.group, 'mamba.broker': this.identity.broker };
-    const span = tracer.startSpan(`produce ${topic}`, { kind: SpanKind.SERVER, links, attributes: { ...base, 'messaging.batch.message_count': messages.length } }, parent);
+    const span = tracer.startSpan(`produce ${topic}`, { kind: SpanKind.SERVER, startTime: spanTimeMs(), links, attributes: { ...base, 'messaging.batch.message_count': messages.length } }, parent);
     const within = trace.setSpan(parent, span);
     let at: Attributes = base;
     return {
       appended: (startMs, offsets) => {
         at = { ...base, 'mamba.offset': offsets.queueOffset, 'mamba.log_offset': offsets.logOffset, 'mamba.epoch': offsets.epoch };
         span.setAttributes(at);
-        tracer.startSpan('append', { startTime: startMs, attributes: at }, within).end();
+        tracer.startSpan('append', { startTime: spanTimeMs(startMs), attributes: at }, within).end(spanTimeMs());
       },
-      committed: (startMs) => tracer.startSpan('commit', { startTime: startMs, attributes: at }, within).end(),
+      committed: (startMs) => tracer.startSpan('commit', { startTime: spanTimeMs(startMs), attributes: at }, within).end(spanTimeMs()),
       end: (error) => endSpan(span, error),
     };
   }
@@ -90,15 +98,17 @@ export class BrokerTracing {
     for (const r of records) {
       const parent = contextFromHeaders(r.headers);
       if (!parent) continue;
+      const nowMs = spanTimeMs();
       tracer.startSpan(`deliver ${topic}`, {
         kind: SpanKind.SERVER,
+        startTime: nowMs,
         links: [{ context: trace.getSpanContext(parent)! }],
         attributes: {
           'messaging.system': messagingSystem, 'messaging.destination.name': topic, 'mamba.topic': topic, 'mamba.queue': queue, 'mamba.offset': r.offset,
           'mamba.group': this.identity.group, 'mamba.broker': this.identity.broker, 'mamba.epoch': epoch,
           ...(consumerGroup ? { 'messaging.consumer.group.name': consumerGroup } : {}),
         },
-      }, parent).end();
+      }, parent).end(nowMs);
     }
   }
 }
@@ -124,6 +134,7 @@ export class ClientTracing {
     if (!this.tracer) return noSendTrace;
     const span = this.tracer.startSpan(`send ${topic}`, {
       kind: SpanKind.PRODUCER,
+      startTime: spanTimeMs(),
       attributes: { 'messaging.system': messagingSystem, 'messaging.destination.name': topic, 'mamba.topic': topic, 'messaging.batch.message_count': messageCount },
     }, context.active());
     return {
@@ -144,11 +155,13 @@ export class ClientTracing {
       const list = [{ key: traceparentHeader, value }, ...(m.headers[tracestateHeader] ? [{ key: tracestateHeader, value: m.headers[tracestateHeader]! }] : [])];
       const parent = contextFromHeaders(list);
       if (!parent) continue;
+      const nowMs = spanTimeMs();
       this.tracer.startSpan(`receive ${topic}`, {
         kind: SpanKind.CONSUMER,
+        startTime: nowMs,
         links: [{ context: trace.getSpanContext(parent)! }],
         attributes: { 'messaging.system': messagingSystem, 'messaging.destination.name': topic, 'mamba.topic': topic, 'mamba.queue': queue, 'mamba.offset': m.offset },
-      }, parent).end();
+      }, parent).end(nowMs);
     }
   }
 }
