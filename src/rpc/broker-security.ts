@@ -45,6 +45,7 @@ export function securityMetrics(registry: Registry): SecurityMetrics {
 
 export function openBrokerSecurity(cluster: ClusterConfig, brokerId: string, settings: BrokerSettings, log: Logger, metrics: SecurityMetrics | null = null): BrokerSecurity {
   const { auth, tls } = cluster.security;
+  const groupBrokerIds = new Set(cluster.groups.find((g) => g.brokers.some((b) => b.id === brokerId))?.brokers.map((b) => b.id) ?? []);
   const limiter = new ConnectionLimiter(settings.connectionsPerClientMax);
   const files: Array<WatchedFile<unknown>> = [];
   let authenticator: Authenticator | null = null;
@@ -78,7 +79,9 @@ export function openBrokerSecurity(cluster: ClusterConfig, brokerId: string, set
   });
   // The peer API is guarded by mutual TLS and the membership check in peer.ts; its guard
   // answers malformed frames and bounds the calls in flight per connection.
-  const peerGuard = new CallGuard({ authenticator: null, permissions: null, brokerKeyId: null, limiter: null, inflightPerConnectionMax: 1024, logger: log,
+  const peerGuard = new CallGuard({
+    authenticator: null, permissions: null, brokerKeyId: null, limiter: null, inflightPerConnectionMax: 1024, logger: log,
+    ...(tls ? { certificateAllowed: (name: string | undefined) => name !== undefined && name !== brokerId && groupBrokerIds.has(name) } : {}),
     onRefusal: (code, action) => metrics?.refusal('peer', code, action),
   });
   return {

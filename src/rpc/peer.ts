@@ -4,6 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Entry, Message, FetchError, ReplicaId } from '../raft/types.js';
 import { serviceDefinition } from './protos.js';
+import { InvariantError } from '../assert.js';
 
 const fetchErrors: Array<FetchError | undefined> = [undefined, 'NOT_LEADER', 'FENCED_EPOCH', 'UNKNOWN_EPOCH', 'NOT_VOTER'];
 
@@ -55,7 +56,12 @@ export function addPeerService(server: grpc.Server, self: PeerIdentity, codec: E
     const maxWaitMs = Number(call.request.maxWaitMs ?? 0);
     handler.handle(message, maxWaitMs).then(
       (answer) => answer ? callback(null, toWire(answer)) : callback({ code: grpc.status.UNAVAILABLE, details: 'replica is shutting down' }),
-      (error: Error) => callback({ code: grpc.status.INTERNAL, details: error.message }),
+      // The core checks a request against its state before changing anything; a request that
+      // contradicts it (a second leader claiming this epoch) can come from a faulty or hostile
+      // member, so it is refused with a status instead of stopping the broker.
+      (error: Error) => callback(error instanceof InvariantError
+        ? { code: grpc.status.FAILED_PRECONDITION, details: `refused: the request contradicts this replica's state (${error.message})` }
+        : { code: grpc.status.INTERNAL, details: error.message }),
     );
   };
   const to = self.replicaId;

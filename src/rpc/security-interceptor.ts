@@ -40,6 +40,8 @@ export interface CallGuardOptions {
   limiter: ConnectionLimiter | null;
   inflightPerConnectionMax: number;
   logger: Logger;
+  /** Peer API with mutual TLS: whether a certificate's common name is a broker of the group. */
+  certificateAllowed?: (commonName: string | undefined) => boolean;
   /** Counts refusals for the metrics: the status code name and, for permissions, the action. */
   onRefusal?: (code: string, action: string) => void;
 }
@@ -81,7 +83,7 @@ export class CallGuard {
     this.inflightByPeer.set(peer, this.inflight(peer) + 1);
     const listener = new grpc.ServerListenerBuilder()
       .withOnReceiveMetadata((metadata, next) => {
-        const problem = this.admit(path, peer, metadata);
+        const problem = this.admit(path, peer, metadata, () => commonName(call.getAuthContext().sslPeerCertificate?.subject?.CN));
         if (problem) return refuse(problem.code, problem.details);
         keyId = problem === null && this.options.authenticator ? String(metadata.get(authenticatedKeyHeader)[0]) : null;
         next(metadata);
@@ -104,8 +106,12 @@ export class CallGuard {
   };
 
   /** Limits and signature; null when the call may go on (its key id then in the metadata). */
-  private admit(path: string, peer: string, metadata: grpc.Metadata): { code: grpc.status; details: string } | null {
-    const { limiter, authenticator } = this.options;
+  private admit(path: string, peer: string, metadata: grpc.Metadata, certificateName: () => string | undefined): { code: grpc.status; details: string } | null {
+    const { limiter, authenticator, certificateAllowed } = this.options;
+    if (certificateAllowed) {
+      const name = certificateName();
+      if (!certificateAllowed(name)) return { code: grpc.status.PERMISSION_DENIED, details: `the certificate of "${String(name).slice(0, 64)}" is not one of this group's brokers` };
+    }
     if (limiter?.isOverLimit(peer)) {
       return { code: grpc.status.RESOURCE_EXHAUSTED, details: `too many connections from ${peer.slice(0, peer.lastIndexOf(':'))} (limit ${limiter.connectionsPerClientMax}, connectionsPerClientMax); reuse one channel` };
     }
@@ -153,6 +159,10 @@ export class CallGuard {
     }
     if (++this.auditLines <= auditLinesPerSecondMax) this.options.logger.warn(event, fields);
   }
+}
+
+function commonName(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? (value.length === 1 ? value[0] : undefined) : value;
 }
 
 /** Set by the guard (after removing any value a client sent): the key a call was signed with. */
