@@ -60,6 +60,9 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
   constructor(labels: { broker: string; group: string }) {
     this.registry.setDefaultLabels(labels);
     collectDefaultMetrics({ register: this.registry, prefix: metricPrefix });
+    // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool
+    // check metrics flags them); the broker does without them.
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(`${metricPrefix}${name}`);
     this.scrapeGauges();
   }
 

@@ -4,6 +4,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { loadClusterConfig } from '../../src/config/cluster.js';
 import { TestCluster } from '../integration/cluster-harness.js';
 import { parsePromText, sampleValue, PromSyntaxError, type PromFamily } from './prom-text.js';
@@ -113,6 +114,14 @@ test('produced and consumed counters, commit latency and backlog move with the t
   const followerFamilies = (await scrape(follower)).families;
   assert.ok(sampleValue(followerFamilies, 'mamba_log_append_seconds_count')! >= 1);
   assert.equal(sampleValue(followerFamilies, 'mamba_produced_messages_total', { topic }) ?? 0, 0, 'followers do not count produce');
+});
+
+const promtool = spawnSync('promtool', ['--version'], { stdio: 'ignore' }).status === 0;
+
+test('promtool check metrics accepts the exposition (syntax and naming lint)', { skip: promtool ? false : 'promtool is not installed' }, async () => {
+  const { text } = await scrape((await cluster.waitForLeader('g1', 10_000)).leaderId);
+  const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8', timeout: 10_000 });
+  assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
 });
 
 test('/metrics is the only path served', async () => {
