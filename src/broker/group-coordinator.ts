@@ -19,7 +19,10 @@ export interface HeartbeatResult {
 interface Member {
   id: string;
   lastSeenMs: number;
+  /** Queues the member said it reads, at its last heartbeat. */
   owned: Set<number>;
+  /** Queues the last answer allowed it: it may have started on them since. */
+  granted: Set<number>;
 }
 
 interface GroupState {
@@ -50,7 +53,7 @@ export class GroupCoordinator {
       let member = group.members.get(memberId);
       if (!member) {
         if (group.members.size >= membersPerGroupMax) throw new ResourceExhaustedError(`consumer group ${consumerGroup} has ${membersPerGroupMax} members already`);
-        group.members.set(memberId, (member = { id: memberId, lastSeenMs: nowMs, owned: new Set() }));
+        group.members.set(memberId, (member = { id: memberId, lastSeenMs: nowMs, owned: new Set(), granted: new Set() }));
       }
       member.lastSeenMs = nowMs;
       member.owned = new Set(owned.filter((q) => Number.isInteger(q) && q >= 0 && q < queues));
@@ -61,15 +64,21 @@ export class GroupCoordinator {
       group.generation++;
     }
     if (group.members.size === 0) this.groups.delete(key);
-    return { generation: group.generation, assignedQueues: leave ? [] : this.assignment(group, ids, queues, memberId), members: ids, sessionTimeoutMs: this.sessionTimeoutMs };
+    const assignedQueues = leave ? [] : this.assignment(group, ids, queues, memberId);
+    const member = group.members.get(memberId);
+    if (member) member.granted = new Set(assignedQueues);
+    return { generation: group.generation, assignedQueues, members: ids, sessionTimeoutMs: this.sessionTimeoutMs };
   }
 
-  /** Queues dealt to `memberId` that no other live member still owns. */
+  /**
+   * Queues dealt to `memberId` that no other live member may be reading: one it reported, or
+   * one it was granted and has not reported giving up yet (its claim lags a heartbeat).
+   */
   private assignment(group: GroupState, ids: string[], queues: number, memberId: string): number[] {
     const index = ids.indexOf(memberId);
     const assigned: number[] = [];
     for (let q = index; q < queues; q += ids.length) {
-      const heldElsewhere = [...group.members.values()].some((m) => m.id !== memberId && m.owned.has(q));
+      const heldElsewhere = [...group.members.values()].some((m) => m.id !== memberId && (m.owned.has(q) || m.granted.has(q)));
       if (!heldElsewhere) assigned.push(q);
     }
     return assigned;

@@ -95,6 +95,7 @@ export class Producer extends EventEmitter {
   private readonly roomWaiters: Array<() => void> = [];
   private readonly refreshTimer: NodeJS.Timeout;
   private bufferedBytes = 0;
+  private admission: Promise<void> = Promise.resolve();
   private roundRobin = 0;
   private closed = false;
   dropped = 0;
@@ -120,11 +121,20 @@ export class Producer extends EventEmitter {
   }
 
   /** Queues a message; resolves once it is acknowledged at the producer's ack level. */
-  async send(topic: string, message: OutgoingMessage, options: SendOptions = {}): Promise<SentMessage> {
-    if (this.closed) throw new UnavailableError('producer is closed');
+  send(topic: string, message: OutgoingMessage, options: SendOptions = {}): Promise<SentMessage> {
+    if (this.closed) return Promise.reject(new UnavailableError('producer is closed'));
     const wire = messageToWire(message);
     const bytes = wire.body.length + wire.key.length + 64 + (wire.headers as Wire[]).reduce((n, h) => n + h.key.length + h.value.length, 0);
-    if (bytes > this.batchBytesMax) throw new InvalidArgumentError(`message of ${bytes} bytes is larger than batchBytesMax ${this.batchBytesMax}`);
+    if (bytes > this.batchBytesMax) return Promise.reject(new InvalidArgumentError(`message of ${bytes} bytes is larger than batchBytesMax ${this.batchBytesMax}`));
+    return new Promise<SentMessage>((resolve, reject) => {
+      const item: Item = { message: wire, bytes, resolve, reject };
+      // Messages are admitted one after another in call order (route lookup, queue choice,
+      // room in the buffer), so two sends to one queue keep their order whatever the lookups do.
+      this.admission = this.admission.then(() => this.admit(topic, message, options, item)).catch(reject);
+    });
+  }
+
+  private async admit(topic: string, message: OutgoingMessage, options: SendOptions, item: Item): Promise<void> {
     const route = await this.client.router.topic(topic);
     let roundRobin = false;
     let queue = options.queue;
@@ -134,15 +144,13 @@ export class Producer extends EventEmitter {
       roundRobin = true;
     }
     if (!Number.isInteger(queue) || queue < 0 || queue >= route.queues) throw new InvalidArgumentError(`queue ${queue}: topic "${topic}" has queues 0..${route.queues - 1}`);
-    await this.waitForRoom(bytes);
-    return new Promise<SentMessage>((resolve, reject) => {
-      const lane = this.lane(topic, queue!, roundRobin);
-      lane.pending.push({ message: wire, bytes, resolve, reject });
-      lane.pendingBytes += bytes;
-      this.bufferedBytes += bytes;
-      if (lane.pendingBytes >= this.batchBytesMax || this.lingerMs === 0) this.flushLane(lane);
-      else lane.timer ??= setTimeout(() => this.flushLane(lane), this.lingerMs);
-    });
+    await this.waitForRoom(item.bytes);
+    const lane = this.lane(topic, queue, roundRobin);
+    lane.pending.push(item);
+    lane.pendingBytes += item.bytes;
+    this.bufferedBytes += item.bytes;
+    if (lane.pendingBytes >= this.batchBytesMax || this.lingerMs === 0) this.flushLane(lane);
+    else lane.timer ??= setTimeout(() => this.flushLane(lane), this.lingerMs);
   }
 
   private lane(topic: string, queue: number, roundRobin: boolean): Lane {

@@ -86,10 +86,21 @@ export class Router {
   async topic(name: string, forceRefresh = false): Promise<TopicRoute> {
     const cached = this.topics.get(name);
     if (cached && !forceRefresh) return cached;
-    const reply = await this.callAny('DescribeTopic', { name });
+    const reply = await this.callAny('DescribeTopic', { name }).catch((error: MambaError) => {
+      if (!(error instanceof NotFoundError)) throw error;
+      // A follower may not have applied a topic its leader just committed: ask the leader.
+      return this.callLeader(name);
+    });
     const route = { name, queues: Number(reply.topic.queues), queueGroups: (reply.queues as Wire[]).map((q) => String(q.group)) };
     this.topics.set(name, route);
     return route;
+  }
+
+  private async callLeader(name: string): Promise<Wire> {
+    const groups = await this.refresh();
+    const first = groups[0];
+    if (!first) throw new NotFoundError(`topic "${name}" does not exist (the cluster described no group)`);
+    return this.pool.call(await this.leaderOf(first.id), 'DescribeTopic', { name }, this.requestTimeoutMs);
   }
 
   forgetTopic(name: string): void {

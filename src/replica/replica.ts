@@ -100,6 +100,8 @@ export class Replica {
   private epoch = 0;
   private readonly pendingAnswers: PendingAnswer[] = [];
   private readonly parkedFetches = new Set<ParkedFetch>();
+  /** Follower id → the high watermark of the last Fetch answer it was sent. */
+  private readonly highWatermarkSent = new Map<ReplicaId, number>();
   /** Produce waiters: resolved when the high watermark (commit) or durable end passes an offset. */
   readonly commitWaiters = new Waiters();
   readonly durableWaiters = new Waiters();
@@ -218,7 +220,10 @@ export class Replica {
         this.pendingAnswers.splice(index, 1);
         resolve(null);
       }
-    }).then((answer) => this.maybePark(request, answer as Message | null, maxWaitMs));
+    }).then((answer) => this.maybePark(request, answer as Message | null, maxWaitMs)).then((sent) => {
+      if (sent?.type === 'FetchResponse') this.highWatermarkSent.set(sent.to, sent.highWatermark);
+      return sent;
+    });
   }
 
   /** Long poll: an empty Fetch answer is held until entries arrive or maxWaitMs passes. */
@@ -231,6 +236,8 @@ export class Replica {
     return new Promise((resolve) => {
       const parked: ParkedFetch = { request, emptyAnswer: answer, resolve, timer: setTimeout(() => this.wakeParked(parked), waitMs) };
       this.parkedFetches.add(parked);
+      // An answer that carries a high watermark the follower has not seen goes out soon.
+      if (answer.highWatermark > (this.highWatermarkSent.get(request.from) ?? -1)) this.wakeAllParkedForHighWatermark();
     });
   }
 
