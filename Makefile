@@ -6,7 +6,7 @@ RUNS ?= 4
 DURATION ?= 30
 FAULTS ?= kill,pause,partition,torn
 
-.PHONY: all build native native-build test run stop demo-log bench bench-log sim chaos clean
+.PHONY: all build native native-build test run stop demo-log bench bench-log sim chaos certs clean
 
 all: build
 
@@ -37,6 +37,10 @@ test: build
 	$(NODE) --test --test-reporter=spec --test-concurrency=2 $$(find dist/test -name '*.test.js' | sort)
 
 # Starts cluster/local-3.yaml in the background and prints how to produce and consume.
+# A local CA and a certificate per broker of the local clusters (b1..b6) under ./data/certs.
+certs:
+	@scripts/make-certs.sh data/certs b1 b2 b3 b4 b5 b6
+
 run: build
 	@scripts/run-local.sh
 

@@ -38,6 +38,9 @@ export class ConnectionPool {
       client = new MambaClient(address, this.channelCredentials, {
         'grpc.max_receive_message_length': this.requestBytesMax,
         'grpc.max_send_message_length': this.requestBytesMax,
+        // TLS to a loopback address: verify the certificate's "localhost" name (a TLS server
+        // name may not be an IP address).
+        ...(this.security.tlsCaFile !== null && /^(127\.\d+\.\d+\.\d+|\[::1\]):\d+$/.test(address) ? { 'grpc.ssl_target_name_override': 'localhost' } : {}),
         'grpc.initial_reconnect_backoff_ms': 100,
         'grpc.max_reconnect_backoff_ms': 1000,
       });
