@@ -1,9 +1,9 @@
 // `mambamq bench`: a producer run against a live cluster with a progress bar on stderr.
 import { Producer } from '../client/producer.js';
-import { MambaClient, type Ack } from '../client/client.js';
+import { MambaClient, connectionOptionsOf, type Ack, type ConnectionOptions } from '../client/client.js';
 import type { MambaError } from '../errors.js';
 
-export interface BenchOptions {
+export interface BenchOptions extends ConnectionOptions {
   brokers: string[];
   topic: string;
   messages: number;
@@ -33,13 +33,13 @@ function bar(done: number, total: number, startMs: number): string {
 
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
   if (options.messages < 1 || options.size < 1 || options.inflight < 1) throw new Error('--messages, --size and --inflight must be at least 1');
-  const admin = new MambaClient({ brokers: options.brokers, requestTimeoutMs: 5000, retry: { attemptsMax: 3 } });
+  const admin = new MambaClient({ brokers: options.brokers, requestTimeoutMs: 5000, retry: { attemptsMax: 3 }, ...connectionOptionsOf(options) });
   try {
     await admin.createTopic(options.topic, 4).catch((e: MambaError) => { if (e.kind !== 'already_exists') throw e; });
   } finally {
     admin.close();
   }
-  const producer = new Producer({ brokers: options.brokers, ack: options.ack, lingerMs: 2, whenUnavailable: 'drop' });
+  const producer = new Producer({ brokers: options.brokers, ack: options.ack, lingerMs: 2, whenUnavailable: 'drop', ...connectionOptionsOf(options) });
   const body = Buffer.alloc(options.size, 0x6d);
   const latencies: number[] = [];
   let sent = 0;

@@ -35,10 +35,13 @@ function globals(command: Command): GlobalOptions {
   return command.optsWithGlobals() as GlobalOptions;
 }
 
-function clientFor(command: Command): MambaClient {
+function seedBrokers(command: Command): string[] {
   const options = globals(command);
-  const brokers = options.cluster ? brokerAddresses(loadClusterConfig(options.cluster)) : options.brokers.split(',').map((s) => s.trim()).filter(Boolean);
-  return new MambaClient({ brokers, requestTimeoutMs: 5000, retry: { attemptsMax: 3, backoffMsInitial: 100 }, ...clientSecurity(command) });
+  return options.cluster ? brokerAddresses(loadClusterConfig(options.cluster)) : options.brokers.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+function clientFor(command: Command): MambaClient {
+  return new MambaClient({ brokers: seedBrokers(command), requestTimeoutMs: 5000, retry: { attemptsMax: 3, backoffMsInitial: 100 }, ...clientSecurity(command) });
 }
 
 /** Access key and TLS for the clients the CLI makes (keys.ts: flags, environment, files, cluster file). */
@@ -224,6 +227,21 @@ program
       if (!options.follow && (count >= options.max || r.messages.length === 0)) return;
     }
   }));
+
+program
+  .command('bench')
+  .description('produce messages as fast as the cluster acknowledges them, with a progress bar, then report rates and latency')
+  .requiredOption('--topic <name>', 'topic (created with 4 queues when missing)')
+  .option('--messages <n>', 'how many messages', positiveInt('--messages'), 100_000)
+  .option('--size <bytes>', 'message body size', positiveInt('--size'), 1024)
+  .option('--inflight <n>', 'messages in flight at once', positiveInt('--inflight'), 2000)
+  .addOption(new Option('--ack <level>', 'acknowledgement level').choices(['none', 'leader', 'quorum']).default('quorum'))
+  .action(async (options: { topic: string; messages: number; size: number; inflight: number; ack: Ack }, command: Command) => {
+    const { runBench } = await import('./bench.js');
+    const brokers = seedBrokers(command);
+    const result = await runBench({ brokers, ...options, ...clientSecurity(command), progress: !globals(command).json });
+    print(command, result, `${result.messages} messages of ${result.sizeBytes} bytes in ${result.seconds} s: ${result.msgsPerS} msg/s, ${result.mbPerS} MB/s, ack latency p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms`);
+  });
 
 async function readStdinLines(): Promise<string[]> {
   const lines: string[] = [];

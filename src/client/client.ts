@@ -13,6 +13,19 @@ import { ClientTracing } from '../observe/message-trace.js';
 export type ClientTracingOptions = Partial<Pick<TracingSetup, 'otlpEndpoint' | 'samplingRatio' | 'spanExporter' | 'serviceName'>>;
 
 /** Access key and TLS: from these options, else MAMBA_KEY_ID/MAMBA_KEY_SECRET, MAMBA_TLS_CA, MAMBA_CREDENTIALS. */
+/** What Producer and Consumer pass through to their client: credentials, TLS, tracing. */
+export type ConnectionOptions = Pick<ClientOptions, 'accessKey' | 'credentialsFile' | 'tls' | 'credentialsSearch' | 'tracing'>;
+
+export function connectionOptionsOf(options: ConnectionOptions): ConnectionOptions {
+  const picked: ConnectionOptions = {};
+  if (options.accessKey !== undefined) picked.accessKey = options.accessKey;
+  if (options.credentialsFile !== undefined) picked.credentialsFile = options.credentialsFile;
+  if (options.tls !== undefined) picked.tls = options.tls;
+  if (options.credentialsSearch !== undefined) picked.credentialsSearch = options.credentialsSearch;
+  if (options.tracing !== undefined) picked.tracing = options.tracing;
+  return picked;
+}
+
 export interface ClientOptions extends SecurityOptions {
   brokers: string[];
   requestTimeoutMs?: number;

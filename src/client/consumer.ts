@@ -8,10 +8,10 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { InvalidArgumentError, NotFoundError, type MambaError } from '../errors.js';
 import { sleep, type RetryPolicy } from './connection.js';
-import { MambaClient, readResultFromWire, type ReceivedMessage } from './client.js';
+import { MambaClient, readResultFromWire, connectionOptionsOf, type ReceivedMessage, type ConnectionOptions } from './client.js';
 import { Producer } from './producer.js';
 
-export interface ConsumerOptions {
+export interface ConsumerOptions extends ConnectionOptions {
   brokers: string[];
   group: string;
   topic: string;
@@ -111,7 +111,7 @@ export class Consumer extends EventEmitter {
     this.delayMsInitial = checkRange('nack.delayMsInitial', options.nack?.delayMsInitial ?? 1000, 0, 3_600_000);
     this.delayMsMax = checkRange('nack.delayMsMax', options.nack?.delayMsMax ?? 60_000, this.delayMsInitial, 86_400_000);
     this.memberId = options.memberId ?? `m-${randomUUID()}`;
-    this.client = new MambaClient({ brokers: options.brokers, requestTimeoutMs: options.requestTimeoutMs ?? 10_000, ...(options.retry ? { retry: options.retry } : {}) });
+    this.client = new MambaClient({ brokers: options.brokers, requestTimeoutMs: options.requestTimeoutMs ?? 10_000, ...(options.retry ? { retry: options.retry } : {}), ...connectionOptionsOf(options) });
     this.memberships = [new Membership(this.topic, false), new Membership(retryTopicOf(this.topic), true)];
   }
 
@@ -122,7 +122,7 @@ export class Consumer extends EventEmitter {
     const route = await this.client.router.topic(this.topic);
     await this.ensureTopic(retryTopicOf(this.topic), route.queues);
     await this.ensureTopic(deadLetterTopicOf(this.topic), 1);
-    this.retryProducer = new Producer({ brokers: this.options.brokers, lingerMs: 0, whenUnavailable: 'buffer' });
+    this.retryProducer = new Producer({ brokers: this.options.brokers, lingerMs: 0, whenUnavailable: 'buffer', ...connectionOptionsOf(this.options) });
     this.running = true;
     await this.heartbeatAll();
     this.timers.push(setInterval(() => { this.heartbeating = this.heartbeatAll(); }, this.heartbeatIntervalMs));

@@ -8,10 +8,10 @@ import { randomInt } from 'node:crypto';
 import { Counter, register } from 'prom-client';
 import { InvalidArgumentError, MambaError, NotLeaderError, UnavailableError } from '../errors.js';
 import { backoffMs, retryDefaults, sleep, type RetryPolicy } from './connection.js';
-import { MambaClient, messageToWire, queueForKey, type Ack, type OutgoingMessage } from './client.js';
+import { MambaClient, messageToWire, queueForKey, connectionOptionsOf, type Ack, type OutgoingMessage, type ConnectionOptions } from './client.js';
 import type { Wire } from './connection.js';
 
-export interface ProducerOptions {
+export interface ProducerOptions extends ConnectionOptions {
   brokers: string[];
   ack?: Ack;
   /** How long a batch waits for more messages before it is sent. */
@@ -114,7 +114,7 @@ export class Producer extends EventEmitter {
     this.groupFailuresMax = checkRange('groupFailuresMax', options.groupFailuresMax ?? 3, 1, 1000);
     const routeRefreshMs = checkRange('routeRefreshMs', options.routeRefreshMs ?? 30_000, 100, 3_600_000);
     // The client checks brokers and retry (names the option on a bad value).
-    this.client = new MambaClient({ brokers: options.brokers, requestTimeoutMs: this.requestTimeoutMs, ...(options.retry ? { retry: options.retry } : {}) });
+    this.client = new MambaClient({ brokers: options.brokers, requestTimeoutMs: this.requestTimeoutMs, ...(options.retry ? { retry: options.retry } : {}), ...connectionOptionsOf(options) });
     this.retry = { ...retryDefaults, ...options.retry };
     this.refreshTimer = setInterval(() => { void this.client.router.refresh().catch(() => undefined); }, routeRefreshMs);
     this.refreshTimer.unref();
