@@ -112,7 +112,8 @@ export class MambaClient {
   private readonly options: ReturnType<typeof checkOptions>;
   private roundRobin = 0;
   private readonly tracingSdk: Tracing;
-  private readonly tracing: ClientTracing;
+  /** Producer and receive spans (also used by Producer and Consumer). */
+  readonly tracing: ClientTracing;
 
   constructor(options: ClientOptions) {
     this.options = checkOptions(options);

@@ -223,6 +223,7 @@ export class Consumer extends EventEmitter {
         continue;
       }
       reader.address = result.advice?.address || undefined;
+      this.client.tracing.received(reader.topic, reader.queue, result.messages);
       for (const message of result.messages) {
         if (reader.stopping || !this.running) return;
         if (!(await this.process(membership, reader, message))) return;

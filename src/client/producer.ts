@@ -123,10 +123,24 @@ export class Producer extends EventEmitter {
   /** Queues a message; resolves once it is acknowledged at the producer's ack level. */
   send(topic: string, message: OutgoingMessage, options: SendOptions = {}): Promise<SentMessage> {
     if (this.closed) return Promise.reject(new UnavailableError('producer is closed'));
-    const wire = messageToWire(message);
+    // A producer span per message; its W3C traceparent travels in the message's headers.
+    const trace = this.client.tracing.startSend(topic, 1);
+    const wire = messageToWire(message, trace.headers);
     const bytes = wire.body.length + wire.key.length + 64 + (wire.headers as Wire[]).reduce((n, h) => n + h.key.length + h.value.length, 0);
-    if (bytes > this.batchBytesMax) return Promise.reject(new InvalidArgumentError(`message of ${bytes} bytes is larger than batchBytesMax ${this.batchBytesMax}`));
-    return new Promise<SentMessage>((resolve, reject) => {
+    if (bytes > this.batchBytesMax) {
+      const error = new InvalidArgumentError(`message of ${bytes} bytes is larger than batchBytesMax ${this.batchBytesMax}`);
+      trace.end(null, error);
+      return Promise.reject(error);
+    }
+    return new Promise<SentMessage>((resolveSend, rejectSend) => {
+      const resolve = (sent: SentMessage): void => {
+        trace.end({ queue: sent.queue, baseOffset: sent.offset });
+        resolveSend(sent);
+      };
+      const reject = (error: Error): void => {
+        trace.end(null, error);
+        rejectSend(error);
+      };
       const item: Item = { message: wire, bytes, resolve, reject };
       // Messages are admitted one after another in call order (route lookup, queue choice,
       // room in the buffer), so two sends to one queue keep their order whatever the lookups do.

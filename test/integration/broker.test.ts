@@ -3,6 +3,9 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as protoLoader from '@grpc/proto-loader';
 import { serviceDefinition } from '../../src/rpc/protos.js';
 import { TestCluster, waitFor } from './cluster-harness.js';
 import { readAll, type Wire } from './grpc-client.js';
@@ -42,6 +45,26 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
     assert.deepEqual(fromFollower, expected);
     const reply = await cluster.client(follower).consume('orders', 0, 0, 1);
     assert.equal(reply.servedBy, follower);
+  });
+
+  test('server reflection lists both services and serves the descriptor of the client API (what grpcurl uses)', async () => {
+    const reflectionProto = join(dirname(createRequire(import.meta.url).resolve('@grpc/reflection')), '..', 'proto', 'grpc', 'reflection', 'v1alpha', 'reflection.proto');
+    const definition = protoLoader.loadSync(reflectionProto, { keepCase: false });
+    const Reflection = (grpc.loadPackageDefinition(definition) as any).grpc.reflection.v1alpha.ServerReflection; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const client = new Reflection(cluster.broker(leader).clientAddress, grpc.credentials.createInsecure());
+    const ask = (request: Wire): Promise<Wire> => new Promise((resolve, reject) => {
+      const stream = client.serverReflectionInfo();
+      stream.on('data', (reply: Wire) => { resolve(reply); stream.end(); });
+      stream.on('error', reject);
+      stream.write(request);
+    });
+    const listed = await ask({ listServices: '*' });
+    const names = (listed.listServicesResponse.service as Wire[]).map((s) => s.name);
+    assert.ok(names.includes('mamba.v1.Mamba'), names.join(','));
+    const file = await ask({ fileContainingSymbol: 'mamba.v1.Mamba' });
+    const descriptors = file.fileDescriptorResponse.fileDescriptorProto as Buffer[];
+    assert.ok(descriptors.length > 0 && descriptors.some((d) => d.includes(Buffer.from('ProduceRequest'))));
+    client.close();
   });
 
   test('a follower refuses a write with FAILED_PRECONDITION and names the leader in trailing metadata', async () => {

@@ -14,6 +14,8 @@ import { parseClusterConfig } from '../../src/config/cluster.js';
 import { startBroker, type RunningBroker } from '../../src/rpc/broker-server.js';
 import { Logger } from '../../src/replica/logger.js';
 import { MambaClient } from '../../src/client/client.js';
+import { Producer } from '../../src/client/producer.js';
+import { Consumer } from '../../src/client/consumer.js';
 import { freePort, waitFor } from '../integration/cluster-harness.js';
 
 const brokerSpans = new InMemorySpanExporter();
@@ -114,4 +116,32 @@ test('a message without a trace context gets no broker spans linked to anything'
   } finally {
     untraced.close();
   }
+});
+
+test('the SDK Producer and Consumer carry the same trace: send → produce → deliver → receive', async () => {
+  const address = `${running.broker.config.host}:${running.broker.config.clientPort}`;
+  await client.createTopic('traced-sdk', 1);
+  brokerSpans.reset();
+  clientSpans.reset();
+  const producerSpans = new InMemorySpanExporter();
+  const consumerSpans = new InMemorySpanExporter();
+  const producer = new Producer({ brokers: [address], lingerMs: 0, tracing: { spanExporter: producerSpans } });
+  const sent = await producer.send('traced-sdk', { body: 'via producer' }, { queue: 0 });
+  const send = only(producerSpans.getFinishedSpans(), 'send traced-sdk'); // before close: shutdown empties the exporter
+  await producer.close();
+  let headers: Record<string, Buffer> = {};
+  const consumer = new Consumer({ brokers: [address], group: 'tracers', topic: 'traced-sdk', heartbeatIntervalMs: 100, tracing: { spanExporter: consumerSpans } });
+  await consumer.start((m) => { if (m.body.toString() === 'via producer') headers = m.headers; });
+  await waitFor('the consumer to get the message', 10_000, () => (headers.traceparent ? true : undefined));
+  const receive = only(consumerSpans.getFinishedSpans().filter((s) => s.name === 'receive traced-sdk'), 'receive traced-sdk');
+  await consumer.close();
+
+  const produce = only(brokerSpans.getFinishedSpans(), 'produce traced-sdk');
+  const traceId = send.spanContext().traceId;
+  assert.equal(headers.traceparent!.toString().split('-')[1], traceId);
+  assert.equal(send.attributes['mamba.offset'], sent.offset);
+  assert.equal(parentOf(produce), send.spanContext().spanId);
+  assert.equal(parentOf(receive), send.spanContext().spanId);
+  const deliver = brokerSpans.getFinishedSpans().filter((s) => s.name === 'deliver traced-sdk');
+  assert.ok(deliver.length >= 1 && deliver.every((d) => parentOf(d) === send.spanContext().spanId));
 });
