@@ -105,12 +105,14 @@ describe('security: access keys, permissions, TLS', { timeout: 120_000 }, () => 
     const noCert = new Peer(target.peerAddress, cluster.channelCredentials());
     expectCode(await fetch(noCert, { cluster: name, group: 'g1', replicaId: other.id }), grpc.status.UNAVAILABLE);
     const stranger = new Peer(target.peerAddress, cluster.channelCredentials('intruder'));
-    expectCode(await fetch(stranger, { cluster: name, group: 'g1', replicaId: other.id }), grpc.status.PERMISSION_DENIED, /certificate of "intruder" cannot speak for replica/);
+    expectCode(await fetch(stranger, { cluster: name, group: 'g1', replicaId: other.id }), grpc.status.PERMISSION_DENIED, /certificate of "intruder" is not one of this group's brokers/);
     const g2broker = cluster.brokers.find((b) => b.group === 'g2')!;
-    const wrongId = new Peer(target.peerAddress, cluster.channelCredentials(g2broker.id));
-    expectCode(await fetch(wrongId, { cluster: name, group: 'g1', replicaId: other.id }), grpc.status.PERMISSION_DENIED, /cannot speak for replica/);
-    expectCode(await fetch(wrongId, { cluster: name, group: 'g1', replicaId: g2broker.id }), grpc.status.PERMISSION_DENIED, /not a member/);
-    for (const c of [noCert, stranger, wrongId]) c.close();
+    const otherGroup = new Peer(target.peerAddress, cluster.channelCredentials(g2broker.id));
+    expectCode(await fetch(otherGroup, { cluster: name, group: 'g1', replicaId: g2broker.id }), grpc.status.PERMISSION_DENIED, /certificate of "b4" is not one of this group's brokers/);
+    const third = cluster.brokers.find((b) => b.group === 'g1' && b.id !== target.id && b.id !== other.id)!;
+    const impostor = new Peer(target.peerAddress, cluster.channelCredentials(third.id));
+    expectCode(await fetch(impostor, { cluster: name, group: 'g1', replicaId: other.id }), grpc.status.PERMISSION_DENIED, new RegExp(`certificate of "${third.id}" cannot speak for replica "${other.id}"`));
+    for (const c of [noCert, stranger, otherGroup, impostor]) c.close();
   });
 
   test('the SDK signs with a key from options or the environment, the CLI from a credentials file', async () => {
