@@ -31,6 +31,8 @@ build: node_modules/.installed native
 	npx tsc -p tsconfig.json
 	@chmod +x dist/src/cli/main.js
 	@ln -sf ../../dist/src/cli/main.js node_modules/.bin/mambamq
+	@# `node dist/cli/main.js …` is the documented entry point; the build keeps tests beside src.
+	@mkdir -p dist/cli && printf "import '../src/cli/main.js';\n" > dist/cli/main.js
 
 # Every test file under dist/test, run by node's own test runner; it prints the pass/fail summary.
 test: build

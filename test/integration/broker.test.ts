@@ -67,6 +67,24 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
     client.close();
   });
 
+  test('Subscribe streams a queue from an offset and then what arrives later, until cancelled', async () => {
+    const client = cluster.client(leader).raw as unknown as { Subscribe(request: Wire): grpc.ClientReadableStream<Wire> };
+    const stream = client.Subscribe({ topic: 'orders', queue: 0, offset: 9990, maxMessages: 100 });
+    const seen: string[] = [];
+    const done = new Promise<void>((resolve, reject) => {
+      stream.on('data', (reply: Wire) => {
+        for (const r of reply.records as Wire[]) seen.push(`${r.offset}:${Buffer.from(r.body).toString()}`);
+        if (seen.length >= 12) resolve();
+      });
+      stream.on('error', (error: grpc.ServiceError) => (error.code === grpc.status.CANCELLED ? resolve() : reject(error)));
+    });
+    await waitFor('the first ten records', 5000, () => (seen.length >= 10 ? true : undefined));
+    await cluster.client(leader).produce('orders', 0, bodies('m', 10_000, 2));
+    await done;
+    stream.cancel();
+    assert.deepEqual(seen.slice(0, 12), Array.from({ length: 12 }, (_, i) => `${9990 + i}:m${9990 + i}`));
+  });
+
   test('a follower refuses a write with FAILED_PRECONDITION and names the leader in trailing metadata', async () => {
     const follower = cluster.groupBrokers('g1').find((b) => b.id !== leader)!;
     const error = await cluster.client(follower.id).produce('orders', 1, bodies('x', 0, 1)).then(() => null, (e: grpc.ServiceError) => e);
@@ -99,7 +117,7 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
 
   test('bad input gets a clear status, the broker stays up and nothing stored changes', async () => {
     const client = cluster.client(leader);
-    const before = await readAll(client, 'orders', 0, 0, 10_000);
+    const before = await readAll(client, 'orders', 0, 0, 10_002);
     const expectError = async (work: Promise<unknown>, code: grpc.status, pattern: RegExp): Promise<void> => {
       const error = await work.then(() => null, (e: grpc.ServiceError) => e);
       assert.ok(error, `expected ${grpc.status[code]}, the call succeeded`);
@@ -108,7 +126,7 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
     };
     await expectError(client.produce('nope', 0, bodies('x', 0, 1)), grpc.status.NOT_FOUND, /topic "nope" does not exist/);
     await expectError(client.produce('orders', 7, bodies('x', 0, 1)), grpc.status.NOT_FOUND, /no queue 7.*0\.\.1/);
-    await expectError(client.consume('orders', 0, 20_000), grpc.status.OUT_OF_RANGE, /valid offsets are 0\.\.10000/);
+    await expectError(client.consume('orders', 0, 20_000), grpc.status.OUT_OF_RANGE, /valid offsets are 0\.\.10002/);
     await expectError(client.produce('orders', 0, [Buffer.alloc(4 * 1024 * 1024 + 1)]), grpc.status.INVALID_ARGUMENT, /over the limit of 4194304 \(messageBytesMax\)/);
     await expectError(client.call('Produce', { topic: '', queue: 0, messages: [{ body: Buffer.from('x') }] }), grpc.status.INVALID_ARGUMENT, /topic is required/);
     await expectError(client.call('Produce', { topic: 'orders', queue: 0, messages: [] }), grpc.status.INVALID_ARGUMENT, /messages is empty/);
@@ -116,7 +134,7 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
     await expectError(client.call('Produce', { topic: 'orders', queue: 0, messages: [{ body: Buffer.from('x'), headers: [{ key: '', value: Buffer.from('v') }] }] }), grpc.status.INVALID_ARGUMENT, /headers\[0\]\.key is required/);
     await expectError(client.call('CreateTopic', { name: 'bad name!', queues: 1 }), grpc.status.INVALID_ARGUMENT, /topic name "bad name!" is not valid/);
     await expectError(client.call('CreateTopic', { name: 'orders', queues: 5 }), grpc.status.ALREADY_EXISTS, /already exists with 2 queues/);
-    await expectError(client.call('CommitOffset', { consumerGroup: 'g', topic: 'orders', queue: 0, offset: 99_999 }), grpc.status.OUT_OF_RANGE, /valid offsets are 0\.\.10000/);
+    await expectError(client.call('CommitOffset', { consumerGroup: 'g', topic: 'orders', queue: 0, offset: 99_999 }), grpc.status.OUT_OF_RANGE, /valid offsets are 0\.\.10002/);
 
     // A peer message from a broker that is not in the group.
     const Peer = grpc.makeGenericClientConstructor(serviceDefinition('mamba.raft.v1.RaftPeer'), 'RaftPeer');
@@ -129,7 +147,7 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
     await expectError(fetch({ cluster: 'other', group: 'g1', replicaId: 'b2' }), grpc.status.PERMISSION_DENIED, /not a member/);
     peer.close();
 
-    assert.deepEqual(await readAll(client, 'orders', 0, 0, 10_000), before);
+    assert.deepEqual(await readAll(client, 'orders', 0, 0, 10_002), before);
     const view = await cluster.waitForLeader('g1', 5000);
     assert.equal(view.leaderId, leader, 'bad input moved leadership');
   });
