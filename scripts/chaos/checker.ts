@@ -172,13 +172,22 @@ function gaps(acks: Acknowledgement[], events: FaultEvent[]): { maxGapMs: number
   return { maxGapMs, faultGapsMs };
 }
 
-/** Every id stored in one queue of one broker, by offset; reads only from `address`. */
-export async function readReplica(client: MambaClient, address: string, topic: string, queue: number, roundsMax = 10_000): Promise<string[]> {
+/**
+ * Every id stored in one queue of one broker, by offset; reads only from `address`. A follower
+ * serves up to the high watermark it has learned, which trails the leader's briefly: while it
+ * serves fewer than `lengthWanted` ids, it is asked again for up to `waitMsMax`.
+ */
+export async function readReplica(client: MambaClient, address: string, topic: string, queue: number, lengthWanted = 0, waitMsMax = 0, roundsMax = 10_000): Promise<string[]> {
   const ids: string[] = [];
+  const deadlineMs = Date.now() + waitMsMax;
   for (let round = 0, failures = 0; round < roundsMax; round++) {
     try {
       const result = await client.read(topic, queue, ids.length, { maxMessages: 2000, address });
-      if (result.messages.length === 0) return ids;
+      if (result.messages.length === 0) {
+        if (ids.length >= lengthWanted || Date.now() >= deadlineMs) return ids;
+        await sleep(100);
+        continue;
+      }
       for (const message of result.messages) {
         if (message.offset !== ids.length) throw new Error(`${address} returned offset ${message.offset} where ${ids.length} was next`);
         ids.push(idOfBody(message.body));

@@ -37,6 +37,8 @@ const calmTailMs = 2000;
 const faultPauseMsMin = 1000;
 const faultPauseMsMax = 2500;
 const caughtUpWaitMs = 20_000;
+/** How long a follower may take to serve what the leader serves (it learns the high watermark late). */
+const followerWaitMsMax = 5000;
 
 /** Cleanups of the run in progress, for a signal that ends the process mid-run. */
 export const activeCleanups = new Set<() => void>();
@@ -95,10 +97,13 @@ async function runOnCluster(options: RunOptions, cluster: LocalCluster, network:
     const ordered = [cluster.broker(leader), ...cluster.brokers.filter((b) => b.id !== leader)];
     const reader = new MambaClient({ brokers: addresses, requestTimeoutMs: 5000, retry: { attemptsMax: 1 } });
     try {
-      const replicas = [];
+      const replicas: Array<{ id: string; queues: string[][] }> = [];
       for (const broker of ordered) {
         const queueIds: string[][] = [];
-        for (let queue = 0; queue < queues; queue++) queueIds.push(await readReplica(reader, broker.clientAddress, topic, queue));
+        for (let queue = 0; queue < queues; queue++) {
+          const leaderLength = replicas[0]?.queues[queue]?.length ?? 0;
+          queueIds.push(await readReplica(reader, broker.clientAddress, topic, queue, leaderLength, followerWaitMsMax));
+        }
         replicas.push({ id: broker.id, queues: queueIds });
       }
       const findings = countFindings({ acks: workload.acks, unknownIds: workload.unknownIds, observation: workload.observation, replicas, events });
