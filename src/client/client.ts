@@ -182,7 +182,7 @@ export class MambaClient {
 
   private async sendWire(topic: string, messages: OutgoingMessage[], wire: Wire[], options: { queue?: number; ack?: Ack }): Promise<SendResult> {
     return this.withRetry(`send to ${topic}`, async (attempt) => {
-      const route = await this.router.topic(topic, attempt > 0);
+      const route = await this.router.topic(topic);
       const queue = options.queue ?? (messages[0]!.key ? queueForKey(messages[0]!.key, route.queues) : this.roundRobin++ % route.queues);
       if (!Number.isInteger(queue) || queue < 0 || queue >= route.queues) throw new InvalidArgumentError(`queue ${queue}: topic "${topic}" has queues 0..${route.queues - 1}`);
       const group = route.queueGroups[queue]!;
@@ -202,7 +202,7 @@ export class MambaClient {
   /** Reads one batch from a queue at `offset`; `address` picks the broker (default: the leader). */
   async read(topic: string, queue: number, offset: number, options: { maxMessages?: number; maxWaitMs?: number; address?: string } = {}): Promise<ReadResult> {
     return this.withRetry(`read ${topic}/${queue}`, async (attempt) => {
-      const route = await this.router.topic(topic, attempt > 0);
+      const route = await this.router.topic(topic);
       if (queue < 0 || queue >= route.queues) throw new InvalidArgumentError(`queue ${queue}: topic "${topic}" has queues 0..${route.queues - 1}`);
       const group = route.queueGroups[queue]!;
       const address = attempt === 0 && options.address ? options.address : await this.router.leaderOf(group);

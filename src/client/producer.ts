@@ -224,7 +224,7 @@ export class Producer extends EventEmitter {
     let groupFailures = 0;
     for (let attempt = 0; !this.closed || attempt === 0; attempt++) {
       try {
-        const reply = await this.produceOnce(lane.topic, queue, items, producerId, sequence, attempt > 0);
+        const reply = await this.produceOnce(lane.topic, queue, items, producerId, sequence);
         items.forEach((item, i) => item.resolve({ topic: lane.topic, queue, offset: Number(reply.baseOffset) + i, duplicate: !!reply.duplicate }));
         return;
       } catch (error) {
@@ -257,8 +257,9 @@ export class Producer extends EventEmitter {
     this.fail(items, new UnavailableError('producer closed before the batch was acknowledged'));
   }
 
-  private async produceOnce(topic: string, queue: number, items: Item[], producerId: number, sequence: number, refresh: boolean): Promise<Wire> {
-    const route = await this.client.router.topic(topic, refresh);
+  private async produceOnce(topic: string, queue: number, items: Item[], producerId: number, sequence: number): Promise<Wire> {
+    // The queue → group map of a topic does not change; only leaders move (router.leaderOf).
+    const route = await this.client.router.topic(topic);
     const group = route.queueGroups[queue]!;
     const address = await this.client.router.leaderOf(group);
     try {

@@ -14,6 +14,9 @@ type Method = (request: Wire, metadata: grpc.Metadata, options: grpc.CallOptions
 
 const attemptsMax = 6;
 const callTimeoutMs = 5000;
+/** Describing another group is best effort (a down group is reported as unreachable): keep it short. */
+const describeAttemptsMax = 3;
+const describeTimeoutMs = 1000;
 
 export class GrpcForwarder implements ClusterForwarder {
   private readonly clients = new Map<string, grpc.Client>();
@@ -39,13 +42,13 @@ export class GrpcForwarder implements ClusterForwarder {
   }
 
   /** Calls `method` on the group's leader: tries its brokers in turn, following redirects. */
-  private async callGroup(group: GroupConfig, method: string, request: Wire, metadata: Record<string, string>): Promise<Wire> {
+  private async callGroup(group: GroupConfig, method: string, request: Wire, metadata: Record<string, string>, attempts = attemptsMax, timeoutMs = callTimeoutMs): Promise<Wire> {
     const addresses = group.brokers.map(clientAddress);
     let next = addresses[0]!;
     let lastError: MambaError | null = null;
-    for (let attempt = 0; attempt < attemptsMax; attempt++) {
+    for (let attempt = 0; attempt < attempts; attempt++) {
       try {
-        return await this.callOne(next, method, request, metadata);
+        return await this.callOne(next, method, request, metadata, timeoutMs);
       } catch (error) {
         lastError = error as MambaError;
         if (lastError instanceof NotLeaderError && lastError.leaderAddress) next = lastError.leaderAddress;
@@ -57,13 +60,13 @@ export class GrpcForwarder implements ClusterForwarder {
     throw new UnavailableError(`group ${group.id} did not answer ${method} (tried ${addresses.join(', ')}): ${lastError?.message ?? 'no answer'}`);
   }
 
-  private callOne(address: string, method: string, request: Wire, metadata: Record<string, string>): Promise<Wire> {
+  private callOne(address: string, method: string, request: Wire, metadata: Record<string, string>, timeoutMs: number): Promise<Wire> {
     const client = this.client(address) as unknown as Record<string, Method>;
     const md = new grpc.Metadata();
     for (const [key, value] of Object.entries(metadata)) md.set(key, value);
     this.sign?.(`/mamba.v1.Mamba/${method}`, md);
     return new Promise((resolve, reject) => {
-      client[method]!.call(client, request, md, { deadline: Date.now() + callTimeoutMs }, (error, reply) => {
+      client[method]!.call(client, request, md, { deadline: Date.now() + timeoutMs }, (error, reply) => {
         if (error) reject(fromServiceError(error));
         else resolve(reply ?? {});
       });
@@ -79,7 +82,7 @@ export class GrpcForwarder implements ClusterForwarder {
   }
 
   async describeGroup(group: GroupConfig): Promise<GroupInfo> {
-    const reply = await this.callGroup(group, 'DescribeCluster', {}, { [scopeKey]: 'group', [forwardedKey]: '1' });
+    const reply = await this.callGroup(group, 'DescribeCluster', {}, { [scopeKey]: 'group', [forwardedKey]: '1' }, describeAttemptsMax, describeTimeoutMs);
     const groups = (reply.groups as GroupInfo[] | undefined) ?? [];
     const info = groups.find((g) => g.id === group.id);
     if (!info) throw new UnavailableError(`group ${group.id} answered without describing itself`);

@@ -188,3 +188,25 @@ describe('when no group accepts', { timeout: 180_000 }, () => {
     await restartAll(cluster);
   });
 });
+
+describe('round-robin over two groups', { timeout: 180_000 }, () => {
+  let cluster: TestCluster;
+  before(async () => { cluster = await TestCluster.start({ groups: 2 }); });
+  after(async () => cluster?.stop());
+
+  test('sends alternate over both groups, and move to the other group while one is down', async () => {
+    const admin = new MambaClient({ brokers: addresses(cluster) });
+    await admin.createTopic('spread-rr', 4);
+    const producer = new Producer({ brokers: addresses(cluster), lingerMs: 0, requestTimeoutMs: 500, groupFailuresMax: 2, retry: { attemptsMax: 20, backoffMsInitial: 10, backoffMsMax: 100 } });
+    const first = await Promise.all(Array.from({ length: 8 }, (_, i) => producer.send('spread-rr', { body: `a${i}` })));
+    assert.deepEqual(first.map((s) => s.queue).sort(), [0, 0, 1, 1, 2, 2, 3, 3], 'round-robin over every queue of both groups');
+    for (const b of cluster.groupBrokers('g2')) await cluster.kill(b.id);
+    const during = await Promise.all(Array.from({ length: 20 }, (_, i) => producer.send('spread-rr', { body: `b${i}` })));
+    assert.ok(during.every((s) => s.queue % 2 === 0), `with g2 down every message must land in g1's queues: ${during.map((s) => s.queue).join(',')}`);
+    await producer.close();
+    const stored: string[] = [];
+    for (const queue of [0, 2]) stored.push(...(await admin.read('spread-rr', queue, 0)).messages.map((m) => m.body.toString()));
+    admin.close();
+    for (let i = 0; i < 20; i++) assert.ok(stored.includes(`b${i}`), `b${i} missing from g1`);
+  });
+});
