@@ -40,10 +40,14 @@ export function groupFromWire(g: Wire): GroupRoute {
   };
 }
 
+/** Brokers asked at most in one refresh when the first answer lacks a leader. */
+const refreshAddressesMax = 16;
+
 export class Router {
   private groups: GroupRoute[] = [];
   private readonly topics = new Map<string, TopicRoute>();
   private readonly leaderHints = new Map<string, string>(); // group → leader address learned from redirects
+  private fallbackTurn = 0;
 
   constructor(
     private readonly pool: ConnectionPool,
@@ -69,9 +73,22 @@ export class Router {
     throw new UnavailableError(`cannot reach the cluster (tried ${addresses.join(', ')})${lastError ? `: ${lastError.message.split('\n')[0]}` : ''}`);
   }
 
+  /**
+   * Asks the first broker that answers for the cluster; when that answer lacks a leader for some
+   * group (the broker may be an old leader cut off from its group), asks the other known brokers
+   * too and keeps, per group, the view with a leader in the highest epoch.
+   */
   async refresh(): Promise<GroupRoute[]> {
-    const reply = await this.callAny('DescribeCluster', {});
-    this.groups = ((reply.groups as Wire[] | undefined) ?? []).map(groupFromWire);
+    const first = ((await this.callAny('DescribeCluster', {})).groups as Wire[] | undefined ?? []).map(groupFromWire);
+    let groups = first;
+    if (first.some((g) => !g.leaderId)) {
+      const addresses = [...new Set([...this.seeds, ...first.flatMap((g) => g.replicas.map((r) => r.address))])].slice(0, refreshAddressesMax);
+      const answers = await Promise.all(addresses.map((address) =>
+        this.pool.call(address, 'DescribeCluster', {}, Math.min(this.requestTimeoutMs, 1000)).then((r) => ((r.groups as Wire[] | undefined) ?? []).map(groupFromWire), () => [] as GroupRoute[])));
+      groups = first.map((g) => [g, ...answers.flat().filter((other) => other.id === g.id)]
+        .reduce((best, other) => (other.leaderId && (!best.leaderId || other.epoch > best.epoch) ? other : best)));
+    }
+    this.groups = groups;
     for (const g of this.groups) {
       const leader = g.replicas.find((r) => r.id === g.leaderId);
       if (leader) this.leaderHints.set(g.id, leader.address);
@@ -114,7 +131,8 @@ export class Router {
     await this.refresh();
     const group = this.groups.find((g) => g.id === groupId);
     if (!group) throw new NotFoundError(`the cluster has no group ${groupId}`);
-    const leader = group.replicas.find((r) => r.id === group.leaderId) ?? group.replicas[0];
+    // No leader known yet: any broker of the group (in turn) redirects to the leader once it knows.
+    const leader = group.replicas.find((r) => r.id === group.leaderId) ?? group.replicas[this.fallbackTurn++ % Math.max(1, group.replicas.length)];
     if (!leader) throw new UnavailableError(`group ${groupId} has no brokers`);
     return leader.address;
   }

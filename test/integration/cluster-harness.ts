@@ -12,7 +12,7 @@ export class TestCluster extends LocalCluster {
   static async start(options: Omit<ClusterOptions, 'name' | 'placement'> = {}): Promise<TestCluster> {
     const cluster = await TestCluster.create({ ...options, name: 'mamba-it' });
     cluster.launchAll();
-    for (let g = 1; g <= (options.groups ?? 1); g++) await cluster.waitForLeader(`g${g}`, 15_000);
+    for (let g = 1; g <= (options.groups ?? 1); g++) await cluster.waitForLeader(`g${g}`, 30_000);
     return cluster;
   }
 
