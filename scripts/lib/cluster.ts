@@ -121,7 +121,9 @@ export class LocalCluster {
     const broker = this.broker(id);
     if (this.isRunning(id)) throw new Error(`${id} is running`);
     const fd = openSync(broker.logFile, 'a');
-    const args = [cliPath, '--cluster', this.file, 'broker', '--id', id];
+    // MAMBA_BROKER_NODE_ARGS passes Node flags to the brokers (e.g. --cpu-prof for profiling).
+    const nodeArgs = (process.env.MAMBA_BROKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const args = [...nodeArgs, cliPath, '--cluster', this.file, 'broker', '--id', id];
     // `ip netns exec` execs the command in place, so the child's pid is the broker's own.
     broker.process = broker.namespace
       ? spawn('ip', ['netns', 'exec', broker.namespace, process.execPath, ...args], { stdio: ['ignore', fd, fd] })
