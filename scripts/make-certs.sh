@@ -5,7 +5,13 @@
 set -euo pipefail
 dir="${1:?usage: make-certs.sh <dir> <broker id>...}"
 shift
-command -v openssl >/dev/null || { echo "make-certs: openssl is needed (apt-get install openssl)" >&2; exit 1; }
+if ! command -v openssl >/dev/null; then
+  # `make run` installs what is missing: openssl from Debian's packages when we may.
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y openssl >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y openssl >/dev/null 2>&1; }
+  fi
+  command -v openssl >/dev/null || { echo "make-certs: openssl is needed (apt-get install openssl)" >&2; exit 1; }
+fi
 mkdir -p "$dir"
 chmod 700 "$dir"
 if [ ! -f "$dir/ca.crt" ] || [ ! -f "$dir/ca.key" ]; then
