@@ -3,7 +3,7 @@
 import { LocalCluster, waitFor, type ClusterOptions } from '../../scripts/lib/cluster.js';
 import { MambaClient, type GroupView } from './grpc-client.js';
 
-export { cliPath, freePort, sleep, waitFor, type BrokerProcess } from '../../scripts/lib/cluster.js';
+export { assertHoldsFor, cliPath, freePort, sleep, waitFor, type BrokerProcess } from '../../scripts/lib/cluster.js';
 
 export class TestCluster extends LocalCluster {
   private readonly clients = new Map<string, MambaClient>();
@@ -11,8 +11,13 @@ export class TestCluster extends LocalCluster {
   /** Starts every broker of a fresh cluster and waits until each group has a leader. */
   static async start(options: Omit<ClusterOptions, 'name' | 'placement'> = {}): Promise<TestCluster> {
     const cluster = await TestCluster.create({ ...options, name: 'mamba-it' });
-    cluster.launchAll();
-    for (let g = 1; g <= (options.groups ?? 1); g++) await cluster.waitForLeader(`g${g}`, 30_000);
+    try {
+      cluster.launchAll();
+      for (let g = 1; g <= (options.groups ?? 1); g++) await cluster.waitForLeader(`g${g}`, 30_000);
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
     return cluster;
   }
 

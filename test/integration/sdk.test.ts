@@ -3,7 +3,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { register } from 'prom-client';
-import { TestCluster, waitFor, sleep } from './cluster-harness.js';
+import { TestCluster, waitFor, assertHoldsFor } from './cluster-harness.js';
 import { Producer, DroppedError } from '../../src/client/producer.js';
 import { Consumer, deadLetterTopicOf, retryHeaders, type Delivery } from '../../src/client/consumer.js';
 import { MambaClient } from '../../src/client/client.js';
@@ -50,11 +50,13 @@ describe('idempotent producer and consumer group', { timeout: 300_000 }, () => {
     const total = 20_000;
     const killAt = new Set([5000, 12_000]);
     for (let start = 0; start < total; start += 1000) {
-      const sends = Promise.all(Array.from({ length: 1000 }, (_, i) => producer.send('idem', { body: String(start + i) })));
+      let chunkAcked = 0;
+      const sends = Promise.all(Array.from({ length: 1000 }, (_, i) => producer.send('idem', { body: String(start + i) }).then(() => { chunkAcked++; })));
       if (killAt.has(start)) {
-        // Kill the leader while this chunk is in flight; bring it back once the chunk is acked.
+        // Kill the leader while this chunk is in flight (some of it acked, most not yet); bring
+        // it back once the chunk is acked.
         const leader = (await cluster.waitForLeader('g1', 10_000)).leaderId;
-        await sleep(20);
+        await waitFor('the first acks of the chunk', 10_000, () => (chunkAcked > 0 ? true : undefined), 1);
         await cluster.kill(leader);
         await sends;
         cluster.launch(leader);
@@ -75,7 +77,7 @@ describe('idempotent producer and consumer group', { timeout: 300_000 }, () => {
     };
     for (const member of members) await member.start(handler);
     await waitFor('20,000 messages consumed', 60_000, () => (count >= total ? true : undefined), 100);
-    await sleep(500); // anything beyond 20,000 would be a duplicate: give it a moment to show up
+    await assertHoldsFor('no delivery beyond 20,000 (it would be a duplicate)', 500, () => count === total);
     for (const member of members) await member.close();
 
     const all = [...received.values()].flat();
@@ -151,8 +153,7 @@ describe('when no group accepts', { timeout: 180_000 }, () => {
     for (const b of cluster.brokers) await cluster.kill(b.id);
     let acked = 0;
     const sends = Array.from({ length: 50 }, (_, i) => producer.send('held', { body: `held-${i}` }, { queue: i % 2 }).then(() => { acked++; }));
-    await sleep(2000);
-    assert.equal(acked, 0, 'messages were acknowledged with every broker down');
+    await assertHoldsFor('no message acknowledged while every broker is down', 2000, () => acked === 0);
     await restartAll(cluster);
     await Promise.all(sends);
     assert.equal(acked, 50);

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { TestCluster, waitFor, sleep } from '../integration/cluster-harness.js';
+import { TestCluster, waitFor, assertHoldsFor } from '../integration/cluster-harness.js';
 import type { AlertNotification } from '../../src/observe/alerts/notifiers.js';
 
 let cluster: TestCluster;
@@ -82,7 +82,7 @@ test('a paused follower fires the lag alert on the leader, and resolves it once 
   assert.equal(resolved.alert, 'ReplicationLagHigh');
   assert.equal(resolved.labels.follower, follower);
   assert.ok(resolved.resolvedAt !== null && Date.parse(resolved.resolvedAt) >= Date.parse(resolved.firedAt));
-  await sleep(500);
-  const forFollower = received.filter((n) => n.labels.follower === follower);
-  assert.deepEqual(forFollower.map((n) => n.status), ['firing', 'resolved'], 'one firing, one resolution, no repeats within the repeat interval');
+  const forFollower = (): string[] => received.filter((n) => n.labels.follower === follower).map((n) => n.status);
+  await assertHoldsFor('one firing, one resolution, no repeat within the repeat interval', 500, () => forFollower().length === 2);
+  assert.deepEqual(forFollower(), ['firing', 'resolved']);
 });

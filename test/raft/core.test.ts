@@ -297,17 +297,34 @@ test('§4.2.3 (dissertation): a replica outside the voter set never campaigns, a
   assert.equal(only(group.take(), 'PreVoteResponse')[0]!.granted, false);
 });
 
-test('crash and restart: the epoch and vote persisted through Ready survive; unpersisted entries do not', () => {
+test('crash and restart: the epoch and vote persisted through Ready survive; entries a Ready held but the driver never persisted do not', () => {
   const group = new Group(['b1', 'b2', 'b3']);
   group.elect('b1');
   group.replicate();
   const epoch = group.core('b1').epoch;
+  const persistedEnd = group.node('b2').storage.endOffset();
+  for (let index = 0; index < 3; index += 1) assert.ok(group.core('b1').propose(encoder.encode(`late${index}`), 1).ok);
+  group.drain('b1');
+  // b2 fetches the new entries; its core takes the answer, but the crash comes before the
+  // driver executes the Ready that would have written them.
+  group.queue = [];
+  for (let tick = 0; tick < 50 && !group.queue.some((m) => m.type === 'FetchRequest' && m.from === 'b2'); tick += 1) group.tick('b2');
+  const fetches = group.take((message) => message.type === 'FetchRequest' && message.from === 'b2');
+  assert.equal(fetches.length, 1, 'b2 fetches once its fetch timer fires');
+  group.deliver(fetches[0]!);
+  const answers = group.take((message) => message.type === 'FetchResponse' && message.to === 'b2');
+  assert.equal(answers.length, 1);
+  group.core('b2').step(answers[0]!);
+  const pending = group.core('b2').ready();
+  assert.ok(pending !== null && pending.entries.length === 3, 'the Ready holds the fetched entries to persist');
   const storage = group.node('b2').storage;
+  assert.equal(storage.endOffset(), persistedEnd, 'nothing of the answer reached storage');
   group.restart('b2', storage);
   assert.equal(group.core('b2').epoch, epoch);
-  assert.equal(group.core('b2').logEndOffset, storage.endOffset());
+  assert.equal(group.core('b2').logEndOffset, persistedEnd, 'the unpersisted entries are gone after the restart');
   assert.equal(group.core('b2').highWatermark, 0, 'the high watermark is learnt again from the leader');
   group.replicate();
+  assert.equal(group.core('b2').logEndOffset, group.core('b1').logEndOffset, 'fetched again from the leader');
   assert.equal(group.core('b2').highWatermark, group.core('b1').highWatermark);
 });
 

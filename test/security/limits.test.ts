@@ -8,7 +8,7 @@ import { serviceDefinition } from '../../src/rpc/protos.js';
 import { CallGuard } from '../../src/rpc/security-interceptor.js';
 import { ConnectionLimiter, listen } from '../../src/rpc/listener.js';
 import { Logger } from '../../src/replica/logger.js';
-import { freePort, sleep, type Wire } from './secure-cluster.js';
+import { freePort, waitFor, type Wire } from './secure-cluster.js';
 
 const Client = grpc.makeGenericClientConstructor(serviceDefinition('mamba.v1.Mamba'), 'Mamba');
 
@@ -36,8 +36,11 @@ test('calls beyond inflightPerConnectionMax on one connection get RESOURCE_EXHAU
   const s = await serve({ connectionsPerClientMax: 10, inflightPerConnectionMax: 3, requestBytesMax: 1024 * 1024 }, new Promise((r) => { release = r; }));
   const client = new Client(s.address, grpc.credentials.createInsecure());
   try {
-    const calls = Array.from({ length: 7 }, () => call(client, 'ListTopics'));
-    await sleep(300);
+    let settled = 0;
+    const calls = Array.from({ length: 7 }, () => call(client, 'ListTopics').then((code) => { settled++; return code; }));
+    // Three calls are held by the handler; the other four are refused at once.
+    await waitFor('the calls beyond the limit to be refused', 5000, () => (settled >= 4 ? true : undefined), 5);
+    assert.equal(settled, 4);
     release();
     const codes = await Promise.all(calls);
     assert.equal(codes.filter((c) => c === grpc.status.OK).length, 3, codes.map((c) => grpc.status[c]).join());

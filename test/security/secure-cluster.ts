@@ -1,58 +1,23 @@
 // Broker processes on 127.0.0.1 with the security section on: a CA and broker certificates
 // (scripts/make-certs.sh), a keys file with the brokers' key, an admin key and an app key, and a
 // permissions file. Raw clients sign like the SDK does. Every wait is bounded.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { writeFileSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { serviceDefinition } from '../../src/rpc/protos.js';
 import { createKey, deriveSigningKey } from '../../src/auth/keys.js';
 import { signCall, type SigningKey } from '../../src/auth/signature.js';
+import { stringify as toYaml } from 'yaml';
+import { LocalCluster, waitFor, type BrokerProcess } from '../../scripts/lib/cluster.js';
+
+export { cliPath, freePort, sleep, waitFor } from '../../scripts/lib/cluster.js';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export const cliPath = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
 export type Wire = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-export async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown = null;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    await sleep(intervalMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-}
-
-export interface SecureBroker {
-  id: string;
-  group: string;
-  clientAddress: string;
-  peerAddress: string;
-  logFile: string;
-  process: ChildProcess | null;
-}
+export type SecureBroker = BrokerProcess;
 
 export interface SecureClusterOptions {
   groups?: number;
@@ -67,74 +32,43 @@ export interface KeyPair {
 
 const MambaClientConstructor = grpc.makeGenericClientConstructor(serviceDefinition('mamba.v1.Mamba'), 'Mamba');
 
-export class SecureCluster {
-  readonly brokers: SecureBroker[] = [];
+/** The shared launcher (scripts/lib/cluster.ts) with keys, permissions and certificates prepared. */
+export class SecureCluster extends LocalCluster {
   readonly keys: Record<'admin' | 'app' | 'broker', KeyPair> = {} as never;
-  readonly certDir: string;
-  readonly keysFile: string;
-  readonly permissionsFile: string;
-  readonly file: string;
+  tls = true;
   private readonly clients: grpc.Client[] = [];
 
-  private constructor(readonly dir: string, readonly tls: boolean) {
-    this.certDir = join(dir, 'certs');
-    this.keysFile = join(dir, 'keys');
-    this.permissionsFile = join(dir, 'permissions.yaml');
-    this.file = join(dir, 'cluster.yaml');
-  }
+  get certDir(): string { return join(this.dir, 'certs'); }
+  get keysFile(): string { return join(this.dir, 'keys'); }
+  get permissionsFile(): string { return join(this.dir, 'permissions.yaml'); }
 
   static async start(options: SecureClusterOptions = {}): Promise<SecureCluster> {
-    const cluster = new SecureCluster(mkdtempSync(join(tmpdir(), 'mamba-sec-')), options.tls ?? true);
+    const tls = options.tls ?? true;
     const groups = options.groups ?? 1;
-    const ids = Array.from({ length: groups * 3 }, (_, i) => `b${i + 1}`);
-    if (cluster.tls) execFileSync(join(repoRoot, 'scripts', 'make-certs.sh'), [cluster.certDir, ...ids, 'intruder'], { stdio: 'ignore' });
-    cluster.keys.broker = createKey(cluster.keysFile, 'broker');
-    cluster.keys.admin = createKey(cluster.keysFile, 'admin');
-    cluster.keys.app = createKey(cluster.keysFile);
-    cluster.writePermissions([
-      { key: 'admin', topics: ['*'], actions: ['produce', 'consume', 'admin'] },
-      { key: cluster.keys.app.id, topics: ['orders.*'], actions: ['produce'] },
-    ]);
-    const lines = [`cluster: sec${process.pid}`, `dataDir: ${join(cluster.dir, 'data')}`, 'settings:', '  flush: { mode: async, intervalMs: 10 }'];
-    for (const [key, value] of Object.entries(options.settings ?? {})) lines.push(`  ${key}: ${JSON.stringify(value)}`);
-    lines.push('security:', '  auth:', `    keysFile: ${cluster.keysFile}`, `    permissionsFile: ${cluster.permissionsFile}`, '    brokerKeyId: broker', '    clockSkewMsMax: 5000', '    nonceCacheSizeMax: 100000');
-    if (cluster.tls) lines.push('  tls:', `    caFile: ${join(cluster.certDir, 'ca.crt')}`, `    certFile: ${join(cluster.certDir, '{broker}.crt')}`, `    keyFile: ${join(cluster.certDir, '{broker}.key')}`);
-    lines.push('groups:');
-    for (let g = 1; g <= groups; g++) {
-      lines.push(`  - id: g${g}`, '    brokers:');
-      for (let b = 1; b <= 3; b++) {
-        const id = `b${(g - 1) * 3 + b}`;
-        const [clientPort, peerPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
-        lines.push(`      - { id: ${id}, host: 127.0.0.1, clientPort: ${clientPort}, peerPort: ${peerPort}, metricsPort: ${metricsPort} }`);
-        cluster.brokers.push({ id, group: `g${g}`, clientAddress: `127.0.0.1:${clientPort}`, peerAddress: `127.0.0.1:${peerPort}`, logFile: join(cluster.dir, `${id}.log`), process: null });
-      }
+    const security = (dir: string): Record<string, unknown> => ({
+      auth: { keysFile: join(dir, 'keys'), permissionsFile: join(dir, 'permissions.yaml'), brokerKeyId: 'broker', clockSkewMsMax: 5000, nonceCacheSizeMax: 100000 },
+      ...(tls ? { tls: { caFile: join(dir, 'certs', 'ca.crt'), certFile: join(dir, 'certs', '{broker}.crt'), keyFile: join(dir, 'certs', '{broker}.key') } } : {}),
+    });
+    const cluster = await SecureCluster.create({ name: 'mamba-sec', groups, settings: options.settings ?? {}, security });
+    cluster.tls = tls;
+    try {
+      if (tls) execFileSync(join(repoRoot, 'scripts', 'make-certs.sh'), [cluster.certDir, ...cluster.brokers.map((b) => b.id), 'intruder'], { stdio: 'ignore' });
+      Object.assign(cluster.keys, { broker: createKey(cluster.keysFile, 'broker'), admin: createKey(cluster.keysFile, 'admin'), app: createKey(cluster.keysFile) });
+      cluster.writePermissions([
+        { key: 'admin', topics: ['*'], actions: ['produce', 'consume', 'admin'] },
+        { key: cluster.keys.app.id, topics: ['orders.*'], actions: ['produce'] },
+      ]);
+      cluster.launchAll();
+      for (let g = 1; g <= groups; g++) await cluster.leaderOf(`g${g}`, 20_000);
+    } catch (error) {
+      await cluster.stop();
+      throw error;
     }
-    writeFileSync(cluster.file, `${lines.join('\n')}\n`);
-    for (const b of cluster.brokers) cluster.launch(b.id);
-    for (let g = 1; g <= groups; g++) await cluster.leaderOf(`g${g}`, 20_000);
     return cluster;
   }
 
   writePermissions(grants: Array<{ key: string; topics: string[]; actions: string[] }>): void {
-    writeFileSync(this.permissionsFile, `grants:\n${grants.map((g) => `  - { key: "${g.key}", topics: ${JSON.stringify(g.topics)}, actions: ${JSON.stringify(g.actions)} }`).join('\n')}\n`);
-  }
-
-  broker(id: string): SecureBroker {
-    const b = this.brokers.find((x) => x.id === id);
-    if (!b) throw new Error(`no broker ${id}`);
-    return b;
-  }
-
-  launch(id: string): void {
-    const b = this.broker(id);
-    const fd = openSync(b.logFile, 'a');
-    b.process = spawn(process.execPath, [cliPath, 'broker', '--cluster', this.file, '--id', id], { stdio: ['ignore', fd, fd] });
-    closeSync(fd);
-  }
-
-  isRunning(id: string): boolean {
-    const p = this.broker(id).process;
-    return !!p && p.exitCode === null && p.signalCode === null;
+    writeFileSync(this.permissionsFile, toYaml({ grants }));
   }
 
   channelCredentials(certName: string | null = null): grpc.ChannelCredentials {
@@ -187,14 +121,7 @@ export class SecureCluster {
 
   async stop(): Promise<void> {
     for (const c of this.clients) c.close();
-    await Promise.all(this.brokers.map(async (b) => {
-      const p = b.process;
-      if (!p || p.exitCode !== null || p.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
-      p.kill('SIGKILL');
-      await Promise.race([exited, sleep(5000)]);
-    }));
-    if (process.env.MAMBA_KEEP_TEST_DIR) process.stderr.write(`kept ${this.dir}\n`);
-    else rmSync(this.dir, { recursive: true, force: true });
+    // MAMBA_KEEP_TEST_DIR=1 keeps data and broker logs for a post-mortem.
+    await this.stopAll(!!process.env.MAMBA_KEEP_TEST_DIR);
   }
 }
