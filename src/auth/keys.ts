@@ -5,9 +5,9 @@
 // ever knowing the secret, and the secret cannot be recovered from the keys file. The keys file is
 // still sensitive: whoever reads it can sign calls as any key in it (as with any shared-key HMAC).
 import { randomBytes, scryptSync } from 'node:crypto';
-import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { ConfigError } from '../config/validate.js';
+import { ConfigError, readTextFile } from '../validation.js';
 
 export const keyIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const derivation = 'scrypt-n16384-r8-p1';
@@ -62,13 +62,7 @@ export function parseKeysFile(text: string, source: string): Map<string, StoredK
 }
 
 export function loadKeysFile(file: string): Map<string, StoredKey> {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new ConfigError(`${file}: cannot read keys file: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-  return parseKeysFile(text, file);
+  return parseKeysFile(readTextFile(file, 'keys file'), file);
 }
 
 /** Makes a key, appends its derived entry to the keys file (created 0600), returns id and secret. */

@@ -1,9 +1,7 @@
 // Permissions: which access key may produce to, consume from or administer which topics.
 // A YAML or JSON file of grants; a topic pattern may use `*` (any run of characters) and `?`
 // (one character); a grant's key may be `*` (every key). Anything not granted is refused.
-import { parse as parseYaml } from 'yaml';
-import { ConfigError } from '../config/validate.js';
-import { at, fail, readArray, readObject, readString, rejectUnknownKeys, type Where } from '../config/validate.js';
+import { at, fail, parseDocument, readArray, readObject, readString, rejectUnknownKeys, type Where } from '../validation.js';
 
 export type Action = 'produce' | 'consume' | 'admin';
 export const actions: readonly Action[] = ['produce', 'consume', 'admin'];
@@ -43,12 +41,7 @@ export function topicPattern(pattern: string): RegExp {
  *   - { key: AK12..., topics: ["orders.*"], actions: [produce, consume] }
  */
 export function parsePermissions(text: string, source: string): Permissions {
-  let document: unknown;
-  try {
-    document = parseYaml(text);
-  } catch (error) {
-    throw new ConfigError(`${source}: not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}`);
-  }
+  const document = parseDocument(text, source);
   const where: Where = { source, path: '' };
   const top = readObject(document, where);
   rejectUnknownKeys(top, ['grants'], where);

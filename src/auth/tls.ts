@@ -4,8 +4,20 @@
 // common name against the replica id the request claims.
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { ConfigError } from '../config/validate.js';
-import { brokerPath, type TlsConfig } from '../config/security.js';
+import { ConfigError } from '../validation.js';
+
+/** The `security.tls` section of a cluster file, read by src/config. */
+export interface TlsConfig {
+  caFile: string;
+  /** May contain `{broker}`, replaced by the broker id. */
+  certFile: string;
+  keyFile: string;
+}
+
+/** A TLS path for one broker (`{broker}` replaced by its id). */
+export function brokerPath(template: string, brokerId: string): string {
+  return template.replaceAll('{broker}', brokerId);
+}
 
 function pem(file: string, what: string): Buffer {
   try {

@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { createKey, loadKeysFile } from '../auth/keys.js';
 import type { ClusterConfig } from '../config/cluster.js';
 import { loadClusterConfig } from '../config/cluster.js';
-import { ConfigError } from '../config/validate.js';
+import { ConfigError } from '../validation.js';
 import type { ClientOptions } from '../client/client.js';
 import { writeCredentialsFile } from '../client/credentials.js';
 

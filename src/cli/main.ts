@@ -3,7 +3,7 @@
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, Option, InvalidArgumentError as UsageError } from 'commander';
 import { MambaError } from '../errors.js';
-import { ConfigError } from '../config/validate.js';
+import { ConfigError } from '../validation.js';
 import { loadClusterConfig } from '../config/cluster.js';
 import { MambaClient, type Ack, type OutgoingMessage } from '../client/client.js';
 import { keyCommand, securityOptions } from './keys.js';

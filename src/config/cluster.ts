@@ -1,23 +1,20 @@
 // Cluster files (YAML or JSON): the groups, their brokers and the broker settings.
 // Settings are given once for the cluster under `settings:` and may be overridden per broker
 // (a broker entry's own `settings:`), e.g. to run one broker with `flush: { mode: sync }`.
-import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import {
-  at, ConfigError, fail, readArray, readChoice, readInteger, readNumber, readObject, readString,
+  at, ConfigError, fail, parseDocument, readTextFile, readArray, readChoice, readInteger, readNumber, readObject, readString,
   rejectUnknownKeys, type Where,
-} from './validate.js';
+} from '../validation.js';
+import { flushIntervalMsMax, segmentBytesMax, segmentBytesMin, type FlushPolicy } from '../log/options.js';
 import { readSecurity, noSecurity, type SecurityConfig } from './security.js';
 import {
   defaultAlertSettings, defaultTracingSettings, readAlerts, readTracing, type AlertSettings, type TracingSettings,
 } from '../observe/settings.js';
 
 const MiB = 1024 * 1024;
-const GiB = 1024 * MiB;
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
-export type FlushSettings = { mode: 'sync' } | { mode: 'async'; intervalMs: number };
 
 export interface AdviceSettings {
   /** Leader load above which it suggests a follower: in-flight client requests. */
@@ -30,7 +27,7 @@ export interface AdviceSettings {
 }
 
 export interface BrokerSettings {
-  flush: FlushSettings;
+  flush: FlushPolicy;
   segmentBytes: number;
   retentionBytesMax: number; // 0 = no size limit
   retentionAgeMsMax: number; // 0 = no age limit
@@ -109,7 +106,8 @@ export function readSettings(value: unknown, where: Where, base: BrokerSettings)
     if (fields[key] !== undefined) (s[key] as number) = readInteger(fields[key], at(where, key), min, max);
   };
   if (fields.flush !== undefined) s.flush = readFlush(fields.flush, at(where, 'flush'));
-  int('segmentBytes', 64 * 1024, 4 * GiB);
+  // The log owns the segment bounds; a broker asks for at least 64 KiB so that a message fits.
+  int('segmentBytes', Math.max(segmentBytesMin, 64 * 1024), segmentBytesMax);
   int('retentionBytesMax', 0, Number.MAX_SAFE_INTEGER);
   int('retentionAgeMsMax', 0, Number.MAX_SAFE_INTEGER);
   int('tickMs', 1, 1000);
@@ -130,7 +128,7 @@ export function readSettings(value: unknown, where: Where, base: BrokerSettings)
   return s;
 }
 
-function readFlush(value: unknown, where: Where): FlushSettings {
+function readFlush(value: unknown, where: Where): FlushPolicy {
   const fields = readObject(value, where);
   rejectUnknownKeys(fields, ['mode', 'intervalMs'], where);
   const mode = readChoice(fields.mode, at(where, 'mode'), ['sync', 'async'] as const);
@@ -138,7 +136,7 @@ function readFlush(value: unknown, where: Where): FlushSettings {
     if (fields.intervalMs !== undefined) fail(at(where, 'intervalMs'), 'only applies to mode async');
     return { mode };
   }
-  const intervalMs = fields.intervalMs === undefined ? 10 : readInteger(fields.intervalMs, at(where, 'intervalMs'), 1, 60_000);
+  const intervalMs = fields.intervalMs === undefined ? 10 : readInteger(fields.intervalMs, at(where, 'intervalMs'), 1, flushIntervalMsMax);
   return { mode, intervalMs };
 }
 
@@ -164,12 +162,7 @@ function checkSettings(s: BrokerSettings, where: Where): void {
 
 /** Parses a cluster file's text; `source` names it in errors and anchors a relative dataDir. */
 export function parseClusterConfig(text: string, source: string, baseDir: string): ClusterConfig {
-  let document: unknown;
-  try {
-    document = parseYaml(text);
-  } catch (error) {
-    throw new ConfigError(`${source}: not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}`);
-  }
+  const document = parseDocument(text, source);
   const where: Where = { source, path: '' };
   const top = readObject(document, where);
   rejectUnknownKeys(top, ['cluster', 'dataDir', 'settings', 'security', 'groups'], where);
@@ -230,12 +223,7 @@ function checkUnique(groups: GroupConfig[], where: Where): void {
 }
 
 export function loadClusterConfig(file: string): ClusterConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new ConfigError(`${file}: cannot read cluster file: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
+  const text = readTextFile(file, 'cluster file');
   // A relative dataDir is taken from the directory the broker is started in (the repository
   // root for `make run`), so every cluster file can say `./data`.
   return parseClusterConfig(text, file, process.cwd());

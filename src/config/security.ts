@@ -4,7 +4,10 @@
 // mutual TLS (each presents its own certificate; `{broker}` in a path stands for the broker id).
 import { isAbsolute, resolve } from 'node:path';
 import { keyIdPattern } from '../auth/keys.js';
-import { at, readInteger, readObject, readString, rejectUnknownKeys, type Where } from './validate.js';
+import type { TlsConfig } from '../auth/tls.js';
+
+export { brokerPath, type TlsConfig } from '../auth/tls.js';
+import { at, readInteger, readObject, readString, rejectUnknownKeys, type Where } from '../validation.js';
 
 export interface AuthConfig {
   keysFile: string;
@@ -15,12 +18,6 @@ export interface AuthConfig {
   nonceCacheSizeMax: number;
 }
 
-export interface TlsConfig {
-  caFile: string;
-  /** May contain `{broker}`, replaced by the broker id. */
-  certFile: string;
-  keyFile: string;
-}
 
 export interface SecurityConfig {
   auth: AuthConfig | null;
@@ -57,9 +54,4 @@ export function readSecurity(value: unknown, where: Where, baseDir: string): Sec
     tls = { caFile: path(t.caFile, at(w, 'caFile')), certFile: path(t.certFile, at(w, 'certFile')), keyFile: path(t.keyFile, at(w, 'keyFile')) };
   }
   return { auth, tls };
-}
-
-/** A TLS path for one broker (`{broker}` replaced by its id). */
-export function brokerPath(template: string, brokerId: string): string {
-  return template.replaceAll('{broker}', brokerId);
 }

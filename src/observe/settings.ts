@@ -1,6 +1,6 @@
 // The observability settings keys of a cluster file (`tracing:` and `alerts:` under `settings:`,
 // per broker overridable like every setting), their defaults and their validation.
-import { at, fail, readArray, readBoolean, readInteger, readNumber, readObject, readString, rejectUnknownKeys, type Where } from '../config/validate.js';
+import { at, fail, readArray, readBoolean, readInteger, readNumber, readObject, readString, rejectUnknownKeys, type Where } from '../validation.js';
 import { defaultTracingSettings, type TracingSettings } from './tracing.js';
 
 export type { TracingSettings } from './tracing.js';

@@ -10,7 +10,7 @@ import { signCall } from '../auth/signature.js';
 import { brokerTls, type BrokerTls } from '../auth/tls.js';
 import { WatchedFile } from '../auth/watched-file.js';
 import type { BrokerSettings, ClusterConfig } from '../config/cluster.js';
-import { ConfigError } from '../config/validate.js';
+import { ConfigError } from '../validation.js';
 import type { Logger } from '../replica/logger.js';
 import { ConnectionLimiter } from './listener.js';
 import { CallGuard } from './security-interceptor.js';

@@ -11,7 +11,7 @@ import { addPeerService, PeerClients, type EntryWireCodec } from './peer.js';
 import { addClientService } from './client-service.js';
 import { GrpcForwarder } from './forwarder.js';
 import { reflectionPackageDefinition } from './protos.js';
-import { BrokerObservability, type ObservabilityOptions } from '../observe/broker-observability.js';
+import { BrokerObservability, type ObservabilityOptions } from './broker-observability.js';
 import { MeteredServer } from '../observe/grpc-metrics.js';
 import { openBrokerSecurity, securityMetrics } from './broker-security.js';
 import { listen } from './listener.js';

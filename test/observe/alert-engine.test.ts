@@ -7,7 +7,7 @@ import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { AlertEngine, type Sample } from '../../src/observe/alerts/engine.js';
 import { defaultRules, parseRules, type AlertRule } from '../../src/observe/alerts/rules.js';
 import { EmailNotifier, WebhookNotifier, notificationOf, type AlertNotification } from '../../src/observe/alerts/notifiers.js';
-import { ConfigError } from '../../src/config/validate.js';
+import { ConfigError } from '../../src/validation.js';
 
 function rule(fields: Partial<AlertRule> = {}): AlertRule {
   return { name: 'LagHigh', metric: 'lag_seconds', match: {}, condition: '>', threshold: 10, forMs: 3000, severity: 'critical', labels: { team: 'storage' }, summary: 'lag', repeatIntervalMs: null, ...fields };

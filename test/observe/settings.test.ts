@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseClusterConfig } from '../../src/config/cluster.js';
-import { ConfigError } from '../../src/config/validate.js';
+import { ConfigError } from '../../src/validation.js';
 
 function cluster(settings: string, brokerSettings = ''): ReturnType<typeof parseClusterConfig> {
   return parseClusterConfig([

@@ -1,11 +1,9 @@
 // Alert rules: which metric series to watch, the condition, how long it must hold, and what to
 // attach to the alert. Loaded from a YAML (or JSON) rules file, validated key by key; without a
 // file the broker uses the default rules below.
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
 import {
-  at, ConfigError, fail, readArray, readChoice, readNumber, readObject, readString, rejectUnknownKeys, type Where,
-} from '../../config/validate.js';
+  at, fail, parseDocument, readTextFile, readArray, readChoice, readNumber, readObject, readString, rejectUnknownKeys, type Where,
+} from '../../validation.js';
 
 export const comparisons = ['>', '<', '>=', '<=', '=='] as const;
 export type Comparison = (typeof comparisons)[number];
@@ -88,12 +86,7 @@ export function readRule(value: unknown, where: Where): AlertRule {
 
 /** Parses a rules file's text: a mapping with a `rules:` list. */
 export function parseRules(text: string, source: string): AlertRule[] {
-  let document: unknown;
-  try {
-    document = parseYaml(text);
-  } catch (error) {
-    throw new ConfigError(`${source}: not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}`);
-  }
+  const document = parseDocument(text, source);
   const where: Where = { source, path: '' };
   const top = readObject(document, where);
   rejectUnknownKeys(top, ['rules'], where);
@@ -109,13 +102,7 @@ export function parseRules(text: string, source: string): AlertRule[] {
 }
 
 export function loadRules(file: string): AlertRule[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new ConfigError(`${file}: cannot read alert rules file: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-  return parseRules(text, file);
+  return parseRules(readTextFile(file, 'alert rules file'), file);
 }
 
 function rule(fields: Partial<AlertRule> & Pick<AlertRule, 'name' | 'metric' | 'condition' | 'threshold' | 'severity' | 'summary'>): AlertRule {

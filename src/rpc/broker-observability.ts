@@ -1,4 +1,5 @@
-// A broker's observability, assembled in one place: the metrics registry and its HTTP endpoint
+// A broker's observability, assembled in one place beside the rest of the broker process's
+// wiring (observe/ holds the parts and knows the broker only through its observer interfaces): the metrics registry and its HTTP endpoint
 // (`GET /metrics` on the broker's metricsPort), the trace SDK from the `tracing` settings, and
 // the alert evaluator with its notifiers from the `alerts` settings.
 import { createServer, type Server } from 'node:http';
@@ -8,12 +9,12 @@ import type { BrokerConfig } from '../config/cluster.js';
 import type { Broker } from '../broker/broker.js';
 import type { Replica } from '../replica/replica.js';
 import type { Logger } from '../replica/logger.js';
-import { BrokerMetrics } from './metrics.js';
-import { startTracing, type Tracing } from './tracing.js';
-import { BrokerTracing } from './message-trace.js';
-import { AlertEvaluator } from './alerts/evaluator.js';
-import { defaultRules, loadRules } from './alerts/rules.js';
-import { EmailNotifier, LogNotifier, WebhookNotifier, type AlertNotifier } from './alerts/notifiers.js';
+import { BrokerMetrics } from '../observe/metrics.js';
+import { startTracing, type Tracing } from '../observe/tracing.js';
+import { BrokerTracing } from '../observe/message-trace.js';
+import { AlertEvaluator } from '../observe/alerts/evaluator.js';
+import { defaultRules, loadRules } from '../observe/alerts/rules.js';
+import { EmailNotifier, LogNotifier, WebhookNotifier, type AlertNotifier } from '../observe/alerts/notifiers.js';
 
 export interface ObservabilityOptions {
   /** Export spans here instead of the OTLP endpoint of the settings (tests). */

@@ -1,5 +1,9 @@
-// Small readers that check one configuration value each and name the key on failure.
-// Every error says where the value came from (`file: key.path`), what was wrong, and what fits.
+// Small readers that check one configuration value each and name the key on failure, and the
+// read-and-parse step every YAML/JSON file of ours goes through (cluster file, permissions, alert
+// rules). Every error says where the value came from (`file: key.path`), what was wrong, and what
+// fits. A leaf: it imports nothing of ours, so every layer may use it.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -19,6 +23,24 @@ export function at(where: Where, key: string | number): Where {
 
 export function fail(where: Where, problem: string): never {
   throw new ConfigError(`${where.source}: ${where.path || '(top level)'}: ${problem}`);
+}
+
+/** A file's text, or a ConfigError naming the file, what it was for and the system's reason. */
+export function readTextFile(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${file}: cannot read ${what}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+}
+
+/** A YAML (or JSON, which is YAML) document, or a ConfigError naming the source and the first parse error. */
+export function parseDocument(text: string, source: string): unknown {
+  try {
+    return parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(`${source}: not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}`);
+  }
 }
 
 export function readObject(value: unknown, where: Where): Fields {
