@@ -53,10 +53,16 @@ stop:
 demo-log: build
 	$(NODE) dist/scripts/demo-log.js
 
-# Three brokers against a three-node NATS JetStream cluster on the same machine, in one run.
+# Three brokers against a three-node NATS JetStream cluster (nats-server from Debian, installed
+# when missing) on the same machine: the same workloads (scripts/bench/workloads.ts) in rounds
+# that alternate ours/peer three times; the last stdout line is the JSON summary. About 6-10
+# minutes on 2 cores. Sizes: BENCH_ROUNDS, BENCH_SEQUENTIAL_MESSAGES, BENCH_LOAD_MESSAGES,
+# BENCH_KILLS; BENCH_OUR_RAW=stream sends our raw workloads on ProduceStream; BENCH_SYNC=off|ours.
 bench: build
 	$(NODE) dist/scripts/bench/broker-bench.js
 
+# The segment log against raw pwrite/fdatasync of the same I/O shape, sides alternating first;
+# the last stdout line is the JSON summary. About 30 s.
 bench-log: build
 	$(NODE) dist/scripts/bench/log-bench.js
 

@@ -1,152 +1,220 @@
-// Our side of `make bench`: three brokers on 127.0.0.1 in a temporary directory, and the four
-// workloads (one at a time, pipelined, consume, failover) driven through the SDK client.
-import { MambaClient } from '../../src/client/client.js';
+// Our side of `make bench`: three brokers on 127.0.0.1 started by the shared launcher with the
+// broker's default settings (flush: async at the default interval, so an ack means 2 of 3 hold
+// the message in the page cache), one group, and the `BenchSystem` calls the workloads use:
+//   raw protocol   one message per request, sent straight to the leader with no retry: the unary
+//                  Produce (a plain gRPC client; the SDK's connection pool only carries it), or
+//                  with BENCH_OUR_RAW=stream each request on one ProduceStream (proto/mamba.proto);
+//   own client     the SDK Producer with its defaults (it may batch inside), bounded retries;
+//   reads          the SDK's read by offset on the leader (stateless: nothing is written).
+import * as grpc from '@grpc/grpc-js';
+import { MambaClient, messageToWire } from '../../src/client/client.js';
+import type { Wire } from '../../src/client/connection.js';
+import { Producer } from '../../src/client/producer.js';
+import { defaultBrokerSettings } from '../../src/config/cluster.js';
+import type { FlushPolicy } from '../../src/log/index.js';
 import { LocalCluster } from '../lib/cluster.js';
-import { sleep, waitFor, percentile, median, round, progress, progressCounter, nowMs } from './bench-lib.js';
+import { waitFor } from './bench-lib.js';
+import type { BenchSystem, Send, Target } from './workloads.js';
 
-export const body = Buffer.alloc(1024, 0x61);
+const topics: Record<Target, string> = { sequential: 'seq', load: 'load', failover: 'fail' };
+const ackQuorum = 3; // mamba.v1 Ack.QUORUM
+const requestTimeoutMs = 10_000;
 
-export interface LatencyResult { p50Ms: number; p99Ms: number; msgsPerS: number }
-export interface ThroughputResult { msgsPerS: number; mbPerS: number }
-export interface FailoverResult { medianMs: number; maxMs: number; ackedMissing: number; acked: number }
+/** Our raw protocol for (a) and (b): the unary Produce (default) or ProduceStream. */
+export type OurRaw = 'unary' | 'stream';
+export const ourRaw: OurRaw = (() => {
+  const value = process.env.BENCH_OUR_RAW ?? 'unary';
+  if (value !== 'unary' && value !== 'stream') throw new Error('BENCH_OUR_RAW must be unary or stream');
+  return value;
+})();
 
-/** The shared launcher's three brokers on 127.0.0.1 and one SDK client over them. */
-export class MambaCluster {
-  readonly client: MambaClient;
+/**
+ * One ProduceStream used as a plain client would: request i carries client_sequence i, answers
+ * come back in order and settle the request with the same sequence. Every request is bounded by
+ * the request timeout; a broken stream fails what waits, and the next request opens a new one.
+ */
+class ProduceStreamSender {
+  private stream: grpc.ClientDuplexStream<Wire, Wire> | null = null;
+  private nextSequence = 1;
+  private readonly waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
 
-  private constructor(private readonly local: LocalCluster) {
-    this.client = new MambaClient({ brokers: local.brokers.map((b) => b.clientAddress), requestTimeoutMs: 2000, retry: { attemptsMax: 200, backoffMsInitial: 2, backoffMsMax: 50, multiplier: 2, jitter: 0.2 } });
+  constructor(private readonly open: () => grpc.ClientDuplexStream<Wire, Wire>) {}
+
+  send(request: Wire): Promise<void> {
+    const stream = this.stream ?? this.openStream();
+    const clientSequence = this.nextSequence++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => this.settle(clientSequence, new Error(`no answer within ${requestTimeoutMs} ms`)), requestTimeoutMs);
+      this.waiting.set(clientSequence, { resolve, reject, timer });
+      stream.write({ clientSequence, request });
+    });
   }
 
-  static async start(flushMode: 'async' | 'sync'): Promise<MambaCluster> {
-    const local = await LocalCluster.create({ name: 'mamba-bench', settings: flushMode === 'sync' ? { flush: { mode: 'sync' } } : {} });
-    const cluster = new MambaCluster(local);
-    local.launchAll();
-    await cluster.leader(15_000);
-    return cluster;
+  private openStream(): grpc.ClientDuplexStream<Wire, Wire> {
+    const stream = this.open();
+    stream.on('data', (reply: Wire) => {
+      const error = reply.error ? new Error(`produce refused: code ${reply.error.code} ${reply.error.details}`) : null;
+      this.settle(Number(reply.clientSequence), error);
+    });
+    const broken = (error: Error): void => {
+      if (this.stream !== stream) return;
+      this.stream = null;
+      this.nextSequence = 1;
+      for (const clientSequence of [...this.waiting.keys()]) this.settle(clientSequence, error);
+    };
+    stream.on('error', broken);
+    stream.on('end', () => broken(new Error('ProduceStream ended')));
+    this.stream = stream;
+    return stream;
   }
 
-  launch(id: string): void {
-    this.local.launch(id);
+  private settle(clientSequence: number, error: Error | null): void {
+    const waiter = this.waiting.get(clientSequence);
+    if (!waiter) return;
+    this.waiting.delete(clientSequence);
+    clearTimeout(waiter.timer);
+    if (error) waiter.reject(error);
+    else waiter.resolve();
+  }
+
+  close(): void {
+    this.stream?.end();
+    this.stream = null;
+  }
+}
+
+/** A flush setting as the bench prints it; the bench runs the broker default unless told `sync`. */
+export function ourFlushDescription(flush: FlushPolicy = defaultBrokerSettings.flush): string {
+  return flush.mode === 'async'
+    ? `async, fdatasync every ${flush.intervalMs} ms (broker default); acked once 2 of 3 hold it in the page cache`
+    : 'sync (group commit: acked once 2 of 3 have it on disk after fdatasync)';
+}
+
+export class MambaSystem implements BenchSystem {
+  readonly label = 'mamba';
+  private readonly admin: MambaClient;
+  private readonly raw: MambaClient;
+  private readonly reader: MambaClient;
+  private readonly closers: Array<() => Promise<void> | void> = [];
+  private readonly readOffsets = new Map<string, number>();
+  private leaderAddress = '';
+  private produceStream: ProduceStreamSender | null = null;
+
+  private constructor(private readonly local: LocalCluster, readonly partitions: number) {
+    const brokers = local.brokers.map((b) => b.clientAddress);
+    this.admin = new MambaClient({ brokers, requestTimeoutMs: 2000, retry: { attemptsMax: 50, backoffMsInitial: 20, backoffMsMax: 200 } });
+    this.raw = new MambaClient({ brokers, requestTimeoutMs, retry: { attemptsMax: 1 } });
+    this.reader = new MambaClient({ brokers, requestTimeoutMs, retry: { attemptsMax: 5, backoffMsInitial: 20, backoffMsMax: 200 } });
+  }
+
+  static async start(partitions: number, flush: FlushPolicy = defaultBrokerSettings.flush): Promise<MambaSystem> {
+    const local = await LocalCluster.create({ name: 'mamba-bench', settings: { flush } });
+    const system = new MambaSystem(local, partitions);
+    try {
+      local.launchAll();
+      await system.leader();
+      await system.admin.createTopic(topics.sequential, 1);
+      await system.admin.createTopic(topics.load, partitions);
+      await system.admin.createTopic(topics.failover, 1);
+      await system.healthy();
+    } catch (error) {
+      await system.stop();
+      throw error;
+    }
+    return system;
+  }
+
+  serverPids(): number[] {
+    return this.local.brokers.map((b) => {
+      const pid = b.process?.pid;
+      if (pid === undefined) throw new Error(`broker ${b.id} has no process`);
+      return pid;
+    });
+  }
+
+  rawSender(target: Target): Send {
+    const topic = topics[target];
+    if (ourRaw === 'stream') {
+      const stream = this.openProduceStream();
+      return (body, partition) => stream.send({ topic, queue: partition, ack: ackQuorum, messages: [messageToWire({ body })] });
+    }
+    return async (body, partition) => {
+      await this.raw.pool.call(this.leaderAddress, 'Produce', { topic, queue: partition, ack: ackQuorum, messages: [messageToWire({ body })] }, requestTimeoutMs);
+    };
+  }
+
+  /** One ProduceStream to the current leader, shared by the raw senders (as one connection would). */
+  private openProduceStream(): ProduceStreamSender {
+    this.produceStream?.close();
+    const address = this.leaderAddress;
+    const open = (): grpc.ClientDuplexStream<Wire, Wire> => {
+      const client = this.raw.pool.client(address) as unknown as Record<string, (metadata: grpc.Metadata) => grpc.ClientDuplexStream<Wire, Wire>>;
+      const method = client.ProduceStream;
+      if (!method) throw new Error('this build has no ProduceStream (BENCH_OUR_RAW=stream)');
+      return method.call(client, new grpc.Metadata());
+    };
+    this.produceStream = new ProduceStreamSender(open);
+    return this.produceStream;
+  }
+
+  clientSender(target: Target): { send: Send; close: () => Promise<void> } {
+    const topic = topics[target];
+    // Defaults but for `drop`: a batch no broker takes fails after the retries instead of waiting on.
+    const producer = new Producer({ brokers: this.local.brokers.map((b) => b.clientAddress), ack: 'quorum', whenUnavailable: 'drop' });
+    this.closers.push(() => producer.close(1000));
+    return {
+      send: async (body, partition) => { await producer.send(topic, { body }, { queue: partition }); },
+      close: () => producer.close(30_000),
+    };
+  }
+
+  failoverSender(timeoutMs: number): Send {
+    const client = new MambaClient({ brokers: this.local.brokers.map((b) => b.clientAddress), requestTimeoutMs: timeoutMs, retry: { attemptsMax: 1 } });
+    this.closers.push(() => client.close());
+    return async (body, partition) => { await client.send(topics.failover, [{ body }], { queue: partition }); };
+  }
+
+  async openReaders(target: Target): Promise<void> {
+    for (let partition = 0; partition < this.partitions; partition++) this.readOffsets.set(`${target}/${partition}`, 0);
+  }
+
+  async fetch(target: Target, partition: number, max: number): Promise<Uint8Array[]> {
+    const key = `${target}/${partition}`;
+    const reply = await this.reader.read(topics[target], partition, this.readOffsets.get(key) ?? 0, { maxMessages: max });
+    this.readOffsets.set(key, reply.nextOffset);
+    return reply.messages.map((m) => m.body);
+  }
+
+  async leader(): Promise<string> {
+    return waitFor('a Mamba leader', 30_000, async () => {
+      const group = (await this.admin.describeCluster())[0];
+      return group?.leaderId ? group.leaderId : undefined;
+    }, 20);
   }
 
   async kill(id: string): Promise<void> {
     await this.local.kill(id);
   }
 
-  async leader(timeoutMs: number, exclude?: string): Promise<string> {
-    return waitFor('a leader', timeoutMs, async () => {
-      const groups = await this.client.describeCluster();
-      const id = groups[0]?.leaderId;
-      return id && id !== exclude ? id : undefined;
-    });
+  restart(id: string): void {
+    this.local.launch(id);
   }
 
-  async allCaughtUp(timeoutMs: number): Promise<void> {
-    await waitFor('every replica to catch up', timeoutMs, async () => {
-      const g = (await this.client.describeCluster())[0];
-      return g && g.leaderId && g.replicas.every((r) => r.reachable && r.endOffset >= g.highWatermark) ? true : undefined;
-    }, 100);
+  /** Every replica reachable and at the high watermark; the raw sender then targets the leader. */
+  async healthy(): Promise<void> {
+    const group = await waitFor('every Mamba replica to catch up', 60_000, async () => {
+      const g = (await this.admin.describeCluster())[0];
+      return g && g.leaderId && g.replicas.length === 3 && g.replicas.every((r) => r.reachable && r.endOffset >= g.highWatermark) ? g : undefined;
+    }, 50);
+    this.leaderAddress = this.local.broker(group.leaderId).clientAddress;
   }
 
   async stop(): Promise<void> {
-    this.client.close();
+    this.produceStream?.close();
+    for (const close of this.closers.splice(0)) await Promise.resolve(close()).catch(() => undefined);
+    this.admin.close();
+    this.raw.close();
+    this.reader.close();
     await this.local.stopAll();
   }
-}
-
-/** (a) One message at a time, each waiting for its quorum ack. */
-export async function oneAtATime(cluster: MambaCluster, topic: string, count: number): Promise<LatencyResult> {
-  for (let i = 0; i < 300; i++) await cluster.client.send(topic, [{ body }], { queue: 0 });
-  const latencies: number[] = [];
-  const tick = progressCounter('  one at a time', count);
-  const start = nowMs();
-  for (let i = 0; i < count; i++) {
-    const t = nowMs();
-    await cluster.client.send(topic, [{ body }], { queue: 0 });
-    latencies.push(nowMs() - t);
-    tick(i + 1);
-  }
-  const elapsedS = (nowMs() - start) / 1000;
-  latencies.sort((a, b) => a - b);
-  return { p50Ms: round(percentile(latencies, 50), 3), p99Ms: round(percentile(latencies, 99), 3), msgsPerS: round(count / elapsedS, 0) };
-}
-
-/** (b) As fast as possible: batches of `batchSize` over the topic's queues, `inflightMax` at once. */
-export async function pipelined(cluster: MambaCluster, topic: string, queues: number, count: number, batchSize = 256, inflightMax = 8): Promise<ThroughputResult> {
-  const messages = Array.from({ length: batchSize }, () => ({ body }));
-  const batches = Math.ceil(count / batchSize);
-  let next = 0;
-  let done = 0;
-  const tick = progressCounter('  pipelined messages', batches * batchSize);
-  const start = nowMs();
-  const worker = async (): Promise<void> => {
-    while (next < batches) {
-      const n = next++;
-      await cluster.client.send(topic, messages, { queue: n % queues });
-      done += batchSize;
-      tick(done);
-    }
-  };
-  await Promise.all(Array.from({ length: inflightMax }, worker));
-  const elapsedS = (nowMs() - start) / 1000;
-  return { msgsPerS: round(done / elapsedS, 0), mbPerS: round((done * body.length) / elapsedS / 1e6, 1) };
-}
-
-/** (c) Reads every queue of the topic from 0 to its end, batches of 5,000, queues in parallel. */
-export async function consumeAll(cluster: MambaCluster, topic: string, queues: number): Promise<ThroughputResult & { count: number }> {
-  let count = 0;
-  const start = nowMs();
-  await Promise.all(Array.from({ length: queues }, async (_, queue) => {
-    let offset = 0;
-    for (let round = 0; round < 100_000; round++) {
-      const r = await cluster.client.read(topic, queue, offset, { maxMessages: 5000 });
-      if (r.messages.length === 0) break;
-      count += r.messages.length;
-      offset = r.nextOffset;
-    }
-  }));
-  const elapsedS = (nowMs() - start) / 1000;
-  return { count, msgsPerS: round(count / elapsedS, 0), mbPerS: round((count * body.length) / elapsedS / 1e6, 1) };
-}
-
-/** (d) One-at-a-time produce while the leader is killed `kills` times; then count acked losses. */
-export async function failover(cluster: MambaCluster, topic: string, kills: number): Promise<FailoverResult> {
-  const acked: string[] = [];
-  const gaps: number[] = [];
-  let sequence = 0;
-  const send = async (): Promise<void> => {
-    const text = `f${sequence++}`;
-    await cluster.client.send(topic, [{ body: text }], { queue: 0 });
-    acked.push(text);
-  };
-  for (let k = 0; k < kills; k++) {
-    for (let i = 0; i < 200; i++) await send();
-    const leader = await cluster.leader(10_000);
-    await cluster.kill(leader);
-    const killedAt = nowMs();
-    for (let attempt = 0; attempt < 1000; attempt++) {
-      try {
-        await send();
-        break;
-      } catch {
-        await sleep(5);
-      }
-    }
-    gaps.push(nowMs() - killedAt);
-    progress(`  failover ${k + 1}/${kills}: leader ${leader} killed, next ack after ${round(gaps[gaps.length - 1]!, 0)} ms`);
-    cluster.launch(leader);
-    await cluster.allCaughtUp(30_000);
-  }
-  for (let i = 0; i < 200; i++) await send();
-  const stored = new Set<string>();
-  let offset = 0;
-  for (let round = 0; round < 100_000; round++) {
-    const r = await cluster.client.read(topic, 0, offset, { maxMessages: 5000 });
-    if (r.messages.length === 0) break;
-    for (const m of r.messages) stored.add(m.body.toString());
-    offset = r.nextOffset;
-  }
-  const ackedMissing = acked.filter((a) => !stored.has(a)).length;
-  return { medianMs: round(median(gaps), 0), maxMs: round(Math.max(...gaps), 0), ackedMissing, acked: acked.length };
 }

@@ -1,15 +1,27 @@
 // The peer in `make bench`: a three-node NATS JetStream cluster on 127.0.0.1 (Debian's
-// nats-server, installed when missing), a stream with 3 replicas on file storage, and the same
-// four workloads through the `nats` npm client.
+// nats-server, installed when missing), one stream with 3 replicas on file storage, and the
+// `BenchSystem` calls the workloads use, through the `nats` npm client:
+//   raw protocol   JetStream publish (one message, one PubAck once 2 of 3 hold it);
+//   own client     the same call: nats.js has no batching producer, so (b) and (c) are alike;
+//   reads          one pull consumer per partition subject (memory, 1 replica: like our
+//                  stateless reads by offset it replicates no delivery state), fetch of a batch.
+// The bench writes one config file per server and prints the first; the workload connection
+// goes to the stream leader first (no extra hop through another server: the peer's best case).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, openSync, closeSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, openSync, closeSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, AckPolicy, StorageType, type NatsConnection, type JetStreamClient, type JetStreamManager } from 'nats';
-import { freePort, sleep, waitFor, percentile, median, round, progress, progressCounter, nowMs } from './bench-lib.js';
-import type { LatencyResult, ThroughputResult, FailoverResult } from './mamba-side.js';
+import { connect, AckPolicy, DeliverPolicy, StorageType, type NatsConnection, type JetStreamClient, type JetStreamManager, type Consumer } from 'nats';
+import { reservePorts, releasePorts } from '../lib/cluster.js';
+import { sleep, waitFor, progress } from './bench-lib.js';
+import type { BenchSystem, Send, Target } from './workloads.js';
 
 const stream = 'BENCH';
+const requestTimeoutMs = 10_000;
+
+function subject(target: Target, partition: number): string {
+  return target === 'load' ? `bench.load.${partition}` : target === 'sequential' ? 'bench.seq' : 'bench.fail';
+}
 
 /** Finds nats-server, installing Debian's package when missing and allowed (root). */
 export function ensureNatsServer(): string | null {
@@ -20,7 +32,7 @@ export function ensureNatsServer(): string | null {
     return null;
   }
   progress('installing nats-server (Debian package) for the peer measurement');
-  const install = spawnSync('sh', ['-c', 'apt-get install -y nats-server >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y nats-server >/dev/null 2>&1)'], { stdio: 'inherit' });
+  const install = spawnSync('sh', ['-c', 'apt-get install -y nats-server >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y nats-server >/dev/null 2>&1)'], { stdio: 'inherit', timeout: 300_000 });
   if (install.status !== 0) {
     progress('could not install nats-server: the peer is skipped');
     return null;
@@ -28,51 +40,176 @@ export function ensureNatsServer(): string | null {
   return spawnSync('sh', ['-c', 'command -v nats-server'], { encoding: 'utf8' }).stdout.trim() || null;
 }
 
-interface NatsNode { name: string; clientPort: number; clusterPort: number; process: ChildProcess | null }
+/** What the peer is: its version, the Debian package, and which durability settings it knows. */
+export interface PeerDescription {
+  binary: string;
+  version: string;
+  debianPackage: string;
+  hasSyncInterval: boolean;
+  hasSyncAlways: boolean;
+}
 
-export class NatsCluster {
-  nc!: NatsConnection;
-  js!: JetStreamClient;
-  jsm!: JetStreamManager;
+/** Asks the binary itself: `--version`, and `-t` (check a config file) on probe configs. */
+export function describePeer(binary: string): PeerDescription {
+  const version = spawnSync(binary, ['--version'], { encoding: 'utf8', timeout: 10_000 }).stdout.trim().replace(/^nats-server:\s*/, '');
+  const debianPackage = spawnSync('dpkg-query', ['-W', '-f', '${Version}', 'nats-server'], { encoding: 'utf8', timeout: 10_000 }).stdout.trim() || 'not from a Debian package';
+  const dir = mkdtempSync(join(tmpdir(), 'nats-probe-'));
+  try {
+    const accepts = (line: string): boolean => {
+      const file = join(dir, 'probe.conf');
+      writeFileSync(file, `jetstream {\n  store_dir: ${JSON.stringify(join(dir, 'js'))}\n  ${line}\n}\n`);
+      return spawnSync(binary, ['-t', '-c', file], { encoding: 'utf8', timeout: 10_000 }).status === 0;
+    };
+    return { binary, version, debianPackage, hasSyncInterval: accepts('sync_interval: "2m"'), hasSyncAlways: accepts('sync_interval: always') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
-  private constructor(readonly binary: string, readonly dir: string, readonly nodes: NatsNode[]) {}
+/** The durability line the bench prints for the peer. */
+export function peerDurability(peer: PeerDescription): string {
+  const interval = peer.hasSyncInterval
+    ? 'sync_interval "2m" (its default, written in the config): acked once 2 of 3 hold it in memory/page cache, fsync in the background'
+    : 'no sync_interval setting in this version (added in 2.10): acked once 2 of 3 hold it in memory/page cache, the file store flushes on its own built-in schedule';
+  const always = peer.hasSyncAlways
+    ? '`sync_interval: always` exists in this version: our sync flush mode is compared with it on (a) and (b)'
+    : '`sync_interval: always` does not exist in this version, so our sync flush mode has no JetStream counterpart here and is not compared';
+  return `${interval}; ${always}`;
+}
 
-  static async start(binary: string): Promise<NatsCluster> {
+interface NatsNode { name: string; clientPort: number; clusterPort: number; config: string; process: ChildProcess | null }
+
+/** The peer's durability: its default (`sync_interval` "2m" where the setting exists) or `always`. */
+export type PeerSync = 'default' | 'always';
+
+function nodeConfig(node: NatsNode, nodes: NatsNode[], dir: string, peer: PeerDescription, sync: PeerSync): string {
+  const syncLine = sync === 'always' ? ['  sync_interval: always'] : peer.hasSyncInterval ? ['  sync_interval: "2m"'] : [];
+  const routes = nodes.filter((n) => n !== node).map((n) => `    nats-route://127.0.0.1:${n.clusterPort}`);
+  return [
+    `# NATS JetStream peer of the Mamba MQ bench (nats-server ${peer.version}), server ${node.name}`,
+    `server_name: ${node.name}`,
+    'listen: 127.0.0.1:' + node.clientPort,
+    'jetstream {',
+    `  store_dir: ${JSON.stringify(join(dir, node.name))}`,
+    ...syncLine,
+    '}',
+    'cluster {',
+    '  name: bench',
+    `  listen: 127.0.0.1:${node.clusterPort}`,
+    '  routes: [',
+    ...routes,
+    '  ]',
+    '}',
+    '',
+  ].join('\n');
+}
+
+export class NatsSystem implements BenchSystem {
+  readonly label = 'peer';
+  private admin!: NatsConnection;
+  private jsm!: JetStreamManager;
+  private work!: NatsConnection;
+  private js!: JetStreamClient;
+  private readonly extraConnections: NatsConnection[] = [];
+  private readonly consumers = new Map<string, Consumer>();
+  private consumerGeneration = 0;
+  /** The stream leader seen by the last healthy() check. */
+  private streamLeaderNow = '';
+
+  private constructor(readonly binary: string, readonly dir: string, readonly nodes: NatsNode[], readonly partitions: number) {}
+
+  /** Writes the three config files (returns the first one's text through `onConfig`), starts them. */
+  static async start(peer: PeerDescription, partitions: number, onConfig: (text: string) => void, sync: PeerSync = 'default'): Promise<NatsSystem> {
+    if (sync === 'always' && !peer.hasSyncAlways) throw new Error(`nats-server ${peer.version} has no sync_interval: always`);
+    // Ports claimed for this run (no other server of any run gets them) until stop().
+    const ports = await reservePorts(6);
     const dir = mkdtempSync(join(tmpdir(), 'nats-bench-'));
-    const nodes: NatsNode[] = [];
-    for (let i = 1; i <= 3; i++) nodes.push({ name: `n${i}`, clientPort: await freePort(), clusterPort: await freePort(), process: null });
-    const cluster = new NatsCluster(binary, dir, nodes);
-    for (const node of nodes) cluster.launch(node.name);
+    const nodes: NatsNode[] = [1, 2, 3].map((i) => ({ name: `n${i}`, clientPort: ports[2 * i - 2]!, clusterPort: ports[2 * i - 1]!, config: join(dir, `n${i}.conf`), process: null }));
+    for (const node of nodes) writeFileSync(node.config, nodeConfig(node, nodes, dir, peer, sync));
+    onConfig(nodeConfig(nodes[0]!, nodes, dir, peer, sync));
+    const system = new NatsSystem(peer.binary, dir, nodes, partitions);
     try {
-      await cluster.connect();
+      for (const node of nodes) system.restart(node.name);
+      await system.connect();
     } catch (error) {
-      await cluster.stop(); // never leave servers behind
+      await system.stop(); // never leave servers behind
       throw error;
     }
-    return cluster;
+    return system;
   }
 
   private async connect(): Promise<void> {
-    this.nc = await waitFor('NATS to accept connections', 15_000, async () =>
-      connect({ servers: this.nodes.map((n) => `127.0.0.1:${n.clientPort}`), maxReconnectAttempts: -1, reconnectTimeWait: 50, timeout: 1000 }));
+    const servers = this.nodes.map((n) => `127.0.0.1:${n.clientPort}`);
+    this.admin = await waitFor('NATS to accept connections', 15_000, async () => connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 50, timeout: 1000 }));
     // JetStream answers only once its cluster has elected a meta leader: retry until it does.
-    this.jsm = await waitFor('JetStream to be ready', 30_000, async () => this.nc.jetstreamManager({ timeout: 1000 }), 500);
-    this.js = this.nc.jetstream({ timeout: 2000 });
-    await waitFor('the JetStream stream with 3 replicas', 30_000, async () => {
+    this.jsm = await waitFor('JetStream to be ready', 30_000, async () => this.admin.jetstreamManager({ timeout: 1000 }), 200);
+    await waitFor('the stream with 3 replicas', 30_000, async () => {
       await this.jsm.streams.add({ name: stream, subjects: ['bench.>'], num_replicas: 3, storage: StorageType.File });
       return true;
-    }, 500);
+    }, 200);
+    await this.healthy();
+    const leader = this.nodes.find((n) => n.name === this.streamLeaderNow)!;
+    const ordered = [leader, ...this.nodes.filter((n) => n !== leader)].map((n) => `127.0.0.1:${n.clientPort}`);
+    this.work = await connect({ servers: ordered, noRandomize: true, maxReconnectAttempts: -1, reconnectTimeWait: 50, timeout: 1000 });
+    this.js = this.work.jetstream({ timeout: requestTimeoutMs });
   }
 
-  launch(name: string): void {
-    const node = this.nodes.find((n) => n.name === name)!;
-    const store = join(this.dir, name);
-    mkdirSync(store, { recursive: true });
-    const routes = this.nodes.filter((n) => n !== node).map((n) => `nats://127.0.0.1:${n.clusterPort}`).join(',');
-    const fd = openSync(join(this.dir, `${name}.log`), 'a');
-    node.process = spawn(this.binary, ['-a', '127.0.0.1', '-p', String(node.clientPort), '--server_name', name, '--cluster_name', 'bench',
-      '--cluster', `nats://127.0.0.1:${node.clusterPort}`, '--routes', routes, '-js', '-sd', store], { stdio: ['ignore', fd, fd] });
-    closeSync(fd);
+  serverPids(): number[] {
+    return this.nodes.map((n) => {
+      const pid = n.process?.pid;
+      if (pid === undefined) throw new Error(`nats server ${n.name} has no process`);
+      return pid;
+    });
+  }
+
+  rawSender(target: Target): Send {
+    return async (body, partition) => { await this.js.publish(subject(target, partition), body); };
+  }
+
+  clientSender(target: Target): { send: Send; close: () => Promise<void> } {
+    return { send: this.rawSender(target), close: async () => { await this.work.flush(); } };
+  }
+
+  failoverSender(timeoutMs: number): Send {
+    const servers = this.nodes.map((n) => `127.0.0.1:${n.clientPort}`);
+    let js: JetStreamClient | null = null;
+    return async (body) => {
+      if (js === null) {
+        const nc = await connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 50, timeout: 1000 });
+        this.extraConnections.push(nc);
+        js = nc.jetstream({ timeout: timeoutMs });
+      }
+      await js.publish(subject('failover', 0), body, { timeout: timeoutMs });
+    };
+  }
+
+  async openReaders(target: Target): Promise<void> {
+    const count = target === 'load' ? this.partitions : 1;
+    const generation = ++this.consumerGeneration;
+    for (let partition = 0; partition < count; partition++) {
+      const name = `r${generation}-${target}-${partition}`;
+      await waitFor(`consumer ${name}`, 30_000, async () => {
+        await this.jsm.consumers.add(stream, {
+          durable_name: name, ack_policy: AckPolicy.None, deliver_policy: DeliverPolicy.All,
+          filter_subject: subject(target, partition), num_replicas: 1, mem_storage: true,
+        });
+        return true;
+      }, 200);
+      this.consumers.set(`${target}/${partition}`, await this.js.consumers.get(stream, name));
+    }
+  }
+
+  async fetch(target: Target, partition: number, max: number, waitMs: number): Promise<Uint8Array[]> {
+    const consumer = this.consumers.get(`${target}/${partition}`);
+    if (!consumer) throw new Error(`no reader open for ${target}/${partition}`);
+    const bodies: Uint8Array[] = [];
+    const messages = await consumer.fetch({ max_messages: max, expires: Math.max(1000, waitMs) });
+    for await (const m of messages) bodies.push(m.data);
+    return bodies;
+  }
+
+  async leader(): Promise<string> {
+    return waitFor('a stream leader', 60_000, async () => (await this.jsm.streams.info(stream)).cluster?.leader || undefined, 20);
   }
 
   async kill(name: string): Promise<void> {
@@ -83,105 +220,28 @@ export class NatsCluster {
     await Promise.race([exited, sleep(5000)]);
   }
 
-  async streamLeader(): Promise<string> {
-    return waitFor('a stream leader', 60_000, async () => (await this.jsm.streams.info(stream)).cluster?.leader || undefined, 200);
+  restart(name: string): void {
+    const node = this.nodes.find((n) => n.name === name);
+    if (!node) throw new Error(`no nats server ${name}`);
+    mkdirSync(join(this.dir, name), { recursive: true });
+    const fd = openSync(join(this.dir, `${name}.log`), 'a');
+    node.process = spawn(this.binary, ['-c', node.config], { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
   }
 
-  async allCurrent(): Promise<void> {
-    await waitFor('every stream replica to be current', 60_000, async () => {
+  /** A stream leader and both other replicas current (bounded). */
+  async healthy(): Promise<void> {
+    this.streamLeaderNow = await waitFor('every stream replica to be current', 60_000, async () => {
       const info = await this.jsm.streams.info(stream);
       const replicas = info.cluster?.replicas ?? [];
-      return info.cluster?.leader && replicas.length === 2 && replicas.every((r) => r.current && !r.offline) ? true : undefined;
-    }, 200);
+      return info.cluster?.leader && replicas.length === 2 && replicas.every((r) => r.current && !r.offline) ? info.cluster.leader : undefined;
+    }, 50);
   }
 
   async stop(): Promise<void> {
-    await this.nc?.close().catch(() => undefined);
+    for (const nc of [this.work, ...this.extraConnections, this.admin]) await nc?.close().catch(() => undefined);
     await Promise.all(this.nodes.map((n) => this.kill(n.name)));
+    releasePorts(this.nodes.flatMap((n) => [n.clientPort, n.clusterPort]));
     rmSync(this.dir, { recursive: true, force: true });
   }
-}
-
-export async function natsOneAtATime(c: NatsCluster, count: number): Promise<LatencyResult> {
-  const body = Buffer.alloc(1024, 0x61);
-  for (let i = 0; i < 300; i++) await c.js.publish('bench.lat', body);
-  const latencies: number[] = [];
-  const tick = progressCounter('  peer one at a time', count);
-  const start = nowMs();
-  for (let i = 0; i < count; i++) {
-    const t = nowMs();
-    await c.js.publish('bench.lat', body);
-    latencies.push(nowMs() - t);
-    tick(i + 1);
-  }
-  const elapsedS = (nowMs() - start) / 1000;
-  latencies.sort((a, b) => a - b);
-  return { p50Ms: round(percentile(latencies, 50), 3), p99Ms: round(percentile(latencies, 99), 3), msgsPerS: round(count / elapsedS, 0) };
-}
-
-export async function natsPipelined(c: NatsCluster, count: number, inflightMax = 256): Promise<ThroughputResult> {
-  const body = Buffer.alloc(1024, 0x61);
-  const tick = progressCounter('  peer pipelined messages', count);
-  let next = 0;
-  let done = 0;
-  const start = nowMs();
-  const worker = async (): Promise<void> => {
-    while (next < count) {
-      next++;
-      await c.js.publish('bench.tput', body);
-      tick(++done);
-    }
-  };
-  await Promise.all(Array.from({ length: inflightMax }, worker));
-  const elapsedS = (nowMs() - start) / 1000;
-  return { msgsPerS: round(done / elapsedS, 0), mbPerS: round((done * body.length) / elapsedS / 1e6, 1) };
-}
-
-export async function natsConsumeAll(c: NatsCluster, subject: string): Promise<ThroughputResult & { count: number }> {
-  const info = await c.jsm.streams.info(stream);
-  const total = info.state.messages;
-  await c.jsm.consumers.add(stream, { durable_name: 'reader', ack_policy: AckPolicy.None, filter_subject: subject });
-  const consumer = await c.js.consumers.get(stream, 'reader');
-  let count = 0;
-  const start = nowMs();
-  for (let round = 0; round < 100_000; round++) {
-    const batch = await consumer.fetch({ max_messages: 500, expires: 1000 });
-    let got = 0;
-    for await (const _ of batch) got++;
-    count += got;
-    if (got === 0) break;
-  }
-  const elapsedS = (nowMs() - start) / 1000;
-  progress(`  peer consumed ${count} of ${total} stored messages`);
-  return { count, msgsPerS: round(count / elapsedS, 0), mbPerS: round((count * 1024) / elapsedS / 1e6, 1) };
-}
-
-export async function natsFailover(c: NatsCluster, kills: number): Promise<FailoverResult> {
-  const gaps: number[] = [];
-  let sequence = 0;
-  const acked: string[] = [];
-  const send = async (): Promise<void> => {
-    const text = `f${sequence++}`;
-    await c.js.publish('bench.fail', Buffer.from(text));
-    acked.push(text);
-  };
-  for (let k = 0; k < kills; k++) {
-    for (let i = 0; i < 200; i++) await send();
-    const leader = await c.streamLeader();
-    await c.kill(leader);
-    const killedAt = nowMs();
-    for (let attempt = 0; attempt < 10_000; attempt++) {
-      try {
-        await send();
-        break;
-      } catch {
-        await sleep(5);
-      }
-    }
-    gaps.push(nowMs() - killedAt);
-    progress(`  peer failover ${k + 1}/${kills}: ${leader} killed, next ack after ${round(gaps[gaps.length - 1]!, 0)} ms`);
-    c.launch(leader);
-    await c.allCurrent();
-  }
-  return { medianMs: round(median(gaps), 0), maxMs: round(Math.max(...gaps), 0), ackedMissing: -1, acked: acked.length };
 }
