@@ -4,7 +4,7 @@
 
 import { assert } from '../assert.js';
 import { encodeMembership } from './membership.js';
-import { resolveConfig, RaftNode } from './node.js';
+import { eventsQueuedMax, resolveConfig, RaftNode } from './node.js';
 import { bestSuccessor, maybeAdvanceHighWatermark, maybeFetch, maybeSendTimeoutNow, resendBeginQuorumEpoch } from './replication.js';
 import { step as stepNode, tick as tickNode } from './roles.js';
 import type { RaftStorage } from './storage.js';
@@ -56,6 +56,17 @@ export class RaftCore {
   }
   get voters(): readonly ReplicaId[] {
     return this.node.voters;
+  }
+  // Recovering (DESIGN §12): the log lost entries this replica had promised; it fetches until it
+  // holds them again and meanwhile grants no vote or pre-vote and never campaigns.
+  get recovering(): boolean {
+    return this.node.recovering;
+  }
+  get recoveryMarkOffset(): number | null {
+    return this.node.recoveryMarkOffset;
+  }
+  get promisedOffset(): number {
+    return this.node.promisedOffset;
   }
 
   tick(): void {
@@ -127,14 +138,17 @@ export class RaftCore {
     const hardStateChanged = node.hardStateDirty;
     const hasLogWork = node.log.hasUnpersisted();
     const highWatermarkChanged = node.highWatermark !== this.reportedHighWatermark;
-    if (!roleChanged && !hardStateChanged && !hasLogWork && !highWatermarkChanged && node.messages.length === 0) {
+    const hasEvents = node.events.length > 0;
+    if (!roleChanged && !hardStateChanged && !hasLogWork && !highWatermarkChanged && node.messages.length === 0 && !hasEvents) {
       return null;
     }
     const unpersisted = node.log.takeUnpersisted();
     const ready: Ready = { entries: unpersisted.entries, messages: node.messages, highWatermark: node.highWatermark };
-    if (hardStateChanged) ready.hardState = { epoch: node.epoch, votedFor: node.votedFor };
+    if (hardStateChanged) ready.hardState = { epoch: node.epoch, votedFor: node.votedFor, promisedOffset: node.promisedOffset };
     if (unpersisted.truncateTo !== null) ready.truncateTo = unpersisted.truncateTo;
     if (roleChanged) ready.roleChange = roleState;
+    if (hasEvents) ready.events = node.events;
+    node.events = [];
     node.messages = [];
     node.hardStateDirty = false;
     this.reportedRole = roleState;
@@ -157,6 +171,7 @@ export class RaftCore {
     assert(Number.isInteger(durableEndOffset) && durableEndOffset >= 0, 'markDurable: bad offset');
     const node = this.node;
     node.durableEndOffset = Math.min(durableEndOffset, node.log.durableCap());
+    node.maybeFinishRecovery(false);
     maybeAdvanceHighWatermark(node);
     maybeFetch(node);
     this.checkInvariants();
@@ -169,6 +184,7 @@ export class RaftCore {
       matchedOffset: progress.matchedOffset,
       lastFetchTick: progress.lastFetchTick,
       ticksSinceFetch: progress.lastFetchTick === null ? null : node.tick - progress.lastFetchTick,
+      recovering: progress.recoveringRequestId !== null,
     }));
     return {
       id: node.id,
@@ -182,6 +198,9 @@ export class RaftCore {
       voters: [...node.voters],
       tick: node.tick,
       transferTarget: node.transferTarget,
+      recovering: node.recovering,
+      recoveryMarkOffset: node.recoveryMarkOffset,
+      promisedOffset: node.promisedOffset,
       replicas,
     };
   }
@@ -237,5 +256,25 @@ export class RaftCore {
     assert(node.role !== 'leader' || node.leaderId === node.id, 'invariant: leader must lead itself');
     assert(node.role !== 'leader' || node.votedFor === node.id, 'invariant: a leader voted for itself');
     assert(node.role !== 'candidate' || node.votedFor === node.id, 'invariant: a candidate voted for itself');
+    this.checkRecoveryInvariants();
+  }
+
+  // DESIGN §12: promises, recovery and refused leaders.
+  private checkRecoveryInvariants(): void {
+    const node = this.node;
+    const mark = node.recoveryMarkOffset;
+    assert(Number.isInteger(node.promisedOffset) && node.promisedOffset >= 0, 'invariant: bad promised offset');
+    assert(mark === null || !node.config.recoveringRuleDisabled, 'invariant: recovering with the rule off');
+    assert(mark === null || node.durableEndOffset < mark, 'invariant: recovering past its mark');
+    assert(mark === null || node.promisedOffset >= mark, 'invariant: a recovering replica keeps its promise');
+    assert(mark === null || node.role === 'follower' || node.role === 'resigned', 'invariant: a recovering replica never campaigns or leads');
+    assert(mark === null || node.votes.size === 0, 'invariant: a recovering replica collects no votes');
+    const promiseKept = mark !== null || node.config.recoveringRuleDisabled || node.promisedOffset <= node.log.endOffset();
+    assert(promiseKept, 'invariant: an ordinary replica promised beyond its log');
+    const leaderPromiseKept = node.role !== 'leader' || node.config.recoveringRuleDisabled || node.promisedOffset <= node.durableEndOffset;
+    assert(leaderPromiseKept, 'invariant: a leader promised beyond its durable end');
+    const refused = node.refusedLeader;
+    assert(refused === null || refused.epoch !== node.epoch || node.leaderId !== refused.id, 'invariant: following a refused leader');
+    assert(node.events.length <= eventsQueuedMax, 'invariant: too many queued events');
   }
 }

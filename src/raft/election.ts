@@ -26,11 +26,15 @@ export function leaderRecentlyHeard(node: RaftNode): boolean {
 // pre-votes while a leader is heard; a replica outside its own configuration never campaigns
 // unless the change removing it is uncommitted (RaftNode.canCampaign).
 
+// A recovering replica (DESIGN §12) grants neither: it lost entries it had promised, and its vote
+// would let a candidate lacking them win (its log looks older than it was when it promised).
+
 // Called with message.epoch === node.epoch (the caller adopts a higher epoch first).
 export function handleVoteRequest(node: RaftNode, message: VoteRequest): void {
   const canVote = node.votedFor === null || node.votedFor === message.from;
   const grant =
     canVote &&
+    !node.recovering &&
     node.leaderId === null &&
     node.role !== 'leader' &&
     logUpToDate(node, message.lastEpoch, message.lastOffset);
@@ -48,6 +52,7 @@ export function handlePreVoteRequest(node: RaftNode, message: PreVoteRequest): v
   const grant =
     proposedEpoch > node.epoch &&
     node.role !== 'resigned' &&
+    !node.recovering &&
     !leaderRecentlyHeard(node) &&
     logUpToDate(node, message.lastEpoch, message.lastOffset);
   // Answer in the sender's epoch unless ours is higher, so that the answer is not discarded as

@@ -7,10 +7,12 @@ import { newProgress, syncProgress, type Progress } from './progress.js';
 import { voteOutcome } from './quorum.js';
 import { RaftLog } from './raft-log.js';
 import type { RaftStorage } from './storage.js';
-import { EntryType, type Message, type RaftConfig, type ReplicaId, type Role, type RoleState } from './types.js';
+import { EntryType, type Message, type RaftConfig, type RaftEvent, type ReplicaId, type Role, type RoleState } from './types.js';
 
 // Upper bound on messages queued between two Readys; beyond it the caller is not draining Ready.
 export const messagesQueuedMax = 100_000;
+// Upper bound on events queued between two Readys (a few per recovery or refused leader).
+export const eventsQueuedMax = 1_000;
 
 type Outgoing = Message extends infer M ? (M extends Message ? Omit<M, 'from' | 'epoch'> : never) : never;
 
@@ -35,6 +37,7 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     maxFetchBytes: config.maxFetchBytes,
     uncommittedOffsetsMax: config.uncommittedOffsetsMax ?? 1_000_000,
     random: config.random,
+    recoveringRuleDisabled: config.recoveringRuleDisabled ?? false,
   };
   assert(resolved.electionJitterTicks >= 0 && resolved.fetchRetryTicks >= 1, 'config: bad tick values');
   assert(resolved.fetchRetryTicks < resolved.electionTicks + 1 || resolved.electionTicks === 1, 'config: fetchRetryTicks too large');
@@ -54,6 +57,16 @@ export class RaftNode {
   durableEndOffset: number;
   hardStateDirty = false;
   messages: Message[] = [];
+  events: RaftEvent[] = [];
+  // The highest offset reported durable to any leader (persisted in the hard state).
+  promisedOffset: number;
+  // Recovering (DESIGN §12): the log ended below this mark on start; null once it is an ordinary
+  // voter. While set: no votes, no pre-votes, no candidacy, Fetches say so.
+  recoveryMarkOffset: number | null = null;
+  // What the driver's metadata recorded as committed before this start (may exceed the log end).
+  storedCommitMarkOffset: number;
+  // A leader that asked us to truncate committed entries: not followed in its epoch.
+  refusedLeader: { id: ReplicaId; epoch: number } | null = null;
   // Election timing.
   electionElapsedTicks = 0;
   electionTimeoutTicks: number;
@@ -81,6 +94,11 @@ export class RaftNode {
     this.votedFor = hardState.votedFor;
     this.voters = currentVoters(this.log.membershipRecords(), config.voters);
     this.durableEndOffset = this.log.endOffset();
+    this.promisedOffset = hardState.promisedOffset ?? 0;
+    assert(Number.isInteger(this.promisedOffset) && this.promisedOffset >= 0, 'storage: bad promised offset');
+    this.storedCommitMarkOffset = storage.commitMarkOffset?.() ?? 0;
+    assert(Number.isInteger(this.storedCommitMarkOffset) && this.storedCommitMarkOffset >= 0, 'storage: bad commit mark');
+    this.startRecoveringIfShort(hardState.promisedOffset);
     this.electionTimeoutTicks = this.randomElectionTimeout();
     // A random start keeps answers to a previous incarnation's Fetches from matching ours.
     this.fetchRequestId = Math.floor(config.random() * 2 ** 30);
@@ -94,12 +112,67 @@ export class RaftNode {
   // committed may still be needed to elect a leader, so it still campaigns (its own vote is not
   // counted, since votes are counted over the latest configuration).
   canCampaign(): boolean {
+    if (this.recoveryMarkOffset !== null) return false;
     if (this.isVoter()) return true;
     const records = this.log.membershipRecords();
     const latest = records[records.length - 1];
     if (latest === undefined || latest.offset < this.highWatermark) return false;
     const previous = records[records.length - 2]?.voters ?? this.config.voters;
     return previous.includes(this.id);
+  }
+
+  // The mark is what we promised. A hard state from before promises existed has none: then the
+  // commit mark the driver recorded stands in (it is not used beside a promise: a follower's
+  // commit mark may exceed what it synced, and after a power loss of every replica all of them
+  // would wait for each other forever).
+  private startRecoveringIfShort(storedPromisedOffset: number | undefined): void {
+    const markOffset = storedPromisedOffset ?? this.storedCommitMarkOffset;
+    const endOffset = this.log.endOffset();
+    if (this.config.recoveringRuleDisabled || markOffset <= endOffset) return;
+    this.recoveryMarkOffset = markOffset;
+    this.raisePromise(markOffset); // a second restart while recovering must still recover
+    this.emit({ type: 'replica.recovering', markOffset, endOffset });
+  }
+
+  get recovering(): boolean {
+    return this.recoveryMarkOffset !== null;
+  }
+
+  // Recovered once the durable log reaches the mark, or once the leader of this epoch shows that
+  // we durably hold its whole log (`holdsLeaderLog`): entries we promised beyond a legitimate
+  // leader's log were never committed (Leader Completeness; it was elected without our vote).
+  maybeFinishRecovery(holdsLeaderLog: boolean): void {
+    const markOffset = this.recoveryMarkOffset;
+    if (markOffset === null) return;
+    if (this.durableEndOffset < markOffset && !holdsLeaderLog) return;
+    this.recoveryMarkOffset = null;
+    this.lowerPromiseTo(this.log.endOffset());
+    this.emit({ type: 'replica.recovered', markOffset, endOffset: this.durableEndOffset });
+  }
+
+  raisePromise(offset: number): void {
+    if (offset <= this.promisedOffset) return;
+    this.promisedOffset = offset;
+    this.hardStateDirty = true;
+  }
+
+  // A legitimate truncation: what we promised above it was never committed (the leader asking
+  // holds every committed entry), so the promise drops with the log and a clean restart is not
+  // taken for a loss. While recovering the mark stands until the log reaches it.
+  lowerPromiseTo(endOffset: number): void {
+    if (this.recovering || this.promisedOffset <= endOffset) return;
+    this.promisedOffset = endOffset;
+    this.hardStateDirty = true;
+  }
+
+  emit(event: RaftEvent): void {
+    assert(this.events.length < eventsQueuedMax, 'emit: too many queued events; drain ready()');
+    this.events.push(event);
+  }
+
+  // True when `leaderId` is the leader of our epoch that we refused to follow.
+  refuses(leaderId: ReplicaId): boolean {
+    return this.refusedLeader !== null && this.refusedLeader.id === leaderId && this.refusedLeader.epoch === this.epoch;
   }
 
   roleState(): RoleState {
@@ -246,9 +319,13 @@ export function sendBeginQuorumEpoch(node: RaftNode, progress: Progress): void {
 }
 
 // A follower's Fetch carries its durable end offset and the epoch of the entry that ends there.
+// The Fetch at N reports N: the promise rises to N in the hard state of the same Ready, which the
+// driver syncs before the Fetch leaves.
 export function sendFetch(node: RaftNode): void {
   assert(node.role === 'follower' && node.leaderId !== null, 'sendFetch: no leader to fetch from');
+  assert(!node.refuses(node.leaderId), 'sendFetch: fetching from a refused leader');
   const fetchOffset = node.durableEndOffset;
+  node.raisePromise(fetchOffset);
   node.send({
     type: 'FetchRequest',
     to: node.leaderId,
@@ -256,6 +333,7 @@ export function sendFetch(node: RaftNode): void {
     lastFetchedEpoch: node.log.epochBefore(fetchOffset),
     maxBytes: node.config.maxFetchBytes,
     requestId: node.fetchRequestId + 1,
+    ...(node.recovering ? { recovering: true } : {}),
   });
   node.fetchRequestId += 1;
   node.fetchInFlight = true;

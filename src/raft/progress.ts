@@ -10,18 +10,46 @@ export interface Progress {
   matchedOffset: number; // largest verified durable end offset reported in this epoch
   lastFetchTick: number | null; // tick of the last Fetch received in this epoch (any outcome)
   beginEpochSentTick: number | null; // when BeginQuorumEpoch was last sent
+  // Request id of the latest Fetch that said the replica is recovering; null when it is not.
+  recoveringRequestId: number | null;
 }
+
+// How far past the last recovering Fetch's request id a Fetch may be and still belong to the same
+// incarnation of the replica (its ids count up by one per Fetch from a random start in [0, 2^30)).
+export const recoveringRequestIdWindow = 100_000;
 
 export function newProgress(id: ReplicaId): Progress {
-  return { id, matchedOffset: 0, lastFetchTick: null, beginEpochSentTick: null };
+  return { id, matchedOffset: 0, lastFetchTick: null, beginEpochSentTick: null, recoveringRequestId: null };
 }
 
-// A Fetch whose position the leader verified: the matched offset only grows (stale, reordered
-// Fetches may carry an older, lower offset).
-export function recordMatchedFetch(progress: Progress, fetchOffset: number, nowTick: number): void {
+// A Fetch whose position the leader verified. From a replica that is not recovering the matched
+// offset only grows (stale, reordered Fetches may carry an older, lower offset; counting less is
+// always safe). A recovering replica lost entries it had reported: it is counted at exactly the
+// offset it fetches from, lower than before if so (as KRaft lets a replica's end go back), and a
+// Fetch of its earlier incarnation (request id outside its current run) no longer counts.
+export function recordMatchedFetch(progress: Progress, fetchOffset: number, requestId: number, recovering: boolean, nowTick: number): void {
   assert(Number.isInteger(fetchOffset) && fetchOffset >= 0, 'recordMatchedFetch: bad offset');
-  progress.matchedOffset = Math.max(progress.matchedOffset, fetchOffset);
   recordContact(progress, nowTick);
+  if (recovering) {
+    progress.matchedOffset = fetchOffset;
+    progress.recoveringRequestId = requestId;
+    return;
+  }
+  if (progress.recoveringRequestId !== null) {
+    const after = requestId - progress.recoveringRequestId;
+    if (after <= 0 || after > recoveringRequestIdWindow) return; // an earlier incarnation's Fetch
+    progress.recoveringRequestId = null; // recovered: its Fetches now cover all it ever reported
+  }
+  progress.matchedOffset = Math.max(progress.matchedOffset, fetchOffset);
+}
+
+// A Fetch that did not match our log. From a recovering replica it says nothing is verified: it
+// is counted at 0 until a Fetch matches (counting less is always safe).
+export function recordDivergingFetch(progress: Progress, requestId: number, recovering: boolean, nowTick: number): void {
+  recordContact(progress, nowTick);
+  if (!recovering) return;
+  progress.matchedOffset = 0;
+  progress.recoveringRequestId = requestId;
 }
 
 // Any Fetch in this epoch shows the replica is alive and follows us (check-quorum counts it).

@@ -2,7 +2,7 @@
 
 import { assert } from '../assert.js';
 import { sendFetch, type RaftNode } from './node.js';
-import { beginEpochDue, fetchedWithin, recordContact, recordMatchedFetch } from './progress.js';
+import { beginEpochDue, fetchedWithin, recordDivergingFetch, recordMatchedFetch } from './progress.js';
 import { majorityOffset, quorumActive } from './quorum.js';
 import { entryEnd } from './storage.js';
 import type { Entry, FetchRequest, FetchResponse, ReplicaId } from './types.js';
@@ -42,12 +42,13 @@ export function leaderHandleFetch(node: RaftNode, request: FetchRequest): void {
   const progress = node.progressOf(request.from);
   const found = node.log.endOffsetForEpoch(request.lastFetchedEpoch);
   const diverges = found.epoch !== request.lastFetchedEpoch || found.endOffset < request.fetchOffset;
+  const recovering = request.recovering === true;
   if (diverges || request.fetchOffset < node.log.startOffset()) {
-    recordContact(progress, node.tick);
+    recordDivergingFetch(progress, request.requestId, recovering, node.tick);
     answerFetch(node, request, { ...base, divergingEpoch: found, highWatermark: node.highWatermark });
     return;
   }
-  recordMatchedFetch(progress, request.fetchOffset, node.tick);
+  recordMatchedFetch(progress, request.fetchOffset, request.requestId, recovering, node.tick);
   maybeAdvanceHighWatermark(node);
   const maxBytes = Math.max(1, Math.min(request.maxBytes, node.config.maxFetchBytes));
   const entries = node.log.entries(request.fetchOffset, maxBytes);
@@ -58,7 +59,9 @@ export function leaderHandleFetch(node: RaftNode, request: FetchRequest): void {
 
 // The high watermark is the largest offset a majority of voters hold durably (the leader counts
 // its own durable end), and moves only when the entry below it is of the leader's epoch
-// (Raft §5.4.2, Figure 8).
+// (Raft §5.4.2, Figure 8). Counting its own copy is the leader's report to itself: its promise
+// rises to the part of its copy the new high watermark relies on, in the hard state of the Ready
+// that carries the high watermark (persisted before it is exposed).
 export function maybeAdvanceHighWatermark(node: RaftNode): void {
   if (node.role !== 'leader') return;
   const offsetOf = (id: ReplicaId): number =>
@@ -67,13 +70,35 @@ export function maybeAdvanceHighWatermark(node: RaftNode): void {
   if (candidate <= node.highWatermark) return;
   if (node.log.epochBefore(candidate) !== node.epoch) return;
   node.setHighWatermark(candidate);
+  node.raisePromise(Math.min(node.durableEndOffset, candidate));
 }
 
-function truncateFollower(node: RaftNode, endOffset: number): void {
-  assert(endOffset >= node.highWatermark, 'a committed entry must never be truncated');
+// What this replica knows committed: its high watermark, or the driver's record from before this
+// start (entries below it in our log are committed even when the leader has not said so yet).
+export function committedFloorOffset(node: RaftNode): number {
+  return Math.max(node.highWatermark, node.storedCommitMarkOffset);
+}
+
+// Truncates to endOffset, unless that removes entries we know committed: a leader whose log lacks
+// committed entries (divergence on committed data, an operating fault such as a disk that lost
+// acknowledged writes elsewhere, not a bug of ours). Then we refuse to follow it in this epoch,
+// report CommittedDataDivergence and stay up. Returns false when refused.
+function truncateFollower(node: RaftNode, endOffset: number): boolean {
+  const committedOffset = committedFloorOffset(node);
+  if (endOffset < committedOffset && endOffset < node.log.endOffset()) {
+    const leaderId = node.leaderId;
+    assert(leaderId !== null, 'truncateFollower: no leader');
+    node.emit({ type: 'CommittedDataDivergence', leaderId, epoch: node.epoch, requestedEndOffset: endOffset, committedOffset });
+    node.refusedLeader = { id: leaderId, epoch: node.epoch };
+    node.leaderId = null;
+    node.fetchInFlight = false;
+    return false;
+  }
   node.log.truncateTo(endOffset);
   node.durableEndOffset = Math.min(node.durableEndOffset, endOffset);
+  node.lowerPromiseTo(endOffset);
   node.refreshVoters();
+  return true;
 }
 
 export function followerHandleFetchResponse(node: RaftNode, response: FetchResponse): void {
@@ -88,9 +113,12 @@ export function followerHandleFetchResponse(node: RaftNode, response: FetchRespo
   node.electionElapsedTicks = 0;
   if (!answersCurrentLog(node, response)) return maybeFetch(node);
   if (response.divergingEpoch !== undefined) {
-    truncateFollower(node, divergenceTruncation(node, response.divergingEpoch));
+    if (!truncateFollower(node, divergenceTruncation(node, response.divergingEpoch))) return;
   } else {
+    // An empty matching answer: the leader's log ends where our durable log does.
+    node.maybeFinishRecovery(response.entries.length === 0 && node.durableEndOffset >= response.fetchOffset);
     const verifiedEnd = appendFromLeader(node, response);
+    if (node.leaderId === null) return; // refused: it lacks committed entries
     if (verifiedEnd !== null) {
       const offset = Math.min(response.highWatermark, verifiedEnd);
       if (offset > node.highWatermark) node.setHighWatermark(offset);
@@ -130,7 +158,7 @@ function appendFromLeader(node: RaftNode, response: FetchResponse): number | nul
         assert(existing.count === entry.count, 'Log Matching: same (epoch, offset) with different counts');
         continue;
       }
-      truncateFollower(node, existing.offset);
+      if (!truncateFollower(node, existing.offset)) return null;
       if (existing.offset !== entry.offset) return null;
     }
     node.log.append(entry);
@@ -178,7 +206,7 @@ export function bestSuccessor(node: RaftNode): ReplicaId | null {
   let best: ReplicaId | null = null;
   let bestOffset = -1;
   for (const progress of node.progress.values()) {
-    if (progress.id === node.id || !node.isVoter(progress.id)) continue;
+    if (progress.id === node.id || !node.isVoter(progress.id) || progress.recoveringRequestId !== null) continue;
     if (progress.matchedOffset > bestOffset) {
       best = progress.id;
       bestOffset = progress.matchedOffset;

@@ -68,7 +68,7 @@ function stepFollower(node: RaftNode, message: Message): void {
     case 'FetchResponse':
       if (node.leaderId === null) {
         const named = leaderNamedBy(message);
-        if (named === null || named === node.id) return;
+        if (named === null || named === node.id || node.refuses(named)) return;
         node.becomeFollower(node.epoch, named);
       }
       if (message.from === node.leaderId) followerHandleFetchResponse(node, message);
@@ -83,6 +83,7 @@ function stepFollower(node: RaftNode, message: Message): void {
 
 // BeginQuorumEpoch: the sender won this epoch; follow it and fetch.
 function acceptLeader(node: RaftNode, message: BeginQuorumEpoch): void {
+  if (node.refuses(message.from)) return; // it lacks committed entries (CommittedDataDivergence)
   assert(node.leaderId === null || node.leaderId === message.from, 'two leaders in one epoch');
   if (node.role !== 'follower' || node.leaderId !== message.from) {
     node.becomeFollower(node.epoch, message.from);
@@ -102,7 +103,7 @@ function stepProspective(node: RaftNode, message: Message): void {
     case 'BeginQuorumEpoch':
       return acceptLeader(node, message);
     case 'FetchResponse':
-      if (message.error !== undefined) return;
+      if (message.error !== undefined || node.refuses(message.from)) return;
       node.becomeFollower(node.epoch, message.from);
       return followerHandleFetchResponse(node, message);
     default:

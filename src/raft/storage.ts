@@ -32,6 +32,10 @@ export interface RaftStorage {
   entries(fromOffset: number, maxBytes: number): Entry[];
   // Membership entries stored in the log, ascending by offset (at least the latest two).
   membership(): MembershipRecord[];
+  // The highest offset the driver recorded as committed (its stored high watermark or applied
+  // offset), 0 when none. It may lie beyond endOffset when the log lost entries. Optional: without
+  // it the core knows nothing committed before its leader tells it.
+  commitMarkOffset?(): number;
 }
 
 // Binary search: index of the entry containing `offset` in a contiguous entry array.
@@ -60,6 +64,7 @@ export class MemoryStorage implements RaftStorage {
   private readonly log: Entry[] = [];
   private readonly history: EpochStart[] = [];
   private readonly records: MembershipRecord[] = [];
+  private commitMark = 0;
 
   hardState(): HardState {
     return { ...this.state };
@@ -68,6 +73,16 @@ export class MemoryStorage implements RaftStorage {
   setHardState(state: HardState): void {
     assert(state.epoch >= this.state.epoch, 'storage: epoch went back');
     this.state = { ...state };
+  }
+
+  commitMarkOffset(): number {
+    return this.commitMark;
+  }
+
+  // Driver side: what the driver's metadata says is committed (kept when the log loses entries).
+  recordCommitMark(offset: number): void {
+    assert(Number.isInteger(offset) && offset >= 0, 'storage: bad commit mark');
+    this.commitMark = Math.max(this.commitMark, offset);
   }
 
   startOffset(): number {

@@ -24,6 +24,11 @@ export interface Entry {
 export interface HardState {
   epoch: number;
   votedFor: ReplicaId | null;
+  // The highest offset this replica has reported durable to any leader (a Fetch at N reports N;
+  // a leader reports its own copy when it counts it for the high watermark). Synced with the
+  // epoch and vote before the report leaves (Ready step 1). Absent in a hard state written before
+  // promises existed; the core then falls back on the storage's commit mark (storage.ts).
+  promisedOffset?: number;
 }
 
 export type Role = 'follower' | 'prospective' | 'candidate' | 'leader' | 'resigned';
@@ -83,6 +88,9 @@ export interface FetchRequest extends MessageBase {
   fetchOffset: number; // the fetcher's durable end offset: it holds everything below it durably
   lastFetchedEpoch: number; // epoch of the entry that ends at fetchOffset (0 when none)
   maxBytes: number;
+  // Set while the fetcher is recovering (it lost entries it had promised): the leader then counts
+  // it at exactly fetchOffset, even below what it counted before (progress.ts).
+  recovering?: boolean;
   // Correlates the answer: a follower applies only the answer to its latest Fetch, so duplicated
   // or retried requests cannot multiply into parallel fetch chains.
   requestId: number;
@@ -120,13 +128,29 @@ export type Message =
 
 export type MessageType = Message['type'];
 
+// ---- Events: things the driver logs, alerts on and shows in status; they change nothing it must do.
+//  - replica.recovering: on start the log ends (endOffset) below what this replica promised or knew
+//    committed (markOffset): it grants no vote or pre-vote, never campaigns, and fetches.
+//  - replica.recovered: its durable end reached the mark (or it durably holds the whole log of the
+//    leader of its epoch, which then lacks only uncommitted entries it had): an ordinary voter again.
+//  - CommittedDataDivergence: `leaderId` asked it to truncate to requestedEndOffset, below what it
+//    knows committed (committedOffset): refused; it does not follow that leader in that epoch.
+//    Critical: a leader lacks committed entries.
+export type RaftEvent =
+  | { type: 'replica.recovering'; markOffset: number; endOffset: number }
+  | { type: 'replica.recovered'; markOffset: number; endOffset: number }
+  | { type: 'CommittedDataDivergence'; leaderId: ReplicaId; epoch: number; requestedEndOffset: number; committedOffset: number };
+
 // ---- What the driver must do, in this order:
-//  1. hardState: persist with sync BEFORE sending any message of this Ready.
+//  1. hardState: persist with sync BEFORE sending any message of this Ready and before exposing
+//     this Ready's highWatermark (promisedOffset covers what messages and the high watermark
+//     count on).
 //  2. truncateTo: truncate the log to this end offset (durably) before appending.
 //  3. entries: append to the log (flushed per the flush policy).
 //  4. call advance(ready, durableEndOffset) with the log's durable end offset.
 //  5. messages: send (the core may already count on 1–3 being done when they arrive).
-//  highWatermark and roleChange are information for the apply loop and for clients.
+//  highWatermark and roleChange are information for the apply loop and for clients; events are
+//  for logs, alerts and status (see RaftEvent).
 export interface Ready {
   hardState?: HardState;
   truncateTo?: number;
@@ -134,6 +158,7 @@ export interface Ready {
   messages: Message[];
   highWatermark: number;
   roleChange?: RoleState;
+  events?: RaftEvent[];
 }
 
 export interface RoleState {
@@ -164,6 +189,8 @@ export interface RaftConfig {
   uncommittedOffsetsMax?: number;
   // Seeded uniform [0, 1) generator; the only source of randomness.
   random: () => number;
+  // TEST ONLY: ignore promises on start (never recovering), to show what the rule prevents.
+  recoveringRuleDisabled?: boolean;
 }
 
 export type ProposeError = 'NOT_LEADER' | 'TRANSFERRING' | 'BACKPRESSURE' | 'CHANGE_IN_PROGRESS' | 'INVALID';
@@ -175,6 +202,7 @@ export type ProposeResult =
 export interface ReplicaStatus {
   id: ReplicaId;
   matchedOffset: number; // the durable end offset the replica last reported in a Fetch
+  recovering: boolean; // its Fetches say it is recovering (counted at its real end only)
   lastFetchTick: number | null;
   ticksSinceFetch: number | null;
 }
@@ -191,5 +219,9 @@ export interface RaftStatus {
   voters: ReplicaId[];
   tick: number;
   transferTarget: ReplicaId | null;
+  // Recovering: the log ends below recoveryMarkOffset (what it promised); no votes, no candidacy.
+  recovering: boolean;
+  recoveryMarkOffset: number | null;
+  promisedOffset: number;
   replicas: ReplicaStatus[]; // filled on the leader only
 }

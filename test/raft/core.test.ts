@@ -49,7 +49,7 @@ test('KIP-996: a prospective replica becomes candidate in epoch+1 only with a pr
   group.deliver(answer!);
   assert.equal(group.core('b1').role, 'candidate');
   assert.equal(group.core('b1').epoch, 1);
-  assert.deepEqual(group.node('b1').storage.hardState(), { epoch: 1, votedFor: 'b1' }, 'vote for self persisted');
+  assert.deepEqual(group.node('b1').storage.hardState(), { epoch: 1, votedFor: 'b1', promisedOffset: 0 }, 'vote for self persisted');
 });
 
 test('§5.2: a voter grants at most one vote per epoch', () => {

@@ -3,7 +3,7 @@
 
 import { RaftCore } from '../../src/raft/core.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
-import type { Message, RaftConfig, ReplicaId } from '../../src/raft/types.js';
+import type { Message, RaftConfig, RaftEvent, ReplicaId } from '../../src/raft/types.js';
 
 export const encoder = new TextEncoder();
 
@@ -31,6 +31,8 @@ export function config(id: ReplicaId, voters: ReplicaId[], overrides: Partial<Ra
 export class Group {
   readonly nodes = new Map<ReplicaId, TestNode>();
   queue: Message[] = [];
+  // Every event of every Ready, with the replica that reported it.
+  events: Array<{ id: ReplicaId; event: RaftEvent }> = [];
   // When set, messages for which it returns false are dropped.
   filter: ((message: Message) => boolean) | null = null;
 
@@ -60,6 +62,7 @@ export class Group {
       if (ready.truncateTo !== undefined) storage.truncateTo(ready.truncateTo);
       storage.append(ready.entries);
       core.advance(ready, storage.endOffset());
+      for (const event of ready.events ?? []) this.events.push({ id, event });
       for (const message of ready.messages) if (this.filter === null || this.filter(message)) this.queue.push(message);
     }
   }

@@ -1,15 +1,41 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { beginEpochDue, fetchedWithin, newProgress, recordContact, recordMatchedFetch, syncProgress } from '../../src/raft/progress.js';
+import { beginEpochDue, fetchedWithin, newProgress, recordContact, recordDivergingFetch, recordMatchedFetch, syncProgress } from '../../src/raft/progress.js';
 
 test('progress: a matched offset only grows; a stale, reordered Fetch cannot lower it', () => {
   const progress = newProgress('b2');
-  recordMatchedFetch(progress, 10, 1);
-  recordMatchedFetch(progress, 4, 2);
+  recordMatchedFetch(progress, 10, 101, false, 1);
+  recordMatchedFetch(progress, 4, 100, false, 2);
   assert.equal(progress.matchedOffset, 10);
   assert.equal(progress.lastFetchTick, 2);
-  recordMatchedFetch(progress, 12, 3);
+  recordMatchedFetch(progress, 12, 102, false, 3);
   assert.equal(progress.matchedOffset, 12);
+});
+
+test('recovering replica (DESIGN §12): its Fetch sets the matched offset to its real end, even lower; Fetches of its earlier incarnation no longer count', () => {
+  const progress = newProgress('b2');
+  recordMatchedFetch(progress, 50, 5_000_000, false, 1); // before it lost entries
+  recordMatchedFetch(progress, 20, 90, true, 2); // restarted, recovering: real end 20
+  assert.equal(progress.matchedOffset, 20, 'the leader forgets the 50 it once saw');
+  recordMatchedFetch(progress, 50, 5_000_001, false, 3); // a late Fetch of the old incarnation
+  assert.equal(progress.matchedOffset, 20, 'a Fetch outside the current run of request ids is ignored');
+  recordMatchedFetch(progress, 35, 91, true, 4);
+  assert.equal(progress.matchedOffset, 35);
+  recordMatchedFetch(progress, 55, 92, false, 5); // recovered: past its mark, an ordinary voter
+  assert.equal(progress.matchedOffset, 55);
+  assert.equal(progress.recoveringRequestId, null);
+  recordMatchedFetch(progress, 50, 5_000_001, false, 6);
+  assert.equal(progress.matchedOffset, 55, 'after recovery the old Fetch is below what it holds');
+});
+
+test('recovering replica: a Fetch that does not match counts it at 0 until one matches; from an ordinary replica it changes nothing', () => {
+  const progress = newProgress('b2');
+  recordMatchedFetch(progress, 50, 7000, false, 1);
+  recordDivergingFetch(progress, 7001, false, 2);
+  assert.equal(progress.matchedOffset, 50);
+  recordDivergingFetch(progress, 90, true, 3);
+  assert.equal(progress.matchedOffset, 0);
+  assert.equal(progress.lastFetchTick, 3);
 });
 
 test('progress: contact counts for check-quorum within the window only', () => {

@@ -5,7 +5,8 @@
 //    (§5.3), checked through a hash chain over each log;
 //  - every leader holds every entry committed in its epoch or before (§5.4 Leader Completeness;
 //    a stale leader of an older epoch may lack what a newer one committed);
-//  - an acknowledged proposal is committed at its offset and stays so.
+//  - an acknowledged proposal is committed at its offset and stays so: no acknowledged proposal is
+//    ever lost, disk faults included (checked again on the leader at the end of a run).
 
 import type { RaftCore } from '../../src/raft/core.js';
 import { indexOfOffset, type MemoryStorage } from '../../src/raft/storage.js';
@@ -178,7 +179,23 @@ export class Checker {
       if (commitEpoch > epoch) continue;
       const index = offset < storage.endOffset() ? indexOfOffset(entries, offset) : -1;
       if (index < 0 || shadow.keys[index] !== this.committed.get(offset)) {
-        this.violation(tick, `leader ${id} lacks committed entry ${this.committed.get(offset)}`);
+        const key = this.committed.get(offset)!;
+        const acknowledged = [...this.acknowledged].find(([value, at]) => at === offset && key.endsWith(`:${value}`));
+        const lost = acknowledged === undefined ? '' : `acknowledged ${acknowledged[0]} lost: `;
+        this.violation(tick, `${lost}leader ${id} lacks committed entry ${key}`);
+        return;
+      }
+    }
+  }
+
+  // Every acknowledged proposal is still in the leader's log at its offset.
+  checkAcknowledgedKept(tick: number, leaderId: ReplicaId, storage: MemoryStorage): void {
+    const entries = storage.allEntries();
+    for (const [value, offset] of this.acknowledged) {
+      const index = offset < storage.endOffset() ? indexOfOffset(entries, offset) : -1;
+      const stored = index < 0 ? undefined : decoder.decode(entries[index]!.payload);
+      if (stored !== value) {
+        this.violation(tick, `acknowledged ${value} at offset ${offset} lost: leader ${leaderId} holds ${stored ?? 'nothing'} there`);
         return;
       }
     }

@@ -3,8 +3,16 @@
 //               replay it, and ends with `sim: N seeds, V violations` (exit code 1 when V > 0).
 //   --seed K    replay one seed with a readable trace.
 //   --from S    first seed of a --seeds run (default 1).
+//   --no-disk-faults   the network and crash faults only.
+//   --rule-off  TEST ONLY: cores ignore their promises (no recovering state), to show the data
+//               loss the rule prevents (`node dist/test/sim/main.js --seeds 200 --rule-off`).
 
-import { runSeed, type SimResult } from './simulation.js';
+import { runSeed, type SimResult, type SimSettings } from './simulation.js';
+
+const settings: SimSettings = {
+  diskFaults: !process.argv.includes('--no-disk-faults'),
+  recoveringRuleDisabled: process.argv.includes('--rule-off'),
+};
 
 function argumentValue(name: string): number | null {
   const index = process.argv.indexOf(name);
@@ -18,29 +26,36 @@ function argumentValue(name: string): number | null {
 }
 
 function replay(seed: number): void {
-  const result = runSeed(seed, (line) => process.stdout.write(`${line}\n`));
+  const result = runSeed(seed, (line) => process.stdout.write(`${line}\n`), settings);
   report(result);
   process.stdout.write(`sim: 1 seeds, ${result.violations.length === 0 ? 0 : 1} violations\n`);
   process.exitCode = result.violations.length === 0 ? 0 : 1;
 }
 
 function report(result: SimResult): void {
-  const summary = `seed ${result.seed}: ${result.ticks} ticks, ${result.leaderEpochs} leader epochs, ${result.committedEntries} committed entries, ${result.acknowledged} acknowledged`;
+  const summary = `seed ${result.seed}: ${result.ticks} ticks, ${result.leaderEpochs} leader epochs, ${result.committedEntries} committed entries, ${result.acknowledged} acknowledged, ${result.diskFaults} disk faults, ${result.recoveringStarts} recovering starts, ${result.recoveries} recoveries`;
   process.stdout.write(`${summary}\n`);
   for (const violation of result.violations) process.stdout.write(`  violation: ${violation}\n`);
 }
 
 function runMany(count: number, first: number): void {
   let failures = 0;
+  let diskFaults = 0;
+  let recoveries = 0;
+  let recoveringStarts = 0;
   let firstFailure: SimResult | null = null;
   const startedMs = performance.now();
   for (let seed = first; seed < first + count; seed += 1) {
-    const result = runSeed(seed);
+    const result = runSeed(seed, undefined, settings);
+    diskFaults += result.diskFaults;
+    recoveries += result.recoveries;
+    recoveringStarts += result.recoveringStarts;
     if (result.violations.length > 0) {
       failures += 1;
       if (firstFailure === null) {
         firstFailure = result;
-        process.stdout.write(`FAIL seed ${seed}: ${result.violations[0]}\n  replay: make sim SEED=${seed}\n`);
+        const flags = settings.recoveringRuleDisabled ? ' --rule-off' : '';
+        process.stdout.write(`FAIL seed ${seed}: ${result.violations[0]}\n  replay: ${flags === '' ? `make sim SEED=${seed}` : `node dist/test/sim/main.js --seed ${seed}${flags}`}\n`);
       }
     }
     const done = seed - first + 1;
@@ -49,6 +64,9 @@ function runMany(count: number, first: number): void {
       process.stderr.write(`sim: ${done}/${count} seeds, ${failures} violations, ${seconds}s\n`);
     }
   }
+  const seconds = ((performance.now() - startedMs) / 1000).toFixed(1);
+  const mode = `disk faults ${settings.diskFaults ? 'on' : 'off'}${settings.recoveringRuleDisabled ? ', recovering rule OFF' : ''}`;
+  process.stdout.write(`sim: ${count} seeds (${mode}: ${diskFaults} disk faults, ${recoveringStarts} recovering starts, ${recoveries} recoveries), ${seconds}s\n`);
   process.stdout.write(`sim: ${count} seeds, ${failures} violations\n`);
   process.exitCode = failures === 0 ? 0 : 1;
 }

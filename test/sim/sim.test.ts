@@ -1,5 +1,6 @@
 // Runs the deterministic simulator over seeds 1..1000 (the same seeds `make sim` starts with),
 // in four parts so progress shows. Any violation fails with the seed and how to replay it.
+// Disk faults (lost synced suffix, corrupt entries, unsynced writes lost in async mode) are on.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -23,6 +24,42 @@ for (let part = 0; part < parts; part += 1) {
     assert.ok(committed > 0, 'the seeds committed nothing: the simulator is not exercising the core');
   });
 }
+
+// DESIGN §12 / CTRL (FAST'18): the recovering rule is what keeps acknowledged entries through disk
+// faults. With it switched off (test-only flag) the same seeds must lose committed data; with it on,
+// none may. If the rule-off run finds nothing, the simulator no longer exercises the rule.
+const teethSeedCount = 40;
+
+test(`recovering rule has teeth: with it off, seeds 1..${teethSeedCount} lose committed data; with it on, the same seeds keep everything`, () => {
+  const lossWithoutRule: string[] = [];
+  const failuresWithRule: string[] = [];
+  let diskFaults = 0;
+  let recoveries = 0;
+  for (let seed = 1; seed <= teethSeedCount; seed += 1) {
+    const off = runSeed(seed, undefined, { recoveringRuleDisabled: true });
+    if (off.violations.some((violation) => /lacks committed entry|committed entry at offset|lost/.test(violation))) {
+      lossWithoutRule.push(`seed ${seed}: ${off.violations[0]}`);
+    }
+    const on = runSeed(seed);
+    diskFaults += on.diskFaults;
+    recoveries += on.recoveries;
+    if (on.violations.length > 0) failuresWithRule.push(`seed ${seed}: ${on.violations[0]} (replay: make sim SEED=${seed})`);
+  }
+  assert.ok(lossWithoutRule.length > 0, `no seed in 1..${teethSeedCount} lost data with the rule off`);
+  assert.ok(lossWithoutRule.some((line) => line.includes('acknowledged')), `no acknowledged proposal lost with the rule off: ${lossWithoutRule.join('; ')}`);
+  assert.deepEqual(failuresWithRule, []);
+  assert.ok(diskFaults > 0 && recoveries > 0, 'the seeds injected no disk fault or saw no recovery');
+});
+
+test('simulation without disk faults: no replica ever starts recovering (promises cost no availability after clean crashes), and the rule off changes nothing there', () => {
+  for (let seed = 1; seed <= 100; seed += 1) {
+    const withRule = runSeed(seed, undefined, { diskFaults: false });
+    assert.deepEqual(withRule.violations, [], `seed ${seed}`);
+    assert.equal(withRule.recoveringStarts, 0, `seed ${seed}: a clean crash was taken for a loss`);
+    const withoutRule = runSeed(seed, undefined, { diskFaults: false, recoveringRuleDisabled: true });
+    assert.deepEqual(withoutRule.violations, [], `seed ${seed} (rule off)`);
+  }
+});
 
 test('simulation: a seed replays identically (determinism)', () => {
   const lines = (seed: number): string[] => {

@@ -2,16 +2,26 @@
 // (drops, delays, duplicates, reordering, symmetric and asymmetric partitions), crashes that lose
 // whatever was not durable, clients, membership changes and leadership transfers. A safety phase
 // with faults is followed by a liveness phase with faults healed.
+//
+// Disks (DESIGN §12, on at most a minority of the voters at a time, until the damaged replica has
+// fetched back what it lost): (a) a synced suffix is lost with the metadata intact, (b) an entry
+// anywhere in the log is corrupt, detected by CRC on recovery, which truncates the log there,
+// (c) in async flush mode (the page cache is reported durable, a periodic flush syncs it) a
+// machine crash loses what was not synced yet. Metadata (hard state, commit mark) is never lost.
 
 import { RaftCore } from '../../src/raft/core.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
-import type { Message, Ready, ReplicaId } from '../../src/raft/types.js';
+import type { Message, RaftEvent, Ready, ReplicaId } from '../../src/raft/types.js';
 import { Checker } from './checker.js';
 import { Prng } from './prng.js';
 
 export interface SimOptions {
   seed: number;
   trace?: (line: string) => void;
+  // Disk faults (a)-(c) above; on unless false.
+  diskFaults?: boolean;
+  // TEST ONLY: cores ignore their promises (never recovering), to show what the rule prevents.
+  recoveringRuleDisabled?: boolean;
 }
 
 export interface SimResult {
@@ -21,7 +31,15 @@ export interface SimResult {
   committedEntries: number;
   acknowledged: number;
   leaderEpochs: number;
+  diskFaults: number;
+  recoveringStarts: number; // replica.recovering events
+  recoveries: number; // replica.recovered events
 }
+
+// sync: durable once appended (fdatasync per append); group: durable at the next group flush, a
+// few ticks later; async: the page cache is reported durable at once and synced at the next flush.
+type FlushMode = 'sync' | 'group' | 'async';
+type DiskFault = 'lose-suffix' | 'corrupt' | 'machine-crash';
 
 interface Scenario {
   voterCount: number;
@@ -29,10 +47,11 @@ interface Scenario {
   dropRate: number;
   duplicateRate: number;
   delayTicksMax: number;
-  asyncFlush: boolean;
+  flushMode: FlushMode;
   flushDelayTicksMax: number;
   maxFetchBytes: number;
   crashRate: number;
+  diskFaultRate: number;
   partitionRate: number;
   proposeRate: number;
   membershipRate: number;
@@ -44,9 +63,14 @@ interface SimNode {
   id: ReplicaId;
   storage: MemoryStorage;
   core: RaftCore | null;
-  durableEndOffset: number;
+  durableEndOffset: number; // what the core is told is durable
+  syncedEndOffset: number; // what a machine crash keeps
   flushDueTick: number | null;
   restartTick: number;
+  // A disk fault broke this replica's promise: the offset it promised, until it holds it again.
+  damageMarkOffset: number | null;
+  // A corrupt entry that recovery on the next start will find (the log is cut there).
+  corruptAtOffset: number | null;
 }
 
 interface InFlight {
@@ -58,20 +82,24 @@ interface InFlight {
 const electionTicks = 10;
 const livenessTicksMax = 1000;
 const drainIterationsMax = 1000;
+// (a) loses at most this many entries from the end of the log.
+const lostSuffixEntriesMax = 8;
 const encoder = new TextEncoder();
 
-function chooseScenario(random: Prng): Scenario {
+function chooseScenario(random: Prng, diskFaults: boolean): Scenario {
   const calm = random.chance(0.15);
+  const diskFaultRate = random.pick([0.002, 0.005, 0.01, 0.02]);
   return {
     voterCount: random.chance(0.5) ? 3 : 5,
     spareCount: random.chance(0.5) ? 1 : 0,
     dropRate: calm ? 0 : random.pick([0, 0.02, 0.05, 0.1, 0.2]),
     duplicateRate: calm ? 0 : random.pick([0, 0.01, 0.05]),
     delayTicksMax: random.pick([1, 2, 3, 5, 8]),
-    asyncFlush: random.chance(0.5),
+    flushMode: random.pick<FlushMode>(['sync', 'group', 'async']),
     flushDelayTicksMax: random.int(1, 6),
     maxFetchBytes: random.pick([120, 400, 4096]),
     crashRate: calm ? 0 : random.pick([0.002, 0.005, 0.01, 0.02]),
+    diskFaultRate: calm || !diskFaults ? 0 : diskFaultRate,
     partitionRate: calm ? 0 : random.pick([0, 0.005, 0.01, 0.03]),
     proposeRate: random.pick([0.1, 0.3, 0.6]),
     membershipRate: random.chance(0.4) ? random.pick([0.005, 0.02]) : 0,
@@ -93,13 +121,26 @@ export class Simulation {
   private sequence = 0;
   private valueCounter = 0;
   private healed = false;
+  private diskFaultCount = 0;
+  private recoveryCount = 0;
+  private recoveringStartCount = 0;
 
   constructor(private readonly options: SimOptions) {
     this.random = new Prng(options.seed);
-    this.scenario = chooseScenario(this.random);
+    this.scenario = chooseScenario(this.random, options.diskFaults !== false);
     const total = this.scenario.voterCount + this.scenario.spareCount;
     for (let index = 1; index <= total; index += 1) {
-      this.nodes.push({ id: `b${index}`, storage: new MemoryStorage(), core: null, durableEndOffset: 0, flushDueTick: null, restartTick: 0 });
+      this.nodes.push({
+        id: `b${index}`,
+        storage: new MemoryStorage(),
+        core: null,
+        durableEndOffset: 0,
+        syncedEndOffset: 0,
+        flushDueTick: null,
+        restartTick: 0,
+        damageMarkOffset: null,
+        corruptAtOffset: null,
+      });
     }
     this.initialVoters = this.nodes.slice(0, this.scenario.voterCount).map((node) => node.id);
     this.checker = new Checker(this.nodes.map((node) => node.id));
@@ -122,6 +163,9 @@ export class Simulation {
       committedEntries: this.checker.committedCount(),
       acknowledged: this.checker.acknowledgedCount(),
       leaderEpochs: this.checker.leaderEpochCount(),
+      diskFaults: this.diskFaultCount,
+      recoveringStarts: this.recoveringStartCount,
+      recoveries: this.recoveryCount,
     };
   }
 
@@ -130,6 +174,13 @@ export class Simulation {
   }
 
   private start(node: SimNode): void {
+    if (node.corruptAtOffset !== null) {
+      // Recovery scans the log, finds the bad CRC and truncates at the first bad entry.
+      this.trace(`${node.id} recovery: corrupt entry at ${node.corruptAtOffset}, log cut there`);
+      node.storage.truncateTo(node.corruptAtOffset);
+      this.checker.crashed(node.id, node.storage);
+      node.corruptAtOffset = null;
+    }
     node.core = new RaftCore(
       {
         id: node.id,
@@ -142,10 +193,12 @@ export class Simulation {
         maxFetchBytes: this.scenario.maxFetchBytes,
         uncommittedOffsetsMax: 60,
         random: ((generator: Prng) => () => generator.next())(new Prng(this.random.fork())),
+        recoveringRuleDisabled: this.options.recoveringRuleDisabled === true,
       },
       node.storage,
     );
     node.durableEndOffset = node.storage.endOffset();
+    node.syncedEndOffset = node.storage.endOffset();
     node.flushDueTick = null;
     this.checker.restarted(node.id);
   }
@@ -213,26 +266,42 @@ export class Simulation {
       this.checker.truncating(this.tickNow, node.id, node.storage, ready.truncateTo);
       node.storage.truncateTo(ready.truncateTo);
       node.durableEndOffset = Math.min(node.durableEndOffset, ready.truncateTo);
+      node.syncedEndOffset = Math.min(node.syncedEndOffset, ready.truncateTo);
     }
     if (ready.entries.length > 0) {
       node.storage.append(ready.entries);
       this.checker.appended(this.tickNow, node.id, node.storage, ready.entries);
-      if (!this.scenario.asyncFlush || this.healed) node.durableEndOffset = node.storage.endOffset();
+      const mode = this.scenario.flushMode;
+      if (mode === 'sync' || this.healed) node.syncedEndOffset = node.storage.endOffset();
       else node.flushDueTick ??= this.tickNow + this.random.int(0, this.scenario.flushDelayTicksMax);
+      if (mode !== 'group' || this.healed) node.durableEndOffset = node.storage.endOffset();
     }
     core.advance(ready, node.durableEndOffset);
+    for (const event of ready.events ?? []) this.onEvent(node, event);
     if (ready.roleChange !== undefined) {
       const change = ready.roleChange;
       this.trace(`${node.id} role ${change.role} epoch ${change.epoch} leader ${change.leaderId ?? '-'}`);
       if (change.role === 'leader') this.checker.leaderElected(this.tickNow, node.id, change.epoch, node.storage);
     }
     this.checker.observeHighWatermark(this.tickNow, node.id, core, node.storage);
+    node.storage.recordCommitMark(core.highWatermark); // the driver's metadata (kept by disk faults)
     for (const message of ready.messages) this.send(message);
+  }
+
+  private onEvent(node: SimNode, event: RaftEvent): void {
+    this.trace(`${node.id} event ${JSON.stringify(event)}`);
+    if (event.type === 'replica.recovering') this.recoveringStartCount += 1;
+    if (event.type === 'replica.recovered') this.recoveryCount += 1;
+    if (event.type === 'CommittedDataDivergence') {
+      this.checker.violation(this.tickNow, `${node.id} reports CommittedDataDivergence: ${JSON.stringify(event)}`);
+    }
   }
 
   private flush(node: SimNode): void {
     node.flushDueTick = null;
-    node.durableEndOffset = node.storage.endOffset();
+    node.syncedEndOffset = node.storage.endOffset();
+    if (node.durableEndOffset === node.syncedEndOffset) return;
+    node.durableEndOffset = node.syncedEndOffset;
     node.core!.markDurable(node.durableEndOffset);
     this.drain(node);
   }
@@ -247,6 +316,8 @@ export class Simulation {
         this.start(node);
       } else if (node.core !== null && this.random.chance(scenario.crashRate)) {
         this.crash(node, this.tickNow + this.random.int(5, 80));
+      } else if (node.core !== null && this.random.chance(scenario.diskFaultRate) && this.diskFaultAllowed()) {
+        this.diskFault(node, this.tickNow + this.random.int(5, 80));
       }
     }
     if (this.blocked.size > 0 && this.tickNow >= this.partitionHealTick) {
@@ -256,13 +327,65 @@ export class Simulation {
     if (this.blocked.size === 0 && this.random.chance(scenario.partitionRate)) this.partition();
   }
 
+  // A process crash: in sync and group modes the unsynced tail is lost too (nothing counted on it);
+  // in async mode the page cache survives a process crash.
   private crash(node: SimNode, restartTick: number): void {
-    this.trace(`${node.id} crash (durable end ${node.durableEndOffset} of ${node.storage.endOffset()})`);
-    node.storage.truncateTo(node.durableEndOffset);
+    this.trace(`${node.id} crash (durable end ${node.durableEndOffset}, synced end ${node.syncedEndOffset} of ${node.storage.endOffset()})`);
+    if (this.scenario.flushMode !== 'async') node.storage.truncateTo(node.syncedEndOffset);
+    this.stop(node, restartTick);
+  }
+
+  private stop(node: SimNode, restartTick: number): void {
     this.checker.crashed(node.id, node.storage);
     node.core = null;
     node.flushDueTick = null;
     node.restartTick = restartTick;
+  }
+
+  // A disk that forgets what it confirmed. The replica stops (faults show on the next start).
+  private diskFault(node: SimNode, restartTick: number): void {
+    const kinds: DiskFault[] = this.scenario.flushMode === 'async' ? ['lose-suffix', 'corrupt', 'machine-crash'] : ['lose-suffix', 'corrupt'];
+    const kind = this.random.pick(kinds);
+    node.storage.truncateTo(node.syncedEndOffset); // every kind is (at least) a machine crash
+    const entries = node.storage.allEntries();
+    if (kind === 'lose-suffix' && entries.length > 0) {
+      const lost = this.random.int(1, Math.min(lostSuffixEntriesMax, entries.length));
+      node.storage.truncateTo(entries[entries.length - lost]!.offset);
+    }
+    if (kind === 'corrupt' && entries.length > 0) node.corruptAtOffset = this.random.pick(entries).offset;
+    const endAfterOffset = node.corruptAtOffset ?? node.storage.endOffset();
+    const promisedOffset = node.storage.hardState().promisedOffset ?? 0;
+    this.trace(`${node.id} disk fault ${kind}: log end ${endAfterOffset} after recovery, promised ${promisedOffset}`);
+    this.diskFaultCount += 1;
+    if (endAfterOffset < promisedOffset) node.damageMarkOffset = promisedOffset;
+    this.stop(node, restartTick);
+  }
+
+  // Disk faults strike at most a minority of the voters at a time, in any configuration that may
+  // take effect (the latest membership entry of any log, even of a stopped replica): a replica
+  // stays damaged until it holds its promise again.
+  private diskFaultAllowed(): boolean {
+    let voterCountMin = this.initialVoters.length;
+    for (const node of this.nodes) {
+      const latest = node.storage.membership().at(-1);
+      if (latest !== undefined) voterCountMin = Math.min(voterCountMin, latest.voters.length);
+      if (node.core !== null) voterCountMin = Math.min(voterCountMin, node.core.voters.length);
+    }
+    return this.damagedCount() + 1 <= Math.floor((voterCountMin - 1) / 2);
+  }
+
+  // With the rule on, the core says when it recovered; with it off, the log must reach the mark.
+  private damagedCount(): number {
+    let count = 0;
+    for (const node of this.nodes) {
+      if (node.damageMarkOffset === null) continue;
+      const core = node.core;
+      const ruleOn = this.options.recoveringRuleDisabled !== true;
+      const healed = core !== null && (ruleOn ? !core.recovering : node.storage.endOffset() >= node.damageMarkOffset);
+      if (healed) node.damageMarkOffset = null;
+      else count += 1;
+    }
+    return count;
   }
 
   private partition(): void {
@@ -290,7 +413,8 @@ export class Simulation {
     if (this.random.chance(this.scenario.proposeRate) && leads()) this.propose(leader);
     if (this.random.chance(this.scenario.transferRate) && leads()) this.transfer(leader);
     if (this.random.chance(this.scenario.transferRate / 2) && leads()) this.shutdown(leader);
-    if (this.random.chance(this.scenario.membershipRate) && leads()) this.changeMembership(leader);
+    // Membership stays put while a replica is damaged: a smaller group could leave it a majority.
+    if (this.random.chance(this.scenario.membershipRate) && leads() && this.damagedCount() === 0) this.changeMembership(leader);
   }
 
   // Some replica that believes it leads (there may be a stale one; clients may reach either).
@@ -358,6 +482,7 @@ export class Simulation {
       this.tickAll();
       if (attempt !== null && this.checker.isAcknowledged(attempt.value)) {
         this.trace(`liveness reached: ${attempt.value} committed after ${this.tickNow - startTick} ticks`);
+        this.checker.checkAcknowledgedKept(this.tickNow, attempt.leader.id, attempt.leader.storage);
         return;
       }
       const core = attempt?.leader.core ?? null;
@@ -381,7 +506,7 @@ export function describe(message: Message): string {
   const head = `${message.type} ${message.from}->${message.to} e${message.epoch}`;
   switch (message.type) {
     case 'FetchRequest':
-      return `${head} offset ${message.fetchOffset} lastEpoch ${message.lastFetchedEpoch}`;
+      return `${head} offset ${message.fetchOffset} lastEpoch ${message.lastFetchedEpoch}${message.recovering === true ? ' recovering' : ''}`;
     case 'FetchResponse': {
       const range = message.entries.length === 0 ? 'none' : `${message.entries[0]!.offset}..${message.entries.at(-1)!.offset + message.entries.at(-1)!.count}`;
       const diverging = message.divergingEpoch === undefined ? '' : ` diverging e${message.divergingEpoch.epoch}@${message.divergingEpoch.endOffset}`;
@@ -398,7 +523,9 @@ export function describe(message: Message): string {
   }
 }
 
-export function runSeed(seed: number, trace?: (line: string) => void): SimResult {
-  const options: SimOptions = trace === undefined ? { seed } : { seed, trace };
+export type SimSettings = Pick<SimOptions, 'diskFaults' | 'recoveringRuleDisabled'>;
+
+export function runSeed(seed: number, trace?: (line: string) => void, settings: SimSettings = {}): SimResult {
+  const options: SimOptions = trace === undefined ? { seed, ...settings } : { seed, trace, ...settings };
   return new Simulation(options).run();
 }
