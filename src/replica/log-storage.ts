@@ -59,8 +59,21 @@ export function entriesFromFetchedBatches(batches: Buffer[]): Entry[] {
   return entries;
 }
 
+/**
+ * Bounds of the recent-entries cache: the newest entries stay in memory, so a Fetch answer for
+ * the tail of the log and the apply loop after a commit cost no segment read (index lookup, scan
+ * from the index point, CRC check of each batch): with one message per entry, those reads were
+ * three per message on a leader (two Fetch answers and the apply).
+ */
+export const recentEntriesCountMax = 1024;
+export const recentEntriesBytesMax = 4 * 1024 * 1024;
+
 export class LogRaftStorage implements RaftStorage {
   private memberships: MembershipRecord[] = [];
+  /** The newest appended entries, contiguous, from index `recentHead` on; see recentEntriesCountMax. */
+  private recent: Entry[] = [];
+  private recentHead = 0;
+  private recentBytes = 0;
 
   constructor(
     private readonly log: SegmentLog,
@@ -92,9 +105,39 @@ export class LogRaftStorage implements RaftStorage {
     return this.log.epochStartOffsets().map((e) => ({ epoch: e.epoch, startOffset: e.startOffset }));
   }
 
+  /** Whole entries from the one holding `fromOffset`, within maxBytes but at least one (as SegmentLog.read). */
   entries(fromOffset: number, maxBytes: number): Entry[] {
     if (fromOffset >= this.log.endOffset) return [];
-    return this.log.read(fromOffset, maxBytes).map(entryFromBatch);
+    return this.recentEntries(fromOffset, maxBytes) ?? this.log.read(fromOffset, maxBytes).map(entryFromBatch);
+  }
+
+  /** The answer from the cache, or null when `fromOffset` lies before it. */
+  private recentEntries(fromOffset: number, maxBytes: number): Entry[] | null {
+    const recent = this.recent;
+    const first = recent[this.recentHead];
+    const last = recent[recent.length - 1];
+    // Below the log start the payload views may point into a removed segment: never served. A
+    // cache that does not end where the log ends (only during start-up replay) is not used.
+    if (first === undefined || last === undefined || fromOffset < first.offset || fromOffset < this.log.startOffset) return null;
+    if (last.offset + last.count !== this.log.endOffset) return null;
+    let low = this.recentHead;
+    let high = recent.length - 1;
+    while (low < high) { // the last entry whose offset <= fromOffset
+      const middle = (low + high + 1) >> 1;
+      if (recent[middle]!.offset <= fromOffset) low = middle;
+      else high = middle - 1;
+    }
+    assert(fromOffset < recent[low]!.offset + recent[low]!.count, 'recent entries: offset past the cached end');
+    const result: Entry[] = [];
+    let bytes = 0;
+    for (let index = low; index < recent.length; index++) {
+      const entry = recent[index]!;
+      const size = batchHeaderBytes + entry.payload.byteLength;
+      if (result.length > 0 && bytes + size > maxBytes) break;
+      result.push(entry);
+      bytes += size;
+    }
+    return result;
   }
 
   membership(): MembershipRecord[] {
@@ -104,9 +147,32 @@ export class LogRaftStorage implements RaftStorage {
   /** Called for every batch appended (and for every stored batch once at start-up). */
   noteAppended(entry: Entry): void {
     if (entry.type === EntryType.Membership) this.memberships.push({ offset: entry.offset, voters: decodeMembership(entry.payload) });
+    const last = this.recent[this.recent.length - 1];
+    if (last !== undefined && last.offset + last.count !== entry.offset) this.clearRecent();
+    this.recent.push(entry);
+    this.recentBytes += batchHeaderBytes + entry.payload.byteLength;
+    while (this.recent.length - this.recentHead > recentEntriesCountMax || this.recentBytes > recentEntriesBytesMax) {
+      this.recentBytes -= batchHeaderBytes + this.recent[this.recentHead]!.payload.byteLength;
+      this.recentHead++;
+    }
+    if (this.recentHead >= recentEntriesCountMax) {
+      this.recent = this.recent.slice(this.recentHead);
+      this.recentHead = 0;
+    }
   }
 
   noteTruncated(endOffset: number): void {
     this.memberships = this.memberships.filter((m) => m.offset < endOffset);
+    while (this.recent.length > this.recentHead && this.recent[this.recent.length - 1]!.offset >= endOffset) {
+      this.recentBytes -= batchHeaderBytes + this.recent.pop()!.payload.byteLength;
+    }
+    const last = this.recent[this.recent.length - 1];
+    if (last !== undefined && last.offset + last.count !== endOffset) this.clearRecent();
+  }
+
+  private clearRecent(): void {
+    this.recent = [];
+    this.recentHead = 0;
+    this.recentBytes = 0;
   }
 }

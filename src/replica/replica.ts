@@ -8,7 +8,7 @@ import { assert } from '../assert.js';
 import { NotLeaderError, ResourceExhaustedError, UnavailableError, InvalidArgumentError } from '../errors.js';
 import { SegmentLog, type FlushPolicy } from '../log/index.js';
 import { RaftCore } from '../raft/core.js';
-import { EntryType, type Entry, type Message, type Ready, type RaftStatus, type ReplicaId, type Role } from '../raft/types.js';
+import { EntryType, type Entry, type FetchRequest, type FetchResponse, type Message, type Ready, type RaftStatus, type ReplicaId, type Role } from '../raft/types.js';
 import { MetaStore } from './meta-store.js';
 import { LogRaftStorage, batchOfEntry, entryFromBatch } from './log-storage.js';
 import { Waiters } from './waiters.js';
@@ -57,21 +57,32 @@ export interface ReplicaOptions {
   random?: () => number;
 }
 
+/** A leader's empty Fetch answer held back (long poll) until entries arrive or it expires. */
 interface ParkedFetch {
-  request: Message & { type: 'FetchRequest' };
-  emptyAnswer: Message;
+  request: FetchRequest;
+  emptyAnswer: FetchResponse;
   resolve: (answer: Message | null) => void;
-  timer: NodeJS.Timeout;
+  /** Answered (empty) when a tick finds this passed; no timer per Fetch. */
+  deadlineMs: number;
+  /** The stream it came on: its next request supersedes it, its end drops it. */
+  channel: object | null;
 }
 
+/**
+ * An incoming request waiting for the core's answer. Fetch answers are matched by request id
+ * (the core echoes it); the other answers by sender and type (one at a time per sender).
+ */
 interface PendingAnswer {
   from: ReplicaId;
   type: Message['type'];
+  requestId: number | null;
   resolve: (answer: Message | null) => void;
+  /** For a woken parked Fetch: what it is answered if the core says nothing to it in this pump. */
+  fallback?: FetchResponse;
 }
 
-/** How long a high-watermark-only change may wait before parked Fetches carry it. */
-const highWatermarkWakeDelayMs = 5;
+/** Bound on wake rounds (each re-steps every parked Fetch) within one pump. */
+const wakeRoundsPerPumpMax = 4;
 
 const answerTypeOf: Partial<Record<Message['type'], Message['type']>> = {
   PreVoteRequest: 'PreVoteResponse',
@@ -88,8 +99,10 @@ export class Replica {
   private ticker: NodeJS.Timeout | null = null;
   private retentionTimer: NodeJS.Timeout | null = null;
   private pumping = false;
-  private wakeScheduled = false;
-  private hwWakeTimer: NodeJS.Timeout | null = null;
+  /** New entries (or a role change) since parked Fetches were last answered: wake them at the end of this pump. */
+  private wakePending = false;
+  /** Entries were appended since the last tick (the high watermark then rides with the next ones). */
+  private appendedSinceTick = false;
   private closed = false;
   private appliedOffset: number;
   private persistedAppliedOffset = -1;
@@ -191,6 +204,8 @@ export class Replica {
   private onTick(): void {
     if (this.closed) return;
     this.core.tick();
+    this.wakeParkedOnTick(Date.now(), !this.appendedSinceTick);
+    this.appendedSinceTick = false;
     this.pump();
   }
 
@@ -201,88 +216,104 @@ export class Replica {
     this.pump();
   }
 
-  /** An incoming peer request: steps it and resolves with the core's answer. */
-  handle(request: Message, maxWaitMs: number): Promise<Message | null> {
+  /**
+   * An incoming peer request: steps it and resolves with the core's answer. An empty Fetch
+   * answer from a caught-up follower is parked (long poll) until the next append, the next
+   * request on the same `channel`, the end of that channel, or maxWaitMs.
+   */
+  handle(request: Message, maxWaitMs: number, channel: object | null = null): Promise<Message | null> {
     if (this.closed) return Promise.resolve(null);
     const answerType = answerTypeOf[request.type];
     if (!answerType) {
       this.deliver(request);
       return Promise.resolve({ ...request, from: this.id, to: request.from });
     }
-    return new Promise((resolve) => {
-      const pending: PendingAnswer = { from: request.from, type: answerType, resolve };
-      this.pendingAnswers.push(pending);
+    if (channel) this.supersedeParked(channel);
+    let answer: Message | null = null;
+    const pending: PendingAnswer = {
+      from: request.from, type: answerType, requestId: request.type === 'FetchRequest' ? request.requestId : null,
+      resolve: (message) => { answer = message; },
+    };
+    this.pendingAnswers.push(pending);
+    try {
       this.core.step(request);
       this.pump();
-      const index = this.pendingAnswers.indexOf(pending);
-      if (index >= 0) {
-        // The core had nothing to say (e.g. a stale request): answer with nothing.
-        this.pendingAnswers.splice(index, 1);
-        resolve(null);
-      }
-    }).then((answer) => this.maybePark(request, answer as Message | null, maxWaitMs)).then((sent) => {
-      if (sent?.type === 'FetchResponse') this.highWatermarkSent.set(sent.to, sent.highWatermark);
-      return sent;
-    });
+    } catch (error) {
+      this.removePending(pending);
+      return Promise.reject(error);
+    }
+    // The core answers within the same pump; none means it had nothing to say (e.g. stale).
+    this.removePending(pending);
+    const answered = answer as Message | null;
+    if (answered?.type === 'FetchResponse' && request.type === 'FetchRequest' && this.parkable(request, answered, maxWaitMs)) {
+      return new Promise((resolve) => {
+        const deadlineMs = Date.now() + Math.min(maxWaitMs, this.options.fetchMaxWaitMs);
+        this.parkedFetches.add({ request, emptyAnswer: answered, resolve: (m) => resolve(this.noteSent(m)), deadlineMs, channel });
+      });
+    }
+    return Promise.resolve(this.noteSent(answered));
   }
 
-  /** Long poll: an empty Fetch answer is held until entries arrive or maxWaitMs passes. */
-  private maybePark(request: Message, answer: Message | null, maxWaitMs: number): Message | null | Promise<Message | null> {
-    if (!answer || request.type !== 'FetchRequest' || answer.type !== 'FetchResponse') return answer;
+  /** Remembers the high watermark each follower was last sent (see wakeParkedOnTick). */
+  private noteSent(answer: Message | null): Message | null {
+    if (answer?.type === 'FetchResponse') this.highWatermarkSent.set(answer.to, answer.highWatermark);
+    return answer;
+  }
+
+  /** Long poll: an empty answer to a caught-up follower of this leader waits for new entries. */
+  private parkable(request: FetchRequest, answer: FetchResponse, maxWaitMs: number): boolean {
     const empty = answer.entries.length === 0 && !answer.error && !answer.divergingEpoch;
     const caughtUp = request.fetchOffset >= this.log.endOffset && answer.highWatermark >= request.fetchOffset;
-    if (!empty || !caughtUp || maxWaitMs <= 0 || this.role !== 'leader') return answer;
-    const waitMs = Math.min(maxWaitMs, this.options.fetchMaxWaitMs);
-    return new Promise((resolve) => {
-      const parked: ParkedFetch = { request, emptyAnswer: answer, resolve, timer: setTimeout(() => this.wakeParked(parked), waitMs) };
-      this.parkedFetches.add(parked);
-      // An answer that carries a high watermark the follower has not seen goes out soon.
-      if (answer.highWatermark > (this.highWatermarkSent.get(request.from) ?? -1)) this.wakeAllParkedForHighWatermark();
-    });
+    return empty && caughtUp && maxWaitMs > 0 && this.role === 'leader';
   }
 
-  /** Re-asks the core for a parked Fetch (new entries or a new high watermark are there). */
-  private wakeParked(parked: ParkedFetch): void {
-    if (!this.parkedFetches.delete(parked)) return;
-    clearTimeout(parked.timer);
-    if (this.closed) return parked.resolve(null);
-    const pending: PendingAnswer = { from: parked.request.from, type: 'FetchResponse', resolve: parked.resolve };
-    this.pendingAnswers.push(pending);
-    this.core.step(parked.request);
-    this.pump();
+  private removePending(pending: PendingAnswer): void {
     const index = this.pendingAnswers.indexOf(pending);
-    if (index >= 0) {
-      this.pendingAnswers.splice(index, 1);
+    if (index >= 0) this.pendingAnswers.splice(index, 1);
+  }
+
+  /** A new request on a stream replaces its parked one (the follower applies only its latest). */
+  private supersedeParked(channel: object): void {
+    for (const parked of this.parkedFetches) {
+      if (parked.channel !== channel) continue;
+      this.parkedFetches.delete(parked);
       parked.resolve(parked.emptyAnswer);
     }
   }
 
-  /**
-   * Wakes every parked Fetch once the running Ready loop is done (waking re-steps the core,
-   * which must not happen inside the loop), coalescing many wake-ups into one.
-   */
-  private wakeAllParked(): void {
-    if (this.wakeScheduled || this.parkedFetches.size === 0) return;
-    this.wakeScheduled = true;
-    setImmediate(() => {
-      this.wakeScheduled = false;
-      if (this.hwWakeTimer) clearTimeout(this.hwWakeTimer);
-      this.hwWakeTimer = null;
-      for (const parked of [...this.parkedFetches]) this.wakeParked(parked);
-    });
+  /** The stream `channel` ended: its parked Fetches have nowhere to go. */
+  dropChannel(channel: object): void {
+    for (const parked of this.parkedFetches) {
+      if (parked.channel !== channel) continue;
+      this.parkedFetches.delete(parked);
+      parked.resolve(null);
+    }
   }
 
   /**
-   * A new high watermark alone is not urgent for followers (it only bounds what they may serve
-   * to consumers): their parked Fetches carry it a few ms later, or with the next entries,
-   * which saves two round trips per commit when producers send one message at a time.
+   * Re-steps every parked Fetch into the core (called inside pump, between Readys); their
+   * answers come out in the next Ready and are resolved by route().
    */
-  private wakeAllParkedForHighWatermark(): void {
-    if (this.hwWakeTimer || this.wakeScheduled || this.parkedFetches.size === 0) return;
-    this.hwWakeTimer = setTimeout(() => {
-      this.hwWakeTimer = null;
-      this.wakeAllParked();
-    }, highWatermarkWakeDelayMs);
+  private wakeParked(filter: (parked: ParkedFetch) => boolean): void {
+    for (const parked of [...this.parkedFetches]) {
+      if (!filter(parked)) continue;
+      this.parkedFetches.delete(parked);
+      this.pendingAnswers.push({ from: parked.request.from, type: 'FetchResponse', requestId: parked.request.requestId, resolve: parked.resolve, fallback: parked.emptyAnswer });
+      this.core.step(parked.request);
+    }
+  }
+
+  /**
+   * On a tick: parked Fetches past their deadline get their answer, and, after a tick with no
+   * append (`quiet`), so do those whose follower has not been sent the current high watermark.
+   * A new high watermark alone only bounds what followers may serve to consumers, so while
+   * entries keep coming it rides with the next ones: when producers send one message at a time,
+   * waking for it would add one answer and one request per follower per commit.
+   */
+  private wakeParkedOnTick(nowMs: number, quiet: boolean): void {
+    if (this.parkedFetches.size === 0) return;
+    const highWatermark = this.highWatermark;
+    this.wakeParked((p) => p.deadlineMs <= nowMs || (quiet && highWatermark > (this.highWatermarkSent.get(p.request.from) ?? -1)));
   }
 
   // ------------------------------------------------------------------ proposals
@@ -318,17 +349,40 @@ export class Replica {
 
   // ------------------------------------------------------------------ the Ready loop
 
+  /**
+   * Runs Readys until the core has nothing more. When entries were appended (or the role
+   * changed), parked Fetches are re-stepped once the core is idle and the loop runs on, so the
+   * answers carrying the new entries leave on the same turn of the event loop as the append.
+   */
   private pump(): void {
     if (this.pumping || this.closed) return; // re-entrant calls are covered by the running loop
     this.pumping = true;
     try {
+      let wakeRounds = 0;
       for (let rounds = 0; rounds < 1000; rounds++) {
         const ready = this.core.ready();
-        if (!ready) break;
-        this.execute(ready);
+        if (ready) {
+          this.execute(ready);
+          continue;
+        }
+        if (!this.wakePending || this.parkedFetches.size === 0 || wakeRounds >= wakeRoundsPerPumpMax) break;
+        this.wakePending = false;
+        wakeRounds++;
+        this.wakeParked(() => true);
       }
     } finally {
       this.pumping = false;
+    }
+    this.wakePending = false;
+    this.answerUnansweredWakes();
+  }
+
+  /** A woken Fetch the core did not answer in the pump that woke it gets its old empty answer. */
+  private answerUnansweredWakes(): void {
+    if (!this.pendingAnswers.some((p) => p.fallback)) return;
+    for (const pending of this.pendingAnswers.filter((p) => p.fallback)) {
+      this.removePending(pending);
+      pending.resolve(pending.fallback!);
     }
   }
 
@@ -351,7 +405,8 @@ export class Replica {
     for (const message of ready.messages) this.route(message);
     if (ready.entries.length) {
       if (this.options.flush.mode === 'async') this.durableWaiters.release(this.durableEnd());
-      this.wakeAllParked();
+      this.wakePending = true;
+      this.appendedSinceTick = true;
     }
     // After a restart the core starts from 0 until the leader tells it; what this replica
     // applied before (a lower bound of the committed prefix) stays known.
@@ -376,7 +431,8 @@ export class Replica {
   }
 
   private route(message: Message): void {
-    const index = this.pendingAnswers.findIndex((p) => p.from === message.to && p.type === message.type);
+    const requestId = message.type === 'FetchResponse' ? message.requestId : null;
+    const index = this.pendingAnswers.findIndex((p) => p.from === message.to && p.type === message.type && p.requestId === requestId);
     if (index >= 0) {
       const [pending] = this.pendingAnswers.splice(index, 1);
       pending!.resolve(message);
@@ -397,7 +453,7 @@ export class Replica {
     if (wasLeader && role !== 'leader') {
       // The outcome of entries above the high watermark is now up to the next leader.
       this.commitWaiters.failAbove(this.highWatermark, () => new UnavailableError(`broker ${this.id} lost leadership before the entry committed; it may or may not be stored (retry with an idempotent producer)`));
-      this.wakeAllParked();
+      this.wakePending = true; // parked Fetches are answered now: not the leader any more
     }
     if (role === 'leader') this.caughtUpAtMs.clear();
     this.machine!.onRoleChange(role, epoch, leaderId);
@@ -408,7 +464,6 @@ export class Replica {
     this.highWatermark = highWatermark;
     this.applyCommitted();
     this.commitWaiters.release(highWatermark);
-    this.wakeAllParkedForHighWatermark();
   }
 
   /** Hands every entry below the high watermark not applied yet to the state machine. */
@@ -417,8 +472,8 @@ export class Replica {
     if (this.appliedOffset >= end) return;
     let offset = Math.max(this.appliedOffset, this.log.startOffset);
     while (offset < end) {
-      for (const batch of this.log.read(offset, 4 * 1024 * 1024)) {
-        const entry = entryFromBatch(batch);
+      // Through the storage: the newest entries come from its cache, not from a segment read.
+      for (const entry of this.storage.entries(offset, 4 * 1024 * 1024)) {
         if (entry.offset >= end) break;
         if (entry.offset + entry.count <= this.appliedOffset) { offset = entry.offset + entry.count; continue; }
         if (entry.type === EntryType.Data) this.machine!.onCommit(entry);
@@ -493,12 +548,8 @@ export class Replica {
     if (this.ticker) clearInterval(this.ticker);
     if (this.retentionTimer) clearInterval(this.retentionTimer);
     if (this.persistTimer) clearInterval(this.persistTimer);
-    if (this.hwWakeTimer) clearTimeout(this.hwWakeTimer);
     this.persistApplied();
-    for (const parked of this.parkedFetches) {
-      clearTimeout(parked.timer);
-      parked.resolve(null);
-    }
+    for (const parked of this.parkedFetches) parked.resolve(null);
     this.parkedFetches.clear();
     for (const pending of this.pendingAnswers.splice(0)) pending.resolve(null);
     this.commitWaiters.failAll(() => new UnavailableError('broker is shutting down'));

@@ -54,7 +54,8 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
   const peerServer = new MeteredServer({ ...serverOptions, 'grpc.max_receive_message_length': s.fetchBytesMax + 1024 * 1024, interceptors: [security.peerGuard.interceptor] }, observe.metrics, 'peer');
   addPeerService(peerServer, identity, wireCodec, {
     isMember: (id) => group.brokers.some((b) => b.id === id) && id !== brokerId,
-    handle: (request, maxWaitMs) => replica.handle(request, maxWaitMs),
+    handle: (request, maxWaitMs, channel) => replica.handle(request, maxWaitMs, channel),
+    dropChannel: (channel) => replica.dropChannel(channel),
     requireCertificate: security.tls !== null,
   });
   const clientServer = new MeteredServer({ ...serverOptions, interceptors: [security.clientGuard.interceptor] }, observe.metrics, 'client');

@@ -1,9 +1,11 @@
 // The peer API over gRPC: turns the Raft core's messages into RaftPeer calls and back.
-// Requests go out as unary calls; the answer comes back into the core as a message. Incoming
-// requests are checked against the group's membership before they reach the core.
+// Fetches travel on one long-lived FetchStream per follower and leader; the other requests go
+// out as unary calls. Answers come back into the core as messages. Incoming requests are checked
+// against the group's membership (and, under mutual TLS, the certificate) before they reach
+// the core, each request of a stream as each unary call.
 import * as grpc from '@grpc/grpc-js';
-import type { Entry, Message, FetchError, ReplicaId } from '../raft/types.js';
-import { serviceDefinition } from './protos.js';
+import type { Entry, Message, FetchError, FetchRequest, ReplicaId } from '../raft/types.js';
+import { MalformedRequest, serviceDefinition } from './protos.js';
 import { InvariantError } from '../assert.js';
 
 const fetchErrors: Array<FetchError | undefined> = [undefined, 'NOT_LEADER', 'FENCED_EPOCH', 'UNKNOWN_EPOCH', 'NOT_VOTER'];
@@ -21,60 +23,150 @@ export interface PeerIdentity {
   replicaId: ReplicaId;
 }
 
+/**
+ * Identifies one FetchStream to the replica: the Fetches it parks for a stream are superseded by
+ * the stream's next request and dropped when the stream ends. Unary Fetches have none.
+ */
+export type FetchChannel = object;
+
 /** What the replica offers the peer server: one request in, the core's answer out. */
 export interface PeerRequestHandler {
   isMember(replicaId: ReplicaId): boolean;
   /** With mutual TLS: the sender must hold a certificate whose common name is its replica id. */
   requireCertificate?: boolean;
-  /** Resolves with the core's answer to `request` (a Fetch may be held for `maxWaitMs`). */
-  handle(request: Message, maxWaitMs: number): Promise<Message | null>;
+  /**
+   * Resolves with the core's answer to `request` (a Fetch may be held for `maxWaitMs`), or null
+   * when the replica is shutting down; rejects with InvariantError on a request that contradicts
+   * the replica's state.
+   */
+  handle(request: Message, maxWaitMs: number, channel?: FetchChannel): Promise<Message | null>;
+  /** The stream `channel` ended: forget every Fetch of it that still waits. */
+  dropChannel?(channel: FetchChannel): void;
 }
+
+/** Unanswered Fetches allowed on one stream, enforced on both ends (the core keeps one in flight, plus its retries). */
+export const fetchStreamInflightMax = 8;
 
 type Wire = Record<string, unknown>;
 type UnaryHandler = (call: grpc.ServerUnaryCall<Wire, Wire>, callback: grpc.sendUnaryData<Wire>) => void;
+type Refusal = { code: grpc.status; details: string };
 
 export function addPeerService(server: grpc.Server, self: PeerIdentity, codec: EntryWireCodec, handler: PeerRequestHandler): void {
-  const unary = (toMessage: (w: Wire) => Message, toWire: (m: Message) => Wire): UnaryHandler => (call, callback) => {
-    const sender = (call.request.sender ?? {}) as Wire;
+  /** The membership and certificate checks of every request; `certified` is the certificate's name, read once per call. */
+  const refusalOf = (request: Wire, certified: () => unknown): Refusal | null => {
+    const sender = (request.sender ?? {}) as Wire;
     const from = String(sender.replicaId ?? '');
     if (sender.cluster !== self.cluster || sender.group !== self.group || !handler.isMember(from)) {
-      callback({ code: grpc.status.PERMISSION_DENIED, details: `replica "${from}" of ${String(sender.cluster)}/${String(sender.group)} is not a member of group ${self.cluster}/${self.group}` });
-      return;
+      return { code: grpc.status.PERMISSION_DENIED, details: `replica "${from}" of ${String(sender.cluster)}/${String(sender.group)} is not a member of group ${self.cluster}/${self.group}` };
     }
-    const certified = handler.requireCertificate ? call.getAuthContext().sslPeerCertificate?.subject?.CN : from;
-    if (certified !== from) {
-      callback({ code: grpc.status.PERMISSION_DENIED, details: `the certificate of "${String(certified)}" cannot speak for replica "${from}"` });
-      return;
-    }
+    const name = handler.requireCertificate ? certified() : from;
+    if (name !== from) return { code: grpc.status.PERMISSION_DENIED, details: `the certificate of "${String(name)}" cannot speak for replica "${from}"` };
+    return null;
+  };
+  const certificateName = (call: Pick<grpc.ServerUnaryCall<Wire, Wire>, 'getAuthContext'>): () => unknown => {
+    let name: { value: unknown } | null = null;
+    return () => (name ??= { value: call.getAuthContext().sslPeerCertificate?.subject?.CN }).value;
+  };
+  const unary = (toMessage: (w: Wire) => Message, toWire: (m: Message) => Wire): UnaryHandler => (call, callback) => {
+    const refusal = refusalOf(call.request, certificateName(call));
+    if (refusal) return callback(refusal);
     let message: Message;
     try {
       message = toMessage(call.request);
     } catch (error) {
-      callback({ code: grpc.status.INVALID_ARGUMENT, details: `malformed peer request: ${(error as Error).message}` });
-      return;
+      return callback(malformed(error));
     }
-    const maxWaitMs = Number(call.request.maxWaitMs ?? 0);
-    handler.handle(message, maxWaitMs).then(
-      (answer) => answer ? callback(null, toWire(answer)) : callback({ code: grpc.status.UNAVAILABLE, details: 'replica is shutting down' }),
-      // The core checks a request against its state before changing anything; a request that
-      // contradicts it (a second leader claiming this epoch) can come from a faulty or hostile
-      // member, so it is refused with a status instead of stopping the broker.
-      (error: Error) => callback(error instanceof InvariantError
-        ? { code: grpc.status.FAILED_PRECONDITION, details: `refused: the request contradicts this replica's state (${error.message})` }
-        : { code: grpc.status.INTERNAL, details: error.message }),
+    handler.handle(message, Number(call.request.maxWaitMs ?? 0)).then(
+      (answer) => answer ? callback(null, toWire(answer)) : callback(shuttingDown),
+      (error: Error) => callback(contradiction(error)),
     );
   };
   const to = self.replicaId;
+  const toFetch = (w: Wire): FetchRequest => ({
+    type: 'FetchRequest', from: senderOf(w), to, epoch: num(w.epoch), fetchOffset: num(w.fetchOffset),
+    lastFetchedEpoch: num(w.lastFetchedEpoch), maxBytes: num(w.maxBytes), requestId: num(w.requestId),
+  });
   server.addService(serviceDefinition('mamba.raft.v1.RaftPeer'), {
     PreVote: unary((w) => ({ type: 'PreVoteRequest', from: senderOf(w), to, epoch: num(w.epoch), lastEpoch: num(w.lastEpoch), lastOffset: num(w.lastOffset) }), voteResponseWire),
     Vote: unary((w) => ({ type: 'VoteRequest', from: senderOf(w), to, epoch: num(w.epoch), lastEpoch: num(w.lastEpoch), lastOffset: num(w.lastOffset) }), voteResponseWire),
     BeginQuorumEpoch: unary((w) => ({ type: 'BeginQuorumEpoch', from: senderOf(w), to, epoch: num(w.epoch) }), (m) => ({ from: m.from, epoch: m.epoch })),
-    Fetch: unary((w) => ({
-      type: 'FetchRequest', from: senderOf(w), to, epoch: num(w.epoch), fetchOffset: num(w.fetchOffset),
-      lastFetchedEpoch: num(w.lastFetchedEpoch), maxBytes: num(w.maxBytes), requestId: num(w.requestId),
-    }), (m) => fetchResponseWire(m, codec)),
+    Fetch: unary(toFetch, (m) => fetchResponseWire(m, codec)),
+    FetchStream: (call: grpc.ServerDuplexStream<Wire, Wire>) => {
+      const certified = certificateName(call); // one connection, one certificate
+      serveFetchStream(call, { refusalOf: (w) => refusalOf(w, certified), toFetch, codec, handler });
+    },
     TransferLeadership: unary((w) => ({ type: 'TimeoutNow', from: senderOf(w), to, epoch: num(w.epoch) }), () => ({})),
   });
+}
+
+const shuttingDown: Refusal = { code: grpc.status.UNAVAILABLE, details: 'replica is shutting down' };
+
+function malformed(error: unknown): Refusal {
+  return { code: grpc.status.INVALID_ARGUMENT, details: `malformed peer request: ${(error as Error).message}` };
+}
+
+// The core checks a request against its state before changing anything; a request that
+// contradicts it (a second leader claiming this epoch) can come from a faulty or hostile member,
+// so it is refused with a status instead of stopping the broker.
+function contradiction(error: Error): Refusal {
+  return error instanceof InvariantError
+    ? { code: grpc.status.FAILED_PRECONDITION, details: `refused: the request contradicts this replica's state (${error.message})` }
+    : { code: grpc.status.INTERNAL, details: error.message };
+}
+
+interface FetchStreamServing {
+  refusalOf(request: Wire): Refusal | null;
+  toFetch(request: Wire): FetchRequest;
+  codec: EntryWireCodec;
+  handler: PeerRequestHandler;
+}
+
+/**
+ * One follower's FetchStream on the leader: each request is checked as a unary Fetch is and
+ * handed to the replica; each answer is written when the replica has it. A refusal ends the
+ * stream with its status; however the stream ends, the replica drops what it still parks for it.
+ */
+function serveFetchStream(call: grpc.ServerDuplexStream<Wire, Wire>, serving: FetchStreamServing): void {
+  const channel: FetchChannel = {};
+  let unansweredCount = 0;
+  let open = true;
+  const finish = (refusal: Refusal | null): void => {
+    if (!open) return;
+    open = false;
+    serving.handler.dropChannel?.(channel);
+    if (refusal) call.emit('error', refusal);
+    else call.end();
+  };
+  call.on('data', (request: Wire | MalformedRequest) => {
+    if (!open) return;
+    if (request instanceof MalformedRequest) return finish(malformed(new Error(`not a FetchRequest: ${request.reason.slice(0, 200)}`)));
+    const refusal = serving.refusalOf(request);
+    if (refusal) return finish(refusal);
+    let message: FetchRequest;
+    try {
+      message = serving.toFetch(request);
+    } catch (error) {
+      return finish(malformed(error));
+    }
+    if (unansweredCount >= fetchStreamInflightMax) {
+      return finish({ code: grpc.status.RESOURCE_EXHAUSTED, details: `more than ${fetchStreamInflightMax} Fetches unanswered on one stream` });
+    }
+    unansweredCount++;
+    serving.handler.handle(message, Number(request.maxWaitMs ?? 0), channel).then((answer) => {
+      unansweredCount--;
+      if (!open) return;
+      if (answer) call.write(fetchResponseWire(answer, serving.codec));
+      else finish(shuttingDown);
+    }, (error: Error) => finish(contradiction(error)));
+  });
+  call.on('end', () => finish(null)); // the follower closed its side (it fetches elsewhere now)
+  const gone = (): void => {
+    if (!open) return;
+    open = false;
+    serving.handler.dropChannel?.(channel);
+  };
+  call.on('cancelled', gone);
+  call.on('close', gone);
 }
 
 function senderOf(w: Wire): string {
@@ -112,15 +204,27 @@ interface PeerEndpoint {
   address: string; // host:port of its peer listener
 }
 
-type RpcName = 'PreVote' | 'Vote' | 'BeginQuorumEpoch' | 'Fetch' | 'TransferLeadership';
+type RpcName = 'PreVote' | 'Vote' | 'BeginQuorumEpoch' | 'TransferLeadership';
+
+/** The follower's end of its FetchStream to one leader. */
+interface FetchStreamClient {
+  peer: ReplicaId;
+  call: grpc.ClientDuplexStream<Wire, Wire>;
+  /** Request id → when it was written (ms); answers remove theirs. At most fetchStreamInflightMax. */
+  unanswered: Map<number, number>;
+}
 
 /**
  * Clients to the other replicas of the group. `send` maps a core request to its RPC and hands
  * the answer back through `deliver`; a failed call is dropped (the core retries on its ticks).
+ * Fetches go on one stream to the current leader: opened on the first Fetch to it, closed when
+ * the core fetches from another replica, and replaced when it breaks, when an answer is overdue
+ * (fetchMaxWaitMs + requestTimeoutMs, the unary call's deadline) or when it is full.
  */
 export class PeerClients {
   private readonly clients = new Map<ReplicaId, grpc.Client>();
   private readonly Client = grpc.makeGenericClientConstructor(serviceDefinition('mamba.raft.v1.RaftPeer'), 'RaftPeer');
+  private fetchStream: FetchStreamClient | null = null;
   private closed = false;
 
   constructor(
@@ -139,6 +243,9 @@ export class PeerClients {
         'grpc.initial_reconnect_backoff_ms': 50,
         'grpc.max_reconnect_backoff_ms': 250,
         'grpc.keepalive_time_ms': 10_000,
+        // No transparent retries: the core retries on its own, and a retrying call keeps a copy of
+        // every message written on a long-lived FetchStream until the stream commits.
+        'grpc.enable_retries': 0,
       }));
     }
   }
@@ -160,10 +267,10 @@ export class PeerClients {
           (w) => ({ type: 'BeginQuorumEpochResponse', from: message.to, to: this.self.replicaId, epoch: num(w.epoch) }));
         return;
       case 'FetchRequest':
-        this.call(client, 'Fetch', message.to, {
+        this.sendFetch(client, message, {
           sender, to: message.to, epoch: message.epoch, fetchOffset: message.fetchOffset, lastFetchedEpoch: message.lastFetchedEpoch,
           maxBytes: message.maxBytes, maxWaitMs: this.timing.fetchMaxWaitMs, requestId: message.requestId,
-        }, (w) => this.fetchResponse(w, message.to), this.timing.fetchMaxWaitMs + this.timing.requestTimeoutMs);
+        });
         return;
       case 'TimeoutNow':
         this.call(client, 'TransferLeadership', message.to, { sender, to: message.to, epoch: message.epoch }, () => null);
@@ -172,6 +279,57 @@ export class PeerClients {
         // Answers to incoming requests travel back on their own calls, never through here.
         return;
     }
+  }
+
+  private sendFetch(client: grpc.Client, message: FetchRequest, request: Wire): void {
+    const nowMs = Date.now();
+    let stream = this.fetchStream;
+    if (stream && (stream.peer !== message.to || stream.unanswered.size >= fetchStreamInflightMax || this.overdue(stream, nowMs))) {
+      this.closeFetchStream(stream);
+      stream = null;
+    }
+    stream ??= this.openFetchStream(client, message.to);
+    stream.unanswered.set(message.requestId, nowMs);
+    stream.call.write(request);
+  }
+
+  private overdue(stream: FetchStreamClient, nowMs: number): boolean {
+    const limitMs = this.timing.fetchMaxWaitMs + this.timing.requestTimeoutMs;
+    for (const sentMs of stream.unanswered.values()) if (nowMs - sentMs > limitMs) return true;
+    return false;
+  }
+
+  private openFetchStream(client: grpc.Client, peer: ReplicaId): FetchStreamClient {
+    const call = (client as unknown as { FetchStream(options: grpc.CallOptions): grpc.ClientDuplexStream<Wire, Wire> }).FetchStream({});
+    const stream: FetchStreamClient = { peer, call, unanswered: new Map() };
+    this.fetchStream = stream;
+    call.on('data', (wire: Wire) => {
+      if (this.closed || this.fetchStream !== stream) return;
+      let answer: Message;
+      try {
+        answer = this.fetchResponse(wire, peer);
+      } catch (e) {
+        this.onError(peer, 'FetchStream', internalError((e as Error).message));
+        return;
+      }
+      stream.unanswered.delete(answer.type === 'FetchResponse' ? answer.requestId : -1);
+      this.deliver(answer);
+    });
+    // A broken stream is forgotten; the core's next Fetch (at once, or its retry) opens another.
+    call.on('error', (error: grpc.ServiceError) => {
+      if (this.fetchStream !== stream) return; // closed by us
+      this.fetchStream = null;
+      if (!this.closed) this.onError(peer, 'FetchStream', error);
+    });
+    call.on('end', () => {
+      if (this.fetchStream === stream) this.fetchStream = null;
+    });
+    return stream;
+  }
+
+  private closeFetchStream(stream: FetchStreamClient): void {
+    if (this.fetchStream === stream) this.fetchStream = null;
+    stream.call.cancel();
   }
 
   private fetchResponse(w: Wire, from: ReplicaId): Message {
@@ -203,7 +361,7 @@ export class PeerClients {
       try {
         message = answer(wire);
       } catch (e) {
-        this.onError(peer, rpc, Object.assign(new Error((e as Error).message), { code: grpc.status.INTERNAL, details: (e as Error).message, metadata: new grpc.Metadata() }));
+        this.onError(peer, rpc, internalError((e as Error).message));
         return;
       }
       if (message) this.deliver(message);
@@ -212,6 +370,11 @@ export class PeerClients {
 
   close(): void {
     this.closed = true;
+    if (this.fetchStream) this.closeFetchStream(this.fetchStream);
     for (const client of this.clients.values()) client.close();
   }
+}
+
+function internalError(details: string): grpc.ServiceError {
+  return Object.assign(new Error(details), { code: grpc.status.INTERNAL, details, metadata: new grpc.Metadata() });
 }

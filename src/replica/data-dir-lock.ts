@@ -1,0 +1,85 @@
+// One broker per data directory. Two processes appending to one segment log or one LMDB
+// environment would interleave writes that each believes it alone makes; so a replica holds
+// `<dataDir>/LOCK` (its pid) while it runs and a second opener fails at once, naming the holder.
+// The lock is a file created exclusively, as PostgreSQL's postmaster.pid: a holder that died
+// (kill -9 leaves the file) is recognised by its pid no longer running and the lock is taken over.
+import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+
+export class DataDirLockedError extends Error {
+  override readonly name = 'DataDirLockedError';
+  constructor(readonly dir: string, readonly holderPid: number) {
+    super(`data directory ${dir} is in use by process ${holderPid} (lock file ${join(dir, 'LOCK')}); one broker per data directory`);
+  }
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function holderOf(file: string): number | null {
+  try {
+    const pid = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+export class DataDirLock {
+  private released = false;
+  private readonly onExit = (): void => this.release();
+
+  private constructor(readonly dir: string, private readonly file: string) {
+    process.once('exit', this.onExit);
+  }
+
+  /** Takes the lock of `dir` (created if missing) or throws DataDirLockedError. */
+  static acquire(dir: string): DataDirLock {
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, 'LOCK');
+    // Two attempts: the second after taking over a dead holder's file.
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fd = openSync(file, 'wx', 0o644);
+        try {
+          writeSync(fd, `${process.pid}\n`);
+        } finally {
+          closeSync(fd);
+        }
+        return new DataDirLock(dir, file);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const holder = holderOf(file);
+      if (holder === process.pid) throw new DataDirLockedError(dir, holder); // opened twice in one process
+      if (holder !== null && running(holder)) throw new DataDirLockedError(dir, holder);
+      // The holder died (or never finished writing its pid): its lock is stale.
+      try {
+        unlinkSync(file);
+      } catch {
+        // another opener removed it first; the next attempt decides
+      }
+    }
+    const holder = holderOf(file);
+    throw new DataDirLockedError(dir, holder ?? -1);
+  }
+
+  /** Removes the lock file if it is still ours; idempotent. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    process.removeListener('exit', this.onExit);
+    if (holderOf(this.file) !== process.pid) return;
+    try {
+      unlinkSync(this.file);
+    } catch {
+      // already gone
+    }
+  }
+}
