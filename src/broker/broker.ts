@@ -3,14 +3,15 @@
 // requests; gRPC lives in src/rpc/.
 import { assert } from '../assert.js';
 import {
-  InvalidArgumentError, NotFoundError, OutOfRangeError, AlreadyExistsError, NotLeaderError, TimeoutError, ResourceExhaustedError,
+  InvalidArgumentError, NotFoundError, OutOfRangeError, AlreadyExistsError, NotLeaderError, TimeoutError, ResourceExhaustedError, MambaError,
 } from '../errors.js';
 import type { BrokerConfig, ClusterConfig, GroupConfig } from '../config/cluster.js';
-import { encodeRecords, decodeRecordsRegion, decodeBatchHeader, batchHeaderBytes, type LogRecord } from '../log/index.js';
+import { decodeRecordsRegion, decodeBatchHeader, batchHeaderBytes } from '../log/index.js';
 import type { Entry, ReplicaId, Role } from '../raft/types.js';
 import type { Replica, StateMachine } from '../replica/replica.js';
 import type { Logger } from '../replica/logger.js';
 import { CommandKind, decodeCommand, encodeCommand, type Command, type MessagesCommand } from './commands.js';
+import { encodeMessagesCommand, type ProduceMessage } from './produce-encoding.js';
 import { QueueIndex, queueKey } from './queue-index.js';
 import { ProducerTable, producerKey, type ProducedBatch } from './producer-table.js';
 import { adviseRead, type Advice, type FollowerView } from './advice.js';
@@ -31,12 +32,18 @@ const consumeWaitersMax = 10_000;
 const replicationWaitMsMax = 30_000;
 
 export type AckLevel = 'none' | 'leader' | 'quorum';
+export type { ProduceMessage } from './produce-encoding.js';
 
-export interface ProduceMessage {
-  key: Uint8Array | null;
-  headers: Array<{ key: string; value: Uint8Array | null }>;
-  body: Uint8Array | null;
-  timestampMs: number;
+/**
+ * An idempotent producer's batch whose sequence skips ahead of what this queue holds: an earlier
+ * batch of the producer was not stored. INVALID_ARGUMENT on the unary call; a pipelining client
+ * (ProduceStream) resends from the earlier batch, in order.
+ */
+export class SequenceGapError extends MambaError {
+  override readonly name = 'SequenceGapError';
+  constructor(message: string, readonly expectedSequence: number) {
+    super('invalid_argument', message, false);
+  }
 }
 
 export interface ProduceRequest {
@@ -307,7 +314,7 @@ export class Broker implements StateMachine {
 
   private async produceTraced(request: ProduceRequest, trace: ProduceTrace): Promise<ProduceResult> {
     this.checkQueue(request.topic, request.queue);
-    this.checkMessages(request.messages);
+    if (request.messages.length === 0) throw new InvalidArgumentError('messages is empty: a produce request needs at least one message');
     this.requireLeader();
     if (request.producerId !== 0) {
       const known = this.checkSequence(request);
@@ -317,28 +324,22 @@ export class Broker implements StateMachine {
       }
     }
     const key = queueKey(request.topic, request.queue);
-    const nowMs = Date.now();
-    const records: LogRecord[] = request.messages.map((m) => ({
-      key: m.key, value: m.body, timestampMs: m.timestampMs > 0 ? m.timestampMs : nowMs,
-      headers: m.headers.map((h) => ({ name: h.key, value: h.value })),
-    }));
-    const firstTimestampMs = records[0]!.timestampMs;
     const queueOffset = this.index.endOffset(key);
-    const payload = encodeCommand({
-      kind: CommandKind.Messages, topic: request.topic, queue: request.queue, queueOffset, firstTimestampMs,
-      producerId: request.producerId, sequence: request.sequence, records: encodeRecords(records, firstTimestampMs),
-    });
+    const { payload, count } = encodeMessagesCommand(
+      { topic: request.topic, queue: request.queue, queueOffset, producerId: request.producerId, sequence: request.sequence },
+      request.messages, Date.now(), { messagesMax: messagesPerProduceMax, messageBytesMax: this.config.settings.messageBytesMax },
+    );
     const proposedMs = performance.now();
-    const logOffset = this.replica.propose(payload, records.length);
+    const logOffset = this.replica.propose(payload, count);
     trace.appended(proposedMs, { queueOffset, logOffset, epoch: this.replica.currentEpoch });
-    this.observer.produced(request.topic, records.length, payload.byteLength);
-    assert(this.index.endOffset(key) === queueOffset + records.length, 'produce: the proposal was not indexed at once');
-    await this.waitForAck(request.ack, logOffset + records.length);
+    this.observer.produced(request.topic, count, payload.byteLength);
+    assert(this.index.endOffset(key) === queueOffset + count, 'produce: the proposal was not indexed at once');
+    await this.waitForAck(request.ack, logOffset + count);
     if (request.ack === 'quorum') {
       this.observer.committed((performance.now() - proposedMs) / 1000);
       trace.committed(proposedMs);
     }
-    return { topic: request.topic, queue: request.queue, baseOffset: queueOffset, count: records.length, duplicate: false };
+    return { topic: request.topic, queue: request.queue, baseOffset: queueOffset, count, duplicate: false };
   }
 
   private async waitForAck(ack: AckLevel, logEnd: number): Promise<void> {
@@ -352,24 +353,9 @@ export class Broker implements StateMachine {
     switch (check.kind) {
       case 'new': return null;
       case 'duplicate': return check.batch;
-      case 'gap': throw new InvalidArgumentError(`producer ${request.producerId}: sequence ${request.sequence} on queue ${request.queue} of "${request.topic}" skips ahead of ${check.expected} (messages were lost between them)`);
+      case 'gap': throw new SequenceGapError(`producer ${request.producerId}: sequence ${request.sequence} on queue ${request.queue} of "${request.topic}" skips ahead of ${check.expected} (messages were lost between them)`, check.expected);
       case 'stale': throw new InvalidArgumentError(`producer ${request.producerId}: sequence ${request.sequence} on queue ${request.queue} of "${request.topic}" is older than the batches remembered (next expected ${check.expected})`);
     }
-  }
-
-  private checkMessages(messages: ProduceMessage[]): void {
-    if (messages.length === 0) throw new InvalidArgumentError('messages is empty: a produce request needs at least one message');
-    if (messages.length > messagesPerProduceMax) throw new InvalidArgumentError(`${messages.length} messages in one request (limit ${messagesPerProduceMax})`);
-    const limit = this.config.settings.messageBytesMax;
-    messages.forEach((m, i) => {
-      let bytes = (m.key?.byteLength ?? 0) + (m.body?.byteLength ?? 0);
-      for (const h of m.headers) {
-        if (h.key.length === 0) throw new InvalidArgumentError(`messages[${i}] has a header with an empty key`);
-        bytes += Buffer.byteLength(h.key) + (h.value?.byteLength ?? 0);
-      }
-      if (bytes > limit) throw new InvalidArgumentError(`messages[${i}] is ${bytes} bytes, over the limit of ${limit} (messageBytesMax)`);
-      if (!Number.isSafeInteger(m.timestampMs) || m.timestampMs < 0) throw new InvalidArgumentError(`messages[${i}].timestamp_ms ${m.timestampMs} is not valid`);
-    });
   }
 
   private async withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {

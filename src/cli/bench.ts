@@ -39,7 +39,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   } finally {
     admin.close();
   }
-  const producer = new Producer({ brokers: options.brokers, ack: options.ack, lingerMs: 2, whenUnavailable: 'drop', ...connectionOptionsOf(options) });
+  const producer = new Producer({ brokers: options.brokers, ack: options.ack, whenUnavailable: 'drop', ...connectionOptionsOf(options) });
   const body = Buffer.alloc(options.size, 0x6d);
   const latencies: number[] = [];
   let sent = 0;

@@ -68,6 +68,14 @@ export class ConnectionPool {
     return (client[method] as unknown as (r: Wire, m: grpc.Metadata) => grpc.ClientReadableStream<Wire>).call(this.client(address), request, this.metadata(method));
   }
 
+  /** A bidirectional stream (ProduceStream), signed like a call when the pool has an access key. */
+  duplex(address: string, method: string): grpc.ClientDuplexStream<Wire, Wire> {
+    const client = this.client(address) as unknown as Record<string, (m: grpc.Metadata) => grpc.ClientDuplexStream<Wire, Wire>>;
+    const fn = client[method];
+    if (!fn) throw new Error(`no method ${method}`);
+    return fn.call(client, this.metadata(method));
+  }
+
   close(): void {
     this.closed = true;
     for (const client of this.clients.values()) client.close();

@@ -1,21 +1,36 @@
-// The producer: batches messages per queue (linger, batch bytes), sends each queue's batches one
-// at a time in order, numbers them for the brokers' duplicate check (idempotent producer), retries
-// with exponential backoff against the group's current leader, moves round-robin batches to the
-// next group when one stays unavailable, and when no group takes a batch either keeps it in a
-// bounded buffer (send() waits for room) or drops it (counted, with a 'drop' event and a metric).
+// The producer: one lane per queue (producer-lane.ts: adaptive batching, several batches in flight
+// per queue in order, numbered for the brokers' duplicate check), every batch sent on the
+// ProduceStream of its group leader's connection (produce-stream.ts), retries with exponential
+// backoff against the group's current leader, round-robin batches moved to the next group when
+// one stays unavailable, and when no group takes a batch either kept in a bounded buffer (send()
+// waits for room) or dropped (counted, with a 'drop' event and a metric).
 import { EventEmitter } from 'node:events';
 import { randomInt } from 'node:crypto';
 import { Counter, register } from 'prom-client';
 import { InvalidArgumentError, MambaError, NotLeaderError, UnavailableError } from '../errors.js';
-import { backoffMs, retryDefaults, sleep, type RetryPolicy } from './connection.js';
+import { retryDefaults, sleep, type RetryPolicy } from './connection.js';
+import { ProducerLane, producerBatchesInflightMax, type LaneItem, type SentMessage } from './producer-lane.js';
+import { ProduceStreamClient } from './produce-stream.js';
 import { MambaClient, messageToWire, queueForKey, connectionOptionsOf, type Ack, type OutgoingMessage, type ConnectionOptions } from './client.js';
 import type { Wire } from './connection.js';
+import type { TopicRoute } from './router.js';
 
 export interface ProducerOptions extends ConnectionOptions {
   brokers: string[];
   ack?: Ack;
-  /** How long a batch waits for more messages before it is sent. */
+  /**
+   * How long a batch that is not full waits for more messages before it is sent. Default 0:
+   * adaptive batching (a message for an idle queue leaves at once; what arrives while batches
+   * are in flight leaves together as the next batch).
+   */
   lingerMs?: number;
+  /** Batches of one queue in flight at once, kept in order by the idempotent sequence numbers (1..7). */
+  batchesInflightMax?: number;
+  /**
+   * Bytes waiting for a queue that has batches in flight which send one more batch at once
+   * (default 64 KiB, at most batchBytesMax); below it they wait for a batch to return.
+   */
+  pipelineBytesMin?: number;
   batchBytesMax?: number;
   retry?: Partial<RetryPolicy>;
   /** What happens to a batch no group accepts after the retries: keep it and try again, or drop it. */
@@ -33,37 +48,13 @@ export interface SendOptions {
   queue?: number;
 }
 
-export interface SentMessage {
-  topic: string;
-  queue: number;
-  offset: number;
-  duplicate: boolean;
-}
+export type { SentMessage } from './producer-lane.js';
 
 export class DroppedError extends MambaError {
   override readonly name = 'DroppedError';
   constructor(message: string) {
     super('unavailable', message, false);
   }
-}
-
-interface Item {
-  message: Wire;
-  bytes: number;
-  resolve: (sent: SentMessage) => void;
-  reject: (error: Error) => void;
-}
-
-interface Lane {
-  topic: string;
-  queue: number;
-  roundRobin: boolean;
-  pending: Item[];
-  pendingBytes: number;
-  timer: NodeJS.Timeout | null;
-  inflight: boolean;
-  producerId: number;
-  nextSequence: number;
 }
 
 const producerIdMax = 2 ** 48;
@@ -91,11 +82,15 @@ export class Producer extends EventEmitter {
   private readonly idempotent: boolean;
   private readonly requestTimeoutMs: number;
   private readonly groupFailuresMax: number;
-  private readonly lanes = new Map<string, Lane>();
+  private readonly lanes = new Map<string, ProducerLane>();
+  private readonly streams = new Map<string, ProduceStreamClient>();
+  private readonly batchesInflightMax: number;
+  private readonly pipelineBytesMin: number;
   private readonly roomWaiters: Array<() => void> = [];
   private readonly refreshTimer: NodeJS.Timeout;
   private bufferedBytes = 0;
   private admission: Promise<void> = Promise.resolve();
+  private admissionsWaiting = 0;
   private roundRobin = 0;
   private closed = false;
   dropped = 0;
@@ -104,8 +99,10 @@ export class Producer extends EventEmitter {
     super();
     this.ack = options.ack ?? 'quorum';
     if (!['none', 'leader', 'quorum'].includes(this.ack)) throw new InvalidArgumentError(`ack: "${this.ack}" is not none, leader or quorum`);
-    this.lingerMs = checkRange('lingerMs', options.lingerMs ?? 5, 0, 60_000);
+    this.lingerMs = checkRange('lingerMs', options.lingerMs ?? 0, 0, 60_000);
+    this.batchesInflightMax = checkRange('batchesInflightMax', options.batchesInflightMax ?? 4, 1, producerBatchesInflightMax);
     this.batchBytesMax = checkRange('batchBytesMax', options.batchBytesMax ?? 1024 * 1024, 1024, 64 * 1024 * 1024);
+    this.pipelineBytesMin = checkRange('pipelineBytesMin', options.pipelineBytesMin ?? Math.min(64 * 1024, this.batchBytesMax), 0, this.batchBytesMax);
     this.whenUnavailable = options.whenUnavailable ?? 'buffer';
     if (this.whenUnavailable !== 'buffer' && this.whenUnavailable !== 'drop') throw new InvalidArgumentError(`whenUnavailable: "${String(this.whenUnavailable)}" is not buffer or drop`);
     this.bufferBytesMax = checkRange('bufferBytesMax', options.bufferBytesMax ?? 64 * 1024 * 1024, 1024, 16 * 1024 * 1024 * 1024);
@@ -141,15 +138,37 @@ export class Producer extends EventEmitter {
         trace.end(null, error);
         rejectSend(error);
       };
-      const item: Item = { message: wire, bytes, resolve, reject };
+      const item: LaneItem = { message: wire, bytes, resolve, reject };
       // Messages are admitted one after another in call order (route lookup, queue choice,
       // room in the buffer), so two sends to one queue keep their order whatever the lookups do.
-      this.admission = this.admission.then(() => this.admit(topic, message, options, item)).catch(reject);
+      // With nothing waiting for admission, the route known and room in the buffer (the usual
+      // case), a message is admitted at once, in this call: still in call order.
+      if (this.admissionsWaiting === 0 && this.admitNow(topic, message, options, item)) return;
+      this.admissionsWaiting++;
+      this.admission = this.admission.then(() => this.admit(topic, message, options, item)).catch(reject).finally(() => { this.admissionsWaiting--; });
     });
   }
 
-  private async admit(topic: string, message: OutgoingMessage, options: SendOptions, item: Item): Promise<void> {
+  /** Admits without waiting when the route is cached and the buffer has room; false otherwise. */
+  private admitNow(topic: string, message: OutgoingMessage, options: SendOptions, item: LaneItem): boolean {
+    const route = this.client.router.cachedTopic(topic);
+    if (!route || (this.bufferedBytes + item.bytes > this.bufferBytesMax && this.bufferedBytes > 0)) return false;
+    try {
+      this.enqueue(route, topic, message, options, item);
+    } catch (error) {
+      item.reject(error as Error);
+    }
+    return true;
+  }
+
+  private async admit(topic: string, message: OutgoingMessage, options: SendOptions, item: LaneItem): Promise<void> {
     const route = await this.client.router.topic(topic);
+    await this.waitForRoom(item.bytes);
+    this.enqueue(route, topic, message, options, item);
+  }
+
+  /** Picks the queue (given, by key, or round-robin) and hands the message to its lane. */
+  private enqueue(route: TopicRoute, topic: string, message: OutgoingMessage, options: SendOptions, item: LaneItem): void {
     let roundRobin = false;
     let queue = options.queue;
     if (queue === undefined && message.key) queue = queueForKey(message.key, route.queues);
@@ -158,24 +177,32 @@ export class Producer extends EventEmitter {
       roundRobin = true;
     }
     if (!Number.isInteger(queue) || queue < 0 || queue >= route.queues) throw new InvalidArgumentError(`queue ${queue}: topic "${topic}" has queues 0..${route.queues - 1}`);
-    await this.waitForRoom(item.bytes);
-    const lane = this.lane(topic, queue, roundRobin);
-    lane.pending.push(item);
-    lane.pendingBytes += item.bytes;
     this.bufferedBytes += item.bytes;
-    if (lane.pendingBytes >= this.batchBytesMax || this.lingerMs === 0) this.flushLane(lane);
-    else lane.timer ??= setTimeout(() => this.flushLane(lane), this.lingerMs);
+    this.lane(topic, queue, roundRobin).add(item);
   }
 
-  private lane(topic: string, queue: number, roundRobin: boolean): Lane {
+  private lane(topic: string, queue: number, roundRobin: boolean): ProducerLane {
     const key = `${topic}\u0000${queue}\u0000${roundRobin ? 'rr' : 'pinned'}`;
     let lane = this.lanes.get(key);
     if (!lane) {
-      lane = { topic, queue, roundRobin, pending: [], pendingBytes: 0, timer: null, inflight: false, producerId: this.newProducerId(), nextSequence: 0 };
+      lane = new ProducerLane(topic, queue, roundRobin, {
+        batchBytesMax: this.batchBytesMax, batchesInflightMax: this.batchesInflightMax, pipelineBytesMin: this.pipelineBytesMin, lingerMs: this.lingerMs,
+        retry: this.retry, whenUnavailable: this.whenUnavailable, groupFailuresMax: this.groupFailuresMax,
+      }, this.laneHost);
       this.lanes.set(key, lane);
     }
     return lane;
   }
+
+  private readonly laneHost = {
+    send: (topic: string, queue: number, messages: Wire[], producerId: number, sequence: number) => this.produceOnce(topic, queue, messages, producerId, sequence),
+    newProducerId: () => this.newProducerId(),
+    nextGroupQueue: (topic: string, queue: number) => this.nextGroupQueue(topic, queue),
+    sleep,
+    isClosed: () => this.closed,
+    freed: (bytes: number) => this.freeRoom(bytes),
+    drop: (topic: string, queue: number, items: LaneItem[], cause: MambaError) => this.drop(topic, queue, items, cause),
+  };
 
   private newProducerId(): number {
     return this.idempotent ? randomInt(1, producerIdMax) : 0;
@@ -194,78 +221,27 @@ export class Producer extends EventEmitter {
     for (const wake of this.roomWaiters.splice(0)) wake();
   }
 
-  /** Sends the lane's pending messages as one batch, unless a batch of this lane is in flight. */
-  private flushLane(lane: Lane): void {
-    if (lane.timer) clearTimeout(lane.timer);
-    lane.timer = null;
-    if (lane.inflight || lane.pending.length === 0) return;
-    const items: Item[] = [];
-    let bytes = 0;
-    while (lane.pending.length && (items.length === 0 || bytes + lane.pending[0]!.bytes <= this.batchBytesMax)) {
-      const item = lane.pending.shift()!;
-      items.push(item);
-      bytes += item.bytes;
-    }
-    lane.pendingBytes -= bytes;
-    lane.inflight = true;
-    void this.deliver(lane, items, bytes).finally(() => {
-      lane.inflight = false;
-      this.freeRoom(bytes);
-      if (lane.pending.length && (lane.pendingBytes >= this.batchBytesMax || !lane.timer)) this.flushLane(lane);
-    });
+  /**
+   * One batch to its queue's group leader, on the ProduceStream of that connection. With the
+   * route and leader known (the usual case) the request is written synchronously, so a lane's
+   * batches reach the stream in the order they were numbered.
+   */
+  private produceOnce(topic: string, queue: number, messages: Wire[], producerId: number, sequence: number): Promise<{ baseOffset: number; duplicate: boolean }> {
+    const route = this.client.router.cachedTopic(topic);
+    const group = route?.queueGroups[queue];
+    const address = group === undefined ? undefined : this.client.router.leaderHint(group);
+    if (route && group !== undefined && address !== undefined) return this.produceOn(address, group, topic, queue, messages, producerId, sequence);
+    return (async () => {
+      const r = await this.client.router.topic(topic);
+      const g = r.queueGroups[queue]!;
+      return this.produceOn(await this.client.router.leaderOf(g), g, topic, queue, messages, producerId, sequence);
+    })();
   }
 
-  /** Sends one batch until a group takes it, the retries run out (drop), or forever (buffer). */
-  private async deliver(lane: Lane, items: Item[], _bytes: number): Promise<void> {
-    let queue = lane.queue;
-    let producerId = lane.producerId;
-    let sequence = lane.nextSequence;
-    lane.nextSequence += items.length;
-    let groupFailures = 0;
-    for (let attempt = 0; !this.closed || attempt === 0; attempt++) {
-      try {
-        const reply = await this.produceOnce(lane.topic, queue, items, producerId, sequence);
-        items.forEach((item, i) => item.resolve({ topic: lane.topic, queue, offset: Number(reply.baseOffset) + i, duplicate: !!reply.duplicate }));
-        return;
-      } catch (error) {
-        const failure = error as MambaError;
-        if (!failure.retriable) {
-          this.restartSequences(lane);
-          return this.fail(items, failure);
-        }
-        groupFailures++;
-        if (lane.roundRobin && groupFailures >= this.groupFailuresMax) {
-          // The group stays unavailable: move the batch to the next group's queue of this topic,
-          // under a new producer id there (its sequence numbers belong to the old queue).
-          const next = await this.nextGroupQueue(lane.topic, queue).catch(() => null);
-          if (next !== null && next !== queue) {
-            queue = next;
-            producerId = this.newProducerId();
-            sequence = 0;
-            groupFailures = 0;
-            this.restartSequences(lane);
-          }
-        }
-        const exhausted = attempt + 1 >= this.retry.attemptsMax;
-        if (exhausted && this.whenUnavailable === 'drop') {
-          this.restartSequences(lane);
-          return this.drop(lane.topic, queue, items, failure);
-        }
-        await sleep(exhausted ? this.retry.backoffMsMax : backoffMs(this.retry, attempt));
-      }
-    }
-    this.fail(items, new UnavailableError('producer closed before the batch was acknowledged'));
-  }
-
-  private async produceOnce(topic: string, queue: number, items: Item[], producerId: number, sequence: number): Promise<Wire> {
-    // The queue → group map of a topic does not change; only leaders move (router.leaderOf).
-    const route = await this.client.router.topic(topic);
-    const group = route.queueGroups[queue]!;
-    const address = await this.client.router.leaderOf(group);
+  private async produceOn(address: string, group: string, topic: string, queue: number, messages: Wire[], producerId: number, sequence: number): Promise<{ baseOffset: number; duplicate: boolean }> {
     try {
-      return await this.client.pool.call(address, 'Produce', {
-        topic, queue, ack: { none: 1, leader: 2, quorum: 3 }[this.ack], producerId, sequence, messages: items.map((i) => i.message),
-      }, this.requestTimeoutMs);
+      const reply = await this.stream(address).produce({ topic, queue, ack: ackWire[this.ack], producerId, sequence, messages });
+      return { baseOffset: Number(reply.baseOffset ?? 0), duplicate: !!reply.duplicate };
     } catch (error) {
       this.client.router.noteFailure(group, error as MambaError);
       if (!(error instanceof NotLeaderError) || !(error as NotLeaderError).leaderAddress) await this.client.router.refresh().catch(() => undefined);
@@ -273,13 +249,13 @@ export class Producer extends EventEmitter {
     }
   }
 
-  /**
-   * A batch given up leaves a hole in the lane's sequence numbers that the broker would refuse
-   * as a gap: the lane goes on under a new producer id, from sequence 0.
-   */
-  private restartSequences(lane: Lane): void {
-    lane.producerId = this.newProducerId();
-    lane.nextSequence = 0;
+  private stream(address: string): ProduceStreamClient {
+    let stream = this.streams.get(address);
+    if (!stream) {
+      stream = new ProduceStreamClient(address, () => this.client.pool.duplex(address, 'ProduceStream'), this.requestTimeoutMs);
+      this.streams.set(address, stream);
+    }
+    return stream;
   }
 
   /** A queue of the topic in another group than `queue`'s (round-robin failover). */
@@ -293,7 +269,7 @@ export class Producer extends EventEmitter {
     return null;
   }
 
-  private drop(topic: string, queue: number, items: Item[], cause: MambaError): void {
+  private drop(topic: string, queue: number, items: LaneItem[], cause: MambaError): void {
     this.dropped += items.length;
     droppedMetric().inc({ topic }, items.length);
     this.emit('drop', { topic, queue, count: items.length, error: cause });
@@ -301,30 +277,25 @@ export class Producer extends EventEmitter {
     for (const item of items) item.reject(error);
   }
 
-  private fail(items: Item[], error: Error): void {
-    for (const item of items) item.reject(error);
-  }
-
   /** Sends everything pending now and waits until it is acknowledged (or refused). */
   async flush(timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    for (const lane of this.lanes.values()) this.flushLane(lane);
-    while (Date.now() < deadline && [...this.lanes.values()].some((l) => l.inflight || l.pending.length)) {
-      for (const lane of this.lanes.values()) if (!lane.inflight) this.flushLane(lane);
+    while (Date.now() < deadline && [...this.lanes.values()].some((l) => !l.idle)) {
+      for (const lane of this.lanes.values()) lane.flush();
       await sleep(5);
     }
   }
 
-  /** Flushes (bounded), then refuses what is left and closes the connections. */
+  /** Flushes (bounded), then refuses what is left and closes the streams and connections. */
   async close(timeoutMs = 10_000): Promise<void> {
     await this.flush(timeoutMs);
     this.closed = true;
     clearInterval(this.refreshTimer);
-    for (const lane of this.lanes.values()) {
-      if (lane.timer) clearTimeout(lane.timer);
-      this.fail(lane.pending.splice(0), new UnavailableError('producer closed before the message was sent'));
-    }
+    for (const lane of this.lanes.values()) lane.failPending(new UnavailableError('producer closed before the message was sent'));
     for (const wake of this.roomWaiters.splice(0)) wake();
+    for (const stream of this.streams.values()) stream.close();
     this.client.close();
   }
 }
+
+const ackWire: Record<Ack, number> = { none: 1, leader: 2, quorum: 3 };

@@ -120,6 +120,16 @@ export class Router {
     return this.pool.call(await this.leaderOf(first.id), 'DescribeTopic', { name }, this.requestTimeoutMs);
   }
 
+  /** The topic's route when it is known already (no call), for paths that must stay synchronous. */
+  cachedTopic(name: string): TopicRoute | undefined {
+    return this.topics.get(name);
+  }
+
+  /** The leader address learned for a group, when there is one (no call). */
+  leaderHint(groupId: string): string | undefined {
+    return this.leaderHints.get(groupId);
+  }
+
   forgetTopic(name: string): void {
     this.topics.delete(name);
   }

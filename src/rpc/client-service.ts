@@ -2,7 +2,8 @@
 // maps every error through the one status table (status.ts).
 import * as grpc from '@grpc/grpc-js';
 import { InvalidArgumentError } from '../errors.js';
-import type { AckLevel, Broker, ConsumeResult, GroupInfo, ProduceMessage } from '../broker/broker.js';
+import type { AckLevel, Broker, ConsumeResult, GroupInfo, ProduceMessage, ProduceRequest } from '../broker/broker.js';
+import { ProduceStreamSession, type ProduceStreamLimits } from './produce-stream.js';
 import { serviceDefinition } from './protos.js';
 import { toStatus } from './status.js';
 
@@ -13,7 +14,10 @@ export const forwardedKey = 'mamba-forwarded';
 /** DescribeCluster with this metadata describes only the callee's own group. */
 export const scopeKey = 'mamba-scope';
 
-const ackLevels: Record<number, AckLevel> = { 0: 'quorum', 1: 'none', 2: 'leader', 3: 'quorum' };
+/** AckLevel enum of mamba.proto → the broker's ack level (ACK_DEFAULT means quorum). */
+const ackLevels: ReadonlyMap<number, AckLevel> = new Map([[0, 'quorum'], [1, 'none'], [2, 'leader'], [3, 'quorum']]);
+/** A ProduceStream holds at most this many times requestBytesMax in flight. */
+const produceStreamRequestsOfBytes = 4;
 const subscribeWaitMs = 1000;
 
 function str(value: unknown, field: string): string {
@@ -28,23 +32,31 @@ function int(value: unknown, field: string): number {
   return n;
 }
 
-function bytesOrNull(value: unknown): Uint8Array | null {
-  return value instanceof Uint8Array && value.byteLength > 0 ? value : null;
-}
-
 function required(value: string, field: string): string {
   if (value.length === 0) throw new InvalidArgumentError(`${field} is required`);
   return value;
 }
 
-function messagesOf(list: unknown): ProduceMessage[] {
-  if (!Array.isArray(list)) return [];
-  return list.map((m: Wire, i) => ({
-    key: bytesOrNull(m.key),
-    body: bytesOrNull(m.body),
-    timestampMs: int(m.timestampMs, `messages[${i}].timestamp_ms`),
-    headers: Array.isArray(m.headers) ? m.headers.map((h: Wire, j: number) => ({ key: required(str(h.key, `messages[${i}].headers[${j}].key`), `messages[${i}].headers[${j}].key`), value: bytesOrNull(h.value) })) : [],
-  }));
+function ackOf(value: unknown): AckLevel {
+  const ack = ackLevels.get(Number(value ?? 0));
+  if (!ack) throw new InvalidArgumentError(`ack ${String(value)} is not a known level (0..3)`);
+  return ack;
+}
+
+/**
+ * The one decoder of a ProduceRequest (unary Produce and every request of a ProduceStream). The
+ * messages go to the broker as protobufjs decoded them: their field types are fixed by the schema
+ * (protos.ts), and the broker checks and encodes them in one pass (broker/produce-encoding.ts).
+ */
+export function produceRequestOf(w: Wire): ProduceRequest {
+  return {
+    topic: required(str(w.topic, 'topic'), 'topic'),
+    queue: int(w.queue, 'queue'),
+    messages: Array.isArray(w.messages) ? (w.messages as ProduceMessage[]) : [],
+    ack: ackOf(w.ack),
+    producerId: int(w.producerId, 'producer_id'),
+    sequence: int(w.sequence, 'sequence'),
+  };
 }
 
 function consumeWire(r: ConsumeResult): Wire {
@@ -79,15 +91,12 @@ export function addClientService(server: grpc.Server, broker: Broker): void {
       },
     );
   };
+  const settings = broker.config.settings;
+  // A stream may hold as many requests as a connection may hold calls (the guard's bound).
+  const streamLimits: ProduceStreamLimits = { inflightMax: settings.inflightPerConnectionMax, inflightBytesMax: produceStreamRequestsOfBytes * settings.requestBytesMax };
   server.addService(serviceDefinition('mamba.v1.Mamba'), {
-    Produce: unary(async (w) => {
-      const r = await broker.produce({
-        topic: required(str(w.topic, 'topic'), 'topic'), queue: int(w.queue, 'queue'), messages: messagesOf(w.messages),
-        ack: ackLevels[Number(w.ack ?? 0)] ?? (() => { throw new InvalidArgumentError(`ack ${String(w.ack)} is not a known level`); })(),
-        producerId: int(w.producerId, 'producer_id'), sequence: int(w.sequence, 'sequence'),
-      });
-      return { ...r };
-    }),
+    Produce: unary(async (w) => ({ ...(await broker.produce(produceRequestOf(w))) })),
+    ProduceStream: (call: grpc.ServerDuplexStream<Wire, Wire>) => { new ProduceStreamSession(call, broker, produceRequestOf, streamLimits); },
     Consume: unary(async (w, call) => consumeWire(await broker.consume({
       topic: required(str(w.topic, 'topic'), 'topic'), queue: int(w.queue, 'queue'), offset: int(w.offset, 'offset'),
       consumerGroup: str(w.consumerGroup, 'consumer_group'), useCommitted: !!w.useCommitted,

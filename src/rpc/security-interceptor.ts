@@ -2,6 +2,8 @@
 // every method of a service: connection and in-flight limits (RESOURCE_EXHAUSTED), the access
 // key signature (UNAUTHENTICATED), malformed request bytes (INVALID_ARGUMENT) and the
 // permission for the topic and action the request names (PERMISSION_DENIED, one audit line).
+// A stream is admitted once (limits, signature: checked when it opens, refused like a unary
+// call); each request of a ProduceStream is authorized on its own (see MethodRule.requestField).
 import * as grpc from '@grpc/grpc-js';
 import { MambaError } from '../errors.js';
 import type { Authenticator } from '../auth/authenticator.js';
@@ -11,15 +13,23 @@ import { MalformedRequest } from './protos.js';
 import type { ConnectionLimiter } from './listener.js';
 import { toStatus } from './status.js';
 import { forwardedKey } from './client-service.js';
+import { RefusedRequest } from './produce-stream.js';
 
 /** What each client API method needs: an action on the topic a request field names, or only a valid key. */
 interface MethodRule {
   action: Action | 'any' | null;
   topicField: 'topic' | 'name' | null;
+  /**
+   * Client-streaming methods that carry many requests (ProduceStream): the field of each stream
+   * message that holds the request. Each request is authorized on its own; a refused one reaches
+   * the handler as a RefusedRequest, answered in place, and the stream goes on.
+   */
+  requestField?: 'request';
 }
 
 export const clientMethodRules: Record<string, MethodRule> = {
   Produce: { action: 'produce', topicField: 'topic' },
+  ProduceStream: { action: 'produce', topicField: 'topic', requestField: 'request' },
   Consume: { action: 'consume', topicField: 'topic' },
   Subscribe: { action: 'consume', topicField: 'topic' },
   CommitOffset: { action: 'consume', topicField: 'topic' },
@@ -91,8 +101,15 @@ export class CallGuard {
       .withOnReceiveMessage((message, next) => {
         if (refused) return;
         if (message instanceof MalformedRequest) return refuse(grpc.status.INVALID_ARGUMENT, `${name}: request is not a valid protobuf message: ${message.reason.slice(0, 200)}`);
-        const denial = keyId === null ? null : this.authorize(name, keyId, message as Record<string, unknown>, peer);
-        if (denial) return refuse(grpc.status.PERMISSION_DENIED, denial, clientMethodRules[name]?.action ?? '');
+        const rule = clientMethodRules[name];
+        const wire = message as Record<string, unknown>;
+        const request = rule?.requestField ? (wire[rule.requestField] ?? {}) as Record<string, unknown> : wire;
+        const denial = keyId === null ? null : this.authorize(name, keyId, request, peer);
+        if (denial && rule?.requestField) {
+          this.options.onRefusal?.(grpc.status[grpc.status.PERMISSION_DENIED], rule.action ?? '');
+          return next(new RefusedRequest(wire.clientSequence, grpc.status.PERMISSION_DENIED, denial));
+        }
+        if (denial) return refuse(grpc.status.PERMISSION_DENIED, denial, rule?.action ?? '');
         next(message);
       })
       .withOnReceiveHalfClose((next) => { if (!refused) next(); })

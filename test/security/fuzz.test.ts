@@ -159,7 +159,8 @@ test(`fuzzing both APIs (seed ${seed}): proper statuses only, brokers stay up, m
           batch.push(send(pick(member ? clients.memberPeer : clients.strangerPeer), method, frame(method, random, clusterName), new grpc.Metadata()).then((code) => {
             note(what, code);
             const allowed = member ? [grpc.status.OK, grpc.status.INVALID_ARGUMENT, grpc.status.PERMISSION_DENIED, grpc.status.FAILED_PRECONDITION, grpc.status.DEADLINE_EXCEEDED, grpc.status.UNAVAILABLE] : [grpc.status.PERMISSION_DENIED];
-            if (!allowed.includes(code)) bad.push(`${what} ${method.name}: ${grpc.status[code]}`);
+            // CANCELLED on a stream (FetchStream) is this client's own cancel after 150 ms, as above.
+            if (!allowed.includes(code) && !(method.serverStream && code === grpc.status.CANCELLED)) bad.push(`${what} ${method.name}: ${grpc.status[code]}`);
           }));
         }
       }

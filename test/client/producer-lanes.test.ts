@@ -1,0 +1,328 @@
+// The producer's lanes (src/client/producer-lane.ts) against a scripted broker: each test names
+// the rule of the lane it checks. No network, no timers beyond the lane's own.
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { ProducerLane, type LaneHost, type LaneItem, type LaneOptions, type SentMessage } from '../../src/client/producer-lane.js';
+import { SequenceGapError } from '../../src/client/produce-stream.js';
+import { InvalidArgumentError, UnavailableError, type MambaError } from '../../src/errors.js';
+
+interface Sent {
+  queue: number;
+  bodies: string[];
+  producerId: number;
+  sequence: number;
+  settle: (outcome: Outcome) => void;
+}
+
+/** How a request is answered: stored and acknowledged, refused, or stored with its answer lost. */
+type Outcome = { ok: true } | { ok: false; error: MambaError; stored?: boolean };
+
+/**
+ * A broker for one queue that keeps the producer table rule (a batch is stored only when its
+ * sequence is the next expected for its producer id; an unknown id starts anywhere) and lets the
+ * test decide when and how each request is answered.
+ */
+class ScriptedBroker {
+  readonly sent: Sent[] = [];
+  readonly stored: string[] = [];
+  private readonly expected = new Map<number, number>();
+  private readonly baseOf = new Map<string, number>();
+  freedBytes = 0;
+  dropped: string[] = [];
+  private ids = 100;
+  closed = false;
+
+  host(overrides: Partial<LaneHost> = {}): LaneHost {
+    return {
+      send: (_topic, queue, messages, producerId, sequence) => new Promise((resolve, reject) => {
+        const bodies = messages.map((m) => String(m.body));
+        this.sent.push({
+          queue, bodies, producerId, sequence,
+          settle: (outcome) => {
+            if (!outcome.ok && !outcome.stored) return reject(outcome.error);
+            const next = this.expected.get(producerId);
+            if (next !== undefined && sequence > next) return reject(new SequenceGapError(`sequence ${sequence} skips ahead of ${next}`));
+            if (next !== undefined && sequence < next) return resolve({ baseOffset: this.baseOf.get(`${producerId}/${sequence}`)!, duplicate: true });
+            const baseOffset = this.stored.length;
+            this.baseOf.set(`${producerId}/${sequence}`, baseOffset);
+            this.stored.push(...bodies);
+            this.expected.set(producerId, sequence + bodies.length);
+            if (!outcome.ok) return reject(outcome.error);
+            resolve({ baseOffset, duplicate: false });
+          },
+        });
+      }),
+      newProducerId: () => ++this.ids,
+      nextGroupQueue: async () => null,
+      sleep: async () => undefined,
+      isClosed: () => this.closed,
+      freed: (bytes) => { this.freedBytes += bytes; },
+      drop: (_topic, _queue, items) => { this.dropped.push(...items.map((i) => String(i.message.body))); for (const i of items) i.reject(new UnavailableError('dropped')); },
+      ...overrides,
+    };
+  }
+
+  /** Answers the oldest unanswered request. */
+  answerNext(outcome: Outcome = { ok: true }): Sent {
+    const next = this.sent.find((s) => !(s as Sent & { answered?: boolean }).answered) as Sent & { answered?: boolean };
+    assert.ok(next, 'a request to answer');
+    next.answered = true;
+    next.settle(outcome);
+    return next;
+  }
+
+  unanswered(): number {
+    return this.sent.filter((s) => !(s as Sent & { answered?: boolean }).answered).length;
+  }
+}
+
+const options = (overrides: Partial<LaneOptions> = {}): LaneOptions => ({
+  batchBytesMax: 1024 * 1024, batchesInflightMax: 2, pipelineBytesMin: 0, lingerMs: 0,
+  retry: { attemptsMax: 3, backoffMsInitial: 0, backoffMsMax: 0, multiplier: 1, jitter: 0 },
+  whenUnavailable: 'buffer', groupFailuresMax: 3, ...overrides,
+});
+
+function item(body: string, results: Map<string, SentMessage | Error>): LaneItem {
+  return { message: { body }, bytes: 10, resolve: (s) => results.set(body, s), reject: (e) => results.set(body, e) };
+}
+
+/** Sends one message and has it acknowledged, so the broker knows the lane's producer id (rule 3). */
+async function confirmed(lane: ProducerLane, broker: ScriptedBroker, results: Map<string, SentMessage | Error>): Promise<void> {
+  lane.add(item('first', results));
+  broker.answerNext();
+  await settle();
+}
+
+/** Lets every settled promise run its continuations (the lane's recovery is a chain of awaits). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+describe('producer lanes', () => {
+  test('rule 1: a message for an idle lane leaves at once, alone, with no linger', () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, false, options(), broker.host());
+    const results = new Map<string, SentMessage | Error>();
+    lane.add(item('a', results));
+    assert.equal(broker.sent.length, 1, 'sent synchronously inside add()');
+    assert.deepEqual(broker.sent[0]!.bodies, ['a']);
+  });
+
+  test('rule 1: what arrives while the lane is full in flight coalesces into one batch, sent when a batch returns', async () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, false, options({ batchesInflightMax: 2 }), broker.host());
+    const results = new Map<string, SentMessage | Error>();
+    await confirmed(lane, broker, results);
+    for (const body of ['a', 'b', 'c', 'd', 'e']) lane.add(item(body, results));
+    assert.deepEqual(broker.sent.slice(1).map((s) => s.bodies), [['a'], ['b']], 'two batches in flight, the rest waits');
+    broker.answerNext();
+    await settle();
+    assert.deepEqual(broker.sent.slice(1).map((s) => s.bodies), [['a'], ['b'], ['c', 'd', 'e']]);
+    broker.answerNext();
+    broker.answerNext();
+    await settle();
+    assert.deepEqual(broker.stored, ['first', 'a', 'b', 'c', 'd', 'e']);
+    assert.deepEqual(['a', 'b', 'c', 'd', 'e'].map((b) => (results.get(b) as SentMessage).offset), [1, 2, 3, 4, 5]);
+    assert.ok(lane.idle);
+    assert.equal(broker.freedBytes, 60, 'every byte given back once');
+  });
+
+  test('rule 1: with batches in flight, one more leaves only once pipelineBytesMin bytes wait', async () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, false, options({ batchesInflightMax: 4, pipelineBytesMin: 30 }), broker.host());
+    const results = new Map<string, SentMessage | Error>();
+    await confirmed(lane, broker, results);
+    lane.add(item('a', results)); // idle: leaves at once
+    lane.add(item('b', results));
+    lane.add(item('c', results));
+    assert.deepEqual(broker.sent.slice(1).map((s) => s.bodies), [['a']], '20 bytes wait: below 30, they coalesce');
+    lane.add(item('d', results));
+    assert.deepEqual(broker.sent.slice(1).map((s) => s.bodies), [['a'], ['b', 'c', 'd']], '30 bytes: one more batch in flight');
+    broker.answerNext();
+    broker.answerNext();
+    await settle();
+    assert.deepEqual(broker.stored, ['first', 'a', 'b', 'c', 'd']);
+  });
+
+  test('rule 3: a producer id the broker has not acknowledged yet has one batch in flight', async () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, false, options({ batchesInflightMax: 4 }), broker.host());
+    const results = new Map<string, SentMessage | Error>();
+    for (const body of ['a', 'b', 'c']) lane.add(item(body, results));
+    assert.deepEqual(broker.sent.map((s) => s.bodies), [['a']]);
+    broker.answerNext();
+    await settle();
+    assert.deepEqual(broker.sent.map((s) => s.bodies), [['a'], ['b', 'c']]);
+  });
+
+  test('rule 1: batchBytesMax splits what waits into several batches', async () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, false, options({ batchesInflightMax: 1, batchBytesMax: 1024 }), broker.host());
+    const results = new Map<string, SentMessage | Error>();
+    lane.add(item('first', results));
+    for (let i = 0; i < 250; i++) lane.add(item(`m${i}`, results)); // 10 bytes each: 102 fit in 1024
+    broker.answerNext();
+    await settle();
+    assert.equal(broker.sent[1]!.bodies.length, 102);
+  });
+
+  test('rule 1: lingerMs > 0 holds a batch that is not full until the linger ends', async () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, false, options({ lingerMs: 20 }), broker.host());
+    const results = new Map<string, SentMessage | Error>();
+    lane.add(item('a', results));
+    lane.add(item('b', results));
+    assert.equal(broker.sent.length, 0);
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    assert.deepEqual(broker.sent.map((s) => s.bodies), [['a', 'b']]);
+  });
+
+  test('rules 2 and 3: batches in flight carry contiguous sequence numbers under one producer id, in order', async () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, false, options({ batchesInflightMax: 4 }), broker.host());
+    const results = new Map<string, SentMessage | Error>();
+    await confirmed(lane, broker, results);
+    for (const body of ['a', 'b', 'c']) lane.add(item(body, results));
+    assert.equal(broker.sent.length, 4);
+    assert.deepEqual(broker.sent.map((s) => s.sequence), [0, 1, 2, 3]);
+    assert.equal(new Set(broker.sent.map((s) => s.producerId)).size, 1);
+  });
+
+  test('rule 4: a retriable failure stops new batches, then resends the failed ones in order with the same numbers', async () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, false, options({ batchesInflightMax: 3 }), broker.host());
+    const results = new Map<string, SentMessage | Error>();
+    await confirmed(lane, broker, results);
+    for (const body of ['a', 'b', 'c']) lane.add(item(body, results));
+    broker.answerNext({ ok: false, error: new UnavailableError('leader gone') }); // a fails
+    broker.answerNext(); // b: a gap (a is missing)
+    lane.add(item('d', results));
+    assert.equal(broker.sent.length, 4, 'no new batch while recovering');
+    broker.answerNext(); // c: a gap too
+    await settle();
+    // Recovery: a alone, then b, then c, each answered in turn.
+    for (const expected of [['a', 1], ['b', 2], ['c', 3]] as const) {
+      const resent: Sent = broker.sent[broker.sent.length - 1]!;
+      assert.deepEqual([resent.bodies[0], resent.sequence], expected);
+      assert.equal(broker.unanswered(), 1, 'one batch at a time while recovering');
+      broker.answerNext();
+      await settle();
+    }
+    // Back to normal: d leaves next, numbered after c.
+    const last = broker.sent[broker.sent.length - 1]!;
+    assert.deepEqual([last.bodies, last.sequence], [['d'], 4]);
+    broker.answerNext();
+    await settle();
+    assert.deepEqual(broker.stored, ['first', 'a', 'b', 'c', 'd']);
+    assert.ok(lane.idle);
+    assert.equal(broker.freedBytes, 50);
+  });
+
+  test('rule 4: a batch stored whose answer was lost is resent with the same numbers and answered as a duplicate', async () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, false, options({ batchesInflightMax: 2 }), broker.host());
+    const results = new Map<string, SentMessage | Error>();
+    await confirmed(lane, broker, results);
+    lane.add(item('a', results));
+    lane.add(item('b', results));
+    broker.answerNext({ ok: false, error: new UnavailableError('stream broke'), stored: true });
+    broker.answerNext({ ok: false, error: new UnavailableError('stream broke'), stored: true });
+    await settle();
+    broker.answerNext();
+    await settle();
+    broker.answerNext();
+    await settle();
+    assert.deepEqual(broker.stored, ['first', 'a', 'b'], 'stored once each');
+    assert.deepEqual(['a', 'b'].map((x) => results.get(x) as SentMessage).map((r) => [r.offset, r.duplicate]), [[1, true], [2, true]]);
+  });
+
+  test('rule 4: a batch refused for good fails its messages; the batches behind it start over under a new producer id', async () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, false, options({ batchesInflightMax: 3 }), broker.host());
+    const results = new Map<string, SentMessage | Error>();
+    await confirmed(lane, broker, results);
+    for (const body of ['a', 'b', 'c']) lane.add(item(body, results));
+    const firstId = broker.sent[0]!.producerId;
+    broker.answerNext({ ok: false, error: new InvalidArgumentError('message too large') });
+    broker.answerNext(); // gap
+    broker.answerNext(); // gap
+    await settle();
+    assert.ok(results.get('a') instanceof InvalidArgumentError);
+    const resentB = broker.sent[4]!;
+    assert.deepEqual(resentB.bodies, ['b']);
+    assert.notEqual(resentB.producerId, firstId);
+    assert.equal(resentB.sequence, 0);
+    broker.answerNext();
+    await settle();
+    const resentC = broker.sent[5]!;
+    assert.deepEqual([resentC.bodies, resentC.producerId, resentC.sequence], [['c'], resentB.producerId, 1]);
+    broker.answerNext();
+    await settle();
+    assert.deepEqual(broker.stored, ['first', 'b', 'c']);
+    assert.equal(broker.freedBytes, 40);
+  });
+
+  test('rule 4: a gap while alone in flight (the broker lost acknowledged batches) starts over under a new id', async () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, false, options({ batchesInflightMax: 1 }), broker.host());
+    const results = new Map<string, SentMessage | Error>();
+    lane.add(item('a', results));
+    broker.answerNext({ ok: false, error: new SequenceGapError('gap') });
+    await settle();
+    // Recovery resends it as is first (a gap in flight is usually an earlier failure's echo) …
+    broker.answerNext({ ok: false, error: new SequenceGapError('gap') });
+    await settle();
+    // … and a second gap alone means the earlier batches are gone: new id, sequence 0.
+    const last = broker.sent[broker.sent.length - 1]!;
+    assert.equal(last.sequence, 0);
+    assert.notEqual(last.producerId, broker.sent[0]!.producerId);
+    broker.answerNext();
+    await settle();
+    assert.deepEqual(broker.stored, ['a']);
+  });
+
+  test('rule 4: whenUnavailable drop gives a batch up after retry.attemptsMax and the lane goes on', async () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, false, options({ batchesInflightMax: 1, whenUnavailable: 'drop' }), broker.host());
+    const results = new Map<string, SentMessage | Error>();
+    lane.add(item('a', results));
+    lane.add(item('b', results));
+    for (let i = 0; i < 3; i++) {
+      broker.answerNext({ ok: false, error: new UnavailableError('down') });
+      await settle();
+    }
+    assert.deepEqual(broker.dropped, ['a']);
+    broker.answerNext(); // b, under a new producer id
+    await settle();
+    assert.deepEqual(broker.stored, ['b']);
+    assert.ok(lane.idle);
+    assert.equal(broker.freedBytes, 20);
+  });
+
+  test('rule 4: a round-robin lane moves a failing batch to another group\'s queue under its own producer id', async () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, true, options({ batchesInflightMax: 1, groupFailuresMax: 2, retry: { attemptsMax: 10, backoffMsInitial: 0, backoffMsMax: 0, multiplier: 1, jitter: 0 } }), broker.host({ nextGroupQueue: async () => 1 }));
+    const results = new Map<string, SentMessage | Error>();
+    lane.add(item('a', results));
+    broker.answerNext({ ok: false, error: new UnavailableError('down') });
+    await settle();
+    broker.answerNext({ ok: false, error: new UnavailableError('down') });
+    await settle();
+    const moved = broker.sent[broker.sent.length - 1]!;
+    assert.deepEqual([moved.queue, moved.sequence], [1, 0]);
+    broker.answerNext();
+    await settle();
+    assert.equal((results.get('a') as SentMessage).queue, 1);
+  });
+
+  test('a closing producer refuses what the lane has not sent', () => {
+    const broker = new ScriptedBroker();
+    const lane = new ProducerLane('t', 0, false, options({ batchesInflightMax: 1 }), broker.host());
+    const results = new Map<string, SentMessage | Error>();
+    lane.add(item('a', results));
+    lane.add(item('b', results));
+    lane.failPending(new UnavailableError('closed'));
+    assert.ok(results.get('b') instanceof UnavailableError);
+    assert.equal(broker.freedBytes, 10);
+  });
+});
