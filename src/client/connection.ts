@@ -2,8 +2,8 @@
 // failure turned into the product's error classes (with their `retriable` flag).
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, type MambaError } from '../errors.js';
-import { serviceDefinition } from '../rpc/protos.js';
-import { fromServiceError } from '../rpc/status.js';
+import { serviceDefinition } from '../protocol/protos.js';
+import { fromServiceError } from '../protocol/status.js';
 import { signCall } from '../auth/signature.js';
 import { clientTls } from '../auth/tls.js';
 import type { ClientSecurity } from './credentials.js';

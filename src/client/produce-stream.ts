@@ -12,7 +12,7 @@
 //     queue); the broker's flow control slows the stream down when it is behind.
 import * as grpc from '@grpc/grpc-js';
 import { MambaError, TimeoutError, UnavailableError } from '../errors.js';
-import { fromServiceError, leaderAddressKey, leaderIdKey } from '../rpc/status.js';
+import { fromServiceError, leaderAddressKey, leaderIdKey } from '../protocol/status.js';
 import type { Wire } from './connection.js';
 
 /** The broker refused a batch because an earlier batch of its producer and queue is missing. */

@@ -10,7 +10,7 @@ import { entriesFromFetchedBatches, batchOfEntry } from '../replica/log-storage.
 import { addPeerService, PeerClients, type EntryWireCodec } from './peer.js';
 import { addClientService } from './client-service.js';
 import { GrpcForwarder } from './forwarder.js';
-import { reflectionPackageDefinition } from './protos.js';
+import { reflectionPackageDefinition } from '../protocol/protos.js';
 import { BrokerObservability, type ObservabilityOptions } from './broker-observability.js';
 import { MeteredServer } from '../observe/grpc-metrics.js';
 import { openBrokerSecurity, securityMetrics } from './broker-security.js';

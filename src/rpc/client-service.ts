@@ -4,8 +4,8 @@ import * as grpc from '@grpc/grpc-js';
 import { InvalidArgumentError } from '../errors.js';
 import type { AckLevel, Broker, ConsumeResult, GroupInfo, ProduceMessage, ProduceRequest } from '../broker/broker.js';
 import { ProduceStreamSession, type ProduceStreamLimits } from './produce-stream.js';
-import { serviceDefinition } from './protos.js';
-import { toStatus } from './status.js';
+import { serviceDefinition } from '../protocol/protos.js';
+import { toStatus } from '../protocol/status.js';
 
 type Wire = Record<string, unknown>;
 

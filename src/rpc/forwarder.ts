@@ -5,8 +5,8 @@ import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, NotLeaderError, type MambaError } from '../errors.js';
 import type { GroupConfig } from '../config/cluster.js';
 import { clientAddress, type ClusterForwarder, type GroupInfo } from '../broker/broker.js';
-import { serviceDefinition } from './protos.js';
-import { fromServiceError } from './status.js';
+import { serviceDefinition } from '../protocol/protos.js';
+import { fromServiceError } from '../protocol/status.js';
 import { forwardedKey, scopeKey } from './client-service.js';
 
 type Wire = Record<string, unknown>;

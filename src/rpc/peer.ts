@@ -5,7 +5,7 @@
 // the core, each request of a stream as each unary call.
 import * as grpc from '@grpc/grpc-js';
 import type { Entry, Message, FetchError, FetchRequest, ReplicaId } from '../raft/types.js';
-import { MalformedRequest, serviceDefinition } from './protos.js';
+import { MalformedRequest, serviceDefinition } from '../protocol/protos.js';
 import { InvariantError } from '../assert.js';
 
 const fetchErrors: Array<FetchError | undefined> = [undefined, 'NOT_LEADER', 'FENCED_EPOCH', 'UNKNOWN_EPOCH', 'NOT_VOTER'];

@@ -18,7 +18,7 @@
 //   7. When the client half-closes and every pending request is answered, the stream ends OK.
 import * as grpc from '@grpc/grpc-js';
 import { SequenceGapError, type Broker, type ProduceRequest, type ProduceResult } from '../broker/broker.js';
-import { leaderAddressKey, leaderIdKey, toStatus } from './status.js';
+import { leaderAddressKey, leaderIdKey, toStatus } from '../protocol/status.js';
 
 type Wire = Record<string, unknown>;
 

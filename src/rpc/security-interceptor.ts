@@ -9,9 +9,9 @@ import { MambaError } from '../errors.js';
 import type { Authenticator } from '../auth/authenticator.js';
 import type { Action, Permissions } from '../auth/permissions.js';
 import type { Logger } from '../replica/logger.js';
-import { MalformedRequest } from './protos.js';
+import { MalformedRequest } from '../protocol/protos.js';
 import type { ConnectionLimiter } from './listener.js';
-import { toStatus } from './status.js';
+import { toStatus } from '../protocol/status.js';
 import { forwardedKey } from './client-service.js';
 import { RefusedRequest } from './produce-stream.js';
 

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
-import { serviceDefinition } from '../../src/rpc/protos.js';
+import { serviceDefinition } from '../../src/protocol/protos.js';
 import { TestCluster, waitFor } from './cluster-harness.js';
 import { readAll, type Wire } from './grpc-client.js';
 

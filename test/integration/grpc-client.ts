@@ -1,7 +1,7 @@
 // A thin promise wrapper over the raw gRPC client API, for integration tests: what "any gRPC
 // client" sees, with no retries or routing of its own.
 import * as grpc from '@grpc/grpc-js';
-import { serviceDefinition } from '../../src/rpc/protos.js';
+import { serviceDefinition } from '../../src/protocol/protos.js';
 
 export type Wire = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 

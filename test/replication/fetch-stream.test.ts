@@ -5,7 +5,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { addPeerService, PeerClients, fetchStreamInflightMax, type FetchChannel, type PeerRequestHandler } from '../../src/rpc/peer.js';
-import { serviceDefinition } from '../../src/rpc/protos.js';
+import { serviceDefinition } from '../../src/protocol/protos.js';
 import { batchOfEntry, entriesFromFetchedBatches } from '../../src/replica/log-storage.js';
 import { InvariantError } from '../../src/assert.js';
 import { EntryType, type FetchRequest, type FetchResponse, type Message } from '../../src/raft/types.js';

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import { protoRoot, messageType } from '../../src/rpc/protos.js';
+import { protoRoot, messageType } from '../../src/protocol/protos.js';
 import { signCall, type SigningKey } from '../../src/auth/signature.js';
 import { createKey } from '../../src/auth/keys.js';
 import { SecureCluster, waitFor, type Wire } from './secure-cluster.js';

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { serviceDefinition } from '../../src/rpc/protos.js';
+import { serviceDefinition } from '../../src/protocol/protos.js';
 import { CallGuard } from '../../src/rpc/security-interceptor.js';
 import { ConnectionLimiter, listen } from '../../src/rpc/listener.js';
 import { Logger } from '../../src/replica/logger.js';

@@ -6,7 +6,7 @@ import { writeFileSync, readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import { serviceDefinition } from '../../src/rpc/protos.js';
+import { serviceDefinition } from '../../src/protocol/protos.js';
 import { createKey, deriveSigningKey } from '../../src/auth/keys.js';
 import { signCall, type SigningKey } from '../../src/auth/signature.js';
 import { stringify as toYaml } from 'yaml';

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { serviceDefinition } from '../../src/rpc/protos.js';
+import { serviceDefinition } from '../../src/protocol/protos.js';
 import { MambaClient } from '../../src/client/client.js';
 import { signCall } from '../../src/auth/signature.js';
 import { SecureCluster, cliPath, waitFor, type Wire } from './secure-cluster.js';
