@@ -31,6 +31,7 @@ function time(label: string, rounds: number, fn: () => void): number {
 const rounds = 5000;
 const definition = protoLoader.loadSync(protoFile, { longs: Number, enums: Number, defaults: true, oneofs: true, keepCase: false });
 const produce = (definition['mamba.v1.Mamba'] as protoLoader.ServiceDefinition).Produce;
+if (!produce) throw new Error('proto/mamba.proto has no Produce method');
 const value = request();
 const loaderUs = time('proto-loader serialize+deserialize', rounds, () => {
   produce.requestDeserialize(produce.requestSerialize(value));
