@@ -4,7 +4,7 @@ NODE  ?= node
 SEEDS ?= 1000
 RUNS ?= 4
 DURATION ?= 30
-FAULTS ?= kill,pause,partition,torn
+FAULTS ?= kill,pause,partition,torn,lose-tail,corrupt,powerloss
 
 .PHONY: all build native native-build test run stop demo-log bench bench-log sim chaos certs clean
 
@@ -70,7 +70,8 @@ sim: build
 	$(NODE) dist/test/sim/main.js $(if $(SEED),--seed $(SEED),--seeds $(SEEDS))
 
 # Fault injection under a quorum-acked workload, then a checker; the last line sums the runs
-# (`chaos: N runs, acked=A lost=L duplicated=D reordered=R max_gap_ms=G`). Partitions need root.
+# (`chaos: N runs, acked=A lost=L duplicated=D reordered=R short=S max_gap_ms=G skipped=[...]`);
+# faults: kill, pause, partition (needs root: otherwise named in skipped), torn, lose-tail, corrupt, powerloss.
 chaos: build
 	$(NODE) dist/scripts/chaos/main.js --runs $(RUNS) --duration-s $(DURATION) --faults $(FAULTS) $(if $(SEED),--seed $(SEED))
 

@@ -1,5 +1,5 @@
 // The product's error classes (a leaf module, like assert.ts: every layer may throw these).
-// Each class names its kind and whether a client may retry; src/rpc/status.ts maps the kinds to
+// Each class names its kind and whether a client may retry; src/protocol/status.ts maps the kinds to
 // gRPC status codes in one table, and the SDK maps them back.
 
 export type ErrorKind =

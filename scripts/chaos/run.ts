@@ -6,7 +6,7 @@ import { MambaClient } from '../../src/client/client.js';
 import { Prng } from '../../test/sim/prng.js';
 import { LocalCluster, sleep } from '../lib/cluster.js';
 import { countFindings, readReplica, type FaultEvent, type Findings } from './checker.js';
-import { currentLeader, faults, waitCaughtUp, type ChaosContext, type FaultName } from './faults.js';
+import { currentLeader, faults, replicasBehind, settingsFor, waitCaughtUp, type ChaosContext, type FaultName } from './faults.js';
 import { NamespaceNetwork } from './netns.js';
 import { Workload } from './workload.js';
 
@@ -28,6 +28,8 @@ export interface RunResult extends Findings {
   events: FaultEvent[];
   /** The run's directory (data and broker logs), kept when the checker found a problem. */
   keptDir: string | null;
+  /** Replicas that had not caught up with the leader when the run ended. */
+  replicasNotCaughtUp: number;
 }
 
 const queueCountDefault = 4;
@@ -48,7 +50,7 @@ export async function runChaos(options: RunOptions): Promise<RunResult> {
   const destroyNetwork = (): void => network?.destroy();
   activeCleanups.add(destroyNetwork);
   try {
-    const cluster = await LocalCluster.create({ name: 'mamba-chaos', settings: { segmentBytes, messageBytesMax }, ...(network ? { placement: (id: string) => network.placement(id) } : {}) });
+    const cluster = await LocalCluster.create({ name: 'mamba-chaos', settings: { segmentBytes, messageBytesMax, ...settingsFor(options.fault) }, ...(network ? { placement: (id: string) => network.placement(id) } : {}) });
     const killBrokers = (): void => {
       for (const b of cluster.brokers) if (b.process && cluster.isRunning(b.id)) b.process.kill('SIGKILL');
     };
@@ -56,7 +58,7 @@ export async function runChaos(options: RunOptions): Promise<RunResult> {
     let keep = false;
     try {
       const result = await runOnCluster(options, cluster, network);
-      keep = result.lost + result.duplicated + result.reordered + result.changed > 0;
+      keep = result.lost + result.duplicated + result.reordered + result.changed + result.replicasNotCaughtUp > 0;
       return { ...result, keptDir: keep ? cluster.dir : null };
     } catch (error) {
       keep = true;
@@ -92,7 +94,11 @@ async function runOnCluster(options: RunOptions, cluster: LocalCluster, network:
     const events = await injectFaults(options, context);
     await sleep(calmTailMs);
     await workload.stop();
-    if (!(await waitCaughtUp(context, caughtUpWaitMs))) options.log(`  run ${options.run}: replicas did not all catch up within ${caughtUpWaitMs} ms; checking what they hold`);
+    let replicasNotCaughtUp = 0;
+    if (!(await waitCaughtUp(context, caughtUpWaitMs))) {
+      replicasNotCaughtUp = await replicasBehind(context);
+      options.log(`  run ${options.run}: ${replicasNotCaughtUp} replica(s) did not catch up within ${caughtUpWaitMs} ms; checking what they hold`);
+    }
     const leader = await currentLeader(context, 20_000);
     const ordered = [cluster.broker(leader), ...cluster.brokers.filter((b) => b.id !== leader)];
     const reader = new MambaClient({ brokers: addresses, requestTimeoutMs: 5000, retry: { attemptsMax: 1 } });
@@ -107,7 +113,7 @@ async function runOnCluster(options: RunOptions, cluster: LocalCluster, network:
         replicas.push({ id: broker.id, queues: queueIds });
       }
       const findings = countFindings({ acks: workload.acks, unknownIds: workload.unknownIds, observation: workload.observation, replicas, events });
-      return { ...findings, run: options.run, seed: options.seed, fault: options.fault, events };
+      return { ...findings, run: options.run, seed: options.seed, fault: options.fault, events, replicasNotCaughtUp };
     } finally {
       reader.close();
     }

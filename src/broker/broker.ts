@@ -625,13 +625,13 @@ export class Broker implements StateMachine {
     const leader = this.replica.isLeader;
     const replicas: ReplicaInfo[] = this.group.brokers.map((b) => {
       if (b.id === this.id) {
-        return { id: b.id, address: clientAddress(b), role: status.role, endOffset: this.replica.log.endOffset, lagOffsets: Math.max(0, status.highWatermark - this.replica.log.endOffset), lagMs: 0, lastFetchAgeMs: 0, reachable: true };
+        return { id: b.id, address: clientAddress(b), role: this.replica.roleLabel(), endOffset: this.replica.log.endOffset, lagOffsets: Math.max(0, status.highWatermark - this.replica.log.endOffset), lagMs: 0, lastFetchAgeMs: 0, reachable: true };
       }
       const progress = status.replicas.find((r) => r.id === b.id);
       if (!leader || !progress) return { id: b.id, address: clientAddress(b), role: b.id === status.leaderId ? 'leader' : 'unknown', endOffset: 0, lagOffsets: 0, lagMs: 0, lastFetchAgeMs: -1, reachable: false };
       const ageMs = progress.ticksSinceFetch === null ? -1 : progress.ticksSinceFetch * this.config.settings.tickMs;
       return {
-        id: b.id, address: clientAddress(b), role: 'follower', endOffset: progress.matchedOffset,
+        id: b.id, address: clientAddress(b), role: progress.recovering ? 'recovering' : 'follower', endOffset: progress.matchedOffset,
         lagOffsets: Math.max(0, status.highWatermark - progress.matchedOffset),
         lagMs: this.replica.followerLagMs(b.id, progress.matchedOffset, nowMs),
         lastFetchAgeMs: ageMs,

@@ -1,5 +1,5 @@
 // The segment log: public surface for the replica and Raft layers.
-export { SegmentLog, durableWaitersMax, type AppendResult, type LogStats } from './segment-log.js';
+export { SegmentLog, durableWaitersMax, quarantineDirOf, type AppendResult, type LogStats, type QuarantinedFile } from './segment-log.js';
 export type { EpochEntry, EpochEnd } from './epoch-history.js';
 export {
   type FlushPolicy,
@@ -37,3 +37,4 @@ export {
 } from './codec.js';
 export { crc32c, crc32cSoftware, crc32cHardware } from './native.js';
 export { crc32cJs } from './crc32c-js.js';
+export { setSyncObserverForTests, readSyncRecord, syncRecordPath, type SyncRecord } from './sync-record.js';

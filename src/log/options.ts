@@ -23,6 +23,14 @@ export interface SegmentLogOptions {
   retention?: RetentionPolicy;
   /** Receives one object per notable event (truncation, rebuilt index, recovery progress). */
   logger?: LogLogger;
+  /**
+   * What recovery does with damage (a bad segment header, CRC errors before the tail):
+   * `refuse` (default) fails the open; `quarantine` scans every segment, moves damaged segment
+   * files (and every later one) into `quarantine/` beside the log directory, never deleting
+   * them, and opens the log ending at the last good offset. A replica uses `quarantine`: its
+   * leader holds every byte it lost.
+   */
+  onDamage?: 'refuse' | 'quarantine';
 }
 
 export interface ResolvedOptions {
@@ -32,6 +40,7 @@ export interface ResolvedOptions {
   flush: FlushPolicy;
   retention: { bytesMax: number | null; ageMsMax: number | null };
   logger: LogLogger;
+  onDamage: 'refuse' | 'quarantine';
 }
 
 export const segmentBytesDefault = 64 * 1024 * 1024;
@@ -90,5 +99,6 @@ export function resolveOptions(options: SegmentLogOptions): ResolvedOptions {
       ageMsMax: optionalIntegerIn(retention.ageMsMax, 0, Number.MAX_SAFE_INTEGER, 'retention.ageMsMax'),
     },
     logger: options.logger ?? defaultLogger,
+    onDamage: options.onDamage === 'quarantine' ? 'quarantine' : 'refuse',
   };
 }

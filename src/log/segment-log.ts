@@ -21,9 +21,10 @@ import { asBuffer, batchProblem } from './codec.js';
 import { LogError } from './errors.js';
 import { resolveOptions, type ResolvedOptions, type SegmentLogOptions } from './options.js';
 import { batchFactsAt, noTimestampMs, Segment, type BatchFacts } from './segment.js';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { classifyFileName, fsyncDirectory, indexFileName, segmentFileName, segmentHeaderBytes } from './segment-files.js';
 import { EpochHistory, type EpochEntry, type EpochEnd } from './epoch-history.js';
+import { noteSynced } from './sync-record.js';
 
 export interface AppendResult {
   baseOffset: number;
@@ -66,6 +67,8 @@ export class SegmentLog {
   private closed = false;
   private timer: NodeJS.Timeout | null = null;
   private appendedBatchCount = 0;
+  /** What recovery moved into quarantine when this log was opened (quarantine mode only). */
+  quarantined: readonly QuarantinedFile[] = [];
   private flushCount = 0;
 
   private constructor(
@@ -75,6 +78,8 @@ export class SegmentLog {
     this.segments = segments;
     this.epochs = EpochHistory.fromSegments(segments);
     this.durable = this.endOffset;
+    // Recovery synced what it kept: the test-only record starts there.
+    noteSynced({ dir: options.dir, baseOffset: this.active.baseOffset, position: this.active.dataEndPosition, offset: this.durable, syncCount: 0 });
     if (options.flush.mode === 'async') {
       this.timer = setInterval(() => this.startFlush(), options.flush.intervalMs);
       this.timer.unref();
@@ -86,8 +91,10 @@ export class SegmentLog {
     const resolved = resolveOptions(options);
     fs.mkdirSync(resolved.dir, { recursive: true });
     const startedMs = Date.now();
-    const segments = recoverSegments(resolved);
+    const quarantined: QuarantinedFile[] = [];
+    const segments = recoverSegments(resolved, quarantined);
     const log = new SegmentLog(resolved, segments);
+    log.quarantined = quarantined;
     resolved.logger({
       event: 'log.opened',
       dir: resolved.dir,
@@ -291,21 +298,23 @@ export class SegmentLog {
     if (this.endOffset <= this.durable) return;
     const targetOffset = this.endOffset;
     const generation = this.generation;
+    const covered = { baseOffset: this.active.baseOffset, position: this.active.dataEndPosition };
     this.flushInFlight = true;
     const syncs = [this.syncSegment(this.active)];
     if (this.sealedSync !== null) syncs.push(this.sealedSync.done);
     Promise.all(syncs).then(
-      () => this.finishFlush(null, targetOffset, generation),
-      (error: NodeJS.ErrnoException) => this.finishFlush(error, targetOffset, generation),
+      () => this.finishFlush(null, targetOffset, generation, covered),
+      (error: NodeJS.ErrnoException) => this.finishFlush(error, targetOffset, generation, covered),
     );
   }
 
-  private finishFlush(error: NodeJS.ErrnoException | null, targetOffset: number, generation: number): void {
+  private finishFlush(error: NodeJS.ErrnoException | null, targetOffset: number, generation: number, covered: { baseOffset: number; position: number }): void {
     this.flushInFlight = false;
     this.flushCount++;
     if (error !== null) {
       this.fail(error);
     } else if (generation === this.generation) {
+      noteSynced({ dir: this.options.dir, ...covered, offset: targetOffset, syncCount: this.flushCount }); // test only (off by default)
       this.advanceDurable(Math.min(targetOffset, this.endOffset));
     }
     if (this.flushIdle !== null) {
@@ -402,7 +411,10 @@ export class SegmentLog {
     segment.truncateAt(position);
     assert(this.endOffset === offset, `truncation ended at ${this.endOffset}, not ${offset}`);
     this.epochs.truncateFrom(offset);
-    this.durable = Math.min(this.durable, offset);
+    if (this.durable > offset) {
+      this.durable = offset;
+      noteSynced({ dir: this.options.dir, baseOffset: segment.baseOffset, position, offset, syncCount: this.flushCount }); // test only
+    }
     const error = new LogError('truncated', `offsets from ${offset} were truncated`, { offset });
     this.settleWaiters((waiter) => waiter.offset > offset, error);
     this.options.logger({ event: 'log.truncated', file: segment.path, offset, reason: 'truncateTo', segmentsRemoved: removedCount });
@@ -461,18 +473,28 @@ export class SegmentLog {
  * zeroed), older ones from their last sound index entry, since they were synced before the next
  * one was created. Index files are rebuilt when missing or damaged.
  */
-function recoverSegments(options: ResolvedOptions): Segment[] {
+function recoverSegments(options: ResolvedOptions, quarantined: QuarantinedFile[]): Segment[] {
   const baseOffsets = listSegments(options);
   const segments: Segment[] = [];
+  const quarantine = options.onDamage === 'quarantine';
   let reportedMs = Date.now();
   try {
     for (const [position, baseOffset] of baseOffsets.entries()) {
       const nextBaseOffset = position === baseOffsets.length - 1 ? null : baseOffsets[position + 1]!;
-      const segment = recoverSegment(options, baseOffset, nextBaseOffset, position >= baseOffsets.length - 2);
+      const fullScan = quarantine || position >= baseOffsets.length - 2;
+      const segment = quarantine
+        ? openOrQuarantine(options, baseOffset, segments[segments.length - 1]?.nextOffset ?? baseOffset, quarantined)
+        : recoverSegment(options, baseOffset, nextBaseOffset, fullScan, quarantined);
+      if (segment === null) {
+        moveLaterSegments(options, baseOffsets.slice(position + 1), baseOffset, quarantined);
+        break;
+      }
       segments.push(segment);
       if (nextBaseOffset !== null && segment.nextOffset !== nextBaseOffset) {
-        // The second-to-last segment ends early: a tail torn before the last segment was synced.
-        dropLaterSegments(options, baseOffsets.slice(position + 1), segment);
+        // The segment ends early: a tail torn before the next segment was synced, or damage
+        // (quarantine mode) cut at the last good batch.
+        if (quarantine) moveLaterSegments(options, baseOffsets.slice(position + 1), segment.nextOffset, quarantined);
+        else dropLaterSegments(options, baseOffsets.slice(position + 1), segment);
         break;
       }
       if (Date.now() - reportedMs >= recoveryProgressIntervalMs) {
@@ -481,13 +503,76 @@ function recoverSegments(options: ResolvedOptions): Segment[] {
       }
     }
     if (segments.length === 0) {
-      segments.push(Segment.create(options.dir, 0, options.segmentBytes, options.indexIntervalBytes));
+      // Nothing sound is left: an empty log where the first (quarantined) segment began.
+      const baseOffset = baseOffsets[0] ?? 0;
+      segments.push(Segment.create(options.dir, baseOffset, options.segmentBytes, options.indexIntervalBytes));
     }
   } catch (error) {
     for (const segment of segments) segment.close();
     throw error;
   }
   return segments;
+}
+
+/** A file recovery moved aside (quarantine mode): where it went and what it held. */
+export interface QuarantinedFile {
+  file: string;
+  quarantinedAs: string;
+  /** The log now ends here: the damaged data (and anything after it) starts at or after it. */
+  lastGoodOffset: number;
+  reason: string;
+}
+
+/** Quarantine mode: a segment whose header is bad is moved aside (null); otherwise it is recovered. */
+function openOrQuarantine(options: ResolvedOptions, baseOffset: number, lastGoodOffset: number, quarantined: QuarantinedFile[]): Segment | null {
+  try {
+    return recoverSegment(options, baseOffset, null, true, quarantined);
+  } catch (error) {
+    if (!(error instanceof LogError) || (error.code !== 'bad_segment_header' && error.code !== 'corrupt')) throw error;
+    moveToQuarantine(options, baseOffset, lastGoodOffset, error.message, quarantined);
+    return null;
+  }
+}
+
+/** The folder damaged segments go to: `quarantine/` beside the log directory. */
+export function quarantineDirOf(logDir: string): string {
+  return join(dirname(logDir), 'quarantine');
+}
+
+function quarantinePathOf(options: ResolvedOptions, name: string): string {
+  const dir = quarantineDirOf(options.dir);
+  fs.mkdirSync(dir, { recursive: true });
+  return join(dir, `${new Date().toISOString().replace(/[:.]/g, '-')}-${name}`);
+}
+
+/** Moves a segment file (and its index) into quarantine, with a log line naming both. */
+function moveToQuarantine(options: ResolvedOptions, baseOffset: number, lastGoodOffset: number, reason: string, quarantined: QuarantinedFile[]): void {
+  const file = join(options.dir, segmentFileName(baseOffset));
+  const quarantinedAs = quarantinePathOf(options, segmentFileName(baseOffset));
+  fs.renameSync(file, quarantinedAs);
+  fs.rmSync(join(options.dir, indexFileName(baseOffset)), { force: true }); // derived from the segment
+  fsyncDirectory(options.dir);
+  fsyncDirectory(dirname(quarantinedAs));
+  const record = { file, quarantinedAs, lastGoodOffset, reason };
+  quarantined.push(record);
+  options.logger({ event: 'log.quarantined', dir: options.dir, baseOffset, ...record });
+}
+
+/** Quarantine mode: the segments after a damaged one are moved aside too (newest first). */
+function moveLaterSegments(options: ResolvedOptions, laterBaseOffsets: number[], lastGoodOffset: number, quarantined: QuarantinedFile[]): void {
+  for (const baseOffset of [...laterBaseOffsets].reverse()) {
+    moveToQuarantine(options, baseOffset, lastGoodOffset, `follows damaged data ending the log at offset ${lastGoodOffset}`, quarantined);
+  }
+}
+
+/** Quarantine mode: a copy of a segment whose damaged part recovery is about to cut. */
+function copyToQuarantine(options: ResolvedOptions, segment: Segment, reason: string, quarantined: QuarantinedFile[]): void {
+  const quarantinedAs = quarantinePathOf(options, segmentFileName(segment.baseOffset));
+  fs.copyFileSync(segment.path, quarantinedAs);
+  fsyncDirectory(dirname(quarantinedAs));
+  const record = { file: segment.path, quarantinedAs, lastGoodOffset: segment.nextOffset, reason };
+  quarantined.push(record);
+  options.logger({ event: 'log.quarantined', dir: options.dir, baseOffset: segment.baseOffset, copy: true, ...record });
 }
 
 function listSegments(options: ResolvedOptions): number[] {
@@ -513,12 +598,14 @@ function listSegments(options: ResolvedOptions): number[] {
  * completely and a damaged tail is cut; an older segment was synced before the newer ones were
  * created, so damage there is reported, never repaired by deleting data.
  */
-function recoverSegment(options: ResolvedOptions, baseOffset: number, nextBaseOffset: number | null, mayBeTorn: boolean): Segment {
+function recoverSegment(options: ResolvedOptions, baseOffset: number, nextBaseOffset: number | null, mayBeTorn: boolean, quarantined: QuarantinedFile[]): Segment {
   const segment = Segment.open(options.dir, baseOffset, options.indexIntervalBytes, mayBeTorn);
   try {
     const { end, indexRepair } = segment.recover(mayBeTorn);
     if (indexRepair !== null) options.logger({ event: 'log.index.rebuilt', file: segment.indexPath, reason: indexRepair });
     if (mayBeTorn) {
+      const cutting = end.problem !== null || segment.hasBytesAfterData();
+      if (cutting && options.onDamage === 'quarantine') copyToQuarantine(options, segment, end.problem ?? 'non-zero bytes after the last batch', quarantined);
       cutTornTail(options, segment, end.problem);
       segment.datasyncNow(); // pages a killed process left dirty are on disk before anyone calls them durable
     } else if (segment.nextOffset !== nextBaseOffset) {

@@ -6,6 +6,8 @@ import * as grpc from '@grpc/grpc-js';
 export interface GrpcMeter {
   networkBytes(api: string, receivedBytes: number, sentBytes: number): void;
   grpcRequest(api: string, method: string, code: string, durationSeconds: number): void;
+  /** One request message on a client- or bidirectional stream (a long-lived stream ends rarely). */
+  grpcStreamMessage(api: string, method: string): void;
 }
 
 const statusNames = new Map<number, string>(Object.entries(grpc.status).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v as number, k]));
@@ -30,10 +32,12 @@ function interceptor(meter: GrpcMeter, api: string): grpc.ServerInterceptor {
 function meteredDefinition(definition: grpc.ServiceDefinition, meter: GrpcMeter, api: string): grpc.ServiceDefinition {
   const metered: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const [name, method] of Object.entries(definition) as Array<[string, grpc.MethodDefinition<unknown, unknown>]>) {
+    const streamName = method.requestStream ? methodName(method.path) : null;
     metered[name] = {
       ...method,
       requestDeserialize: (bytes: Buffer) => {
         meter.networkBytes(api, bytes.byteLength, 0);
+        if (streamName !== null) meter.grpcStreamMessage(api, streamName);
         return method.requestDeserialize(bytes);
       },
       responseSerialize: (value: unknown) => {

@@ -4,7 +4,7 @@
 import { statfs } from 'node:fs/promises';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BrokerObserver, ConsumedRecord, ConsumerBacklog, GroupInfo } from '../broker/broker.js';
-import type { ReplicaObserver } from '../replica/replica.js';
+import type { RecoveryState, ReplicaObserver } from '../replica/replica.js';
 import type { ReplicaId, Role } from '../raft/types.js';
 
 export const metricPrefix = 'mamba_';
@@ -42,8 +42,19 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
   private readonly receivedBytes = this.counter('network_received_bytes_total', 'gRPC request message bytes received', ['api']);
   private readonly sentBytes = this.counter('network_sent_bytes_total', 'gRPC response message bytes sent', ['api']);
   private readonly grpcRequests = this.counter('grpc_requests_total', 'gRPC requests served, by method and status code', ['api', 'method', 'code']);
+  private readonly grpcStreamMessages = this.counter('grpc_stream_messages_received_total', 'Request messages received on client and bidirectional streams (FetchStream, ProduceStream), by method', ['api', 'method']);
   private readonly leaderChanges = this.counter('leader_changes_total', 'Times this broker saw its group change to a new leader', []);
   private readonly elections = this.counter('elections_total', 'Times this broker became a candidate (started an election)', []);
+  private readonly quarantinedSegments = this.counter('log_quarantined_segments_total', 'Damaged segment files recovery moved into quarantine/ (never deleted)', []);
+  private readonly recovering = this.plainGauge('replica_recovering', '1 while this replica\'s log ends below what it promised: it grants no vote, never campaigns, and fetches', []);
+  private readonly recoveryMarkOffset = this.plainGauge('replica_recovery_mark_offset', 'The offset a recovering replica must fetch up to (0 when not recovering)', []);
+  private readonly promisedOffset = this.plainGauge('replica_promised_offset', 'The highest offset this replica has durably promised to hold (reported durable to a leader)', []);
+  private readonly recoveringFollowers = this.plainGauge('replica_recovering_followers', 'Followers whose Fetches say they are recovering (leader only)', []);
+  private readonly divergence = this.plainGauge(
+    'replica_committed_data_divergence',
+    '1 while this replica refuses a leader that asked it to truncate committed entries (labels: the leader, its epoch and both offsets)',
+    ['leader', 'leader_epoch', 'requested_end_offset', 'committed_offset'],
+  );
   private readonly appendSeconds = new Histogram({
     name: `${metricPrefix}log_append_seconds`, help: 'Time to append one Ready batch of entries to the segment log', buckets: latencyBuckets, registers: [this.registry],
   });
@@ -102,9 +113,29 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
     this.appendSeconds.observe(durationSeconds);
   }
 
+  recoveryChanged(state: RecoveryState): void {
+    this.recovering.set(state.recovering ? 1 : 0);
+    this.recoveryMarkOffset.set(state.recoveryMarkOffset ?? 0);
+    this.promisedOffset.set(state.promisedOffset);
+    this.recoveringFollowers.set(state.recoveringFollowers.length);
+    this.divergence.reset();
+    const d = state.divergence;
+    if (d) {
+      this.divergence.set({ leader: d.leaderId, leader_epoch: String(d.epoch), requested_end_offset: String(d.requestedEndOffset), committed_offset: String(d.committedOffset) }, 1);
+    }
+  }
+
+  segmentsQuarantined(count: number): void {
+    this.quarantinedSegments.inc(count);
+  }
+
   networkBytes(api: string, receivedBytes: number, sentBytes: number): void {
     if (receivedBytes > 0) this.receivedBytes.inc({ api }, receivedBytes);
     if (sentBytes > 0) this.sentBytes.inc({ api }, sentBytes);
+  }
+
+  grpcStreamMessage(api: string, method: string): void {
+    this.grpcStreamMessages.inc({ api, method });
   }
 
   grpcRequest(api: string, method: string, code: string, durationSeconds: number): void {
@@ -118,6 +149,11 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
   }
 
   // ------------------------------------------------------------------ scrape-time gauges
+
+  /** A gauge set by hooks (not read at scrape time). */
+  private plainGauge(name: string, help: string, labelNames: string[]): Gauge<string> {
+    return new Gauge({ name: `${metricPrefix}${name}`, help, labelNames, registers: [this.registry] });
+  }
 
   private counter(name: string, help: string, labelNames: string[]): Counter<string> {
     return new Counter({ name: `${metricPrefix}${name}`, help, labelNames, registers: [this.registry] });
@@ -170,7 +206,7 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
     const view = source.leaderGroupView();
     if (!view) return;
     for (const r of view.replicas) {
-      if (r.role !== 'follower') continue;
+      if (r.role !== 'follower' && r.role !== 'recovering') continue; // a recovering follower lags too
       gauge.set({ follower: r.id }, unit === 'offsets' ? r.lagOffsets : r.lagMs / 1000);
     }
   }

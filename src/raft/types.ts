@@ -144,7 +144,10 @@ export type RaftEvent =
 // ---- What the driver must do, in this order:
 //  1. hardState: persist with sync BEFORE sending any message of this Ready and before exposing
 //     this Ready's highWatermark (promisedOffset covers what messages and the high watermark
-//     count on).
+//     count on). A driver may write a promise-only change asynchronously if what relies on it
+//     waits for it: a FetchRequest at N until a promise >= N is durable, the high watermark a
+//     leader counts its own copy for, and the high watermark its Fetch answers carry
+//     (src/replica/replica.ts, persistHardState).
 //  2. truncateTo: truncate the log to this end offset (durably) before appending.
 //  3. entries: append to the log (flushed per the flush policy).
 //  4. call advance(ready, durableEndOffset) with the log's durable end offset.

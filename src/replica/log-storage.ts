@@ -75,9 +75,15 @@ export class LogRaftStorage implements RaftStorage {
   private recentHead = 0;
   private recentBytes = 0;
 
+  /**
+   * `state.promisedOffset` is undefined only for data directories from before promises;
+   * `commitMark` reads what the driver recorded as committed (its stored high watermark and
+   * applied offset), which may lie beyond the log end when the log lost entries.
+   */
   constructor(
     private readonly log: SegmentLog,
     private state: HardState,
+    private readonly commitMark: () => number = () => 0,
   ) {}
 
   hardState(): HardState {
@@ -85,7 +91,11 @@ export class LogRaftStorage implements RaftStorage {
   }
 
   setHardState(state: HardState): void {
-    this.state = { epoch: state.epoch, votedFor: state.votedFor };
+    this.state = { epoch: state.epoch, votedFor: state.votedFor, ...(state.promisedOffset !== undefined ? { promisedOffset: state.promisedOffset } : {}) };
+  }
+
+  commitMarkOffset(): number {
+    return this.commitMark();
   }
 
   startOffset(): number {

@@ -12,6 +12,12 @@ import { open, type RootDatabase, type Database } from 'lmdb';
 export interface StoredHardState {
   epoch: number;
   votedFor: string | null;
+  /**
+   * The promise as of the last epoch/vote change (absent in data directories from before
+   * promises). Every rise in between goes to the promise file (promise-file.ts), which wins
+   * when it holds a valid slot.
+   */
+  promisedOffset?: number;
 }
 
 export class MetaStore {
@@ -39,7 +45,9 @@ export class MetaStore {
 
   /** Durable when it returns (see the note at the top of the file). */
   saveHardState(state: StoredHardState): void {
-    this.env.putSync('raft.hardState', { epoch: state.epoch, votedFor: state.votedFor });
+    const stored: StoredHardState = { epoch: state.epoch, votedFor: state.votedFor };
+    if (state.promisedOffset !== undefined) stored.promisedOffset = state.promisedOffset;
+    this.env.putSync('raft.hardState', stored);
   }
 
   highWatermark(): number {

@@ -8,9 +8,13 @@ import { assert } from '../assert.js';
 import { NotLeaderError, ResourceExhaustedError, UnavailableError, InvalidArgumentError } from '../errors.js';
 import { SegmentLog, type FlushPolicy } from '../log/index.js';
 import { RaftCore } from '../raft/core.js';
-import { EntryType, type Entry, type FetchRequest, type FetchResponse, type Message, type Ready, type RaftStatus, type ReplicaId, type Role } from '../raft/types.js';
+import {
+  EntryType, type Entry, type FetchRequest, type FetchResponse, type HardState, type Message, type RaftEvent, type Ready, type RaftStatus, type ReplicaId, type Role,
+} from '../raft/types.js';
+import { DataDirLock } from './data-dir-lock.js';
 import { MetaStore } from './meta-store.js';
 import { LogRaftStorage, batchOfEntry, entryFromBatch } from './log-storage.js';
+import { PromiseFile, readPromiseFile } from './promise-file.js';
 import { Waiters } from './waiters.js';
 import type { Logger } from './logger.js';
 
@@ -36,7 +40,38 @@ export interface ReplicaObserver {
   /** One Ready batch of entries went into the log, taking this long. */
   appended(durationSeconds: number): void;
   roleChanged(role: Role, epoch: number, leaderId: ReplicaId | null): void;
+  /** The recovery picture changed (at most once a second, and on every recovery event). */
+  recoveryChanged?(state: RecoveryState): void;
+  /** Segments recovery moved into quarantine when the log was opened. */
+  segmentsQuarantined?(count: number): void;
 }
+
+/** A leader that asked this replica to truncate committed entries (refused; critical). */
+export interface DivergenceReport {
+  leaderId: ReplicaId;
+  epoch: number;
+  requestedEndOffset: number;
+  committedOffset: number;
+  atMs: number;
+}
+
+/** What status, metrics and alerts show of recovery (DESIGN §12). */
+export interface RecoveryState {
+  /** The log ends below what this replica promised: no votes, no candidacy, fetching. */
+  recovering: boolean;
+  recoveryMarkOffset: number | null;
+  /** The promise as stored durably (promise file). */
+  promisedOffset: number;
+  /** On a leader: followers whose Fetches say they are recovering. */
+  recoveringFollowers: ReplicaId[];
+  /** The last refused truncation below committed data, while in its epoch; null otherwise. */
+  divergence: DivergenceReport | null;
+}
+
+/** The name of the promise file in a data directory (see promise-file.ts). */
+export const promiseFileName = 'promise';
+/** Bound on local high watermarks waiting for the promise they rely on (one per Ready). */
+const heldHighWatermarksMax = 100_000;
 
 export interface ReplicaOptions {
   id: ReplicaId;
@@ -120,12 +155,25 @@ export class Replica {
   readonly durableWaiters = new Waiters();
   /** Follower id → last time (ms) its fetch offset had reached the high watermark. */
   private readonly caughtUpAtMs = new Map<ReplicaId, number>();
+  /**
+   * Reports waiting for the promise they rely on (DESIGN §12): Fetches at N until N is promised
+   * durably, in order; on a leader, high watermarks until its own copy they count is promised.
+   */
+  private readonly heldFetches: FetchRequest[] = [];
+  private readonly heldHighWatermarks: Array<{ highWatermark: number; requiredOffset: number }> = [];
+  private divergence: DivergenceReport | null = null;
+  /** The newest high watermark the core reported (exposed once its promise is durable). */
+  private offeredHighWatermark = 0;
+  private recoveryReported = '';
+  private recoveryTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     private readonly options: ReplicaOptions,
     readonly log: SegmentLog,
     readonly meta: MetaStore,
     private readonly storage: LogRaftStorage,
+    private readonly lock: DataDirLock,
+    private readonly promise: PromiseFile,
   ) {
     this.id = options.id;
     this.appliedOffset = Math.max(meta.appliedOffset(), log.startOffset);
@@ -140,21 +188,49 @@ export class Replica {
       maxFetchBytes: options.fetchBytesMax,
       uncommittedOffsetsMax: 1_000_000,
       random: options.random ?? Math.random,
+      // TEST ONLY: shows what the recovering rule prevents (chaos and tests set it to see loss).
+      ...(process.env.MAMBA_TEST_RECOVERING_RULE_OFF === '1' ? { recoveringRuleDisabled: true } : {}),
     }, storage);
   }
 
+  /**
+   * Takes the data directory's lock (one broker per directory; throws DataDirLockedError naming
+   * the holder), then opens the metadata, the log (damaged segments are quarantined: the leader
+   * holds what they lost) and the promise.
+   */
   static async open(options: ReplicaOptions): Promise<Replica> {
-    const meta = MetaStore.open(join(options.dataDir, 'meta'));
-    const log = await SegmentLog.open({
-      dir: join(options.dataDir, 'log'),
-      segmentBytes: options.segmentBytes,
-      flush: options.flush,
-      retention: { ...(options.retentionBytesMax ? { bytesMax: options.retentionBytesMax } : {}), ...(options.retentionAgeMsMax ? { ageMsMax: options.retentionAgeMsMax } : {}) },
-      logger: (event) => options.logger.info(event.event, event),
-    });
-    const hard = meta.hardState();
-    const storage = new LogRaftStorage(log, { epoch: hard.epoch, votedFor: hard.votedFor });
-    return new Replica(options, log, meta, storage);
+    const lock = DataDirLock.acquire(options.dataDir);
+    let meta: MetaStore | null = null;
+    try {
+      meta = MetaStore.open(join(options.dataDir, 'meta'));
+      const log = await SegmentLog.open({
+        dir: join(options.dataDir, 'log'),
+        segmentBytes: options.segmentBytes,
+        flush: options.flush,
+        retention: { ...(options.retentionBytesMax ? { bytesMax: options.retentionBytesMax } : {}), ...(options.retentionAgeMsMax ? { ageMsMax: options.retentionAgeMsMax } : {}) },
+        logger: (event) => options.logger.info(event.event, event),
+        onDamage: 'quarantine',
+      });
+      for (const q of log.quarantined) options.logger.warn('replica.quarantined', { file: q.file, quarantinedAs: q.quarantinedAs, lastGoodOffset: q.lastGoodOffset, reason: q.reason });
+      if (log.quarantined.length > 0) options.observer?.segmentsQuarantined?.(log.quarantined.length);
+      const hard = meta.hardState();
+      // The promise file wins; a directory from before it has the promise of the last epoch or
+      // vote change in the hard state, or none at all (the core then uses the commit mark).
+      const promisePath = join(options.dataDir, promiseFileName);
+      const promisedOffset = readPromiseFile(promisePath)?.offset ?? hard.promisedOffset;
+      const promise = PromiseFile.open(promisePath, promisedOffset ?? 0);
+      const stored = meta;
+      const storage = new LogRaftStorage(
+        log,
+        { epoch: hard.epoch, votedFor: hard.votedFor, ...(promisedOffset !== undefined ? { promisedOffset } : {}) },
+        () => Math.max(stored.highWatermark(), stored.appliedOffset()),
+      );
+      return new Replica(options, log, meta, storage, lock, promise);
+    } catch (error) {
+      if (meta) await meta.close().catch(() => undefined);
+      lock.release();
+      throw error;
+    }
   }
 
   /** Replays the stored log into the state machine, then starts ticking. */
@@ -173,7 +249,10 @@ export class Replica {
         this.pump();
       });
     }
+    this.promise.onDurable(() => this.releaseHeld());
     this.ticker = setInterval(() => this.onTick(), this.options.tickMs);
+    this.recoveryTimer = setInterval(() => this.reportRecovery(), 1000);
+    this.recoveryTimer.unref();
     this.retentionTimer = setInterval(() => this.applyRetention(), 10_000);
     this.retentionTimer.unref();
     this.persistTimer = setInterval(() => this.persistApplied(), 1000);
@@ -263,7 +342,9 @@ export class Replica {
   /** Long poll: an empty answer to a caught-up follower of this leader waits for new entries. */
   private parkable(request: FetchRequest, answer: FetchResponse, maxWaitMs: number): boolean {
     const empty = answer.entries.length === 0 && !answer.error && !answer.divergingEpoch;
-    const caughtUp = request.fetchOffset >= this.log.endOffset && answer.highWatermark >= request.fetchOffset;
+    // The core's high watermark: the answer may carry a lower one while the promise it relies on
+    // is being written (offerHighWatermark); the next wake sends the exposed one.
+    const caughtUp = request.fetchOffset >= this.log.endOffset && Math.max(answer.highWatermark, this.offeredHighWatermark) >= request.fetchOffset;
     return empty && caughtUp && maxWaitMs > 0 && this.role === 'leader';
   }
 
@@ -387,10 +468,7 @@ export class Replica {
   }
 
   private execute(ready: Ready): void {
-    if (ready.hardState) {
-      this.meta.saveHardState(ready.hardState);
-      this.storage.setHardState(ready.hardState);
-    }
+    if (ready.hardState) this.persistHardState(ready.hardState);
     if (ready.truncateTo !== undefined) this.truncate(ready.truncateTo);
     const nowMs = Date.now();
     const appendStartMs = performance.now();
@@ -399,18 +477,165 @@ export class Replica {
       this.storage.noteAppended(entry);
       this.machine!.onAppend(entry);
     }
-    if (ready.entries.length) this.options.observer?.appended((performance.now() - appendStartMs) / 1000);
+    if (ready.entries.length) {
+      this.options.observer?.appended((performance.now() - appendStartMs) / 1000);
+      if (this.role === 'leader') this.prePromise();
+    }
     this.core.advance(ready, this.durableEnd());
     if (ready.roleChange) this.changeRole(ready.roleChange.role, ready.roleChange.epoch, ready.roleChange.leaderId);
-    for (const message of ready.messages) this.route(message);
+    if (ready.events) for (const event of ready.events) this.onEvent(event);
+    // After a restart the core starts from 0 until the leader tells it; what this replica
+    // applied before (a lower bound of the committed prefix) stays known. Before the messages:
+    // Fetch answers carry at most the high watermark this replica has exposed.
+    this.offeredHighWatermark = Math.max(this.offeredHighWatermark, ready.highWatermark);
+    if (ready.highWatermark > this.highWatermark) this.offerHighWatermark(ready.highWatermark);
+    for (const message of ready.messages) this.routeOrHold(message);
     if (ready.entries.length) {
       if (this.options.flush.mode === 'async') this.durableWaiters.release(this.durableEnd());
       this.wakePending = true;
       this.appendedSinceTick = true;
     }
-    // After a restart the core starts from 0 until the leader tells it; what this replica
-    // applied before (a lower bound of the committed prefix) stays known.
-    if (ready.highWatermark > this.highWatermark) this.advanceHighWatermark(ready.highWatermark);
+  }
+
+  // ------------------------------------------------------------------ the promise (DESIGN §12)
+
+  /**
+   * Ready step 1. Epoch and vote are rare and go to LMDB synchronously (with the promise as it
+   * stands). The promise rises with nearly every Ready, so it goes to the promise file by group
+   * commit, off the event loop; what relies on it is held until it is durable (routeOrHold,
+   * offerHighWatermark), which covers "persist before sending" for the reports it guards.
+   */
+  private persistHardState(state: HardState): void {
+    const stored = this.storage.hardState();
+    if (stored.epoch !== state.epoch || stored.votedFor !== state.votedFor) this.meta.saveHardState(state);
+    this.storage.setHardState(state);
+    if (state.promisedOffset === undefined) return;
+    // A leader may already have promised more (prePromise); the core's value rules otherwise,
+    // lower too (a legitimate truncation drops what was never committed).
+    const wanted = this.role === 'leader' ? Math.max(state.promisedOffset, this.promise.wantedOffset) : state.promisedOffset;
+    if (wanted !== this.promise.wantedOffset) this.promise.store(wanted);
+  }
+
+  /**
+   * A leader promises what it appends at once, so the promise's fdatasync runs beside the log's
+   * own flush and the replication round trip instead of after them; by the time the high
+   * watermark counts the leader's copy, the promise covering it is usually durable. Over-promising
+   * is safe (a restart below it recovers from the others) and only a leader does it: after a
+   * power loss of all three, the followers, which promise only what they synced, can still elect.
+   */
+  private prePromise(): void {
+    const endOffset = this.log.endOffset;
+    if (endOffset > this.promise.wantedOffset) this.promise.store(endOffset);
+  }
+
+  /** A Fetch at N reports N durable: it leaves once N is promised durably, in order. */
+  private routeOrHold(message: Message): void {
+    if (message.type === 'FetchRequest' && (this.heldFetches.length > 0 || this.promise.durableOffset < message.fetchOffset)) {
+      assert(this.heldFetches.length < heldHighWatermarksMax, 'too many Fetches held for the promise');
+      this.heldFetches.push(message);
+      return;
+    }
+    if (message.type === 'FetchResponse' && message.highWatermark > this.highWatermark) {
+      // A leader's answer carries only the high watermark it has exposed (its promise is durable).
+      this.route({ ...message, highWatermark: this.highWatermark });
+      return;
+    }
+    this.route(message);
+  }
+
+  /**
+   * A leader counts its own copy for the high watermark: the core raised the promise for it in
+   * this Ready, and the high watermark is exposed (acks, applies, Fetch answers) once that
+   * promise is durable. A follower's high watermark comes from its leader and is exposed at once.
+   */
+  private offerHighWatermark(highWatermark: number): void {
+    const requiredOffset = this.role === 'leader' ? this.storage.hardState().promisedOffset ?? 0 : 0;
+    if (this.heldHighWatermarks.length === 0 && this.promise.durableOffset >= requiredOffset) {
+      this.advanceHighWatermark(highWatermark);
+      return;
+    }
+    assert(this.heldHighWatermarks.length < heldHighWatermarksMax, 'too many high watermarks held for the promise');
+    this.heldHighWatermarks.push({ highWatermark, requiredOffset });
+  }
+
+  /** A promise write finished: what it covers goes out, in order. */
+  private releaseHeld(): void {
+    if (this.closed) return;
+    if (this.promise.error) {
+      this.options.logger.error('replica.promise.failed', { error: this.promise.error.message });
+      return; // nothing that relies on the promise leaves again
+    }
+    const durableOffset = this.promise.durableOffset;
+    let released = 0;
+    while (this.heldHighWatermarks.length > 0 && this.heldHighWatermarks[0]!.requiredOffset <= durableOffset) {
+      const { highWatermark } = this.heldHighWatermarks.shift()!;
+      if (highWatermark > this.highWatermark) this.advanceHighWatermark(highWatermark);
+      released++;
+    }
+    while (this.heldFetches.length > 0 && this.heldFetches[0]!.fetchOffset <= durableOffset) {
+      this.route(this.heldFetches.shift()!);
+      released++;
+    }
+    // A new high watermark rides with the next Fetch answers or a quiet tick (wakeParkedOnTick).
+    if (released > 0) this.pump();
+  }
+
+  // ------------------------------------------------------------------ events and recovery state
+
+  private onEvent(event: RaftEvent): void {
+    switch (event.type) {
+      case 'replica.recovering':
+        this.options.logger.warn('replica.recovering', { markOffset: event.markOffset, endOffset: event.endOffset });
+        break;
+      case 'replica.recovered':
+        this.options.logger.info('replica.recovered', { markOffset: event.markOffset, endOffset: event.endOffset });
+        break;
+      case 'CommittedDataDivergence':
+        this.divergence = { leaderId: event.leaderId, epoch: event.epoch, requestedEndOffset: event.requestedEndOffset, committedOffset: event.committedOffset, atMs: Date.now() };
+        this.options.logger.error('replica.committed_data_divergence', {
+          leaderId: event.leaderId, divergenceEpoch: event.epoch, requestedEndOffset: event.requestedEndOffset, committedOffset: event.committedOffset,
+        });
+        break;
+      default: {
+        const never: never = event;
+        throw new Error(`unknown replica event ${JSON.stringify(never)}`);
+      }
+    }
+    this.reportRecovery();
+  }
+
+  /** The recovery picture for status, metrics and alerts. */
+  recoveryState(): RecoveryState {
+    const status = this.core.status();
+    // A refusal stands while this replica stays in that epoch; a later epoch's leader is followed.
+    const divergence = this.divergence !== null && this.divergence.epoch === status.epoch ? this.divergence : null;
+    return {
+      recovering: status.recovering,
+      recoveryMarkOffset: status.recoveryMarkOffset,
+      promisedOffset: this.promise.durableOffset,
+      recoveringFollowers: status.replicas.filter((r) => r.recovering && r.id !== this.id).map((r) => r.id),
+      divergence,
+    };
+  }
+
+  /**
+   * The role as `mambamq status` and DescribeCluster show it: `refusing` while it refuses a
+   * leader that lacks committed data (CommittedDataDivergence), `recovering` while its log ends
+   * below its promise, else the Raft role.
+   */
+  roleLabel(): string {
+    const state = this.recoveryState();
+    if (state.divergence) return 'refusing';
+    return state.recovering ? 'recovering' : this.role;
+  }
+
+  private reportRecovery(): void {
+    if (this.closed || !this.options.observer?.recoveryChanged) return;
+    const state = this.recoveryState();
+    const key = JSON.stringify(state);
+    if (key === this.recoveryReported) return;
+    this.recoveryReported = key;
+    this.options.observer.recoveryChanged(state);
   }
 
   /** What the core may count as this replica's copy (DESIGN §3: durable under the flush policy). */
@@ -524,6 +749,11 @@ export class Replica {
     return this.highWatermark;
   }
 
+  /** The promise as durable in the promise file (see persistHardState). */
+  get promisedOffset(): number {
+    return this.promise.durableOffset;
+  }
+
   status(): RaftStatus {
     return this.core.status();
   }
@@ -548,6 +778,7 @@ export class Replica {
     if (this.ticker) clearInterval(this.ticker);
     if (this.retentionTimer) clearInterval(this.retentionTimer);
     if (this.persistTimer) clearInterval(this.persistTimer);
+    if (this.recoveryTimer) clearInterval(this.recoveryTimer);
     this.persistApplied();
     for (const parked of this.parkedFetches) parked.resolve(null);
     this.parkedFetches.clear();
@@ -556,6 +787,8 @@ export class Replica {
     this.durableWaiters.failAll(() => new UnavailableError('broker is shutting down'));
     this.transport?.close();
     await this.log.close();
+    this.promise.close();
     await this.meta.close();
+    this.lock.release();
   }
 }

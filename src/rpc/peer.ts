@@ -85,6 +85,7 @@ export function addPeerService(server: grpc.Server, self: PeerIdentity, codec: E
   const toFetch = (w: Wire): FetchRequest => ({
     type: 'FetchRequest', from: senderOf(w), to, epoch: num(w.epoch), fetchOffset: num(w.fetchOffset),
     lastFetchedEpoch: num(w.lastFetchedEpoch), maxBytes: num(w.maxBytes), requestId: num(w.requestId),
+    ...(w.recovering ? { recovering: true } : {}),
   });
   server.addService(serviceDefinition('mamba.raft.v1.RaftPeer'), {
     PreVote: unary((w) => ({ type: 'PreVoteRequest', from: senderOf(w), to, epoch: num(w.epoch), lastEpoch: num(w.lastEpoch), lastOffset: num(w.lastOffset) }), voteResponseWire),
@@ -270,6 +271,7 @@ export class PeerClients {
         this.sendFetch(client, message, {
           sender, to: message.to, epoch: message.epoch, fetchOffset: message.fetchOffset, lastFetchedEpoch: message.lastFetchedEpoch,
           maxBytes: message.maxBytes, maxWaitMs: this.timing.fetchMaxWaitMs, requestId: message.requestId,
+          recovering: message.recovering === true,
         });
         return;
       case 'TimeoutNow':

@@ -126,10 +126,11 @@ test('rules files: durations, defaults, and errors that name the key', () => {
   for (const [text, message] of bad) assert.throws(() => parseRules(text, 'rules.yaml'), (e: Error) => e instanceof ConfigError && message.test(e.message) && e.message.startsWith('rules.yaml: '), text);
 });
 
-test('the default rules cover lag, leaderless groups, disk, backlog growth and memory', () => {
+test('the default rules cover lag, leaderless groups, disk, backlog growth, committed data divergence, recovery and memory', () => {
   const rules = defaultRules(1234 * 1024 * 1024);
   const byName = new Map(rules.map((r) => [r.name, r]));
-  assert.deepEqual([...byName.keys()], ['ReplicationLagHigh', 'GroupWithoutLeader', 'DiskUsageHigh', 'ConsumerBacklogGrowing', 'MemoryOverLimit']);
+  assert.deepEqual([...byName.keys()], ['ReplicationLagHigh', 'GroupWithoutLeader', 'DiskUsageHigh', 'ConsumerBacklogGrowing', 'CommittedDataDivergence', 'ReplicaRecovering', 'MemoryOverLimit']);
+  assert.deepEqual([byName.get('CommittedDataDivergence')!.metric, byName.get('CommittedDataDivergence')!.severity], ['mamba_replica_committed_data_divergence', 'critical']);
   assert.deepEqual([byName.get('ReplicationLagHigh')!.metric, byName.get('ReplicationLagHigh')!.threshold], ['mamba_replication_lag_seconds', 30]);
   assert.deepEqual([byName.get('GroupWithoutLeader')!.condition, byName.get('GroupWithoutLeader')!.forMs], ['==', 5000]);
   assert.equal(byName.get('DiskUsageHigh')!.threshold, 0.85);

@@ -27,6 +27,12 @@ async function settlesThisTurn(promise: Promise<unknown>): Promise<boolean> {
   return settled;
 }
 
+async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 1));
+  assert.ok(condition(), 'condition not met in time');
+}
+
 describe('replica: parked Fetches and the high watermark on the leader', { timeout: 30_000 }, () => {
   let dir: string;
   let replica: Replica;
@@ -97,12 +103,28 @@ describe('replica: parked Fetches and the high watermark on the leader', { timeo
     const offset = replica.propose(new Uint8Array([4]), 1);
     const committed = replica.commitWaiters.wait(offset + 1, replica.committedOffset);
     assert.equal(await settlesThisTurn(committed), false, 'no follower holds it yet');
+    // The leader promised its copy when it appended (beside the replication round trip).
+    await waitFor(() => replica.promisedOffset >= offset + 1);
     const channel = {};
     const answer = replica.handle(fetch('b3', offset + 1, epoch), 40, channel);
     assert.equal(await settlesThisTurn(committed), true, 'the leader and b3 hold it: committed at once');
     assert.equal(replica.committedOffset, offset + 1);
     replica.dropChannel(channel);
     assert.equal(await answer, null, 'the end of its stream drops the parked Fetch');
+  });
+
+  test('the high watermark waits for the promise of the leader\'s own copy (DESIGN §12: promised before it is reported)', async () => {
+    await catchUp('b3');
+    const offset = replica.propose(new Uint8Array([5]), 1);
+    const committed = replica.commitWaiters.wait(offset + 1, replica.committedOffset);
+    const promisedBefore = replica.promisedOffset;
+    const answer = replica.handle(fetch('b3', offset + 1, epoch), 40, {});
+    if (promisedBefore < offset + 1) {
+      assert.equal(await settlesThisTurn(committed), false, 'held until the leader\'s promise covering offset + 1 is durable');
+    }
+    await committed;
+    assert.ok(replica.promisedOffset >= offset + 1, 'acknowledged only once promised');
+    await answer;
   });
 
   test("a stream's next request answers its parked one at once (the follower keeps only its latest)", async () => {

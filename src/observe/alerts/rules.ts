@@ -116,6 +116,8 @@ export function defaultRules(memoryBytesMax: number): AlertRule[] {
     rule({ name: 'GroupWithoutLeader', metric: 'mamba_group_leader_known', condition: '==', threshold: 0, forMs: 5000, severity: 'critical', summary: 'This broker has known no leader of its group for 5 s' }),
     rule({ name: 'DiskUsageHigh', metric: 'mamba_disk_used_ratio', condition: '>', threshold: 0.85, forMs: 60_000, severity: 'warning', summary: 'The data directory\'s file system is over 85% full' }),
     rule({ name: 'ConsumerBacklogGrowing', metric: 'mamba_consumer_backlog_messages', condition: 'increasing', threshold: 0, forMs: 300_000, severity: 'warning', summary: 'A consumer group\'s backlog has grown for 5 minutes' }),
+    rule({ name: 'CommittedDataDivergence', metric: 'mamba_replica_committed_data_divergence', condition: '>', threshold: 0, severity: 'critical', summary: 'A leader asked this replica to truncate committed entries (it lacks committed data); refused: see the leader, epoch and both offsets in the labels' }),
+    rule({ name: 'ReplicaRecovering', metric: 'mamba_replica_recovering', condition: '>', threshold: 0, forMs: 300_000, severity: 'warning', summary: 'This replica lost entries it had promised and has not caught up from its leader for 5 minutes' }),
     rule({ name: 'MemoryOverLimit', metric: 'mamba_process_resident_memory_bytes', condition: '>', threshold: memoryBytesMax, forMs: 60_000, severity: 'critical', summary: `Broker resident memory is over its limit of ${memoryBytesMax} bytes` }),
   ];
 }
