@@ -5,7 +5,8 @@
 //                  Produce (a plain gRPC client; the SDK's connection pool only carries it), or
 //                  with BENCH_OUR_RAW=stream each request on one ProduceStream (proto/mamba.proto);
 //   own client     the SDK Producer with its defaults (it may batch inside), bounded retries;
-//   reads          the SDK's read by offset on the leader (stateless: nothing is written).
+//   reads          the SDK's read by offset on the leader (stateless: nothing is written), answered
+//                  in RecordBlocks (the stored bytes; proto/mamba.proto) and decoded by the SDK.
 import * as grpc from '@grpc/grpc-js';
 import { MambaClient, messageToWire } from '../../src/client/client.js';
 import type { Wire } from '../../src/client/connection.js';

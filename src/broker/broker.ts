@@ -6,13 +6,14 @@ import {
   InvalidArgumentError, NotFoundError, OutOfRangeError, AlreadyExistsError, NotLeaderError, TimeoutError, ResourceExhaustedError, MambaError,
 } from '../errors.js';
 import type { BrokerConfig, ClusterConfig, GroupConfig } from '../config/cluster.js';
-import { decodeRecordsRegion, decodeBatchHeader, batchHeaderBytes } from '../log/index.js';
+import { batchHeaderBytes } from '../log/index.js';
+import { decodeRecordsRegionWith, recordLengthBytes, type RecordMaker } from '../record-region.js';
 import type { Entry, ReplicaId, Role } from '../raft/types.js';
 import type { Replica, StateMachine } from '../replica/replica.js';
 import type { Logger } from '../replica/logger.js';
 import { CommandKind, decodeCommand, encodeCommand, type Command, type MessagesCommand } from './commands.js';
 import { encodeMessagesCommand, type ProduceMessage } from './produce-encoding.js';
-import { QueueIndex, queueKey } from './queue-index.js';
+import { QueueIndex, queueKey, type IndexedBatch } from './queue-index.js';
 import { ProducerTable, producerKey, type ProducedBatch } from './producer-table.js';
 import { adviseRead, type Advice, type FollowerView } from './advice.js';
 import { LoadMonitor } from './load.js';
@@ -74,6 +75,21 @@ export interface ConsumeRequest {
   maxWaitMs: number;
 }
 
+/**
+ * A run of whole messages of one queue as stored (mamba.proto RecordBlock): part or all of the
+ * records region of one stored batch, a view of the log's mapping, never re-encoded.
+ */
+export interface ConsumedBlock {
+  /** Queue offset of the first record in `records`. */
+  queueOffset: number;
+  /** Records in `records`, exactly. */
+  count: number;
+  /** The records' timestamps are stored as deltas from this. */
+  firstTimestampMs: number;
+  /** `count` records in the log's record encoding (src/record-region.ts). */
+  records: Buffer;
+}
+
 export interface ConsumedRecord {
   offset: number;
   timestampMs: number;
@@ -85,7 +101,10 @@ export interface ConsumedRecord {
 export interface ConsumeResult {
   topic: string;
   queue: number;
-  records: ConsumedRecord[];
+  /** The messages, in offset order, contiguous from the requested offset to nextOffset - 1. */
+  blocks: ConsumedBlock[];
+  /** Messages in `blocks`. */
+  messageCount: number;
   nextOffset: number;
   highWatermark: number;
   startOffset: number;
@@ -148,6 +167,11 @@ export interface BrokerObserver {
   /** Propose → the high watermark passed the entry (quorum-acknowledged produce requests). */
   committed(latencySeconds: number): void;
   consumed(topic: string, records: readonly ConsumedRecord[], nowMs: number): void;
+  /**
+   * The same report as `consumed`, from the stored blocks: an observer that has it spares the
+   * broker a decoded object per delivered message.
+   */
+  consumedBlocks?(topic: string, blocks: readonly ConsumedBlock[], nowMs: number): void;
 }
 
 export const noBrokerObserver: BrokerObserver = { produced() {}, committed() {}, consumed() {} };
@@ -385,7 +409,7 @@ export class Broker implements StateMachine {
       if (offset < start || offset > end) {
         throw new OutOfRangeError(`offset ${offset} is outside queue ${request.queue} of "${request.topic}": valid offsets are ${start}..${end} (${end} = next to be written)`, start, end);
       }
-      if (offset < end || Date.now() >= deadline || cancelled()) return this.delivered(request, this.readRecords(request, key, offset, start, end, highWatermark));
+      if (offset < end || Date.now() >= deadline || cancelled()) return this.delivered(request, this.readBlocks(request, key, offset, start, end, highWatermark));
       await this.waitForData(key, deadline - Date.now());
     }
     throw new TimeoutError('consume gave up after too many wake-ups');
@@ -393,9 +417,12 @@ export class Broker implements StateMachine {
 
   /** Reports what a consume call delivers (metrics, delivery spans). */
   private delivered(request: ConsumeRequest, result: ConsumeResult): ConsumeResult {
-    if (result.records.length === 0) return result;
-    this.observer.consumed(request.topic, result.records, Date.now());
-    this.tracing.delivered(request.topic, request.queue, request.consumerGroup, this.replica.currentEpoch, result.records);
+    if (result.messageCount === 0) return result;
+    const nowMs = Date.now();
+    const records = this.observer.consumedBlocks === undefined || this.tracing.enabled ? recordsOfBlocks(result.blocks) : null;
+    if (this.observer.consumedBlocks !== undefined) this.observer.consumedBlocks(request.topic, result.blocks, nowMs);
+    else this.observer.consumed(request.topic, records!, nowMs);
+    if (records !== null && this.tracing.enabled) this.tracing.delivered(request.topic, request.queue, request.consumerGroup, this.replica.currentEpoch, records);
     return result;
   }
 
@@ -408,32 +435,33 @@ export class Broker implements StateMachine {
     return this.consumerOffsets.get(offsetKey(request.consumerGroup, request.topic, request.queue)) ?? this.index.startOffset(key);
   }
 
-  private readRecords(request: ConsumeRequest, key: string, offset: number, start: number, end: number, highWatermark: number): ConsumeResult {
-    const maxMessages = Math.min(request.maxMessages > 0 ? request.maxMessages : 100, consumeMessagesMax);
-    const maxBytes = request.maxBytes > 0 ? request.maxBytes : consumeBytesDefault;
-    const records: ConsumedRecord[] = [];
-    let bytes = 0;
-    let next = offset;
-    const batches = this.index.batchesFrom(key, offset, highWatermark, maxMessages);
-    for (const batch of batches) {
-      const stored = this.replica.log.read(batch.logOffset, 1)[0];
-      assert(stored !== undefined, `queue index points at log offset ${batch.logOffset}, which the log does not hold`);
-      const command = decodeCommand(stored.subarray(batchHeaderBytes, decodeBatchHeader(stored).batchLength)) as MessagesCommand;
-      assert(command.kind === CommandKind.Messages && command.queueOffset === batch.queueOffset, 'queue index and log disagree');
-      const decoded = decodeRecordsRegion(command.records, command.firstTimestampMs, batch.count);
-      for (let i = Math.max(0, next - batch.queueOffset); i < decoded.length; i++) {
-        const r = decoded[i]!;
-        const size = (r.key?.byteLength ?? 0) + (r.value?.byteLength ?? 0) + 32;
-        if (records.length >= maxMessages || (records.length > 0 && bytes + size > maxBytes)) break;
-        records.push({ offset: batch.queueOffset + i, timestampMs: r.timestampMs, key: r.key, body: r.value, headers: r.headers.map((h: { name: string; value: Uint8Array | null }) => ({ key: h.name, value: h.value })) });
-        bytes += size;
-        next = batch.queueOffset + i + 1;
-      }
-      if (records.length >= maxMessages || bytes >= maxBytes) break;
+  /**
+   * The committed messages from `offset` on, within maxMessages and maxBytes (the first message
+   * always, whatever its size), as blocks cut from the stored batches at record boundaries.
+   * Nothing per message is decoded: the cut walks the records' length fields. A message counts
+   * its encoded bytes (length field included) against maxBytes.
+   */
+  private readBlocks(request: ConsumeRequest, key: string, offset: number, start: number, end: number, highWatermark: number): ConsumeResult {
+    const messagesMax = Math.min(request.maxMessages > 0 ? request.maxMessages : 100, consumeMessagesMax);
+    const cut: BlockCut = { blocks: [], messageCount: 0, bytes: 0, messagesMax, bytesMax: request.maxBytes > 0 ? request.maxBytes : consumeBytesDefault, nextOffset: offset, full: false };
+    const batches = this.index.batchesFrom(key, offset, highWatermark, messagesMax);
+    const regionPosition = batchHeaderBytes + messagesPrefixBytes(request.topic);
+    // One log read per run of batches that lie back to back in the group log (no index lookup
+    // between them); a run is bounded by the messages still wanted, the read by the bytes (the
+    // log returns at least one batch, so every round takes at least one).
+    for (let first = 0, round = 0; first < batches.length && !cut.full && round < batches.length; round++) {
+      let last = first;
+      let runMessages = batches[first]!.count;
+      while (last + 1 < batches.length && runMessages < messagesMax - cut.messageCount && isAdjacent(batches[last]!, batches[last + 1]!)) runMessages += batches[++last]!.count;
+      const lastBatch = batches[last]!;
+      const stored = this.replica.log.read(batches[first]!.logOffset, cut.bytesMax - cut.bytes, lastBatch.logOffset + lastBatch.count);
+      assert(stored.length >= 1 && stored.length <= last - first + 1, `queue index: ${last - first + 1} batches from log offset ${batches[first]!.logOffset}, the log returned ${stored.length}`);
+      for (let index = 0; index < stored.length && !cut.full; index++) cutBlock(cut, batches[first + index]!, stored[index]!, regionPosition);
+      first += stored.length;
     }
     const needed = batches[0] ? batches[0].logOffset + batches[0].count : highWatermark;
     return {
-      topic: request.topic, queue: request.queue, records, nextOffset: next, highWatermark: end, startOffset: start,
+      topic: request.topic, queue: request.queue, blocks: cut.blocks, messageCount: cut.messageCount, nextOffset: cut.nextOffset, highWatermark: end, startOffset: start,
       advice: this.advice(needed), servedBy: this.id,
     };
   }
@@ -666,4 +694,78 @@ export class Broker implements StateMachine {
 
 function offsetKey(consumerGroup: string, topic: string, queue: number): string {
   return `${consumerGroup}\u0000${topic}\u0000${queue}`;
+}
+
+// ------------------------------------------------------------------ consume: cutting blocks
+
+/** A consume answer being cut from stored batches, and its bounds. */
+interface BlockCut {
+  readonly blocks: ConsumedBlock[];
+  messageCount: number;
+  bytes: number;
+  readonly messagesMax: number;
+  readonly bytesMax: number;
+  /** Queue offset after the last message taken (the requested offset before any). */
+  nextOffset: number;
+  /** A bound was reached: take nothing more. */
+  full: boolean;
+}
+
+/** Bytes of a Messages command before its records region (commands.ts, kind 1) for `topic`. */
+function messagesPrefixBytes(topic: string): number {
+  return 1 + 2 + Buffer.byteLength(topic, 'utf8') + 4 + 8 * 4;
+}
+
+function isAdjacent(earlier: { logOffset: number; count: number }, later: { logOffset: number }): boolean {
+  return earlier.logOffset + earlier.count === later.logOffset;
+}
+
+/** Position after the record that starts at `position` (the records were checked on produce). */
+function recordEndPosition(region: Buffer, position: number): number {
+  if (position + recordLengthBytes > region.byteLength) assert(false, `stored record at byte ${position} has no length field`);
+  const endPosition = position + recordLengthBytes + region.readUInt32LE(position);
+  if (endPosition > region.byteLength) assert(false, `stored record at byte ${position} runs past its region`);
+  return endPosition;
+}
+
+/**
+ * Takes from one stored batch (the log's CRC-checked view) the records from cut.nextOffset on,
+ * within the cut's bounds, as one block; `regionPosition` is where the records region starts.
+ */
+function cutBlock(cut: BlockCut, batch: IndexedBatch, stored: Buffer, regionPosition: number): void {
+  assert(stored[batchHeaderBytes] === CommandKind.Messages && stored.readDoubleLE(regionPosition - 32) === batch.queueOffset, `queue index and log disagree at log offset ${batch.logOffset}`);
+  const firstTimestampMs = stored.readDoubleLE(regionPosition - 24);
+  const region = stored.subarray(regionPosition);
+  const skipCount = Math.max(0, cut.nextOffset - batch.queueOffset);
+  let position = 0;
+  for (let index = 0; index < skipCount; index++) position = recordEndPosition(region, position);
+  const startPosition = position;
+  let count = 0;
+  for (let index = skipCount; index < batch.count; index++) {
+    if (cut.messageCount + count >= cut.messagesMax) break;
+    const endPosition = recordEndPosition(region, position);
+    if (cut.messageCount + count > 0 && cut.bytes + endPosition - position > cut.bytesMax) break;
+    cut.bytes += endPosition - position;
+    position = endPosition;
+    count++;
+  }
+  if (skipCount + count === batch.count) assert(position === region.byteLength, `stored batch at log offset ${batch.logOffset} has bytes after its ${batch.count} records`);
+  if (count > 0) {
+    cut.blocks.push({ queueOffset: batch.queueOffset + skipCount, count, firstTimestampMs, records: region.subarray(startPosition, position) });
+    cut.messageCount += count;
+    cut.nextOffset = batch.queueOffset + skipCount + count;
+  }
+  if (skipCount + count < batch.count || cut.messageCount >= cut.messagesMax || cut.bytes >= cut.bytesMax) cut.full = true;
+}
+
+/** The messages of `blocks`, one object each (for clients that do not take blocks, and tracing). */
+export function recordsOfBlocks(blocks: readonly ConsumedBlock[]): ConsumedRecord[] {
+  const records: ConsumedRecord[] = [];
+  for (const block of blocks) {
+    const make: RecordMaker<ConsumedRecord> = (index, timestampMs, key, body, headers) => ({
+      offset: block.queueOffset + index, timestampMs, key, body, headers: headers.map((h) => ({ key: h.name, value: h.value })),
+    });
+    for (const record of decodeRecordsRegionWith(block.records, block.firstTimestampMs, block.count, make)) records.push(record);
+  }
+  return records;
 }

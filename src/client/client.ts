@@ -8,6 +8,7 @@ import { Router, type GroupRoute } from './router.js';
 import { resolveClientSecurity, type SecurityOptions } from './credentials.js';
 import { startTracing, type Tracing, type TracingSetup } from '../observe/tracing.js';
 import { ClientTracing } from '../observe/message-trace.js';
+import { asBuffer, decodeRecordsRegionWith, type RecordMaker } from '../record-region.js';
 
 /** OpenTelemetry for the client: off unless an OTLP endpoint (or, in tests, a span exporter) is given. */
 export type ClientTracingOptions = Partial<Pick<TracingSetup, 'otlpEndpoint' | 'samplingRatio' | 'spanExporter' | 'serviceName'>>;
@@ -208,7 +209,7 @@ export class MambaClient {
       const address = attempt === 0 && options.address ? options.address : await this.router.leaderOf(group);
       const maxWaitMs = options.maxWaitMs ?? 0;
       try {
-        const reply = await this.pool.call(address, 'Consume', { topic, queue, offset, maxMessages: options.maxMessages ?? 500, maxWaitMs }, this.options.requestTimeoutMs + maxWaitMs);
+        const reply = await this.pool.call(address, 'Consume', { topic, queue, offset, maxMessages: options.maxMessages ?? 500, maxWaitMs, blocks: true }, this.options.requestTimeoutMs + maxWaitMs);
         const result = readResultFromWire(reply);
         this.tracing.received(topic, queue, result.messages);
         return result;
@@ -243,8 +244,9 @@ export class MambaClient {
 }
 
 export function readResultFromWire(reply: Wire): ReadResult {
+  const blocks = (reply.blocks as Wire[] | undefined) ?? [];
   return {
-    messages: ((reply.records as Wire[] | undefined) ?? []).map((r) => ({
+    messages: blocks.length > 0 ? messagesOfBlocks(blocks) : ((reply.records as Wire[] | undefined) ?? []).map((r) => ({
       offset: Number(r.offset), timestampMs: Number(r.timestampMs), key: r.key && r.key.length ? Buffer.from(r.key) : null,
       body: Buffer.from(r.body ?? []),
       headers: Object.fromEntries(((r.headers as Wire[] | undefined) ?? []).map((h) => [String(h.key), Buffer.from(h.value ?? [])])),
@@ -252,4 +254,25 @@ export function readResultFromWire(reply: Wire): ReadResult {
     nextOffset: Number(reply.nextOffset), highWatermark: Number(reply.highWatermark), startOffset: Number(reply.startOffset),
     servedBy: String(reply.servedBy ?? ''), advice: reply.advice ? { replicaId: String(reply.advice.replicaId), address: String(reply.advice.address), reason: String(reply.advice.reason) } : null,
   };
+}
+
+const noBytes = Buffer.alloc(0);
+
+/**
+ * The messages of a ConsumeResponse's RecordBlocks (mamba.proto), decoded with the log's own
+ * record reader (src/record-region.ts). Key, body and header values are views into the response,
+ * not copies; an empty key is null, an empty body or header value an empty Buffer, as in `records`.
+ */
+function messagesOfBlocks(blocks: Wire[]): ReceivedMessage[] {
+  const messages: ReceivedMessage[] = [];
+  for (const block of blocks) {
+    const queueOffset = Number(block.queueOffset);
+    const make: RecordMaker<ReceivedMessage> = (index, timestampMs, key, value, headerList) => {
+      const headers: Record<string, Buffer> = {};
+      for (const h of headerList) headers[h.name] = h.value === null ? noBytes : asBuffer(h.value);
+      return { offset: queueOffset + index, timestampMs, key, body: value ?? noBytes, headers };
+    };
+    for (const message of decodeRecordsRegionWith(block.records ?? noBytes, Number(block.firstTimestampMs), Number(block.count), make)) messages.push(message);
+  }
+  return messages;
 }

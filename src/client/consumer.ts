@@ -238,7 +238,7 @@ export class Consumer extends EventEmitter {
     const group = route.queueGroups[reader.queue]!;
     const address = reader.address ?? await this.client.router.leaderOf(group);
     try {
-      return await this.client.pool.call(address, 'Consume', { topic: reader.topic, queue: reader.queue, offset: reader.offset, maxMessages: this.maxMessages, maxWaitMs: this.maxWaitMs }, 10_000 + this.maxWaitMs);
+      return await this.client.pool.call(address, 'Consume', { topic: reader.topic, queue: reader.queue, offset: reader.offset, maxMessages: this.maxMessages, maxWaitMs: this.maxWaitMs, blocks: true }, 10_000 + this.maxWaitMs);
     } catch (error) {
       if (!reader.address) this.client.router.noteFailure(group, error as MambaError);
       throw error;

@@ -18,7 +18,7 @@
 //       48    8 producerId        i64  -1 when not idempotent
 //       56      records region    the records back to back, stored exactly as they arrived
 //
-// One record inside the records region:
+// One record inside the records region (decoded by src/record-region.ts, shared with the SDK):
 //
 //   u32 recordBytes        bytes that follow this field
 //   i32 timestampDeltaMs   timestamp minus the batch's firstTimestampMs
@@ -30,6 +30,7 @@
 // CRC in place; followers store the leader's bytes unchanged, so every replica holds the same bytes.
 import { crc32c } from './native.js';
 import { LogError } from './errors.js';
+import { RecordFormatError, decodeRecordsRegion as decodeSharedRecordsRegion, type LogRecord } from '../record-region.js';
 
 export const batchHeaderBytes = 56;
 export const batchMagic = 1;
@@ -71,17 +72,7 @@ export interface BatchHeader {
   producerId: number;
 }
 
-export interface RecordHeader {
-  name: string;
-  value: Uint8Array | null;
-}
-
-export interface LogRecord {
-  key: Uint8Array | null;
-  value: Uint8Array | null;
-  headers: RecordHeader[];
-  timestampMs: number;
-}
+export type { RecordHeader, LogRecord } from '../record-region.js';
 
 export interface BatchFields {
   baseOffset?: number;
@@ -306,85 +297,28 @@ export function encodeRecords(records: LogRecord[], firstTimestampMs: number): B
   return writer.buffer;
 }
 
-class Reader {
-  constructor(
-    readonly buffer: Buffer,
-    public position: number,
-    readonly limitPosition: number,
-  ) {}
-  need(byteCount: number): void {
-    if (byteCount < 0 || this.position + byteCount > this.limitPosition) {
-      throw new LogError('bad_batch', `record runs past its end at byte ${this.position}`);
-    }
-  }
-  uint16(): number {
-    this.need(2);
-    const value = this.buffer.readUInt16LE(this.position);
-    this.position += 2;
-    return value;
-  }
-  uint32(): number {
-    this.need(4);
-    const value = this.buffer.readUInt32LE(this.position);
-    this.position += 4;
-    return value;
-  }
-  int32(): number {
-    this.need(4);
-    const value = this.buffer.readInt32LE(this.position);
-    this.position += 4;
-    return value;
-  }
-  bytes(byteCount: number): Buffer {
-    this.need(byteCount);
-    this.position += byteCount;
-    return this.buffer.subarray(this.position - byteCount, this.position);
-  }
-  optionalBytes(): Buffer | null {
-    const byteCount = this.int32();
-    if (byteCount < -1) throw new LogError('bad_batch', `negative length ${byteCount}`);
-    return byteCount === -1 ? null : this.bytes(byteCount);
-  }
-}
-
-function decodeRecord(reader: Reader, firstTimestampMs: number): LogRecord {
-  const recordBytes = reader.uint32();
-  reader.need(recordBytes);
-  const record = new Reader(reader.buffer, reader.position, reader.position + recordBytes);
-  reader.position += recordBytes;
-  const timestampMs = firstTimestampMs + record.int32();
-  const key = record.optionalBytes();
-  const headerCount = record.uint16();
-  const headers: RecordHeader[] = [];
-  for (let index = 0; index < headerCount; index++) {
-    const name = record.bytes(record.uint16()).toString('utf8');
-    headers.push({ name, value: record.optionalBytes() });
-  }
-  const value = record.optionalBytes();
-  if (record.position !== record.limitPosition) throw new LogError('bad_batch', 'record has trailing bytes');
-  return { key, value, headers, timestampMs };
+/** The shared reader's format errors (src/record-region.ts) as the log's own. */
+function asLogError(error: unknown): unknown {
+  return error instanceof RecordFormatError ? new LogError('bad_batch', error.message) : error;
 }
 
 /** Decodes the records of a verified batch; the byte fields are views into `batch`, not copies. */
 export function decodeRecords(batch: Uint8Array): LogRecord[] {
   const buffer = asBuffer(batch);
   const header = decodeBatchHeader(buffer);
-  const reader = new Reader(buffer, batchHeaderBytes, Math.min(header.batchLength, buffer.byteLength));
-  const records: LogRecord[] = [];
-  for (let index = 0; index < header.recordCount; index++) records.push(decodeRecord(reader, header.firstTimestampMs));
-  if (reader.position !== reader.limitPosition) throw new LogError('bad_batch', 'records region has trailing bytes');
-  return records;
+  const region = buffer.subarray(batchHeaderBytes, Math.min(header.batchLength, buffer.byteLength));
+  return decodeRecordsRegion(region, header.firstTimestampMs, header.recordCount);
 }
 
 /**
  * Decodes a bare records region (no batch header), for callers that keep a region inside a
- * payload of their own; byte fields are views into `region`, not copies.
+ * payload of their own; byte fields are views into `region`, not copies. The decoding itself is
+ * src/record-region.ts, shared with the SDK.
  */
 export function decodeRecordsRegion(region: Uint8Array, firstTimestampMs: number, recordCount: number): LogRecord[] {
-  const buffer = asBuffer(region);
-  const reader = new Reader(buffer, 0, buffer.byteLength);
-  const records: LogRecord[] = [];
-  for (let index = 0; index < recordCount; index++) records.push(decodeRecord(reader, firstTimestampMs));
-  if (reader.position !== reader.limitPosition) throw new LogError('bad_batch', 'records region has trailing bytes');
-  return records;
+  try {
+    return decodeSharedRecordsRegion(region, firstTimestampMs, recordCount);
+  } catch (error) {
+    throw asLogError(error);
+  }
 }

@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import type { ServiceDefinition, MethodDefinition } from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
+import { encodeConsumeResponse } from './consume-response.js';
 
 export const protoDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'proto');
 export const protoFiles = ['mamba.proto', 'raft.proto'];
@@ -41,12 +42,25 @@ export function serviceDefinition(service: string): ServiceDefinition {
       responseStream: !!method.responseStream,
       requestSerialize: (value: unknown) => asBuffer(requestType.encode(value as protobuf.Message).finish()),
       requestDeserialize: (bytes: Buffer) => decodeRequest(requestType, bytes),
-      responseSerialize: (value: unknown) => asBuffer(responseType.encode(value as protobuf.Message).finish()),
+      responseSerialize: responseSerializerOf(responseType),
       responseDeserialize: (bytes: Buffer) => responseType.decode(bytes),
       originalName: method.name[0]!.toLowerCase() + method.name.slice(1),
     };
   }
   return definition as ServiceDefinition;
+}
+
+/**
+ * Hand encoders by message type, tried first; one that returns null leaves the value to
+ * protobufjs. consume-response.ts says why ConsumeResponse has one.
+ */
+const handEncoders: ReadonlyMap<string, (value: never) => Buffer | null> = new Map([['mamba.v1.ConsumeResponse', encodeConsumeResponse]]);
+
+function responseSerializerOf(type: protobuf.Type): (value: unknown) => Buffer {
+  const encode = (value: unknown): Buffer => asBuffer(type.encode(value as protobuf.Message).finish());
+  const hand = handEncoders.get(type.fullName.replace(/^\./, ''));
+  if (hand === undefined) return encode;
+  return (value: unknown) => hand(value as never) ?? encode(value);
 }
 
 /**

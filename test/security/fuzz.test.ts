@@ -75,7 +75,7 @@ function send(client: grpc.Client, method: Method, bytes: Buffer, metadata: grpc
   const deadline = Date.now() + 2000;
   if (!method.serverStream) {
     return new Promise((resolve) => client.makeUnaryRequest(method.path, identity, identity, bytes, metadata, { deadline }, (e) => {
-      if (e && (e.code === grpc.status.INTERNAL || e.code === grpc.status.UNKNOWN)) internalDetails.add(`${method.name}: ${e.details} (frame ${bytes.toString('hex')})`);
+      if (e && (e.code === grpc.status.INTERNAL || e.code === grpc.status.UNKNOWN || e.code === grpc.status.UNAVAILABLE)) internalDetails.add(`${method.name}: ${e.details} (frame ${bytes.toString('hex')})`);
       resolve(e ? e.code : grpc.status.OK);
     }));
   }
