@@ -1,8 +1,8 @@
 // The client API (mamba.v1.Mamba) over gRPC: decodes requests into the broker's typed calls and
 // maps every error through the one status table (status.ts).
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { InvalidArgumentError } from '../errors.js';
-import type { AckLevel, Broker, ConsumeResult, GroupInfo, ProduceMessage, ProduceRequest } from '../broker/broker.js';
+import { recordsOfBlocks, type AckLevel, type Broker, type ConsumeResult, type GroupInfo, type ProduceMessage, type ProduceRequest } from '../broker/broker.js';
 import { ProduceStreamSession, type ProduceStreamLimits } from './produce-stream.js';
 import { serviceDefinition } from '../protocol/protos.js';
 import { toStatus } from '../protocol/status.js';
@@ -59,11 +59,16 @@ export function produceRequestOf(w: Wire): ProduceRequest {
   };
 }
 
-function consumeWire(r: ConsumeResult): Wire {
+/**
+ * A ConsumeResponse: the stored blocks as they are when the client asked for blocks (nothing per
+ * message), else one Record per message.
+ */
+function consumeWire(r: ConsumeResult, blocks: boolean): Wire {
   return {
     topic: r.topic, queue: r.queue, nextOffset: r.nextOffset, highWatermark: r.highWatermark, startOffset: r.startOffset, servedBy: r.servedBy,
     advice: r.advice ? { replicaId: r.advice.replicaId, address: r.advice.address, reason: r.advice.reason } : null,
-    records: r.records.map((x) => ({ offset: x.offset, timestampMs: x.timestampMs, key: x.key ?? Buffer.alloc(0), body: x.body ?? Buffer.alloc(0), headers: x.headers.map((h) => ({ key: h.key, value: h.value ?? Buffer.alloc(0) })) })),
+    records: blocks ? [] : recordsOfBlocks(r.blocks).map((x) => ({ offset: x.offset, timestampMs: x.timestampMs, key: x.key ?? Buffer.alloc(0), body: x.body ?? Buffer.alloc(0), headers: x.headers.map((h) => ({ key: h.key, value: h.value ?? Buffer.alloc(0) })) })),
+    blocks: blocks ? r.blocks : [],
   };
 }
 
@@ -101,7 +106,7 @@ export function addClientService(server: grpc.Server, broker: Broker): void {
       topic: required(str(w.topic, 'topic'), 'topic'), queue: int(w.queue, 'queue'), offset: int(w.offset, 'offset'),
       consumerGroup: str(w.consumerGroup, 'consumer_group'), useCommitted: !!w.useCommitted,
       maxMessages: int(w.maxMessages, 'max_messages'), maxBytes: int(w.maxBytes, 'max_bytes'), maxWaitMs: int(w.maxWaitMs, 'max_wait_ms'),
-    }, () => call.cancelled))),
+    }, () => call.cancelled), !!w.blocks)),
     Subscribe: (call: grpc.ServerWritableStream<Wire, Wire>) => { void subscribe(broker, call); },
     CommitOffset: unary(async (w) => {
       await broker.commitOffset(required(str(w.consumerGroup, 'consumer_group'), 'consumer_group'), required(str(w.topic, 'topic'), 'topic'), int(w.queue, 'queue'), int(w.offset, 'offset'));
@@ -144,6 +149,7 @@ async function subscribe(broker: Broker, call: grpc.ServerWritableStream<Wire, W
     const consumerGroup = str(w.consumerGroup, 'consumer_group');
     let offset = int(w.offset, 'offset');
     let useCommitted = !!w.useCommitted;
+    const blocks = !!w.blocks;
     // Bounded by the call: every round waits up to subscribeWaitMs, and a cancelled call stops it.
     while (!call.cancelled) {
       const result = await broker.consume({
@@ -152,8 +158,8 @@ async function subscribe(broker: Broker, call: grpc.ServerWritableStream<Wire, W
       }, () => call.cancelled);
       useCommitted = false;
       offset = result.nextOffset;
-      if (result.records.length === 0 || call.cancelled) continue;
-      if (!call.write(consumeWire(result))) await new Promise<void>((resolve) => call.once('drain', resolve));
+      if (result.messageCount === 0 || call.cancelled) continue;
+      if (!call.write(consumeWire(result, blocks))) await new Promise<void>((resolve) => call.once('drain', resolve));
     }
     call.end();
   } catch (error) {
