@@ -6,7 +6,7 @@ RUNS ?= 4
 DURATION ?= 30
 FAULTS ?= kill,pause,partition,torn,lose-tail,corrupt,powerloss
 
-.PHONY: all build native native-build test run stop demo-log bench bench-log sim chaos certs clean
+.PHONY: all build native native-build lint test run stop demo-log bench bench-log sim chaos certs clean
 
 all: build
 
@@ -34,8 +34,14 @@ build: node_modules/.installed native
 	@# `node dist/cli/main.js …` is the documented entry point; the build keeps tests beside src.
 	@mkdir -p dist/cli && printf "import '../src/cli/main.js';\n" > dist/cli/main.js
 
+# Types, lint and format (Biome), and the layering rules of src/ (dependency-cruiser).
+lint: node_modules/.installed
+	npx tsc -p tsconfig.json --noEmit
+	npx biome check --error-on-warnings
+	npx depcruise src --config .dependency-cruiser.cjs --output-type err
+
 # Every test file under dist/test, run by node's own test runner; it prints the pass/fail summary.
-test: build
+test: build lint
 	$(NODE) --test --test-reporter=spec --test-concurrency=2 $$(find dist/test -name '*.test.js' | sort)
 
 # Starts cluster/local-3.yaml in the background and prints how to produce and consume.

@@ -50,7 +50,11 @@ export class AlreadyExistsError extends MambaError {
 
 export class OutOfRangeError extends MambaError {
   override readonly name = 'OutOfRangeError';
-  constructor(message: string, readonly startOffset: number, readonly endOffset: number) {
+  constructor(
+    message: string,
+    readonly startOffset: number,
+    readonly endOffset: number,
+  ) {
     super('out_of_range', message, false);
   }
 }
@@ -58,7 +62,11 @@ export class OutOfRangeError extends MambaError {
 /** This broker is not the group's leader; `leaderAddress` is the client address of the one it knows. */
 export class NotLeaderError extends MambaError {
   override readonly name = 'NotLeaderError';
-  constructor(message: string, readonly leaderId: string | null, readonly leaderAddress: string | null) {
+  constructor(
+    message: string,
+    readonly leaderId: string | null,
+    readonly leaderAddress: string | null,
+  ) {
     super('not_leader', message, true);
   }
 }

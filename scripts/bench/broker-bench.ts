@@ -16,7 +16,18 @@
 // its last line.
 import { MambaSystem, ourFlushDescription, ourRaw } from './mamba-side.js';
 import { ensureNatsServer, describePeer, peerDurability, NatsSystem, type PeerDescription, type PeerSync } from './nats-side.js';
-import { IdSource, consumeAll, failover, outstanding, sequential, type BenchSystem, type ConsumeResult, type FailoverResult, type OutstandingResult, type SequentialResult } from './workloads.js';
+import {
+  IdSource,
+  consumeAll,
+  failover,
+  outstanding,
+  sequential,
+  type BenchSystem,
+  type ConsumeResult,
+  type FailoverResult,
+  type OutstandingResult,
+  type SequentialResult,
+} from './workloads.js';
 import { median, nowMs, percentile, progress, ratio, round } from './bench-lib.js';
 
 const env = (name: string, fallback: number): number => {
@@ -72,8 +83,10 @@ async function runRound(system: BenchSystem): Promise<RoundResult> {
 }
 
 function roundLine(r: RoundResult): string {
-  return `(a) p50 ${r.a.p50Ms} p99 ${r.a.p99Ms} ms | (b) ${r.b.msgsPerS} msg/s, ${r.b.cpuUsPerMsg} µs/msg | (c) ${r.c.msgsPerS} msg/s, p99 ${r.c.p99Ms} ms | ` +
-    `(d) ${r.d.msgsPerS} msg/s | (e) median ${median(r.e.gapsMs)} ms | missing ${r.d.missing + r.e.missing}`;
+  return (
+    `(a) p50 ${r.a.p50Ms} p99 ${r.a.p99Ms} ms | (b) ${r.b.msgsPerS} msg/s, ${r.b.cpuUsPerMsg} µs/msg | (c) ${r.c.msgsPerS} msg/s, p99 ${r.c.p99Ms} ms | ` +
+    `(d) ${r.d.msgsPerS} msg/s | (e) median ${median(r.e.gapsMs)} ms | missing ${r.d.missing + r.e.missing}`
+  );
 }
 
 function describeOutstanding(r: OutstandingResult): string {
@@ -104,9 +117,14 @@ async function ourRound<T>(flush: 'default' | 'sync', run: (system: BenchSystem)
 
 async function peerRound<T>(peer: PeerDescription, sync: PeerSync, printConfig: boolean, run: (system: BenchSystem) => Promise<T>): Promise<T> {
   progress(`peer: starting three NATS JetStream servers (stream R3, file storage${sync === 'always' ? ', sync_interval: always' : ''})`);
-  const system = await NatsSystem.start(peer, partitions, (text) => {
-    if (printConfig) console.log(`peer config (server n1; n2 and n3 differ only in name and ports):\n${text}`);
-  }, sync);
+  const system = await NatsSystem.start(
+    peer,
+    partitions,
+    (text) => {
+      if (printConfig) console.log(`peer config (server n1; n2 and n3 differ only in name and ports):\n${text}`);
+    },
+    sync,
+  );
   try {
     return await run(system);
   } finally {
@@ -170,8 +188,12 @@ function summary(ours: RoundResult[], peers: RoundResult[]): Record<string, numb
 }
 
 function describeRun(peer: PeerDescription | null): void {
-  console.log(`workloads: 1 KiB messages; (a) ${sequentialCount} one at a time after ${warmupCount} warm-up; (b) and (c) ${loadCount} each, ${inflight} outstanding over ${partitions} partitions; (d) ${partitions} readers x ${consumeBatch} per fetch; (e) ${killsPerRound} kills per round, ${killsPerRound * roundCount} in all; ${roundCount} rounds per system, alternating`);
-  console.log(`ours: Mamba MQ, 3 brokers, 1 group; flush ${ourFlushDescription()}; raw protocol: ${ourRaw === 'stream' ? 'ProduceStream, one message per request' : 'unary Produce, one message per request'}`);
+  console.log(
+    `workloads: 1 KiB messages; (a) ${sequentialCount} one at a time after ${warmupCount} warm-up; (b) and (c) ${loadCount} each, ${inflight} outstanding over ${partitions} partitions; (d) ${partitions} readers x ${consumeBatch} per fetch; (e) ${killsPerRound} kills per round, ${killsPerRound * roundCount} in all; ${roundCount} rounds per system, alternating`,
+  );
+  console.log(
+    `ours: Mamba MQ, 3 brokers, 1 group; flush ${ourFlushDescription()}; raw protocol: ${ourRaw === 'stream' ? 'ProduceStream, one message per request' : 'unary Produce, one message per request'}`,
+  );
   if (peer === null) {
     console.log('peer: none (nats-server not available); peer figures are null');
     return;
@@ -183,7 +205,7 @@ function describeRun(peer: PeerDescription | null): void {
 
 /** Our sync flush mode against `sync_interval: always`, when the peer has it (see the header). */
 async function syncComparison(peer: PeerDescription | null): Promise<void> {
-  const withPeer = peer !== null && peer.hasSyncAlways && syncChoice === 'auto';
+  const withPeer = peer?.hasSyncAlways && syncChoice === 'auto';
   if (!withPeer && syncChoice !== 'ours') return;
   type SyncRound = Pick<RoundResult, 'a' | 'b'>;
   const ours: SyncRound[] = [];
@@ -200,9 +222,11 @@ async function syncComparison(peer: PeerDescription | null): Promise<void> {
   const m = medianOf;
   const single = m(ours, (r) => r.b.msgsPerS);
   const peerSingle = m(peers, (r) => r.b.msgsPerS);
-  console.log(`sync comparison, our flush sync vs ${withPeer ? 'JetStream sync_interval: always' : 'no peer'} (medians of ${roundCount}, (a) and (b) at half the counts): ` +
-    `seq p50 ${m(ours, (r) => r.a.p50Ms)} vs ${m(peers, (r) => r.a.p50Ms)} ms, p99 ${m(ours, (r) => r.a.p99Ms)} vs ${m(peers, (r) => r.a.p99Ms)} ms; ` +
-    `single ${single} vs ${peerSingle} msg/s (ratio ${ratio(single, peerSingle)}); CPU ${m(ours, (r) => r.b.cpuUsPerMsg)} vs ${m(peers, (r) => r.b.cpuUsPerMsg)} µs/msg`);
+  console.log(
+    `sync comparison, our flush sync vs ${withPeer ? 'JetStream sync_interval: always' : 'no peer'} (medians of ${roundCount}, (a) and (b) at half the counts): ` +
+      `seq p50 ${m(ours, (r) => r.a.p50Ms)} vs ${m(peers, (r) => r.a.p50Ms)} ms, p99 ${m(ours, (r) => r.a.p99Ms)} vs ${m(peers, (r) => r.a.p99Ms)} ms; ` +
+      `single ${single} vs ${peerSingle} msg/s (ratio ${ratio(single, peerSingle)}); CPU ${m(ours, (r) => r.b.cpuUsPerMsg)} vs ${m(peers, (r) => r.b.cpuUsPerMsg)} µs/msg`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -225,7 +249,10 @@ async function main(): Promise<void> {
   const missingRounds = roundCount - ours.length + (peer ? roundCount - peers.length : 0);
   if (missingRounds > 0) progress(`${missingRounds} round(s) failed: medians are over the rounds that finished`);
   progress(`peer acknowledged messages not read back: ${peers.reduce((sum, r) => sum + r.d.missing + r.e.missing, 0)}`);
-  for (const [label, rounds] of [['mamba', ours], ['peer', peers]] as const) {
+  for (const [label, rounds] of [
+    ['mamba', ours],
+    ['peer', peers],
+  ] as const) {
     for (const [index, r] of rounds.entries()) progress(`${label} round ${index + 1}: ${roundLine(r)}`);
   }
   progress(`bench took ${round((nowMs() - startedMs) / 1000, 0)} s`);
@@ -233,7 +260,10 @@ async function main(): Promise<void> {
   if (ours.length === 0) throw new Error('no round of ours finished');
 }
 
-main().then(() => process.exit(0), (error: Error) => {
-  process.stderr.write(`bench failed: ${error.stack ?? error.message}\n`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (error: Error) => {
+    process.stderr.write(`bench failed: ${error.stack ?? error.message}\n`);
+    process.exit(1);
+  },
+);

@@ -14,7 +14,12 @@ const protoFile = join(protoDir, 'mamba.proto');
 function request(): Record<string, unknown> {
   const messages = [];
   for (let i = 0; i < 100; i++) {
-    messages.push({ key: Buffer.from(`key-${i}`), headers: [{ key: 'traceparent', value: Buffer.from('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01') }], body: Buffer.alloc(1024, i), timestampMs: Date.now() });
+    messages.push({
+      key: Buffer.from(`key-${i}`),
+      headers: [{ key: 'traceparent', value: Buffer.from('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01') }],
+      body: Buffer.alloc(1024, i),
+      timestampMs: Date.now(),
+    });
   }
   return { topic: 'orders', queue: 3, messages, ack: 3, producerId: 7, sequence: 100 };
 }
@@ -43,4 +48,6 @@ const message = ProduceRequest.fromObject(value);
 const directUs = time('protobufjs encode+decode', rounds, () => {
   ProduceRequest.decode(ProduceRequest.encode(message).finish());
 });
-console.log(JSON.stringify({ bench: 'codec', proto_loader_us: +loaderUs.toFixed(1), protobufjs_us: +directUs.toFixed(1), ratio: +(loaderUs / directUs).toFixed(2) }));
+console.log(
+  JSON.stringify({ bench: 'codec', proto_loader_us: +loaderUs.toFixed(1), protobufjs_us: +directUs.toFixed(1), ratio: +(loaderUs / directUs).toFixed(2) }),
+);

@@ -111,7 +111,10 @@ class RawWriter implements Writer {
   private readonly waiters: Array<{ batches: number; resolve: () => void }> = [];
   private readonly timer: NodeJS.Timeout | null;
 
-  constructor(private readonly dir: string, private readonly mode: FlushPolicy['mode']) {
+  constructor(
+    private readonly dir: string,
+    private readonly mode: FlushPolicy['mode'],
+  ) {
     fs.mkdirSync(dir, { recursive: true });
     this.fd = this.createFile();
     this.timer = mode === 'async' ? setInterval(() => this.startFlush(), asyncFlushIntervalMs) : null;
@@ -276,7 +279,11 @@ function batchEnd(batch: Buffer): number {
 /** Per-batch CRC32C speed of each implementation, for the record (stderr only). */
 function measureCrc(template: Buffer): void {
   const rounds = 500;
-  for (const [name, crc] of [['hardware', crc32c], ['slicing-by-8', crc32cSoftware], ['pure JS', crc32cJs]] as const) {
+  for (const [name, crc] of [
+    ['hardware', crc32c],
+    ['slicing-by-8', crc32cSoftware],
+    ['pure JS', crc32cJs],
+  ] as const) {
     const count = name === 'pure JS' ? rounds / 10 : rounds;
     const startedMs = performance.now();
     for (let round = 0; round < count; round++) crc(template);
@@ -287,7 +294,13 @@ function measureCrc(template: Buffer): void {
 type Side = 'log' | 'raw';
 
 /** One mode's pair of phases in a round, in the given order. */
-async function runPair(writers: Record<Side, Writer>, mode: FlushPolicy['mode'], template: Buffer, order: Side[], totals: Record<Side, PhaseResult>): Promise<Record<Side, PhaseResult>> {
+async function runPair(
+  writers: Record<Side, Writer>,
+  mode: FlushPolicy['mode'],
+  template: Buffer,
+  order: Side[],
+  totals: Record<Side, PhaseResult>,
+): Promise<Record<Side, PhaseResult>> {
   const parts = { log: emptyResult(), raw: emptyResult() };
   for (const side of order) {
     parts[side] = await runPhase(writers[side], mode, template, phaseMs / roundCount);
@@ -298,8 +311,10 @@ async function runPair(writers: Record<Side, Writer>, mode: FlushPolicy['mode'],
 
 function describePair(mode: string, parts: Record<Side, PhaseResult>): string {
   const flushes = (p: PhaseResult): string => `${p.flushCount} flushes, ~${Math.round(p.batchCount / Math.max(1, p.flushCount))} batches each`;
-  return `${mode} log ${megabytesPerSecond(parts.log.byteCount, parts.log.elapsedMs)} vs raw ${megabytesPerSecond(parts.raw.byteCount, parts.raw.elapsedMs)} MB/s ` +
-    `(log ${flushes(parts.log)}; raw ${flushes(parts.raw)})`;
+  return (
+    `${mode} log ${megabytesPerSecond(parts.log.byteCount, parts.log.elapsedMs)} vs raw ${megabytesPerSecond(parts.raw.byteCount, parts.raw.elapsedMs)} MB/s ` +
+    `(log ${flushes(parts.log)}; raw ${flushes(parts.raw)})`
+  );
 }
 
 async function main(): Promise<void> {
@@ -311,8 +326,14 @@ async function main(): Promise<void> {
     progress(`batch ${template.byteLength} bytes (${recordsPerBatch} x ${recordBytes} B records), ${phaseMs} ms per side and mode in ${roundCount} rounds`);
     progress(`segments of ${segmentBytes} bytes; async flush every ${asyncFlushIntervalMs} ms (broker default); sync window ${syncWindowBatches} batches`);
     measureCrc(template);
-    const asyncWriters: Record<Side, Writer> = { log: await LogWriter.open(join(root, 'async'), { mode: 'async', intervalMs: asyncFlushIntervalMs }), raw: new RawWriter(join(root, 'raw-async'), 'async') };
-    const syncWriters: Record<Side, Writer> = { log: await LogWriter.open(join(root, 'sync'), { mode: 'sync' }), raw: new RawWriter(join(root, 'raw-sync'), 'sync') };
+    const asyncWriters: Record<Side, Writer> = {
+      log: await LogWriter.open(join(root, 'async'), { mode: 'async', intervalMs: asyncFlushIntervalMs }),
+      raw: new RawWriter(join(root, 'raw-async'), 'async'),
+    };
+    const syncWriters: Record<Side, Writer> = {
+      log: await LogWriter.open(join(root, 'sync'), { mode: 'sync' }),
+      raw: new RawWriter(join(root, 'raw-sync'), 'sync'),
+    };
     const asyncTotals = { log: emptyResult(), raw: emptyResult() };
     const syncTotals = { log: emptyResult(), raw: emptyResult() };
     for (let round = 1; round <= roundCount; round++) {

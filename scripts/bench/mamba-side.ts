@@ -101,7 +101,10 @@ export class MambaSystem implements BenchSystem {
   private leaderAddress = '';
   private produceStream: ProduceStreamSender | null = null;
 
-  private constructor(private readonly local: LocalCluster, readonly partitions: number) {
+  private constructor(
+    private readonly local: LocalCluster,
+    readonly partitions: number,
+  ) {
     const brokers = local.brokers.map((b) => b.clientAddress);
     this.admin = new MambaClient({ brokers, requestTimeoutMs: 2000, retry: { attemptsMax: 50, backoffMsInitial: 20, backoffMsMax: 200 } });
     this.raw = new MambaClient({ brokers, requestTimeoutMs, retry: { attemptsMax: 1 } });
@@ -140,7 +143,12 @@ export class MambaSystem implements BenchSystem {
       return (body, partition) => stream.send({ topic, queue: partition, ack: ackQuorum, messages: [messageToWire({ body })] });
     }
     return async (body, partition) => {
-      await this.raw.pool.call(this.leaderAddress, 'Produce', { topic, queue: partition, ack: ackQuorum, messages: [messageToWire({ body })] }, requestTimeoutMs);
+      await this.raw.pool.call(
+        this.leaderAddress,
+        'Produce',
+        { topic, queue: partition, ack: ackQuorum, messages: [messageToWire({ body })] },
+        requestTimeoutMs,
+      );
     };
   }
 
@@ -164,7 +172,9 @@ export class MambaSystem implements BenchSystem {
     const producer = new Producer({ brokers: this.local.brokers.map((b) => b.clientAddress), ack: 'quorum', whenUnavailable: 'drop' });
     this.closers.push(() => producer.close(1000));
     return {
-      send: async (body, partition) => { await producer.send(topic, { body }, { queue: partition }); },
+      send: async (body, partition) => {
+        await producer.send(topic, { body }, { queue: partition });
+      },
       close: () => producer.close(30_000),
     };
   }
@@ -172,7 +182,9 @@ export class MambaSystem implements BenchSystem {
   failoverSender(timeoutMs: number): Send {
     const client = new MambaClient({ brokers: this.local.brokers.map((b) => b.clientAddress), requestTimeoutMs: timeoutMs, retry: { attemptsMax: 1 } });
     this.closers.push(() => client.close());
-    return async (body, partition) => { await client.send(topics.failover, [{ body }], { queue: partition }); };
+    return async (body, partition) => {
+      await client.send(topics.failover, [{ body }], { queue: partition });
+    };
   }
 
   async openReaders(target: Target): Promise<void> {
@@ -187,10 +199,15 @@ export class MambaSystem implements BenchSystem {
   }
 
   async leader(): Promise<string> {
-    return waitFor('a Mamba leader', 30_000, async () => {
-      const group = (await this.admin.describeCluster())[0];
-      return group?.leaderId ? group.leaderId : undefined;
-    }, 20);
+    return waitFor(
+      'a Mamba leader',
+      30_000,
+      async () => {
+        const group = (await this.admin.describeCluster())[0];
+        return group?.leaderId ? group.leaderId : undefined;
+      },
+      20,
+    );
   }
 
   async kill(id: string): Promise<void> {
@@ -203,10 +220,15 @@ export class MambaSystem implements BenchSystem {
 
   /** Every replica reachable and at the high watermark; the raw sender then targets the leader. */
   async healthy(): Promise<void> {
-    const group = await waitFor('every Mamba replica to catch up', 60_000, async () => {
-      const g = (await this.admin.describeCluster())[0];
-      return g && g.leaderId && g.replicas.length === 3 && g.replicas.every((r) => r.reachable && r.endOffset >= g.highWatermark) ? g : undefined;
-    }, 50);
+    const group = await waitFor(
+      'every Mamba replica to catch up',
+      60_000,
+      async () => {
+        const g = (await this.admin.describeCluster())[0];
+        return g?.leaderId && g.replicas.length === 3 && g.replicas.every((r) => r.reachable && r.endOffset >= g.highWatermark) ? g : undefined;
+      },
+      50,
+    );
     this.leaderAddress = this.local.broker(group.leaderId).clientAddress;
   }
 

@@ -32,7 +32,11 @@ export function ensureNatsServer(): string | null {
     return null;
   }
   progress('installing nats-server (Debian package) for the peer measurement');
-  const install = spawnSync('sh', ['-c', 'apt-get install -y nats-server >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y nats-server >/dev/null 2>&1)'], { stdio: 'inherit', timeout: 300_000 });
+  const install = spawnSync(
+    'sh',
+    ['-c', 'apt-get install -y nats-server >/dev/null 2>&1 || (apt-get update >/dev/null 2>&1 && apt-get install -y nats-server >/dev/null 2>&1)'],
+    { stdio: 'inherit', timeout: 300_000 },
+  );
   if (install.status !== 0) {
     progress('could not install nats-server: the peer is skipped');
     return null;
@@ -51,8 +55,12 @@ export interface PeerDescription {
 
 /** Asks the binary itself: `--version`, and `-t` (check a config file) on probe configs. */
 export function describePeer(binary: string): PeerDescription {
-  const version = spawnSync(binary, ['--version'], { encoding: 'utf8', timeout: 10_000 }).stdout.trim().replace(/^nats-server:\s*/, '');
-  const debianPackage = spawnSync('dpkg-query', ['-W', '-f', '${Version}', 'nats-server'], { encoding: 'utf8', timeout: 10_000 }).stdout.trim() || 'not from a Debian package';
+  const version = spawnSync(binary, ['--version'], { encoding: 'utf8', timeout: 10_000 })
+    .stdout.trim()
+    .replace(/^nats-server:\s*/, '');
+  const debianPackage =
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax, not a template
+    spawnSync('dpkg-query', ['-W', '-f', '${Version}', 'nats-server'], { encoding: 'utf8', timeout: 10_000 }).stdout.trim() || 'not from a Debian package';
   const dir = mkdtempSync(join(tmpdir(), 'nats-probe-'));
   try {
     const accepts = (line: string): boolean => {
@@ -77,7 +85,13 @@ export function peerDurability(peer: PeerDescription): string {
   return `${interval}; ${always}`;
 }
 
-interface NatsNode { name: string; clientPort: number; clusterPort: number; config: string; process: ChildProcess | null }
+interface NatsNode {
+  name: string;
+  clientPort: number;
+  clusterPort: number;
+  config: string;
+  process: ChildProcess | null;
+}
 
 /** The peer's durability: its default (`sync_interval` "2m" where the setting exists) or `always`. */
 export type PeerSync = 'default' | 'always';
@@ -88,7 +102,7 @@ function nodeConfig(node: NatsNode, nodes: NatsNode[], dir: string, peer: PeerDe
   return [
     `# NATS JetStream peer of the Mamba MQ bench (nats-server ${peer.version}), server ${node.name}`,
     `server_name: ${node.name}`,
-    'listen: 127.0.0.1:' + node.clientPort,
+    `listen: 127.0.0.1:${node.clientPort}`,
     'jetstream {',
     `  store_dir: ${JSON.stringify(join(dir, node.name))}`,
     ...syncLine,
@@ -116,7 +130,12 @@ export class NatsSystem implements BenchSystem {
   /** The stream leader seen by the last healthy() check. */
   private streamLeaderNow = '';
 
-  private constructor(readonly binary: string, readonly dir: string, readonly nodes: NatsNode[], readonly partitions: number) {}
+  private constructor(
+    readonly binary: string,
+    readonly dir: string,
+    readonly nodes: NatsNode[],
+    readonly partitions: number,
+  ) {}
 
   /** Writes the three config files (returns the first one's text through `onConfig`), starts them. */
   static async start(peer: PeerDescription, partitions: number, onConfig: (text: string) => void, sync: PeerSync = 'default'): Promise<NatsSystem> {
@@ -124,7 +143,13 @@ export class NatsSystem implements BenchSystem {
     // Ports claimed for this run (no other server of any run gets them) until stop().
     const ports = await reservePorts(6);
     const dir = mkdtempSync(join(tmpdir(), 'nats-bench-'));
-    const nodes: NatsNode[] = [1, 2, 3].map((i) => ({ name: `n${i}`, clientPort: ports[2 * i - 2]!, clusterPort: ports[2 * i - 1]!, config: join(dir, `n${i}.conf`), process: null }));
+    const nodes: NatsNode[] = [1, 2, 3].map((i) => ({
+      name: `n${i}`,
+      clientPort: ports[2 * i - 2]!,
+      clusterPort: ports[2 * i - 1]!,
+      config: join(dir, `n${i}.conf`),
+      process: null,
+    }));
     for (const node of nodes) writeFileSync(node.config, nodeConfig(node, nodes, dir, peer, sync));
     onConfig(nodeConfig(nodes[0]!, nodes, dir, peer, sync));
     const system = new NatsSystem(peer.binary, dir, nodes, partitions);
@@ -140,13 +165,20 @@ export class NatsSystem implements BenchSystem {
 
   private async connect(): Promise<void> {
     const servers = this.nodes.map((n) => `127.0.0.1:${n.clientPort}`);
-    this.admin = await waitFor('NATS to accept connections', 15_000, async () => connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 50, timeout: 1000 }));
+    this.admin = await waitFor('NATS to accept connections', 15_000, async () =>
+      connect({ servers, maxReconnectAttempts: -1, reconnectTimeWait: 50, timeout: 1000 }),
+    );
     // JetStream answers only once its cluster has elected a meta leader: retry until it does.
     this.jsm = await waitFor('JetStream to be ready', 30_000, async () => this.admin.jetstreamManager({ timeout: 1000 }), 200);
-    await waitFor('the stream with 3 replicas', 30_000, async () => {
-      await this.jsm.streams.add({ name: stream, subjects: ['bench.>'], num_replicas: 3, storage: StorageType.File });
-      return true;
-    }, 200);
+    await waitFor(
+      'the stream with 3 replicas',
+      30_000,
+      async () => {
+        await this.jsm.streams.add({ name: stream, subjects: ['bench.>'], num_replicas: 3, storage: StorageType.File });
+        return true;
+      },
+      200,
+    );
     await this.healthy();
     const leader = this.nodes.find((n) => n.name === this.streamLeaderNow)!;
     const ordered = [leader, ...this.nodes.filter((n) => n !== leader)].map((n) => `127.0.0.1:${n.clientPort}`);
@@ -163,11 +195,18 @@ export class NatsSystem implements BenchSystem {
   }
 
   rawSender(target: Target): Send {
-    return async (body, partition) => { await this.js.publish(subject(target, partition), body); };
+    return async (body, partition) => {
+      await this.js.publish(subject(target, partition), body);
+    };
   }
 
   clientSender(target: Target): { send: Send; close: () => Promise<void> } {
-    return { send: this.rawSender(target), close: async () => { await this.work.flush(); } };
+    return {
+      send: this.rawSender(target),
+      close: async () => {
+        await this.work.flush();
+      },
+    };
   }
 
   failoverSender(timeoutMs: number): Send {
@@ -188,13 +227,22 @@ export class NatsSystem implements BenchSystem {
     const generation = ++this.consumerGeneration;
     for (let partition = 0; partition < count; partition++) {
       const name = `r${generation}-${target}-${partition}`;
-      await waitFor(`consumer ${name}`, 30_000, async () => {
-        await this.jsm.consumers.add(stream, {
-          durable_name: name, ack_policy: AckPolicy.None, deliver_policy: DeliverPolicy.All,
-          filter_subject: subject(target, partition), num_replicas: 1, mem_storage: true,
-        });
-        return true;
-      }, 200);
+      await waitFor(
+        `consumer ${name}`,
+        30_000,
+        async () => {
+          await this.jsm.consumers.add(stream, {
+            durable_name: name,
+            ack_policy: AckPolicy.None,
+            deliver_policy: DeliverPolicy.All,
+            filter_subject: subject(target, partition),
+            num_replicas: 1,
+            mem_storage: true,
+          });
+          return true;
+        },
+        200,
+      );
       this.consumers.set(`${target}/${partition}`, await this.js.consumers.get(stream, name));
     }
   }
@@ -231,11 +279,16 @@ export class NatsSystem implements BenchSystem {
 
   /** A stream leader and both other replicas current (bounded). */
   async healthy(): Promise<void> {
-    this.streamLeaderNow = await waitFor('every stream replica to be current', 60_000, async () => {
-      const info = await this.jsm.streams.info(stream);
-      const replicas = info.cluster?.replicas ?? [];
-      return info.cluster?.leader && replicas.length === 2 && replicas.every((r) => r.current && !r.offline) ? info.cluster.leader : undefined;
-    }, 50);
+    this.streamLeaderNow = await waitFor(
+      'every stream replica to be current',
+      60_000,
+      async () => {
+        const info = await this.jsm.streams.info(stream);
+        const replicas = info.cluster?.replicas ?? [];
+        return info.cluster?.leader && replicas.length === 2 && replicas.every((r) => r.current && !r.offline) ? info.cluster.leader : undefined;
+      },
+      50,
+    );
   }
 
   async stop(): Promise<void> {

@@ -84,7 +84,14 @@ export interface OutstandingResult {
  * partitions in turn; acknowledged ids are added to `ackedIds[partition]`. A failed send is
  * counted and not retried (the raw protocol has no retry; the client library retries inside).
  */
-export async function outstanding(system: BenchSystem, send: Send, ids: IdSource, count: number, inflight: number, ackedIds: number[][]): Promise<OutstandingResult> {
+export async function outstanding(
+  system: BenchSystem,
+  send: Send,
+  ids: IdSource,
+  count: number,
+  inflight: number,
+  ackedIds: number[][],
+): Promise<OutstandingResult> {
   const latencies: number[] = [];
   const tick = progressCounter('  outstanding', count);
   let started = 0;
@@ -116,8 +123,12 @@ export async function outstanding(system: BenchSystem, send: Send, ids: IdSource
   const clientCpu = process.cpuUsage(clientCpuBefore);
   latencies.sort((a, b) => a - b);
   return {
-    msgsPerS: round(acked / elapsedS, 0), p50Ms: round(percentile(latencies, 50), 3), p99Ms: round(percentile(latencies, 99), 3),
-    acked, failed, cpuUsPerMsg: acked > 0 ? round(cpuUs / acked, 1) : NaN,
+    msgsPerS: round(acked / elapsedS, 0),
+    p50Ms: round(percentile(latencies, 50), 3),
+    p99Ms: round(percentile(latencies, 99), 3),
+    acked,
+    failed,
+    cpuUsPerMsg: acked > 0 ? round(cpuUs / acked, 1) : NaN,
     clientCpuUsPerMsg: acked > 0 ? round((clientCpu.user + clientCpu.system) / acked, 1) : NaN,
   };
 }

@@ -57,15 +57,17 @@ export function countFindings(input: CheckInput): Findings {
   const leader = input.replicas[0];
   if (!leader) throw new Error('countFindings needs at least the leader replica');
   const stored = new Map<string, { queue: number; offset: number; copies: number }>();
-  leader.queues.forEach((ids, queue) => ids.forEach((id, offset) => {
-    const first = stored.get(id);
-    if (first) {
-      first.copies++;
-      note(`duplicate: ${id} at ${queue}:${offset}, first at ${first.queue}:${first.offset}`);
-    } else {
-      stored.set(id, { queue, offset, copies: 1 });
-    }
-  }));
+  leader.queues.forEach((ids, queue) =>
+    ids.forEach((id, offset) => {
+      const first = stored.get(id);
+      if (first) {
+        first.copies++;
+        note(`duplicate: ${id} at ${queue}:${offset}, first at ${first.queue}:${first.offset}`);
+      } else {
+        stored.set(id, { queue, offset, copies: 1 });
+      }
+    }),
+  );
   let duplicated = 0;
   for (const place of stored.values()) duplicated += place.copies - 1;
   const changedPlaces = new Set<string>();
@@ -85,14 +87,27 @@ export function countFindings(input: CheckInput): Findings {
   }
   const { maxGapMs, faultGapsMs } = gaps(input.acks, input.events);
   return {
-    acked: input.acks.length, lost, duplicated, reordered: countReordered(input.acks, stored, note), changed: changedPlaces.size,
+    acked: input.acks.length,
+    lost,
+    duplicated,
+    reordered: countReordered(input.acks, stored, note),
+    changed: changedPlaces.size,
     replicaShort: countReplicaShort(input.acks, input.replicas, note),
-    unknownSent: input.unknownIds.size, unknownStored: [...input.unknownIds].filter((id) => stored.has(id)).length,
-    maxGapMs, faultGapsMs, examples,
+    unknownSent: input.unknownIds.size,
+    unknownStored: [...input.unknownIds].filter((id) => stored.has(id)).length,
+    maxGapMs,
+    faultGapsMs,
+    examples,
   };
 }
 
-function countLost(acks: Acknowledgement[], stored: Map<string, { queue: number; offset: number }>, queues: string[][], changedPlaces: Set<string>, note: (text: string) => void): number {
+function countLost(
+  acks: Acknowledgement[],
+  stored: Map<string, { queue: number; offset: number }>,
+  queues: string[][],
+  changedPlaces: Set<string>,
+  note: (text: string) => void,
+): number {
   let lost = 0;
   for (const ack of acks) {
     if (!stored.has(ack.id)) {
@@ -111,13 +126,15 @@ function countLost(acks: Acknowledgement[], stored: Map<string, { queue: number;
 function compareReplicas(replicas: CheckInput['replicas'], changedPlaces: Set<string>, note: (text: string) => void): void {
   const leader = replicas[0]!;
   for (const replica of replicas.slice(1)) {
-    replica.queues.forEach((ids, queue) => ids.forEach((id, offset) => {
-      const expected = leader.queues[queue]?.[offset];
-      if (expected !== undefined && expected !== id) {
-        changedPlaces.add(`${queue}:${offset}`);
-        note(`changed: ${queue}:${offset} holds ${expected} on ${leader.id} and ${id} on ${replica.id}`);
-      }
-    }));
+    replica.queues.forEach((ids, queue) =>
+      ids.forEach((id, offset) => {
+        const expected = leader.queues[queue]?.[offset];
+        if (expected !== undefined && expected !== id) {
+          changedPlaces.add(`${queue}:${offset}`);
+          note(`changed: ${queue}:${offset} holds ${expected} on ${leader.id} and ${id} on ${replica.id}`);
+        }
+      }),
+    );
   }
 }
 
@@ -177,7 +194,15 @@ function gaps(acks: Acknowledgement[], events: FaultEvent[]): { maxGapMs: number
  * serves up to the high watermark it has learned, which trails the leader's briefly: while it
  * serves fewer than `lengthWanted` ids, it is asked again for up to `waitMsMax`.
  */
-export async function readReplica(client: MambaClient, address: string, topic: string, queue: number, lengthWanted = 0, waitMsMax = 0, roundsMax = 10_000): Promise<string[]> {
+export async function readReplica(
+  client: MambaClient,
+  address: string,
+  topic: string,
+  queue: number,
+  lengthWanted = 0,
+  waitMsMax = 0,
+  roundsMax = 10_000,
+): Promise<string[]> {
   const ids: string[] = [];
   const deadlineMs = Date.now() + waitMsMax;
   for (let round = 0, failures = 0; round < roundsMax; round++) {

@@ -16,7 +16,9 @@ export const lostTailBytes = 128 * 1024;
 const bitFlipsMax = 8;
 
 function segmentNames(logDir: string): string[] {
-  return readdirSync(logDir).filter((name) => /^\d{20}\.log$/.test(name)).sort();
+  return readdirSync(logDir)
+    .filter((name) => /^\d{20}\.log$/.test(name))
+    .sort();
 }
 
 function readWhole(file: string): Buffer {

@@ -42,15 +42,21 @@ const describeTimeoutMs = 1000;
 
 /** The group as each running broker describes it; the leader named with the highest epoch wins. */
 async function groupState(context: ChaosContext): Promise<GroupState | undefined> {
-  const views = await Promise.all(context.cluster.brokers.filter((b) => context.cluster.isRunning(b.id)).map(async (broker) => {
-    const reply = await context.admin.pool.call(broker.clientAddress, 'DescribeCluster', {}, describeTimeoutMs).catch(() => undefined);
-    const g = reply?.groups?.[0];
-    if (!g || !g.leaderId) return undefined;
-    return {
-      leaderId: String(g.leaderId), epoch: Number(g.epoch), highWatermark: Number(g.highWatermark),
-      replicas: (g.replicas as Array<Record<string, unknown>>).map((r) => ({ id: String(r.id), endOffset: Number(r.endOffset), reachable: !!r.reachable })),
-    };
-  }));
+  const views = await Promise.all(
+    context.cluster.brokers
+      .filter((b) => context.cluster.isRunning(b.id))
+      .map(async (broker) => {
+        const reply = await context.admin.pool.call(broker.clientAddress, 'DescribeCluster', {}, describeTimeoutMs).catch(() => undefined);
+        const g = reply?.groups?.[0];
+        if (!g?.leaderId) return undefined;
+        return {
+          leaderId: String(g.leaderId),
+          epoch: Number(g.epoch),
+          highWatermark: Number(g.highWatermark),
+          replicas: (g.replicas as Array<Record<string, unknown>>).map((r) => ({ id: String(r.id), endOffset: Number(r.endOffset), reachable: !!r.reachable })),
+        };
+      }),
+  );
   const known = views.filter((v): v is GroupState => v !== undefined && context.cluster.isRunning(v.leaderId));
   known.sort((a, b) => b.epoch - a.epoch);
   return known[0];
@@ -69,11 +75,16 @@ export async function replicasBehind(context: ChaosContext): Promise<number> {
 
 /** Waits until the leader sees every replica reachable and at the high watermark; false on timeout. */
 export async function waitCaughtUp(context: ChaosContext, timeoutMs: number): Promise<boolean> {
-  return waitFor('every replica to catch up', timeoutMs, async () => {
-    const state = await groupState(context);
-    if (!state) return undefined;
-    return state.replicas.every((r) => r.reachable && r.endOffset >= state.highWatermark) ? true : undefined;
-  }, 200).catch(() => false);
+  return waitFor(
+    'every replica to catch up',
+    timeoutMs,
+    async () => {
+      const state = await groupState(context);
+      if (!state) return undefined;
+      return state.replicas.every((r) => r.reachable && r.endOffset >= state.highWatermark) ? true : undefined;
+    },
+    200,
+  ).catch(() => false);
 }
 
 type Fault = (context: ChaosContext) => Promise<FaultEvent>;
@@ -110,7 +121,11 @@ const partition: Fault = async (context) => {
   const startMs = Date.now();
   try {
     if (isolateOne) network.isolate(target);
-    else network.cutOff(target, ids.filter((id) => id !== target));
+    else
+      network.cutOff(
+        target,
+        ids.filter((id) => id !== target),
+      );
     await sleep(heldMs);
   } finally {
     network.heal();
@@ -131,7 +146,12 @@ const tornTail: Fault = async (context) => {
   const what = torn
     ? `${torn.file} ${torn.mode} at byte ${torn.cutPosition} (last batch at ${torn.lastBatchPosition}, data end ${torn.dataEndPosition})`
     : 'no batch in the last segment, nothing cut';
-  return { fault: 'torn', detail: `${broker.id}${broker.id === leader ? ' (leader)' : ''} killed, ${what}, restarted after ${downMs} ms`, startMs, endMs: Date.now() };
+  return {
+    fault: 'torn',
+    detail: `${broker.id}${broker.id === leader ? ' (leader)' : ''} killed, ${what}, restarted after ${downMs} ms`,
+    startMs,
+    endMs: Date.now(),
+  };
 };
 
 const loseTailFault: Fault = async (context) => {
@@ -155,7 +175,8 @@ const loseTailFault: Fault = async (context) => {
   return {
     fault: 'lose-tail',
     detail: `${b} paused ${aloneMs} ms while leader ${leader} committed with ${a}; ${a} killed, ${lost}; leader killed, ${a} restarted, ${b} resumed, leader back after ${leaderDownMs} ms`,
-    startMs, endMs: Date.now(),
+    startMs,
+    endMs: Date.now(),
   };
 };
 
@@ -185,7 +206,13 @@ const powerloss: Fault = async (context) => {
 };
 
 export const faults: Record<FaultName, Fault> = {
-  kill: killLeader, pause, partition, torn: tornTail, 'lose-tail': loseTailFault, corrupt, powerloss,
+  kill: killLeader,
+  pause,
+  partition,
+  torn: tornTail,
+  'lose-tail': loseTailFault,
+  corrupt,
+  powerloss,
 };
 
 /**

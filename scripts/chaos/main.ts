@@ -19,12 +19,22 @@ import { partitionUnavailableReason } from './netns.js';
 import { activeCleanups, runChaos, type RunResult } from './run.js';
 
 const faultAliases: Record<string, FaultName> = {
-  kill: 'kill', 'kill-leader': 'kill', pause: 'pause', partition: 'partition', torn: 'torn', 'torn-tail': 'torn',
-  'lose-tail': 'lose-tail', corrupt: 'corrupt', powerloss: 'powerloss',
+  kill: 'kill',
+  'kill-leader': 'kill',
+  pause: 'pause',
+  partition: 'partition',
+  torn: 'torn',
+  'torn-tail': 'torn',
+  'lose-tail': 'lose-tail',
+  corrupt: 'corrupt',
+  powerloss: 'powerloss',
 };
 
 function parseFaults(text: string): FaultName[] {
-  const names = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const names = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (names.length === 0) throw new Error(`--faults: give at least one of ${faultNames.join(', ')}`);
   return names.map((name) => {
     const fault = faultAliases[name];
@@ -43,7 +53,9 @@ function summaryLine(results: readonly Summed[], skipped: readonly string[]): st
 
 function report(result: RunResult): void {
   const gaps = result.faultGapsMs.map((g) => Math.round(g)).join(',');
-  progress(`run ${result.run} ${result.fault} seed ${result.seed}: faults=${result.events.length} acked=${result.acked} lost=${result.lost} duplicated=${result.duplicated} reordered=${result.reordered} changed=${result.changed} not_caught_up=${result.replicasNotCaughtUp} replica_short=${result.replicaShort} unknown=${result.unknownSent} (stored ${result.unknownStored}) max_gap_ms=${Math.round(result.maxGapMs)} fault_gaps_ms=[${gaps}]`);
+  progress(
+    `run ${result.run} ${result.fault} seed ${result.seed}: faults=${result.events.length} acked=${result.acked} lost=${result.lost} duplicated=${result.duplicated} reordered=${result.reordered} changed=${result.changed} not_caught_up=${result.replicasNotCaughtUp} replica_short=${result.replicaShort} unknown=${result.unknownSent} (stored ${result.unknownStored}) max_gap_ms=${Math.round(result.maxGapMs)} fault_gaps_ms=[${gaps}]`,
+  );
   for (const example of result.examples) progress(`    ${example}`);
   if (result.keptDir) progress(`    data and broker logs kept in ${result.keptDir}; replay with SEED=${result.seed}`);
 }
@@ -103,7 +115,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-main().then((code) => { process.exitCode = code; }, (error: Error) => {
-  process.stderr.write(`chaos: ${error.message}\n`);
-  process.exitCode = 2;
-});
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: Error) => {
+    process.stderr.write(`chaos: ${error.message}\n`);
+    process.exitCode = 2;
+  },
+);

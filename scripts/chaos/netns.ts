@@ -41,7 +41,11 @@ export function partitionUnavailableReason(log: (text: string) => void): string 
   if (!hasIptables()) {
     log('partition: iptables is missing; installing it with apt-get');
     try {
-      execFileSync('apt-get', ['install', '-y', '-q', 'iptables'], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+      execFileSync('apt-get', ['install', '-y', '-q', 'iptables'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        timeout: 300_000,
+        env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+      });
     } catch (error) {
       return `iptables is missing and apt-get could not install it: ${(error as Error).message.split('\n')[0]}`;
     }
@@ -88,7 +92,11 @@ export class NamespaceNetwork {
   private forwardRuleAdded = false;
   private destroyed = false;
 
-  private constructor(private readonly brokerIds: string[], private readonly prefix: string, private readonly bridge: string) {}
+  private constructor(
+    private readonly brokerIds: string[],
+    private readonly prefix: string,
+    private readonly bridge: string,
+  ) {}
 
   static create(brokerIds: string[]): NamespaceNetwork {
     removeLeftovers();

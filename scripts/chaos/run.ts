@@ -50,7 +50,11 @@ export async function runChaos(options: RunOptions): Promise<RunResult> {
   const destroyNetwork = (): void => network?.destroy();
   activeCleanups.add(destroyNetwork);
   try {
-    const cluster = await LocalCluster.create({ name: 'mamba-chaos', settings: { segmentBytes, messageBytesMax, ...settingsFor(options.fault) }, ...(network ? { placement: (id: string) => network.placement(id) } : {}) });
+    const cluster = await LocalCluster.create({
+      name: 'mamba-chaos',
+      settings: { segmentBytes, messageBytesMax, ...settingsFor(options.fault) },
+      ...(network ? { placement: (id: string) => network.placement(id) } : {}),
+    });
     const killBrokers = (): void => {
       for (const b of cluster.brokers) if (b.process && cluster.isRunning(b.id)) b.process.kill('SIGKILL');
     };
@@ -62,7 +66,9 @@ export async function runChaos(options: RunOptions): Promise<RunResult> {
       return { ...result, keptDir: keep ? cluster.dir : null };
     } catch (error) {
       keep = true;
-      throw new Error(`run ${options.run} (seed ${options.seed}, ${options.fault}) failed: ${(error as Error).message}${exitedBrokers(cluster)}; data and broker logs kept in ${cluster.dir}`);
+      throw new Error(
+        `run ${options.run} (seed ${options.seed}, ${options.fault}) failed: ${(error as Error).message}${exitedBrokers(cluster)}; data and broker logs kept in ${cluster.dir}`,
+      );
     } finally {
       await cluster.stopAll(keep);
       activeCleanups.delete(killBrokers);
@@ -132,7 +138,8 @@ async function injectFaults(options: RunOptions, context: ChaosContext): Promise
     const event = await faults[options.fault](context);
     events.push(event);
     options.log(`  run ${options.run} fault ${events.length}: ${event.detail}`);
-    if (!(await waitCaughtUp(context, caughtUpWaitMs))) options.log(`  run ${options.run}: replicas not caught up ${caughtUpWaitMs} ms after the fault; going on`);
+    if (!(await waitCaughtUp(context, caughtUpWaitMs)))
+      options.log(`  run ${options.run}: replicas not caught up ${caughtUpWaitMs} ms after the fault; going on`);
   }
   return events;
 }

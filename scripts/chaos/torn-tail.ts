@@ -30,7 +30,9 @@ export function lastBatchLayout(segment: Buffer): { lastBatchPosition: number; d
 
 /** Cuts the broker's last segment (in `logDir`); null when it holds no batch to cut. */
 export function tearLastSegment(logDir: string, prng: Prng): TornTail | null {
-  const names = readdirSync(logDir).filter((name) => /^\d{20}\.log$/.test(name)).sort();
+  const names = readdirSync(logDir)
+    .filter((name) => /^\d{20}\.log$/.test(name))
+    .sort();
   const last = names[names.length - 1];
   if (last === undefined) return null;
   const file = join(logDir, last);

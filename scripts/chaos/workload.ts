@@ -59,7 +59,12 @@ export class Workload {
   private stopping = false;
   private loops: Array<Promise<void>> = [];
 
-  constructor(private readonly addresses: string[], private readonly topic: string, private readonly queues: number, private readonly runTag: string) {
+  constructor(
+    private readonly addresses: string[],
+    private readonly topic: string,
+    private readonly queues: number,
+    private readonly runTag: string,
+  ) {
     this.producer = new MambaClient({ brokers: addresses, requestTimeoutMs: sendTimeoutMs, retry: { attemptsMax: 1 } });
     this.reader = new MambaClient({ brokers: addresses, requestTimeoutMs: sendTimeoutMs, retry: { attemptsMax: 2, backoffMsInitial: 20, backoffMsMax: 100 } });
   }

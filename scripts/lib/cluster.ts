@@ -116,7 +116,10 @@ export class LocalCluster {
   private readonly signalled = new Set<string>();
   private readonly unexpectedExits: UnexpectedExit[] = [];
 
-  constructor(readonly dir: string, readonly file: string) {}
+  constructor(
+    readonly dir: string,
+    readonly file: string,
+  ) {}
 
   /** Writes the cluster file for `groups` groups of three brokers; starts nothing. */
   static async create<C extends LocalCluster>(this: new (dir: string, file: string) => C, options: ClusterOptions = {}): Promise<C> {
@@ -137,9 +140,18 @@ export class LocalCluster {
         const own = options.brokerSettings?.[id];
         entries.push({ id, host, clientPort, peerPort, metricsPort, ...(own ? { settings: own } : {}) });
         brokers.push({
-          id, group: `g${g}`, host, clientPort, peerPort, metricsPort,
-          clientAddress: `${host}:${clientPort}`, peerAddress: `${host}:${peerPort}`,
-          dataDir: join(dir, 'data', id), namespace, process: null, logFile: join(dir, `${id}.log`),
+          id,
+          group: `g${g}`,
+          host,
+          clientPort,
+          peerPort,
+          metricsPort,
+          clientAddress: `${host}:${clientPort}`,
+          peerAddress: `${host}:${peerPort}`,
+          dataDir: join(dir, 'data', id),
+          namespace,
+          process: null,
+          logFile: join(dir, `${id}.log`),
         });
       }
       groups.push({ id: `g${g}`, brokers: entries });

@@ -106,7 +106,9 @@ export async function reservePorts(count: number, options: { firstPort?: number 
   mkdirSync(lockDir, { recursive: true });
   if (!exitHookInstalled) {
     exitHookInstalled = true;
-    process.once('exit', () => { for (const port of [...claimed]) unclaim(port); });
+    process.once('exit', () => {
+      for (const port of [...claimed]) unclaim(port);
+    });
   }
   const portMax = ephemeralPortMin() - 1;
   const span = portMax - portMin + 1;

@@ -15,7 +15,10 @@ export const authFailureReasons: readonly AuthFailureReason[] = ['missing', 'mal
 export const authFailureCounts: Record<AuthFailureReason, number> = { missing: 0, malformed: 0, unknown_key: 0, bad_signature: 0, stale: 0, replayed: 0 };
 
 export class AuthFailure extends UnauthenticatedError {
-  constructor(readonly reason: AuthFailureReason, message: string) {
+  constructor(
+    readonly reason: AuthFailureReason,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -27,7 +30,10 @@ export class AuthFailure extends UnauthenticatedError {
 export class NonceCache {
   private readonly expiresMsByNonce = new Map<string, number>();
 
-  constructor(private readonly ttlMs: number, private readonly sizeMax: number) {
+  constructor(
+    private readonly ttlMs: number,
+    private readonly sizeMax: number,
+  ) {
     assert(ttlMs > 0 && sizeMax > 0, 'nonce cache needs a positive ttl and size');
   }
 
@@ -66,7 +72,10 @@ export class Authenticator {
   private readonly nonces: NonceCache;
   private readonly now: () => number;
 
-  constructor(private readonly keys: () => ReadonlyMap<string, StoredKey>, private readonly options: AuthenticatorOptions) {
+  constructor(
+    private readonly keys: () => ReadonlyMap<string, StoredKey>,
+    private readonly options: AuthenticatorOptions,
+  ) {
     // A nonce must be remembered as long as its timestamp stays acceptable: up to twice the
     // skew window after arrival (a timestamp skewMs in the future stays fresh for 2 × skewMs).
     this.nonces = new NonceCache(2 * options.clockSkewMsMax + 1, options.nonceCacheSizeMax);
@@ -91,8 +100,13 @@ export class Authenticator {
     const timestampText = single(metadata, timestampHeader);
     const nonce = single(metadata, nonceHeader);
     const signature = single(metadata, signatureHeader);
-    if (keyId === null && signature === null) throw new AuthFailure('missing', `this broker requires an access key: sign calls with ${keyIdHeader}, ${timestampHeader}, ${nonceHeader} and ${signatureHeader}`);
-    if (keyId === null || timestampText === null || nonce === null || signature === null) throw new AuthFailure('malformed', `a signed call needs each of ${keyIdHeader}, ${timestampHeader}, ${nonceHeader}, ${signatureHeader} exactly once`);
+    if (keyId === null && signature === null)
+      throw new AuthFailure(
+        'missing',
+        `this broker requires an access key: sign calls with ${keyIdHeader}, ${timestampHeader}, ${nonceHeader} and ${signatureHeader}`,
+      );
+    if (keyId === null || timestampText === null || nonce === null || signature === null)
+      throw new AuthFailure('malformed', `a signed call needs each of ${keyIdHeader}, ${timestampHeader}, ${nonceHeader}, ${signatureHeader} exactly once`);
     if (!/^[0-9]{1,16}$/.test(timestampText)) throw new AuthFailure('malformed', `${timestampHeader} must be milliseconds since the epoch`);
     if (!/^[0-9a-f]{16,64}$/.test(nonce)) throw new AuthFailure('malformed', `${nonceHeader} must be 16 to 64 lower-case hex digits`);
     if (!/^[0-9a-f]{64}$/.test(signature)) throw new AuthFailure('malformed', `${signatureHeader} must be 64 lower-case hex digits (HMAC-SHA256)`);
@@ -103,8 +117,13 @@ export class Authenticator {
     if (!timingSafeEqual(expected, Buffer.from(signature, 'hex'))) throw new AuthFailure('bad_signature', `wrong signature for access key "${keyId}"`);
     const nowMs = this.now();
     const skewMs = Math.abs(nowMs - timestampMs);
-    if (skewMs > this.options.clockSkewMsMax) throw new AuthFailure('stale', `signature timestamp is ${skewMs} ms away from the broker's clock (limit ${this.options.clockSkewMsMax} ms, clockSkewMsMax)`);
-    if (!this.nonces.remember(`${keyId}/${nonce}`, nowMs)) throw new AuthFailure('replayed', `replayed signature (nonce seen before) for access key "${keyId}"`);
+    if (skewMs > this.options.clockSkewMsMax)
+      throw new AuthFailure(
+        'stale',
+        `signature timestamp is ${skewMs} ms away from the broker's clock (limit ${this.options.clockSkewMsMax} ms, clockSkewMsMax)`,
+      );
+    if (!this.nonces.remember(`${keyId}/${nonce}`, nowMs))
+      throw new AuthFailure('replayed', `replayed signature (nonce seen before) for access key "${keyId}"`);
     return keyId;
   }
 }

@@ -52,9 +52,11 @@ export function parseKeysFile(text: string, source: string): Map<string, StoredK
     if (typeof id !== 'string' || !keyIdPattern.test(id)) throw new ConfigError(`${where}: id: must match ${keyIdPattern}`);
     if (entry.derivation !== derivation) throw new ConfigError(`${where}: derivation: must be "${derivation}"`);
     const hex = entry.signingKey;
-    if (typeof hex !== 'string' || !/^[0-9a-f]{64}$/.test(hex)) throw new ConfigError(`${where}: signingKey: must be ${signingKeyBytes} bytes of lower-case hex`);
+    if (typeof hex !== 'string' || !/^[0-9a-f]{64}$/.test(hex))
+      throw new ConfigError(`${where}: signingKey: must be ${signingKeyBytes} bytes of lower-case hex`);
     const createdMs = entry.createdMs;
-    if (typeof createdMs !== 'number' || !Number.isSafeInteger(createdMs) || createdMs < 0) throw new ConfigError(`${where}: createdMs: must be a non-negative integer`);
+    if (typeof createdMs !== 'number' || !Number.isSafeInteger(createdMs) || createdMs < 0)
+      throw new ConfigError(`${where}: createdMs: must be a non-negative integer`);
     if (keys.has(id)) throw new ConfigError(`${where}: id: "${id}" is used twice`);
     keys.set(id, { id, signingKey: Buffer.from(hex, 'hex'), createdMs });
   });

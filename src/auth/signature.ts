@@ -2,7 +2,7 @@
 // nonce, carried in gRPC metadata. The same function signs (clients, brokers forwarding) and
 // checks (authenticator.ts). The body is not signed: TLS protects it in transit.
 import { createHmac, randomBytes } from 'node:crypto';
-import { Metadata } from '@grpc/grpc-js';
+import type { Metadata } from '@grpc/grpc-js';
 
 export const keyIdHeader = 'mamba-key-id';
 export const timestampHeader = 'mamba-timestamp-ms';
@@ -15,7 +15,9 @@ export function stringToSign(method: string, timestampMs: number, nonce: string)
 }
 
 export function signatureOf(signingKey: Buffer, method: string, timestampMs: number, nonce: string): string {
-  return createHmac('sha256', signingKey).update(stringToSign(method, timestampMs, nonce)).digest('hex');
+  return createHmac('sha256', signingKey)
+    .update(stringToSign(method, timestampMs, nonce))
+    .digest('hex');
 }
 
 export interface SigningKey {

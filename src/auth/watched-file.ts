@@ -30,7 +30,10 @@ export class WatchedFile<T> {
       this.watcher = watch(dirname(file), { persistent: false }, (_event, name) => {
         if (name === null || name === basename(file)) this.scheduleCheck();
       });
-      this.watcher.on('error', () => { this.watcher?.close(); this.watcher = null; });
+      this.watcher.on('error', () => {
+        this.watcher?.close();
+        this.watcher = null;
+      });
     } catch {
       this.watcher = null; // the periodic stat still reloads
     }
@@ -44,7 +47,10 @@ export class WatchedFile<T> {
 
   private scheduleCheck(): void {
     if (this.debounce) return;
-    this.debounce = setTimeout(() => { this.debounce = null; this.check(); }, 50);
+    this.debounce = setTimeout(() => {
+      this.debounce = null;
+      this.check();
+    }, 50);
     this.debounce.unref();
   }
 

@@ -50,6 +50,7 @@ export function adviseRead(
     .filter((f) => f.reachable && f.lagOffsets <= limits.followerLagOffsetsMax && f.lagMs <= limits.followerLagMsMax && f.endOffset >= neededLogOffset)
     .sort((a, b) => a.lagOffsets - b.lagOffsets || a.id.localeCompare(b.id));
   const best = candidates[0];
-  if (!best) return { replicaId: self.id, address: self.address, reason: `${busy}, but no follower is within the lag bounds and caught up past the next offset` };
+  if (!best)
+    return { replicaId: self.id, address: self.address, reason: `${busy}, but no follower is within the lag bounds and caught up past the next offset` };
   return { replicaId: best.id, address: best.address, reason: `${busy}; ${best.id} lags ${best.lagOffsets} offsets / ${best.lagMs} ms` };
 }

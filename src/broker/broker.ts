@@ -3,7 +3,14 @@
 // requests; gRPC lives in src/rpc/.
 import { assert } from '../assert.js';
 import {
-  InvalidArgumentError, NotFoundError, OutOfRangeError, AlreadyExistsError, NotLeaderError, TimeoutError, ResourceExhaustedError, MambaError,
+  InvalidArgumentError,
+  NotFoundError,
+  OutOfRangeError,
+  AlreadyExistsError,
+  NotLeaderError,
+  TimeoutError,
+  ResourceExhaustedError,
+  MambaError,
 } from '../errors.js';
 import type { BrokerConfig, ClusterConfig, GroupConfig } from '../config/cluster.js';
 import { batchHeaderBytes } from '../log/index.js';
@@ -42,7 +49,10 @@ export type { ProduceMessage } from './produce-encoding.js';
  */
 export class SequenceGapError extends MambaError {
   override readonly name = 'SequenceGapError';
-  constructor(message: string, readonly expectedSequence: number) {
+  constructor(
+    message: string,
+    readonly expectedSequence: number,
+  ) {
     super('invalid_argument', message, false);
   }
 }
@@ -235,7 +245,12 @@ export class Broker implements StateMachine {
     const command = decodeCommand(payload) as MessagesCommand;
     this.index.add(queueKey(command.topic, command.queue), { queueOffset: command.queueOffset, logOffset: entry.offset, count: entry.count });
     if (command.producerId !== 0) {
-      this.producers.add(producerKey(command.producerId, command.topic, command.queue), { sequence: command.sequence, count: entry.count, queueOffset: command.queueOffset, logOffset: entry.offset });
+      this.producers.add(producerKey(command.producerId, command.topic, command.queue), {
+        sequence: command.sequence,
+        count: entry.count,
+        queueOffset: command.queueOffset,
+        logOffset: entry.offset,
+      });
     }
   }
 
@@ -351,7 +366,9 @@ export class Broker implements StateMachine {
     const queueOffset = this.index.endOffset(key);
     const { payload, count } = encodeMessagesCommand(
       { topic: request.topic, queue: request.queue, queueOffset, producerId: request.producerId, sequence: request.sequence },
-      request.messages, Date.now(), { messagesMax: messagesPerProduceMax, messageBytesMax: this.config.settings.messageBytesMax },
+      request.messages,
+      Date.now(),
+      { messagesMax: messagesPerProduceMax, messageBytesMax: this.config.settings.messageBytesMax },
     );
     const proposedMs = performance.now();
     const logOffset = this.replica.propose(payload, count);
@@ -375,10 +392,19 @@ export class Broker implements StateMachine {
   private checkSequence(request: ProduceRequest): ProducedBatch | null {
     const check = this.producers.check(producerKey(request.producerId, request.topic, request.queue), request.sequence, request.messages.length);
     switch (check.kind) {
-      case 'new': return null;
-      case 'duplicate': return check.batch;
-      case 'gap': throw new SequenceGapError(`producer ${request.producerId}: sequence ${request.sequence} on queue ${request.queue} of "${request.topic}" skips ahead of ${check.expected} (messages were lost between them)`, check.expected);
-      case 'stale': throw new InvalidArgumentError(`producer ${request.producerId}: sequence ${request.sequence} on queue ${request.queue} of "${request.topic}" is older than the batches remembered (next expected ${check.expected})`);
+      case 'new':
+        return null;
+      case 'duplicate':
+        return check.batch;
+      case 'gap':
+        throw new SequenceGapError(
+          `producer ${request.producerId}: sequence ${request.sequence} on queue ${request.queue} of "${request.topic}" skips ahead of ${check.expected} (messages were lost between them)`,
+          check.expected,
+        );
+      case 'stale':
+        throw new InvalidArgumentError(
+          `producer ${request.producerId}: sequence ${request.sequence} on queue ${request.queue} of "${request.topic}" is older than the batches remembered (next expected ${check.expected})`,
+        );
     }
   }
 
@@ -407,9 +433,14 @@ export class Broker implements StateMachine {
       const start = this.index.startOffset(key);
       const end = this.index.committedEndOffset(key, highWatermark);
       if (offset < start || offset > end) {
-        throw new OutOfRangeError(`offset ${offset} is outside queue ${request.queue} of "${request.topic}": valid offsets are ${start}..${end} (${end} = next to be written)`, start, end);
+        throw new OutOfRangeError(
+          `offset ${offset} is outside queue ${request.queue} of "${request.topic}": valid offsets are ${start}..${end} (${end} = next to be written)`,
+          start,
+          end,
+        );
       }
-      if (offset < end || Date.now() >= deadline || cancelled()) return this.delivered(request, this.readBlocks(request, key, offset, start, end, highWatermark));
+      if (offset < end || Date.now() >= deadline || cancelled())
+        return this.delivered(request, this.readBlocks(request, key, offset, start, end, highWatermark));
       await this.waitForData(key, deadline - Date.now());
     }
     throw new TimeoutError('consume gave up after too many wake-ups');
@@ -422,7 +453,8 @@ export class Broker implements StateMachine {
     const records = this.observer.consumedBlocks === undefined || this.tracing.enabled ? recordsOfBlocks(result.blocks) : null;
     if (this.observer.consumedBlocks !== undefined) this.observer.consumedBlocks(request.topic, result.blocks, nowMs);
     else this.observer.consumed(request.topic, records!, nowMs);
-    if (records !== null && this.tracing.enabled) this.tracing.delivered(request.topic, request.queue, request.consumerGroup, this.replica.currentEpoch, records);
+    if (records !== null && this.tracing.enabled)
+      this.tracing.delivered(request.topic, request.queue, request.consumerGroup, this.replica.currentEpoch, records);
     return result;
   }
 
@@ -431,7 +463,8 @@ export class Broker implements StateMachine {
       if (!Number.isSafeInteger(request.offset) || request.offset < 0) throw new InvalidArgumentError(`offset ${request.offset} is not valid`);
       return request.offset;
     }
-    if (!consumerGroupPattern.test(request.consumerGroup)) throw new InvalidArgumentError(`use_committed needs a valid consumer_group, got "${request.consumerGroup}"`);
+    if (!consumerGroupPattern.test(request.consumerGroup))
+      throw new InvalidArgumentError(`use_committed needs a valid consumer_group, got "${request.consumerGroup}"`);
     return this.consumerOffsets.get(offsetKey(request.consumerGroup, request.topic, request.queue)) ?? this.index.startOffset(key);
   }
 
@@ -443,7 +476,15 @@ export class Broker implements StateMachine {
    */
   private readBlocks(request: ConsumeRequest, key: string, offset: number, start: number, end: number, highWatermark: number): ConsumeResult {
     const messagesMax = Math.min(request.maxMessages > 0 ? request.maxMessages : 100, consumeMessagesMax);
-    const cut: BlockCut = { blocks: [], messageCount: 0, bytes: 0, messagesMax, bytesMax: request.maxBytes > 0 ? request.maxBytes : consumeBytesDefault, nextOffset: offset, full: false };
+    const cut: BlockCut = {
+      blocks: [],
+      messageCount: 0,
+      bytes: 0,
+      messagesMax,
+      bytesMax: request.maxBytes > 0 ? request.maxBytes : consumeBytesDefault,
+      nextOffset: offset,
+      full: false,
+    };
     const batches = this.index.batchesFrom(key, offset, highWatermark, messagesMax);
     const regionPosition = batchHeaderBytes + messagesPrefixBytes(request.topic);
     // One log read per run of batches that lie back to back in the group log (no index lookup
@@ -452,17 +493,28 @@ export class Broker implements StateMachine {
     for (let first = 0, round = 0; first < batches.length && !cut.full && round < batches.length; round++) {
       let last = first;
       let runMessages = batches[first]!.count;
-      while (last + 1 < batches.length && runMessages < messagesMax - cut.messageCount && isAdjacent(batches[last]!, batches[last + 1]!)) runMessages += batches[++last]!.count;
+      while (last + 1 < batches.length && runMessages < messagesMax - cut.messageCount && isAdjacent(batches[last]!, batches[last + 1]!))
+        runMessages += batches[++last]!.count;
       const lastBatch = batches[last]!;
       const stored = this.replica.log.read(batches[first]!.logOffset, cut.bytesMax - cut.bytes, lastBatch.logOffset + lastBatch.count);
-      assert(stored.length >= 1 && stored.length <= last - first + 1, `queue index: ${last - first + 1} batches from log offset ${batches[first]!.logOffset}, the log returned ${stored.length}`);
+      assert(
+        stored.length >= 1 && stored.length <= last - first + 1,
+        `queue index: ${last - first + 1} batches from log offset ${batches[first]!.logOffset}, the log returned ${stored.length}`,
+      );
       for (let index = 0; index < stored.length && !cut.full; index++) cutBlock(cut, batches[first + index]!, stored[index]!, regionPosition);
       first += stored.length;
     }
     const needed = batches[0] ? batches[0].logOffset + batches[0].count : highWatermark;
     return {
-      topic: request.topic, queue: request.queue, blocks: cut.blocks, messageCount: cut.messageCount, nextOffset: cut.nextOffset, highWatermark: end, startOffset: start,
-      advice: this.advice(needed), servedBy: this.id,
+      topic: request.topic,
+      queue: request.queue,
+      blocks: cut.blocks,
+      messageCount: cut.messageCount,
+      nextOffset: cut.nextOffset,
+      highWatermark: end,
+      startOffset: start,
+      advice: this.advice(needed),
+      servedBy: this.id,
     };
   }
 
@@ -515,18 +567,20 @@ export class Broker implements StateMachine {
     const nowMs = Date.now();
     const tickMs = this.config.settings.tickMs;
     const fetchTimeoutMs = this.config.settings.fetchTimeoutMs;
-    return status.replicas.filter((r) => r.id !== this.id).map((r) => {
-      const broker = this.group.brokers.find((b) => b.id === r.id);
-      const ageMs = r.ticksSinceFetch === null ? Infinity : r.ticksSinceFetch * tickMs;
-      return {
-        id: r.id,
-        address: broker ? clientAddress(broker) : '',
-        endOffset: r.matchedOffset,
-        lagOffsets: Math.max(0, status.highWatermark - r.matchedOffset),
-        lagMs: this.replica.followerLagMs(r.id, r.matchedOffset, nowMs),
-        reachable: ageMs <= fetchTimeoutMs,
-      };
-    });
+    return status.replicas
+      .filter((r) => r.id !== this.id)
+      .map((r) => {
+        const broker = this.group.brokers.find((b) => b.id === r.id);
+        const ageMs = r.ticksSinceFetch === null ? Infinity : r.ticksSinceFetch * tickMs;
+        return {
+          id: r.id,
+          address: broker ? clientAddress(broker) : '',
+          endOffset: r.matchedOffset,
+          lagOffsets: Math.max(0, status.highWatermark - r.matchedOffset),
+          lagMs: this.replica.followerLagMs(r.id, r.matchedOffset, nowMs),
+          reachable: ageMs <= fetchTimeoutMs,
+        };
+      });
   }
 
   // ------------------------------------------------------------------ consumer offsets
@@ -583,7 +637,8 @@ export class Broker implements StateMachine {
   /** Creates the topic in this group, then (unless forwarded) in every other group. */
   async createTopic(name: string, queues: number, forwarded: boolean): Promise<TopicInfo> {
     if (!topicNamePattern.test(name)) throw new InvalidArgumentError(`topic name "${name}" is not valid (letters, digits, '.', '_', '-'; at most 200)`);
-    if (!Number.isInteger(queues) || queues < 1 || queues > queuesPerTopicMax) throw new InvalidArgumentError(`queues must be 1..${queuesPerTopicMax}, got ${queues}`);
+    if (!Number.isInteger(queues) || queues < 1 || queues > queuesPerTopicMax)
+      throw new InvalidArgumentError(`queues must be 1..${queuesPerTopicMax}, got ${queues}`);
     const existing = this.topics.get(name);
     if (existing && existing.queues !== queues) throw new AlreadyExistsError(`topic "${name}" already exists with ${existing.queues} queues`);
     if (!existing) await this.replicate({ kind: CommandKind.CreateTopic, name, queues, createdMs: Date.now() });
@@ -623,7 +678,9 @@ export class Broker implements StateMachine {
       const own = group.id === this.group.id;
       const key = queueKey(name, q);
       queues.push({
-        queue: q, group: group.id, leaderId: info?.leaderId ?? '',
+        queue: q,
+        group: group.id,
+        leaderId: info?.leaderId ?? '',
         startOffset: own ? this.index.startOffset(key) : 0,
         highWatermark: own ? this.index.committedEndOffset(key, this.replica.committedOffset) : 0,
       });
@@ -653,13 +710,35 @@ export class Broker implements StateMachine {
     const leader = this.replica.isLeader;
     const replicas: ReplicaInfo[] = this.group.brokers.map((b) => {
       if (b.id === this.id) {
-        return { id: b.id, address: clientAddress(b), role: this.replica.roleLabel(), endOffset: this.replica.log.endOffset, lagOffsets: Math.max(0, status.highWatermark - this.replica.log.endOffset), lagMs: 0, lastFetchAgeMs: 0, reachable: true };
+        return {
+          id: b.id,
+          address: clientAddress(b),
+          role: this.replica.roleLabel(),
+          endOffset: this.replica.log.endOffset,
+          lagOffsets: Math.max(0, status.highWatermark - this.replica.log.endOffset),
+          lagMs: 0,
+          lastFetchAgeMs: 0,
+          reachable: true,
+        };
       }
       const progress = status.replicas.find((r) => r.id === b.id);
-      if (!leader || !progress) return { id: b.id, address: clientAddress(b), role: b.id === status.leaderId ? 'leader' : 'unknown', endOffset: 0, lagOffsets: 0, lagMs: 0, lastFetchAgeMs: -1, reachable: false };
+      if (!leader || !progress)
+        return {
+          id: b.id,
+          address: clientAddress(b),
+          role: b.id === status.leaderId ? 'leader' : 'unknown',
+          endOffset: 0,
+          lagOffsets: 0,
+          lagMs: 0,
+          lastFetchAgeMs: -1,
+          reachable: false,
+        };
       const ageMs = progress.ticksSinceFetch === null ? -1 : progress.ticksSinceFetch * this.config.settings.tickMs;
       return {
-        id: b.id, address: clientAddress(b), role: progress.recovering ? 'recovering' : 'follower', endOffset: progress.matchedOffset,
+        id: b.id,
+        address: clientAddress(b),
+        role: progress.recovering ? 'recovering' : 'follower',
+        endOffset: progress.matchedOffset,
         lagOffsets: Math.max(0, status.highWatermark - progress.matchedOffset),
         lagMs: this.replica.followerLagMs(b.id, progress.matchedOffset, nowMs),
         lastFetchAgeMs: ageMs,
@@ -667,7 +746,11 @@ export class Broker implements StateMachine {
       };
     });
     return {
-      id: this.group.id, leaderId: status.leaderId ?? '', epoch: status.epoch, highWatermark: status.highWatermark, replicas,
+      id: this.group.id,
+      leaderId: status.leaderId ?? '',
+      epoch: status.epoch,
+      highWatermark: status.highWatermark,
+      replicas,
       advice: leader ? this.advice(status.highWatermark) : null,
     };
   }
@@ -677,10 +760,25 @@ export class Broker implements StateMachine {
     for (const group of this.cluster.groups) {
       if (group.id === this.group.id) groups.push(await this.describeOwnGroup(false));
       else {
-        groups.push(await this.forwarder.describeGroup(group).catch(() => ({
-          id: group.id, leaderId: '', epoch: 0, highWatermark: 0, advice: null,
-          replicas: group.brokers.map((b) => ({ id: b.id, address: clientAddress(b), role: 'unreachable', endOffset: 0, lagOffsets: 0, lagMs: 0, lastFetchAgeMs: -1, reachable: false })),
-        })));
+        groups.push(
+          await this.forwarder.describeGroup(group).catch(() => ({
+            id: group.id,
+            leaderId: '',
+            epoch: 0,
+            highWatermark: 0,
+            advice: null,
+            replicas: group.brokers.map((b) => ({
+              id: b.id,
+              address: clientAddress(b),
+              role: 'unreachable',
+              endOffset: 0,
+              lagOffsets: 0,
+              lagMs: 0,
+              lastFetchAgeMs: -1,
+              reachable: false,
+            })),
+          })),
+        );
       }
     }
     return groups;
@@ -733,7 +831,10 @@ function recordEndPosition(region: Buffer, position: number): number {
  * within the cut's bounds, as one block; `regionPosition` is where the records region starts.
  */
 function cutBlock(cut: BlockCut, batch: IndexedBatch, stored: Buffer, regionPosition: number): void {
-  assert(stored[batchHeaderBytes] === CommandKind.Messages && stored.readDoubleLE(regionPosition - 32) === batch.queueOffset, `queue index and log disagree at log offset ${batch.logOffset}`);
+  assert(
+    stored[batchHeaderBytes] === CommandKind.Messages && stored.readDoubleLE(regionPosition - 32) === batch.queueOffset,
+    `queue index and log disagree at log offset ${batch.logOffset}`,
+  );
   const firstTimestampMs = stored.readDoubleLE(regionPosition - 24);
   const region = stored.subarray(regionPosition);
   const skipCount = Math.max(0, cut.nextOffset - batch.queueOffset);
@@ -749,7 +850,8 @@ function cutBlock(cut: BlockCut, batch: IndexedBatch, stored: Buffer, regionPosi
     position = endPosition;
     count++;
   }
-  if (skipCount + count === batch.count) assert(position === region.byteLength, `stored batch at log offset ${batch.logOffset} has bytes after its ${batch.count} records`);
+  if (skipCount + count === batch.count)
+    assert(position === region.byteLength, `stored batch at log offset ${batch.logOffset} has bytes after its ${batch.count} records`);
   if (count > 0) {
     cut.blocks.push({ queueOffset: batch.queueOffset + skipCount, count, firstTimestampMs, records: region.subarray(startPosition, position) });
     cut.messageCount += count;
@@ -763,7 +865,11 @@ export function recordsOfBlocks(blocks: readonly ConsumedBlock[]): ConsumedRecor
   const records: ConsumedRecord[] = [];
   for (const block of blocks) {
     const make: RecordMaker<ConsumedRecord> = (index, timestampMs, key, body, headers) => ({
-      offset: block.queueOffset + index, timestampMs, key, body, headers: headers.map((h) => ({ key: h.name, value: h.value })),
+      offset: block.queueOffset + index,
+      timestampMs,
+      key,
+      body,
+      headers: headers.map((h) => ({ key: h.name, value: h.value })),
     });
     for (const record of decodeRecordsRegionWith(block.records, block.firstTimestampMs, block.count, make)) records.push(record);
   }

@@ -52,7 +52,8 @@ export class GroupCoordinator {
     else {
       let member = group.members.get(memberId);
       if (!member) {
-        if (group.members.size >= membersPerGroupMax) throw new ResourceExhaustedError(`consumer group ${consumerGroup} has ${membersPerGroupMax} members already`);
+        if (group.members.size >= membersPerGroupMax)
+          throw new ResourceExhaustedError(`consumer group ${consumerGroup} has ${membersPerGroupMax} members already`);
         group.members.set(memberId, (member = { id: memberId, lastSeenMs: nowMs, owned: new Set(), granted: new Set() }));
       }
       member.lastSeenMs = nowMs;

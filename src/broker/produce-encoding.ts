@@ -82,16 +82,19 @@ function sizeRecords(messages: readonly ProduceMessage[], firstTimestampMs: numb
     if (headers.length > uint16Max) throw new InvalidArgumentError(`messages[${i}] has ${headers.length} headers (limit ${uint16Max})`);
     for (let j = 0; j < headers.length; j++) {
       const h = headers[j]!;
-      if (typeof h.key !== 'string' || h.key.length === 0) throw new InvalidArgumentError(`messages[${i}].headers[${j}].key is required (a header needs a name)`);
+      if (typeof h.key !== 'string' || h.key.length === 0)
+        throw new InvalidArgumentError(`messages[${i}].headers[${j}].key is required (a header needs a name)`);
       const nameBytes = Buffer.byteLength(h.key, 'utf8');
       if (nameBytes > uint16Max) throw new InvalidArgumentError(`messages[${i}].headers[${j}].key is ${nameBytes} bytes (limit ${uint16Max})`);
       const valueBytes = present(h.value)?.byteLength ?? 0;
       bytes += nameBytes + valueBytes;
       recordBytes += headerFixedBytes + nameBytes + valueBytes;
     }
-    if (bytes > limits.messageBytesMax) throw new InvalidArgumentError(`messages[${i}] is ${bytes} bytes, over the limit of ${limits.messageBytesMax} (messageBytesMax)`);
+    if (bytes > limits.messageBytesMax)
+      throw new InvalidArgumentError(`messages[${i}] is ${bytes} bytes, over the limit of ${limits.messageBytesMax} (messageBytesMax)`);
     const deltaMs = timestampOf(m, i, nowMs) - firstTimestampMs;
-    if (deltaMs < int32Min || deltaMs > int32Max) throw new InvalidArgumentError(`messages[${i}].timestamp_ms is ${deltaMs} ms from messages[0]'s (a batch spans at most ±${int32Max} ms)`);
+    if (deltaMs < int32Min || deltaMs > int32Max)
+      throw new InvalidArgumentError(`messages[${i}].timestamp_ms is ${deltaMs} ms from messages[0]'s (a batch spans at most ±${int32Max} ms)`);
     total += recordBytes;
   }
   return total;

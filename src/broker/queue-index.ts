@@ -73,7 +73,10 @@ export class QueueIndex {
     const last = q.batches[q.batches.length - 1];
     if (last) {
       assert(batch.logOffset >= last.logOffset + last.count, `queue index: log offset ${batch.logOffset} goes back`);
-      assert(batch.queueOffset === last.queueOffset + last.count, `queue index: queue offset ${batch.queueOffset} is not contiguous with ${last.queueOffset + last.count}`);
+      assert(
+        batch.queueOffset === last.queueOffset + last.count,
+        `queue index: queue offset ${batch.queueOffset} is not contiguous with ${last.queueOffset + last.count}`,
+      );
     }
     q.batches.push(batch);
   }

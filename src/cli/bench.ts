@@ -35,7 +35,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   if (options.messages < 1 || options.size < 1 || options.inflight < 1) throw new Error('--messages, --size and --inflight must be at least 1');
   const admin = new MambaClient({ brokers: options.brokers, requestTimeoutMs: 5000, retry: { attemptsMax: 3 }, ...connectionOptionsOf(options) });
   try {
-    await admin.createTopic(options.topic, 4).catch((e: MambaError) => { if (e.kind !== 'already_exists') throw e; });
+    await admin.createTopic(options.topic, 4).catch((e: MambaError) => {
+      if (e.kind !== 'already_exists') throw e;
+    });
   } finally {
     admin.close();
   }
@@ -56,7 +58,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
     while (sent < options.messages) {
       sent++;
       const t = performance.now();
-      await producer.send(options.topic, { body }).then(() => latencies.push(performance.now() - t), () => { failed++; });
+      await producer.send(options.topic, { body }).then(
+        () => latencies.push(performance.now() - t),
+        () => {
+          failed++;
+        },
+      );
       done++;
       draw();
     }
@@ -72,8 +79,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const pick = (p: number): number => Math.round((latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? NaN) * 1000) / 1000;
   const ok = done - failed;
   return {
-    messages: ok, sizeBytes: options.size, seconds: Math.round(seconds * 100) / 100,
-    msgsPerS: Math.round(ok / seconds), mbPerS: Math.round(((ok * options.size) / seconds / 1e6) * 10) / 10,
-    p50Ms: pick(0.5), p99Ms: pick(0.99), failed,
+    messages: ok,
+    sizeBytes: options.size,
+    seconds: Math.round(seconds * 100) / 100,
+    msgsPerS: Math.round(ok / seconds),
+    mbPerS: Math.round(((ok * options.size) / seconds / 1e6) * 10) / 10,
+    p50Ms: pick(0.5),
+    p99Ms: pick(0.99),
+    failed,
   };
 }

@@ -69,7 +69,12 @@ export function startBrokers(cluster: ClusterConfig, clusterFile: string): strin
 }
 
 /** Waits (bounded) until every group names a leader; returns the groups. */
-export async function waitForLeaders(cluster: ClusterConfig, timeoutMs: number, onProgress: (text: string) => void, security: Partial<ClientOptions> = {}): Promise<GroupRoute[]> {
+export async function waitForLeaders(
+  cluster: ClusterConfig,
+  timeoutMs: number,
+  onProgress: (text: string) => void,
+  security: Partial<ClientOptions> = {},
+): Promise<GroupRoute[]> {
   const client = new MambaClient({ ...security, brokers: brokerAddresses(cluster), requestTimeoutMs: 1000, retry: { attemptsMax: 1 } });
   const deadline = Date.now() + timeoutMs;
   let last = '';

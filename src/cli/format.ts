@@ -8,7 +8,14 @@ export function statusJson(groups: GroupRoute[]): unknown {
       leader: g.leaderId || null,
       epoch: g.epoch,
       highWatermark: g.highWatermark,
-      replicas: g.replicas.map((r) => ({ id: r.id, role: r.role, endOffset: r.endOffset, lagOffsets: r.lagOffsets, lagMs: r.lagMs, lastFetchAgeMs: r.lastFetchAgeMs })),
+      replicas: g.replicas.map((r) => ({
+        id: r.id,
+        role: r.role,
+        endOffset: r.endOffset,
+        lagOffsets: r.lagOffsets,
+        lagMs: r.lagMs,
+        lastFetchAgeMs: r.lastFetchAgeMs,
+      })),
       advice: g.advice ? { replica: g.advice.replicaId, reason: g.advice.reason } : null,
     })),
   };
@@ -25,7 +32,9 @@ export function statusText(groups: GroupRoute[]): string {
     lines.push(`  ${pad('replica', 9)}${pad('role', 12)}${pad('end offset', 12)}${pad('lag', 10)}${pad('lag ms', 9)}${pad('last fetch', 11)}address`);
     for (const r of g.replicas) {
       const fetchAge = r.role === 'leader' ? '-' : r.lastFetchAgeMs < 0 ? 'never' : `${r.lastFetchAgeMs} ms`;
-      lines.push(`  ${pad(r.id, 9)}${pad(r.role, 12)}${pad(String(r.endOffset), 12)}${pad(String(r.lagOffsets), 10)}${pad(String(r.lagMs), 9)}${pad(fetchAge, 11)}${r.address}`);
+      lines.push(
+        `  ${pad(r.id, 9)}${pad(r.role, 12)}${pad(String(r.endOffset), 12)}${pad(String(r.lagOffsets), 10)}${pad(String(r.lagMs), 9)}${pad(fetchAge, 11)}${r.address}`,
+      );
     }
     lines.push(g.advice ? `  read advice: ${g.advice.replicaId} (${g.advice.reason})` : '  read advice: (no leader)');
   }

@@ -22,7 +22,9 @@ interface GlobalOptions {
 const program = new Command();
 program
   .name('mambamq')
-  .description('Mamba MQ: a message broker on a Raft-replicated commit log.\nTry: mambamq status, mambamq topic create orders --queues 4, mambamq produce --topic orders hello')
+  .description(
+    'Mamba MQ: a message broker on a Raft-replicated commit log.\nTry: mambamq status, mambamq topic create orders --queues 4, mambamq produce --topic orders hello',
+  )
   .option('--brokers <list>', 'seed broker client addresses, comma separated (env MAMBA_BROKERS)', defaultBrokers)
   .option('--cluster <file>', 'take the seed brokers from a cluster file instead of --brokers')
   .option('--json', 'print machine-readable JSON instead of text')
@@ -37,11 +39,21 @@ function globals(command: Command): GlobalOptions {
 
 function seedBrokers(command: Command): string[] {
   const options = globals(command);
-  return options.cluster ? brokerAddresses(loadClusterConfig(options.cluster)) : options.brokers.split(',').map((s) => s.trim()).filter(Boolean);
+  return options.cluster
+    ? brokerAddresses(loadClusterConfig(options.cluster))
+    : options.brokers
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
 }
 
 function clientFor(command: Command): MambaClient {
-  return new MambaClient({ brokers: seedBrokers(command), requestTimeoutMs: 5000, retry: { attemptsMax: 3, backoffMsInitial: 100 }, ...clientSecurity(command) });
+  return new MambaClient({
+    brokers: seedBrokers(command),
+    requestTimeoutMs: 5000,
+    retry: { attemptsMax: 3, backoffMsInitial: 100 },
+    ...clientSecurity(command),
+  });
 }
 
 /** Access key and TLS for the clients the CLI makes (keys.ts: flags, environment, files, cluster file). */
@@ -76,13 +88,16 @@ function positiveInt(name: string) {
 program
   .command('broker')
   .description('run one broker of a cluster file in the foreground (needs --cluster <file>; logs: one JSON object a line on stdout)')
-  .requiredOption('--id <id>', 'this broker\'s id in the cluster file, e.g. b1')
+  .requiredOption('--id <id>', "this broker's id in the cluster file, e.g. b1")
   .action(async (options: { id: string }, command: Command) => {
     const { startBroker } = await import('../rpc/broker-server.js');
     const running = await startBroker(loadClusterConfig(clusterFile(command)), options.id);
     const stop = (signal: string): void => {
       process.stderr.write(`mambamq broker ${options.id}: ${signal}, stopping\n`);
-      running.stop().then(() => process.exit(0), () => process.exit(1));
+      running.stop().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
@@ -95,9 +110,7 @@ function clusterFile(command: Command): string {
   return file!;
 }
 
-const cluster = program
-  .command('cluster')
-  .description('start, stop and inspect every broker of a cluster file on this machine (needs --cluster <file>)');
+const cluster = program.command('cluster').description('start, stop and inspect every broker of a cluster file on this machine (needs --cluster <file>)');
 cluster
   .command('up')
   .description('start the brokers of a cluster file in the background and wait for a leader in every group')
@@ -106,10 +119,21 @@ cluster
     const file = clusterFile(command);
     const config = loadClusterConfig(file);
     const started = startBrokers(config, file);
-    if (!globals(command).json) process.stderr.write(`started ${started.length ? started.join(', ') : 'nothing (all running)'}; logs in ${logFile(config, '<id>')}\n`);
-    const groups = await waitForLeaders(config, options.waitMs, (text) => { if (!globals(command).json) process.stderr.write(`  ${text}\n`); }, clientSecurity(command));
-    print(command, { started, groups: groups.map((g) => ({ id: g.id, leader: g.leaderId, epoch: g.epoch })) },
-      groups.map((g) => `group ${g.id}: leader ${g.leaderId} (${g.replicas.find((r) => r.id === g.leaderId)?.address ?? '?'}), epoch ${g.epoch}`).join('\n'));
+    if (!globals(command).json)
+      process.stderr.write(`started ${started.length ? started.join(', ') : 'nothing (all running)'}; logs in ${logFile(config, '<id>')}\n`);
+    const groups = await waitForLeaders(
+      config,
+      options.waitMs,
+      (text) => {
+        if (!globals(command).json) process.stderr.write(`  ${text}\n`);
+      },
+      clientSecurity(command),
+    );
+    print(
+      command,
+      { started, groups: groups.map((g) => ({ id: g.id, leader: g.leaderId, epoch: g.epoch })) },
+      groups.map((g) => `group ${g.id}: leader ${g.leaderId} (${g.replicas.find((r) => r.id === g.leaderId)?.address ?? '?'}), epoch ${g.epoch}`).join('\n'),
+    );
   });
 cluster
   .command('down')
@@ -153,32 +177,53 @@ topic
   .command('create <name>')
   .description('create a topic; its queues are spread over the groups')
   .option('--queues <n>', 'number of queues', positiveInt('--queues'), 4)
-  .action(async (name: string, options: { queues: number }, command: Command) => withClient(command, async (client) => {
-    const created = await client.createTopic(name, options.queues);
-    print(command, created, `created topic ${created.name} with ${created.queues} queues`);
-  }));
+  .action(async (name: string, options: { queues: number }, command: Command) =>
+    withClient(command, async (client) => {
+      const created = await client.createTopic(name, options.queues);
+      print(command, created, `created topic ${created.name} with ${created.queues} queues`);
+    }),
+  );
 topic
   .command('list')
   .description('list topics')
-  .action(async (_options: unknown, command: Command) => withClient(command, async (client) => {
-    const topics = await client.listTopics();
-    print(command, { topics }, topics.length ? topics.map((t) => `${t.name}\t${t.queues} queues`).join('\n') : '(no topics)');
-  }));
+  .action(async (_options: unknown, command: Command) =>
+    withClient(command, async (client) => {
+      const topics = await client.listTopics();
+      print(command, { topics }, topics.length ? topics.map((t) => `${t.name}\t${t.queues} queues`).join('\n') : '(no topics)');
+    }),
+  );
 topic
   .command('describe <name>')
   .description('queues of a topic: group, leader, start offset, high watermark')
-  .action(async (name: string, _options: unknown, command: Command) => withClient(command, async (client) => {
-    const d = await client.describeTopic(name);
-    const queues = (d.queues as Array<Record<string, unknown>>).map((q) => ({ queue: Number(q.queue), group: String(q.group), leader: String(q.leaderId), startOffset: Number(q.startOffset), highWatermark: Number(q.highWatermark) }));
-    print(command, { name: d.topic.name, queues }, [`topic ${d.topic.name}: ${d.topic.queues} queues`, ...queues.map((q) => `  queue ${q.queue}\tgroup ${q.group}\tleader ${q.leader || '?'}\toffsets ${q.startOffset}..${q.highWatermark}`)].join('\n'));
-  }));
+  .action(async (name: string, _options: unknown, command: Command) =>
+    withClient(command, async (client) => {
+      const d = await client.describeTopic(name);
+      const queues = (d.queues as Array<Record<string, unknown>>).map((q) => ({
+        queue: Number(q.queue),
+        group: String(q.group),
+        leader: String(q.leaderId),
+        startOffset: Number(q.startOffset),
+        highWatermark: Number(q.highWatermark),
+      }));
+      print(
+        command,
+        { name: d.topic.name, queues },
+        [
+          `topic ${d.topic.name}: ${d.topic.queues} queues`,
+          ...queues.map((q) => `  queue ${q.queue}\tgroup ${q.group}\tleader ${q.leader || '?'}\toffsets ${q.startOffset}..${q.highWatermark}`),
+        ].join('\n'),
+      );
+    }),
+  );
 topic
   .command('delete <name>')
   .description('delete a topic and its messages in every group')
-  .action(async (name: string, _options: unknown, command: Command) => withClient(command, async (client) => {
-    await client.deleteTopic(name);
-    print(command, { deleted: name }, `deleted topic ${name}`);
-  }));
+  .action(async (name: string, _options: unknown, command: Command) =>
+    withClient(command, async (client) => {
+      await client.deleteTopic(name);
+      print(command, { deleted: name }, `deleted topic ${name}`);
+    }),
+  );
 
 // ------------------------------------------------------------------ produce and consume
 
@@ -189,17 +234,19 @@ program
   .option('--queue <n>', 'queue (default: by key, else round-robin)', positiveInt('--queue'))
   .option('--key <key>', 'message key (pins the messages to one queue)')
   .addOption(new Option('--ack <level>', 'acknowledgement level').choices(['none', 'leader', 'quorum']).default('quorum'))
-  .action(async (messages: string[], options: { topic: string; queue?: number; key?: string; ack: Ack }, command: Command) => withClient(command, async (client) => {
-    const lines = messages.length ? messages : await readStdinLines();
-    const results = [];
-    for (const body of lines) {
-      const message: OutgoingMessage = { body, ...(options.key !== undefined ? { key: options.key } : {}) };
-      const r = await client.send(options.topic, [message], { ...(options.queue !== undefined ? { queue: options.queue } : {}), ack: options.ack });
-      results.push({ queue: r.queue, offset: r.baseOffset });
-      if (!globals(command).json) process.stdout.write(`queue ${r.queue} offset ${r.baseOffset}\n`);
-    }
-    if (globals(command).json) process.stdout.write(`${JSON.stringify({ topic: options.topic, sent: results })}\n`);
-  }));
+  .action(async (messages: string[], options: { topic: string; queue?: number; key?: string; ack: Ack }, command: Command) =>
+    withClient(command, async (client) => {
+      const lines = messages.length ? messages : await readStdinLines();
+      const results = [];
+      for (const body of lines) {
+        const message: OutgoingMessage = { body, ...(options.key !== undefined ? { key: options.key } : {}) };
+        const r = await client.send(options.topic, [message], { ...(options.queue !== undefined ? { queue: options.queue } : {}), ack: options.ack });
+        results.push({ queue: r.queue, offset: r.baseOffset });
+        if (!globals(command).json) process.stdout.write(`queue ${r.queue} offset ${r.baseOffset}\n`);
+      }
+      if (globals(command).json) process.stdout.write(`${JSON.stringify({ topic: options.topic, sent: results })}\n`);
+    }),
+  );
 
 program
   .command('consume')
@@ -209,24 +256,30 @@ program
   .option('--from <offset>', 'first offset to read', positiveInt('--from'), 0)
   .option('--max <n>', 'stop after this many messages (without --follow)', positiveInt('--max'), 1000)
   .option('--follow', 'keep waiting for new messages until interrupted')
-  .action(async (options: { topic: string; queue: number; from: number; max: number; follow?: boolean }, command: Command) => withClient(command, async (client) => {
-    let offset = options.from;
-    let count = 0;
-    let address: string | undefined;
-    for (;;) {
-      const r = await client.read(options.topic, options.queue, offset, { maxMessages: Math.min(500, options.follow ? 500 : options.max - count), maxWaitMs: options.follow ? 1000 : 0, ...(address ? { address } : {}) });
-      for (const m of r.messages) {
-        const line = globals(command).json
-          ? JSON.stringify({ queue: options.queue, offset: m.offset, timestampMs: m.timestampMs, key: m.key?.toString() ?? null, body: m.body.toString() })
-          : `${m.offset}\t${m.key ? `${m.key.toString()}\t` : ''}${m.body.toString()}`;
-        process.stdout.write(`${line}\n`);
+  .action(async (options: { topic: string; queue: number; from: number; max: number; follow?: boolean }, command: Command) =>
+    withClient(command, async (client) => {
+      let offset = options.from;
+      let count = 0;
+      let address: string | undefined;
+      for (;;) {
+        const r = await client.read(options.topic, options.queue, offset, {
+          maxMessages: Math.min(500, options.follow ? 500 : options.max - count),
+          maxWaitMs: options.follow ? 1000 : 0,
+          ...(address ? { address } : {}),
+        });
+        for (const m of r.messages) {
+          const line = globals(command).json
+            ? JSON.stringify({ queue: options.queue, offset: m.offset, timestampMs: m.timestampMs, key: m.key?.toString() ?? null, body: m.body.toString() })
+            : `${m.offset}\t${m.key ? `${m.key.toString()}\t` : ''}${m.body.toString()}`;
+          process.stdout.write(`${line}\n`);
+        }
+        count += r.messages.length;
+        offset = r.nextOffset;
+        address = r.advice?.address || undefined; // read where the leader advises
+        if (!options.follow && (count >= options.max || r.messages.length === 0)) return;
       }
-      count += r.messages.length;
-      offset = r.nextOffset;
-      address = r.advice?.address || undefined; // read where the leader advises
-      if (!options.follow && (count >= options.max || r.messages.length === 0)) return;
-    }
-  }));
+    }),
+  );
 
 program
   .command('bench')
@@ -240,7 +293,11 @@ program
     const { runBench } = await import('./bench.js');
     const brokers = seedBrokers(command);
     const result = await runBench({ brokers, ...options, ...clientSecurity(command), progress: !globals(command).json });
-    print(command, result, `${result.messages} messages of ${result.sizeBytes} bytes in ${result.seconds} s: ${result.msgsPerS} msg/s, ${result.mbPerS} MB/s, ack latency p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms`);
+    print(
+      command,
+      result,
+      `${result.messages} messages of ${result.sizeBytes} bytes in ${result.seconds} s: ${result.msgsPerS} msg/s, ${result.mbPerS} MB/s, ack latency p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms`,
+    );
   });
 
 async function readStdinLines(): Promise<string[]> {
@@ -256,7 +313,7 @@ async function main(): Promise<void> {
     if (error instanceof CommanderError) {
       process.exit(error.exitCode === 0 ? 0 : 2);
     }
-    const message = error instanceof ConfigError || error instanceof MambaError ? error.message : (error as Error)?.message ?? String(error);
+    const message = error instanceof ConfigError || error instanceof MambaError ? error.message : ((error as Error)?.message ?? String(error));
     process.stderr.write(`mambamq: ${message.split('\n')[0]}\n`);
     process.exit(1);
   }

@@ -72,14 +72,19 @@ export interface ReadResult {
 }
 
 function checkOptions(options: ClientOptions): Required<Pick<ClientOptions, 'brokers' | 'requestTimeoutMs'>> & { retry: RetryPolicy } {
-  if (!Array.isArray(options.brokers) || options.brokers.length === 0) throw new InvalidArgumentError('brokers: give at least one seed broker address (host:port)');
+  if (!Array.isArray(options.brokers) || options.brokers.length === 0)
+    throw new InvalidArgumentError('brokers: give at least one seed broker address (host:port)');
   for (const b of options.brokers) if (!/^[^\s:]+:\d{1,5}$/.test(b)) throw new InvalidArgumentError(`brokers: "${b}" is not host:port`);
   const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
-  if (!Number.isInteger(requestTimeoutMs) || requestTimeoutMs < 1 || requestTimeoutMs > 600_000) throw new InvalidArgumentError(`requestTimeoutMs: ${requestTimeoutMs} is out of range 1..600000`);
+  if (!Number.isInteger(requestTimeoutMs) || requestTimeoutMs < 1 || requestTimeoutMs > 600_000)
+    throw new InvalidArgumentError(`requestTimeoutMs: ${requestTimeoutMs} is out of range 1..600000`);
   const retry = { ...retryDefaults, ...options.retry };
-  if (!Number.isInteger(retry.attemptsMax) || retry.attemptsMax < 1 || retry.attemptsMax > 1000) throw new InvalidArgumentError(`retry.attemptsMax: ${retry.attemptsMax} is out of range 1..1000`);
-  if (!(retry.backoffMsInitial >= 0 && retry.backoffMsInitial <= 60_000)) throw new InvalidArgumentError(`retry.backoffMsInitial: ${retry.backoffMsInitial} is out of range 0..60000`);
-  if (!(retry.backoffMsMax >= retry.backoffMsInitial && retry.backoffMsMax <= 600_000)) throw new InvalidArgumentError(`retry.backoffMsMax: ${retry.backoffMsMax} must be within backoffMsInitial..600000`);
+  if (!Number.isInteger(retry.attemptsMax) || retry.attemptsMax < 1 || retry.attemptsMax > 1000)
+    throw new InvalidArgumentError(`retry.attemptsMax: ${retry.attemptsMax} is out of range 1..1000`);
+  if (!(retry.backoffMsInitial >= 0 && retry.backoffMsInitial <= 60_000))
+    throw new InvalidArgumentError(`retry.backoffMsInitial: ${retry.backoffMsInitial} is out of range 0..60000`);
+  if (!(retry.backoffMsMax >= retry.backoffMsInitial && retry.backoffMsMax <= 600_000))
+    throw new InvalidArgumentError(`retry.backoffMsMax: ${retry.backoffMsMax} must be within backoffMsInitial..600000`);
   if (!(retry.multiplier >= 1 && retry.multiplier <= 10)) throw new InvalidArgumentError(`retry.multiplier: ${retry.multiplier} is out of range 1..10`);
   if (!(retry.jitter >= 0 && retry.jitter <= 1)) throw new InvalidArgumentError(`retry.jitter: ${retry.jitter} is out of range 0..1`);
   return { brokers: options.brokers, requestTimeoutMs, retry };
@@ -95,7 +100,9 @@ export function messageToWire(m: OutgoingMessage, traceHeaders: Record<string, s
     body: bytes(m.body),
     timestampMs: m.timestampMs ?? 0,
     headers: [
-      ...Object.entries(m.headers ?? {}).filter(([key]) => !(key in traceHeaders)).map(([key, value]) => ({ key, value: bytes(value) })),
+      ...Object.entries(m.headers ?? {})
+        .filter(([key]) => !(key in traceHeaders))
+        .map(([key, value]) => ({ key, value: bytes(value) })),
       ...Object.entries(traceHeaders).map(([key, value]) => ({ key, value: Buffer.from(value, 'latin1') })),
     ],
   };
@@ -182,14 +189,20 @@ export class MambaClient {
   }
 
   private async sendWire(topic: string, messages: OutgoingMessage[], wire: Wire[], options: { queue?: number; ack?: Ack }): Promise<SendResult> {
-    return this.withRetry(`send to ${topic}`, async (attempt) => {
+    return this.withRetry(`send to ${topic}`, async () => {
       const route = await this.router.topic(topic);
       const queue = options.queue ?? (messages[0]!.key ? queueForKey(messages[0]!.key, route.queues) : this.roundRobin++ % route.queues);
-      if (!Number.isInteger(queue) || queue < 0 || queue >= route.queues) throw new InvalidArgumentError(`queue ${queue}: topic "${topic}" has queues 0..${route.queues - 1}`);
+      if (!Number.isInteger(queue) || queue < 0 || queue >= route.queues)
+        throw new InvalidArgumentError(`queue ${queue}: topic "${topic}" has queues 0..${route.queues - 1}`);
       const group = route.queueGroups[queue]!;
       const address = await this.router.leaderOf(group);
       try {
-        const reply = await this.pool.call(address, 'Produce', { topic, queue, ack: ackWire[options.ack ?? 'quorum'], messages: wire }, this.options.requestTimeoutMs);
+        const reply = await this.pool.call(
+          address,
+          'Produce',
+          { topic, queue, ack: ackWire[options.ack ?? 'quorum'], messages: wire },
+          this.options.requestTimeoutMs,
+        );
         return { topic, queue, baseOffset: Number(reply.baseOffset), count: Number(reply.count) };
       } catch (error) {
         this.router.noteFailure(group, error as MambaError);
@@ -209,7 +222,12 @@ export class MambaClient {
       const address = attempt === 0 && options.address ? options.address : await this.router.leaderOf(group);
       const maxWaitMs = options.maxWaitMs ?? 0;
       try {
-        const reply = await this.pool.call(address, 'Consume', { topic, queue, offset, maxMessages: options.maxMessages ?? 500, maxWaitMs, blocks: true }, this.options.requestTimeoutMs + maxWaitMs);
+        const reply = await this.pool.call(
+          address,
+          'Consume',
+          { topic, queue, offset, maxMessages: options.maxMessages ?? 500, maxWaitMs, blocks: true },
+          this.options.requestTimeoutMs + maxWaitMs,
+        );
         const result = readResultFromWire(reply);
         this.tracing.received(topic, queue, result.messages);
         return result;
@@ -246,13 +264,21 @@ export class MambaClient {
 export function readResultFromWire(reply: Wire): ReadResult {
   const blocks = (reply.blocks as Wire[] | undefined) ?? [];
   return {
-    messages: blocks.length > 0 ? messagesOfBlocks(blocks) : ((reply.records as Wire[] | undefined) ?? []).map((r) => ({
-      offset: Number(r.offset), timestampMs: Number(r.timestampMs), key: r.key && r.key.length ? Buffer.from(r.key) : null,
-      body: Buffer.from(r.body ?? []),
-      headers: Object.fromEntries(((r.headers as Wire[] | undefined) ?? []).map((h) => [String(h.key), Buffer.from(h.value ?? [])])),
-    })),
-    nextOffset: Number(reply.nextOffset), highWatermark: Number(reply.highWatermark), startOffset: Number(reply.startOffset),
-    servedBy: String(reply.servedBy ?? ''), advice: reply.advice ? { replicaId: String(reply.advice.replicaId), address: String(reply.advice.address), reason: String(reply.advice.reason) } : null,
+    messages:
+      blocks.length > 0
+        ? messagesOfBlocks(blocks)
+        : ((reply.records as Wire[] | undefined) ?? []).map((r) => ({
+            offset: Number(r.offset),
+            timestampMs: Number(r.timestampMs),
+            key: r.key?.length ? Buffer.from(r.key) : null,
+            body: Buffer.from(r.body ?? []),
+            headers: Object.fromEntries(((r.headers as Wire[] | undefined) ?? []).map((h) => [String(h.key), Buffer.from(h.value ?? [])])),
+          })),
+    nextOffset: Number(reply.nextOffset),
+    highWatermark: Number(reply.highWatermark),
+    startOffset: Number(reply.startOffset),
+    servedBy: String(reply.servedBy ?? ''),
+    advice: reply.advice ? { replicaId: String(reply.advice.replicaId), address: String(reply.advice.address), reason: String(reply.advice.reason) } : null,
   };
 }
 

@@ -8,11 +8,17 @@ import { signCall } from '../auth/signature.js';
 import { clientTls } from '../auth/tls.js';
 import type { ClientSecurity } from './credentials.js';
 
-export type Wire = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: decoded protobuf objects; a typed request path (issue 12.4) replaces this
+export type Wire = Record<string, any>;
 
 const MambaClient = grpc.makeGenericClientConstructor(serviceDefinition('mamba.v1.Mamba'), 'Mamba');
 
-type UnaryMethod = (request: Wire, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, reply?: Wire) => void) => void;
+type UnaryMethod = (
+  request: Wire,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: (error: grpc.ServiceError | null, reply?: Wire) => void,
+) => void;
 
 export class ConnectionPool {
   private readonly clients = new Map<string, grpc.Client>();
@@ -20,7 +26,10 @@ export class ConnectionPool {
 
   private readonly channelCredentials: grpc.ChannelCredentials;
 
-  constructor(private readonly requestBytesMax = 64 * 1024 * 1024, private readonly security: ClientSecurity = { key: null, tlsCaFile: null, keySource: null }) {
+  constructor(
+    private readonly requestBytesMax = 64 * 1024 * 1024,
+    private readonly security: ClientSecurity = { key: null, tlsCaFile: null, keySource: null },
+  ) {
     this.channelCredentials = security.tlsCaFile === null ? grpc.credentials.createInsecure() : clientTls(security.tlsCaFile || null);
   }
 
@@ -65,7 +74,11 @@ export class ConnectionPool {
   /** A server stream (Subscribe). */
   stream(address: string, method: string, request: Wire): grpc.ClientReadableStream<Wire> {
     const client = this.client(address) as unknown as Record<string, (r: Wire) => grpc.ClientReadableStream<Wire>>;
-    return (client[method] as unknown as (r: Wire, m: grpc.Metadata) => grpc.ClientReadableStream<Wire>).call(this.client(address), request, this.metadata(method));
+    return (client[method] as unknown as (r: Wire, m: grpc.Metadata) => grpc.ClientReadableStream<Wire>).call(
+      this.client(address),
+      request,
+      this.metadata(method),
+    );
   }
 
   /** A bidirectional stream (ProduceStream), signed like a call when the pool has an access key. */

@@ -8,6 +8,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { InvalidArgumentError, NotFoundError, type MambaError } from '../errors.js';
 import { sleep, type RetryPolicy } from './connection.js';
+import type { Wire } from './connection.js';
 import { MambaClient, readResultFromWire, connectionOptionsOf, type ReceivedMessage, type ConnectionOptions } from './client.js';
 import { Producer } from './producer.js';
 
@@ -74,7 +75,10 @@ class Membership {
   readonly readers = new Map<number, QueueReader>();
   generation = 0;
 
-  constructor(readonly topic: string, readonly retries: boolean) {}
+  constructor(
+    readonly topic: string,
+    readonly retries: boolean,
+  ) {}
 }
 
 export class Consumer extends EventEmitter {
@@ -99,7 +103,8 @@ export class Consumer extends EventEmitter {
 
   constructor(private readonly options: ConsumerOptions) {
     super();
-    if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/.test(options.group ?? '')) throw new InvalidArgumentError(`group: "${options.group}" is not a valid consumer group name`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/.test(options.group ?? ''))
+      throw new InvalidArgumentError(`group: "${options.group}" is not a valid consumer group name`);
     if (!options.topic) throw new InvalidArgumentError('topic: a topic is required');
     this.group = options.group;
     this.topic = options.topic;
@@ -111,7 +116,12 @@ export class Consumer extends EventEmitter {
     this.delayMsInitial = checkRange('nack.delayMsInitial', options.nack?.delayMsInitial ?? 1000, 0, 3_600_000);
     this.delayMsMax = checkRange('nack.delayMsMax', options.nack?.delayMsMax ?? 60_000, this.delayMsInitial, 86_400_000);
     this.memberId = options.memberId ?? `m-${randomUUID()}`;
-    this.client = new MambaClient({ brokers: options.brokers, requestTimeoutMs: options.requestTimeoutMs ?? 10_000, ...(options.retry ? { retry: options.retry } : {}), ...connectionOptionsOf(options) });
+    this.client = new MambaClient({
+      brokers: options.brokers,
+      requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
+      ...(options.retry ? { retry: options.retry } : {}),
+      ...connectionOptionsOf(options),
+    });
     this.memberships = [new Membership(this.topic, false), new Membership(retryTopicOf(this.topic), true)];
   }
 
@@ -125,8 +135,17 @@ export class Consumer extends EventEmitter {
     this.retryProducer = new Producer({ brokers: this.options.brokers, lingerMs: 0, whenUnavailable: 'buffer', ...connectionOptionsOf(this.options) });
     this.running = true;
     await this.heartbeatAll();
-    this.timers.push(setInterval(() => { this.heartbeating = this.heartbeatAll(); }, this.heartbeatIntervalMs));
-    if (this.autoCommitIntervalMs > 0) this.timers.push(setInterval(() => { void this.commit().catch((e: Error) => this.report(e)); }, this.autoCommitIntervalMs));
+    this.timers.push(
+      setInterval(() => {
+        this.heartbeating = this.heartbeatAll();
+      }, this.heartbeatIntervalMs),
+    );
+    if (this.autoCommitIntervalMs > 0)
+      this.timers.push(
+        setInterval(() => {
+          void this.commit().catch((e: Error) => this.report(e));
+        }, this.autoCommitIntervalMs),
+      );
   }
 
   private async ensureTopic(name: string, queues: number): Promise<void> {
@@ -134,7 +153,9 @@ export class Consumer extends EventEmitter {
       await this.client.router.topic(name);
     } catch (error) {
       if (!(error instanceof NotFoundError)) throw error;
-      await this.client.createTopic(name, queues).catch((e: MambaError) => { if (e.kind !== 'already_exists') throw e; });
+      await this.client.createTopic(name, queues).catch((e: MambaError) => {
+        if (e.kind !== 'already_exists') throw e;
+      });
     }
   }
 
@@ -165,11 +186,20 @@ export class Consumer extends EventEmitter {
     const route = await this.client.router.topic(membership.topic);
     const coordinatorGroup = route.queueGroups[0]!;
     const address = await this.client.router.leaderOf(coordinatorGroup);
-    let reply;
+    let reply: Wire;
     try {
-      reply = await this.client.pool.call(address, 'Heartbeat', {
-        consumerGroup: this.group, topic: membership.topic, memberId: this.memberId, ownedQueues: [...membership.readers.keys()], leave,
-      }, 5000);
+      reply = await this.client.pool.call(
+        address,
+        'Heartbeat',
+        {
+          consumerGroup: this.group,
+          topic: membership.topic,
+          memberId: this.memberId,
+          ownedQueues: [...membership.readers.keys()],
+          leave,
+        },
+        5000,
+      );
     } catch (error) {
       this.client.router.noteFailure(coordinatorGroup, error as MambaError);
       throw error;
@@ -212,7 +242,7 @@ export class Consumer extends EventEmitter {
   private async readLoop(membership: Membership, reader: QueueReader): Promise<void> {
     // Ends when the queue is revoked or the consumer closes; each round waits at most maxWaitMs.
     while (!reader.stopping && this.running) {
-      let result;
+      let result: ReturnType<typeof readResultFromWire>;
       try {
         const reply = await this.readOnce(reader);
         result = readResultFromWire(reply);
@@ -236,9 +266,14 @@ export class Consumer extends EventEmitter {
   private async readOnce(reader: QueueReader) {
     const route = await this.client.router.topic(reader.topic);
     const group = route.queueGroups[reader.queue]!;
-    const address = reader.address ?? await this.client.router.leaderOf(group);
+    const address = reader.address ?? (await this.client.router.leaderOf(group));
     try {
-      return await this.client.pool.call(address, 'Consume', { topic: reader.topic, queue: reader.queue, offset: reader.offset, maxMessages: this.maxMessages, maxWaitMs: this.maxWaitMs, blocks: true }, 10_000 + this.maxWaitMs);
+      return await this.client.pool.call(
+        address,
+        'Consume',
+        { topic: reader.topic, queue: reader.queue, offset: reader.offset, maxMessages: this.maxMessages, maxWaitMs: this.maxWaitMs, blocks: true },
+        10_000 + this.maxWaitMs,
+      );
     } catch (error) {
       if (!reader.address) this.client.router.noteFailure(group, error as MambaError);
       throw error;
@@ -254,7 +289,7 @@ export class Consumer extends EventEmitter {
       while (Date.now() < notBeforeMs && !reader.stopping && this.running) await sleep(Math.min(200, notBeforeMs - Date.now()));
       if (Date.now() < notBeforeMs) return false;
     }
-    const origin = membership.retries ? message.headers[retryHeaders.originTopic]?.toString() ?? this.topic : this.topic;
+    const origin = membership.retries ? (message.headers[retryHeaders.originTopic]?.toString() ?? this.topic) : this.topic;
     try {
       await this.handler!({ ...message, topic: origin, queue: reader.queue, attempt });
     } catch (error) {
@@ -277,7 +312,11 @@ export class Consumer extends EventEmitter {
       headers[retryHeaders.originOffset] = String(message.offset);
     }
     const target = dead ? deadLetterTopicOf(this.topic) : retryTopicOf(this.topic);
-    await this.retryProducer!.send(target, { key: message.key, body: message.body, headers, timestampMs: message.timestampMs }, dead ? { queue: 0 } : { queue: reader.queue % (await this.client.router.topic(target)).queues });
+    await this.retryProducer!.send(
+      target,
+      { key: message.key, body: message.body, headers, timestampMs: message.timestampMs },
+      dead ? { queue: 0 } : { queue: reader.queue % (await this.client.router.topic(target)).queues },
+    );
     this.emit(dead ? 'dead-letter' : 'retry', { topic: this.topic, queue: reader.queue, offset: message.offset, attempt });
   }
 

@@ -43,11 +43,16 @@ export function parseCredentialsFile(text: string, source: string): CredentialsF
     if (!line || line.startsWith('#')) return;
     const eq = line.indexOf('=');
     const name = eq < 0 ? '' : line.slice(0, eq).trim();
-    if (!['key_id', 'key_secret', 'tls_ca_file'].includes(name)) throw new InvalidArgumentError(`${source}: line ${index + 1}: expected key_id, key_secret or tls_ca_file = value`);
+    if (!['key_id', 'key_secret', 'tls_ca_file'].includes(name))
+      throw new InvalidArgumentError(`${source}: line ${index + 1}: expected key_id, key_secret or tls_ca_file = value`);
     values.set(name, line.slice(eq + 1).trim());
   });
   const ca = values.get('tls_ca_file');
-  return { keyId: values.get('key_id') ?? null, secret: values.get('key_secret') ?? null, tlsCaFile: ca ? (isAbsolute(ca) ? ca : resolve(dirname(source), ca)) : null };
+  return {
+    keyId: values.get('key_id') ?? null,
+    secret: values.get('key_secret') ?? null,
+    tlsCaFile: ca ? (isAbsolute(ca) ? ca : resolve(dirname(source), ca)) : null,
+  };
 }
 
 export function writeCredentialsFile(file: string, key: AccessKey, tlsCaFile: string | null): void {

@@ -87,7 +87,11 @@ export class ProduceStreamClient {
     const head = this.pending[0];
     const clientSequence = Number(response.clientSequence);
     if (!head || head.clientSequence !== clientSequence) {
-      return this.broken(stream, new UnavailableError(`${this.address}: the produce stream answered client_sequence ${clientSequence} where ${head?.clientSequence ?? 'none'} was due`), true);
+      return this.broken(
+        stream,
+        new UnavailableError(`${this.address}: the produce stream answered client_sequence ${clientSequence} where ${head?.clientSequence ?? 'none'} was due`),
+        true,
+      );
     }
     this.pending.shift();
     if (response.error) head.reject(produceErrorFromWire(response.error as Wire));
@@ -123,7 +127,11 @@ export class ProduceStreamClient {
     if (!head || !this.stream) return this.disarmTimer();
     const waitedMs = Date.now() - head.sentMs;
     if (waitedMs >= this.requestTimeoutMs) {
-      this.broken(this.stream, new TimeoutError(`${this.address}: no answer to a produce request within ${this.requestTimeoutMs} ms (requestTimeoutMs); the stream is reopened`), true);
+      this.broken(
+        this.stream,
+        new TimeoutError(`${this.address}: no answer to a produce request within ${this.requestTimeoutMs} ms (requestTimeoutMs); the stream is reopened`),
+        true,
+      );
     }
   }
 

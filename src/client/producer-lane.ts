@@ -193,7 +193,13 @@ export class ProducerLane {
   }
 
   private attempt(batch: Batch): Promise<{ baseOffset: number; duplicate: boolean }> {
-    return this.host.send(this.topic, batch.queue, batch.items.map((i) => i.message), batch.producerId, batch.sequence);
+    return this.host.send(
+      this.topic,
+      batch.queue,
+      batch.items.map((i) => i.message),
+      batch.producerId,
+      batch.sequence,
+    );
   }
 
   private succeeded(batch: Batch, reply: { baseOffset: number; duplicate: boolean }): void {
@@ -242,7 +248,10 @@ export class ProducerLane {
         return;
       } else if (error) {
         groupFailures++;
-        if (this.roundRobin && groupFailures >= this.options.groupFailuresMax) await this.moveToNextGroup(batch).then((moved) => { if (moved) groupFailures = 0; });
+        if (this.roundRobin && groupFailures >= this.options.groupFailuresMax)
+          await this.moveToNextGroup(batch).then((moved) => {
+            if (moved) groupFailures = 0;
+          });
         const exhausted = attempt + 1 >= this.options.retry.attemptsMax;
         if (exhausted && this.options.whenUnavailable === 'drop') {
           this.restartSequences();

@@ -61,8 +61,9 @@ const producerIdMax = 2 ** 48;
 let droppedCounter: Counter | null = null;
 
 function droppedMetric(): Counter {
-  droppedCounter ??= (register.getSingleMetric('mamba_client_dropped_messages_total') as Counter | undefined)
-    ?? new Counter({ name: 'mamba_client_dropped_messages_total', help: 'Messages the producer dropped because no group accepted them', labelNames: ['topic'] });
+  droppedCounter ??=
+    (register.getSingleMetric('mamba_client_dropped_messages_total') as Counter | undefined) ??
+    new Counter({ name: 'mamba_client_dropped_messages_total', help: 'Messages the producer dropped because no group accepted them', labelNames: ['topic'] });
   return droppedCounter;
 }
 
@@ -104,16 +105,24 @@ export class Producer extends EventEmitter {
     this.batchBytesMax = checkRange('batchBytesMax', options.batchBytesMax ?? 1024 * 1024, 1024, 64 * 1024 * 1024);
     this.pipelineBytesMin = checkRange('pipelineBytesMin', options.pipelineBytesMin ?? Math.min(64 * 1024, this.batchBytesMax), 0, this.batchBytesMax);
     this.whenUnavailable = options.whenUnavailable ?? 'buffer';
-    if (this.whenUnavailable !== 'buffer' && this.whenUnavailable !== 'drop') throw new InvalidArgumentError(`whenUnavailable: "${String(this.whenUnavailable)}" is not buffer or drop`);
+    if (this.whenUnavailable !== 'buffer' && this.whenUnavailable !== 'drop')
+      throw new InvalidArgumentError(`whenUnavailable: "${String(this.whenUnavailable)}" is not buffer or drop`);
     this.bufferBytesMax = checkRange('bufferBytesMax', options.bufferBytesMax ?? 64 * 1024 * 1024, 1024, 16 * 1024 * 1024 * 1024);
     this.idempotent = options.idempotent ?? true;
     this.requestTimeoutMs = checkRange('requestTimeoutMs', options.requestTimeoutMs ?? 10_000, 1, 600_000);
     this.groupFailuresMax = checkRange('groupFailuresMax', options.groupFailuresMax ?? 3, 1, 1000);
     const routeRefreshMs = checkRange('routeRefreshMs', options.routeRefreshMs ?? 30_000, 100, 3_600_000);
     // The client checks brokers and retry (names the option on a bad value).
-    this.client = new MambaClient({ brokers: options.brokers, requestTimeoutMs: this.requestTimeoutMs, ...(options.retry ? { retry: options.retry } : {}), ...connectionOptionsOf(options) });
+    this.client = new MambaClient({
+      brokers: options.brokers,
+      requestTimeoutMs: this.requestTimeoutMs,
+      ...(options.retry ? { retry: options.retry } : {}),
+      ...connectionOptionsOf(options),
+    });
     this.retry = { ...retryDefaults, ...options.retry };
-    this.refreshTimer = setInterval(() => { void this.client.router.refresh().catch(() => undefined); }, routeRefreshMs);
+    this.refreshTimer = setInterval(() => {
+      void this.client.router.refresh().catch(() => undefined);
+    }, routeRefreshMs);
     this.refreshTimer.unref();
   }
 
@@ -145,7 +154,12 @@ export class Producer extends EventEmitter {
       // case), a message is admitted at once, in this call: still in call order.
       if (this.admissionsWaiting === 0 && this.admitNow(topic, message, options, item)) return;
       this.admissionsWaiting++;
-      this.admission = this.admission.then(() => this.admit(topic, message, options, item)).catch(reject).finally(() => { this.admissionsWaiting--; });
+      this.admission = this.admission
+        .then(() => this.admit(topic, message, options, item))
+        .catch(reject)
+        .finally(() => {
+          this.admissionsWaiting--;
+        });
     });
   }
 
@@ -176,7 +190,8 @@ export class Producer extends EventEmitter {
       queue = this.roundRobin++ % route.queues;
       roundRobin = true;
     }
-    if (!Number.isInteger(queue) || queue < 0 || queue >= route.queues) throw new InvalidArgumentError(`queue ${queue}: topic "${topic}" has queues 0..${route.queues - 1}`);
+    if (!Number.isInteger(queue) || queue < 0 || queue >= route.queues)
+      throw new InvalidArgumentError(`queue ${queue}: topic "${topic}" has queues 0..${route.queues - 1}`);
     this.bufferedBytes += item.bytes;
     this.lane(topic, queue, roundRobin).add(item);
   }
@@ -185,17 +200,29 @@ export class Producer extends EventEmitter {
     const key = `${topic}\u0000${queue}\u0000${roundRobin ? 'rr' : 'pinned'}`;
     let lane = this.lanes.get(key);
     if (!lane) {
-      lane = new ProducerLane(topic, queue, roundRobin, {
-        batchBytesMax: this.batchBytesMax, batchesInflightMax: this.batchesInflightMax, pipelineBytesMin: this.pipelineBytesMin, lingerMs: this.lingerMs,
-        retry: this.retry, whenUnavailable: this.whenUnavailable, groupFailuresMax: this.groupFailuresMax,
-      }, this.laneHost);
+      lane = new ProducerLane(
+        topic,
+        queue,
+        roundRobin,
+        {
+          batchBytesMax: this.batchBytesMax,
+          batchesInflightMax: this.batchesInflightMax,
+          pipelineBytesMin: this.pipelineBytesMin,
+          lingerMs: this.lingerMs,
+          retry: this.retry,
+          whenUnavailable: this.whenUnavailable,
+          groupFailuresMax: this.groupFailuresMax,
+        },
+        this.laneHost,
+      );
       this.lanes.set(key, lane);
     }
     return lane;
   }
 
   private readonly laneHost = {
-    send: (topic: string, queue: number, messages: Wire[], producerId: number, sequence: number) => this.produceOnce(topic, queue, messages, producerId, sequence),
+    send: (topic: string, queue: number, messages: Wire[], producerId: number, sequence: number) =>
+      this.produceOnce(topic, queue, messages, producerId, sequence),
     newProducerId: () => this.newProducerId(),
     nextGroupQueue: (topic: string, queue: number) => this.nextGroupQueue(topic, queue),
     sleep,
@@ -210,7 +237,7 @@ export class Producer extends EventEmitter {
 
   private async waitForRoom(bytes: number): Promise<void> {
     // Bounded memory: beyond bufferBytesMax, send() waits until acknowledgements free room.
-    for (let round = 0; this.bufferedBytes + bytes > this.bufferBytesMax && this.bufferedBytes > 0; round++) {
+    while (this.bufferedBytes + bytes > this.bufferBytesMax && this.bufferedBytes > 0) {
       if (this.closed) throw new UnavailableError('producer is closed');
       await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     }
@@ -226,7 +253,13 @@ export class Producer extends EventEmitter {
    * route and leader known (the usual case) the request is written synchronously, so a lane's
    * batches reach the stream in the order they were numbered.
    */
-  private produceOnce(topic: string, queue: number, messages: Wire[], producerId: number, sequence: number): Promise<{ baseOffset: number; duplicate: boolean }> {
+  private produceOnce(
+    topic: string,
+    queue: number,
+    messages: Wire[],
+    producerId: number,
+    sequence: number,
+  ): Promise<{ baseOffset: number; duplicate: boolean }> {
     const route = this.client.router.cachedTopic(topic);
     const group = route?.queueGroups[queue];
     const address = group === undefined ? undefined : this.client.router.leaderHint(group);
@@ -238,7 +271,15 @@ export class Producer extends EventEmitter {
     })();
   }
 
-  private async produceOn(address: string, group: string, topic: string, queue: number, messages: Wire[], producerId: number, sequence: number): Promise<{ baseOffset: number; duplicate: boolean }> {
+  private async produceOn(
+    address: string,
+    group: string,
+    topic: string,
+    queue: number,
+    messages: Wire[],
+    producerId: number,
+    sequence: number,
+  ): Promise<{ baseOffset: number; duplicate: boolean }> {
     try {
       const reply = await this.stream(address).produce({ topic, queue, ack: ackWire[this.ack], producerId, sequence, messages });
       return { baseOffset: Number(reply.baseOffset ?? 0), duplicate: !!reply.duplicate };

@@ -31,10 +31,19 @@ export interface TopicRoute {
 
 export function groupFromWire(g: Wire): GroupRoute {
   return {
-    id: String(g.id), leaderId: String(g.leaderId ?? ''), epoch: Number(g.epoch ?? 0), highWatermark: Number(g.highWatermark ?? 0),
+    id: String(g.id),
+    leaderId: String(g.leaderId ?? ''),
+    epoch: Number(g.epoch ?? 0),
+    highWatermark: Number(g.highWatermark ?? 0),
     replicas: ((g.replicas as Wire[] | undefined) ?? []).map((r) => ({
-      id: String(r.id), address: String(r.address), role: String(r.role), endOffset: Number(r.endOffset ?? 0), lagOffsets: Number(r.lagOffsets ?? 0),
-      lagMs: Number(r.lagMs ?? 0), lastFetchAgeMs: Number(r.lastFetchAgeMs ?? 0), reachable: !!r.reachable,
+      id: String(r.id),
+      address: String(r.address),
+      role: String(r.role),
+      endOffset: Number(r.endOffset ?? 0),
+      lagOffsets: Number(r.lagOffsets ?? 0),
+      lagMs: Number(r.lagMs ?? 0),
+      lastFetchAgeMs: Number(r.lastFetchAgeMs ?? 0),
+      reachable: !!r.reachable,
     })),
     advice: g.advice ? { replicaId: String(g.advice.replicaId), address: String(g.advice.address), reason: String(g.advice.reason) } : null,
   };
@@ -79,14 +88,23 @@ export class Router {
    * too and keeps, per group, the view with a leader in the highest epoch.
    */
   async refresh(): Promise<GroupRoute[]> {
-    const first = ((await this.callAny('DescribeCluster', {})).groups as Wire[] | undefined ?? []).map(groupFromWire);
+    const first = (((await this.callAny('DescribeCluster', {})).groups as Wire[] | undefined) ?? []).map(groupFromWire);
     let groups = first;
     if (first.some((g) => !g.leaderId)) {
       const addresses = [...new Set([...this.seeds, ...first.flatMap((g) => g.replicas.map((r) => r.address))])].slice(0, refreshAddressesMax);
-      const answers = await Promise.all(addresses.map((address) =>
-        this.pool.call(address, 'DescribeCluster', {}, Math.min(this.requestTimeoutMs, 1000)).then((r) => ((r.groups as Wire[] | undefined) ?? []).map(groupFromWire), () => [] as GroupRoute[])));
-      groups = first.map((g) => [g, ...answers.flat().filter((other) => other.id === g.id)]
-        .reduce((best, other) => (other.leaderId && (!best.leaderId || other.epoch > best.epoch) ? other : best)));
+      const answers = await Promise.all(
+        addresses.map((address) =>
+          this.pool.call(address, 'DescribeCluster', {}, Math.min(this.requestTimeoutMs, 1000)).then(
+            (r) => ((r.groups as Wire[] | undefined) ?? []).map(groupFromWire),
+            () => [] as GroupRoute[],
+          ),
+        ),
+      );
+      groups = first.map((g) =>
+        [g, ...answers.flat().filter((other) => other.id === g.id)].reduce((best, other) =>
+          other.leaderId && (!best.leaderId || other.epoch > best.epoch) ? other : best,
+        ),
+      );
     }
     this.groups = groups;
     for (const g of this.groups) {

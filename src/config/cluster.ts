@@ -3,18 +3,26 @@
 // (a broker entry's own `settings:`), e.g. to run one broker with `flush: { mode: sync }`.
 import { isAbsolute, resolve } from 'node:path';
 import {
-  at, ConfigError, fail, parseDocument, readTextFile, readArray, readChoice, readInteger, readNumber, readObject, readString,
-  rejectUnknownKeys, type Where,
+  at,
+  ConfigError,
+  fail,
+  parseDocument,
+  readTextFile,
+  readArray,
+  readChoice,
+  readInteger,
+  readNumber,
+  readObject,
+  readString,
+  rejectUnknownKeys,
+  type Where,
 } from '../validation.js';
 import { flushIntervalMsMax, segmentBytesMax, segmentBytesMin, type FlushPolicy } from '../log/options.js';
 import { readSecurity, noSecurity, type SecurityConfig } from './security.js';
-import {
-  defaultAlertSettings, defaultTracingSettings, readAlerts, readTracing, type AlertSettings, type TracingSettings,
-} from '../observe/settings.js';
+import { defaultAlertSettings, defaultTracingSettings, readAlerts, readTracing, type AlertSettings, type TracingSettings } from '../observe/settings.js';
 
 const MiB = 1024 * 1024;
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-
 
 export interface AdviceSettings {
   /** Leader load above which it suggests a follower: in-flight client requests. */
@@ -146,7 +154,8 @@ function readAdvice(value: unknown, where: Where, base: AdviceSettings): AdviceS
   const a = { ...base };
   if (fields.leaderInflightMax !== undefined) a.leaderInflightMax = readInteger(fields.leaderInflightMax, at(where, 'leaderInflightMax'), 0, 1_000_000);
   if (fields.leaderCpuMax !== undefined) a.leaderCpuMax = readNumber(fields.leaderCpuMax, at(where, 'leaderCpuMax'), 0, 64);
-  if (fields.followerLagOffsetsMax !== undefined) a.followerLagOffsetsMax = readInteger(fields.followerLagOffsetsMax, at(where, 'followerLagOffsetsMax'), 0, Number.MAX_SAFE_INTEGER);
+  if (fields.followerLagOffsetsMax !== undefined)
+    a.followerLagOffsetsMax = readInteger(fields.followerLagOffsetsMax, at(where, 'followerLagOffsetsMax'), 0, Number.MAX_SAFE_INTEGER);
   if (fields.followerLagMsMax !== undefined) a.followerLagMsMax = readInteger(fields.followerLagMsMax, at(where, 'followerLagMsMax'), 0, 3_600_000);
   return a;
 }
@@ -154,7 +163,8 @@ function readAdvice(value: unknown, where: Where, base: AdviceSettings): AdviceS
 function checkSettings(s: BrokerSettings, where: Where): void {
   if (s.electionTimeoutMs < 2 * s.tickMs) fail(at(where, 'electionTimeoutMs'), `must be at least twice tickMs (${s.tickMs})`);
   if (s.fetchTimeoutMs < s.electionTimeoutMs) fail(at(where, 'fetchTimeoutMs'), `must be at least electionTimeoutMs (${s.electionTimeoutMs})`);
-  if (s.fetchMaxWaitMs >= s.electionTimeoutMs) fail(at(where, 'fetchMaxWaitMs'), `must be below electionTimeoutMs (${s.electionTimeoutMs}), or followers time out on an idle leader`);
+  if (s.fetchMaxWaitMs >= s.electionTimeoutMs)
+    fail(at(where, 'fetchMaxWaitMs'), `must be below electionTimeoutMs (${s.electionTimeoutMs}), or followers time out on an idle leader`);
   if (s.messageBytesMax > s.requestBytesMax) fail(at(where, 'messageBytesMax'), `must not exceed requestBytesMax (${s.requestBytesMax})`);
   if (s.messageBytesMax + 4096 > s.segmentBytes) fail(at(where, 'messageBytesMax'), `must fit in one segment (segmentBytes ${s.segmentBytes})`);
   if (s.fetchBytesMax < s.messageBytesMax) fail(at(where, 'fetchBytesMax'), `must be at least messageBytesMax (${s.messageBytesMax})`);
@@ -198,7 +208,16 @@ function readBroker(value: unknown, where: Where, group: string, dataDir: string
   const port = (key: string): number => readInteger(fields[key], at(where, key), 1, 65535);
   const brokerDataDir = fields.dataDir === undefined ? resolve(dataDir, id) : resolve(dataDir, readString(fields.dataDir, at(where, 'dataDir')));
   const own = fields.settings === undefined ? settings : readSettings(fields.settings, at(where, 'settings'), settings);
-  return { id, group, host, clientPort: port('clientPort'), peerPort: port('peerPort'), metricsPort: port('metricsPort'), dataDir: brokerDataDir, settings: own };
+  return {
+    id,
+    group,
+    host,
+    clientPort: port('clientPort'),
+    peerPort: port('peerPort'),
+    metricsPort: port('metricsPort'),
+    dataDir: brokerDataDir,
+    settings: own,
+  };
 }
 
 function checkUnique(groups: GroupConfig[], where: Where): void {
@@ -243,4 +262,3 @@ export function groupOf(cluster: ClusterConfig, brokerId: string): GroupConfig {
   if (!group) throw new ConfigError(`${cluster.source}: no broker "${brokerId}"`);
   return group;
 }
-

@@ -18,7 +18,6 @@ export interface AuthConfig {
   nonceCacheSizeMax: number;
 }
 
-
 export interface SecurityConfig {
   auth: AuthConfig | null;
   tls: TlsConfig | null;

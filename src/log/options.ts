@@ -82,12 +82,7 @@ export function resolveOptions(options: SegmentLogOptions): ResolvedOptions {
     throw new LogError('bad_config', 'dir must be a non-empty path', { key: 'dir' });
   }
   const segmentBytes = integerIn(options.segmentBytes ?? segmentBytesDefault, segmentBytesMin, segmentBytesMax, 'segmentBytes');
-  const indexIntervalBytes = integerIn(
-    options.indexIntervalBytes ?? indexIntervalBytesDefault,
-    indexIntervalBytesMin,
-    segmentBytes,
-    'indexIntervalBytes',
-  );
+  const indexIntervalBytes = integerIn(options.indexIntervalBytes ?? indexIntervalBytesDefault, indexIntervalBytesMin, segmentBytes, 'indexIntervalBytes');
   const retention = options.retention ?? {};
   return {
     dir: options.dir,

@@ -396,7 +396,10 @@ export class SegmentLog {
    */
   truncateTo(offset: number): void {
     this.checkOpen();
-    assert(Number.isSafeInteger(offset) && offset >= this.startOffset && offset <= this.endOffset, `truncateTo(${offset}) outside [${this.startOffset}, ${this.endOffset}]`);
+    assert(
+      Number.isSafeInteger(offset) && offset >= this.startOffset && offset <= this.endOffset,
+      `truncateTo(${offset}) outside [${this.startOffset}, ${this.endOffset}]`,
+    );
     if (offset === this.endOffset) return;
     this.generation++;
     let removedCount = 0;
@@ -598,7 +601,13 @@ function listSegments(options: ResolvedOptions): number[] {
  * completely and a damaged tail is cut; an older segment was synced before the newer ones were
  * created, so damage there is reported, never repaired by deleting data.
  */
-function recoverSegment(options: ResolvedOptions, baseOffset: number, nextBaseOffset: number | null, mayBeTorn: boolean, quarantined: QuarantinedFile[]): Segment {
+function recoverSegment(
+  options: ResolvedOptions,
+  baseOffset: number,
+  nextBaseOffset: number | null,
+  mayBeTorn: boolean,
+  quarantined: QuarantinedFile[],
+): Segment {
   const segment = Segment.open(options.dir, baseOffset, options.indexIntervalBytes, mayBeTorn);
   try {
     const { end, indexRepair } = segment.recover(mayBeTorn);

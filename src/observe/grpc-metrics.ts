@@ -10,7 +10,11 @@ export interface GrpcMeter {
   grpcStreamMessage(api: string, method: string): void;
 }
 
-const statusNames = new Map<number, string>(Object.entries(grpc.status).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v as number, k]));
+const statusNames = new Map<number, string>(
+  Object.entries(grpc.status)
+    .filter(([, v]) => typeof v === 'number')
+    .map(([k, v]) => [v as number, k]),
+);
 
 function methodName(path: string): string {
   return path.slice(path.lastIndexOf('/') + 1);
@@ -52,7 +56,11 @@ function meteredDefinition(definition: grpc.ServiceDefinition, meter: GrpcMeter,
 
 /** A gRPC server whose every service is metered under `api` (e.g. "client", "peer"). */
 export class MeteredServer extends grpc.Server {
-  constructor(options: grpc.ServerOptions, private readonly meter: GrpcMeter, private readonly api: string) {
+  constructor(
+    options: grpc.ServerOptions,
+    private readonly meter: GrpcMeter,
+    private readonly api: string,
+  ) {
     super({ ...options, interceptors: [...(options.interceptors ?? []), interceptor(meter, api)] });
   }
 

@@ -32,7 +32,11 @@ export function contextFromHeaders(headers: HeaderList): Context | null {
 /** The headers that carry `span`'s context (traceparent and, when set, tracestate). */
 export function headersOfSpan(span: Span): Record<string, string> {
   const carrier: Record<string, string> = {};
-  propagator.inject(trace.setSpan(ROOT_CONTEXT, span), carrier, { set: (c, k, v) => { c[k] = v; } });
+  propagator.inject(trace.setSpan(ROOT_CONTEXT, span), carrier, {
+    set: (c, k, v) => {
+      c[k] = v;
+    },
+  });
   return carrier;
 }
 
@@ -64,7 +68,10 @@ export interface ProduceTrace {
 const noProduceTrace: ProduceTrace = { appended() {}, committed() {}, end() {} };
 
 export class BrokerTracing {
-  constructor(private readonly tracer: Tracer | null, private readonly identity: { broker: string; group: string }) {}
+  constructor(
+    private readonly tracer: Tracer | null,
+    private readonly identity: { broker: string; group: string },
+  ) {}
 
   get enabled(): boolean {
     return this.tracer !== null;
@@ -73,11 +80,25 @@ export class BrokerTracing {
   startProduce(topic: string, queue: number, messages: ReadonlyArray<{ headers: HeaderList }>): ProduceTrace {
     const tracer = this.tracer;
     if (!tracer) return noProduceTrace;
-    const contexts = messages.slice(0, produceLinksMax).map((m) => contextFromHeaders(m.headers)).filter((c): c is Context => c !== null);
+    const contexts = messages
+      .slice(0, produceLinksMax)
+      .map((m) => contextFromHeaders(m.headers))
+      .filter((c): c is Context => c !== null);
     const links: Link[] = contexts.map((c) => ({ context: trace.getSpanContext(c)! }));
     const parent = contexts[0] ?? ROOT_CONTEXT;
-    const base: Attributes = { 'messaging.system': messagingSystem, 'messaging.destination.name': topic, 'mamba.topic': topic, 'mamba.queue': queue, 'mamba.group': this.identity.group, 'mamba.broker': this.identity.broker };
-    const span = tracer.startSpan(`produce ${topic}`, { kind: SpanKind.SERVER, startTime: spanTimeMs(), links, attributes: { ...base, 'messaging.batch.message_count': messages.length } }, parent);
+    const base: Attributes = {
+      'messaging.system': messagingSystem,
+      'messaging.destination.name': topic,
+      'mamba.topic': topic,
+      'mamba.queue': queue,
+      'mamba.group': this.identity.group,
+      'mamba.broker': this.identity.broker,
+    };
+    const span = tracer.startSpan(
+      `produce ${topic}`,
+      { kind: SpanKind.SERVER, startTime: spanTimeMs(), links, attributes: { ...base, 'messaging.batch.message_count': messages.length } },
+      parent,
+    );
     const within = trace.setSpan(parent, span);
     let at: Attributes = base;
     return {
@@ -99,16 +120,28 @@ export class BrokerTracing {
       const parent = contextFromHeaders(r.headers);
       if (!parent) continue;
       const nowMs = spanTimeMs();
-      tracer.startSpan(`deliver ${topic}`, {
-        kind: SpanKind.SERVER,
-        startTime: nowMs,
-        links: [{ context: trace.getSpanContext(parent)! }],
-        attributes: {
-          'messaging.system': messagingSystem, 'messaging.destination.name': topic, 'mamba.topic': topic, 'mamba.queue': queue, 'mamba.offset': r.offset,
-          'mamba.group': this.identity.group, 'mamba.broker': this.identity.broker, 'mamba.epoch': epoch,
-          ...(consumerGroup ? { 'messaging.consumer.group.name': consumerGroup } : {}),
-        },
-      }, parent).end(nowMs);
+      tracer
+        .startSpan(
+          `deliver ${topic}`,
+          {
+            kind: SpanKind.SERVER,
+            startTime: nowMs,
+            links: [{ context: trace.getSpanContext(parent)! }],
+            attributes: {
+              'messaging.system': messagingSystem,
+              'messaging.destination.name': topic,
+              'mamba.topic': topic,
+              'mamba.queue': queue,
+              'mamba.offset': r.offset,
+              'mamba.group': this.identity.group,
+              'mamba.broker': this.identity.broker,
+              'mamba.epoch': epoch,
+              ...(consumerGroup ? { 'messaging.consumer.group.name': consumerGroup } : {}),
+            },
+          },
+          parent,
+        )
+        .end(nowMs);
     }
   }
 }
@@ -132,11 +165,20 @@ export class ClientTracing {
   /** A producer span under the caller's active context; its context goes into the messages. */
   startSend(topic: string, messageCount: number): SendTrace {
     if (!this.tracer) return noSendTrace;
-    const span = this.tracer.startSpan(`send ${topic}`, {
-      kind: SpanKind.PRODUCER,
-      startTime: spanTimeMs(),
-      attributes: { 'messaging.system': messagingSystem, 'messaging.destination.name': topic, 'mamba.topic': topic, 'messaging.batch.message_count': messageCount },
-    }, context.active());
+    const span = this.tracer.startSpan(
+      `send ${topic}`,
+      {
+        kind: SpanKind.PRODUCER,
+        startTime: spanTimeMs(),
+        attributes: {
+          'messaging.system': messagingSystem,
+          'messaging.destination.name': topic,
+          'mamba.topic': topic,
+          'messaging.batch.message_count': messageCount,
+        },
+      },
+      context.active(),
+    );
     return {
       headers: headersOfSpan(span), // unsampled too: downstream then follows the decision
       end: (result, error) => {
@@ -152,16 +194,31 @@ export class ClientTracing {
     for (const m of messages) {
       const value = m.headers[traceparentHeader];
       if (!value) continue;
-      const list = [{ key: traceparentHeader, value }, ...(m.headers[tracestateHeader] ? [{ key: tracestateHeader, value: m.headers[tracestateHeader]! }] : [])];
+      const list = [
+        { key: traceparentHeader, value },
+        ...(m.headers[tracestateHeader] ? [{ key: tracestateHeader, value: m.headers[tracestateHeader]! }] : []),
+      ];
       const parent = contextFromHeaders(list);
       if (!parent) continue;
       const nowMs = spanTimeMs();
-      this.tracer.startSpan(`receive ${topic}`, {
-        kind: SpanKind.CONSUMER,
-        startTime: nowMs,
-        links: [{ context: trace.getSpanContext(parent)! }],
-        attributes: { 'messaging.system': messagingSystem, 'messaging.destination.name': topic, 'mamba.topic': topic, 'mamba.queue': queue, 'mamba.offset': m.offset },
-      }, parent).end(nowMs);
+      this.tracer
+        .startSpan(
+          `receive ${topic}`,
+          {
+            kind: SpanKind.CONSUMER,
+            startTime: nowMs,
+            links: [{ context: trace.getSpanContext(parent)! }],
+            attributes: {
+              'messaging.system': messagingSystem,
+              'messaging.destination.name': topic,
+              'mamba.topic': topic,
+              'mamba.queue': queue,
+              'mamba.offset': m.offset,
+            },
+          },
+          parent,
+        )
+        .end(nowMs);
     }
   }
 }

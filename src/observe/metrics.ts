@@ -42,13 +42,33 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
   private readonly receivedBytes = this.counter('network_received_bytes_total', 'gRPC request message bytes received', ['api']);
   private readonly sentBytes = this.counter('network_sent_bytes_total', 'gRPC response message bytes sent', ['api']);
   private readonly grpcRequests = this.counter('grpc_requests_total', 'gRPC requests served, by method and status code', ['api', 'method', 'code']);
-  private readonly grpcStreamMessages = this.counter('grpc_stream_messages_received_total', 'Request messages received on client and bidirectional streams (FetchStream, ProduceStream), by method', ['api', 'method']);
+  private readonly grpcStreamMessages = this.counter(
+    'grpc_stream_messages_received_total',
+    'Request messages received on client and bidirectional streams (FetchStream, ProduceStream), by method',
+    ['api', 'method'],
+  );
   private readonly leaderChanges = this.counter('leader_changes_total', 'Times this broker saw its group change to a new leader', []);
   private readonly elections = this.counter('elections_total', 'Times this broker became a candidate (started an election)', []);
-  private readonly quarantinedSegments = this.counter('log_quarantined_segments_total', 'Damaged segment files recovery moved into quarantine/ (never deleted)', []);
-  private readonly recovering = this.plainGauge('replica_recovering', '1 while this replica\'s log ends below what it promised: it grants no vote, never campaigns, and fetches', []);
-  private readonly recoveryMarkOffset = this.plainGauge('replica_recovery_mark_offset', 'The offset a recovering replica must fetch up to (0 when not recovering)', []);
-  private readonly promisedOffset = this.plainGauge('replica_promised_offset', 'The highest offset this replica has durably promised to hold (reported durable to a leader)', []);
+  private readonly quarantinedSegments = this.counter(
+    'log_quarantined_segments_total',
+    'Damaged segment files recovery moved into quarantine/ (never deleted)',
+    [],
+  );
+  private readonly recovering = this.plainGauge(
+    'replica_recovering',
+    "1 while this replica's log ends below what it promised: it grants no vote, never campaigns, and fetches",
+    [],
+  );
+  private readonly recoveryMarkOffset = this.plainGauge(
+    'replica_recovery_mark_offset',
+    'The offset a recovering replica must fetch up to (0 when not recovering)',
+    [],
+  );
+  private readonly promisedOffset = this.plainGauge(
+    'replica_promised_offset',
+    'The highest offset this replica has durably promised to hold (reported durable to a leader)',
+    [],
+  );
   private readonly recoveringFollowers = this.plainGauge('replica_recovering_followers', 'Followers whose Fetches say they are recovering (leader only)', []);
   private readonly divergence = this.plainGauge(
     'replica_committed_data_divergence',
@@ -56,16 +76,30 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
     ['leader', 'leader_epoch', 'requested_end_offset', 'committed_offset'],
   );
   private readonly appendSeconds = new Histogram({
-    name: `${metricPrefix}log_append_seconds`, help: 'Time to append one Ready batch of entries to the segment log', buckets: latencyBuckets, registers: [this.registry],
+    name: `${metricPrefix}log_append_seconds`,
+    help: 'Time to append one Ready batch of entries to the segment log',
+    buckets: latencyBuckets,
+    registers: [this.registry],
   });
   private readonly commitSeconds = new Histogram({
-    name: `${metricPrefix}commit_latency_seconds`, help: 'Time from proposing an entry on the leader until the high watermark passes it', buckets: latencyBuckets, registers: [this.registry],
+    name: `${metricPrefix}commit_latency_seconds`,
+    help: 'Time from proposing an entry on the leader until the high watermark passes it',
+    buckets: latencyBuckets,
+    registers: [this.registry],
   });
   private readonly endToEndSeconds = new Histogram({
-    name: `${metricPrefix}end_to_end_delay_seconds`, help: 'Delivery time minus the message timestamp', labelNames: ['topic'], buckets: delayBuckets, registers: [this.registry],
+    name: `${metricPrefix}end_to_end_delay_seconds`,
+    help: 'Delivery time minus the message timestamp',
+    labelNames: ['topic'],
+    buckets: delayBuckets,
+    registers: [this.registry],
   });
   private readonly grpcSeconds = new Histogram({
-    name: `${metricPrefix}grpc_request_duration_seconds`, help: 'gRPC request handling time, by method', labelNames: ['api', 'method'], buckets: latencyBuckets, registers: [this.registry],
+    name: `${metricPrefix}grpc_request_duration_seconds`,
+    help: 'gRPC request handling time, by method',
+    labelNames: ['api', 'method'],
+    buckets: latencyBuckets,
+    registers: [this.registry],
   });
 
   constructor(labels: { broker: string; group: string }) {
@@ -73,7 +107,8 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
     collectDefaultMetrics({ register: this.registry, prefix: metricPrefix });
     // prom-client names these gauges *_total, which Prometheus reserves for counters (promtool
     // check metrics flags them); the broker does without them.
-    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) this.registry.removeSingleMetric(`${metricPrefix}${name}`);
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'])
+      this.registry.removeSingleMetric(`${metricPrefix}${name}`);
     this.scrapeGauges();
   }
 
@@ -121,7 +156,10 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
     this.divergence.reset();
     const d = state.divergence;
     if (d) {
-      this.divergence.set({ leader: d.leaderId, leader_epoch: String(d.epoch), requested_end_offset: String(d.requestedEndOffset), committed_offset: String(d.committedOffset) }, 1);
+      this.divergence.set(
+        { leader: d.leaderId, leader_epoch: String(d.epoch), requested_end_offset: String(d.requestedEndOffset), committed_offset: String(d.committedOffset) },
+        1,
+      );
     }
   }
 
@@ -162,7 +200,10 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
   private gauge(name: string, help: string, labelNames: string[], collect: (gauge: Gauge<string>, source: MetricsSource) => void | Promise<void>): void {
     const metrics = this;
     new Gauge({
-      name: `${metricPrefix}${name}`, help, labelNames, registers: [this.registry],
+      name: `${metricPrefix}${name}`,
+      help,
+      labelNames,
+      registers: [this.registry],
       async collect() {
         if (metrics.source) await collect(this, metrics.source);
       },
@@ -171,23 +212,27 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
 
   private scrapeGauges(): void {
     this.gauge('high_watermark', 'Group log offset below which entries are committed, as this broker knows it', [], (g, s) => g.set(s.highWatermark()));
-    this.gauge('log_end_offset', 'End offset of this broker\'s copy of the group log', [], (g, s) => g.set(s.logEndOffset()));
+    this.gauge('log_end_offset', "End offset of this broker's copy of the group log", [], (g, s) => g.set(s.logEndOffset()));
     this.gauge('leader_epoch', 'Current leader epoch (Raft term) seen by this broker', [], (g, s) => g.set(s.epoch()));
     this.gauge('is_leader', '1 when this broker leads its group', [], (g, s) => g.set(s.isLeader() ? 1 : 0));
     this.gauge('group_leader_known', '1 when this broker knows a leader of its group, 0 while the group has none', [], (g, s) => g.set(s.leaderId() ? 1 : 0));
     this.gauge('replication_lag_offsets', 'Offsets a follower is behind the high watermark (leader only)', ['follower'], (g, s) => this.lag(g, s, 'offsets'));
-    this.gauge('replication_lag_seconds', 'Time since a follower last reached the high watermark (leader only)', ['follower'], (g, s) => this.lag(g, s, 'seconds'));
-    this.gauge('consumer_backlog_messages', 'Committed messages after a consumer group\'s committed offset', ['consumer_group', 'topic', 'queue'], (g, s) => {
+    this.gauge('replication_lag_seconds', 'Time since a follower last reached the high watermark (leader only)', ['follower'], (g, s) =>
+      this.lag(g, s, 'seconds'),
+    );
+    this.gauge('consumer_backlog_messages', "Committed messages after a consumer group's committed offset", ['consumer_group', 'topic', 'queue'], (g, s) => {
       g.reset();
       for (const b of s.consumerBacklogs()) g.set({ consumer_group: b.consumerGroup, topic: b.topic, queue: String(b.queue) }, b.backlogMessages);
     });
-    this.gauge('log_segments', 'Segments in this broker\'s log', [], (g, s) => g.set(s.logStats().segmentCount));
-    this.gauge('log_size_bytes', 'Bytes of this broker\'s log segments', [], (g, s) => g.set(s.logStats().sizeBytes));
+    this.gauge('log_segments', "Segments in this broker's log", [], (g, s) => g.set(s.logStats().segmentCount));
+    this.gauge('log_size_bytes', "Bytes of this broker's log segments", [], (g, s) => g.set(s.logStats().sizeBytes));
     this.gauge('memory_limit_bytes', 'Resident memory this broker is allowed (alerting threshold)', [], (g, s) => g.set(s.memoryBytesMax));
     // Metrics are collected concurrently: the three disk gauges share one statfs per scrape.
     this.gauge('disk_size_bytes', 'Size of the file system holding the data directory', [], async (g, s) => g.set((await this.disk(s)).sizeBytes));
-    this.gauge('disk_free_bytes', 'Bytes available to the broker on the data directory\'s file system', [], async (g, s) => g.set((await this.disk(s)).freeBytes));
-    this.gauge('disk_used_ratio', 'Share of the data directory\'s file system in use (0..1)', [], async (g, s) => {
+    this.gauge('disk_free_bytes', "Bytes available to the broker on the data directory's file system", [], async (g, s) =>
+      g.set((await this.disk(s)).freeBytes),
+    );
+    this.gauge('disk_used_ratio', "Share of the data directory's file system in use (0..1)", [], async (g, s) => {
       const d = await this.disk(s);
       g.set(d.sizeBytes > 0 ? 1 - d.freeBytes / d.sizeBytes : 0);
     });

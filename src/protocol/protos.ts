@@ -86,5 +86,8 @@ export function asBuffer(bytes: Uint8Array): Buffer {
 
 /** The package definition server reflection needs (grpcurl lists and calls with no .proto). */
 export function reflectionPackageDefinition(): protoLoader.PackageDefinition {
-  return protoLoader.loadSync(protoFiles.map((f) => join(protoDir, f)), { keepCase: false, longs: Number, defaults: true });
+  return protoLoader.loadSync(
+    protoFiles.map((f) => join(protoDir, f)),
+    { keepCase: false, longs: Number, defaults: true },
+  );
 }

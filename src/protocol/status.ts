@@ -1,8 +1,18 @@
 // The one table from the product's error classes to gRPC status codes (and back, for clients).
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
 import {
-  MambaError, NotLeaderError, type ErrorKind, InvalidArgumentError, NotFoundError, AlreadyExistsError,
-  OutOfRangeError, ResourceExhaustedError, UnavailableError, TimeoutError, PermissionDeniedError, UnauthenticatedError,
+  MambaError,
+  NotLeaderError,
+  type ErrorKind,
+  InvalidArgumentError,
+  NotFoundError,
+  AlreadyExistsError,
+  OutOfRangeError,
+  ResourceExhaustedError,
+  UnavailableError,
+  TimeoutError,
+  PermissionDeniedError,
+  UnauthenticatedError,
 } from '../errors.js';
 import { InvariantError } from '../assert.js';
 
@@ -37,7 +47,9 @@ export interface StatusObject {
 export function toStatus(error: unknown): StatusObject {
   const metadata = new Metadata();
   if (error instanceof InvariantError) {
-    process.nextTick(() => { throw error; });
+    process.nextTick(() => {
+      throw error;
+    });
     return { code: status.INTERNAL, details: 'internal invariant failed', metadata };
   }
   if (error instanceof NotLeaderError) {
@@ -52,21 +64,31 @@ export function toStatus(error: unknown): StatusObject {
 export function fromServiceError(error: ServiceError): MambaError {
   const details = error.details || error.message;
   switch (error.code) {
-    case status.INVALID_ARGUMENT: return new InvalidArgumentError(details);
-    case status.NOT_FOUND: return new NotFoundError(details);
-    case status.ALREADY_EXISTS: return new AlreadyExistsError(details);
-    case status.OUT_OF_RANGE: return new OutOfRangeError(details, -1, -1);
+    case status.INVALID_ARGUMENT:
+      return new InvalidArgumentError(details);
+    case status.NOT_FOUND:
+      return new NotFoundError(details);
+    case status.ALREADY_EXISTS:
+      return new AlreadyExistsError(details);
+    case status.OUT_OF_RANGE:
+      return new OutOfRangeError(details, -1, -1);
     case status.FAILED_PRECONDITION: {
       const id = error.metadata?.get(leaderIdKey)[0];
       const address = error.metadata?.get(leaderAddressKey)[0];
       return new NotLeaderError(details, id ? String(id) : null, address ? String(address) : null);
     }
-    case status.RESOURCE_EXHAUSTED: return new ResourceExhaustedError(details);
-    case status.PERMISSION_DENIED: return new PermissionDeniedError(details);
-    case status.UNAUTHENTICATED: return new UnauthenticatedError(details);
-    case status.DEADLINE_EXCEEDED: return new TimeoutError(details);
+    case status.RESOURCE_EXHAUSTED:
+      return new ResourceExhaustedError(details);
+    case status.PERMISSION_DENIED:
+      return new PermissionDeniedError(details);
+    case status.UNAUTHENTICATED:
+      return new UnauthenticatedError(details);
+    case status.DEADLINE_EXCEEDED:
+      return new TimeoutError(details);
     case status.UNAVAILABLE:
-    case status.CANCELLED: return new UnavailableError(details);
-    default: return new MambaError('internal', details, false);
+    case status.CANCELLED:
+      return new UnavailableError(details);
+    default:
+      return new MambaError('internal', details, false);
   }
 }

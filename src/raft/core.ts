@@ -132,9 +132,7 @@ export class RaftCore {
     const node = this.node;
     const roleState = node.roleState();
     const roleChanged =
-      roleState.role !== this.reportedRole.role ||
-      roleState.epoch !== this.reportedRole.epoch ||
-      roleState.leaderId !== this.reportedRole.leaderId;
+      roleState.role !== this.reportedRole.role || roleState.epoch !== this.reportedRole.epoch || roleState.leaderId !== this.reportedRole.leaderId;
     const hardStateChanged = node.hardStateDirty;
     const hasLogWork = node.log.hasUnpersisted();
     const highWatermarkChanged = node.highWatermark !== this.reportedHighWatermark;

@@ -32,12 +32,7 @@ export function leaderRecentlyHeard(node: RaftNode): boolean {
 // Called with message.epoch === node.epoch (the caller adopts a higher epoch first).
 export function handleVoteRequest(node: RaftNode, message: VoteRequest): void {
   const canVote = node.votedFor === null || node.votedFor === message.from;
-  const grant =
-    canVote &&
-    !node.recovering &&
-    node.leaderId === null &&
-    node.role !== 'leader' &&
-    logUpToDate(node, message.lastEpoch, message.lastOffset);
+  const grant = canVote && !node.recovering && node.leaderId === null && node.role !== 'leader' && logUpToDate(node, message.lastEpoch, message.lastOffset);
   if (grant) {
     node.votedFor = message.from;
     node.hardStateDirty = true;

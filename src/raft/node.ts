@@ -84,7 +84,10 @@ export class RaftNode {
   transferDeadlineTick = 0;
   timeoutNowSent = false;
 
-  constructor(readonly config: ResolvedConfig, readonly storage: RaftStorage) {
+  constructor(
+    readonly config: ResolvedConfig,
+    readonly storage: RaftStorage,
+  ) {
     this.id = config.id;
     this.log = new RaftLog(storage);
     const hardState = storage.hardState();

@@ -69,11 +69,7 @@ export function beginEpochDue(progress: Progress, nowTick: number, resendTicks: 
 
 // The replicas a leader tracks follow the voter set: new voters get fresh progress, removed
 // voters are dropped. Returns a new map; kept entries are the same objects.
-export function syncProgress(
-  current: ReadonlyMap<ReplicaId, Progress>,
-  voters: readonly ReplicaId[],
-  selfId: ReplicaId,
-): Map<ReplicaId, Progress> {
+export function syncProgress(current: ReadonlyMap<ReplicaId, Progress>, voters: readonly ReplicaId[], selfId: ReplicaId): Map<ReplicaId, Progress> {
   const next = new Map<ReplicaId, Progress>();
   for (const id of voters) {
     if (id === selfId) continue;

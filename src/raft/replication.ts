@@ -64,8 +64,7 @@ export function leaderHandleFetch(node: RaftNode, request: FetchRequest): void {
 // that carries the high watermark (persisted before it is exposed).
 export function maybeAdvanceHighWatermark(node: RaftNode): void {
   if (node.role !== 'leader') return;
-  const offsetOf = (id: ReplicaId): number =>
-    id === node.id ? node.durableEndOffset : (node.progress.get(id)?.matchedOffset ?? 0);
+  const offsetOf = (id: ReplicaId): number => (id === node.id ? node.durableEndOffset : (node.progress.get(id)?.matchedOffset ?? 0));
   const candidate = majorityOffset(node.voters, offsetOf);
   if (candidate <= node.highWatermark) return;
   if (node.log.epochBefore(candidate) !== node.epoch) return;
@@ -178,8 +177,7 @@ export function maybeFetch(node: RaftNode): void {
 // fetchTimeoutTicks steps down, so a partitioned leader stops acting as one.
 export function checkQuorum(node: RaftNode): void {
   if (node.tick - node.leaderSinceTick < node.config.fetchTimeoutTicks) return;
-  const active = (id: ReplicaId): boolean =>
-    id === node.id || fetchedWithin(node.progressOf(id), node.tick, node.config.fetchTimeoutTicks);
+  const active = (id: ReplicaId): boolean => id === node.id || fetchedWithin(node.progressOf(id), node.tick, node.config.fetchTimeoutTicks);
   if (!quorumActive(node.voters, active)) node.becomeFollower(node.epoch, null);
 }
 

@@ -2,21 +2,9 @@
 // stepLeader / stepCandidate / stepFollower), and one tick function per role.
 
 import { assert } from '../assert.js';
-import {
-  handlePreVoteRequest,
-  handlePreVoteResponse,
-  handleVoteRequest,
-  handleVoteResponse,
-} from './election.js';
+import { handlePreVoteRequest, handlePreVoteResponse, handleVoteRequest, handleVoteResponse } from './election.js';
 import { sendFetch, type RaftNode } from './node.js';
-import {
-  checkQuorum,
-  followerHandleFetchResponse,
-  leaderHandleFetch,
-  maybeSendTimeoutNow,
-  refuseFetch,
-  resendBeginQuorumEpoch,
-} from './replication.js';
+import { checkQuorum, followerHandleFetchResponse, leaderHandleFetch, maybeSendTimeoutNow, refuseFetch, resendBeginQuorumEpoch } from './replication.js';
 import type { BeginQuorumEpoch, Message, ReplicaId } from './types.js';
 
 export function step(node: RaftNode, message: Message): void {

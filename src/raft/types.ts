@@ -198,9 +198,7 @@ export interface RaftConfig {
 
 export type ProposeError = 'NOT_LEADER' | 'TRANSFERRING' | 'BACKPRESSURE' | 'CHANGE_IN_PROGRESS' | 'INVALID';
 
-export type ProposeResult =
-  | { ok: true; offset: number }
-  | { ok: false; error: ProposeError; leaderId: ReplicaId | null };
+export type ProposeResult = { ok: true; offset: number } | { ok: false; error: ProposeError; leaderId: ReplicaId | null };
 
 export interface ReplicaStatus {
   id: ReplicaId;

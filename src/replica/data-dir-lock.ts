@@ -8,7 +8,10 @@ import { join } from 'node:path';
 
 export class DataDirLockedError extends Error {
   override readonly name = 'DataDirLockedError';
-  constructor(readonly dir: string, readonly holderPid: number) {
+  constructor(
+    readonly dir: string,
+    readonly holderPid: number,
+  ) {
     super(`data directory ${dir} is in use by process ${holderPid} (lock file ${join(dir, 'LOCK')}); one broker per data directory`);
   }
 }
@@ -35,7 +38,10 @@ export class DataDirLock {
   private released = false;
   private readonly onExit = (): void => this.release();
 
-  private constructor(readonly dir: string, private readonly file: string) {
+  private constructor(
+    readonly dir: string,
+    private readonly file: string,
+  ) {
     process.once('exit', this.onExit);
   }
 

@@ -6,9 +6,7 @@
 // as a view into the mapped segment (no copy), and the batch they came from is remembered, so a
 // Fetch answer ships the stored bytes with their CRC and followers store the leader's bytes.
 import { assert } from '../assert.js';
-import {
-  SegmentLog, encodeBatchRaw, decodeBatchHeader, verifyBatch, batchHeaderBytes, type BatchType,
-} from '../log/index.js';
+import { type SegmentLog, encodeBatchRaw, decodeBatchHeader, verifyBatch, batchHeaderBytes, type BatchType } from '../log/index.js';
 import { decodeMembership } from '../raft/membership.js';
 import type { RaftStorage } from '../raft/storage.js';
 import { EntryType, type Entry, type EpochStart, type HardState, type MembershipRecord } from '../raft/types.js';
@@ -132,7 +130,8 @@ export class LogRaftStorage implements RaftStorage {
     if (last.offset + last.count !== this.log.endOffset) return null;
     let low = this.recentHead;
     let high = recent.length - 1;
-    while (low < high) { // the last entry whose offset <= fromOffset
+    while (low < high) {
+      // the last entry whose offset <= fromOffset
       const middle = (low + high + 1) >> 1;
       if (recent[middle]!.offset <= fromOffset) low = middle;
       else high = middle - 1;

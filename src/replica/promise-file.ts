@@ -33,7 +33,7 @@ function encodeSlot(slot: Slot): Buffer {
 
 function decodeSlot(buffer: Buffer): Slot | null {
   if (buffer.length < recordBytes || buffer.readUInt32LE(0) !== magic) return null;
-  if ((crc32c(buffer.subarray(0, 24)) >>> 0) !== buffer.readUInt32LE(24)) return null;
+  if (crc32c(buffer.subarray(0, 24)) >>> 0 !== buffer.readUInt32LE(24)) return null;
   return { sequence: Number(buffer.readBigUInt64LE(4)), offset: Number(buffer.readBigUInt64LE(12)) };
 }
 

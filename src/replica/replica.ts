@@ -9,7 +9,17 @@ import { NotLeaderError, ResourceExhaustedError, UnavailableError, InvalidArgume
 import { SegmentLog, type FlushPolicy } from '../log/index.js';
 import { RaftCore } from '../raft/core.js';
 import {
-  EntryType, type Entry, type FetchRequest, type FetchResponse, type HardState, type Message, type RaftEvent, type Ready, type RaftStatus, type ReplicaId, type Role,
+  EntryType,
+  type Entry,
+  type FetchRequest,
+  type FetchResponse,
+  type HardState,
+  type Message,
+  type RaftEvent,
+  type Ready,
+  type RaftStatus,
+  type ReplicaId,
+  type Role,
 } from '../raft/types.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { MetaStore } from './meta-store.js';
@@ -178,19 +188,22 @@ export class Replica {
     this.id = options.id;
     this.appliedOffset = Math.max(meta.appliedOffset(), log.startOffset);
     const electionTicks = Math.max(1, Math.round(options.electionTimeoutMs / options.tickMs));
-    this.core = new RaftCore({
-      id: options.id,
-      voters: options.voters,
-      electionTicks,
-      electionJitterTicks: electionTicks,
-      fetchTimeoutTicks: Math.max(electionTicks + 1, Math.round(options.fetchTimeoutMs / options.tickMs)),
-      fetchRetryTicks: Math.min(electionTicks, Math.ceil((options.fetchMaxWaitMs + 50) / options.tickMs)),
-      maxFetchBytes: options.fetchBytesMax,
-      uncommittedOffsetsMax: 1_000_000,
-      random: options.random ?? Math.random,
-      // TEST ONLY: shows what the recovering rule prevents (chaos and tests set it to see loss).
-      ...(process.env.MAMBA_TEST_RECOVERING_RULE_OFF === '1' ? { recoveringRuleDisabled: true } : {}),
-    }, storage);
+    this.core = new RaftCore(
+      {
+        id: options.id,
+        voters: options.voters,
+        electionTicks,
+        electionJitterTicks: electionTicks,
+        fetchTimeoutTicks: Math.max(electionTicks + 1, Math.round(options.fetchTimeoutMs / options.tickMs)),
+        fetchRetryTicks: Math.min(electionTicks, Math.ceil((options.fetchMaxWaitMs + 50) / options.tickMs)),
+        maxFetchBytes: options.fetchBytesMax,
+        uncommittedOffsetsMax: 1_000_000,
+        random: options.random ?? Math.random,
+        // TEST ONLY: shows what the recovering rule prevents (chaos and tests set it to see loss).
+        ...(process.env.MAMBA_TEST_RECOVERING_RULE_OFF === '1' ? { recoveringRuleDisabled: true } : {}),
+      },
+      storage,
+    );
   }
 
   /**
@@ -207,11 +220,15 @@ export class Replica {
         dir: join(options.dataDir, 'log'),
         segmentBytes: options.segmentBytes,
         flush: options.flush,
-        retention: { ...(options.retentionBytesMax ? { bytesMax: options.retentionBytesMax } : {}), ...(options.retentionAgeMsMax ? { ageMsMax: options.retentionAgeMsMax } : {}) },
+        retention: {
+          ...(options.retentionBytesMax ? { bytesMax: options.retentionBytesMax } : {}),
+          ...(options.retentionAgeMsMax ? { ageMsMax: options.retentionAgeMsMax } : {}),
+        },
         logger: (event) => options.logger.info(event.event, event),
         onDamage: 'quarantine',
       });
-      for (const q of log.quarantined) options.logger.warn('replica.quarantined', { file: q.file, quarantinedAs: q.quarantinedAs, lastGoodOffset: q.lastGoodOffset, reason: q.reason });
+      for (const q of log.quarantined)
+        options.logger.warn('replica.quarantined', { file: q.file, quarantinedAs: q.quarantinedAs, lastGoodOffset: q.lastGoodOffset, reason: q.reason });
       if (log.quarantined.length > 0) options.observer?.segmentsQuarantined?.(log.quarantined.length);
       const hard = meta.hardState();
       // The promise file wins; a directory from before it has the promise of the last epoch or
@@ -220,10 +237,8 @@ export class Replica {
       const promisedOffset = readPromiseFile(promisePath)?.offset ?? hard.promisedOffset;
       const promise = PromiseFile.open(promisePath, promisedOffset ?? 0);
       const stored = meta;
-      const storage = new LogRaftStorage(
-        log,
-        { epoch: hard.epoch, votedFor: hard.votedFor, ...(promisedOffset !== undefined ? { promisedOffset } : {}) },
-        () => Math.max(stored.highWatermark(), stored.appliedOffset()),
+      const storage = new LogRaftStorage(log, { epoch: hard.epoch, votedFor: hard.votedFor, ...(promisedOffset !== undefined ? { promisedOffset } : {}) }, () =>
+        Math.max(stored.highWatermark(), stored.appliedOffset()),
       );
       return new Replica(options, log, meta, storage, lock, promise);
     } catch (error) {
@@ -273,7 +288,11 @@ export class Replica {
       }
       if (Date.now() - lastReportMs > 1000) {
         lastReportMs = Date.now();
-        this.options.logger.info('replica.replay.progress', { offset, endOffset: this.log.endOffset, percent: Math.round((100 * (offset - this.log.startOffset)) / Math.max(1, total)) });
+        this.options.logger.info('replica.replay.progress', {
+          offset,
+          endOffset: this.log.endOffset,
+          percent: Math.round((100 * (offset - this.log.startOffset)) / Math.max(1, total)),
+        });
       }
     }
   }
@@ -310,8 +329,12 @@ export class Replica {
     if (channel) this.supersedeParked(channel);
     let answer: Message | null = null;
     const pending: PendingAnswer = {
-      from: request.from, type: answerType, requestId: request.type === 'FetchRequest' ? request.requestId : null,
-      resolve: (message) => { answer = message; },
+      from: request.from,
+      type: answerType,
+      requestId: request.type === 'FetchRequest' ? request.requestId : null,
+      resolve: (message) => {
+        answer = message;
+      },
     };
     this.pendingAnswers.push(pending);
     try {
@@ -379,7 +402,13 @@ export class Replica {
     for (const parked of [...this.parkedFetches]) {
       if (!filter(parked)) continue;
       this.parkedFetches.delete(parked);
-      this.pendingAnswers.push({ from: parked.request.from, type: 'FetchResponse', requestId: parked.request.requestId, resolve: parked.resolve, fallback: parked.emptyAnswer });
+      this.pendingAnswers.push({
+        from: parked.request.from,
+        type: 'FetchResponse',
+        requestId: parked.request.requestId,
+        resolve: parked.resolve,
+        fallback: parked.emptyAnswer,
+      });
       this.core.step(parked.request);
     }
   }
@@ -420,7 +449,11 @@ export class Replica {
 
   notLeader(detail?: string): NotLeaderError {
     const leader = this.leaderId && this.leaderId !== this.id ? this.leaderId : null;
-    return new NotLeaderError(`broker ${this.id} is not the leader of its group${leader ? `; the leader is ${leader}` : '; no leader is known yet'}${detail ? ` (${detail})` : ''}`, leader, null);
+    return new NotLeaderError(
+      `broker ${this.id} is not the leader of its group${leader ? `; the leader is ${leader}` : '; no leader is known yet'}${detail ? ` (${detail})` : ''}`,
+      leader,
+      null,
+    );
   }
 
   transferLeadership(to: ReplicaId): void {
@@ -549,7 +582,7 @@ export class Replica {
    * promise is durable. A follower's high watermark comes from its leader and is exposed at once.
    */
   private offerHighWatermark(highWatermark: number): void {
-    const requiredOffset = this.role === 'leader' ? this.storage.hardState().promisedOffset ?? 0 : 0;
+    const requiredOffset = this.role === 'leader' ? (this.storage.hardState().promisedOffset ?? 0) : 0;
     if (this.heldHighWatermarks.length === 0 && this.promise.durableOffset >= requiredOffset) {
       this.advanceHighWatermark(highWatermark);
       return;
@@ -591,9 +624,18 @@ export class Replica {
         this.options.logger.info('replica.recovered', { markOffset: event.markOffset, endOffset: event.endOffset });
         break;
       case 'CommittedDataDivergence':
-        this.divergence = { leaderId: event.leaderId, epoch: event.epoch, requestedEndOffset: event.requestedEndOffset, committedOffset: event.committedOffset, atMs: Date.now() };
+        this.divergence = {
+          leaderId: event.leaderId,
+          epoch: event.epoch,
+          requestedEndOffset: event.requestedEndOffset,
+          committedOffset: event.committedOffset,
+          atMs: Date.now(),
+        };
         this.options.logger.error('replica.committed_data_divergence', {
-          leaderId: event.leaderId, divergenceEpoch: event.epoch, requestedEndOffset: event.requestedEndOffset, committedOffset: event.committedOffset,
+          leaderId: event.leaderId,
+          divergenceEpoch: event.epoch,
+          requestedEndOffset: event.requestedEndOffset,
+          committedOffset: event.committedOffset,
         });
         break;
       default: {
@@ -677,7 +719,11 @@ export class Replica {
     this.options.observer?.roleChanged(role, epoch, leaderId);
     if (wasLeader && role !== 'leader') {
       // The outcome of entries above the high watermark is now up to the next leader.
-      this.commitWaiters.failAbove(this.highWatermark, () => new UnavailableError(`broker ${this.id} lost leadership before the entry committed; it may or may not be stored (retry with an idempotent producer)`));
+      this.commitWaiters.failAbove(
+        this.highWatermark,
+        () =>
+          new UnavailableError(`broker ${this.id} lost leadership before the entry committed; it may or may not be stored (retry with an idempotent producer)`),
+      );
       this.wakePending = true; // parked Fetches are answered now: not the leader any more
     }
     if (role === 'leader') this.caughtUpAtMs.clear();
@@ -700,7 +746,10 @@ export class Replica {
       // Through the storage: the newest entries come from its cache, not from a segment read.
       for (const entry of this.storage.entries(offset, 4 * 1024 * 1024)) {
         if (entry.offset >= end) break;
-        if (entry.offset + entry.count <= this.appliedOffset) { offset = entry.offset + entry.count; continue; }
+        if (entry.offset + entry.count <= this.appliedOffset) {
+          offset = entry.offset + entry.count;
+          continue;
+        }
         if (entry.type === EntryType.Data) this.machine!.onCommit(entry);
         offset = entry.offset + entry.count;
       }

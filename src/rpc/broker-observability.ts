@@ -29,11 +29,17 @@ export class BrokerObservability {
   private server: Server | null = null;
   private email: EmailNotifier | null = null;
 
-  constructor(private readonly config: BrokerConfig, private readonly logger: Logger, options: ObservabilityOptions = {}) {
+  constructor(
+    private readonly config: BrokerConfig,
+    private readonly logger: Logger,
+    options: ObservabilityOptions = {},
+  ) {
     const identity = { broker: config.id, group: config.group };
     this.metrics = new BrokerMetrics(identity);
     this.tracing = startTracing({
-      ...config.settings.tracing, serviceName: 'mamba-broker', attributes: { 'service.instance.id': config.id, 'mamba.group': config.group },
+      ...config.settings.tracing,
+      serviceName: 'mamba-broker',
+      attributes: { 'service.instance.id': config.id, 'mamba.group': config.group },
       ...(options.spanExporter ? { spanExporter: options.spanExporter } : {}),
     });
     this.brokerTracing = new BrokerTracing(this.tracing.tracer, identity);
@@ -67,7 +73,11 @@ export class BrokerObservability {
       this.alerts.start();
     }
     const tracing = s.tracing.otlpEndpoint ? { otlpEndpoint: s.tracing.otlpEndpoint, samplingRatio: s.tracing.samplingRatio } : 'off';
-    this.logger.info('observability.started', { metrics: `http://${this.config.host}:${this.config.metricsPort}/metrics`, tracing, alerts: this.alerts ? this.alerts.engine.rules.map((r) => r.name) : 'off' });
+    this.logger.info('observability.started', {
+      metrics: `http://${this.config.host}:${this.config.metricsPort}/metrics`,
+      tracing,
+      alerts: this.alerts ? this.alerts.engine.rules.map((r) => r.name) : 'off',
+    });
   }
 
   private notifiers(): AlertNotifier[] {
@@ -75,7 +85,7 @@ export class BrokerObservability {
     const list: AlertNotifier[] = [new LogNotifier(this.logger)];
     if (a.webhookUrl) list.push(new WebhookNotifier(a.webhookUrl, a.notifyTimeoutMs));
     if (a.smtp.host) {
-      this.email = new EmailNotifier({ ...a.smtp, password: a.smtp.passwordEnv ? process.env[a.smtp.passwordEnv] ?? '' : '', timeoutMs: a.notifyTimeoutMs });
+      this.email = new EmailNotifier({ ...a.smtp, password: a.smtp.passwordEnv ? (process.env[a.smtp.passwordEnv] ?? '') : '', timeoutMs: a.notifyTimeoutMs });
       list.push(this.email);
     }
     return list;

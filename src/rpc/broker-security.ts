@@ -1,7 +1,7 @@
 // What a broker needs for security, built from its cluster file: TLS credentials, the access keys
 // and permissions (reloaded on change), the call guards of both listeners, the connection
 // limiter, and the signature brokers put on the calls they forward to each other.
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { Counter, type Registry } from 'prom-client';
 import { Authenticator } from '../auth/authenticator.js';
 import { loadKeysFile, parseKeysFile, type StoredKey } from '../auth/keys.js';
@@ -35,15 +35,31 @@ export interface SecurityMetrics {
 }
 
 export function securityMetrics(registry: Registry): SecurityMetrics {
-  const failures = new Counter({ name: 'mamba_auth_failures_total', help: 'Calls refused UNAUTHENTICATED, by reason (missing, malformed, unknown_key, bad_signature, stale, replayed)', labelNames: ['reason'], registers: [registry] });
-  const refusals = new Counter({ name: 'mamba_calls_refused_total', help: 'Calls the security guard refused before any handler ran, by status code and permission action', labelNames: ['api', 'code', 'action'], registers: [registry] });
+  const failures = new Counter({
+    name: 'mamba_auth_failures_total',
+    help: 'Calls refused UNAUTHENTICATED, by reason (missing, malformed, unknown_key, bad_signature, stale, replayed)',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const refusals = new Counter({
+    name: 'mamba_calls_refused_total',
+    help: 'Calls the security guard refused before any handler ran, by status code and permission action',
+    labelNames: ['api', 'code', 'action'],
+    registers: [registry],
+  });
   return {
     authFailure: (reason) => failures.inc({ reason }),
     refusal: (api, code, action) => refusals.inc({ api, code, action }),
   };
 }
 
-export function openBrokerSecurity(cluster: ClusterConfig, brokerId: string, settings: BrokerSettings, log: Logger, metrics: SecurityMetrics | null = null): BrokerSecurity {
+export function openBrokerSecurity(
+  cluster: ClusterConfig,
+  brokerId: string,
+  settings: BrokerSettings,
+  log: Logger,
+  metrics: SecurityMetrics | null = null,
+): BrokerSecurity {
   const { auth, tls } = cluster.security;
   const groupBrokerIds = new Set(cluster.groups.find((g) => g.brokers.some((b) => b.id === brokerId))?.brokers.map((b) => b.id) ?? []);
   const limiter = new ConnectionLimiter(settings.connectionsPerClientMax);
@@ -64,7 +80,9 @@ export function openBrokerSecurity(cluster: ClusterConfig, brokerId: string, set
       throw new ConfigError(`${cluster.source}: security.auth.brokerKeyId: key "${auth.brokerKeyId}" is not in ${auth.keysFile}`);
     }
     authenticator = new Authenticator(() => keys.value, {
-      clockSkewMsMax: auth.clockSkewMsMax, nonceCacheSizeMax: auth.nonceCacheSizeMax, onFailure: (reason) => metrics?.authFailure(reason),
+      clockSkewMsMax: auth.clockSkewMsMax,
+      nonceCacheSizeMax: auth.nonceCacheSizeMax,
+      onFailure: (reason) => metrics?.authFailure(reason),
     });
     permissions = () => grants.value;
     signForward = (methodPath, metadata) => {
@@ -74,19 +92,32 @@ export function openBrokerSecurity(cluster: ClusterConfig, brokerId: string, set
     log.info('auth.enabled', { keys: keys.value.size, grants: grants.value.grantCount, keysFile: auth.keysFile, permissionsFile: auth.permissionsFile });
   }
   const clientGuard = new CallGuard({
-    authenticator, permissions, brokerKeyId: auth?.brokerKeyId ?? null, limiter, inflightPerConnectionMax: settings.inflightPerConnectionMax, logger: log,
+    authenticator,
+    permissions,
+    brokerKeyId: auth?.brokerKeyId ?? null,
+    limiter,
+    inflightPerConnectionMax: settings.inflightPerConnectionMax,
+    logger: log,
     onRefusal: (code, action) => metrics?.refusal('client', code, action),
   });
   // The peer API is guarded by mutual TLS and the membership check in peer.ts; its guard
   // answers malformed frames and bounds the calls in flight per connection.
   const peerGuard = new CallGuard({
-    authenticator: null, permissions: null, brokerKeyId: null, limiter: null, inflightPerConnectionMax: 1024, logger: log,
+    authenticator: null,
+    permissions: null,
+    brokerKeyId: null,
+    limiter: null,
+    inflightPerConnectionMax: 1024,
+    logger: log,
     ...(tls ? { certificateAllowed: (name: string | undefined) => name !== undefined && name !== brokerId && groupBrokerIds.has(name) } : {}),
     onRefusal: (code, action) => metrics?.refusal('peer', code, action),
   });
   return {
     tls: tls ? brokerTls(tls, brokerId) : null,
-    limiter, clientGuard, peerGuard, signForward,
+    limiter,
+    clientGuard,
+    peerGuard,
+    signForward,
     close() {
       for (const f of files) f.close();
     },

@@ -35,10 +35,20 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
   const s = config.settings;
   const observe = new BrokerObservability(config, log, observability);
   const replica = await Replica.open({
-    id: brokerId, voters: group.brokers.map((b) => b.id), dataDir: config.dataDir, flush: s.flush,
-    segmentBytes: s.segmentBytes, retentionBytesMax: s.retentionBytesMax, retentionAgeMsMax: s.retentionAgeMsMax,
-    tickMs: s.tickMs, electionTimeoutMs: s.electionTimeoutMs, fetchTimeoutMs: s.fetchTimeoutMs, fetchMaxWaitMs: s.fetchMaxWaitMs,
-    fetchBytesMax: s.fetchBytesMax, pendingProposalsMax: s.pendingProposalsMax, logger: log,
+    id: brokerId,
+    voters: group.brokers.map((b) => b.id),
+    dataDir: config.dataDir,
+    flush: s.flush,
+    segmentBytes: s.segmentBytes,
+    retentionBytesMax: s.retentionBytesMax,
+    retentionAgeMsMax: s.retentionAgeMsMax,
+    tickMs: s.tickMs,
+    electionTimeoutMs: s.electionTimeoutMs,
+    fetchTimeoutMs: s.fetchTimeoutMs,
+    fetchMaxWaitMs: s.fetchMaxWaitMs,
+    fetchBytesMax: s.fetchBytesMax,
+    pendingProposalsMax: s.pendingProposalsMax,
+    logger: log,
     observer: observe.metrics,
   });
   const security = openBrokerSecurity(cluster, brokerId, s, log, securityMetrics(observe.metrics.registry));
@@ -51,7 +61,11 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     'grpc.max_send_message_length': Math.max(s.requestBytesMax, s.fetchBytesMax + 1024 * 1024),
     'grpc.max_concurrent_streams': 2 * s.inflightPerConnectionMax, // the guard refuses beyond 1×
   };
-  const peerServer = new MeteredServer({ ...serverOptions, 'grpc.max_receive_message_length': s.fetchBytesMax + 1024 * 1024, interceptors: [security.peerGuard.interceptor] }, observe.metrics, 'peer');
+  const peerServer = new MeteredServer(
+    { ...serverOptions, 'grpc.max_receive_message_length': s.fetchBytesMax + 1024 * 1024, interceptors: [security.peerGuard.interceptor] },
+    observe.metrics,
+    'peer',
+  );
   addPeerService(peerServer, identity, wireCodec, {
     isMember: (id) => group.brokers.some((b) => b.id === id) && id !== brokerId,
     handle: (request, maxWaitMs, channel) => replica.handle(request, maxWaitMs, channel),
@@ -76,7 +90,14 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
   const clientListening = await listen(clientServer, security.tls?.clientServer ?? insecure, config.host, config.clientPort, security.limiter);
   replica.start(broker, peers);
   await observe.start(broker, replica);
-  log.info('broker.started', { client: `${config.host}:${config.clientPort}`, peer: `${config.host}:${config.peerPort}`, dataDir: config.dataDir, flush: s.flush.mode, tls: security.tls !== null, auth: cluster.security.auth !== null });
+  log.info('broker.started', {
+    client: `${config.host}:${config.clientPort}`,
+    peer: `${config.host}:${config.peerPort}`,
+    dataDir: config.dataDir,
+    flush: s.flush.mode,
+    tls: security.tls !== null,
+    auth: cluster.security.auth !== null,
+  });
 
   let stopped = false;
   return {

@@ -15,7 +15,12 @@ export const forwardedKey = 'mamba-forwarded';
 export const scopeKey = 'mamba-scope';
 
 /** AckLevel enum of mamba.proto → the broker's ack level (ACK_DEFAULT means quorum). */
-const ackLevels: ReadonlyMap<number, AckLevel> = new Map([[0, 'quorum'], [1, 'none'], [2, 'leader'], [3, 'quorum']]);
+const ackLevels: ReadonlyMap<number, AckLevel> = new Map([
+  [0, 'quorum'],
+  [1, 'none'],
+  [2, 'leader'],
+  [3, 'quorum'],
+]);
 /** A ProduceStream holds at most this many times requestBytesMax in flight. */
 const produceStreamRequestsOfBytes = 4;
 const subscribeWaitMs = 1000;
@@ -65,16 +70,32 @@ export function produceRequestOf(w: Wire): ProduceRequest {
  */
 function consumeWire(r: ConsumeResult, blocks: boolean): Wire {
   return {
-    topic: r.topic, queue: r.queue, nextOffset: r.nextOffset, highWatermark: r.highWatermark, startOffset: r.startOffset, servedBy: r.servedBy,
+    topic: r.topic,
+    queue: r.queue,
+    nextOffset: r.nextOffset,
+    highWatermark: r.highWatermark,
+    startOffset: r.startOffset,
+    servedBy: r.servedBy,
     advice: r.advice ? { replicaId: r.advice.replicaId, address: r.advice.address, reason: r.advice.reason } : null,
-    records: blocks ? [] : recordsOfBlocks(r.blocks).map((x) => ({ offset: x.offset, timestampMs: x.timestampMs, key: x.key ?? Buffer.alloc(0), body: x.body ?? Buffer.alloc(0), headers: x.headers.map((h) => ({ key: h.key, value: h.value ?? Buffer.alloc(0) })) })),
+    records: blocks
+      ? []
+      : recordsOfBlocks(r.blocks).map((x) => ({
+          offset: x.offset,
+          timestampMs: x.timestampMs,
+          key: x.key ?? Buffer.alloc(0),
+          body: x.body ?? Buffer.alloc(0),
+          headers: x.headers.map((h) => ({ key: h.key, value: h.value ?? Buffer.alloc(0) })),
+        })),
     blocks: blocks ? r.blocks : [],
   };
 }
 
 export function groupWire(g: GroupInfo): Wire {
   return {
-    id: g.id, leaderId: g.leaderId, epoch: g.epoch, highWatermark: g.highWatermark,
+    id: g.id,
+    leaderId: g.leaderId,
+    epoch: g.epoch,
+    highWatermark: g.highWatermark,
     replicas: g.replicas.map((r) => ({ ...r })),
     advice: g.advice ? { ...g.advice } : null,
   };
@@ -87,36 +108,71 @@ function isForwarded(call: { metadata: grpc.Metadata }): boolean {
 type Unary = (request: Wire, call: grpc.ServerUnaryCall<Wire, Wire>) => Promise<Wire>;
 
 export function addClientService(server: grpc.Server, broker: Broker): void {
-  const unary = (handler: Unary): grpc.handleUnaryCall<Wire, Wire> => (call, callback) => {
-    broker.track(() => handler(call.request, call)).then(
-      (reply) => callback(null, reply),
-      (error: unknown) => {
-        const s = toStatus(error);
-        callback({ code: s.code, details: s.details, metadata: s.metadata });
-      },
-    );
-  };
+  const unary =
+    (handler: Unary): grpc.handleUnaryCall<Wire, Wire> =>
+    (call, callback) => {
+      broker
+        .track(() => handler(call.request, call))
+        .then(
+          (reply) => callback(null, reply),
+          (error: unknown) => {
+            const s = toStatus(error);
+            callback({ code: s.code, details: s.details, metadata: s.metadata });
+          },
+        );
+    };
   const settings = broker.config.settings;
   // A stream may hold as many requests as a connection may hold calls (the guard's bound).
-  const streamLimits: ProduceStreamLimits = { inflightMax: settings.inflightPerConnectionMax, inflightBytesMax: produceStreamRequestsOfBytes * settings.requestBytesMax };
+  const streamLimits: ProduceStreamLimits = {
+    inflightMax: settings.inflightPerConnectionMax,
+    inflightBytesMax: produceStreamRequestsOfBytes * settings.requestBytesMax,
+  };
   server.addService(serviceDefinition('mamba.v1.Mamba'), {
     Produce: unary(async (w) => ({ ...(await broker.produce(produceRequestOf(w))) })),
-    ProduceStream: (call: grpc.ServerDuplexStream<Wire, Wire>) => { new ProduceStreamSession(call, broker, produceRequestOf, streamLimits); },
-    Consume: unary(async (w, call) => consumeWire(await broker.consume({
-      topic: required(str(w.topic, 'topic'), 'topic'), queue: int(w.queue, 'queue'), offset: int(w.offset, 'offset'),
-      consumerGroup: str(w.consumerGroup, 'consumer_group'), useCommitted: !!w.useCommitted,
-      maxMessages: int(w.maxMessages, 'max_messages'), maxBytes: int(w.maxBytes, 'max_bytes'), maxWaitMs: int(w.maxWaitMs, 'max_wait_ms'),
-    }, () => call.cancelled), !!w.blocks)),
-    Subscribe: (call: grpc.ServerWritableStream<Wire, Wire>) => { void subscribe(broker, call); },
+    ProduceStream: (call: grpc.ServerDuplexStream<Wire, Wire>) => {
+      new ProduceStreamSession(call, broker, produceRequestOf, streamLimits);
+    },
+    Consume: unary(async (w, call) =>
+      consumeWire(
+        await broker.consume(
+          {
+            topic: required(str(w.topic, 'topic'), 'topic'),
+            queue: int(w.queue, 'queue'),
+            offset: int(w.offset, 'offset'),
+            consumerGroup: str(w.consumerGroup, 'consumer_group'),
+            useCommitted: !!w.useCommitted,
+            maxMessages: int(w.maxMessages, 'max_messages'),
+            maxBytes: int(w.maxBytes, 'max_bytes'),
+            maxWaitMs: int(w.maxWaitMs, 'max_wait_ms'),
+          },
+          () => call.cancelled,
+        ),
+        !!w.blocks,
+      ),
+    ),
+    Subscribe: (call: grpc.ServerWritableStream<Wire, Wire>) => {
+      void subscribe(broker, call);
+    },
     CommitOffset: unary(async (w) => {
-      await broker.commitOffset(required(str(w.consumerGroup, 'consumer_group'), 'consumer_group'), required(str(w.topic, 'topic'), 'topic'), int(w.queue, 'queue'), int(w.offset, 'offset'));
+      await broker.commitOffset(
+        required(str(w.consumerGroup, 'consumer_group'), 'consumer_group'),
+        required(str(w.topic, 'topic'), 'topic'),
+        int(w.queue, 'queue'),
+        int(w.offset, 'offset'),
+      );
       return {};
     }),
     FetchOffset: unary(async (w) => {
-      const offset = broker.fetchOffset(required(str(w.consumerGroup, 'consumer_group'), 'consumer_group'), required(str(w.topic, 'topic'), 'topic'), int(w.queue, 'queue'));
+      const offset = broker.fetchOffset(
+        required(str(w.consumerGroup, 'consumer_group'), 'consumer_group'),
+        required(str(w.topic, 'topic'), 'topic'),
+        int(w.queue, 'queue'),
+      );
       return offset === null ? { found: false, offset: 0 } : { found: true, offset };
     }),
-    CreateTopic: unary(async (w, call) => ({ topic: await broker.createTopic(required(str(w.name, 'name'), 'name'), int(w.queues, 'queues'), isForwarded(call)) })),
+    CreateTopic: unary(async (w, call) => ({
+      topic: await broker.createTopic(required(str(w.name, 'name'), 'name'), int(w.queues, 'queues'), isForwarded(call)),
+    })),
     DeleteTopic: unary(async (w, call) => {
       await broker.deleteTopic(required(str(w.name, 'name'), 'name'), isForwarded(call));
       return {};
@@ -130,7 +186,13 @@ export function addClientService(server: grpc.Server, broker: Broker): void {
     }),
     Heartbeat: unary(async (w) => {
       const owned = Array.isArray(w.ownedQueues) ? (w.ownedQueues as unknown[]).map((q) => int(q, 'owned_queues')) : [];
-      const r = broker.heartbeat(required(str(w.consumerGroup, 'consumer_group'), 'consumer_group'), required(str(w.topic, 'topic'), 'topic'), required(str(w.memberId, 'member_id'), 'member_id'), owned, !!w.leave);
+      const r = broker.heartbeat(
+        required(str(w.consumerGroup, 'consumer_group'), 'consumer_group'),
+        required(str(w.topic, 'topic'), 'topic'),
+        required(str(w.memberId, 'member_id'), 'member_id'),
+        owned,
+        !!w.leave,
+      );
       return { ...r };
     }),
     DescribeCluster: unary(async (_w, call) => {
@@ -152,10 +214,19 @@ async function subscribe(broker: Broker, call: grpc.ServerWritableStream<Wire, W
     const blocks = !!w.blocks;
     // Bounded by the call: every round waits up to subscribeWaitMs, and a cancelled call stops it.
     while (!call.cancelled) {
-      const result = await broker.consume({
-        topic, queue, offset, consumerGroup, useCommitted, maxMessages: int(w.maxMessages, 'max_messages'),
-        maxBytes: int(w.maxBytes, 'max_bytes'), maxWaitMs: subscribeWaitMs,
-      }, () => call.cancelled);
+      const result = await broker.consume(
+        {
+          topic,
+          queue,
+          offset,
+          consumerGroup,
+          useCommitted,
+          maxMessages: int(w.maxMessages, 'max_messages'),
+          maxBytes: int(w.maxBytes, 'max_bytes'),
+          maxWaitMs: subscribeWaitMs,
+        },
+        () => call.cancelled,
+      );
       useCommitted = false;
       offset = result.nextOffset;
       if (result.messageCount === 0 || call.cancelled) continue;

@@ -42,7 +42,14 @@ export class GrpcForwarder implements ClusterForwarder {
   }
 
   /** Calls `method` on the group's leader: tries its brokers in turn, following redirects. */
-  private async callGroup(group: GroupConfig, method: string, request: Wire, metadata: Record<string, string>, attempts = attemptsMax, timeoutMs = callTimeoutMs): Promise<Wire> {
+  private async callGroup(
+    group: GroupConfig,
+    method: string,
+    request: Wire,
+    metadata: Record<string, string>,
+    attempts = attemptsMax,
+    timeoutMs = callTimeoutMs,
+  ): Promise<Wire> {
     const addresses = group.brokers.map(clientAddress);
     let next = addresses[0]!;
     let lastError: MambaError | null = null;
@@ -88,8 +95,15 @@ export class GrpcForwarder implements ClusterForwarder {
     if (!info) throw new UnavailableError(`group ${group.id} answered without describing itself`);
     return {
       ...info,
-      epoch: Number(info.epoch), highWatermark: Number(info.highWatermark),
-      replicas: info.replicas.map((r) => ({ ...r, endOffset: Number(r.endOffset), lagOffsets: Number(r.lagOffsets), lagMs: Number(r.lagMs), lastFetchAgeMs: Number(r.lastFetchAgeMs) })),
+      epoch: Number(info.epoch),
+      highWatermark: Number(info.highWatermark),
+      replicas: info.replicas.map((r) => ({
+        ...r,
+        endOffset: Number(r.endOffset),
+        lagOffsets: Number(r.lagOffsets),
+        lagMs: Number(r.lagMs),
+        lastFetchAgeMs: Number(r.lastFetchAgeMs),
+      })),
       advice: info.advice ? { replicaId: info.advice.replicaId, address: info.advice.address, reason: info.advice.reason } : null,
     };
   }

@@ -45,7 +45,13 @@ export interface Listening {
 }
 
 /** Serves `server` on host:port with `credentials`, through `limiter` when given. */
-export function listen(server: grpc.Server, credentials: grpc.ServerCredentials, host: string, port: number, limiter: ConnectionLimiter | null): Promise<Listening> {
+export function listen(
+  server: grpc.Server,
+  credentials: grpc.ServerCredentials,
+  host: string,
+  port: number,
+  limiter: ConnectionLimiter | null,
+): Promise<Listening> {
   const injector = server.createConnectionInjector(credentials);
   const sockets = new Set<Socket>();
   const net: NetServer = createServer({ noDelay: true }, (socket) => {

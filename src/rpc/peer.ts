@@ -57,46 +57,69 @@ export function addPeerService(server: grpc.Server, self: PeerIdentity, codec: E
     const sender = (request.sender ?? {}) as Wire;
     const from = String(sender.replicaId ?? '');
     if (sender.cluster !== self.cluster || sender.group !== self.group || !handler.isMember(from)) {
-      return { code: grpc.status.PERMISSION_DENIED, details: `replica "${from}" of ${String(sender.cluster)}/${String(sender.group)} is not a member of group ${self.cluster}/${self.group}` };
+      return {
+        code: grpc.status.PERMISSION_DENIED,
+        details: `replica "${from}" of ${String(sender.cluster)}/${String(sender.group)} is not a member of group ${self.cluster}/${self.group}`,
+      };
     }
     const name = handler.requireCertificate ? certified() : from;
     if (name !== from) return { code: grpc.status.PERMISSION_DENIED, details: `the certificate of "${String(name)}" cannot speak for replica "${from}"` };
     return null;
   };
-  const certificateName = (call: Pick<grpc.ServerUnaryCall<Wire, Wire>, 'getAuthContext'>): () => unknown => {
+  const certificateName = (call: Pick<grpc.ServerUnaryCall<Wire, Wire>, 'getAuthContext'>): (() => unknown) => {
     let name: { value: unknown } | null = null;
     return () => (name ??= { value: call.getAuthContext().sslPeerCertificate?.subject?.CN }).value;
   };
-  const unary = (toMessage: (w: Wire) => Message, toWire: (m: Message) => Wire): UnaryHandler => (call, callback) => {
-    const refusal = refusalOf(call.request, certificateName(call));
-    if (refusal) return callback(refusal);
-    let message: Message;
-    try {
-      message = toMessage(call.request);
-    } catch (error) {
-      return callback(malformed(error));
-    }
-    handler.handle(message, Number(call.request.maxWaitMs ?? 0)).then(
-      (answer) => answer ? callback(null, toWire(answer)) : callback(shuttingDown),
-      (error: Error) => callback(contradiction(error)),
-    );
-  };
+  const unary =
+    (toMessage: (w: Wire) => Message, toWire: (m: Message) => Wire): UnaryHandler =>
+    (call, callback) => {
+      const refusal = refusalOf(call.request, certificateName(call));
+      if (refusal) return callback(refusal);
+      let message: Message;
+      try {
+        message = toMessage(call.request);
+      } catch (error) {
+        return callback(malformed(error));
+      }
+      handler.handle(message, Number(call.request.maxWaitMs ?? 0)).then(
+        (answer) => (answer ? callback(null, toWire(answer)) : callback(shuttingDown)),
+        (error: Error) => callback(contradiction(error)),
+      );
+    };
   const to = self.replicaId;
   const toFetch = (w: Wire): FetchRequest => ({
-    type: 'FetchRequest', from: senderOf(w), to, epoch: num(w.epoch), fetchOffset: num(w.fetchOffset),
-    lastFetchedEpoch: num(w.lastFetchedEpoch), maxBytes: num(w.maxBytes), requestId: num(w.requestId),
+    type: 'FetchRequest',
+    from: senderOf(w),
+    to,
+    epoch: num(w.epoch),
+    fetchOffset: num(w.fetchOffset),
+    lastFetchedEpoch: num(w.lastFetchedEpoch),
+    maxBytes: num(w.maxBytes),
+    requestId: num(w.requestId),
     ...(w.recovering ? { recovering: true } : {}),
   });
   server.addService(serviceDefinition('mamba.raft.v1.RaftPeer'), {
-    PreVote: unary((w) => ({ type: 'PreVoteRequest', from: senderOf(w), to, epoch: num(w.epoch), lastEpoch: num(w.lastEpoch), lastOffset: num(w.lastOffset) }), voteResponseWire),
-    Vote: unary((w) => ({ type: 'VoteRequest', from: senderOf(w), to, epoch: num(w.epoch), lastEpoch: num(w.lastEpoch), lastOffset: num(w.lastOffset) }), voteResponseWire),
-    BeginQuorumEpoch: unary((w) => ({ type: 'BeginQuorumEpoch', from: senderOf(w), to, epoch: num(w.epoch) }), (m) => ({ from: m.from, epoch: m.epoch })),
+    PreVote: unary(
+      (w) => ({ type: 'PreVoteRequest', from: senderOf(w), to, epoch: num(w.epoch), lastEpoch: num(w.lastEpoch), lastOffset: num(w.lastOffset) }),
+      voteResponseWire,
+    ),
+    Vote: unary(
+      (w) => ({ type: 'VoteRequest', from: senderOf(w), to, epoch: num(w.epoch), lastEpoch: num(w.lastEpoch), lastOffset: num(w.lastOffset) }),
+      voteResponseWire,
+    ),
+    BeginQuorumEpoch: unary(
+      (w) => ({ type: 'BeginQuorumEpoch', from: senderOf(w), to, epoch: num(w.epoch) }),
+      (m) => ({ from: m.from, epoch: m.epoch }),
+    ),
     Fetch: unary(toFetch, (m) => fetchResponseWire(m, codec)),
     FetchStream: (call: grpc.ServerDuplexStream<Wire, Wire>) => {
       const certified = certificateName(call); // one connection, one certificate
       serveFetchStream(call, { refusalOf: (w) => refusalOf(w, certified), toFetch, codec, handler });
     },
-    TransferLeadership: unary((w) => ({ type: 'TimeoutNow', from: senderOf(w), to, epoch: num(w.epoch) }), () => ({})),
+    TransferLeadership: unary(
+      (w) => ({ type: 'TimeoutNow', from: senderOf(w), to, epoch: num(w.epoch) }),
+      () => ({}),
+    ),
   });
 }
 
@@ -153,12 +176,15 @@ function serveFetchStream(call: grpc.ServerDuplexStream<Wire, Wire>, serving: Fe
       return finish({ code: grpc.status.RESOURCE_EXHAUSTED, details: `more than ${fetchStreamInflightMax} Fetches unanswered on one stream` });
     }
     unansweredCount++;
-    serving.handler.handle(message, Number(request.maxWaitMs ?? 0), channel).then((answer) => {
-      unansweredCount--;
-      if (!open) return;
-      if (answer) call.write(fetchResponseWire(answer, serving.codec));
-      else finish(shuttingDown);
-    }, (error: Error) => finish(contradiction(error)));
+    serving.handler.handle(message, Number(request.maxWaitMs ?? 0), channel).then(
+      (answer) => {
+        unansweredCount--;
+        if (!open) return;
+        if (answer) call.write(fetchResponseWire(answer, serving.codec));
+        else finish(shuttingDown);
+      },
+      (error: Error) => finish(contradiction(error)),
+    );
   });
   call.on('end', () => finish(null)); // the follower closed its side (it fetches elsewhere now)
   const gone = (): void => {
@@ -239,15 +265,18 @@ export class PeerClients {
   ) {
     for (const peer of peers) {
       if (peer.id === self.replicaId) continue;
-      this.clients.set(peer.id, new this.Client(peer.address, credentials, {
-        'grpc.max_receive_message_length': 512 * 1024 * 1024,
-        'grpc.initial_reconnect_backoff_ms': 50,
-        'grpc.max_reconnect_backoff_ms': 250,
-        'grpc.keepalive_time_ms': 10_000,
-        // No transparent retries: the core retries on its own, and a retrying call keeps a copy of
-        // every message written on a long-lived FetchStream until the stream commits.
-        'grpc.enable_retries': 0,
-      }));
+      this.clients.set(
+        peer.id,
+        new this.Client(peer.address, credentials, {
+          'grpc.max_receive_message_length': 512 * 1024 * 1024,
+          'grpc.initial_reconnect_backoff_ms': 50,
+          'grpc.max_reconnect_backoff_ms': 250,
+          'grpc.keepalive_time_ms': 10_000,
+          // No transparent retries: the core retries on its own, and a retrying call keeps a copy of
+          // every message written on a long-lived FetchStream until the stream commits.
+          'grpc.enable_retries': 0,
+        }),
+      );
     }
   }
 
@@ -259,18 +288,44 @@ export class PeerClients {
     switch (message.type) {
       case 'PreVoteRequest':
       case 'VoteRequest':
-        this.call(client, message.type === 'PreVoteRequest' ? 'PreVote' : 'Vote', message.to, {
-          sender, to: message.to, epoch: message.epoch, lastEpoch: message.lastEpoch, lastOffset: message.lastOffset,
-        }, (w) => ({ type: message.type === 'PreVoteRequest' ? 'PreVoteResponse' : 'VoteResponse', from: message.to, to: this.self.replicaId, epoch: num(w.epoch), granted: !!w.granted }));
+        this.call(
+          client,
+          message.type === 'PreVoteRequest' ? 'PreVote' : 'Vote',
+          message.to,
+          {
+            sender,
+            to: message.to,
+            epoch: message.epoch,
+            lastEpoch: message.lastEpoch,
+            lastOffset: message.lastOffset,
+          },
+          (w) => ({
+            type: message.type === 'PreVoteRequest' ? 'PreVoteResponse' : 'VoteResponse',
+            from: message.to,
+            to: this.self.replicaId,
+            epoch: num(w.epoch),
+            granted: !!w.granted,
+          }),
+        );
         return;
       case 'BeginQuorumEpoch':
-        this.call(client, 'BeginQuorumEpoch', message.to, { sender, to: message.to, epoch: message.epoch },
-          (w) => ({ type: 'BeginQuorumEpochResponse', from: message.to, to: this.self.replicaId, epoch: num(w.epoch) }));
+        this.call(client, 'BeginQuorumEpoch', message.to, { sender, to: message.to, epoch: message.epoch }, (w) => ({
+          type: 'BeginQuorumEpochResponse',
+          from: message.to,
+          to: this.self.replicaId,
+          epoch: num(w.epoch),
+        }));
         return;
       case 'FetchRequest':
         this.sendFetch(client, message, {
-          sender, to: message.to, epoch: message.epoch, fetchOffset: message.fetchOffset, lastFetchedEpoch: message.lastFetchedEpoch,
-          maxBytes: message.maxBytes, maxWaitMs: this.timing.fetchMaxWaitMs, requestId: message.requestId,
+          sender,
+          to: message.to,
+          epoch: message.epoch,
+          fetchOffset: message.fetchOffset,
+          lastFetchedEpoch: message.lastFetchedEpoch,
+          maxBytes: message.maxBytes,
+          maxWaitMs: this.timing.fetchMaxWaitMs,
+          requestId: message.requestId,
           recovering: message.recovering === true,
         });
         return;
@@ -339,7 +394,10 @@ export class PeerClients {
     const error = fetchErrors[errorIndex];
     const diverging = w.divergingEpoch as Wire | null | undefined;
     return {
-      type: 'FetchResponse', from, to: this.self.replicaId, epoch: num(w.epoch),
+      type: 'FetchResponse',
+      from,
+      to: this.self.replicaId,
+      epoch: num(w.epoch),
       ...(error ? { error } : {}),
       leaderId: w.leaderId ? String(w.leaderId) : null,
       ...(diverging ? { divergingEpoch: { epoch: num(diverging.epoch), endOffset: num(diverging.endOffset) } } : {}),
@@ -351,8 +409,17 @@ export class PeerClients {
     };
   }
 
-  private call(client: grpc.Client, rpc: RpcName, peer: ReplicaId, request: Wire, answer: (w: Wire) => Message | null, timeoutMs = this.timing.requestTimeoutMs): void {
-    const method = (client as unknown as Record<RpcName, (req: Wire, options: grpc.CallOptions, cb: (e: grpc.ServiceError | null, w?: Wire) => void) => void>)[rpc];
+  private call(
+    client: grpc.Client,
+    rpc: RpcName,
+    peer: ReplicaId,
+    request: Wire,
+    answer: (w: Wire) => Message | null,
+    timeoutMs = this.timing.requestTimeoutMs,
+  ): void {
+    const method = (client as unknown as Record<RpcName, (req: Wire, options: grpc.CallOptions, cb: (e: grpc.ServiceError | null, w?: Wire) => void) => void>)[
+      rpc
+    ];
     method.call(client, request, { deadline: Date.now() + timeoutMs }, (error, wire) => {
       if (this.closed) return;
       if (error || !wire) {

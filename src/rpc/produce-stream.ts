@@ -24,7 +24,11 @@ type Wire = Record<string, unknown>;
 
 /** A stream request the security guard refused: answered in place with this status. */
 export class RefusedRequest {
-  constructor(readonly clientSequence: unknown, readonly code: grpc.status, readonly details: string) {}
+  constructor(
+    readonly clientSequence: unknown,
+    readonly code: grpc.status,
+    readonly details: string,
+  ) {}
 }
 
 export interface ProduceStreamLimits {
@@ -45,8 +49,10 @@ const messageOverheadBytes = 64;
 export function produceErrorWire(error: unknown): Wire {
   const s = toStatus(error);
   return {
-    code: s.code, details: s.details,
-    leaderId: String(s.metadata.get(leaderIdKey)[0] ?? ''), leaderAddress: String(s.metadata.get(leaderAddressKey)[0] ?? ''),
+    code: s.code,
+    details: s.details,
+    leaderId: String(s.metadata.get(leaderIdKey)[0] ?? ''),
+    leaderAddress: String(s.metadata.get(leaderAddressKey)[0] ?? ''),
     sequenceGap: error instanceof SequenceGapError,
   };
 }
@@ -56,7 +62,8 @@ function requestBytes(request: Wire | null | undefined): number {
   const messages = request?.messages;
   if (!Array.isArray(messages)) return messageOverheadBytes;
   let bytes = messageOverheadBytes;
-  for (const m of messages as Array<{ key?: Uint8Array; body?: Uint8Array }>) bytes += (m.key?.byteLength ?? 0) + (m.body?.byteLength ?? 0) + messageOverheadBytes;
+  for (const m of messages as Array<{ key?: Uint8Array; body?: Uint8Array }>)
+    bytes += (m.key?.byteLength ?? 0) + (m.body?.byteLength ?? 0) + messageOverheadBytes;
   return bytes;
 }
 
@@ -92,9 +99,12 @@ export class ProduceStreamSession {
     if (this.finished) return;
     const refused = w instanceof RefusedRequest ? w : null;
     const wire = (refused ? {} : w) as Wire;
-    const clientSequence = Number(refused ? refused.clientSequence : wire.clientSequence ?? 0);
+    const clientSequence = Number(refused ? refused.clientSequence : (wire.clientSequence ?? 0));
     if (clientSequence !== this.nextClientSequence) {
-      return this.fail(grpc.status.INVALID_ARGUMENT, `ProduceStream: client_sequence ${String(clientSequence)} where ${this.nextClientSequence} was expected (1 for the first request of a stream, then one more each time)`);
+      return this.fail(
+        grpc.status.INVALID_ARGUMENT,
+        `ProduceStream: client_sequence ${String(clientSequence)} where ${this.nextClientSequence} was expected (1 for the first request of a stream, then one more each time)`,
+      );
     }
     this.nextClientSequence++;
     const entry: Pending = { clientSequence, response: null };
@@ -117,13 +127,20 @@ export class ProduceStreamSession {
     const bytes = requestBytes(wire.request as Wire);
     this.inflightBytes += bytes;
     this.updateFlow();
-    this.broker.track(() => this.broker.produce(request)).then(
-      (result: ProduceResult) => { entry.response = { clientSequence, result }; },
-      (error: unknown) => { entry.response = { clientSequence, error: produceErrorWire(error) }; },
-    ).then(() => {
-      this.inflightBytes -= bytes;
-      this.flush();
-    });
+    void this.broker
+      .track(() => this.broker.produce(request))
+      .then(
+        (result: ProduceResult) => {
+          entry.response = { clientSequence, result };
+        },
+        (error: unknown) => {
+          entry.response = { clientSequence, error: produceErrorWire(error) };
+        },
+      )
+      .then(() => {
+        this.inflightBytes -= bytes;
+        this.flush();
+      });
   }
 
   /** Writes every answer at the head of the queue (step 4), then adjusts the flow (step 5). */

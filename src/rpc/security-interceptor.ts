@@ -100,10 +100,11 @@ export class CallGuard {
       })
       .withOnReceiveMessage((message, next) => {
         if (refused) return;
-        if (message instanceof MalformedRequest) return refuse(grpc.status.INVALID_ARGUMENT, `${name}: request is not a valid protobuf message: ${message.reason.slice(0, 200)}`);
+        if (message instanceof MalformedRequest)
+          return refuse(grpc.status.INVALID_ARGUMENT, `${name}: request is not a valid protobuf message: ${message.reason.slice(0, 200)}`);
         const rule = clientMethodRules[name];
         const wire = message as Record<string, unknown>;
-        const request = rule?.requestField ? (wire[rule.requestField] ?? {}) as Record<string, unknown> : wire;
+        const request = rule?.requestField ? ((wire[rule.requestField] ?? {}) as Record<string, unknown>) : wire;
         const denial = keyId === null ? null : this.authorize(name, keyId, request, peer);
         if (denial && rule?.requestField) {
           this.options.onRefusal?.(grpc.status[grpc.status.PERMISSION_DENIED], rule.action ?? '');
@@ -112,12 +113,17 @@ export class CallGuard {
         if (denial) return refuse(grpc.status.PERMISSION_DENIED, denial, rule?.action ?? '');
         next(message);
       })
-      .withOnReceiveHalfClose((next) => { if (!refused) next(); })
+      .withOnReceiveHalfClose((next) => {
+        if (!refused) next();
+      })
       .withOnCancel(() => finish())
       .build();
     const responder = new grpc.ResponderBuilder()
       .withStart((next) => next(listener))
-      .withSendStatus((status, next) => { finish(); next(status); })
+      .withSendStatus((status, next) => {
+        finish();
+        next(status);
+      })
       .build();
     return new grpc.ServerInterceptingCall(call, responder);
   };
@@ -127,14 +133,21 @@ export class CallGuard {
     const { limiter, authenticator, certificateAllowed } = this.options;
     if (certificateAllowed) {
       const name = certificateName();
-      if (!certificateAllowed(name)) return { code: grpc.status.PERMISSION_DENIED, details: `the certificate of "${String(name).slice(0, 64)}" is not one of this group's brokers` };
+      if (!certificateAllowed(name))
+        return { code: grpc.status.PERMISSION_DENIED, details: `the certificate of "${String(name).slice(0, 64)}" is not one of this group's brokers` };
     }
     if (limiter?.isOverLimit(peer)) {
-      return { code: grpc.status.RESOURCE_EXHAUSTED, details: `too many connections from ${peer.slice(0, peer.lastIndexOf(':'))} (limit ${limiter.connectionsPerClientMax}, connectionsPerClientMax); reuse one channel` };
+      return {
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: `too many connections from ${peer.slice(0, peer.lastIndexOf(':'))} (limit ${limiter.connectionsPerClientMax}, connectionsPerClientMax); reuse one channel`,
+      };
     }
     const inflight = this.inflight(peer);
     if (inflight > this.options.inflightPerConnectionMax) {
-      return { code: grpc.status.RESOURCE_EXHAUSTED, details: `${inflight - 1} calls already in flight on this connection (limit ${this.options.inflightPerConnectionMax}, inflightPerConnectionMax); retry` };
+      return {
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: `${inflight - 1} calls already in flight on this connection (limit ${this.options.inflightPerConnectionMax}, inflightPerConnectionMax); retry`,
+      };
     }
     metadata.remove(authenticatedKeyHeader);
     if (!authenticator) return null;
@@ -143,7 +156,8 @@ export class CallGuard {
       keyId = authenticator.authenticate(path, metadata);
     } catch (error) {
       const s = toStatus(error);
-      if (error instanceof MambaError && error.kind === 'unauthenticated') this.audit('auth.unauthenticated', { peer, method: path, reason: s.details.slice(0, 200) });
+      if (error instanceof MambaError && error.kind === 'unauthenticated')
+        this.audit('auth.unauthenticated', { peer, method: path, reason: s.details.slice(0, 200) });
       return { code: s.code, details: s.details };
     }
     // Only brokers may ask another broker not to carry a request on to the other groups.
@@ -156,7 +170,7 @@ export class CallGuard {
   private authorize(name: string, keyId: string, request: Record<string, unknown>, peer: string): string | null {
     const rule = clientMethodRules[name];
     const permissions = this.options.permissions;
-    if (!rule || !rule.action || !rule.topicField || !permissions || keyId === this.options.brokerKeyId) return null;
+    if (!rule?.action || !rule.topicField || !permissions || keyId === this.options.brokerKeyId) return null;
     const value = request[rule.topicField];
     const topic = typeof value === 'string' ? value : '';
     const granted = rule.action === 'any' ? permissions().allowsAny(keyId, topic) : permissions().allows(keyId, rule.action, topic);

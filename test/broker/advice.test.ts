@@ -69,27 +69,37 @@ describe('advice: a loaded leader points at a follower only when it is reachable
   });
 
   test('the follower with the least lag in offsets is chosen; ties go to the smaller id, whatever the input order', () => {
-    const views = [follower('b4', { lagOffsets: 3 }), follower('b3', { lagOffsets: 1, lagMs: 400 }), follower('b2', { lagOffsets: 1, lagMs: 10 }), follower('b5', { lagOffsets: 0, reachable: false })];
+    const views = [
+      follower('b4', { lagOffsets: 3 }),
+      follower('b3', { lagOffsets: 1, lagMs: 400 }),
+      follower('b2', { lagOffsets: 1, lagMs: 10 }),
+      follower('b5', { lagOffsets: 0, reachable: false }),
+    ];
     for (const order of [views, [...views].reverse(), [views[2]!, views[0]!, views[3]!, views[1]!]]) {
       assert.equal(adviseRead(self, busy, order, needed, limits).replicaId, 'b2', order.map((f) => f.id).join(','));
     }
   });
 
-  test('the advice does not reorder the caller\'s follower list', () => {
+  test("the advice does not reorder the caller's follower list", () => {
     const views = [follower('b3', { lagOffsets: 5 }), follower('b2', { lagOffsets: 1 })];
     adviseRead(self, busy, views, needed, limits);
-    assert.deepEqual(views.map((f) => f.id), ['b3', 'b2']);
+    assert.deepEqual(
+      views.map((f) => f.id),
+      ['b3', 'b2'],
+    );
   });
 });
 
-const viewArbitrary: fc.Arbitrary<FollowerView> = fc.record({
-  id: fc.constantFrom('b2', 'b3', 'b4', 'b5'),
-  address: fc.constant('x:1'),
-  endOffset: fc.integer({ min: needed - 3, max: needed + 3 }),
-  lagOffsets: fc.integer({ min: 0, max: 60 }),
-  lagMs: fc.integer({ min: 0, max: 600 }),
-  reachable: fc.boolean(),
-}).map((f) => ({ ...f, address: `${f.id}:9000` }));
+const viewArbitrary: fc.Arbitrary<FollowerView> = fc
+  .record({
+    id: fc.constantFrom('b2', 'b3', 'b4', 'b5'),
+    address: fc.constant('x:1'),
+    endOffset: fc.integer({ min: needed - 3, max: needed + 3 }),
+    lagOffsets: fc.integer({ min: 0, max: 60 }),
+    lagMs: fc.integer({ min: 0, max: 600 }),
+    reachable: fc.boolean(),
+  })
+  .map((f) => ({ ...f, address: `${f.id}:9000` }));
 
 test('advice (property): the answer is the leader unless it is loaded and some follower qualifies; then it is the qualifying follower with the least lag (smallest id on ties)', () => {
   fc.assert(
@@ -99,7 +109,9 @@ test('advice (property): the answer is the leader unless it is loaded and some f
       (load, views) => {
         const advice = adviseRead(self, load, views, needed, limits);
         const loaded = load.inflightRequests > limits.leaderInflightMax || load.cpuShare > limits.leaderCpuMax;
-        const qualifying = views.filter((f) => f.reachable && f.lagOffsets <= limits.followerLagOffsetsMax && f.lagMs <= limits.followerLagMsMax && f.endOffset >= needed);
+        const qualifying = views.filter(
+          (f) => f.reachable && f.lagOffsets <= limits.followerLagOffsetsMax && f.lagMs <= limits.followerLagMsMax && f.endOffset >= needed,
+        );
         if (!loaded || qualifying.length === 0) {
           assert.equal(advice.replicaId, self.id);
           return;
@@ -108,7 +120,10 @@ test('advice (property): the answer is the leader unless it is loaded and some f
         assert.ok(chosen, `${advice.replicaId} does not qualify`);
         assert.equal(advice.address, chosen.address);
         for (const f of qualifying) {
-          assert.ok(chosen.lagOffsets < f.lagOffsets || (chosen.lagOffsets === f.lagOffsets && chosen.id <= f.id), `${f.id} is a better choice than ${chosen.id}`);
+          assert.ok(
+            chosen.lagOffsets < f.lagOffsets || (chosen.lagOffsets === f.lagOffsets && chosen.id <= f.id),
+            `${f.id} is a better choice than ${chosen.id}`,
+          );
         }
       },
     ),

@@ -34,7 +34,12 @@ describe('group-coordinator: the deal', () => {
 
   const table: Array<{ rule: string; members: string[]; queues: number; expected: Record<string, number[]> }> = [
     { rule: 'two members split six queues alternately, in id order', members: ['b', 'a'], queues: 6, expected: { a: [0, 2, 4], b: [1, 3, 5] } },
-    { rule: 'three members over seven queues: the first ids take the remainder', members: ['m3', 'm1', 'm2'], queues: 7, expected: { m1: [0, 3, 6], m2: [1, 4], m3: [2, 5] } },
+    {
+      rule: 'three members over seven queues: the first ids take the remainder',
+      members: ['m3', 'm1', 'm2'],
+      queues: 7,
+      expected: { m1: [0, 3, 6], m2: [1, 4], m3: [2, 5] },
+    },
     { rule: 'more members than queues: the last ids get nothing', members: ['c', 'b', 'a'], queues: 2, expected: { a: [0], b: [1], c: [] } },
     { rule: 'a single queue goes to the lowest id', members: ['z', 'y'], queues: 1, expected: { y: [0], z: [] } },
     { rule: 'ids are ordered as strings, not as numbers', members: ['m10', 'm9'], queues: 2, expected: { m10: [0], m9: [1] } },
@@ -158,7 +163,10 @@ describe('group-coordinator: bounds refuse with a retriable RESOURCE_EXHAUSTED',
     const c = new GroupCoordinator(sessionTimeoutMs);
     beat(c, 'early', [], 0, 1);
     for (let i = 1; i < membersPerGroupMax; i++) beat(c, `m${i}`, [], 500, 1);
-    assert.throws(() => beat(c, 'late', [], 500, 1), (e: unknown) => e instanceof ResourceExhaustedError && e.retriable && e.kind === 'resource_exhausted');
+    assert.throws(
+      () => beat(c, 'late', [], 500, 1),
+      (e: unknown) => e instanceof ResourceExhaustedError && e.retriable && e.kind === 'resource_exhausted',
+    );
     assert.equal(beat(c, 'm1', [], 500, 1).members.length, membersPerGroupMax, 'a member already in is served');
     assert.equal(beat(c, 'early', [], 500, 1, true).members.length, membersPerGroupMax - 1, 'leave is always accepted');
     assert.equal(beat(c, 'late', [], 501, 1).members.length, membersPerGroupMax, 'a slot freed by leaving is reused');
@@ -171,25 +179,26 @@ describe('group-coordinator: bounds refuse with a retriable RESOURCE_EXHAUSTED',
     const c = new GroupCoordinator(sessionTimeoutMs);
     c.heartbeat('g0', 't', 1, 'm', [], false, 0);
     for (let i = 1; i < groupsTrackedMax; i++) c.heartbeat(`g${i}`, 't', 1, 'm', [], false, 500);
-    assert.throws(() => c.heartbeat('new', 't', 1, 'm', [], false, 500), (e: unknown) => e instanceof ResourceExhaustedError && e.retriable);
+    assert.throws(
+      () => c.heartbeat('new', 't', 1, 'm', [], false, 500),
+      (e: unknown) => e instanceof ResourceExhaustedError && e.retriable,
+    );
     assert.equal(c.heartbeat('g1', 't', 1, 'm', [], false, 600).generation, 1, 'a tracked group is still served');
     assert.equal(c.heartbeat('new', 't', 1, 'm', [], false, 1001).generation, 1, 'g0 expired and was dropped to make room');
     assert.throws(() => c.heartbeat('newer', 't', 1, 'm', [], false, 1001), ResourceExhaustedError, 'one slot freed, one taken');
   });
 });
 
-test(
-  'group-coordinator: after a coordinator change, a queue a live member still reads is not granted to another member before that member is heard',
-  { todo: 'the state is soft: a new coordinator (or one that ran clear()) deals a queue to the first member it hears from, while the old owner still reads it until its next heartbeat; waiting one session timeout before granting queues would close the window' },
-  () => {
-    const c = new GroupCoordinator(sessionTimeoutMs);
-    const reading = settle(c, ['a', 'b'], 6, 0);
-    c.clear(); // leadership moved away and back, or a new coordinator took over
-    const b = beat(c, 'b', reading.get('b')!, 10).assignedQueues;
-    const stillReadByA = reading.get('a')!.filter((q) => b.includes(q));
-    assert.deepEqual(stillReadByA, [], 'queues granted to b while a still reads them');
-  },
-);
+test('group-coordinator: after a coordinator change, a queue a live member still reads is not granted to another member before that member is heard', {
+  todo: 'the state is soft: a new coordinator (or one that ran clear()) deals a queue to the first member it hears from, while the old owner still reads it until its next heartbeat; waiting one session timeout before granting queues would close the window',
+}, () => {
+  const c = new GroupCoordinator(sessionTimeoutMs);
+  const reading = settle(c, ['a', 'b'], 6, 0);
+  c.clear(); // leadership moved away and back, or a new coordinator took over
+  const b = beat(c, 'b', reading.get('b')!, 10).assignedQueues;
+  const stillReadByA = reading.get('a')!.filter((q) => b.includes(q));
+  assert.deepEqual(stillReadByA, [], 'queues granted to b while a still reads them');
+});
 
 // ------------------------------------------------------------------ model
 
@@ -202,15 +211,25 @@ interface MemberModel {
   lastHeardMs: number | null; // time of the coordinator's last answer it received; null: not in the group
 }
 
-type Step =
-  | { kind: 'beat'; member: number; answerLost: boolean }
-  | { kind: 'leave'; member: number }
-  | { kind: 'wait'; ms: number };
+type Step = { kind: 'beat'; member: number; answerLost: boolean } | { kind: 'leave'; member: number } | { kind: 'wait'; ms: number };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 8, arbitrary: fc.record({ kind: fc.constant('beat' as const), member: fc.integer({ min: 0, max: memberIds.length - 1 }), answerLost: fc.integer({ min: 0, max: 3 }).map((n) => n === 0) }) },
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      kind: fc.constant('beat' as const),
+      member: fc.integer({ min: 0, max: memberIds.length - 1 }),
+      answerLost: fc.integer({ min: 0, max: 3 }).map((n) => n === 0),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('leave' as const), member: fc.integer({ min: 0, max: memberIds.length - 1 }) }) },
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('wait' as const), ms: fc.oneof(fc.integer({ min: 1, max: 700 }), fc.constantFrom(sessionTimeoutMs / 2, sessionTimeoutMs, sessionTimeoutMs + 1)) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      kind: fc.constant('wait' as const),
+      ms: fc.oneof(fc.integer({ min: 1, max: 700 }), fc.constantFrom(sessionTimeoutMs / 2, sessionTimeoutMs, sessionTimeoutMs + 1)),
+    }),
+  },
 );
 
 function checkNoQueueReadTwice(members: Map<string, MemberModel>, label: string): void {
@@ -234,7 +253,8 @@ test('group-coordinator (property): members that read only what they were last g
         if (s.kind === 'wait') {
           nowMs += s.ms;
           // Client rule: a member that has not been answered within the session timeout stops reading.
-          for (const m of members.values()) if (m.lastHeardMs !== null && nowMs - m.lastHeardMs > sessionTimeoutMs) Object.assign(m, { reading: [], lastHeardMs: null });
+          for (const m of members.values())
+            if (m.lastHeardMs !== null && nowMs - m.lastHeardMs > sessionTimeoutMs) Object.assign(m, { reading: [], lastHeardMs: null });
         } else {
           const id = memberIds[s.member]!;
           const m = members.get(id)!;

@@ -9,7 +9,12 @@ describe('load: requests in flight', () => {
     const monitor = new LoadMonitor();
     try {
       let finish!: (value: string) => void;
-      const first = monitor.track(() => new Promise<string>((resolve) => { finish = resolve; }));
+      const first = monitor.track(
+        () =>
+          new Promise<string>((resolve) => {
+            finish = resolve;
+          }),
+      );
       const second = monitor.track(() => new Promise<void>(() => {}));
       assert.equal(monitor.sample().inflightRequests, 2);
       finish('done');
@@ -25,8 +30,16 @@ describe('load: requests in flight', () => {
     const monitor = new LoadMonitor();
     try {
       const failure = new Error('refused');
-      await assert.rejects(monitor.track(() => Promise.reject(failure)), (e: unknown) => e === failure);
-      await assert.rejects(monitor.track(async () => { throw failure; }), (e: unknown) => e === failure);
+      await assert.rejects(
+        monitor.track(() => Promise.reject(failure)),
+        (e: unknown) => e === failure,
+      );
+      await assert.rejects(
+        monitor.track(async () => {
+          throw failure;
+        }),
+        (e: unknown) => e === failure,
+      );
       assert.equal(monitor.sample().inflightRequests, 0);
     } finally {
       monitor.close();

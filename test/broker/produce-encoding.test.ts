@@ -17,7 +17,9 @@ const nowMs = 1_700_000_000_000;
 function reference(messages: ProduceMessage[]): Buffer {
   const present = (b: Uint8Array | null): Uint8Array | null => (b && b.byteLength > 0 ? b : null);
   const records: LogRecord[] = messages.map((m) => ({
-    key: present(m.key), value: present(m.body), timestampMs: m.timestampMs > 0 ? m.timestampMs : nowMs,
+    key: present(m.key),
+    value: present(m.body),
+    timestampMs: m.timestampMs > 0 ? m.timestampMs : nowMs,
     headers: m.headers.map((h) => ({ name: h.key, value: present(h.value) })),
   }));
   const first = records[0]!.timestampMs;
@@ -34,11 +36,14 @@ const message: fc.Arbitrary<ProduceMessage> = fc.record({
 
 describe('produce encoding', () => {
   test('the bytes equal encodeCommand(encodeRecords(…)) for any messages (one property, two paths)', () => {
-    fc.assert(fc.property(fc.array(message, { minLength: 1, maxLength: 20 }), (messages) => {
-      const encoded = encodeMessagesCommand(prefix, messages, nowMs, limits);
-      assert.deepEqual(encoded.payload, reference(messages));
-      assert.equal(encoded.count, messages.length);
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.array(message, { minLength: 1, maxLength: 20 }), (messages) => {
+        const encoded = encodeMessagesCommand(prefix, messages, nowMs, limits);
+        assert.deepEqual(encoded.payload, reference(messages));
+        assert.equal(encoded.count, messages.length);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   test('the records read back through the log codec', () => {
@@ -48,7 +53,10 @@ describe('produce encoding', () => {
     ];
     const { payload } = encodeMessagesCommand(prefix, messages, nowMs, limits);
     const command = decodeCommand(payload) as MessagesCommand;
-    assert.deepEqual([command.topic, command.queue, command.queueOffset, command.producerId, command.sequence, command.firstTimestampMs], ['orders.eu', 3, 1234, 77, 9, nowMs]);
+    assert.deepEqual(
+      [command.topic, command.queue, command.queueOffset, command.producerId, command.sequence, command.firstTimestampMs],
+      ['orders.eu', 3, 1234, 77, 9, nowMs],
+    );
     const records = decodeRecordsRegion(command.records, command.firstTimestampMs, 2);
     assert.equal(records[0]!.key?.toString(), 'k1');
     assert.equal(records[0]!.headers[0]!.name, 'traceparent');
@@ -68,7 +76,11 @@ describe('produce encoding', () => {
       [[ok({ timestampMs: 1 }), ok({ timestampMs: nowMs })], /messages\[1\]\.timestamp_ms is .* ms from messages\[0\]'s/],
     ];
     for (const [messages, pattern] of cases) {
-      assert.throws(() => encodeMessagesCommand(prefix, messages, nowMs, limits), (e: Error) => e instanceof InvalidArgumentError && pattern.test(e.message), String(pattern));
+      assert.throws(
+        () => encodeMessagesCommand(prefix, messages, nowMs, limits),
+        (e: Error) => e instanceof InvalidArgumentError && pattern.test(e.message),
+        String(pattern),
+      );
     }
   });
 });

@@ -29,7 +29,14 @@ function appendBatches(table: ProducerTable, k: string, counts: number[], firstS
 
 describe('producer-table: keys', () => {
   test('producerKey keeps (producer, topic, queue) triples apart even when their texts would concatenate alike', () => {
-    const triples: Array<[number, string, number]> = [[1, 'a', 12], [1, 'a1', 2], [11, 'a', 2], [1, 'a', 1], [1, 'b', 12], [2, 'a', 12]];
+    const triples: Array<[number, string, number]> = [
+      [1, 'a', 12],
+      [1, 'a1', 2],
+      [11, 'a', 2],
+      [1, 'a', 1],
+      [1, 'b', 12],
+      [2, 'a', 12],
+    ];
     const keys = new Set(triples.map(([p, t, q]) => producerKey(p, t, q)));
     assert.equal(keys.size, triples.length);
   });
@@ -72,7 +79,11 @@ describe('producer-table: check classifies a batch against what the producer sto
       assert.equal(answer.kind, expected);
       if (answer.kind === 'gap' || answer.kind === 'stale') assert.equal(answer.expected, expectedNext);
       if (answer.kind === 'duplicate') {
-        assert.deepEqual(answer.batch, stored.find((b) => b.logOffset === logOffset), 'the duplicate is answered with the offsets it already has');
+        assert.deepEqual(
+          answer.batch,
+          stored.find((b) => b.logOffset === logOffset),
+          'the duplicate is answered with the offsets it already has',
+        );
       }
     });
   }
@@ -81,7 +92,11 @@ describe('producer-table: check classifies a batch against what the producer sto
 describe('producer-table: the table remembers the last producerBatchesKept batches per producer and queue', () => {
   test(`exactly the last ${producerBatchesKept} batches are recognised as duplicates; the one before is stale`, () => {
     const t = new ProducerTable();
-    const stored = appendBatches(t, key, Array.from({ length: producerBatchesKept + 3 }, () => 2));
+    const stored = appendBatches(
+      t,
+      key,
+      Array.from({ length: producerBatchesKept + 3 }, () => 2),
+    );
     const kept = stored.slice(-producerBatchesKept);
     const forgotten = stored.slice(0, -producerBatchesKept);
     for (const b of kept) assert.equal(t.check(key, b.sequence, b.count).kind, 'duplicate', `sequence ${b.sequence}`);
@@ -163,7 +178,11 @@ describe('producer-table: truncation forgets batches at or above the truncation 
 
   test('truncating every remembered batch of a producer whose older batches are still in the log resumes right after those', () => {
     const t = new ProducerTable();
-    const stored = appendBatches(t, key, Array.from({ length: producerBatchesKept + 2 }, () => 1));
+    const stored = appendBatches(
+      t,
+      key,
+      Array.from({ length: producerBatchesKept + 2 }, () => 1),
+    );
     const firstRemembered = stored[2]!; // sequences 0 and 1 left the table but stay in the log
     t.truncateFrom(firstRemembered.logOffset);
     assert.equal(t.nextSequence(key), 2);
@@ -185,7 +204,12 @@ describe('producer-table: truncation forgets batches at or above the truncation 
 describe('producer-table: removeTopic forgets the producers of a deleted topic only', () => {
   test('producers on the topic become unknown; producers on other topics, even with a name prefix in common, stay', () => {
     const t = new ProducerTable();
-    const keys = { gone: producerKey(7, 'orders', 0), gone2: producerKey(8, 'orders', 3), longer: producerKey(7, 'orders2', 0), shorter: producerKey(7, 'order', 0) };
+    const keys = {
+      gone: producerKey(7, 'orders', 0),
+      gone2: producerKey(8, 'orders', 3),
+      longer: producerKey(7, 'orders2', 0),
+      shorter: producerKey(7, 'order', 0),
+    };
     for (const k of Object.values(keys)) appendBatches(t, k, [2]);
     t.removeTopic('orders');
     assert.equal(t.nextSequence(keys.gone), 0);
@@ -197,30 +221,30 @@ describe('producer-table: removeTopic forgets the producers of a deleted topic o
 });
 
 describe('producer-table: truncation rebuilds what the log still holds (reported bugs)', () => {
-  test(
-    'a truncation that removes more batches than the table remembers lets the producer resend the first removed one',
-    { todo: 'truncateFrom sets the resume point to the oldest remembered batch, not the first removed one: after more than producerBatchesKept batches of one producer are truncated (possible with ack leader/none), its retry of the first removed batch is refused as stale' },
-    () => {
-      const t = new ProducerTable();
-      appendBatches(t, key, Array.from({ length: producerBatchesKept + 2 }, () => 1));
-      t.truncateFrom(0); // the log holds none of this producer's batches any more
-      assert.deepEqual(t.check(key, 0, 1), { kind: 'new' });
-    },
-  );
+  test('a truncation that removes more batches than the table remembers lets the producer resend the first removed one', {
+    todo: 'truncateFrom sets the resume point to the oldest remembered batch, not the first removed one: after more than producerBatchesKept batches of one producer are truncated (possible with ack leader/none), its retry of the first removed batch is refused as stale',
+  }, () => {
+    const t = new ProducerTable();
+    appendBatches(
+      t,
+      key,
+      Array.from({ length: producerBatchesKept + 2 }, () => 1),
+    );
+    t.truncateFrom(0); // the log holds none of this producer's batches any more
+    assert.deepEqual(t.check(key, 0, 1), { kind: 'new' });
+  });
 
-  test(
-    'a follower whose table lost every batch of a producer to truncation accepts what the new leader (which never saw that producer) appended',
-    { todo: 'truncateFrom keeps an emptied producer with a resume point, while the new leader, built from a log without those batches, treats the producer as unknown and accepts any sequence; the follower then fails the add assertion (InvariantError) when it replicates that entry' },
-    () => {
-      const follower = new ProducerTable();
-      appendBatches(follower, key, [1, 1, 1], 0, 100); // acked by the old leader with ack=leader, never committed
-      follower.truncateFrom(100);
-      const leader = new ProducerTable(); // the new leader's log never held them
-      assert.equal(leader.check(key, 3, 1).kind, 'new');
-      leader.add(key, { sequence: 3, count: 1, queueOffset: 0, logOffset: 100 });
-      assert.doesNotThrow(() => follower.add(key, { sequence: 3, count: 1, queueOffset: 0, logOffset: 100 }));
-    },
-  );
+  test('a follower whose table lost every batch of a producer to truncation accepts what the new leader (which never saw that producer) appended', {
+    todo: 'truncateFrom keeps an emptied producer with a resume point, while the new leader, built from a log without those batches, treats the producer as unknown and accepts any sequence; the follower then fails the add assertion (InvariantError) when it replicates that entry',
+  }, () => {
+    const follower = new ProducerTable();
+    appendBatches(follower, key, [1, 1, 1], 0, 100); // acked by the old leader with ack=leader, never committed
+    follower.truncateFrom(100);
+    const leader = new ProducerTable(); // the new leader's log never held them
+    assert.equal(leader.check(key, 3, 1).kind, 'new');
+    leader.add(key, { sequence: 3, count: 1, queueOffset: 0, logOffset: 100 });
+    assert.doesNotThrow(() => follower.add(key, { sequence: 3, count: 1, queueOffset: 0, logOffset: 100 }));
+  });
 });
 
 // ------------------------------------------------------------------ model
@@ -264,8 +288,23 @@ type Step =
   | { kind: 'truncate'; at: number };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 8, arbitrary: fc.record({ kind: fc.constant('send' as const), producer: fc.integer({ min: 0, max: producerKeys.length - 1 }), offset: fc.constantFrom(0, 0, 0, 0, 1, 2, -1), count: fc.integer({ min: 1, max: 3 }) }) },
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('retry' as const), producer: fc.integer({ min: 0, max: producerKeys.length - 1 }), pick: fc.double({ min: 0, max: 1, noNaN: true }) }) },
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      kind: fc.constant('send' as const),
+      producer: fc.integer({ min: 0, max: producerKeys.length - 1 }),
+      offset: fc.constantFrom(0, 0, 0, 0, 1, 2, -1),
+      count: fc.integer({ min: 1, max: 3 }),
+    }),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant('retry' as const),
+      producer: fc.integer({ min: 0, max: producerKeys.length - 1 }),
+      pick: fc.double({ min: 0, max: 1, noNaN: true }),
+    }),
+  },
   { weight: 2, arbitrary: fc.constant({ kind: 'commit' as const }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }) },
 );
@@ -311,11 +350,13 @@ function leaderProduce(table: ProducerTable, model: StoreModel, k: string, seque
  */
 function truncationPoints(model: StoreModel): number[] {
   const points = [...model.batches.map((b) => b.logOffset), model.logEnd].filter((o) => o >= model.highWatermark);
-  return points.filter((at) => producerKeys.every((k) => {
-    const dropped = model.of(k).filter((b) => b.logOffset >= at);
-    const remembered = model.remembered(k);
-    return dropped.every((d) => remembered.includes(d));
-  }));
+  return points.filter((at) =>
+    producerKeys.every((k) => {
+      const dropped = model.of(k).filter((b) => b.logOffset >= at);
+      const remembered = model.remembered(k);
+      return dropped.every((d) => remembered.includes(d));
+    }),
+  );
 }
 
 function applyStep(table: ProducerTable, model: StoreModel, s: Step): void {

@@ -32,7 +32,13 @@ function ranges(batches: IndexedBatch[]): string[] {
 
 describe('queue-index: keys and empty queues', () => {
   test('queueKey keeps (topic, queue) pairs apart even when their texts would concatenate alike', () => {
-    const pairs: Array<[string, number]> = [['a', 12], ['a1', 2], ['a', 1], ['a1', 12], ['a', 0]];
+    const pairs: Array<[string, number]> = [
+      ['a', 12],
+      ['a1', 2],
+      ['a', 1],
+      ['a1', 12],
+      ['a', 0],
+    ];
     const keys = new Set(pairs.map(([topic, queue]) => queueKey(topic, queue)));
     assert.equal(keys.size, pairs.length);
   });
@@ -96,7 +102,16 @@ describe('queue-index: committed end counts only batches wholly below the high w
   test('boundaries: a batch counts once the high watermark reaches its log end, not before', () => {
     const index = threeBatchIndex();
     const table: Array<[highWatermark: number, committedEnd: number]> = [
-      [0, 0], [10, 0], [12, 0], [13, 3], [21, 3], [22, 5], [30, 5], [33, 5], [34, 9], [1000, 9],
+      [0, 0],
+      [10, 0],
+      [12, 0],
+      [13, 3],
+      [21, 3],
+      [22, 5],
+      [30, 5],
+      [33, 5],
+      [34, 9],
+      [1000, 9],
     ];
     for (const [highWatermark, expected] of table) {
       assert.equal(index.committedEndOffset(queueA, highWatermark), expected, `highWatermark=${highWatermark}`);
@@ -123,7 +138,13 @@ describe('queue-index: batchesFrom returns the batch holding the offset and what
     { rule: 'batchesMax bounds the answer', queueOffset: 0, logOffsetEnd: 100, batchesMax: 2, expected: ['0+3@10', '3+2@20'] },
     { rule: 'batchesMax 1 is the batch holding the offset', queueOffset: 4, logOffsetEnd: 100, batchesMax: 1, expected: ['3+2@20'] },
     { rule: 'batchesMax 0 returns nothing', queueOffset: 0, logOffsetEnd: 100, batchesMax: 0, expected: [] },
-    { rule: 'a batch not wholly below the log end is not returned, nor anything after it', queueOffset: 0, logOffsetEnd: 21, batchesMax: 10, expected: ['0+3@10'] },
+    {
+      rule: 'a batch not wholly below the log end is not returned, nor anything after it',
+      queueOffset: 0,
+      logOffsetEnd: 21,
+      batchesMax: 10,
+      expected: ['0+3@10'],
+    },
     { rule: 'a batch ending exactly at the log end is returned', queueOffset: 0, logOffsetEnd: 22, batchesMax: 10, expected: ['0+3@10', '3+2@20'] },
     { rule: 'nothing below the log end: nothing returned', queueOffset: 0, logOffsetEnd: 12, batchesMax: 10, expected: [] },
   ];
@@ -266,7 +287,9 @@ class LogModel {
   }
 
   committedEnd(key: string, highWatermark: number): number {
-    const last = this.retained(key).filter((e) => e.logOffset + e.count <= highWatermark).at(-1);
+    const last = this.retained(key)
+      .filter((e) => e.logOffset + e.count <= highWatermark)
+      .at(-1);
     return last ? last.queueOffset + last.count : this.start(key);
   }
 
@@ -298,7 +321,10 @@ type Step =
 
 const fraction = fc.double({ min: 0, max: 1, noNaN: true });
 const step: fc.Arbitrary<Step> = fc.oneof(
-  { weight: 8, arbitrary: fc.record({ kind: fc.constant('append' as const), queue: fc.integer({ min: 0, max: keys.length - 1 }), count: fc.integer({ min: 1, max: 5 }) }) },
+  {
+    weight: 8,
+    arbitrary: fc.record({ kind: fc.constant('append' as const), queue: fc.integer({ min: 0, max: keys.length - 1 }), count: fc.integer({ min: 1, max: 5 }) }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('other' as const), count: fc.integer({ min: 1, max: 2 }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('commit' as const), at: fraction }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: fraction }) },
@@ -326,13 +352,15 @@ function applyStep(index: QueueIndex, model: LogModel, s: Step): void {
     case 'commit':
       model.highWatermark = pick(model.boundaries(model.highWatermark, model.logEnd), s.at);
       return;
-    case 'truncate': { // Raft truncates only what is not committed
+    case 'truncate': {
+      // Raft truncates only what is not committed
       const at = pick(model.boundaries(model.highWatermark, model.logEnd), s.at);
       model.entries = model.entries.filter((e) => e.logOffset < at);
       index.truncateFrom(at);
       return;
     }
-    case 'retain': { // retention removes only what is committed (and applied)
+    case 'retain': {
+      // retention removes only what is committed (and applied)
       const at = pick(model.boundaries(model.logStart, model.highWatermark), s.at);
       model.logStart = at;
       index.dropBelow(at);
@@ -366,8 +394,11 @@ function checkQueries(index: QueueIndex, model: LogModel, key: string, label: st
   for (const queueOffset of new Set([0, model.start(key), Math.max(0, end - 1), end, end + 1])) {
     for (const batchesMax of [1, 3, 100]) {
       for (const logOffsetEnd of [model.highWatermark, model.logEnd]) {
-        assert.deepEqual(index.batchesFrom(key, queueOffset, logOffsetEnd, batchesMax), model.batchesFrom(key, queueOffset, logOffsetEnd, batchesMax),
-          `${label} batchesFrom(${queueOffset}, ${logOffsetEnd}, ${batchesMax})`);
+        assert.deepEqual(
+          index.batchesFrom(key, queueOffset, logOffsetEnd, batchesMax),
+          model.batchesFrom(key, queueOffset, logOffsetEnd, batchesMax),
+          `${label} batchesFrom(${queueOffset}, ${logOffsetEnd}, ${batchesMax})`,
+        );
       }
     }
   }
@@ -391,16 +422,14 @@ test('queue-index (property): agrees with a model of the group log under appends
   );
 });
 
-test(
-  'queue-index: an index rebuilt from the retained log numbers a queue on from its old end, also when retention removed all its batches',
-  { todo: 'the log alone does not hold the end of a queue whose batches all aged out: a restarted replica (or a new leader that restarted) numbers that queue from 0 again, reusing queue offsets consumers already committed past' },
-  () => {
-    const live = threeBatchIndex();
-    live.add(queueB, batch(2, 40, 1));
-    live.dropBelow(40); // retention removed the segments below 40: queue A has no batch left, B has one
-    const rebuilt = new QueueIndex(); // a restart replays the retained log: only B's batch at 40
-    rebuilt.add(queueB, batch(2, 40, 1));
-    assert.equal(rebuilt.endOffset(queueB), live.endOffset(queueB), 'a queue with a retained batch agrees');
-    assert.equal(rebuilt.endOffset(queueA), live.endOffset(queueA), 'next queue offset of the emptied queue after restart');
-  },
-);
+test('queue-index: an index rebuilt from the retained log numbers a queue on from its old end, also when retention removed all its batches', {
+  todo: 'the log alone does not hold the end of a queue whose batches all aged out: a restarted replica (or a new leader that restarted) numbers that queue from 0 again, reusing queue offsets consumers already committed past',
+}, () => {
+  const live = threeBatchIndex();
+  live.add(queueB, batch(2, 40, 1));
+  live.dropBelow(40); // retention removed the segments below 40: queue A has no batch left, B has one
+  const rebuilt = new QueueIndex(); // a restart replays the retained log: only B's batch at 40
+  rebuilt.add(queueB, batch(2, 40, 1));
+  assert.equal(rebuilt.endOffset(queueB), live.endOffset(queueB), 'a queue with a retained batch agrees');
+  assert.equal(rebuilt.endOffset(queueA), live.endOffset(queueA), 'next queue offset of the emptied queue after restart');
+});

@@ -10,12 +10,18 @@ function acks(queue: number, ids: string[], startMs: number, stepMs: number): Ac
 }
 
 function history(overrides: Partial<CheckInput> = {}): CheckInput {
-  const stored = [['a0', 'a1', 'a2', 'a3'], ['b0', 'b1']];
+  const stored = [
+    ['a0', 'a1', 'a2', 'a3'],
+    ['b0', 'b1'],
+  ];
   return {
     acks: [...acks(0, ['a0', 'a1', 'a2', 'a3'], 1000, 10), ...acks(1, ['b0', 'b1'], 1000, 10)],
     unknownIds: new Set(),
     observation: { values: new Map([['0:1', 'a1']]), changed: [], readCount: 1 },
-    replicas: [{ id: 'b1', queues: stored }, { id: 'b2', queues: stored.map((q) => [...q]) }],
+    replicas: [
+      { id: 'b1', queues: stored },
+      { id: 'b2', queues: stored.map((q) => [...q]) },
+    ],
     events: [],
     ...overrides,
   };
@@ -30,36 +36,71 @@ describe('chaos checker', () => {
   });
 
   it('counts an acknowledged id the leader lacks as lost, and its acked offset as changed', () => {
-    const findings = countFindings(history({ replicas: [{ id: 'b1', queues: [['a0', 'a1', 'a2'], ['b0', 'b1']] }] }));
+    const findings = countFindings(
+      history({
+        replicas: [
+          {
+            id: 'b1',
+            queues: [
+              ['a0', 'a1', 'a2'],
+              ['b0', 'b1'],
+            ],
+          },
+        ],
+      }),
+    );
     assert.equal(findings.lost, 1);
     assert.equal(findings.changed, 1);
     assert.match(findings.examples.join('\n'), /lost: a3/);
   });
 
   it('counts every extra copy of an id, acknowledged or of unknown outcome, as a duplicate', () => {
-    const findings = countFindings(history({
-      unknownIds: new Set(['u0']),
-      replicas: [{ id: 'b1', queues: [['a0', 'a1', 'a2', 'a3', 'u0', 'a1', 'u0'], ['b0', 'b1']] }],
-    }));
+    const findings = countFindings(
+      history({
+        unknownIds: new Set(['u0']),
+        replicas: [
+          {
+            id: 'b1',
+            queues: [
+              ['a0', 'a1', 'a2', 'a3', 'u0', 'a1', 'u0'],
+              ['b0', 'b1'],
+            ],
+          },
+        ],
+      }),
+    );
     assert.equal(findings.duplicated, 2);
     assert.equal(findings.unknownStored, 1);
     assert.equal(findings.lost, 0);
   });
 
   it('counts an acknowledged message stored before one acknowledged earlier as reordered', () => {
-    const findings = countFindings(history({
-      acks: acks(0, ['a0', 'a1', 'a2', 'a3'], 1000, 10),
-      replicas: [{ id: 'b1', queues: [['a0', 'a2', 'a1', 'a3'], []] }],
-    }));
+    const findings = countFindings(
+      history({
+        acks: acks(0, ['a0', 'a1', 'a2', 'a3'], 1000, 10),
+        replicas: [{ id: 'b1', queues: [['a0', 'a2', 'a1', 'a3'], []] }],
+      }),
+    );
     assert.equal(findings.reordered, 1);
     assert.equal(findings.changed, 2); // a1 and a2 are not at the offsets their acks named
   });
 
   it('counts an offset whose value differs across replicas or since a read during the run', () => {
-    const findings = countFindings(history({
-      observation: { values: new Map([['1:0', 'x9']]), changed: [{ queue: 0, offset: 3, before: 'a3', after: 'z', servedBy: 'b3' }], readCount: 2 },
-      replicas: [{ id: 'b1', queues: [['a0', 'a1', 'a2', 'a3'], ['b0', 'b1']] }, { id: 'b2', queues: [['a0', 'y1'], ['b0']] }],
-    }));
+    const findings = countFindings(
+      history({
+        observation: { values: new Map([['1:0', 'x9']]), changed: [{ queue: 0, offset: 3, before: 'a3', after: 'z', servedBy: 'b3' }], readCount: 2 },
+        replicas: [
+          {
+            id: 'b1',
+            queues: [
+              ['a0', 'a1', 'a2', 'a3'],
+              ['b0', 'b1'],
+            ],
+          },
+          { id: 'b2', queues: [['a0', 'y1'], ['b0']] },
+        ],
+      }),
+    );
     assert.equal(findings.changed, 3); // 0:1 across replicas, 1:0 since the run, 0:3 during the run
     assert.equal(findings.replicaShort, 4); // b2 lacks a1, a2, a3 and b1
     assert.equal(findings.lost, 0);
@@ -71,7 +112,10 @@ describe('chaos checker', () => {
       acks: times.map((atMs, sequence) => ({ queue: 0, offset: sequence, id: `a${sequence}`, sequence, atMs })),
       replicas: [{ id: 'b1', queues: [times.map((_, i) => `a${i}`)] }],
       observation: { values: new Map(), changed: [], readCount: 0 },
-      events: [{ fault: 'kill', detail: '', startMs: 25, endMs: 300 }, { fault: 'pause', detail: '', startMs: 911, endMs: 915 }],
+      events: [
+        { fault: 'kill', detail: '', startMs: 25, endMs: 300 },
+        { fault: 'pause', detail: '', startMs: 911, endMs: 915 },
+      ],
     });
     const findings = countFindings(input);
     assert.equal(findings.maxGapMs, 880);

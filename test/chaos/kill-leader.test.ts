@@ -15,8 +15,11 @@ describe('chaos: kill -9 of the leader', () => {
     const story = `seed ${seed}\n${lines.join('\n')}\n${result.examples.join('\n')}`;
     assert.equal(result.events.length, 3, story);
     assert.ok(result.acked >= 300, `only ${result.acked} acknowledgements; ${story}`);
-    assert.deepEqual({ lost: result.lost, duplicated: result.duplicated, reordered: result.reordered, changed: result.changed, replicaShort: result.replicaShort },
-      { lost: 0, duplicated: 0, reordered: 0, changed: 0, replicaShort: 0 }, story);
+    assert.deepEqual(
+      { lost: result.lost, duplicated: result.duplicated, reordered: result.reordered, changed: result.changed, replicaShort: result.replicaShort },
+      { lost: 0, duplicated: 0, reordered: 0, changed: 0, replicaShort: 0 },
+      story,
+    );
     // Each kill is visible to the producers as a silence, and each silence ends (a new leader).
     for (const gapMs of result.faultGapsMs) assert.ok(gapMs > 0 && gapMs < 15_000, `gap ${gapMs} ms; ${story}`);
   });

@@ -20,7 +20,14 @@ describe('chaos: a follower loses the tail it promised (issue 11)', () => {
     assert.equal(result.events.length, 2, story);
     assert.ok(result.acked >= 200, `only ${result.acked} acknowledgements; ${story}`);
     assert.deepEqual(
-      { lost: result.lost, duplicated: result.duplicated, reordered: result.reordered, changed: result.changed, replicaShort: result.replicaShort, notCaughtUp: result.replicasNotCaughtUp },
+      {
+        lost: result.lost,
+        duplicated: result.duplicated,
+        reordered: result.reordered,
+        changed: result.changed,
+        replicaShort: result.replicaShort,
+        notCaughtUp: result.replicasNotCaughtUp,
+      },
       { lost: 0, duplicated: 0, reordered: 0, changed: 0, replicaShort: 0, notCaughtUp: 0 },
       story,
     );

@@ -34,30 +34,39 @@ class ScriptedBroker {
 
   host(overrides: Partial<LaneHost> = {}): LaneHost {
     return {
-      send: (_topic, queue, messages, producerId, sequence) => new Promise((resolve, reject) => {
-        const bodies = messages.map((m) => String(m.body));
-        this.sent.push({
-          queue, bodies, producerId, sequence,
-          settle: (outcome) => {
-            if (!outcome.ok && !outcome.stored) return reject(outcome.error);
-            const next = this.expected.get(producerId);
-            if (next !== undefined && sequence > next) return reject(new SequenceGapError(`sequence ${sequence} skips ahead of ${next}`));
-            if (next !== undefined && sequence < next) return resolve({ baseOffset: this.baseOf.get(`${producerId}/${sequence}`)!, duplicate: true });
-            const baseOffset = this.stored.length;
-            this.baseOf.set(`${producerId}/${sequence}`, baseOffset);
-            this.stored.push(...bodies);
-            this.expected.set(producerId, sequence + bodies.length);
-            if (!outcome.ok) return reject(outcome.error);
-            resolve({ baseOffset, duplicate: false });
-          },
-        });
-      }),
+      send: (_topic, queue, messages, producerId, sequence) =>
+        new Promise((resolve, reject) => {
+          const bodies = messages.map((m) => String(m.body));
+          this.sent.push({
+            queue,
+            bodies,
+            producerId,
+            sequence,
+            settle: (outcome) => {
+              if (!outcome.ok && !outcome.stored) return reject(outcome.error);
+              const next = this.expected.get(producerId);
+              if (next !== undefined && sequence > next) return reject(new SequenceGapError(`sequence ${sequence} skips ahead of ${next}`));
+              if (next !== undefined && sequence < next) return resolve({ baseOffset: this.baseOf.get(`${producerId}/${sequence}`)!, duplicate: true });
+              const baseOffset = this.stored.length;
+              this.baseOf.set(`${producerId}/${sequence}`, baseOffset);
+              this.stored.push(...bodies);
+              this.expected.set(producerId, sequence + bodies.length);
+              if (!outcome.ok) return reject(outcome.error);
+              resolve({ baseOffset, duplicate: false });
+            },
+          });
+        }),
       newProducerId: () => ++this.ids,
       nextGroupQueue: async () => null,
       sleep: async () => undefined,
       isClosed: () => this.closed,
-      freed: (bytes) => { this.freedBytes += bytes; },
-      drop: (_topic, _queue, items) => { this.dropped.push(...items.map((i) => String(i.message.body))); for (const i of items) i.reject(new UnavailableError('dropped')); },
+      freed: (bytes) => {
+        this.freedBytes += bytes;
+      },
+      drop: (_topic, _queue, items) => {
+        this.dropped.push(...items.map((i) => String(i.message.body)));
+        for (const i of items) i.reject(new UnavailableError('dropped'));
+      },
       ...overrides,
     };
   }
@@ -77,9 +86,14 @@ class ScriptedBroker {
 }
 
 const options = (overrides: Partial<LaneOptions> = {}): LaneOptions => ({
-  batchBytesMax: 1024 * 1024, batchesInflightMax: 2, pipelineBytesMin: 0, lingerMs: 0,
+  batchBytesMax: 1024 * 1024,
+  batchesInflightMax: 2,
+  pipelineBytesMin: 0,
+  lingerMs: 0,
   retry: { attemptsMax: 3, backoffMsInitial: 0, backoffMsMax: 0, multiplier: 1, jitter: 0 },
-  whenUnavailable: 'buffer', groupFailuresMax: 3, ...overrides,
+  whenUnavailable: 'buffer',
+  groupFailuresMax: 3,
+  ...overrides,
 });
 
 function item(body: string, results: Map<string, SentMessage | Error>): LaneItem {
@@ -114,15 +128,25 @@ describe('producer lanes', () => {
     const results = new Map<string, SentMessage | Error>();
     await confirmed(lane, broker, results);
     for (const body of ['a', 'b', 'c', 'd', 'e']) lane.add(item(body, results));
-    assert.deepEqual(broker.sent.slice(1).map((s) => s.bodies), [['a'], ['b']], 'two batches in flight, the rest waits');
+    assert.deepEqual(
+      broker.sent.slice(1).map((s) => s.bodies),
+      [['a'], ['b']],
+      'two batches in flight, the rest waits',
+    );
     broker.answerNext();
     await settle();
-    assert.deepEqual(broker.sent.slice(1).map((s) => s.bodies), [['a'], ['b'], ['c', 'd', 'e']]);
+    assert.deepEqual(
+      broker.sent.slice(1).map((s) => s.bodies),
+      [['a'], ['b'], ['c', 'd', 'e']],
+    );
     broker.answerNext();
     broker.answerNext();
     await settle();
     assert.deepEqual(broker.stored, ['first', 'a', 'b', 'c', 'd', 'e']);
-    assert.deepEqual(['a', 'b', 'c', 'd', 'e'].map((b) => (results.get(b) as SentMessage).offset), [1, 2, 3, 4, 5]);
+    assert.deepEqual(
+      ['a', 'b', 'c', 'd', 'e'].map((b) => (results.get(b) as SentMessage).offset),
+      [1, 2, 3, 4, 5],
+    );
     assert.ok(lane.idle);
     assert.equal(broker.freedBytes, 60, 'every byte given back once');
   });
@@ -135,9 +159,17 @@ describe('producer lanes', () => {
     lane.add(item('a', results)); // idle: leaves at once
     lane.add(item('b', results));
     lane.add(item('c', results));
-    assert.deepEqual(broker.sent.slice(1).map((s) => s.bodies), [['a']], '20 bytes wait: below 30, they coalesce');
+    assert.deepEqual(
+      broker.sent.slice(1).map((s) => s.bodies),
+      [['a']],
+      '20 bytes wait: below 30, they coalesce',
+    );
     lane.add(item('d', results));
-    assert.deepEqual(broker.sent.slice(1).map((s) => s.bodies), [['a'], ['b', 'c', 'd']], '30 bytes: one more batch in flight');
+    assert.deepEqual(
+      broker.sent.slice(1).map((s) => s.bodies),
+      [['a'], ['b', 'c', 'd']],
+      '30 bytes: one more batch in flight',
+    );
     broker.answerNext();
     broker.answerNext();
     await settle();
@@ -149,10 +181,16 @@ describe('producer lanes', () => {
     const lane = new ProducerLane('t', 0, false, options({ batchesInflightMax: 4 }), broker.host());
     const results = new Map<string, SentMessage | Error>();
     for (const body of ['a', 'b', 'c']) lane.add(item(body, results));
-    assert.deepEqual(broker.sent.map((s) => s.bodies), [['a']]);
+    assert.deepEqual(
+      broker.sent.map((s) => s.bodies),
+      [['a']],
+    );
     broker.answerNext();
     await settle();
-    assert.deepEqual(broker.sent.map((s) => s.bodies), [['a'], ['b', 'c']]);
+    assert.deepEqual(
+      broker.sent.map((s) => s.bodies),
+      [['a'], ['b', 'c']],
+    );
   });
 
   test('rule 1: batchBytesMax splits what waits into several batches', async () => {
@@ -174,7 +212,10 @@ describe('producer lanes', () => {
     lane.add(item('b', results));
     assert.equal(broker.sent.length, 0);
     await new Promise((resolve) => setTimeout(resolve, 40));
-    assert.deepEqual(broker.sent.map((s) => s.bodies), [['a', 'b']]);
+    assert.deepEqual(
+      broker.sent.map((s) => s.bodies),
+      [['a', 'b']],
+    );
   });
 
   test('rules 2 and 3: batches in flight carry contiguous sequence numbers under one producer id, in order', async () => {
@@ -184,7 +225,10 @@ describe('producer lanes', () => {
     await confirmed(lane, broker, results);
     for (const body of ['a', 'b', 'c']) lane.add(item(body, results));
     assert.equal(broker.sent.length, 4);
-    assert.deepEqual(broker.sent.map((s) => s.sequence), [0, 1, 2, 3]);
+    assert.deepEqual(
+      broker.sent.map((s) => s.sequence),
+      [0, 1, 2, 3],
+    );
     assert.equal(new Set(broker.sent.map((s) => s.producerId)).size, 1);
   });
 
@@ -201,7 +245,11 @@ describe('producer lanes', () => {
     broker.answerNext(); // c: a gap too
     await settle();
     // Recovery: a alone, then b, then c, each answered in turn.
-    for (const expected of [['a', 1], ['b', 2], ['c', 3]] as const) {
+    for (const expected of [
+      ['a', 1],
+      ['b', 2],
+      ['c', 3],
+    ] as const) {
       const resent: Sent = broker.sent[broker.sent.length - 1]!;
       assert.deepEqual([resent.bodies[0], resent.sequence], expected);
       assert.equal(broker.unanswered(), 1, 'one batch at a time while recovering');
@@ -233,7 +281,13 @@ describe('producer lanes', () => {
     broker.answerNext();
     await settle();
     assert.deepEqual(broker.stored, ['first', 'a', 'b'], 'stored once each');
-    assert.deepEqual(['a', 'b'].map((x) => results.get(x) as SentMessage).map((r) => [r.offset, r.duplicate]), [[1, true], [2, true]]);
+    assert.deepEqual(
+      ['a', 'b'].map((x) => results.get(x) as SentMessage).map((r) => [r.offset, r.duplicate]),
+      [
+        [1, true],
+        [2, true],
+      ],
+    );
   });
 
   test('rule 4: a batch refused for good fails its messages; the batches behind it start over under a new producer id', async () => {
@@ -299,9 +353,15 @@ describe('producer lanes', () => {
     assert.equal(broker.freedBytes, 20);
   });
 
-  test('rule 4: a round-robin lane moves a failing batch to another group\'s queue under its own producer id', async () => {
+  test("rule 4: a round-robin lane moves a failing batch to another group's queue under its own producer id", async () => {
     const broker = new ScriptedBroker();
-    const lane = new ProducerLane('t', 0, true, options({ batchesInflightMax: 1, groupFailuresMax: 2, retry: { attemptsMax: 10, backoffMsInitial: 0, backoffMsMax: 0, multiplier: 1, jitter: 0 } }), broker.host({ nextGroupQueue: async () => 1 }));
+    const lane = new ProducerLane(
+      't',
+      0,
+      true,
+      options({ batchesInflightMax: 1, groupFailuresMax: 2, retry: { attemptsMax: 10, backoffMsInitial: 0, backoffMsMax: 0, multiplier: 1, jitter: 0 } }),
+      broker.host({ nextGroupQueue: async () => 1 }),
+    );
     const results = new Map<string, SentMessage | Error>();
     lane.add(item('a', results));
     broker.answerNext({ ok: false, error: new UnavailableError('down') });

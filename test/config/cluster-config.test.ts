@@ -10,9 +10,16 @@ import { loadClusterConfig, parseClusterConfig } from '../../src/config/cluster.
 import { flushIntervalMsMax, segmentBytesMax } from '../../src/log/options.js';
 import { ConfigError } from '../../src/validation.js';
 
-const brokers = (ports: number[][]): string => ports.map(([c, p, m], i) => `      - { id: b${i + 1}, host: 127.0.0.1, clientPort: ${c}, peerPort: ${p}, metricsPort: ${m} }`).join('\n');
-const file = (settings: string, ports = [[7001, 7101, 7201], [7002, 7102, 7202], [7003, 7103, 7203]]): string =>
-  `cluster: c1\nsettings:\n${settings}\ngroups:\n  - id: g1\n    brokers:\n${brokers(ports)}\n`;
+const brokers = (ports: number[][]): string =>
+  ports.map(([c, p, m], i) => `      - { id: b${i + 1}, host: 127.0.0.1, clientPort: ${c}, peerPort: ${p}, metricsPort: ${m} }`).join('\n');
+const file = (
+  settings: string,
+  ports = [
+    [7001, 7101, 7201],
+    [7002, 7102, 7202],
+    [7003, 7103, 7203],
+  ],
+): string => `cluster: c1\nsettings:\n${settings}\ngroups:\n  - id: g1\n    brokers:\n${brokers(ports)}\n`;
 const parse = (text: string) => parseClusterConfig(text, 'cluster.yaml', '/');
 
 test('a well-formed file gives three brokers with defaults and overrides', () => {
@@ -26,13 +33,27 @@ test('refusals name the source, the key path and what fits', () => {
   const rows: Array<[string, RegExp]> = [
     ['cluster: [', /^cluster\.yaml: not valid YAML or JSON/],
     [file('  segmentBytes: 4294967296'), new RegExp(`^cluster\\.yaml: settings\\.segmentBytes: 4294967296 is out of range \\[65536, ${segmentBytesMax}\\]`)],
-    [file(`  flush: { mode: async, intervalMs: ${flushIntervalMsMax + 1} }`), /^cluster\.yaml: settings\.flush\.intervalMs: \d+ is out of range \[1, 3600000\]/],
+    [
+      file(`  flush: { mode: async, intervalMs: ${flushIntervalMsMax + 1} }`),
+      /^cluster\.yaml: settings\.flush\.intervalMs: \d+ is out of range \[1, 3600000\]/,
+    ],
     [file('  flush: { mode: sync, intervalMs: 5 }'), /settings\.flush\.intervalMs: only applies to mode async/],
     [file('  fetchBytesMaxx: 1'), /settings\.fetchBytesMaxx: unknown key/],
-    [file('  tickMs: 1', [[7001, 7101, 7201], [7001, 7102, 7202], [7003, 7103, 7203]]), /groups\[0\]\.brokers\[1\]\.clientPort: 127\.0\.0\.1:7001 is already taken by b1\.clientPort/],
+    [
+      file('  tickMs: 1', [
+        [7001, 7101, 7201],
+        [7001, 7102, 7202],
+        [7003, 7103, 7203],
+      ]),
+      /groups\[0\]\.brokers\[1\]\.clientPort: 127\.0\.0\.1:7001 is already taken by b1\.clientPort/,
+    ],
   ];
   for (const [text, message] of rows) {
-    assert.throws(() => parse(text), (e: Error) => e instanceof ConfigError && message.test(e.message), `${text} → ${message}`);
+    assert.throws(
+      () => parse(text),
+      (e: Error) => e instanceof ConfigError && message.test(e.message),
+      `${text} → ${message}`,
+    );
   }
 });
 

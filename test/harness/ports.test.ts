@@ -23,7 +23,9 @@ setTimeout(() => process.exit(0), ${holdMs});`;
       out += chunk.toString();
       if (out.includes('\n')) resolve(JSON.parse(out) as number[]);
     });
-    child.on('exit', (code) => { if (!out.includes('\n')) reject(new Error(`child exited ${code} without ports`)); });
+    child.on('exit', (code) => {
+      if (!out.includes('\n')) reject(new Error(`child exited ${code} without ports`));
+    });
   });
 }
 
@@ -71,13 +73,20 @@ setInterval(() => {}, 1000);`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   const held = await new Promise<number[]>((resolve, reject) => {
     let out = '';
-    child.stdout.on('data', (chunk: Buffer) => { out += chunk.toString(); if (out.includes('\n')) resolve(JSON.parse(out) as number[]); });
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      if (out.includes('\n')) resolve(JSON.parse(out) as number[]);
+    });
     child.on('exit', (code) => reject(new Error(`child exited ${code}`)));
   });
   try {
     const whileAlive = await reservePorts(3, { firstPort: start! });
     releasePorts(whileAlive);
-    assert.deepEqual(whileAlive.filter((p) => held.includes(p)), [], 'a live process\'s port was handed out');
+    assert.deepEqual(
+      whileAlive.filter((p) => held.includes(p)),
+      [],
+      "a live process's port was handed out",
+    );
   } finally {
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGKILL');
@@ -85,5 +94,5 @@ setInterval(() => {}, 1000);`;
   }
   const afterDeath = await reservePorts(3, { firstPort: start! });
   releasePorts(afterDeath);
-  assert.deepEqual(afterDeath, held, 'the dead process\'s ports were not taken back');
+  assert.deepEqual(afterDeath, held, "the dead process's ports were not taken back");
 });

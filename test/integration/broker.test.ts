@@ -10,8 +10,7 @@ import { serviceDefinition } from '../../src/protocol/protos.js';
 import { TestCluster, waitFor } from './cluster-harness.js';
 import { readAll, type Wire } from './grpc-client.js';
 
-const bodies = (prefix: string, from: number, count: number): Buffer[] =>
-  Array.from({ length: count }, (_, i) => Buffer.from(`${prefix}${from + i}`));
+const bodies = (prefix: string, from: number, count: number): Buffer[] => Array.from({ length: count }, (_, i) => Buffer.from(`${prefix}${from + i}`));
 
 async function createTopic(cluster: TestCluster, leader: string, name: string, queues: number): Promise<void> {
   await cluster.client(leader).call('CreateTopic', { name, queues });
@@ -48,16 +47,29 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
   });
 
   test('server reflection lists both services and serves the descriptor of the client API (what grpcurl uses)', async () => {
-    const reflectionProto = join(dirname(createRequire(import.meta.url).resolve('@grpc/reflection')), '..', 'proto', 'grpc', 'reflection', 'v1alpha', 'reflection.proto');
+    const reflectionProto = join(
+      dirname(createRequire(import.meta.url).resolve('@grpc/reflection')),
+      '..',
+      'proto',
+      'grpc',
+      'reflection',
+      'v1alpha',
+      'reflection.proto',
+    );
     const definition = protoLoader.loadSync(reflectionProto, { keepCase: false });
-    const Reflection = (grpc.loadPackageDefinition(definition) as any).grpc.reflection.v1alpha.ServerReflection; // eslint-disable-line @typescript-eslint/no-explicit-any
+    // biome-ignore lint/suspicious/noExplicitAny: the reflection service's generated shape has no types here
+    const Reflection = (grpc.loadPackageDefinition(definition) as any).grpc.reflection.v1alpha.ServerReflection;
     const client = new Reflection(cluster.broker(leader).clientAddress, grpc.credentials.createInsecure());
-    const ask = (request: Wire): Promise<Wire> => new Promise((resolve, reject) => {
-      const stream = client.serverReflectionInfo();
-      stream.on('data', (reply: Wire) => { resolve(reply); stream.end(); });
-      stream.on('error', reject);
-      stream.write(request);
-    });
+    const ask = (request: Wire): Promise<Wire> =>
+      new Promise((resolve, reject) => {
+        const stream = client.serverReflectionInfo();
+        stream.on('data', (reply: Wire) => {
+          resolve(reply);
+          stream.end();
+        });
+        stream.on('error', reject);
+        stream.write(request);
+      });
     const listed = await ask({ listServices: '*' });
     const names = (listed.listServicesResponse.service as Wire[]).map((s) => s.name);
     assert.ok(names.includes('mamba.v1.Mamba'), names.join(','));
@@ -82,12 +94,21 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
     await cluster.client(leader).produce('orders', 0, bodies('m', 10_000, 2));
     await done;
     stream.cancel();
-    assert.deepEqual(seen.slice(0, 12), Array.from({ length: 12 }, (_, i) => `${9990 + i}:m${9990 + i}`));
+    assert.deepEqual(
+      seen.slice(0, 12),
+      Array.from({ length: 12 }, (_, i) => `${9990 + i}:m${9990 + i}`),
+    );
   });
 
   test('a follower refuses a write with FAILED_PRECONDITION and names the leader in trailing metadata', async () => {
     const follower = cluster.groupBrokers('g1').find((b) => b.id !== leader)!;
-    const error = await cluster.client(follower.id).produce('orders', 1, bodies('x', 0, 1)).then(() => null, (e: grpc.ServiceError) => e);
+    const error = await cluster
+      .client(follower.id)
+      .produce('orders', 1, bodies('x', 0, 1))
+      .then(
+        () => null,
+        (e: grpc.ServiceError) => e,
+      );
     assert.ok(error, 'the follower accepted a write');
     assert.equal(error.code, grpc.status.FAILED_PRECONDITION);
     assert.match(error.details, /not the leader/);
@@ -119,7 +140,10 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
     const client = cluster.client(leader);
     const before = await readAll(client, 'orders', 0, 0, 10_002);
     const expectError = async (work: Promise<unknown>, code: grpc.status, pattern: RegExp): Promise<void> => {
-      const error = await work.then(() => null, (e: grpc.ServiceError) => e);
+      const error = await work.then(
+        () => null,
+        (e: grpc.ServiceError) => e,
+      );
       assert.ok(error, `expected ${grpc.status[code]}, the call succeeded`);
       assert.equal(error.code, code, `expected ${grpc.status[code]}, got ${grpc.status[error.code]}: ${error.details}`);
       assert.match(error.details, pattern);
@@ -127,22 +151,48 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
     await expectError(client.produce('nope', 0, bodies('x', 0, 1)), grpc.status.NOT_FOUND, /topic "nope" does not exist/);
     await expectError(client.produce('orders', 7, bodies('x', 0, 1)), grpc.status.NOT_FOUND, /no queue 7.*0\.\.1/);
     await expectError(client.consume('orders', 0, 20_000), grpc.status.OUT_OF_RANGE, /valid offsets are 0\.\.10002/);
-    await expectError(client.produce('orders', 0, [Buffer.alloc(4 * 1024 * 1024 + 1)]), grpc.status.INVALID_ARGUMENT, /over the limit of 4194304 \(messageBytesMax\)/);
-    await expectError(client.call('Produce', { topic: '', queue: 0, messages: [{ body: Buffer.from('x') }] }), grpc.status.INVALID_ARGUMENT, /topic is required/);
+    await expectError(
+      client.produce('orders', 0, [Buffer.alloc(4 * 1024 * 1024 + 1)]),
+      grpc.status.INVALID_ARGUMENT,
+      /over the limit of 4194304 \(messageBytesMax\)/,
+    );
+    await expectError(
+      client.call('Produce', { topic: '', queue: 0, messages: [{ body: Buffer.from('x') }] }),
+      grpc.status.INVALID_ARGUMENT,
+      /topic is required/,
+    );
     await expectError(client.call('Produce', { topic: 'orders', queue: 0, messages: [] }), grpc.status.INVALID_ARGUMENT, /messages is empty/);
-    await expectError(client.call('Produce', { topic: 'orders', queue: 0, ack: 9, messages: [{ body: Buffer.from('x') }] }), grpc.status.INVALID_ARGUMENT, /ack 9/);
-    await expectError(client.call('Produce', { topic: 'orders', queue: 0, messages: [{ body: Buffer.from('x'), headers: [{ key: '', value: Buffer.from('v') }] }] }), grpc.status.INVALID_ARGUMENT, /headers\[0\]\.key is required/);
+    await expectError(
+      client.call('Produce', { topic: 'orders', queue: 0, ack: 9, messages: [{ body: Buffer.from('x') }] }),
+      grpc.status.INVALID_ARGUMENT,
+      /ack 9/,
+    );
+    await expectError(
+      client.call('Produce', { topic: 'orders', queue: 0, messages: [{ body: Buffer.from('x'), headers: [{ key: '', value: Buffer.from('v') }] }] }),
+      grpc.status.INVALID_ARGUMENT,
+      /headers\[0\]\.key is required/,
+    );
     await expectError(client.call('CreateTopic', { name: 'bad name!', queues: 1 }), grpc.status.INVALID_ARGUMENT, /topic name "bad name!" is not valid/);
     await expectError(client.call('CreateTopic', { name: 'orders', queues: 5 }), grpc.status.ALREADY_EXISTS, /already exists with 2 queues/);
-    await expectError(client.call('CommitOffset', { consumerGroup: 'g', topic: 'orders', queue: 0, offset: 99_999 }), grpc.status.OUT_OF_RANGE, /valid offsets are 0\.\.10002/);
+    await expectError(
+      client.call('CommitOffset', { consumerGroup: 'g', topic: 'orders', queue: 0, offset: 99_999 }),
+      grpc.status.OUT_OF_RANGE,
+      /valid offsets are 0\.\.10002/,
+    );
 
     // A peer message from a broker that is not in the group.
     const Peer = grpc.makeGenericClientConstructor(serviceDefinition('mamba.raft.v1.RaftPeer'), 'RaftPeer');
     const peer = new Peer(cluster.broker(leader).peerAddress, grpc.credentials.createInsecure());
     const clusterName = /cluster: (\S+)/.exec(readFileSync(cluster.file, 'utf8'))![1];
-    const fetch = (sender: Wire): Promise<unknown> => new Promise((resolve, reject) =>
-      (peer as unknown as Record<string, (r: Wire, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, w?: Wire) => void) => void>)
-        .Fetch!.call(peer, { sender, epoch: 1, fetchOffset: 0 }, { deadline: Date.now() + 5000 }, (e, w) => (e ? reject(e) : resolve(w))));
+    const fetch = (sender: Wire): Promise<unknown> =>
+      new Promise((resolve, reject) =>
+        (peer as unknown as Record<string, (r: Wire, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, w?: Wire) => void) => void>).Fetch!.call(
+          peer,
+          { sender, epoch: 1, fetchOffset: 0 },
+          { deadline: Date.now() + 5000 },
+          (e, w) => (e ? reject(e) : resolve(w)),
+        ),
+      );
     await expectError(fetch({ cluster: clusterName, group: 'g1', replicaId: 'b99' }), grpc.status.PERMISSION_DENIED, /"b99".*not a member/);
     await expectError(fetch({ cluster: 'other', group: 'g1', replicaId: 'b2' }), grpc.status.PERMISSION_DENIED, /not a member/);
     peer.close();
@@ -156,7 +206,9 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
 describe('failover', { timeout: 240_000 }, () => {
   let cluster: TestCluster;
   const acked: string[] = [];
-  before(async () => { cluster = await TestCluster.start(); });
+  before(async () => {
+    cluster = await TestCluster.start();
+  });
   after(async () => cluster?.stop());
 
   test('kill -9 of the leader during production: a new leader within 2 s, nothing acknowledged lost', async () => {
@@ -171,7 +223,13 @@ describe('failover', { timeout: 240_000 }, () => {
         await cluster.kill(leader);
         killedAt = Date.now();
       }
-      const ok = await cluster.client(leader).produce('pay', 0, [Buffer.from(`p${next}`)], 3, 1000).then(() => true, () => false);
+      const ok = await cluster
+        .client(leader)
+        .produce('pay', 0, [Buffer.from(`p${next}`)], 3, 1000)
+        .then(
+          () => true,
+          () => false,
+        );
       if (ok) {
         acked.push(`p${next}`);
         next++;
@@ -190,10 +248,19 @@ describe('failover', { timeout: 240_000 }, () => {
 
   test("a leader's unacknowledged tail is truncated when it comes back, and every acknowledged message is readable in order", async () => {
     const leader = (await cluster.waitForLeader('g1', 10_000)).leaderId;
-    const followers = cluster.groupBrokers('g1').map((b) => b.id).filter((id) => id !== leader);
+    const followers = cluster
+      .groupBrokers('g1')
+      .map((b) => b.id)
+      .filter((id) => id !== leader);
     // Give the leader a tail no quorum has: kill both followers, then write to it.
     for (const id of followers) await cluster.kill(id);
-    const unacked = await cluster.client(leader).produce('pay', 0, [Buffer.from('never-acked')], 3, 300).then(() => 'acked', () => 'refused');
+    const unacked = await cluster
+      .client(leader)
+      .produce('pay', 0, [Buffer.from('never-acked')], 3, 300)
+      .then(
+        () => 'acked',
+        () => 'refused',
+      );
     assert.equal(unacked, 'refused', 'a write was acknowledged without a quorum');
     await cluster.kill(leader);
     for (const id of followers) cluster.launch(id);
@@ -225,14 +292,19 @@ async function waitForCaughtUp(cluster: TestCluster, leader: string, follower: s
 
 describe('two groups', { timeout: 120_000 }, () => {
   let cluster: TestCluster;
-  before(async () => { cluster = await TestCluster.start({ groups: 2 }); });
+  before(async () => {
+    cluster = await TestCluster.start({ groups: 2 });
+  });
   after(async () => cluster?.stop());
 
   test('one topic spread over both groups: each queue lives in one group, all queues readable', async () => {
     const leaders = [(await cluster.waitForLeader('g1', 10_000)).leaderId, (await cluster.waitForLeader('g2', 10_000)).leaderId];
     await cluster.client(leaders[0]!).call('CreateTopic', { name: 'spread', queues: 4 });
     const listed = await cluster.client(leaders[1]!).call('ListTopics', {});
-    assert.deepEqual((listed.topics as Wire[]).map((t) => [t.name, t.queues]), [['spread', 4]]);
+    assert.deepEqual(
+      (listed.topics as Wire[]).map((t) => [t.name, t.queues]),
+      [['spread', 4]],
+    );
     for (let queue = 0; queue < 4; queue++) {
       const leader = leaders[queue % 2]!;
       await cluster.client(leader).produce('spread', queue, bodies(`q${queue}-`, 0, 50));
@@ -240,18 +312,32 @@ describe('two groups', { timeout: 120_000 }, () => {
     for (let queue = 0; queue < 4; queue++) {
       assert.deepEqual(await readAll(cluster.client(leaders[queue % 2]!), 'spread', queue, 0, 50), bodies(`q${queue}-`, 0, 50).map(String));
     }
-    const wrong = await cluster.client(leaders[0]!).produce('spread', 1, bodies('x', 0, 1)).then(() => null, (e: grpc.ServiceError) => e);
+    const wrong = await cluster
+      .client(leaders[0]!)
+      .produce('spread', 1, bodies('x', 0, 1))
+      .then(
+        () => null,
+        (e: grpc.ServiceError) => e,
+      );
     assert.equal(wrong?.code, grpc.status.FAILED_PRECONDITION);
     assert.match(wrong!.details, /lives in group g2/);
     const described = await cluster.client(leaders[1]!).call('DescribeTopic', { name: 'spread' });
-    assert.deepEqual((described.queues as Wire[]).map((q) => q.group), ['g1', 'g2', 'g1', 'g2']);
-    assert.deepEqual((described.queues as Wire[]).map((q) => q.leaderId), [leaders[0], leaders[1], leaders[0], leaders[1]]);
+    assert.deepEqual(
+      (described.queues as Wire[]).map((q) => q.group),
+      ['g1', 'g2', 'g1', 'g2'],
+    );
+    assert.deepEqual(
+      (described.queues as Wire[]).map((q) => q.leaderId),
+      [leaders[0], leaders[1], leaders[0], leaders[1]],
+    );
   });
 });
 
 describe('read advice', { timeout: 120_000 }, () => {
   let cluster: TestCluster;
-  before(async () => { cluster = await TestCluster.start({ settings: { advice: { leaderInflightMax: 0, followerLagOffsetsMax: 1000, followerLagMsMax: 5000 } } }); });
+  before(async () => {
+    cluster = await TestCluster.start({ settings: { advice: { leaderInflightMax: 0, followerLagOffsetsMax: 1000, followerLagMsMax: 5000 } } });
+  });
   after(async () => cluster?.stop());
 
   test('switches to a caught-up follower when the leader is above its load threshold', async () => {
@@ -270,7 +356,10 @@ describe('read advice', { timeout: 120_000 }, () => {
       const reply = await cluster.client(follower.id).consume('adv', 0, 0, 10);
       return (reply.records as Wire[]).length === 10 ? reply : undefined;
     });
-    assert.deepEqual((fromFollower.records as Wire[]).map((r) => Buffer.from(r.body).toString()), bodies('a', 0, 10).map(String));
+    assert.deepEqual(
+      (fromFollower.records as Wire[]).map((r) => Buffer.from(r.body).toString()),
+      bodies('a', 0, 10).map(String),
+    );
     assert.equal(fromFollower.servedBy, follower.id);
     assert.equal(fromFollower.advice.replicaId, follower.id, 'a caught-up follower should keep the consumer');
   });

@@ -8,7 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TestCluster, cliPath, freePort } from './cluster-harness.js';
 
-interface Run { code: number | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 // Runs in an empty directory with no MAMBA_* variables, so no credentials or cluster of the
 // developer's own (`make run` keeps them under ./data) are picked up.
@@ -21,10 +25,20 @@ function run(args: string[], input?: string, timeoutMs = 30_000): Promise<Run> {
     const child = spawn(process.execPath, [cliPath, ...args], { env, cwd: workDir, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`mambamq ${args.join(' ')} did not finish in ${timeoutMs} ms`)); }, timeoutMs);
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`mambamq ${args.join(' ')} did not finish in ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
     child.stdin.end(input ?? '');
   });
 }
@@ -102,18 +116,33 @@ describe('mambamq against a cluster', { timeout: 120_000 }, () => {
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stdout, /created topic cli-topic with 2 queues/);
     const listed = await run(['--brokers', brokers, '--json', 'topic', 'list']);
-    assert.deepEqual((JSON.parse(listed.stdout).topics as Array<{ name: string }>).map((t) => t.name), ['cli-topic']);
+    assert.deepEqual(
+      (JSON.parse(listed.stdout).topics as Array<{ name: string }>).map((t) => t.name),
+      ['cli-topic'],
+    );
     const produced = await run(['--brokers', brokers, 'produce', '--topic', 'cli-topic', '--queue', '1', 'one', 'two']);
     assert.equal(produced.code, 0, produced.stderr);
     assert.equal(produced.stdout, 'queue 1 offset 0\nqueue 1 offset 1\n');
     const fromStdin = await run(['--brokers', brokers, '--json', 'produce', '--topic', 'cli-topic', '--queue', '1'], 'three\nfour\n');
-    assert.deepEqual(JSON.parse(fromStdin.stdout), { topic: 'cli-topic', sent: [{ queue: 1, offset: 2 }, { queue: 1, offset: 3 }] });
+    assert.deepEqual(JSON.parse(fromStdin.stdout), {
+      topic: 'cli-topic',
+      sent: [
+        { queue: 1, offset: 2 },
+        { queue: 1, offset: 3 },
+      ],
+    });
     const consumed = await run(['--brokers', brokers, 'consume', '--topic', 'cli-topic', '--queue', '1']);
     assert.equal(consumed.code, 0, consumed.stderr);
     assert.equal(consumed.stdout, '0\tone\n1\ttwo\n2\tthree\n3\tfour\n');
     const described = await run(['--brokers', brokers, '--json', 'topic', 'describe', 'cli-topic']);
     const queues = JSON.parse(described.stdout).queues as Array<{ queue: number; highWatermark: number }>;
-    assert.deepEqual(queues.map((q) => [q.queue, q.highWatermark]), [[0, 0], [1, 4]]);
+    assert.deepEqual(
+      queues.map((q) => [q.queue, q.highWatermark]),
+      [
+        [0, 0],
+        [1, 4],
+      ],
+    );
     const missing = await run(['--brokers', brokers, 'consume', '--topic', 'no-such-topic']);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /^mambamq: topic "no-such-topic" does not exist\n$/);

@@ -35,9 +35,13 @@ export class TestCluster extends LocalCluster {
     return waitFor(`a leader in ${group}`, timeoutMs, async () => {
       for (const broker of this.groupBrokers(group)) {
         if (!this.isRunning(broker.id) || exclude.includes(broker.id)) continue;
-        const view = await this.client(broker.id).describeGroup(group, 500).catch(() => undefined);
-        if (view && view.leaderId && !exclude.includes(view.leaderId) && this.isRunning(view.leaderId)) {
-          const leaderView = await this.client(view.leaderId).describeGroup(group, 500).catch(() => undefined);
+        const view = await this.client(broker.id)
+          .describeGroup(group, 500)
+          .catch(() => undefined);
+        if (view?.leaderId && !exclude.includes(view.leaderId) && this.isRunning(view.leaderId)) {
+          const leaderView = await this.client(view.leaderId)
+            .describeGroup(group, 500)
+            .catch(() => undefined);
           if (leaderView && leaderView.leaderId === view.leaderId) return leaderView;
         }
       }

@@ -3,7 +3,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { serviceDefinition } from '../../src/protocol/protos.js';
 
-export type Wire = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: decoded protobuf objects; a typed request path (issue 12.4) replaces this
+export type Wire = Record<string, any>;
 
 export interface GroupView {
   id: string;
@@ -24,7 +25,10 @@ export class MambaClient {
   }
 
   call(method: string, request: Wire, timeoutMs = 10_000, metadata = new grpc.Metadata()): Promise<Wire> {
-    const client = this.raw as unknown as Record<string, (r: Wire, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, w?: Wire) => void) => void>;
+    const client = this.raw as unknown as Record<
+      string,
+      (r: Wire, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, w?: Wire) => void) => void
+    >;
     return new Promise((resolve, reject) => {
       client[method]!.call(this.raw, request, metadata, { deadline: Date.now() + timeoutMs }, (error, reply) => (error ? reject(error) : resolve(reply ?? {})));
     });
@@ -35,8 +39,20 @@ export class MambaClient {
     const g = (reply.groups as Wire[]).find((x) => x.id === group);
     if (!g) return undefined;
     return {
-      id: g.id, leaderId: g.leaderId, epoch: Number(g.epoch), highWatermark: Number(g.highWatermark), advice: g.advice ?? null,
-      replicas: (g.replicas as Wire[]).map((r) => ({ id: r.id, role: r.role, endOffset: Number(r.endOffset), lagOffsets: Number(r.lagOffsets), lagMs: Number(r.lagMs), lastFetchAgeMs: Number(r.lastFetchAgeMs), reachable: !!r.reachable })),
+      id: g.id,
+      leaderId: g.leaderId,
+      epoch: Number(g.epoch),
+      highWatermark: Number(g.highWatermark),
+      advice: g.advice ?? null,
+      replicas: (g.replicas as Wire[]).map((r) => ({
+        id: r.id,
+        role: r.role,
+        endOffset: Number(r.endOffset),
+        lagOffsets: Number(r.lagOffsets),
+        lagMs: Number(r.lagMs),
+        lastFetchAgeMs: Number(r.lastFetchAgeMs),
+        reachable: !!r.reachable,
+      })),
     };
   }
 

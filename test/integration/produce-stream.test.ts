@@ -27,7 +27,13 @@ function collect(stream: Duplex): { answers: Wire[]; ended: Promise<grpc.StatusO
   return { answers, ended };
 }
 
-const request = (topic: string, queue: number, bodies: string[], extra: Wire = {}): Wire => ({ topic, queue, ack: 3, messages: bodies.map((b) => ({ body: Buffer.from(b) })), ...extra });
+const request = (topic: string, queue: number, bodies: string[], extra: Wire = {}): Wire => ({
+  topic,
+  queue,
+  ack: 3,
+  messages: bodies.map((b) => ({ body: Buffer.from(b) })),
+  ...extra,
+});
 
 describe('ProduceStream', { timeout: 180_000 }, () => {
   let cluster: TestCluster;
@@ -47,8 +53,14 @@ describe('ProduceStream', { timeout: 180_000 }, () => {
     stream.end();
     const status = await ended;
     assert.equal(status.code, grpc.status.OK, status.details);
-    assert.deepEqual(answers.map((a) => Number(a.clientSequence)), Array.from({ length: 200 }, (_, i) => i + 1));
-    assert.deepEqual(answers.map((a) => Number(a.result.baseOffset)), Array.from({ length: 200 }, (_, i) => 2 * i));
+    assert.deepEqual(
+      answers.map((a) => Number(a.clientSequence)),
+      Array.from({ length: 200 }, (_, i) => i + 1),
+    );
+    assert.deepEqual(
+      answers.map((a) => Number(a.result.baseOffset)),
+      Array.from({ length: 200 }, (_, i) => 2 * i),
+    );
     const bodies = await readAll(cluster.client(leader), 'stream', 0, 0, 400);
     assert.deepEqual(bodies.slice(0, 4), ['a1-0', 'a1-1', 'a2-0', 'a2-1']);
   });
@@ -84,18 +96,26 @@ describe('ProduceStream', { timeout: 180_000 }, () => {
     const follower = cluster.groupBrokers('g1').find((b) => b.id !== leader)!;
     // Bounded retries: a follower may not know the leader for a moment (and a loaded box may
     // hold an election); each round is a fresh stream with one request.
-    const error = await waitFor('a redirect naming the leader', 15_000, async () => {
-      const stream = openStream(cluster.client(follower.id).raw);
-      const { answers, ended } = collect(stream);
-      stream.write({ clientSequence: 1, request: request('stream', 0, ['x']) });
-      stream.end();
-      await ended;
-      const e = answers[0]?.error as Wire | undefined;
-      return e && e.leaderId ? e : undefined;
-    }, 200);
+    const error = await waitFor(
+      'a redirect naming the leader',
+      15_000,
+      async () => {
+        const stream = openStream(cluster.client(follower.id).raw);
+        const { answers, ended } = collect(stream);
+        stream.write({ clientSequence: 1, request: request('stream', 0, ['x']) });
+        stream.end();
+        await ended;
+        const e = answers[0]?.error as Wire | undefined;
+        return e?.leaderId ? e : undefined;
+      },
+      200,
+    );
     assert.equal(error.code, grpc.status.FAILED_PRECONDITION);
     assert.match(String(error.details), /is not the leader/);
-    assert.ok(cluster.groupBrokers('g1').some((b) => b.id === error.leaderId && b.id !== follower.id), `names a broker of g1: ${String(error.leaderId)}`);
+    assert.ok(
+      cluster.groupBrokers('g1').some((b) => b.id === error.leaderId && b.id !== follower.id),
+      `names a broker of g1: ${String(error.leaderId)}`,
+    );
   });
 
   test('an idempotent producer pipelining with a sequence gap is told so (sequence_gap), and nothing is stored for it', async () => {
@@ -128,7 +148,8 @@ describe('ProduceStream', { timeout: 180_000 }, () => {
     const stream = openStream(cluster.client(leader).raw);
     const total = 3000;
     let refusedWrites = 0;
-    for (let i = 1; i <= total; i++) if (!stream.write({ clientSequence: i, request: { topic: 'stream', queue: 3, ack: 3, messages: [{ body: Buffer.alloc(100, 0x62) }] } })) refusedWrites++;
+    for (let i = 1; i <= total; i++)
+      if (!stream.write({ clientSequence: i, request: { topic: 'stream', queue: 3, ack: 3, messages: [{ body: Buffer.alloc(100, 0x62) }] } })) refusedWrites++;
     stream.end();
     assert.ok(refusedWrites > 0, 'the client saw backpressure (write() returned false)');
     await sleep(300);
@@ -142,11 +163,21 @@ describe('ProduceStream', { timeout: 180_000 }, () => {
   test('a stream cut mid-way loses no acknowledged request and leaves no half batch', async () => {
     const stream = openStream(cluster.client(leader).raw);
     const acked: number[] = [];
-    stream.on('data', (a: Wire) => { if (a.result) acked.push(Number(a.result.baseOffset)); });
+    stream.on('data', (a: Wire) => {
+      if (a.result) acked.push(Number(a.result.baseOffset));
+    });
     stream.on('error', () => undefined);
     const batch = 10;
     const begin = Number((await cluster.client(leader).call('DescribeTopic', { name: 'stream' })).queues[1].highWatermark);
-    for (let i = 1; i <= 300; i++) stream.write({ clientSequence: i, request: request('stream', 1, Array.from({ length: batch }, (_, j) => `c${i}-${j}`)) });
+    for (let i = 1; i <= 300; i++)
+      stream.write({
+        clientSequence: i,
+        request: request(
+          'stream',
+          1,
+          Array.from({ length: batch }, (_, j) => `c${i}-${j}`),
+        ),
+      });
     await waitFor('some answers', 10_000, () => (acked.length >= 20 ? true : undefined), 1);
     stream.cancel();
     await sleep(500); // requests already proposed finish committing
@@ -155,7 +186,11 @@ describe('ProduceStream', { timeout: 180_000 }, () => {
     assert.equal(bodies.length % batch, 0, 'whole batches only');
     for (let b = 0; b < bodies.length; b += batch) {
       const [request0] = bodies[b]!.split('-');
-      assert.deepEqual(bodies.slice(b, b + batch), Array.from({ length: batch }, (_, j) => `${request0}-${j}`), 'each batch whole and in order');
+      assert.deepEqual(
+        bodies.slice(b, b + batch),
+        Array.from({ length: batch }, (_, j) => `${request0}-${j}`),
+        'each batch whole and in order',
+      );
     }
     for (const offset of acked) assert.ok(offset + batch <= end, `acknowledged batch at ${offset} is stored`);
   });
@@ -193,7 +228,10 @@ describe('ProduceStream with access keys', { timeout: 120_000 }, () => {
     stream.write({ clientSequence: 3, request: request('orders.eu', 0, ['ok-too']) });
     stream.end();
     assert.equal((await ended).code, grpc.status.OK);
-    assert.deepEqual(answers.map((a) => Number(a.clientSequence)), [1, 2, 3]);
+    assert.deepEqual(
+      answers.map((a) => Number(a.clientSequence)),
+      [1, 2, 3],
+    );
     assert.ok(answers[0]!.result && answers[2]!.result);
     assert.equal(answers[1]!.error.code, grpc.status.PERMISSION_DENIED);
     assert.match(answers[1]!.error.details, /may not produce topic "private"/);

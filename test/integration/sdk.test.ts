@@ -39,7 +39,9 @@ describe('SDK options', () => {
 
 describe('idempotent producer and consumer group', { timeout: 300_000 }, () => {
   let cluster: TestCluster;
-  before(async () => { cluster = await TestCluster.start(); });
+  before(async () => {
+    cluster = await TestCluster.start();
+  });
   after(async () => cluster?.stop());
 
   test('20,000 messages sent while the leader is killed twice are read back exactly once, each queue in order', async () => {
@@ -51,7 +53,13 @@ describe('idempotent producer and consumer group', { timeout: 300_000 }, () => {
     const killAt = new Set([5000, 12_000]);
     for (let start = 0; start < total; start += 1000) {
       let chunkAcked = 0;
-      const sends = Promise.all(Array.from({ length: 1000 }, (_, i) => producer.send('idem', { body: String(start + i) }).then(() => { chunkAcked++; })));
+      const sends = Promise.all(
+        Array.from({ length: 1000 }, (_, i) =>
+          producer.send('idem', { body: String(start + i) }).then(() => {
+            chunkAcked++;
+          }),
+        ),
+      );
       if (killAt.has(start)) {
         // Kill the leader while this chunk is in flight (some of it acked, most not yet); bring
         // it back once the chunk is acked.
@@ -67,7 +75,17 @@ describe('idempotent producer and consumer group', { timeout: 300_000 }, () => {
     await restartAll(cluster);
 
     const received = new Map<number, number[]>();
-    const members = [0, 1].map((i) => new Consumer({ brokers: addresses(cluster), group: 'readers', topic: 'idem', memberId: `reader-${i}`, heartbeatIntervalMs: 200, autoCommitIntervalMs: 200 }));
+    const members = [0, 1].map(
+      (i) =>
+        new Consumer({
+          brokers: addresses(cluster),
+          group: 'readers',
+          topic: 'idem',
+          memberId: `reader-${i}`,
+          heartbeatIntervalMs: 200,
+          autoCommitIntervalMs: 200,
+        }),
+    );
     let count = 0;
     const handler = (m: Delivery): void => {
       const list = received.get(m.queue) ?? [];
@@ -83,7 +101,10 @@ describe('idempotent producer and consumer group', { timeout: 300_000 }, () => {
     const all = [...received.values()].flat();
     assert.equal(all.length, total, `consumed ${all.length} messages`);
     assert.equal(new Set(all).size, total, 'duplicates were consumed');
-    assert.deepEqual([...new Set(all)].sort((a, b) => a - b), Array.from({ length: total }, (_, i) => i));
+    assert.deepEqual(
+      [...new Set(all)].sort((a, b) => a - b),
+      Array.from({ length: total }, (_, i) => i),
+    );
     for (const [queue, bodies] of received) {
       for (let i = 1; i < bodies.length; i++) assert.ok(bodies[i]! > bodies[i - 1]!, `queue ${queue} out of order at ${i}: ${bodies[i - 1]} then ${bodies[i]}`);
     }
@@ -96,8 +117,12 @@ describe('idempotent producer and consumer group', { timeout: 300_000 }, () => {
     const seen: string[] = [];
     const a = new Consumer({ brokers: addresses(cluster), group: 'rg', topic: 'rebal', memberId: 'a', heartbeatIntervalMs: 100 });
     const b = new Consumer({ brokers: addresses(cluster), group: 'rg', topic: 'rebal', memberId: 'b', heartbeatIntervalMs: 100 });
-    await a.start((m) => { seen.push(`a:${m.body.toString()}`); });
-    await b.start((m) => { seen.push(`b:${m.body.toString()}`); });
+    await a.start((m) => {
+      seen.push(`a:${m.body.toString()}`);
+    });
+    await b.start((m) => {
+      seen.push(`b:${m.body.toString()}`);
+    });
     await waitFor('two queues each', 10_000, () => (a.assignment().topic.length === 2 && b.assignment().topic.length === 2 ? true : undefined));
     assert.deepEqual(a.assignment().topic, [0, 2]);
     assert.deepEqual(b.assignment().topic, [1, 3]);
@@ -106,7 +131,9 @@ describe('idempotent producer and consumer group', { timeout: 300_000 }, () => {
     const producer = new Producer({ brokers: addresses(cluster), lingerMs: 0 });
     for (let q = 0; q < 4; q++) await producer.send('rebal', { body: `after-${q}` }, { queue: q });
     await producer.close();
-    await waitFor('every message after the rebalance at the remaining consumer', 10_000, () => (seen.filter((s) => s.startsWith('a:after-')).length === 4 ? true : undefined));
+    await waitFor('every message after the rebalance at the remaining consumer', 10_000, () =>
+      seen.filter((s) => s.startsWith('a:after-')).length === 4 ? true : undefined,
+    );
     assert.equal(seen.filter((s) => s.startsWith('b:after-')).length, 0);
     await a.close();
   });
@@ -115,7 +142,13 @@ describe('idempotent producer and consumer group', { timeout: 300_000 }, () => {
     const admin = new MambaClient({ brokers: addresses(cluster) });
     await admin.createTopic('jobs', 1);
     const attempts: number[] = [];
-    const consumer = new Consumer({ brokers: addresses(cluster), group: 'workers', topic: 'jobs', heartbeatIntervalMs: 100, nack: { attemptsMax: 3, delayMsInitial: 100, delayMsMax: 400 } });
+    const consumer = new Consumer({
+      brokers: addresses(cluster),
+      group: 'workers',
+      topic: 'jobs',
+      heartbeatIntervalMs: 100,
+      nack: { attemptsMax: 3, delayMsInitial: 100, delayMsMax: 400 },
+    });
     await consumer.start((m) => {
       if (m.body.toString() === 'poison') {
         attempts.push(m.attempt);
@@ -125,10 +158,15 @@ describe('idempotent producer and consumer group', { timeout: 300_000 }, () => {
     const producer = new Producer({ brokers: addresses(cluster), lingerMs: 0 });
     await producer.send('jobs', { body: 'poison' });
     await producer.close();
-    const dead = await waitFor('the poison message in the dead-letter queue', 20_000, async () => {
-      const r = await admin.read(deadLetterTopicOf('jobs'), 0, 0).catch(() => null);
-      return r && r.messages.length ? r.messages : undefined;
-    }, 200);
+    const dead = await waitFor(
+      'the poison message in the dead-letter queue',
+      20_000,
+      async () => {
+        const r = await admin.read(deadLetterTopicOf('jobs'), 0, 0).catch(() => null);
+        return r?.messages.length ? r.messages : undefined;
+      },
+      200,
+    );
     await consumer.close();
     admin.close();
     assert.deepEqual(attempts, [1, 2, 3]);
@@ -142,17 +180,29 @@ describe('idempotent producer and consumer group', { timeout: 300_000 }, () => {
 
 describe('when no group accepts', { timeout: 180_000 }, () => {
   let cluster: TestCluster;
-  before(async () => { cluster = await TestCluster.start(); });
+  before(async () => {
+    cluster = await TestCluster.start();
+  });
   after(async () => cluster?.stop());
 
   test('buffer mode holds messages while every broker is down and delivers them when the group returns', async () => {
     const admin = new MambaClient({ brokers: addresses(cluster) });
     await admin.createTopic('held', 2);
-    const producer = new Producer({ brokers: addresses(cluster), whenUnavailable: 'buffer', lingerMs: 0, requestTimeoutMs: 500, retry: { attemptsMax: 2, backoffMsInitial: 20, backoffMsMax: 200 } });
+    const producer = new Producer({
+      brokers: addresses(cluster),
+      whenUnavailable: 'buffer',
+      lingerMs: 0,
+      requestTimeoutMs: 500,
+      retry: { attemptsMax: 2, backoffMsInitial: 20, backoffMsMax: 200 },
+    });
     await producer.send('held', { body: 'warm-up' }, { queue: 0 }); // routes are known before the outage
     for (const b of cluster.brokers) await cluster.kill(b.id);
     let acked = 0;
-    const sends = Array.from({ length: 50 }, (_, i) => producer.send('held', { body: `held-${i}` }, { queue: i % 2 }).then(() => { acked++; }));
+    const sends = Array.from({ length: 50 }, (_, i) =>
+      producer.send('held', { body: `held-${i}` }, { queue: i % 2 }).then(() => {
+        acked++;
+      }),
+    );
     await assertHoldsFor('no message acknowledged while every broker is down', 2000, () => acked === 0);
     await restartAll(cluster);
     await Promise.all(sends);
@@ -161,7 +211,9 @@ describe('when no group accepts', { timeout: 180_000 }, () => {
     // The read may land on a follower, which learns the high watermark a moment after the ack.
     const expected = Array.from({ length: 50 }, (_, i) => `held-${i}`).sort();
     const bodies = await waitFor('the held messages to be readable', 5000, async () => {
-      const read = [...(await admin.read('held', 0, 0)).messages, ...(await admin.read('held', 1, 0)).messages].map((m) => m.body.toString()).filter((b) => b.startsWith('held-'));
+      const read = [...(await admin.read('held', 0, 0)).messages, ...(await admin.read('held', 1, 0)).messages]
+        .map((m) => m.body.toString())
+        .filter((b) => b.startsWith('held-'));
       return read.length === 50 ? read : undefined;
     });
     admin.close();
@@ -172,11 +224,19 @@ describe('when no group accepts', { timeout: 180_000 }, () => {
     const admin = new MambaClient({ brokers: addresses(cluster) });
     await admin.createTopic('lossy', 1).catch(() => undefined);
     admin.close();
-    const producer = new Producer({ brokers: addresses(cluster), whenUnavailable: 'drop', lingerMs: 0, requestTimeoutMs: 300, retry: { attemptsMax: 2, backoffMsInitial: 10, backoffMsMax: 50 } });
+    const producer = new Producer({
+      brokers: addresses(cluster),
+      whenUnavailable: 'drop',
+      lingerMs: 0,
+      requestTimeoutMs: 300,
+      retry: { attemptsMax: 2, backoffMsInitial: 10, backoffMsMax: 50 },
+    });
     await producer.send('lossy', { body: 'warm-up' });
     const before = (await register.getSingleMetric('mamba_client_dropped_messages_total')?.get())?.values.find((v) => v.labels.topic === 'lossy')?.value ?? 0;
     let evented = 0;
-    producer.on('drop', (e: { count: number }) => { evented += e.count; });
+    producer.on('drop', (e: { count: number }) => {
+      evented += e.count;
+    });
     for (const b of cluster.brokers) await cluster.kill(b.id);
     const outcomes = await Promise.allSettled(Array.from({ length: 37 }, (_, i) => producer.send('lossy', { body: `x${i}` })));
     const dropped = outcomes.filter((o) => o.status === 'rejected' && o.reason instanceof DroppedError).length;
@@ -192,18 +252,29 @@ describe('when no group accepts', { timeout: 180_000 }, () => {
 
 describe('round-robin over two groups', { timeout: 180_000 }, () => {
   let cluster: TestCluster;
-  before(async () => { cluster = await TestCluster.start({ groups: 2 }); });
+  before(async () => {
+    cluster = await TestCluster.start({ groups: 2 });
+  });
   after(async () => cluster?.stop());
 
   test('sends alternate over both groups, and move to the other group while one is down', async () => {
     const admin = new MambaClient({ brokers: addresses(cluster) });
     await admin.createTopic('spread-rr', 4);
-    const producer = new Producer({ brokers: addresses(cluster), lingerMs: 0, requestTimeoutMs: 500, groupFailuresMax: 2, retry: { attemptsMax: 20, backoffMsInitial: 10, backoffMsMax: 100 } });
+    const producer = new Producer({
+      brokers: addresses(cluster),
+      lingerMs: 0,
+      requestTimeoutMs: 500,
+      groupFailuresMax: 2,
+      retry: { attemptsMax: 20, backoffMsInitial: 10, backoffMsMax: 100 },
+    });
     const first = await Promise.all(Array.from({ length: 8 }, (_, i) => producer.send('spread-rr', { body: `a${i}` })));
     assert.deepEqual(first.map((s) => s.queue).sort(), [0, 0, 1, 1, 2, 2, 3, 3], 'round-robin over every queue of both groups');
     for (const b of cluster.groupBrokers('g2')) await cluster.kill(b.id);
     const during = await Promise.all(Array.from({ length: 20 }, (_, i) => producer.send('spread-rr', { body: `b${i}` })));
-    assert.ok(during.every((s) => s.queue % 2 === 0), `with g2 down every message must land in g1's queues: ${during.map((s) => s.queue).join(',')}`);
+    assert.ok(
+      during.every((s) => s.queue % 2 === 0),
+      `with g2 down every message must land in g1's queues: ${during.map((s) => s.queue).join(',')}`,
+    );
     await producer.close();
     const stored: string[] = [];
     for (const queue of [0, 2]) stored.push(...(await admin.read('spread-rr', queue, 0)).messages.map((m) => m.body.toString()));

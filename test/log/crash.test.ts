@@ -61,4 +61,3 @@ describe('crash (kill -9) in sync mode', () => {
     }
   });
 });
-

@@ -27,7 +27,11 @@ async function writeLog(batchCount: number): Promise<Written> {
 }
 
 function segmentFiles(dir: string): string[] {
-  return fs.readdirSync(dir).filter((name) => name.endsWith('.log')).sort().map((name) => join(dir, name));
+  return fs
+    .readdirSync(dir)
+    .filter((name) => name.endsWith('.log'))
+    .sort()
+    .map((name) => join(dir, name));
 }
 
 /** Reads batch by batch; a damaged one must throw a corrupt error, never be returned. */
@@ -92,7 +96,10 @@ describe('recovery from damage', () => {
           assert.equal(stored.length, keptCount);
           stored.forEach((bytes, index) => assert.ok(bytes.equals(written.batches[index]!)));
           if (keptCount < written.batches.length && cut > positions[whole.length]!) {
-            assert.ok(captured.events.some((event) => event.event === 'log.truncated'), 'truncation logged');
+            assert.ok(
+              captured.events.some((event) => event.event === 'log.truncated'),
+              'truncation logged',
+            );
           }
           // The cut stays cut: appending again and reopening serves only new bytes.
           const next = appendBatch(log, makeBatch(999, 2, 64), 9);
@@ -121,7 +128,7 @@ describe('recovery from damage', () => {
           for (const spot of spots) {
             const file = targets[Math.floor(spot * targets.length) % targets.length]!;
             const bytes = fs.readFileSync(file);
-            const position = segmentHeaderBytes + Math.floor(spot * 7919) % (4096 - segmentHeaderBytes);
+            const position = segmentHeaderBytes + (Math.floor(spot * 7919) % (4096 - segmentHeaderBytes));
             bytes[position]! ^= 0x5a;
             fs.writeFileSync(file, bytes);
             firstDamagedOffset = Math.min(firstDamagedOffset, Number(file.slice(-24, -4)));
@@ -157,7 +164,10 @@ describe('recovery from damage', () => {
     for (const damage of ['delete', 'garble-header', 'garble-entries', 'truncate'] as const) {
       const written = await writeLog(40);
       try {
-        const indexes = fs.readdirSync(written.dir).filter((name) => name.endsWith('.index')).map((name) => join(written.dir, name));
+        const indexes = fs
+          .readdirSync(written.dir)
+          .filter((name) => name.endsWith('.index'))
+          .map((name) => join(written.dir, name));
         for (const file of indexes) {
           if (damage === 'delete') fs.rmSync(file);
           if (damage === 'truncate') fs.truncateSync(file, 10);
@@ -173,8 +183,14 @@ describe('recovery from damage', () => {
         const stored = readAll(log);
         assert.equal(stored.length, written.batches.length, damage);
         stored.forEach((bytes, index) => assert.ok(bytes.equals(written.batches[index]!), `${damage}: batch ${index}`));
-        assert.ok(captured.events.some((event) => event.event === 'log.index.rebuilt'), `${damage}: rebuild logged`);
-        assert.deepEqual(log.epochStartOffsets().map((entry) => entry.epoch), [1, 2, 3]);
+        assert.ok(
+          captured.events.some((event) => event.event === 'log.index.rebuilt'),
+          `${damage}: rebuild logged`,
+        );
+        assert.deepEqual(
+          log.epochStartOffsets().map((entry) => entry.epoch),
+          [1, 2, 3],
+        );
         await log.close();
       } finally {
         written.remove();

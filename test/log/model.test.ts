@@ -21,8 +21,19 @@ type Command =
   | { kind: 'retention'; bytesMax: number };
 
 const command: fc.Arbitrary<Command> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ kind: fc.constant('append' as const), recordCount: fc.integer({ min: 1, max: 4 }), valueBytes: fc.integer({ min: 0, max: 700 }), epochBump: fc.boolean() }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('read' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), maxBytes: fc.integer({ min: 1, max: 6000 }) }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      kind: fc.constant('append' as const),
+      recordCount: fc.integer({ min: 1, max: 4 }),
+      valueBytes: fc.integer({ min: 0, max: 700 }),
+      epochBump: fc.boolean(),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ kind: fc.constant('read' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), maxBytes: fc.integer({ min: 1, max: 6000 }) }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'reopen' as const }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('retention' as const), bytesMax: fc.integer({ min: 0, max: 30000 }) }) },
@@ -66,7 +77,7 @@ async function runCommands(commands: Command[], segmentBytes: number): Promise<v
         model.push({ baseOffset: endOffset, recordCount: step.recordCount, epoch, bytes });
       } else if (step.kind === 'read' && model.length > 0) {
         const target = model[Math.min(model.length - 1, Math.floor(step.at * model.length))]!;
-        const offset = target.baseOffset + Math.floor(step.at * 1000) % target.recordCount;
+        const offset = target.baseOffset + (Math.floor(step.at * 1000) % target.recordCount);
         const batches = log.read(offset, step.maxBytes);
         const first = model.indexOf(target);
         assert.ok(batches.length >= 1, 'at least one batch');
@@ -102,10 +113,9 @@ async function runCommands(commands: Command[], segmentBytes: number): Promise<v
 
 describe('segment log against a model', () => {
   it('agrees on offsets, bytes, reads and epoch history over random operation sequences', async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 80, size: 'max' }), fc.constantFrom(4096, 8192, 16384), runCommands),
-      { numRuns: 60 },
-    );
+    await fc.assert(fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 80, size: 'max' }), fc.constantFrom(4096, 8192, 16384), runCommands), {
+      numRuns: 60,
+    });
   });
 
   it('waitDurable and onDurable report every sync-mode append as durable', async () => {
@@ -118,7 +128,11 @@ describe('segment log against a model', () => {
       assert.equal(log.writtenOffset, 40);
       await log.waitDurable(40);
       assert.equal(log.durableOffset, 40);
-      assert.deepEqual(seen, [...seen].sort((a, b) => a - b), 'monotonic');
+      assert.deepEqual(
+        seen,
+        [...seen].sort((a, b) => a - b),
+        'monotonic',
+      );
       assert.equal(seen[seen.length - 1], 40);
       assert.ok(log.stats.flushCount < 20, 'appends in one run share flushes (group commit)');
       unsubscribe();

@@ -17,7 +17,10 @@ async function filledLog(dir: string, count: number): Promise<void> {
 }
 
 function segmentFiles(dir: string): string[] {
-  return fs.readdirSync(dir).filter((name) => name.endsWith('.log')).sort();
+  return fs
+    .readdirSync(dir)
+    .filter((name) => name.endsWith('.log'))
+    .sort();
 }
 
 function flipBit(file: string, position: number): void {

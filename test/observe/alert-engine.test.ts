@@ -10,7 +10,19 @@ import { EmailNotifier, WebhookNotifier, notificationOf, type AlertNotification 
 import { ConfigError } from '../../src/validation.js';
 
 function rule(fields: Partial<AlertRule> = {}): AlertRule {
-  return { name: 'LagHigh', metric: 'lag_seconds', match: {}, condition: '>', threshold: 10, forMs: 3000, severity: 'critical', labels: { team: 'storage' }, summary: 'lag', repeatIntervalMs: null, ...fields };
+  return {
+    name: 'LagHigh',
+    metric: 'lag_seconds',
+    match: {},
+    condition: '>',
+    threshold: 10,
+    forMs: 3000,
+    severity: 'critical',
+    labels: { team: 'storage' },
+    summary: 'lag',
+    repeatIntervalMs: null,
+    ...fields,
+  };
 }
 
 function at(value: number | null, labels: Record<string, string> = { follower: 'b2' }, metric = 'lag_seconds'): Map<string, Sample[]> {
@@ -35,35 +47,86 @@ test('a condition must hold for the for-duration before the alert fires; a short
   assert.deepEqual(fired[0]!.labels, { follower: 'b2', team: 'storage' }, 'series labels plus rule labels');
   assert.deepEqual(engine.evaluate(at(25), 6000), [], 'still firing: no repeat before the interval');
   const resolved = engine.evaluate(at(1), 7000);
-  assert.deepEqual(resolved.map((e) => [e.status, e.resolvedAtMs, e.value]), [['resolved', 7000, 25]]);
+  assert.deepEqual(
+    resolved.map((e) => [e.status, e.resolvedAtMs, e.value]),
+    [['resolved', 7000, 25]],
+  );
   assert.deepEqual(engine.active(), []);
 });
 
 test('a firing alert repeats every repeat interval (the rule may override it), and resolves when its series disappears', () => {
   const engine = new AlertEngine([rule({ forMs: 0 }), rule({ name: 'Fast', forMs: 0, repeatIntervalMs: 1000 })], { repeatIntervalMs: 10_000 });
-  assert.deepEqual(engine.evaluate(at(20), 0).map((e) => [e.rule.name, e.status, e.repeat]), [['LagHigh', 'firing', false], ['Fast', 'firing', false]]);
-  assert.deepEqual(engine.evaluate(at(20), 999).map((e) => e.rule.name), []);
-  assert.deepEqual(engine.evaluate(at(20), 1000).map((e) => [e.rule.name, e.repeat]), [['Fast', true]]);
-  assert.deepEqual(engine.evaluate(at(20), 10_000).map((e) => [e.rule.name, e.repeat]), [['LagHigh', true], ['Fast', true]]);
-  assert.deepEqual(engine.evaluate(at(null), 11_000).map((e) => [e.rule.name, e.status]), [['LagHigh', 'resolved'], ['Fast', 'resolved']]);
+  assert.deepEqual(
+    engine.evaluate(at(20), 0).map((e) => [e.rule.name, e.status, e.repeat]),
+    [
+      ['LagHigh', 'firing', false],
+      ['Fast', 'firing', false],
+    ],
+  );
+  assert.deepEqual(
+    engine.evaluate(at(20), 999).map((e) => e.rule.name),
+    [],
+  );
+  assert.deepEqual(
+    engine.evaluate(at(20), 1000).map((e) => [e.rule.name, e.repeat]),
+    [['Fast', true]],
+  );
+  assert.deepEqual(
+    engine.evaluate(at(20), 10_000).map((e) => [e.rule.name, e.repeat]),
+    [
+      ['LagHigh', true],
+      ['Fast', true],
+    ],
+  );
+  assert.deepEqual(
+    engine.evaluate(at(null), 11_000).map((e) => [e.rule.name, e.status]),
+    [
+      ['LagHigh', 'resolved'],
+      ['Fast', 'resolved'],
+    ],
+  );
 });
 
 test('each series is its own alert, and match filters series', () => {
   const engine = new AlertEngine([rule({ forMs: 0, match: { group: 'g1' } })], { repeatIntervalMs: 60_000 });
-  const samples = new Map([['lag_seconds', [
-    { labels: { group: 'g1', follower: 'b2' }, value: 30 },
-    { labels: { group: 'g1', follower: 'b3' }, value: 1 },
-    { labels: { group: 'g2', follower: 'b5' }, value: 99 },
-  ]]]);
-  assert.deepEqual(engine.evaluate(samples, 0).map((e) => e.labels.follower), ['b2']);
+  const samples = new Map([
+    [
+      'lag_seconds',
+      [
+        { labels: { group: 'g1', follower: 'b2' }, value: 30 },
+        { labels: { group: 'g1', follower: 'b3' }, value: 1 },
+        { labels: { group: 'g2', follower: 'b5' }, value: 99 },
+      ],
+    ],
+  ]);
+  assert.deepEqual(
+    engine.evaluate(samples, 0).map((e) => e.labels.follower),
+    ['b2'],
+  );
   samples.get('lag_seconds')![1]!.value = 40;
-  assert.deepEqual(engine.evaluate(samples, 1).map((e) => e.labels.follower), ['b3']);
+  assert.deepEqual(
+    engine.evaluate(samples, 1).map((e) => e.labels.follower),
+    ['b3'],
+  );
   samples.get('lag_seconds')![0]!.value = 0;
-  assert.deepEqual(engine.evaluate(samples, 2).map((e) => [e.labels.follower, e.status]), [['b2', 'resolved']]);
+  assert.deepEqual(
+    engine.evaluate(samples, 2).map((e) => [e.labels.follower, e.status]),
+    [['b2', 'resolved']],
+  );
 });
 
 test('every comparison operator compares against the threshold', () => {
-  const cases: Array<[AlertRule['condition'], number, boolean]> = [['>', 10, false], ['>', 11, true], ['<', 9, true], ['<', 10, false], ['>=', 10, true], ['<=', 10, true], ['<=', 11, false], ['==', 10, true], ['==', 10.5, false]];
+  const cases: Array<[AlertRule['condition'], number, boolean]> = [
+    ['>', 10, false],
+    ['>', 11, true],
+    ['<', 9, true],
+    ['<', 10, false],
+    ['>=', 10, true],
+    ['<=', 10, true],
+    ['<=', 11, false],
+    ['==', 10, true],
+    ['==', 10.5, false],
+  ];
   for (const [condition, value, fires] of cases) {
     const engine = new AlertEngine([rule({ condition, forMs: 0 })], { repeatIntervalMs: 60_000 });
     assert.equal(engine.evaluate(at(value), 0).length, fires ? 1 : 0, `${value} ${condition} 10`);
@@ -86,9 +149,16 @@ test('increasing: fires when a series has not gone down for the for-duration and
   assert.deepEqual(engine.evaluate(b(103), 5000), [], 'grew again: pending from 101');
   assert.deepEqual(engine.evaluate(b(104), 9000), [], 'held 4 s but grew only 3 (threshold 5)');
   const fired = engine.evaluate(b(107), 10_000);
-  assert.deepEqual(fired.map((e) => [e.status, e.value, e.activeSinceMs]), [['firing', 107, 5000]]);
+  assert.deepEqual(
+    fired.map((e) => [e.status, e.value, e.activeSinceMs]),
+    [['firing', 107, 5000]],
+  );
   assert.deepEqual(engine.evaluate(b(107), 11_000), [], 'flat keeps it firing');
-  assert.deepEqual(engine.evaluate(b(50), 12_000).map((e) => e.status), ['resolved'], 'consumers caught up');
+  assert.deepEqual(
+    engine.evaluate(b(50), 12_000).map((e) => e.status),
+    ['resolved'],
+    'consumers caught up',
+  );
 });
 
 test('the engine bounds the alerts it tracks', () => {
@@ -106,12 +176,21 @@ test('the evaluation clock may not go back', () => {
 });
 
 test('rules files: durations, defaults, and errors that name the key', () => {
-  const rules = parseRules([
-    'rules:',
-    '  - { name: Lag, metric: mamba_replication_lag_seconds, condition: ">", threshold: 1, for: 1s, severity: critical, labels: { page: "yes" } }',
-    '  - { name: Growing, metric: mamba_consumer_backlog_messages, condition: increasing, for: 5m, repeatInterval: 1h, match: { topic: orders } }',
-  ].join('\n'), 'rules.yaml');
-  assert.deepEqual(rules.map((r) => [r.name, r.condition, r.threshold, r.forMs, r.severity, r.repeatIntervalMs]), [['Lag', '>', 1, 1000, 'critical', null], ['Growing', 'increasing', 0, 300_000, 'warning', 3_600_000]]);
+  const rules = parseRules(
+    [
+      'rules:',
+      '  - { name: Lag, metric: mamba_replication_lag_seconds, condition: ">", threshold: 1, for: 1s, severity: critical, labels: { page: "yes" } }',
+      '  - { name: Growing, metric: mamba_consumer_backlog_messages, condition: increasing, for: 5m, repeatInterval: 1h, match: { topic: orders } }',
+    ].join('\n'),
+    'rules.yaml',
+  );
+  assert.deepEqual(
+    rules.map((r) => [r.name, r.condition, r.threshold, r.forMs, r.severity, r.repeatIntervalMs]),
+    [
+      ['Lag', '>', 1, 1000, 'critical', null],
+      ['Growing', 'increasing', 0, 300_000, 'warning', 3_600_000],
+    ],
+  );
   assert.deepEqual(rules[0]!.labels, { page: 'yes' });
   assert.deepEqual(rules[1]!.match, { topic: 'orders' });
   const bad: Array<[string, RegExp]> = [
@@ -121,16 +200,30 @@ test('rules files: durations, defaults, and errors that name the key', () => {
     ['rules: [{ name: A, metric: "bad-name", condition: ">", threshold: 1 }]', /rules\[0\]\.metric/],
     ['rules: [{ name: A, metric: m, condition: ">", threshold: 1, severity: loud }]', /rules\[0\]\.severity/],
     ['rules: [{ name: A, metric: m, condition: ">", threshold: 1, treshold: 2 }]', /rules\[0\]\.treshold: unknown key/],
-    ['rules: [{ name: A, metric: m, condition: ">", threshold: 1 }, { name: A, metric: n, condition: ">", threshold: 1 }]', /rules\[1\]\.name: rule name "A" is used twice/],
+    [
+      'rules: [{ name: A, metric: m, condition: ">", threshold: 1 }, { name: A, metric: n, condition: ">", threshold: 1 }]',
+      /rules\[1\]\.name: rule name "A" is used twice/,
+    ],
   ];
-  for (const [text, message] of bad) assert.throws(() => parseRules(text, 'rules.yaml'), (e: Error) => e instanceof ConfigError && message.test(e.message) && e.message.startsWith('rules.yaml: '), text);
+  for (const [text, message] of bad)
+    assert.throws(
+      () => parseRules(text, 'rules.yaml'),
+      (e: Error) => e instanceof ConfigError && message.test(e.message) && e.message.startsWith('rules.yaml: '),
+      text,
+    );
 });
 
 test('the default rules cover lag, leaderless groups, disk, backlog growth, committed data divergence, recovery and memory', () => {
   const rules = defaultRules(1234 * 1024 * 1024);
   const byName = new Map(rules.map((r) => [r.name, r]));
-  assert.deepEqual([...byName.keys()], ['ReplicationLagHigh', 'GroupWithoutLeader', 'DiskUsageHigh', 'ConsumerBacklogGrowing', 'CommittedDataDivergence', 'ReplicaRecovering', 'MemoryOverLimit']);
-  assert.deepEqual([byName.get('CommittedDataDivergence')!.metric, byName.get('CommittedDataDivergence')!.severity], ['mamba_replica_committed_data_divergence', 'critical']);
+  assert.deepEqual(
+    [...byName.keys()],
+    ['ReplicationLagHigh', 'GroupWithoutLeader', 'DiskUsageHigh', 'ConsumerBacklogGrowing', 'CommittedDataDivergence', 'ReplicaRecovering', 'MemoryOverLimit'],
+  );
+  assert.deepEqual(
+    [byName.get('CommittedDataDivergence')!.metric, byName.get('CommittedDataDivergence')!.severity],
+    ['mamba_replica_committed_data_divergence', 'critical'],
+  );
   assert.deepEqual([byName.get('ReplicationLagHigh')!.metric, byName.get('ReplicationLagHigh')!.threshold], ['mamba_replication_lag_seconds', 30]);
   assert.deepEqual([byName.get('GroupWithoutLeader')!.condition, byName.get('GroupWithoutLeader')!.forMs], ['==', 5000]);
   assert.equal(byName.get('DiskUsageHigh')!.threshold, 0.85);
@@ -160,10 +253,24 @@ test('the webhook notifier POSTs the notification as JSON and fails on a non-2xx
     const notifier = new WebhookNotifier(url, 2000);
     await notifier.notify(sampleNotification());
     assert.deepEqual(bodies[0], {
-      method: 'POST', type: 'application/json',
+      method: 'POST',
+      type: 'application/json',
       body: {
-        status: 'firing', repeat: false, alert: 'LagHigh', severity: 'critical', summary: 'lag', metric: 'lag_seconds', condition: '>', threshold: 10, value: 42,
-        labels: { follower: 'b2', team: 'storage' }, broker: 'b1', group: 'g1', activeSince: '2026-01-02T03:04:05.000Z', firedAt: '2026-01-02T03:04:05.000Z', resolvedAt: null,
+        status: 'firing',
+        repeat: false,
+        alert: 'LagHigh',
+        severity: 'critical',
+        summary: 'lag',
+        metric: 'lag_seconds',
+        condition: '>',
+        threshold: 10,
+        value: 42,
+        labels: { follower: 'b2', team: 'storage' },
+        broker: 'b1',
+        group: 'g1',
+        activeSince: '2026-01-02T03:04:05.000Z',
+        firedAt: '2026-01-02T03:04:05.000Z',
+        resolvedAt: null,
       },
     });
     status = 500;
@@ -200,20 +307,38 @@ function fakeSmtp(): Promise<{ port: number; mails: Array<{ from: string; to: st
         }
         const verb = line.slice(0, 4).toUpperCase();
         if (verb === 'EHLO' || verb === 'HELO') socket.write('250-localhost\r\n250 8BITMIME\r\n');
-        else if (verb === 'MAIL') { mail.from = /<([^>]*)>/.exec(line)?.[1] ?? ''; socket.write('250 ok\r\n'); }
-        else if (verb === 'RCPT') { mail.to.push(/<([^>]*)>/.exec(line)?.[1] ?? ''); socket.write('250 ok\r\n'); }
-        else if (verb === 'DATA') { inData = true; socket.write('354 go ahead\r\n'); }
-        else if (verb === 'QUIT') { socket.end('221 bye\r\n'); }
-        else socket.write('250 ok\r\n');
+        else if (verb === 'MAIL') {
+          mail.from = /<([^>]*)>/.exec(line)?.[1] ?? '';
+          socket.write('250 ok\r\n');
+        } else if (verb === 'RCPT') {
+          mail.to.push(/<([^>]*)>/.exec(line)?.[1] ?? '');
+          socket.write('250 ok\r\n');
+        } else if (verb === 'DATA') {
+          inData = true;
+          socket.write('354 go ahead\r\n');
+        } else if (verb === 'QUIT') {
+          socket.end('221 bye\r\n');
+        } else socket.write('250 ok\r\n');
       }
     });
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ port: (server.address() as AddressInfo).port, mails, close: () => server.close() })));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve({ port: (server.address() as AddressInfo).port, mails, close: () => server.close() })),
+  );
 }
 
 test('the e-mail notifier sends the alert over SMTP to every recipient', async () => {
   const smtp = await fakeSmtp();
-  const notifier = new EmailNotifier({ host: '127.0.0.1', port: smtp.port, secure: false, user: '', password: '', from: 'mamba@example.org', to: ['ops@example.org', 'oncall@example.org'], timeoutMs: 5000 });
+  const notifier = new EmailNotifier({
+    host: '127.0.0.1',
+    port: smtp.port,
+    secure: false,
+    user: '',
+    password: '',
+    from: 'mamba@example.org',
+    to: ['ops@example.org', 'oncall@example.org'],
+    timeoutMs: 5000,
+  });
   try {
     await notifier.notify(sampleNotification());
     assert.equal(smtp.mails.length, 1);

@@ -29,17 +29,20 @@ before(async () => {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   rulesDir = mkdtempSync(join(tmpdir(), 'mamba-rules-'));
   const rulesFile = join(rulesDir, 'rules.yaml');
-  writeFileSync(rulesFile, [
-    'rules:',
-    '  - name: ReplicationLagHigh',
-    '    metric: mamba_replication_lag_seconds',
-    '    condition: ">"',
-    '    threshold: 1',
-    '    for: 1s',
-    '    severity: critical',
-    '    labels: { team: storage }',
-    '    summary: A follower is over 1 s behind',
-  ].join('\n'));
+  writeFileSync(
+    rulesFile,
+    [
+      'rules:',
+      '  - name: ReplicationLagHigh',
+      '    metric: mamba_replication_lag_seconds',
+      '    condition: ">"',
+      '    threshold: 1',
+      '    for: 1s',
+      '    severity: critical',
+      '    labels: { team: storage }',
+      '    summary: A follower is over 1 s behind',
+    ].join('\n'),
+  );
   const webhookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/alerts`;
   cluster = await TestCluster.start({ settings: { alerts: { rulesFile, webhookUrl, evaluationIntervalMs: 200 } } });
 });
@@ -62,10 +65,15 @@ test('a paused follower fires the lag alert on the leader, and resolves it once 
   cluster.signal(follower, 'SIGSTOP');
   try {
     // Keep the high watermark moving (the other follower makes the quorum) so the paused one falls behind.
-    const firing = await waitFor('the firing notification', 15_000, async () => {
-      await client.produce(topic, 0, [Buffer.from('tick')]);
-      return received.find((n) => n.status === 'firing');
-    }, 100);
+    const firing = await waitFor(
+      'the firing notification',
+      15_000,
+      async () => {
+        await client.produce(topic, 0, [Buffer.from('tick')]);
+        return received.find((n) => n.status === 'firing');
+      },
+      100,
+    );
     assert.equal(firing.alert, 'ReplicationLagHigh');
     assert.equal(firing.severity, 'critical');
     assert.equal(firing.broker, leader);

@@ -58,12 +58,31 @@ test('a live broker serves strict Prometheus text with every metric the design n
   await cluster.client(leader).call('CreateTopic', { name: topic, queues: 1 });
   const { families, text } = await scrape(leader);
   const required = [
-    'mamba_produced_messages_total', 'mamba_produced_bytes_total', 'mamba_consumed_messages_total', 'mamba_consumed_bytes_total',
-    'mamba_network_received_bytes_total', 'mamba_network_sent_bytes_total', 'mamba_log_append_seconds', 'mamba_commit_latency_seconds',
-    'mamba_end_to_end_delay_seconds', 'mamba_replication_lag_offsets', 'mamba_replication_lag_seconds', 'mamba_high_watermark',
-    'mamba_leader_epoch', 'mamba_leader_changes_total', 'mamba_elections_total', 'mamba_consumer_backlog_messages', 'mamba_log_segments',
-    'mamba_log_size_bytes', 'mamba_disk_free_bytes', 'mamba_disk_used_ratio', 'mamba_process_cpu_seconds_total', 'mamba_process_resident_memory_bytes',
-    'mamba_grpc_requests_total', 'mamba_group_leader_known', 'mamba_memory_limit_bytes',
+    'mamba_produced_messages_total',
+    'mamba_produced_bytes_total',
+    'mamba_consumed_messages_total',
+    'mamba_consumed_bytes_total',
+    'mamba_network_received_bytes_total',
+    'mamba_network_sent_bytes_total',
+    'mamba_log_append_seconds',
+    'mamba_commit_latency_seconds',
+    'mamba_end_to_end_delay_seconds',
+    'mamba_replication_lag_offsets',
+    'mamba_replication_lag_seconds',
+    'mamba_high_watermark',
+    'mamba_leader_epoch',
+    'mamba_leader_changes_total',
+    'mamba_elections_total',
+    'mamba_consumer_backlog_messages',
+    'mamba_log_segments',
+    'mamba_log_size_bytes',
+    'mamba_disk_free_bytes',
+    'mamba_disk_used_ratio',
+    'mamba_process_cpu_seconds_total',
+    'mamba_process_resident_memory_bytes',
+    'mamba_grpc_requests_total',
+    'mamba_group_leader_known',
+    'mamba_memory_limit_bytes',
   ];
   for (const name of required) {
     const family = families.get(name);
@@ -75,7 +94,8 @@ test('a live broker serves strict Prometheus text with every metric the design n
   assert.equal(families.get('mamba_log_append_seconds')!.type, 'histogram');
   assert.equal(families.get('mamba_commit_latency_seconds')!.type, 'histogram');
   // Every mamba_ sample carries the broker and group labels.
-  for (const family of families.values()) for (const s of family.samples) assert.deepEqual([s.labels.broker, s.labels.group], [leader, 'g1'], `${s.name} labels`);
+  for (const family of families.values())
+    for (const s of family.samples) assert.deepEqual([s.labels.broker, s.labels.group], [leader, 'g1'], `${s.name} labels`);
   assert.equal(sampleValue(families, 'mamba_group_leader_known'), 1);
   assert.ok(sampleValue(families, 'mamba_leader_epoch')! >= 1);
   assert.ok(sampleValue(families, 'mamba_disk_free_bytes')! > 0);
@@ -104,11 +124,17 @@ test('produced and consumed counters, commit latency and backlog move with the t
   assert.equal(sampleValue(afterwards, 'mamba_produced_messages_total', { topic }), 25);
   assert.ok(sampleValue(afterwards, 'mamba_produced_bytes_total', { topic })! > 25 * 100);
   assert.equal(sampleValue(afterwards, 'mamba_consumed_messages_total', { topic }), 25);
-  assert.equal(sampleValue(afterwards, 'mamba_consumed_bytes_total', { topic }), bodies.reduce((n, b) => n + b.byteLength, 0));
+  assert.equal(
+    sampleValue(afterwards, 'mamba_consumed_bytes_total', { topic }),
+    bodies.reduce((n, b) => n + b.byteLength, 0),
+  );
   assert.equal(sampleValue(afterwards, 'mamba_end_to_end_delay_seconds_count', { topic }), 25);
   assert.ok(sampleValue(afterwards, 'mamba_commit_latency_seconds_count')! >= commitsBefore + 5);
   assert.equal(sampleValue(afterwards, 'mamba_consumer_backlog_messages', { consumer_group: 'readers', topic, queue: '0' }), 15);
-  assert.ok(sampleValue(afterwards, 'mamba_network_received_bytes_total', { api: 'client' })! > sampleValue(before, 'mamba_network_received_bytes_total', { api: 'client' })! + 25 * 100);
+  assert.ok(
+    sampleValue(afterwards, 'mamba_network_received_bytes_total', { api: 'client' })! >
+      sampleValue(before, 'mamba_network_received_bytes_total', { api: 'client' })! + 25 * 100,
+  );
   assert.ok(sampleValue(afterwards, 'mamba_high_watermark')! > sampleValue(before, 'mamba_high_watermark')!);
   // A follower appended the same entries: its append histogram counted them.
   const follower = view.replicas.find((r) => r.id !== leader)!.id;

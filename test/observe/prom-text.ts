@@ -103,7 +103,8 @@ export function parsePromText(text: string): Map<string, PromFamily> {
       }
       const [, kind, name, rest] = m as unknown as [string, string, string, string | undefined];
       if (!metricName.test(name)) fail(n, `bad metric name ${name}`, raw);
-      if (closed.has(name) || (current !== null && current !== name && families.get(name)?.samples.length)) fail(n, `${kind} for ${name} after its samples`, raw);
+      if (closed.has(name) || (current !== null && current !== name && families.get(name)?.samples.length))
+        fail(n, `${kind} for ${name} after its samples`, raw);
       let family = families.get(name);
       if (!family) families.set(name, (family = { name, type: 'untyped', help: null, samples: [] }));
       if (family.samples.length > 0) fail(n, `${kind} for ${name} after its samples`, raw);
@@ -140,7 +141,10 @@ export function parsePromText(text: string): Map<string, PromFamily> {
     if (!family) families.set(familyName, (family = { name: familyName, type: 'untyped', help: null, samples: [] }));
     if (family.type === 'histogram' && name === familyName) fail(n, `histogram ${familyName} has a bare sample`, raw);
     if (family.type === 'histogram' && name.endsWith('_bucket') && labels.le === undefined) fail(n, 'bucket without le', raw);
-    const key = `${name}{${Object.keys(labels).sort().map((k) => `${k}=${JSON.stringify(labels[k])}`).join(',')}}`;
+    const key = `${name}{${Object.keys(labels)
+      .sort()
+      .map((k) => `${k}=${JSON.stringify(labels[k])}`)
+      .join(',')}}`;
     if (seriesSeen.has(key)) fail(n, `duplicate series ${key}`, raw);
     seriesSeen.add(key);
     family.samples.push({ name, labels, value });

@@ -6,10 +6,19 @@ import { parseClusterConfig } from '../../src/config/cluster.js';
 import { ConfigError } from '../../src/validation.js';
 
 function cluster(settings: string, brokerSettings = ''): ReturnType<typeof parseClusterConfig> {
-  return parseClusterConfig([
-    'cluster: c', 'dataDir: /tmp/unused', ...(settings ? ['settings:', settings] : []), 'groups:', '  - id: g1', '    brokers:',
-    `      - { id: b1, host: 127.0.0.1, clientPort: 1, peerPort: 2, metricsPort: 3${brokerSettings ? `, settings: ${brokerSettings}` : ''} }`,
-  ].join('\n'), 'c.yaml', '/tmp');
+  return parseClusterConfig(
+    [
+      'cluster: c',
+      'dataDir: /tmp/unused',
+      ...(settings ? ['settings:', settings] : []),
+      'groups:',
+      '  - id: g1',
+      '    brokers:',
+      `      - { id: b1, host: 127.0.0.1, clientPort: 1, peerPort: 2, metricsPort: 3${brokerSettings ? `, settings: ${brokerSettings}` : ''} }`,
+    ].join('\n'),
+    'c.yaml',
+    '/tmp',
+  );
 }
 
 test('defaults: tracing off, alerts evaluated with the default rules and only the log notified', () => {
@@ -22,7 +31,10 @@ test('defaults: tracing off, alerts evaluated with the default rules and only th
 });
 
 test('settings are read and a broker may override them', () => {
-  const c = cluster('  tracing: { otlpEndpoint: "http://127.0.0.1:4318/v1/traces", samplingRatio: 0.25 }\n  alerts: { evaluationIntervalMs: 1000, webhookUrl: "http://127.0.0.1:9/hook", smtp: { host: mail, from: a@b.c, to: [x@y.z], passwordEnv: SMTP_PASSWORD } }', '{ alerts: { enabled: false } }');
+  const c = cluster(
+    '  tracing: { otlpEndpoint: "http://127.0.0.1:4318/v1/traces", samplingRatio: 0.25 }\n  alerts: { evaluationIntervalMs: 1000, webhookUrl: "http://127.0.0.1:9/hook", smtp: { host: mail, from: a@b.c, to: [x@y.z], passwordEnv: SMTP_PASSWORD } }',
+    '{ alerts: { enabled: false } }',
+  );
   const s = c.groups[0]!.brokers[0]!.settings;
   assert.deepEqual(s.tracing, { otlpEndpoint: 'http://127.0.0.1:4318/v1/traces', samplingRatio: 0.25 });
   assert.equal(s.alerts.enabled, false, 'the broker override');
@@ -41,5 +53,10 @@ test('bad values are refused with the key named', () => {
     ['  alerts: { smtp: { password: hunter2 } }', /settings\.alerts\.smtp\.password: unknown key/],
     ['  alerts: { smtp: { host: mail, from: a@b.c, to: [nobody] } }', /settings\.alerts\.smtp\.to\[0\]/],
   ];
-  for (const [text, message] of bad) assert.throws(() => cluster(text), (e: Error) => e instanceof ConfigError && message.test(e.message), text);
+  for (const [text, message] of bad)
+    assert.throws(
+      () => cluster(text),
+      (e: Error) => e instanceof ConfigError && message.test(e.message),
+      text,
+    );
 });

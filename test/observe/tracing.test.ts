@@ -28,8 +28,12 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mamba-trace-'));
   const [clientPort, peerPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
   const text = [
-    'cluster: tracing', `dataDir: ${join(dir, 'data')}`,
-    'groups:', '  - id: g1', '    brokers:', `      - { id: b1, host: 127.0.0.1, clientPort: ${clientPort}, peerPort: ${peerPort}, metricsPort: ${metricsPort} }`,
+    'cluster: tracing',
+    `dataDir: ${join(dir, 'data')}`,
+    'groups:',
+    '  - id: g1',
+    '    brokers:',
+    `      - { id: b1, host: 127.0.0.1, clientPort: ${clientPort}, peerPort: ${peerPort}, metricsPort: ${metricsPort} }`,
   ].join('\n');
   const cluster = parseClusterConfig(text, 'tracing.yaml', dir);
   running = await startBroker(cluster, 'b1', new Logger('b1', 'g1', () => {}), { spanExporter: brokerSpans });
@@ -82,8 +86,15 @@ test('one message yields one connected trace from producer to consumer', async (
   assert.equal(parentOf(commit), produce.spanContext().spanId);
   assert.equal(parentOf(deliver), send.spanContext().spanId);
   assert.equal(parentOf(receive), send.spanContext().spanId);
-  assert.deepEqual(produce.links.map((l) => l.context.spanId), [send.spanContext().spanId], 'produce links the message\'s producer span');
-  assert.deepEqual(deliver.links.map((l) => l.context.spanId), [send.spanContext().spanId]);
+  assert.deepEqual(
+    produce.links.map((l) => l.context.spanId),
+    [send.spanContext().spanId],
+    "produce links the message's producer span",
+  );
+  assert.deepEqual(
+    deliver.links.map((l) => l.context.spanId),
+    [send.spanContext().spanId],
+  );
 
   for (const span of [append, commit]) {
     assert.equal(span.attributes['mamba.topic'], 'traced');
@@ -130,10 +141,21 @@ test('the SDK Producer and Consumer carry the same trace: send → produce → d
   const send = only(producerSpans.getFinishedSpans(), 'send traced-sdk'); // before close: shutdown empties the exporter
   await producer.close();
   let headers: Record<string, Buffer> = {};
-  const consumer = new Consumer({ brokers: [address], group: 'tracers', topic: 'traced-sdk', heartbeatIntervalMs: 100, tracing: { spanExporter: consumerSpans } });
-  await consumer.start((m) => { if (m.body.toString() === 'via producer') headers = m.headers; });
+  const consumer = new Consumer({
+    brokers: [address],
+    group: 'tracers',
+    topic: 'traced-sdk',
+    heartbeatIntervalMs: 100,
+    tracing: { spanExporter: consumerSpans },
+  });
+  await consumer.start((m) => {
+    if (m.body.toString() === 'via producer') headers = m.headers;
+  });
   await waitFor('the consumer to get the message', 10_000, () => (headers.traceparent ? true : undefined));
-  const receive = only(consumerSpans.getFinishedSpans().filter((s) => s.name === 'receive traced-sdk'), 'receive traced-sdk');
+  const receive = only(
+    consumerSpans.getFinishedSpans().filter((s) => s.name === 'receive traced-sdk'),
+    'receive traced-sdk',
+  );
   await consumer.close();
 
   const produce = only(brokerSpans.getFinishedSpans(), 'produce traced-sdk');

@@ -34,7 +34,13 @@ test('§5.2 / KIP-996: a follower without a successful Fetch answer for its elec
   assert.equal(group.core('b1').role, 'prospective');
   assert.equal(group.core('b1').epoch, 0);
   const requests = only(group.take(), 'PreVoteRequest');
-  assert.deepEqual(requests.map((message) => [message.to, message.epoch]), [['b2', 1], ['b3', 1]]);
+  assert.deepEqual(
+    requests.map((message) => [message.to, message.epoch]),
+    [
+      ['b2', 1],
+      ['b3', 1],
+    ],
+  );
   assert.equal(group.node('b1').storage.hardState().epoch, 0, 'a pre-vote persists nothing');
 });
 
@@ -144,7 +150,13 @@ test('KRaft Fetch: the leader answers divergingEpoch when (fetchOffset, lastFetc
   }
   group.replicate();
   const follower = group.core('b2');
-  assert.deepEqual(follower.entries(0, 1 << 20).map((item) => [item.epoch, item.offset]), group.core('b1').entries(0, 1 << 20).map((item) => [item.epoch, item.offset]));
+  assert.deepEqual(
+    follower.entries(0, 1 << 20).map((item) => [item.epoch, item.offset]),
+    group
+      .core('b1')
+      .entries(0, 1 << 20)
+      .map((item) => [item.epoch, item.offset]),
+  );
 });
 
 test('KRaft Fetch errors: FENCED_EPOCH for an older epoch, UNKNOWN_EPOCH for a newer one, NOT_LEADER from a non-leader, NOT_VOTER for a non-voter', () => {
@@ -234,7 +246,10 @@ test('leadership transfer: TimeoutNow goes to the named replica once it is caugh
   assert.deepEqual(leader.propose(encoder.encode('x'), 1), { ok: false, error: 'TRANSFERRING', leaderId: 'b1' });
   group.drain('b1');
   const timeoutNow = only(group.queue, 'TimeoutNow');
-  assert.deepEqual(timeoutNow.map((message) => message.to), ['b3']);
+  assert.deepEqual(
+    timeoutNow.map((message) => message.to),
+    ['b3'],
+  );
   group.settle();
   assert.equal(group.core('b3').role, 'leader');
   assert.equal(group.core('b1').role, 'follower');

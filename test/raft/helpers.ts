@@ -36,7 +36,11 @@ export class Group {
   // When set, messages for which it returns false are dropped.
   filter: ((message: Message) => boolean) | null = null;
 
-  constructor(readonly voters: ReplicaId[], readonly overrides: Partial<RaftConfig> = {}, extra: ReplicaId[] = []) {
+  constructor(
+    readonly voters: ReplicaId[],
+    readonly overrides: Partial<RaftConfig> = {},
+    extra: ReplicaId[] = [],
+  ) {
     for (const id of [...voters, ...extra]) this.restart(id, new MemoryStorage());
   }
 

@@ -42,7 +42,12 @@ test('progress: contact counts for check-quorum within the window only', () => {
   const progress = newProgress('b2');
   assert.equal(fetchedWithin(progress, 5, 10), false, 'never fetched');
   recordContact(progress, 5);
-  const table: Array<[number, boolean]> = [[5, true], [14, true], [15, false], [30, false]];
+  const table: Array<[number, boolean]> = [
+    [5, true],
+    [14, true],
+    [15, false],
+    [30, false],
+  ];
   for (const [now, expected] of table) assert.equal(fetchedWithin(progress, now, 10), expected, `now=${now}`);
 });
 
@@ -57,7 +62,10 @@ test('progress: BeginQuorumEpoch is re-sent to a voter that has not fetched rece
 });
 
 test('progress: tracked replicas follow the voter set (new voters fresh, removed dropped, self excluded)', () => {
-  const current = new Map([['b2', newProgress('b2')], ['b3', newProgress('b3')]]);
+  const current = new Map([
+    ['b2', newProgress('b2')],
+    ['b3', newProgress('b3')],
+  ]);
   current.get('b2')!.matchedOffset = 7;
   const next = syncProgress(current, ['b1', 'b2', 'b4'], 'b1');
   assert.deepEqual([...next.keys()].sort(), ['b2', 'b4']);

@@ -3,7 +3,15 @@ import { test } from 'node:test';
 import { majorityOffset, majoritySize, quorumActive, voteOutcome } from '../../src/raft/quorum.js';
 
 test('quorum: majority size is floor(n/2)+1 (Raft §5.2)', () => {
-  const table: Array<[number, number]> = [[1, 1], [2, 2], [3, 2], [4, 3], [5, 3], [6, 4], [7, 4]];
+  const table: Array<[number, number]> = [
+    [1, 1],
+    [2, 2],
+    [3, 2],
+    [4, 3],
+    [5, 3],
+    [6, 4],
+    [7, 4],
+  ];
   for (const [voters, expected] of table) assert.equal(majoritySize(voters), expected, `voters=${voters}`);
 });
 
@@ -19,7 +27,11 @@ test('quorum: the high watermark candidate is the largest offset a majority hold
   ];
   for (const { offsets, expected } of table) {
     const voters = Object.keys(offsets);
-    assert.equal(majorityOffset(voters, (id) => offsets[id]!), expected, JSON.stringify(offsets));
+    assert.equal(
+      majorityOffset(voters, (id) => offsets[id]!),
+      expected,
+      JSON.stringify(offsets),
+    );
   }
 });
 
@@ -27,10 +39,36 @@ test('quorum: a vote is won with a majority of grants, lost once a majority cann
   const voters = ['a', 'b', 'c'];
   const table: Array<{ answers: Array<[string, boolean]>; expected: string }> = [
     { answers: [['a', true]], expected: 'pending' },
-    { answers: [['a', true], ['b', true]], expected: 'won' },
-    { answers: [['a', true], ['b', false]], expected: 'pending' },
-    { answers: [['a', true], ['b', false], ['c', false]], expected: 'lost' },
-    { answers: [['a', true], ['x', true], ['y', true]], expected: 'pending' },
+    {
+      answers: [
+        ['a', true],
+        ['b', true],
+      ],
+      expected: 'won',
+    },
+    {
+      answers: [
+        ['a', true],
+        ['b', false],
+      ],
+      expected: 'pending',
+    },
+    {
+      answers: [
+        ['a', true],
+        ['b', false],
+        ['c', false],
+      ],
+      expected: 'lost',
+    },
+    {
+      answers: [
+        ['a', true],
+        ['x', true],
+        ['y', true],
+      ],
+      expected: 'pending',
+    },
   ];
   for (const { answers, expected } of table) {
     assert.equal(voteOutcome(voters, new Map(answers)), expected, JSON.stringify(answers));
@@ -39,7 +77,16 @@ test('quorum: a vote is won with a majority of grants, lost once a majority cann
 });
 
 test('quorum: check-quorum is active when a majority of voters is active', () => {
-  assert.equal(quorumActive(['a', 'b', 'c'], (id) => id !== 'c'), true);
-  assert.equal(quorumActive(['a', 'b', 'c'], (id) => id === 'a'), false);
-  assert.equal(quorumActive(['a', 'b', 'c', 'd'], (id) => id !== 'd' && id !== 'c'), false);
+  assert.equal(
+    quorumActive(['a', 'b', 'c'], (id) => id !== 'c'),
+    true,
+  );
+  assert.equal(
+    quorumActive(['a', 'b', 'c'], (id) => id === 'a'),
+    false,
+  );
+  assert.equal(
+    quorumActive(['a', 'b', 'c', 'd'], (id) => id !== 'd' && id !== 'c'),
+    false,
+  );
 });

@@ -84,8 +84,14 @@ test('recovering: a log that ends below the promise on start grants no vote and 
   core.step({ type: 'PreVoteRequest', from: 'b2', to: 'b1', epoch: 4, lastEpoch: 2, lastOffset: 4 });
   core.step({ type: 'VoteRequest', from: 'b2', to: 'b1', epoch: 4, lastEpoch: 2, lastOffset: 4 });
   const ready = core.ready()!;
-  assert.deepEqual(only(ready.messages, 'PreVoteResponse').map((message) => message.granted), [false]);
-  assert.deepEqual(only(ready.messages, 'VoteResponse').map((message) => message.granted), [false]);
+  assert.deepEqual(
+    only(ready.messages, 'PreVoteResponse').map((message) => message.granted),
+    [false],
+  );
+  assert.deepEqual(
+    only(ready.messages, 'VoteResponse').map((message) => message.granted),
+    [false],
+  );
   assert.equal(ready.hardState?.votedFor ?? null, null, 'no vote recorded');
   core.advance(ready, 4);
   core.step({ type: 'BeginQuorumEpoch', from: 'b2', to: 'b1', epoch: 4 });
@@ -113,14 +119,20 @@ test('recovering: it fetches with its real end and the flag; the leader forgets 
   group.restart('b2', damaged);
   assert.equal(group.core('b2').recovering, true);
   group.drain('b2');
-  assert.deepEqual(group.events.filter((item) => item.id === 'b2').map((item) => item.event.type), ['replica.recovering']);
+  assert.deepEqual(
+    group.events.filter((item) => item.id === 'b2').map((item) => item.event.type),
+    ['replica.recovering'],
+  );
   // Its Fetch says recovering and carries its real end; the leader counts it at 2.
   group.queue = [];
   for (let tick = 0; tick < 10 && !group.queue.some((message) => message.from === 'b2'); tick += 1) {
     group.tick('b1');
     for (const message of group.take((item) => item.to === 'b2' && item.type === 'BeginQuorumEpoch')) group.deliver(message);
   }
-  const fetch = only(group.take((message) => message.from === 'b2'), 'FetchRequest')[0]!;
+  const fetch = only(
+    group.take((message) => message.from === 'b2'),
+    'FetchRequest',
+  )[0]!;
   assert.equal(fetch.fetchOffset, 2);
   assert.equal(fetch.recovering, true);
   group.queue = [];
@@ -132,7 +144,10 @@ test('recovering: it fetches with its real end and the flag; the leader forgets 
   group.filter = null;
   group.replicate(10);
   assert.equal(group.core('b2').recovering, false);
-  assert.deepEqual(group.events.filter((item) => item.id === 'b2').map((item) => item.event.type), ['replica.recovering', 'replica.recovered']);
+  assert.deepEqual(
+    group.events.filter((item) => item.id === 'b2').map((item) => item.event.type),
+    ['replica.recovering', 'replica.recovered'],
+  );
   assert.equal(leader.status().replicas.find((item) => item.id === 'b2')!.recovering, false);
   const core = group.core('b2');
   core.step({ type: 'VoteRequest', from: 'b3', to: 'b2', epoch: core.epoch + 1, lastEpoch: core.epoch, lastOffset: core.logEndOffset });
@@ -166,7 +181,13 @@ test('recovering (issue 11 scenario): with the old leader down, the lagging B an
       assert.deepEqual(leaders, [], 'no leader without the entries: the group waits for b1');
     } else {
       assert.equal(leaders.length, 1, 'rule off: a leader is elected');
-      assert.ok(group.core(leaders[0]!).entries(0, 1 << 20).every((item) => item.epoch !== 1 || item.offset < 1), 'and it lacks the acknowledged entries');
+      assert.ok(
+        group
+          .core(leaders[0]!)
+          .entries(0, 1 << 20)
+          .every((item) => item.epoch !== 1 || item.offset < 1),
+        'and it lacks the acknowledged entries',
+      );
     }
   }
 });
@@ -216,7 +237,13 @@ test('CommittedDataDivergence: a leader asking to truncate below what this repli
   assert.equal(follower.logEndOffset, 4, 'committed entries kept');
   const divergences = group.events.filter((item) => item.event.type === 'CommittedDataDivergence');
   assert.equal(divergences.length, 1, 'reported once for that leader and epoch');
-  assert.deepEqual(divergences[0]!.event, { type: 'CommittedDataDivergence', leaderId: 'b1', epoch: follower.epoch, requestedEndOffset: 1, committedOffset: 4 });
+  assert.deepEqual(divergences[0]!.event, {
+    type: 'CommittedDataDivergence',
+    leaderId: 'b1',
+    epoch: follower.epoch,
+    requestedEndOffset: 1,
+    committedOffset: 4,
+  });
   assert.equal(follower.leaderId, null, 'does not follow that leader');
   assert.ok(!group.queue.some((message) => message.type === 'FetchRequest' && message.from === 'b2'));
 });

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { LocalCluster, lastLogLines, waitFor } from '../../scripts/lib/cluster.js';
 
-test('a second broker on a data directory in use exits at once, naming the holder\'s pid', { timeout: 60_000 }, async () => {
+test("a second broker on a data directory in use exits at once, naming the holder's pid", { timeout: 60_000 }, async () => {
   const first = await LocalCluster.create({ name: 'mamba-lock' });
   const second = await LocalCluster.create({ name: 'mamba-lock' });
   try {

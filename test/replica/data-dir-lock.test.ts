@@ -16,7 +16,10 @@ test('a second lock on a held directory fails at once naming the holder; release
   try {
     const lock = DataDirLock.acquire(dir);
     assert.equal(readFileSync(join(dir, 'LOCK'), 'utf8').trim(), String(process.pid));
-    assert.throws(() => DataDirLock.acquire(dir), (e: Error) => e instanceof DataDirLockedError && e.message.includes(`in use by process ${process.pid}`));
+    assert.throws(
+      () => DataDirLock.acquire(dir),
+      (e: Error) => e instanceof DataDirLockedError && e.message.includes(`in use by process ${process.pid}`),
+    );
     lock.release();
     assert.equal(existsSync(join(dir, 'LOCK')), false);
     DataDirLock.acquire(dir).release();
@@ -32,10 +35,15 @@ DataDirLock.acquire(${JSON.stringify(dir)}); process.stdout.write('held\\n'); se
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     await new Promise<void>((resolve, reject) => {
-      child.stdout.on('data', (chunk: Buffer) => { if (chunk.toString().includes('held')) resolve(); });
+      child.stdout.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('held')) resolve();
+      });
       child.once('exit', (code) => reject(new Error(`holder exited ${code}`)));
     });
-    assert.throws(() => DataDirLock.acquire(dir), (e: Error) => e instanceof DataDirLockedError && e.message.includes(`in use by process ${child.pid}`));
+    assert.throws(
+      () => DataDirLock.acquire(dir),
+      (e: Error) => e instanceof DataDirLockedError && e.message.includes(`in use by process ${child.pid}`),
+    );
   } finally {
     const exited = new Promise((resolve) => child.once('exit', resolve));
     child.kill('SIGKILL');

@@ -42,25 +42,55 @@ test('a leader asking to truncate committed entries is refused: the replica stay
     await meta.close();
 
     replica = await Replica.open({
-      id: 'b1', voters: ['b1', 'b2', 'b3'], dataDir, flush: { mode: 'sync' }, segmentBytes: 1 << 16, retentionBytesMax: 0, retentionAgeMsMax: 0,
-      tickMs: 5, electionTimeoutMs: 5000, fetchTimeoutMs: 20_000, fetchMaxWaitMs: 20, fetchBytesMax: 1 << 20, pendingProposalsMax: 100,
-      logger: new Logger('b1', 'g1', (line) => lines.push(line)), random: () => 0.5,
+      id: 'b1',
+      voters: ['b1', 'b2', 'b3'],
+      dataDir,
+      flush: { mode: 'sync' },
+      segmentBytes: 1 << 16,
+      retentionBytesMax: 0,
+      retentionAgeMsMax: 0,
+      tickMs: 5,
+      electionTimeoutMs: 5000,
+      fetchTimeoutMs: 20_000,
+      fetchMaxWaitMs: 20,
+      fetchBytesMax: 1 << 20,
+      pendingProposalsMax: 100,
+      logger: new Logger('b1', 'g1', (line) => lines.push(line)),
+      random: () => 0.5,
     });
     const sent: Message[] = [];
-    replica.start({ onAppend: () => undefined, onTruncate: () => undefined, onCommit: () => undefined, onRoleChange: () => undefined }, {
-      send: (message) => sent.push(message), close: () => undefined,
-    });
+    replica.start(
+      { onAppend: () => undefined, onTruncate: () => undefined, onCommit: () => undefined, onRoleChange: () => undefined },
+      {
+        send: (message) => sent.push(message),
+        close: () => undefined,
+      },
+    );
     await replica.handle({ type: 'BeginQuorumEpoch', from: 'b2', to: 'b1', epoch: 2 }, 0);
     const request = await waitFor('a Fetch to b2', () => sent.find((m): m is FetchRequest => m.type === 'FetchRequest' && m.to === 'b2'));
     assert.equal(request.fetchOffset, 5);
     replica.deliver({
-      type: 'FetchResponse', from: 'b2', to: 'b1', epoch: 2, leaderId: 'b2', divergingEpoch: { epoch: 1, endOffset: 2 },
-      fetchOffset: request.fetchOffset, lastFetchedEpoch: request.lastFetchedEpoch, requestId: request.requestId, entries: [], highWatermark: 0,
+      type: 'FetchResponse',
+      from: 'b2',
+      to: 'b1',
+      epoch: 2,
+      leaderId: 'b2',
+      divergingEpoch: { epoch: 1, endOffset: 2 },
+      fetchOffset: request.fetchOffset,
+      lastFetchedEpoch: request.lastFetchedEpoch,
+      requestId: request.requestId,
+      entries: [],
+      highWatermark: 0,
     });
     assert.equal(replica.log.endOffset, 5, 'committed entries kept: no truncation');
     const state = replica.recoveryState();
     assert.deepEqual(
-      state.divergence && { leaderId: state.divergence.leaderId, epoch: state.divergence.epoch, requestedEndOffset: state.divergence.requestedEndOffset, committedOffset: state.divergence.committedOffset },
+      state.divergence && {
+        leaderId: state.divergence.leaderId,
+        epoch: state.divergence.epoch,
+        requestedEndOffset: state.divergence.requestedEndOffset,
+        committedOffset: state.divergence.committedOffset,
+      },
       { leaderId: 'b2', epoch: 2, requestedEndOffset: 2, committedOffset: 5 },
     );
     assert.equal(replica.roleLabel(), 'refusing', 'shown in status');

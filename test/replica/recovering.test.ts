@@ -20,9 +20,21 @@ import type { Message } from '../../src/raft/types.js';
 
 function options(dataDir: string, lines: string[]): ReplicaOptions {
   return {
-    id: 'b1', voters: ['b1', 'b2', 'b3'], dataDir, flush: { mode: 'sync' }, segmentBytes: 1 << 16, retentionBytesMax: 0, retentionAgeMsMax: 0,
-    tickMs: 5, electionTimeoutMs: 30, fetchTimeoutMs: 10_000, fetchMaxWaitMs: 20, fetchBytesMax: 1 << 20, pendingProposalsMax: 100,
-    logger: new Logger('b1', 'g1', (line) => lines.push(line)), random: () => 0.5,
+    id: 'b1',
+    voters: ['b1', 'b2', 'b3'],
+    dataDir,
+    flush: { mode: 'sync' },
+    segmentBytes: 1 << 16,
+    retentionBytesMax: 0,
+    retentionAgeMsMax: 0,
+    tickMs: 5,
+    electionTimeoutMs: 30,
+    fetchTimeoutMs: 10_000,
+    fetchMaxWaitMs: 20,
+    fetchBytesMax: 1 << 20,
+    pendingProposalsMax: 100,
+    logger: new Logger('b1', 'g1', (line) => lines.push(line)),
+    random: () => 0.5,
   };
 }
 
@@ -59,7 +71,11 @@ test('recovering: a log ending below the stored promise grants and asks no vote,
     assert.equal(status.recoveryMarkOffset, 50);
     assert.equal(state.recovering, true);
     assert.equal(state.promisedOffset, 50, 'the promise stays while recovering');
-    assert.deepEqual(sent.filter((m) => m.type === 'PreVoteRequest' || m.type === 'VoteRequest'), [], 'no pre-vote, no vote, no candidacy');
+    assert.deepEqual(
+      sent.filter((m) => m.type === 'PreVoteRequest' || m.type === 'VoteRequest'),
+      [],
+      'no pre-vote, no vote, no candidacy',
+    );
     const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.event === 'replica.recovering');
     assert.deepEqual(logged && [logged.markOffset, logged.endOffset], [50, 0]);
   } finally {
@@ -74,7 +90,10 @@ test('recovering: without a promise beyond its log a replica campaigns as usual 
     const sent = await runFor(replica, 300);
     assert.equal(replica.status().recovering, false);
     await replica.close();
-    assert.ok(sent.some((m) => m.type === 'PreVoteRequest'), 'it asks for pre-votes');
+    assert.ok(
+      sent.some((m) => m.type === 'PreVoteRequest'),
+      'it asks for pre-votes',
+    );
   } finally {
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
@@ -103,9 +122,15 @@ test('quarantine: a follower whose only segment lost its header starts, quaranti
     await replica.close();
     assert.equal(status.recovering, true, 'recovering from the last good offset');
     assert.equal(status.recoveryMarkOffset, 5);
-    assert.deepEqual(sent.filter((m) => m.type === 'PreVoteRequest' || m.type === 'VoteRequest'), []);
+    assert.deepEqual(
+      sent.filter((m) => m.type === 'PreVoteRequest' || m.type === 'VoteRequest'),
+      [],
+    );
     assert.equal(fs.readdirSync(quarantineDirOf(logDir)).length, 1, 'the damaged segment is kept in quarantine/');
-    assert.ok(lines.some((l) => l.includes('"replica.quarantined"') && l.includes(segment!)), 'a log line names the file');
+    assert.ok(
+      lines.some((l) => l.includes('"replica.quarantined"') && l.includes(segment!)),
+      'a log line names the file',
+    );
   } finally {
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
@@ -115,7 +140,10 @@ test('one broker per data directory: a second open fails at once naming the hold
   const dataDir = fs.mkdtempSync(join(tmpdir(), 'mamba-recovering-'));
   try {
     const first = await Replica.open(options(dataDir, []));
-    await assert.rejects(Replica.open(options(dataDir, [])), (error: Error) => error instanceof DataDirLockedError && error.message.includes(`process ${process.pid}`));
+    await assert.rejects(
+      Replica.open(options(dataDir, [])),
+      (error: Error) => error instanceof DataDirLockedError && error.message.includes(`process ${process.pid}`),
+    );
     await first.close();
     const second = await Replica.open(options(dataDir, []));
     await second.close();

@@ -50,9 +50,16 @@ class ScriptedReplica implements PeerRequestHandler {
 
 function answerTo(request: FetchRequest, entries: FetchResponse['entries'] = []): FetchResponse {
   return {
-    type: 'FetchResponse', from: request.to, to: request.from, epoch: request.epoch, leaderId: request.to,
-    fetchOffset: request.fetchOffset, lastFetchedEpoch: request.lastFetchedEpoch, requestId: request.requestId,
-    entries, highWatermark: request.fetchOffset,
+    type: 'FetchResponse',
+    from: request.to,
+    to: request.from,
+    epoch: request.epoch,
+    leaderId: request.to,
+    fetchOffset: request.fetchOffset,
+    lastFetchedEpoch: request.lastFetchedEpoch,
+    requestId: request.requestId,
+    entries,
+    highWatermark: request.fetchOffset,
   };
 }
 
@@ -72,21 +79,28 @@ async function startLeader(replica: ScriptedReplica): Promise<{ server: grpc.Ser
   const server = new grpc.Server();
   addPeerService(server, leader, codec, replica);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))));
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
+  );
   return { server, address: `127.0.0.1:${port}` };
 }
 
 const RawPeer = grpc.makeGenericClientConstructor(serviceDefinition('mamba.raft.v1.RaftPeer'), 'RaftPeer');
 
 /** Writes `requests` on one raw stream and resolves with the answers and the final status. */
-function rawStream(address: string, requests: Wire[], keepOpen = false): Promise<{ answers: Wire[]; status: grpc.StatusObject | null; error: grpc.ServiceError | null }> {
+function rawStream(
+  address: string,
+  requests: Wire[],
+  keepOpen = false,
+): Promise<{ answers: Wire[]; status: grpc.StatusObject | null; error: grpc.ServiceError | null }> {
   const client = new RawPeer(address, grpc.credentials.createInsecure());
   const call = (client as unknown as { FetchStream(): grpc.ClientDuplexStream<Wire, Wire> }).FetchStream();
   const answers: Wire[] = [];
   return new Promise((resolve) => {
     let error: grpc.ServiceError | null = null;
     call.on('data', (w: Wire) => answers.push(w));
-    call.on('error', (e: grpc.ServiceError) => { error = e; });
+    call.on('error', (e: grpc.ServiceError) => {
+      error = e;
+    });
     call.on('status', (status: grpc.StatusObject) => {
       client.close();
       resolve({ answers, status, error });
@@ -97,7 +111,15 @@ function rawStream(address: string, requests: Wire[], keepOpen = false): Promise
 }
 
 const wireFetch = (requestId: number, sender: Wire = follower, extra: Wire = {}): Wire => ({
-  sender, to: 'b1', epoch: 1, fetchOffset: 0, lastFetchedEpoch: 0, maxBytes: 1 << 20, maxWaitMs: 200, requestId, ...extra,
+  sender,
+  to: 'b1',
+  epoch: 1,
+  fetchOffset: 0,
+  lastFetchedEpoch: 0,
+  maxBytes: 1 << 20,
+  maxWaitMs: 200,
+  requestId,
+  ...extra,
 });
 
 describe('FetchStream: one stream per follower and leader', { timeout: 60_000 }, () => {
@@ -114,8 +136,14 @@ describe('FetchStream: one stream per follower and leader', { timeout: 60_000 },
     replica.fetches.length = 0;
     const delivered: Message[] = [];
     const errors: string[] = [];
-    const clients = new PeerClients(follower, [{ id: 'b1', address }], codec, (m) => delivered.push(m),
-      { fetchMaxWaitMs: 200, requestTimeoutMs: 1000 }, (_peer, rpc, error) => errors.push(`${rpc}: ${error.details}`));
+    const clients = new PeerClients(
+      follower,
+      [{ id: 'b1', address }],
+      codec,
+      (m) => delivered.push(m),
+      { fetchMaxWaitMs: 200, requestTimeoutMs: 1000 },
+      (_peer, rpc, error) => errors.push(`${rpc}: ${error.details}`),
+    );
     try {
       for (let id = 1; id <= 20; id++) {
         clients.send(fetchRequest(id, id));
@@ -136,8 +164,14 @@ describe('FetchStream: one stream per follower and leader', { timeout: 60_000 },
     replica.fetches.length = 0;
     replica.hold = true;
     const delivered: Message[] = [];
-    const clients = new PeerClients(follower, [{ id: 'b1', address }], codec, (m) => delivered.push(m),
-      { fetchMaxWaitMs: 200, requestTimeoutMs: 1000 }, () => undefined);
+    const clients = new PeerClients(
+      follower,
+      [{ id: 'b1', address }],
+      codec,
+      (m) => delivered.push(m),
+      { fetchMaxWaitMs: 200, requestTimeoutMs: 1000 },
+      () => undefined,
+    );
     try {
       clients.send(fetchRequest(7, 5));
       await until('the Fetch to arrive', () => replica.fetches.length === 1);
@@ -162,8 +196,17 @@ describe('FetchStream: one stream per follower and leader', { timeout: 60_000 },
     replica.dropped.length = 0;
     replica.hold = true;
     const delivered: Message[] = [];
-    const clients = new PeerClients(follower, [{ id: 'b1', address }, { id: 'b3', address: second.address }], codec,
-      (m) => delivered.push(m), { fetchMaxWaitMs: 200, requestTimeoutMs: 1000 }, () => undefined);
+    const clients = new PeerClients(
+      follower,
+      [
+        { id: 'b1', address },
+        { id: 'b3', address: second.address },
+      ],
+      codec,
+      (m) => delivered.push(m),
+      { fetchMaxWaitMs: 200, requestTimeoutMs: 1000 },
+      () => undefined,
+    );
     try {
       clients.send(fetchRequest(1));
       await until('the Fetch to park on b1', () => replica.fetches.length === 1);
@@ -186,8 +229,14 @@ describe('FetchStream: one stream per follower and leader', { timeout: 60_000 },
     replica.reject = new InvariantError('scripted contradiction');
     const delivered: Message[] = [];
     const errors: number[] = [];
-    const clients = new PeerClients(follower, [{ id: 'b1', address }], codec, (m) => delivered.push(m),
-      { fetchMaxWaitMs: 200, requestTimeoutMs: 1000 }, (_peer, _rpc, error) => errors.push(error.code));
+    const clients = new PeerClients(
+      follower,
+      [{ id: 'b1', address }],
+      codec,
+      (m) => delivered.push(m),
+      { fetchMaxWaitMs: 200, requestTimeoutMs: 1000 },
+      (_peer, _rpc, error) => errors.push(error.code),
+    );
     try {
       clients.send(fetchRequest(1));
       await until('the stream to fail', () => errors.length === 1);
@@ -231,7 +280,11 @@ describe('FetchStream: one stream per follower and leader', { timeout: 60_000 },
     const client = new grpc.Client(address, grpc.credentials.createInsecure());
     try {
       const status = await new Promise<grpc.StatusObject>((resolve) => {
-        const call = client.makeBidiStreamRequest('/mamba.raft.v1.RaftPeer/FetchStream', (b: Buffer) => b, (b: Buffer) => b);
+        const call = client.makeBidiStreamRequest(
+          '/mamba.raft.v1.RaftPeer/FetchStream',
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+        );
         call.on('error', () => undefined);
         call.on('status', resolve);
         call.write(Buffer.from([0x0a, 0xff, 0xff, 0xff])); // field 1, a length running past the end

@@ -22,7 +22,14 @@ const quiet = new Logger('b1', 'g1', () => undefined);
  */
 async function settlesThisTurn(promise: Promise<unknown>): Promise<boolean> {
   let settled = false;
-  void promise.then(() => { settled = true; }, () => { settled = true; });
+  void promise.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
   for (let round = 0; round < 20 && !settled; round++) await Promise.resolve();
   return settled;
 }
@@ -41,31 +48,53 @@ describe('replica: parked Fetches and the high watermark on the leader', { timeo
   let requestId = 100;
 
   const fetch = (from: string, fetchOffset: number, lastFetchedEpoch: number): FetchRequest => ({
-    type: 'FetchRequest', from, to: 'b1', epoch, fetchOffset, lastFetchedEpoch, maxBytes: 1 << 20, requestId: ++requestId,
+    type: 'FetchRequest',
+    from,
+    to: 'b1',
+    epoch,
+    fetchOffset,
+    lastFetchedEpoch,
+    maxBytes: 1 << 20,
+    requestId: ++requestId,
   });
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'mamba-replica-fetch-'));
     replica = await Replica.open({
-      id: 'b1', voters: ['b1', 'b2', 'b3'], dataDir: dir, flush: { mode: 'async', intervalMs: 10 },
-      segmentBytes: 1 << 20, retentionBytesMax: 0, retentionAgeMsMax: 0, tickMs: 5, electionTimeoutMs: 50,
-      fetchTimeoutMs: 10_000, fetchMaxWaitMs: 40, fetchBytesMax: 1 << 20, pendingProposalsMax: 100, logger: quiet,
+      id: 'b1',
+      voters: ['b1', 'b2', 'b3'],
+      dataDir: dir,
+      flush: { mode: 'async', intervalMs: 10 },
+      segmentBytes: 1 << 20,
+      retentionBytesMax: 0,
+      retentionAgeMsMax: 0,
+      tickMs: 5,
+      electionTimeoutMs: 50,
+      fetchTimeoutMs: 10_000,
+      fetchMaxWaitMs: 40,
+      fetchBytesMax: 1 << 20,
+      pendingProposalsMax: 100,
+      logger: quiet,
       random: () => 0,
     });
-    replica.start({ onAppend: () => undefined, onTruncate: () => undefined, onCommit: () => undefined, onRoleChange: () => undefined }, {
-      send: (message) => {
-        sent.push(message);
-        // The test plays both voters: grant every pre-vote and vote.
-        if (message.type === 'PreVoteRequest' || message.type === 'VoteRequest') {
-          // A pre-vote carries the epoch it proposes; its answer comes in the sender's current one.
-          const answer: Message = message.type === 'PreVoteRequest'
-            ? { type: 'PreVoteResponse', from: message.to, to: 'b1', epoch: message.epoch - 1, granted: true }
-            : { type: 'VoteResponse', from: message.to, to: 'b1', epoch: message.epoch, granted: true };
-          setImmediate(() => replica.deliver(answer));
-        }
+    replica.start(
+      { onAppend: () => undefined, onTruncate: () => undefined, onCommit: () => undefined, onRoleChange: () => undefined },
+      {
+        send: (message) => {
+          sent.push(message);
+          // The test plays both voters: grant every pre-vote and vote.
+          if (message.type === 'PreVoteRequest' || message.type === 'VoteRequest') {
+            // A pre-vote carries the epoch it proposes; its answer comes in the sender's current one.
+            const answer: Message =
+              message.type === 'PreVoteRequest'
+                ? { type: 'PreVoteResponse', from: message.to, to: 'b1', epoch: message.epoch - 1, granted: true }
+                : { type: 'VoteResponse', from: message.to, to: 'b1', epoch: message.epoch, granted: true };
+            setImmediate(() => replica.deliver(answer));
+          }
+        },
+        close: () => undefined,
       },
-      close: () => undefined,
-    });
+    );
     const deadline = Date.now() + 10_000;
     while (!replica.isLeader && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5));
     assert.ok(replica.isLeader, 'b1 becomes leader');
@@ -96,7 +125,10 @@ describe('replica: parked Fetches and the high watermark on the leader', { timeo
     assert.equal(offset, end);
     assert.equal(await settlesThisTurn(parked), true, 'answered on the turn of the append');
     const answer = (await parked) as FetchResponse;
-    assert.deepEqual(answer.entries.map((e) => e.offset), [end]);
+    assert.deepEqual(
+      answer.entries.map((e) => e.offset),
+      [end],
+    );
   });
 
   test('a Fetch at N releases the quorum waiters up to N on the turn it arrives (rule: a Fetch at N acknowledges N)', async () => {
@@ -113,14 +145,14 @@ describe('replica: parked Fetches and the high watermark on the leader', { timeo
     assert.equal(await answer, null, 'the end of its stream drops the parked Fetch');
   });
 
-  test('the high watermark waits for the promise of the leader\'s own copy (DESIGN §12: promised before it is reported)', async () => {
+  test("the high watermark waits for the promise of the leader's own copy (DESIGN §12: promised before it is reported)", async () => {
     await catchUp('b3');
     const offset = replica.propose(new Uint8Array([5]), 1);
     const committed = replica.commitWaiters.wait(offset + 1, replica.committedOffset);
     const promisedBefore = replica.promisedOffset;
     const answer = replica.handle(fetch('b3', offset + 1, epoch), 40, {});
     if (promisedBefore < offset + 1) {
-      assert.equal(await settlesThisTurn(committed), false, 'held until the leader\'s promise covering offset + 1 is durable');
+      assert.equal(await settlesThisTurn(committed), false, "held until the leader's promise covering offset + 1 is durable");
     }
     await committed;
     assert.ok(replica.promisedOffset >= offset + 1, 'acknowledged only once promised');

@@ -14,7 +14,9 @@ const flushMode = process.argv[4] === 'sync' ? 'sync' : 'async';
 
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
 function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    .replace(/^.*\) /, '')
+    .split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 Hz)
 }
 
@@ -22,8 +24,19 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number; children?: number[] }
-interface Profile { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[]; startTime: number; endTime: number }
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  hitCount?: number;
+  children?: number[];
+}
+interface Profile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+  startTime: number;
+  endTime: number;
+}
 
 /** Self time by function (µs), from a .cpuprofile. */
 function selfTimes(profile: Profile): Map<string, number> {
@@ -87,8 +100,12 @@ function summarise(label: string, file: string, messages: number, window: { from
     groups.set(key, (groups.get(key) ?? 0) + us);
   }
   process.stdout.write(`\n${label}: ${file}\n  on CPU ${(busyUs / messages).toFixed(1)} µs/msg (samples not idle)\n`);
-  for (const [key, us] of [...groups].sort((a, b) => b[1] - a[1])) if (key !== '(idle)') process.stdout.write(`  ${key.padEnd(22)} ${(us / messages).toFixed(1)} µs/msg\n`);
-  const top = [...totals].filter(([n]) => !n.startsWith('(idle)')).sort((a, b) => b[1] - a[1]).slice(0, 30);
+  for (const [key, us] of [...groups].sort((a, b) => b[1] - a[1]))
+    if (key !== '(idle)') process.stdout.write(`  ${key.padEnd(22)} ${(us / messages).toFixed(1)} µs/msg\n`);
+  const top = [...totals]
+    .filter(([n]) => !n.startsWith('(idle)'))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 30);
   for (const [name, us] of top) process.stdout.write(`    ${(us / messages).toFixed(1).padStart(6)} µs  ${name}\n`);
 }
 
@@ -111,18 +128,24 @@ async function main(): Promise<void> {
       latenciesMs.push(performance.now() - t0);
     }
     const elapsedMs = performance.now() - startMs;
-    const cpuUsPerMessage = [...pids].map(([id, pid]) => `${id === leader ? 'leader' : 'follower'} ${id} ${((cpuSeconds(pid) - cpuBefore.get(id)!) * 1e6 / messagesCount).toFixed(0)}`);
+    const cpuUsPerMessage = [...pids].map(
+      ([id, pid]) => `${id === leader ? 'leader' : 'follower'} ${id} ${(((cpuSeconds(pid) - cpuBefore.get(id)!) * 1e6) / messagesCount).toFixed(0)}`,
+    );
     latenciesMs.sort((a, b) => a - b);
-    process.stdout.write(`flush ${flushMode}, leader ${leader}: ${messagesCount} messages one at a time, ${(messagesCount / (elapsedMs / 1000)).toFixed(0)} msg/s, p50 ${percentile(latenciesMs, 50).toFixed(2)} ms, p90 ${percentile(latenciesMs, 90).toFixed(2)} ms, p99 ${percentile(latenciesMs, 99).toFixed(2)} ms, max ${latenciesMs[latenciesMs.length - 1]!.toFixed(2)} ms; CPU µs/msg (/proc): ${cpuUsPerMessage.join(', ')}\n`);
+    process.stdout.write(
+      `flush ${flushMode}, leader ${leader}: ${messagesCount} messages one at a time, ${(messagesCount / (elapsedMs / 1000)).toFixed(0)} msg/s, p50 ${percentile(latenciesMs, 50).toFixed(2)} ms, p90 ${percentile(latenciesMs, 90).toFixed(2)} ms, p99 ${percentile(latenciesMs, 99).toFixed(2)} ms, max ${latenciesMs[latenciesMs.length - 1]!.toFixed(2)} ms; CPU µs/msg (/proc): ${cpuUsPerMessage.join(', ')}\n`,
+    );
     const endMs = performance.now();
     const profileDir = /--cpu-prof-dir=(\S+)/.exec(process.env.MAMBA_BROKER_NODE_ARGS ?? '')?.[1];
     // SIGTERM: the broker stops cleanly and Node writes its profile on exit; the exit time places
     // the measured phase on the profile's clock (to a few ms).
     const exitMs = new Map<string, number>();
-    await Promise.all(cluster.brokers.map(async (b) => {
-      await cluster.kill(b.id, 'SIGTERM');
-      exitMs.set(b.id, performance.now());
-    }));
+    await Promise.all(
+      cluster.brokers.map(async (b) => {
+        await cluster.kill(b.id, 'SIGTERM');
+        exitMs.set(b.id, performance.now());
+      }),
+    );
     if (profileDir && existsSync(profileDir)) {
       const files = readdirSync(profileDir).filter((f) => f.endsWith('.cpuprofile'));
       for (const [id, pid] of pids) {

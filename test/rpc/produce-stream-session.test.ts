@@ -18,20 +18,35 @@ class ScriptedCall extends EventEmitter {
   ended = false;
   status: { code: number; details: string } | null = null;
   writeAccepts = true;
-  pause(): this { this.paused = true; return this; }
-  resume(): this { this.paused = false; return this; }
-  write(answer: Wire): boolean { this.written.push(answer); return this.writeAccepts; }
-  end(): void { this.ended = true; }
+  pause(): this {
+    this.paused = true;
+    return this;
+  }
+  resume(): this {
+    this.paused = false;
+    return this;
+  }
+  write(answer: Wire): boolean {
+    this.written.push(answer);
+    return this.writeAccepts;
+  }
+  end(): void {
+    this.ended = true;
+  }
   constructor() {
     super();
-    this.on('error', (e: { code: number; details: string }) => { this.status = { code: e.code, details: e.details }; });
+    this.on('error', (e: { code: number; details: string }) => {
+      this.status = { code: e.code, details: e.details };
+    });
   }
 }
 
 /** A broker whose produce calls wait until the test settles them. */
 class ScriptedBroker {
   readonly calls: Array<{ request: ProduceRequest; resolve: (r: ProduceResult) => void; reject: (e: Error) => void }> = [];
-  track<T>(work: () => Promise<T>): Promise<T> { return work(); }
+  track<T>(work: () => Promise<T>): Promise<T> {
+    return work();
+  }
   produce(request: ProduceRequest): Promise<ProduceResult> {
     return new Promise((resolve, reject) => this.calls.push({ request, resolve, reject }));
   }
@@ -41,8 +56,18 @@ class ScriptedBroker {
   }
 }
 
-const decode = (w: Wire): ProduceRequest => ({ topic: String(w.topic), queue: Number(w.queue ?? 0), messages: (w.messages ?? []) as ProduceRequest['messages'], ack: 'quorum', producerId: 0, sequence: 0 });
-const message = (clientSequence: number, bodyBytes = 10): Wire => ({ clientSequence, request: { topic: 't', queue: 0, messages: [{ body: Buffer.alloc(bodyBytes) }] } });
+const decode = (w: Wire): ProduceRequest => ({
+  topic: String(w.topic),
+  queue: Number(w.queue ?? 0),
+  messages: (w.messages ?? []) as ProduceRequest['messages'],
+  ack: 'quorum',
+  producerId: 0,
+  sequence: 0,
+});
+const message = (clientSequence: number, bodyBytes = 10): Wire => ({
+  clientSequence,
+  request: { topic: 't', queue: 0, messages: [{ body: Buffer.alloc(bodyBytes) }] },
+});
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function open(limits: ProduceStreamLimits): { call: ScriptedCall; broker: ScriptedBroker } {
@@ -62,7 +87,10 @@ describe('ProduceStream session', () => {
     assert.equal(call.written.length, 0, 'request 1 is not answered yet');
     broker.ok(0);
     await turn();
-    assert.deepEqual(call.written.map((w) => w.clientSequence), [1, 2, 3]);
+    assert.deepEqual(
+      call.written.map((w) => w.clientSequence),
+      [1, 2, 3],
+    );
   });
 
   test('step 2: refused and failing requests are answered in place; the stream goes on', async () => {
@@ -73,7 +101,10 @@ describe('ProduceStream session', () => {
     broker.calls[1]!.reject(new NotFoundError('topic "t" does not exist'));
     broker.ok(0);
     await turn();
-    assert.deepEqual(call.written.map((w) => (w.error ? (w.error as Wire).code : 'ok')), ['ok', grpc.status.PERMISSION_DENIED, grpc.status.NOT_FOUND]);
+    assert.deepEqual(
+      call.written.map((w) => (w.error ? (w.error as Wire).code : 'ok')),
+      ['ok', grpc.status.PERMISSION_DENIED, grpc.status.NOT_FOUND],
+    );
     call.emit('end');
     assert.ok(call.ended, 'half-close with nothing pending ends the stream OK');
   });

@@ -38,18 +38,47 @@ test('a signature is accepted once, for its method, within the skew window; each
   const now = { value: 1_000_000 };
   const { auth, key } = authenticator(now);
   const before = { ...authFailureCounts };
-  const reason = (work: () => unknown): string => { try { work(); return 'accepted'; } catch (e) { assert.ok(e instanceof AuthFailure); return e.reason; } };
+  const reason = (work: () => unknown): string => {
+    try {
+      work();
+      return 'accepted';
+    } catch (e) {
+      assert.ok(e instanceof AuthFailure);
+      return e.reason;
+    }
+  };
   const md = signCall(new Metadata(), key, '/m/A', now.value);
   assert.equal(auth.authenticate('/m/A', md.clone()), 'app1');
-  assert.equal(reason(() => auth.authenticate('/m/A', md.clone())), 'replayed');
-  assert.equal(reason(() => auth.authenticate('/m/B', signCall(new Metadata(), key, '/m/A', now.value))), 'bad_signature');
-  assert.equal(reason(() => auth.authenticate('/m/A', signCall(new Metadata(), key, '/m/A', now.value - 1001))), 'stale');
-  assert.equal(reason(() => auth.authenticate('/m/A', signCall(new Metadata(), key, '/m/A', now.value + 1001))), 'stale');
-  assert.equal(reason(() => auth.authenticate('/m/A', signCall(new Metadata(), { keyId: 'other', signingKey: key.signingKey }, '/m/A', now.value))), 'unknown_key');
-  assert.equal(reason(() => auth.authenticate('/m/A', new Metadata())), 'missing');
+  assert.equal(
+    reason(() => auth.authenticate('/m/A', md.clone())),
+    'replayed',
+  );
+  assert.equal(
+    reason(() => auth.authenticate('/m/B', signCall(new Metadata(), key, '/m/A', now.value))),
+    'bad_signature',
+  );
+  assert.equal(
+    reason(() => auth.authenticate('/m/A', signCall(new Metadata(), key, '/m/A', now.value - 1001))),
+    'stale',
+  );
+  assert.equal(
+    reason(() => auth.authenticate('/m/A', signCall(new Metadata(), key, '/m/A', now.value + 1001))),
+    'stale',
+  );
+  assert.equal(
+    reason(() => auth.authenticate('/m/A', signCall(new Metadata(), { keyId: 'other', signingKey: key.signingKey }, '/m/A', now.value))),
+    'unknown_key',
+  );
+  assert.equal(
+    reason(() => auth.authenticate('/m/A', new Metadata())),
+    'missing',
+  );
   const twice = signCall(new Metadata(), key, '/m/A', now.value);
   twice.add('mamba-nonce', 'ab'.repeat(8));
-  assert.equal(reason(() => auth.authenticate('/m/A', twice)), 'malformed');
+  assert.equal(
+    reason(() => auth.authenticate('/m/A', twice)),
+    'malformed',
+  );
   for (const r of ['replayed', 'bad_signature', 'unknown_key', 'missing', 'malformed'] as const) assert.equal(authFailureCounts[r], before[r] + 1, r);
   assert.equal(authFailureCounts.stale, before.stale + 2);
 });
@@ -66,7 +95,10 @@ test('the nonce cache forgets after its ttl and refuses beyond its size instead 
 });
 
 test('permission patterns: * and ? wildcards, key *, and nothing granted means refused', () => {
-  const p = parsePermissions('grants:\n  - { key: app, topics: ["orders.*", "log-?"], actions: [produce] }\n  - { key: "*", topics: [public], actions: [consume] }\n', 'p');
+  const p = parsePermissions(
+    'grants:\n  - { key: app, topics: ["orders.*", "log-?"], actions: [produce] }\n  - { key: "*", topics: [public], actions: [consume] }\n',
+    'p',
+  );
   assert.ok(p.allows('app', 'produce', 'orders.eu'));
   assert.ok(p.allows('app', 'produce', 'log-1'));
   assert.ok(!p.allows('app', 'produce', 'log-12'));
@@ -75,7 +107,10 @@ test('permission patterns: * and ? wildcards, key *, and nothing granted means r
   assert.ok(p.allows('anyone', 'consume', 'public'));
   assert.ok(p.allowsAny('app', 'orders.x'));
   assert.ok(!p.allowsAny('other', 'orders.x'));
-  assert.throws(() => parsePermissions('grants:\n  - { key: app, topics: ["a"], actions: [write] }\n', 'p'), /p: grants\[0\]\.actions\[0\]: must be one of produce, consume, admin/);
+  assert.throws(
+    () => parsePermissions('grants:\n  - { key: app, topics: ["a"], actions: [write] }\n', 'p'),
+    /p: grants\[0\]\.actions\[0\]: must be one of produce, consume, admin/,
+  );
   assert.throws(() => parsePermissions('grants:\n  - { key: app, topics: [], actions: [produce] }\n', 'p'), /grants\[0\]\.topics: must name at least one/);
 });
 
@@ -88,7 +123,11 @@ test('clients take the key from options, then the environment, then the credenti
   const fromEnv = resolveClientSecurity({}, { MAMBA_KEY_ID: 'envkey', MAMBA_KEY_SECRET: 'e'.repeat(20) }, [file]);
   assert.equal(fromEnv.key!.keyId, 'envkey');
   assert.equal(fromEnv.tlsCaFile, null);
-  const fromOptions = resolveClientSecurity({ accessKey: { keyId: 'optkey', secret: 'o'.repeat(20) }, tls: true }, { MAMBA_KEY_ID: 'envkey', MAMBA_KEY_SECRET: 'e'.repeat(20) }, [file]);
+  const fromOptions = resolveClientSecurity(
+    { accessKey: { keyId: 'optkey', secret: 'o'.repeat(20) }, tls: true },
+    { MAMBA_KEY_ID: 'envkey', MAMBA_KEY_SECRET: 'e'.repeat(20) },
+    [file],
+  );
   assert.equal(fromOptions.key!.keyId, 'optkey');
   assert.equal(fromOptions.tlsCaFile, '');
   assert.deepEqual(fromOptions.key!.signingKey, deriveSigningKey('optkey', 'o'.repeat(20)));
@@ -98,12 +137,25 @@ test('clients take the key from options, then the environment, then the credenti
 
 test('the security section of a cluster file is checked key by key', () => {
   const base = 'cluster: c\ngroups:\n  - id: g1\n    brokers:\n      - { id: b1, host: 127.0.0.1, clientPort: 1, peerPort: 2, metricsPort: 3 }\n';
-  const config = parseClusterConfig(`${base}security:\n  auth: { keysFile: k, permissionsFile: p, brokerKeyId: broker }\n  tls: { caFile: ca.crt, certFile: "{broker}.crt", keyFile: "{broker}.key" }\n`, 'c.yaml', '/base');
+  const config = parseClusterConfig(
+    `${base}security:\n  auth: { keysFile: k, permissionsFile: p, brokerKeyId: broker }\n  tls: { caFile: ca.crt, certFile: "{broker}.crt", keyFile: "{broker}.key" }\n`,
+    'c.yaml',
+    '/base',
+  );
   assert.equal(config.security.auth!.keysFile, '/base/k');
   assert.equal(config.security.auth!.clockSkewMsMax, 300_000);
   assert.equal(config.security.tls!.certFile, '/base/{broker}.crt');
   assert.equal(parseClusterConfig(base, 'c.yaml', '/base').security.auth, null);
-  assert.throws(() => parseClusterConfig(`${base}security:\n  auth: { keysFile: k, permissionsFile: p }\n`, 'c.yaml', '/'), /c.yaml: security.auth.brokerKeyId: must be a non-empty string/);
-  assert.throws(() => parseClusterConfig(`${base}security:\n  tls: { caFile: a, certFile: b, keyFile: c, verify: no }\n`, 'c.yaml', '/'), /security.tls.verify: unknown key/);
-  assert.throws(() => parseClusterConfig(`${base}settings:\n  inflightPerConnectionMax: 0\n`, 'c.yaml', '/'), /settings.inflightPerConnectionMax: 0 is out of range/);
+  assert.throws(
+    () => parseClusterConfig(`${base}security:\n  auth: { keysFile: k, permissionsFile: p }\n`, 'c.yaml', '/'),
+    /c.yaml: security.auth.brokerKeyId: must be a non-empty string/,
+  );
+  assert.throws(
+    () => parseClusterConfig(`${base}security:\n  tls: { caFile: a, certFile: b, keyFile: c, verify: no }\n`, 'c.yaml', '/'),
+    /security.tls.verify: unknown key/,
+  );
+  assert.throws(
+    () => parseClusterConfig(`${base}settings:\n  inflightPerConnectionMax: 0\n`, 'c.yaml', '/'),
+    /settings.inflightPerConnectionMax: 0 is out of range/,
+  );
 });

@@ -18,23 +18,43 @@ const seed = Number(process.env.MAMBA_FUZZ_SEED ?? Date.now() % 100_000);
 
 function prng(s: number): () => number {
   let x = s >>> 0 || 1;
-  return () => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x / 4294967296; };
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 4294967296;
+  };
 }
 
-interface Method { service: string; name: string; path: string; requestType: string; serverStream: boolean }
+interface Method {
+  service: string;
+  name: string;
+  path: string;
+  requestType: string;
+  serverStream: boolean;
+}
 
 function methods(service: string): Method[] {
-  return protoRoot().lookupService(service).methodsArray.map((m) => {
-    m.resolve();
-    return { service, name: m.name, path: `/${service}/${m.name}`, requestType: m.resolvedRequestType!.fullName.slice(1), serverStream: !!m.responseStream };
-  });
+  return protoRoot()
+    .lookupService(service)
+    .methodsArray.map((m) => {
+      m.resolve();
+      return { service, name: m.name, path: `/${service}/${m.name}`, requestType: m.resolvedRequestType!.fullName.slice(1), serverStream: !!m.responseStream };
+    });
 }
 
 /** A valid request of each type, with values a fuzzer mutates from. */
 function seedRequest(method: Method, clusterName: string): Wire {
   const sender = { cluster: clusterName, group: 'g1', replicaId: 'b1' };
   const samples: Record<string, Wire> = {
-    Produce: { topic: 'fuzz', queue: 0, ack: 3, messages: [{ key: Buffer.from('k'), body: Buffer.from('body'), headers: [{ key: 'h', value: Buffer.from('v') }] }] },
+    Produce: {
+      topic: 'fuzz',
+      queue: 0,
+      ack: 3,
+      messages: [{ key: Buffer.from('k'), body: Buffer.from('body'), headers: [{ key: 'h', value: Buffer.from('v') }] }],
+    },
     Consume: { topic: 'fuzz', queue: 0, offset: 0, maxMessages: 10, maxWaitMs: 10 },
     Subscribe: { topic: 'fuzz', queue: 0, offset: 0, maxMessages: 10 },
     CommitOffset: { topic: 'fuzz', queue: 0, consumerGroup: 'cg', offset: 1 },
@@ -74,10 +94,13 @@ const internalDetails = new Set<string>();
 function send(client: grpc.Client, method: Method, bytes: Buffer, metadata: grpc.Metadata): Promise<grpc.status> {
   const deadline = Date.now() + 2000;
   if (!method.serverStream) {
-    return new Promise((resolve) => client.makeUnaryRequest(method.path, identity, identity, bytes, metadata, { deadline }, (e) => {
-      if (e && (e.code === grpc.status.INTERNAL || e.code === grpc.status.UNKNOWN || e.code === grpc.status.UNAVAILABLE)) internalDetails.add(`${method.name}: ${e.details} (frame ${bytes.toString('hex')})`);
-      resolve(e ? e.code : grpc.status.OK);
-    }));
+    return new Promise((resolve) =>
+      client.makeUnaryRequest(method.path, identity, identity, bytes, metadata, { deadline }, (e) => {
+        if (e && (e.code === grpc.status.INTERNAL || e.code === grpc.status.UNKNOWN || e.code === grpc.status.UNAVAILABLE))
+          internalDetails.add(`${method.name}: ${e.details} (frame ${bytes.toString('hex')})`);
+        resolve(e ? e.code : grpc.status.OK);
+      }),
+    );
   }
   return new Promise((resolve) => {
     const stream = client.makeServerStreamRequest(method.path, identity, identity, bytes, metadata, { deadline });
@@ -89,7 +112,9 @@ function send(client: grpc.Client, method: Method, bytes: Buffer, metadata: grpc
 }
 
 function rssBytes(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'));
+  const line = readFileSync(`/proc/${pid}/status`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('VmRSS:'));
   return Number(/(\d+)/.exec(line ?? '0')![1]) * 1024;
 }
 
@@ -108,7 +133,8 @@ test(`fuzzing both APIs (seed ${seed}): proper statuses only, brokers stay up, m
     const adminClient = cluster.rawClient(leader.clientAddress);
     await cluster.call(adminClient, 'CreateTopic', { name: 'fuzz', queues: 1 }, admin);
     const stored = Array.from({ length: 200 }, (_, i) => Buffer.from(`stored-${i}-${'x'.repeat(i % 50)}`));
-    for (let i = 0; i < 200; i += 50) await cluster.call(adminClient, 'Produce', { topic: 'fuzz', queue: 0, messages: stored.slice(i, i + 50).map((body) => ({ body })) }, admin);
+    for (let i = 0; i < 200; i += 50)
+      await cluster.call(adminClient, 'Produce', { topic: 'fuzz', queue: 0, messages: stored.slice(i, i + 50).map((body) => ({ body })) }, admin);
     // Wait for the brokers to have the fuzz key (the keys file is reloaded on change).
     const fuzzKey: SigningKey = cluster.signer(fuzzer);
     // Every broker reloads the keys file on its own: wait until each one takes the fuzz key.
@@ -145,23 +171,49 @@ test(`fuzzing both APIs (seed ${seed}): proper statuses only, brokers stay up, m
           const metadata = new grpc.Metadata();
           if (lane === 1) signCall(metadata, fuzzKey, method.path);
           const what = `client ${lane === 1 ? 'signed' : 'unsigned'}`;
-          batch.push(send(pick(clients.client), method, frame(method, random, clusterName), metadata).then((code) => {
-            note(what, code);
-            const allowed = lane === 0 ? [grpc.status.UNAUTHENTICATED] : [grpc.status.OK, grpc.status.INVALID_ARGUMENT, grpc.status.NOT_FOUND, grpc.status.OUT_OF_RANGE, grpc.status.ALREADY_EXISTS,
-              grpc.status.FAILED_PRECONDITION, grpc.status.PERMISSION_DENIED, grpc.status.RESOURCE_EXHAUSTED, grpc.status.DEADLINE_EXCEEDED, grpc.status.CANCELLED];
-            // CANCELLED on a stream is this client's own cancel (after 150 ms), not an answer.
-            if (!allowed.includes(code) && !(method.serverStream && code === grpc.status.CANCELLED)) bad.push(`${what} ${method.name}: ${grpc.status[code]}`);
-          }));
+          batch.push(
+            send(pick(clients.client), method, frame(method, random, clusterName), metadata).then((code) => {
+              note(what, code);
+              const allowed =
+                lane === 0
+                  ? [grpc.status.UNAUTHENTICATED]
+                  : [
+                      grpc.status.OK,
+                      grpc.status.INVALID_ARGUMENT,
+                      grpc.status.NOT_FOUND,
+                      grpc.status.OUT_OF_RANGE,
+                      grpc.status.ALREADY_EXISTS,
+                      grpc.status.FAILED_PRECONDITION,
+                      grpc.status.PERMISSION_DENIED,
+                      grpc.status.RESOURCE_EXHAUSTED,
+                      grpc.status.DEADLINE_EXCEEDED,
+                      grpc.status.CANCELLED,
+                    ];
+              // CANCELLED on a stream is this client's own cancel (after 150 ms), not an answer.
+              if (!allowed.includes(code) && !(method.serverStream && code === grpc.status.CANCELLED)) bad.push(`${what} ${method.name}: ${grpc.status[code]}`);
+            }),
+          );
         } else {
           const method = pick(peerMethods);
           const member = lane === 3;
           const what = member ? 'peer member certificate' : 'peer stranger certificate';
-          batch.push(send(pick(member ? clients.memberPeer : clients.strangerPeer), method, frame(method, random, clusterName), new grpc.Metadata()).then((code) => {
-            note(what, code);
-            const allowed = member ? [grpc.status.OK, grpc.status.INVALID_ARGUMENT, grpc.status.PERMISSION_DENIED, grpc.status.FAILED_PRECONDITION, grpc.status.DEADLINE_EXCEEDED, grpc.status.UNAVAILABLE] : [grpc.status.PERMISSION_DENIED];
-            // CANCELLED on a stream (FetchStream) is this client's own cancel after 150 ms, as above.
-            if (!allowed.includes(code) && !(method.serverStream && code === grpc.status.CANCELLED)) bad.push(`${what} ${method.name}: ${grpc.status[code]}`);
-          }));
+          batch.push(
+            send(pick(member ? clients.memberPeer : clients.strangerPeer), method, frame(method, random, clusterName), new grpc.Metadata()).then((code) => {
+              note(what, code);
+              const allowed = member
+                ? [
+                    grpc.status.OK,
+                    grpc.status.INVALID_ARGUMENT,
+                    grpc.status.PERMISSION_DENIED,
+                    grpc.status.FAILED_PRECONDITION,
+                    grpc.status.DEADLINE_EXCEEDED,
+                    grpc.status.UNAVAILABLE,
+                  ]
+                : [grpc.status.PERMISSION_DENIED];
+              // CANCELLED on a stream (FetchStream) is this client's own cancel after 150 ms, as above.
+              if (!allowed.includes(code) && !(method.serverStream && code === grpc.status.CANCELLED)) bad.push(`${what} ${method.name}: ${grpc.status[code]}`);
+            }),
+          );
         }
       }
       await Promise.all(batch);
@@ -177,21 +229,37 @@ test(`fuzzing both APIs (seed ${seed}): proper statuses only, brokers stay up, m
 
     const newLeader = await cluster.leaderOf('g1', 15_000);
     const reader = cluster.rawClient(newLeader.clientAddress);
-    const read = await waitFor('the stored log', 10_000, async () => cluster.call(reader, 'Consume', { topic: 'fuzz', queue: 0, offset: 0, maxMessages: 200 }, admin));
-    assert.deepEqual((read.records as Wire[]).slice(0, 200).map((r) => Buffer.from(r.body).toString()), stored.map(String));
-    assert.deepEqual((read.records as Wire[]).slice(0, 200).map((r) => Number(r.offset)), stored.map((_, i) => i));
+    const read = await waitFor('the stored log', 10_000, async () =>
+      cluster.call(reader, 'Consume', { topic: 'fuzz', queue: 0, offset: 0, maxMessages: 200 }, admin),
+    );
+    assert.deepEqual(
+      (read.records as Wire[]).slice(0, 200).map((r) => Buffer.from(r.body).toString()),
+      stored.map(String),
+    );
+    assert.deepEqual(
+      (read.records as Wire[]).slice(0, 200).map((r) => Number(r.offset)),
+      stored.map((_, i) => i),
+    );
 
     // RSS is a coarse signal: V8 grows its heap in steps of several MiB and the allocator keeps
     // freed arenas, so the bound is set to catch a leak of ~40 KiB per call (2,400 calls ≈ 96 MiB,
     // e.g. a stream, waiter or nonce entry kept per request), not a few MiB of heap growth.
     const growthBytesMax = 96 * 1024 * 1024;
-    const grown = (): string[] => pids.map(rssBytes).flatMap((after, i) => after < rssBefore[i]! + growthBytesMax ? [] : [`${cluster.brokers[i]!.id} grew from ${rssBefore[i]} to ${after} bytes`]);
+    const grown = (): string[] =>
+      pids
+        .map(rssBytes)
+        .flatMap((after, i) => (after < rssBefore[i]! + growthBytesMax ? [] : [`${cluster.brokers[i]!.id} grew from ${rssBefore[i]} to ${after} bytes`]));
     await waitFor('broker memory to settle', 10_000, () => (grown().length === 0 ? true : undefined), 250).catch(() => undefined);
     assert.deepEqual(grown(), []);
 
-    const metrics = await Promise.all(cluster.brokers.map(async (b) => {
-      return fetch(`http://127.0.0.1:${b.metricsPort}/metrics`).then((r) => r.text(), () => '');
-    }));
+    const metrics = await Promise.all(
+      cluster.brokers.map(async (b) => {
+        return fetch(`http://127.0.0.1:${b.metricsPort}/metrics`).then(
+          (r) => r.text(),
+          () => '',
+        );
+      }),
+    );
     assert.match(metrics.join(''), /mamba_auth_failures_total\{reason="missing"/);
     for (const key of [...Object.values(cluster.keys), fuzzer]) {
       const derived = cluster.signer(key).signingKey.toString('hex');

@@ -15,29 +15,61 @@ const Client = grpc.makeGenericClientConstructor(serviceDefinition('mamba.v1.Mam
 async function serve(options: { connectionsPerClientMax: number; inflightPerConnectionMax: number; requestBytesMax: number }, hold: Promise<void>) {
   const limiter = new ConnectionLimiter(options.connectionsPerClientMax);
   const lines: string[] = [];
-  const guard = new CallGuard({ authenticator: null, permissions: null, brokerKeyId: null, limiter, inflightPerConnectionMax: options.inflightPerConnectionMax, logger: new Logger('t', 'g', (l) => lines.push(l)) });
+  const guard = new CallGuard({
+    authenticator: null,
+    permissions: null,
+    brokerKeyId: null,
+    limiter,
+    inflightPerConnectionMax: options.inflightPerConnectionMax,
+    logger: new Logger('t', 'g', (l) => lines.push(l)),
+  });
   const server = new grpc.Server({ interceptors: [guard.interceptor], 'grpc.max_receive_message_length': options.requestBytesMax });
   server.addService(serviceDefinition('mamba.v1.Mamba'), {
-    ListTopics: (_call: unknown, callback: grpc.sendUnaryData<Wire>) => { void hold.then(() => callback(null, { topics: [] })); },
+    ListTopics: (_call: unknown, callback: grpc.sendUnaryData<Wire>) => {
+      void hold.then(() => callback(null, { topics: [] }));
+    },
     Produce: (_call: unknown, callback: grpc.sendUnaryData<Wire>) => callback(null, {}),
   });
   const port = await freePort();
   const listening = await listen(server, grpc.ServerCredentials.createInsecure(), '127.0.0.1', port, limiter);
-  return { address: `127.0.0.1:${port}`, guard, stop: () => { listening.close(); server.forceShutdown(); } };
+  return {
+    address: `127.0.0.1:${port}`,
+    guard,
+    stop: () => {
+      listening.close();
+      server.forceShutdown();
+    },
+  };
 }
 
 function call(client: grpc.Client, method: string, request: Wire = {}): Promise<grpc.status> {
-  return new Promise((resolve) => (client as unknown as Record<string, (r: Wire, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void>)[method]!
-    .call(client, request, { deadline: Date.now() + 5000 }, (e) => resolve(e ? e.code : grpc.status.OK)));
+  return new Promise((resolve) =>
+    (client as unknown as Record<string, (r: Wire, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null) => void) => void>)[method]!.call(
+      client,
+      request,
+      { deadline: Date.now() + 5000 },
+      (e) => resolve(e ? e.code : grpc.status.OK),
+    ),
+  );
 }
 
 test('calls beyond inflightPerConnectionMax on one connection get RESOURCE_EXHAUSTED; the count returns to zero', async () => {
   let release!: () => void;
-  const s = await serve({ connectionsPerClientMax: 10, inflightPerConnectionMax: 3, requestBytesMax: 1024 * 1024 }, new Promise((r) => { release = r; }));
+  const s = await serve(
+    { connectionsPerClientMax: 10, inflightPerConnectionMax: 3, requestBytesMax: 1024 * 1024 },
+    new Promise((r) => {
+      release = r;
+    }),
+  );
   const client = new Client(s.address, grpc.credentials.createInsecure());
   try {
     let settled = 0;
-    const calls = Array.from({ length: 7 }, () => call(client, 'ListTopics').then((code) => { settled++; return code; }));
+    const calls = Array.from({ length: 7 }, () =>
+      call(client, 'ListTopics').then((code) => {
+        settled++;
+        return code;
+      }),
+    );
     // Three calls are held by the handler; the other four are refused at once.
     await waitFor('the calls beyond the limit to be refused', 5000, () => (settled >= 4 ? true : undefined), 5);
     assert.equal(settled, 4);
@@ -59,7 +91,10 @@ test('connections beyond connectionsPerClientMax from one address get RESOURCE_E
   try {
     const codes: grpc.status[] = [];
     for (const c of clients) codes.push(await call(c, 'ListTopics'));
-    assert.deepEqual(codes.map((c) => grpc.status[c]), ['OK', 'OK', 'RESOURCE_EXHAUSTED', 'RESOURCE_EXHAUSTED']);
+    assert.deepEqual(
+      codes.map((c) => grpc.status[c]),
+      ['OK', 'OK', 'RESOURCE_EXHAUSTED', 'RESOURCE_EXHAUSTED'],
+    );
     assert.equal(await call(clients[0]!, 'Produce', { topic: 't', messages: [{ body: Buffer.alloc(100 * 1024) }] }), grpc.status.RESOURCE_EXHAUSTED);
     assert.equal(await call(clients[0]!, 'Produce', { topic: 't', messages: [{ body: Buffer.alloc(1024) }] }), grpc.status.OK);
   } finally {

@@ -15,7 +15,8 @@ import { LocalCluster, waitFor, type BrokerProcess } from '../../scripts/lib/clu
 export { cliPath, freePort, sleep, waitFor } from '../../scripts/lib/cluster.js';
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-export type Wire = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: decoded protobuf objects; a typed request path (issue 12.4) replaces this
+export type Wire = Record<string, any>;
 
 export type SecureBroker = BrokerProcess;
 
@@ -38,22 +39,41 @@ export class SecureCluster extends LocalCluster {
   tls = true;
   private readonly clients: grpc.Client[] = [];
 
-  get certDir(): string { return join(this.dir, 'certs'); }
-  get keysFile(): string { return join(this.dir, 'keys'); }
-  get permissionsFile(): string { return join(this.dir, 'permissions.yaml'); }
+  get certDir(): string {
+    return join(this.dir, 'certs');
+  }
+  get keysFile(): string {
+    return join(this.dir, 'keys');
+  }
+  get permissionsFile(): string {
+    return join(this.dir, 'permissions.yaml');
+  }
 
   static async start(options: SecureClusterOptions = {}): Promise<SecureCluster> {
     const tls = options.tls ?? true;
     const groups = options.groups ?? 1;
     const security = (dir: string): Record<string, unknown> => ({
-      auth: { keysFile: join(dir, 'keys'), permissionsFile: join(dir, 'permissions.yaml'), brokerKeyId: 'broker', clockSkewMsMax: 5000, nonceCacheSizeMax: 100000 },
-      ...(tls ? { tls: { caFile: join(dir, 'certs', 'ca.crt'), certFile: join(dir, 'certs', '{broker}.crt'), keyFile: join(dir, 'certs', '{broker}.key') } } : {}),
+      auth: {
+        keysFile: join(dir, 'keys'),
+        permissionsFile: join(dir, 'permissions.yaml'),
+        brokerKeyId: 'broker',
+        clockSkewMsMax: 5000,
+        nonceCacheSizeMax: 100000,
+      },
+      ...(tls
+        ? { tls: { caFile: join(dir, 'certs', 'ca.crt'), certFile: join(dir, 'certs', '{broker}.crt'), keyFile: join(dir, 'certs', '{broker}.key') } }
+        : {}),
     });
     const cluster = await SecureCluster.create({ name: 'mamba-sec', groups, settings: options.settings ?? {}, security });
     cluster.tls = tls;
     try {
-      if (tls) execFileSync(join(repoRoot, 'scripts', 'make-certs.sh'), [cluster.certDir, ...cluster.brokers.map((b) => b.id), 'intruder'], { stdio: 'ignore' });
-      Object.assign(cluster.keys, { broker: createKey(cluster.keysFile, 'broker'), admin: createKey(cluster.keysFile, 'admin'), app: createKey(cluster.keysFile) });
+      if (tls)
+        execFileSync(join(repoRoot, 'scripts', 'make-certs.sh'), [cluster.certDir, ...cluster.brokers.map((b) => b.id), 'intruder'], { stdio: 'ignore' });
+      Object.assign(cluster.keys, {
+        broker: createKey(cluster.keysFile, 'broker'),
+        admin: createKey(cluster.keysFile, 'admin'),
+        app: createKey(cluster.keysFile),
+      });
       cluster.writePermissions([
         { key: 'admin', topics: ['*'], actions: ['produce', 'consume', 'admin'] },
         { key: cluster.keys.app.id, topics: ['orders.*'], actions: ['produce'] },
@@ -92,31 +112,48 @@ export class SecureCluster extends LocalCluster {
   /** One client API call; signed with `key` unless null; rejects with the ServiceError. */
   call(client: grpc.Client, method: string, request: Wire, key: SigningKey | null, metadata = new grpc.Metadata(), timeoutMs = 5000): Promise<Wire> {
     if (key) signCall(metadata, key, `/mamba.v1.Mamba/${method}`);
-    const fn = (client as unknown as Record<string, (r: Wire, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, w?: Wire) => void) => void>)[method]!;
-    return new Promise((resolve, reject) => fn.call(client, request, metadata, { deadline: Date.now() + timeoutMs }, (e, w) => (e ? reject(e) : resolve(w ?? {}))));
+    const fn = (
+      client as unknown as Record<string, (r: Wire, m: grpc.Metadata, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, w?: Wire) => void) => void>
+    )[method]!;
+    return new Promise((resolve, reject) =>
+      fn.call(client, request, metadata, { deadline: Date.now() + timeoutMs }, (e, w) => (e ? reject(e) : resolve(w ?? {}))),
+    );
   }
 
   async leaderOf(group: string, timeoutMs = 10_000): Promise<SecureBroker> {
     const admin = this.signer(this.keys.admin);
-    return waitFor(`a leader in ${group}`, timeoutMs, async () => {
-      for (const b of this.brokers.filter((x) => x.group === group && this.isRunning(x.id))) {
-        const client = this.rawClient(b.clientAddress);
-        try {
-          const reply = await this.call(client, 'DescribeCluster', {}, admin, new grpc.Metadata(), 1000);
-          const g = (reply.groups as Wire[]).find((x) => x.id === group);
-          if (g?.leaderId) return this.broker(String(g.leaderId));
-        } catch {
-          // not up yet
-        } finally {
-          client.close();
+    return waitFor(
+      `a leader in ${group}`,
+      timeoutMs,
+      async () => {
+        for (const b of this.brokers.filter((x) => x.group === group && this.isRunning(x.id))) {
+          const client = this.rawClient(b.clientAddress);
+          try {
+            const reply = await this.call(client, 'DescribeCluster', {}, admin, new grpc.Metadata(), 1000);
+            const g = (reply.groups as Wire[]).find((x) => x.id === group);
+            if (g?.leaderId) return this.broker(String(g.leaderId));
+          } catch {
+            // not up yet
+          } finally {
+            client.close();
+          }
         }
-      }
-      return undefined;
-    }, 200);
+        return undefined;
+      },
+      200,
+    );
   }
 
   logs(): string {
-    return this.brokers.map((b) => { try { return readFileSync(b.logFile, 'utf8'); } catch { return ''; } }).join('');
+    return this.brokers
+      .map((b) => {
+        try {
+          return readFileSync(b.logFile, 'utf8');
+        } catch {
+          return '';
+        }
+      })
+      .join('');
   }
 
   async stop(): Promise<void> {

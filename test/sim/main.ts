@@ -55,7 +55,9 @@ function runMany(count: number, first: number): void {
       if (firstFailure === null) {
         firstFailure = result;
         const flags = settings.recoveringRuleDisabled ? ' --rule-off' : '';
-        process.stdout.write(`FAIL seed ${seed}: ${result.violations[0]}\n  replay: ${flags === '' ? `make sim SEED=${seed}` : `node dist/test/sim/main.js --seed ${seed}${flags}`}\n`);
+        process.stdout.write(
+          `FAIL seed ${seed}: ${result.violations[0]}\n  replay: ${flags === '' ? `make sim SEED=${seed}` : `node dist/test/sim/main.js --seed ${seed}${flags}`}\n`,
+        );
       }
     }
     const done = seed - first + 1;
@@ -66,7 +68,9 @@ function runMany(count: number, first: number): void {
   }
   const seconds = ((performance.now() - startedMs) / 1000).toFixed(1);
   const mode = `disk faults ${settings.diskFaults ? 'on' : 'off'}${settings.recoveringRuleDisabled ? ', recovering rule OFF' : ''}`;
-  process.stdout.write(`sim: ${count} seeds (${mode}: ${diskFaults} disk faults, ${recoveringStarts} recovering starts, ${recoveries} recoveries), ${seconds}s\n`);
+  process.stdout.write(
+    `sim: ${count} seeds (${mode}: ${diskFaults} disk faults, ${recoveringStarts} recovering starts, ${recoveries} recoveries), ${seconds}s\n`,
+  );
   process.stdout.write(`sim: ${count} seeds, ${failures} violations\n`);
   process.exitCode = failures === 0 ? 0 : 1;
 }

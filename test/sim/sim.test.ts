@@ -46,7 +46,10 @@ test(`recovering rule has teeth: with it off, seeds 1..${teethSeedCount} lose co
     if (on.violations.length > 0) failuresWithRule.push(`seed ${seed}: ${on.violations[0]} (replay: make sim SEED=${seed})`);
   }
   assert.ok(lossWithoutRule.length > 0, `no seed in 1..${teethSeedCount} lost data with the rule off`);
-  assert.ok(lossWithoutRule.some((line) => line.includes('acknowledged')), `no acknowledged proposal lost with the rule off: ${lossWithoutRule.join('; ')}`);
+  assert.ok(
+    lossWithoutRule.some((line) => line.includes('acknowledged')),
+    `no acknowledged proposal lost with the rule off: ${lossWithoutRule.join('; ')}`,
+  );
   assert.deepEqual(failuresWithRule, []);
   assert.ok(diskFaults > 0 && recoveries > 0, 'the seeds injected no disk fault or saw no recovery');
 });

@@ -192,7 +192,10 @@ export class Simulation {
         beginQuorumEpochResendTicks: 3,
         maxFetchBytes: this.scenario.maxFetchBytes,
         uncommittedOffsetsMax: 60,
-        random: ((generator: Prng) => () => generator.next())(new Prng(this.random.fork())),
+        random: (
+          (generator: Prng) => () =>
+            generator.next()
+        )(new Prng(this.random.fork())),
         recoveringRuleDisabled: this.options.recoveringRuleDisabled === true,
       },
       node.storage,

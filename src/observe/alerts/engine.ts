@@ -57,7 +57,10 @@ const compare: Record<Comparison, (a: number, b: number) => boolean> = {
 };
 
 function seriesKey(rule: AlertRule, labels: Record<string, string>): string {
-  return `${rule.name}\u0000${Object.keys(labels).sort().map((k) => `${k}=${labels[k]}`).join('\u0000')}`;
+  return `${rule.name}\u0000${Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${labels[k]}`)
+    .join('\u0000')}`;
 }
 
 function matches(rule: AlertRule, labels: Record<string, string>): boolean {
@@ -73,7 +76,10 @@ export class AlertEngine {
   private lastEvaluationMs = -Infinity;
   dropped = 0;
 
-  constructor(readonly rules: readonly AlertRule[], private readonly options: EngineOptions) {
+  constructor(
+    readonly rules: readonly AlertRule[],
+    private readonly options: EngineOptions,
+  ) {
     assert(options.repeatIntervalMs > 0, 'repeat interval must be positive');
     this.instancesMax = options.instancesMax ?? 10_000;
   }
@@ -103,7 +109,8 @@ export class AlertEngine {
     for (const [key, instance] of this.instances) {
       if (instance.rule === rule && !seen.has(key)) this.clear(key, instance, nowMs, events);
     }
-    if (rule.condition === 'increasing') for (const key of this.previous.keys()) if (key.startsWith(`${rule.name}\u0000`) && !seen.has(key)) this.previous.delete(key);
+    if (rule.condition === 'increasing')
+      for (const key of this.previous.keys()) if (key.startsWith(`${rule.name}\u0000`) && !seen.has(key)) this.previous.delete(key);
   }
 
   private step(rule: AlertRule, key: string, sample: Sample, nowMs: number, events: AlertEvent[]): void {
@@ -120,8 +127,17 @@ export class AlertEngine {
         this.dropped++;
         return;
       }
-      const baseline = rule.condition === 'increasing' ? previous ?? sample.value : sample.value;
-      instance = { rule, labels: { ...sample.labels, ...rule.labels }, state: 'pending', activeSinceMs: nowMs, firedAtMs: 0, notifiedAtMs: 0, value: sample.value, baseline };
+      const baseline = rule.condition === 'increasing' ? (previous ?? sample.value) : sample.value;
+      instance = {
+        rule,
+        labels: { ...sample.labels, ...rule.labels },
+        state: 'pending',
+        activeSinceMs: nowMs,
+        firedAtMs: 0,
+        notifiedAtMs: 0,
+        value: sample.value,
+        baseline,
+      };
       this.instances.set(key, instance);
     }
     instance.value = sample.value;

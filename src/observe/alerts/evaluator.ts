@@ -44,7 +44,10 @@ export class AlertEvaluator {
   private stopped = false;
   private readonly deliveries = new Set<Promise<void>>();
 
-  constructor(private readonly registry: Registry, private readonly options: EvaluatorOptions) {
+  constructor(
+    private readonly registry: Registry,
+    private readonly options: EvaluatorOptions,
+  ) {
     this.engine = new AlertEngine(options.rules, { repeatIntervalMs: options.repeatIntervalMs });
   }
 
@@ -70,7 +73,12 @@ export class AlertEvaluator {
   private dispatch(notification: AlertNotification): void {
     for (const notifier of this.options.notifiers) {
       if (this.deliveriesInFlight >= deliveriesInFlightMax) {
-        this.options.logger.warn('alert.notification.dropped', { alert: notification.alert, status: notification.status, notifier: notifier.name, inFlight: this.deliveriesInFlight });
+        this.options.logger.warn('alert.notification.dropped', {
+          alert: notification.alert,
+          status: notification.status,
+          notifier: notifier.name,
+          inFlight: this.deliveriesInFlight,
+        });
         continue;
       }
       this.deliveriesInFlight++;
@@ -89,7 +97,14 @@ export class AlertEvaluator {
         return;
       } catch (error) {
         const last = attempt === deliveryAttemptsMax || this.stopped;
-        this.options.logger.warn('alert.notification.failed', { alert: notification.alert, status: notification.status, notifier: notifier.name, attempt, error: (error as Error).message, giveUp: last });
+        this.options.logger.warn('alert.notification.failed', {
+          alert: notification.alert,
+          status: notification.status,
+          notifier: notifier.name,
+          attempt,
+          error: (error as Error).message,
+          giveUp: last,
+        });
         if (last) return;
         await new Promise((resolve) => setTimeout(resolve, deliveryRetryDelayMs * attempt).unref());
       }

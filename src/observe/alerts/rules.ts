@@ -2,7 +2,17 @@
 // attach to the alert. Loaded from a YAML (or JSON) rules file, validated key by key; without a
 // file the broker uses the default rules below.
 import {
-  at, fail, parseDocument, readTextFile, readArray, readChoice, readNumber, readObject, readString, rejectUnknownKeys, type Where,
+  at,
+  fail,
+  parseDocument,
+  readTextFile,
+  readArray,
+  readChoice,
+  readNumber,
+  readObject,
+  readString,
+  rejectUnknownKeys,
+  type Where,
 } from '../../validation.js';
 
 export const comparisons = ['>', '<', '>=', '<=', '=='] as const;
@@ -75,7 +85,8 @@ export function readRule(value: unknown, where: Where): AlertRule {
     metric: readString(f.metric, at(where, 'metric'), metricPattern),
     match: readLabels(f.match, at(where, 'match')),
     condition,
-    threshold: f.threshold === undefined && condition === 'increasing' ? 0 : readNumber(f.threshold, at(where, 'threshold'), -Number.MAX_VALUE, Number.MAX_VALUE),
+    threshold:
+      f.threshold === undefined && condition === 'increasing' ? 0 : readNumber(f.threshold, at(where, 'threshold'), -Number.MAX_VALUE, Number.MAX_VALUE),
     forMs: f.for === undefined ? 0 : readDurationMs(f.for, at(where, 'for')),
     severity: f.severity === undefined ? 'warning' : readChoice(f.severity, at(where, 'severity'), severities),
     labels: readLabels(f.labels, at(where, 'labels')),
@@ -112,12 +123,67 @@ function rule(fields: Partial<AlertRule> & Pick<AlertRule, 'name' | 'metric' | '
 /** The rules a broker watches when no rules file is configured (cluster/alert-rules.yaml has the same). */
 export function defaultRules(memoryBytesMax: number): AlertRule[] {
   return [
-    rule({ name: 'ReplicationLagHigh', metric: 'mamba_replication_lag_seconds', condition: '>', threshold: 30, severity: 'critical', summary: 'A follower has not caught up with the high watermark for over 30 s' }),
-    rule({ name: 'GroupWithoutLeader', metric: 'mamba_group_leader_known', condition: '==', threshold: 0, forMs: 5000, severity: 'critical', summary: 'This broker has known no leader of its group for 5 s' }),
-    rule({ name: 'DiskUsageHigh', metric: 'mamba_disk_used_ratio', condition: '>', threshold: 0.85, forMs: 60_000, severity: 'warning', summary: 'The data directory\'s file system is over 85% full' }),
-    rule({ name: 'ConsumerBacklogGrowing', metric: 'mamba_consumer_backlog_messages', condition: 'increasing', threshold: 0, forMs: 300_000, severity: 'warning', summary: 'A consumer group\'s backlog has grown for 5 minutes' }),
-    rule({ name: 'CommittedDataDivergence', metric: 'mamba_replica_committed_data_divergence', condition: '>', threshold: 0, severity: 'critical', summary: 'A leader asked this replica to truncate committed entries (it lacks committed data); refused: see the leader, epoch and both offsets in the labels' }),
-    rule({ name: 'ReplicaRecovering', metric: 'mamba_replica_recovering', condition: '>', threshold: 0, forMs: 300_000, severity: 'warning', summary: 'This replica lost entries it had promised and has not caught up from its leader for 5 minutes' }),
-    rule({ name: 'MemoryOverLimit', metric: 'mamba_process_resident_memory_bytes', condition: '>', threshold: memoryBytesMax, forMs: 60_000, severity: 'critical', summary: `Broker resident memory is over its limit of ${memoryBytesMax} bytes` }),
+    rule({
+      name: 'ReplicationLagHigh',
+      metric: 'mamba_replication_lag_seconds',
+      condition: '>',
+      threshold: 30,
+      severity: 'critical',
+      summary: 'A follower has not caught up with the high watermark for over 30 s',
+    }),
+    rule({
+      name: 'GroupWithoutLeader',
+      metric: 'mamba_group_leader_known',
+      condition: '==',
+      threshold: 0,
+      forMs: 5000,
+      severity: 'critical',
+      summary: 'This broker has known no leader of its group for 5 s',
+    }),
+    rule({
+      name: 'DiskUsageHigh',
+      metric: 'mamba_disk_used_ratio',
+      condition: '>',
+      threshold: 0.85,
+      forMs: 60_000,
+      severity: 'warning',
+      summary: "The data directory's file system is over 85% full",
+    }),
+    rule({
+      name: 'ConsumerBacklogGrowing',
+      metric: 'mamba_consumer_backlog_messages',
+      condition: 'increasing',
+      threshold: 0,
+      forMs: 300_000,
+      severity: 'warning',
+      summary: "A consumer group's backlog has grown for 5 minutes",
+    }),
+    rule({
+      name: 'CommittedDataDivergence',
+      metric: 'mamba_replica_committed_data_divergence',
+      condition: '>',
+      threshold: 0,
+      severity: 'critical',
+      summary:
+        'A leader asked this replica to truncate committed entries (it lacks committed data); refused: see the leader, epoch and both offsets in the labels',
+    }),
+    rule({
+      name: 'ReplicaRecovering',
+      metric: 'mamba_replica_recovering',
+      condition: '>',
+      threshold: 0,
+      forMs: 300_000,
+      severity: 'warning',
+      summary: 'This replica lost entries it had promised and has not caught up from its leader for 5 minutes',
+    }),
+    rule({
+      name: 'MemoryOverLimit',
+      metric: 'mamba_process_resident_memory_bytes',
+      condition: '>',
+      threshold: memoryBytesMax,
+      forMs: 60_000,
+      severity: 'critical',
+      summary: `Broker resident memory is over its limit of ${memoryBytesMax} bytes`,
+    }),
   ];
 }
