@@ -1,7 +1,16 @@
 // The read advice (DESIGN §5): on every Consume reply the leader says where to read next.
 // It points at a follower only when the leader is loaded AND that follower is close behind the
 // high watermark AND already holds the consumer's next message; otherwise at the leader itself.
-import type { AdviceSettings } from '../config/cluster.js';
+/** The read-advice thresholds (the `advice:` settings of a cluster file, read by src/config). */
+export interface AdviceSettings {
+  /** Leader load above which it suggests a follower: in-flight client requests. */
+  leaderInflightMax: number;
+  /** Leader load above which it suggests a follower: process CPU share (0..1 of one core). */
+  leaderCpuMax: number;
+  /** A follower is suggested only while its lag behind the high watermark is under these. */
+  followerLagOffsetsMax: number;
+  followerLagMsMax: number;
+}
 
 export interface LeaderLoad {
   inflightRequests: number;

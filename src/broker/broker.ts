@@ -24,7 +24,7 @@ import { QueueIndex, queueKey, type IndexedBatch } from './queue-index.js';
 import { ProducerTable, producerKey, type ProducedBatch } from './producer-table.js';
 import { adviseRead, type Advice, type FollowerView } from './advice.js';
 import { LoadMonitor } from './load.js';
-import { BrokerTracing, type ProduceTrace } from '../observe/message-trace.js';
+import { noBrokerTracer, type BrokerTracer, type ProduceTrace } from './tracer.js';
 import { GroupCoordinator, type HeartbeatResult } from './group-coordinator.js';
 
 /** A consumer-group member that misses heartbeats this long loses its queues. */
@@ -189,7 +189,7 @@ export const noBrokerObserver: BrokerObserver = { produced() {}, committed() {},
 /** Metrics and tracing hooks a broker is built with (both off by default). */
 export interface BrokerInstruments {
   observer?: BrokerObserver;
-  tracing?: BrokerTracing;
+  tracing?: BrokerTracer;
 }
 
 export function clientAddress(b: BrokerConfig): string {
@@ -207,7 +207,7 @@ export class Broker implements StateMachine {
   private consumeWaiterCount = 0;
   private readonly load: LoadMonitor;
   private readonly observer: BrokerObserver;
-  private readonly tracing: BrokerTracing;
+  private readonly tracing: BrokerTracer;
   private readonly coordinator = new GroupCoordinator(consumerSessionTimeoutMs);
 
   constructor(
@@ -219,7 +219,7 @@ export class Broker implements StateMachine {
     instruments: BrokerInstruments = {},
   ) {
     this.observer = instruments.observer ?? noBrokerObserver;
-    this.tracing = instruments.tracing ?? new BrokerTracing(null, { broker: config.id, group: config.group });
+    this.tracing = instruments.tracing ?? noBrokerTracer;
     this.id = config.id;
     this.group = cluster.groups.find((g) => g.id === config.group)!;
     this.load = new LoadMonitor();

@@ -18,21 +18,14 @@ import {
   type Where,
 } from '../validation.js';
 import { flushIntervalMsMax, segmentBytesMax, segmentBytesMin, type FlushPolicy } from '../log/options.js';
+import type { AdviceSettings } from '../broker/advice.js';
 import { readSecurity, noSecurity, type SecurityConfig } from './security.js';
+
+export type { AdviceSettings } from '../broker/advice.js';
 import { defaultAlertSettings, defaultTracingSettings, readAlerts, readTracing, type AlertSettings, type TracingSettings } from '../observe/settings.js';
 
 const MiB = 1024 * 1024;
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-
-export interface AdviceSettings {
-  /** Leader load above which it suggests a follower: in-flight client requests. */
-  leaderInflightMax: number;
-  /** Leader load above which it suggests a follower: process CPU share (0..1 of one core). */
-  leaderCpuMax: number;
-  /** A follower is suggested only while its lag behind the high watermark is under these. */
-  followerLagOffsetsMax: number;
-  followerLagMsMax: number;
-}
 
 export interface BrokerSettings {
   flush: FlushPolicy;

@@ -3,6 +3,7 @@
 // produce, append, commit and delivery, so one message yields one connected trace.
 import { ROOT_CONTEXT, context, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Link, type Span, type Tracer } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import type { BrokerTracer, ProduceTrace } from '../broker/tracer.js';
 
 export const traceparentHeader = 'traceparent';
 export const tracestateHeader = 'tracestate';
@@ -57,17 +58,10 @@ export function endSpan(span: Span, error?: unknown): void {
 }
 
 /** The broker side's spans over one produce request. */
-export interface ProduceTrace {
-  /** The entry is in the local log: append span from `startMs` (performance.now()) to now. */
-  appended(startMs: number, at: { queueOffset: number; logOffset: number; epoch: number }): void;
-  /** The high watermark passed the entry: commit span from `startMs` to now. */
-  committed(startMs: number): void;
-  end(error?: unknown): void;
-}
-
 const noProduceTrace: ProduceTrace = { appended() {}, committed() {}, end() {} };
 
-export class BrokerTracing {
+/** OpenTelemetry spans for the broker's tracing hooks (src/broker/tracer.ts). */
+export class BrokerTracing implements BrokerTracer {
   constructor(
     private readonly tracer: Tracer | null,
     private readonly identity: { broker: string; group: string },

@@ -5,7 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { adviseRead, loadReason, type FollowerView, type LeaderLoad } from '../../src/broker/advice.js';
-import type { AdviceSettings } from '../../src/config/cluster.js';
+import type { AdviceSettings } from '../../src/broker/advice.js';
 
 const limits: AdviceSettings = { leaderInflightMax: 100, leaderCpuMax: 0.8, followerLagOffsetsMax: 50, followerLagMsMax: 500 };
 const self = { id: 'b1', address: '10.0.0.1:9000' };
