@@ -36,6 +36,15 @@ export class EpochHistory {
     return this.history[this.history.length - 1]?.epoch ?? 0;
   }
 
+  get isEmpty(): boolean {
+    return this.history.length === 0;
+  }
+
+  /** Forgets every epoch (after resetTo: the log holds no batch). */
+  clear(): void {
+    this.history.length = 0;
+  }
+
   entries(): EpochEntry[] {
     return this.history.map((entry) => ({ ...entry }));
   }

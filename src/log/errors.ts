@@ -13,7 +13,8 @@ export type LogErrorCode =
   | 'bad_segment_header' // a segment file's header is damaged or disagrees with its name
   | 'write_failed' // the file took fewer bytes than given (disk full); nothing was admitted
   | 'flush_failed' // fdatasync failed: the log refuses further writes
-  | 'truncated' // the offset a caller waited for was truncated away
+  | 'truncated' // the offset a caller waited for was truncated away (or discarded by resetTo)
+  | 'reset_failed' // resetTo failed half-way: the log refuses use; a reopen finds the old log or the new one
   | 'closed';
 
 const kindByCode: Record<LogErrorCode, { kind: ErrorKind; retriable: boolean }> = {
@@ -28,6 +29,7 @@ const kindByCode: Record<LogErrorCode, { kind: ErrorKind; retriable: boolean }> 
   write_failed: { kind: 'unavailable', retriable: true },
   flush_failed: { kind: 'internal', retriable: false },
   truncated: { kind: 'unavailable', retriable: true },
+  reset_failed: { kind: 'internal', retriable: false },
   closed: { kind: 'unavailable', retriable: true },
 };
 

@@ -1,5 +1,14 @@
 // The segment log: public surface for the replica and Raft layers.
-export { SegmentLog, durableWaitersMax, quarantineDirOf, type AppendResult, type LogStats, type QuarantinedFile } from './segment-log.js';
+export {
+  SegmentLog,
+  durableWaitersMax,
+  quarantineDirOf,
+  setResetStepObserverForTests,
+  type AppendResult,
+  type LogStats,
+  type QuarantinedFile,
+  type ResetStep,
+} from './segment-log.js';
 export type { EpochEntry, EpochEnd } from './epoch-history.js';
 export {
   type FlushPolicy,

@@ -3,9 +3,14 @@
 // Segment file `<baseOffset:20 digits>.log`, preallocated to its full size, 64-byte header:
 //   0 magic "MAMBASEG" | 8 u16 version (1) | 10 u16 headerBytes (64) | 12 u32 reserved (0)
 //   16 u64 baseOffset (equals the name) | 24 u64 segmentBytes (equals the file size)
-//   32..60 reserved (0) | 60 u32 CRC32C of bytes [0, 60)
+//   32 u32 resetCount: resets (SegmentLog.resetTo) the log had gone through when this segment was
+//      created; recovery keeps only the segments of the highest count (see resetTo)
+//   36 u32 startEpoch: in the segment a reset created, the epoch of the entry just below its base
+//      offset (the snapshot's); 0 in every other segment
+//   40..60 reserved (0) | 60 u32 CRC32C of bytes [0, 60)
 // then batches back to back from byte 64; the first 4 bytes after the last batch are zero (the
 // file is preallocated with zeros and truncation zeroes what it drops), which ends the data.
+// Segments written before resets existed hold zeros at 32..40: reset count 0, start epoch 0.
 //
 // Index file `<baseOffset>.index`, sparse and derived (rebuilt from the segment when damaged),
 // 64-byte header:
@@ -71,11 +76,44 @@ function sealHeader(header: Buffer): Buffer {
   return header;
 }
 
-export function encodeSegmentHeader(baseOffset: number, segmentBytes: number): Buffer {
+/** Where a segment stands in the history of resets of its log (header bytes 32..40). */
+export interface SegmentLineage {
+  resetCount: number;
+  startEpoch: number;
+}
+
+/** Bound of both lineage fields (u32); a reset beyond it is refused by an assertion. */
+export const lineageValueMax = 0xffff_ffff;
+
+export function encodeSegmentHeader(baseOffset: number, segmentBytes: number, lineage: SegmentLineage): Buffer {
   const header = Buffer.alloc(segmentHeaderBytes);
   writeHeaderCommon(header, segmentMagic, baseOffset);
   header.writeUInt32LE(segmentBytes, 24);
+  header.writeUInt32LE(lineage.resetCount, 32);
+  header.writeUInt32LE(lineage.startEpoch, 36);
   return sealHeader(header);
+}
+
+export function decodeSegmentLineage(header: Buffer): SegmentLineage {
+  return { resetCount: header.readUInt32LE(32), startEpoch: header.readUInt32LE(36) };
+}
+
+/**
+ * The lineage of the segment file at `baseOffset`, read from its header alone (no mapping), or
+ * null when the header is unreadable (short file, wrong magic, CRC, version or base offset): the
+ * segment's own recovery then reports it. The file size is not checked: a torn last segment may
+ * be short and is extended by its recovery.
+ */
+export function readSegmentLineage(dir: string, baseOffset: number): SegmentLineage | null {
+  const header = Buffer.alloc(segmentHeaderBytes);
+  const fd = fs.openSync(join(dir, segmentFileName(baseOffset)), 'r');
+  try {
+    const readBytes = fs.readSync(fd, header, 0, segmentHeaderBytes, 0);
+    if (commonHeaderProblem(header.subarray(0, readBytes), segmentMagic, baseOffset) !== null) return null;
+    return decodeSegmentLineage(header);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 export function encodeIndexHeader(baseOffset: number, capacity: number): Buffer {

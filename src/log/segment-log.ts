@@ -5,7 +5,8 @@
 //   startOffset    first offset still held (moves with retention)
 //   endOffset      next offset to assign; everything below is written to the page cache
 //                  (also exposed as writtenOffset) and readable
-//   durableOffset  everything below has been flushed with fdatasync:
+//   durableOffset  everything below has been flushed with fdatasync (or, after resetTo, is
+//                  covered by the snapshot the reset started from):
 //                    sync mode:  an append becomes durable after the next group flush, which
 //                                starts as soon as the current one ends (group commit);
 //                    async mode: after the next periodic flush (every flush.intervalMs).
@@ -14,6 +15,9 @@
 // The log validates every batch it is given (length, magic, CRC) and requires baseOffset ==
 // endOffset and an epoch not below the last one: the leader stamps batches with stampBatch()
 // before append(); followers append the leader's bytes unchanged.
+//
+// A follower that installed a snapshot at offset S discards its whole log with resetTo(S, epoch)
+// and fetches from S; the log may then start (and, empty, end) above 0 across restarts.
 import * as fs from 'node:fs';
 import { assert } from '../assert.js';
 import { OutOfRangeError, ResourceExhaustedError } from '../errors.js';
@@ -22,7 +26,7 @@ import { LogError } from './errors.js';
 import { resolveOptions, type ResolvedOptions, type SegmentLogOptions } from './options.js';
 import { batchFactsAt, noTimestampMs, Segment, type BatchFacts } from './segment.js';
 import { dirname, join } from 'node:path';
-import { classifyFileName, fsyncDirectory, indexFileName, segmentFileName, segmentHeaderBytes } from './segment-files.js';
+import { classifyFileName, fsyncDirectory, indexFileName, lineageValueMax, readSegmentLineage, segmentFileName, segmentHeaderBytes } from './segment-files.js';
 import { EpochHistory, type EpochEntry, type EpochEnd } from './epoch-history.js';
 import { noteSynced } from './sync-record.js';
 
@@ -49,6 +53,18 @@ interface DurableWaiter {
 export const durableWaitersMax = 65_536;
 const recoveryProgressIntervalMs = 1000;
 
+/** The file steps of resetTo, in order; each is announced to the test observer before it runs. */
+export type ResetStep = 'create_segment' | 'delete_segment' | 'sync_directory';
+let resetStepObserver: ((step: ResetStep) => void) | null = null;
+
+/**
+ * TEST ONLY: hears each file step of resetTo just before it runs, so a crash test can kill the
+ * process between any two steps (test/log/reset-crash-child.ts). Null (off) by default.
+ */
+export function setResetStepObserverForTests(listener: ((step: ResetStep) => void) | null): void {
+  resetStepObserver = listener;
+}
+
 export class SegmentLog {
   private readonly segments: Segment[];
   private readonly epochs: EpochHistory;
@@ -61,7 +77,7 @@ export class SegmentLog {
   private flushIdle: (() => void) | null = null;
   /** The fdatasync of the segment sealed by the last roll, while it runs (see roll()). */
   private sealedSync: { segment: Segment; done: Promise<void> } | null = null;
-  /** Bumped by truncation, so a flush that started before it cannot report offsets after it. */
+  /** Bumped by truncation and reset, so a flush that started before either cannot report offsets after it. */
   private generation = 0;
   private failure: LogError | null = null;
   private closed = false;
@@ -124,9 +140,13 @@ export class SegmentLog {
     return this.durable;
   }
 
-  /** Epoch of the last batch, 0 when the log holds none. */
+  /**
+   * Epoch of the last batch. When the log holds none: the epoch given to the resetTo that started
+   * it, while its first segment is the reset's (the snapshot's epoch, as KRaft's lastFetchedEpoch
+   * on an empty log), else 0. Appends need an epoch at or above it.
+   */
   get lastEpoch(): number {
-    return this.epochs.lastEpoch;
+    return this.epochs.isEmpty ? this.segments[0]!.lineage.startEpoch : this.epochs.lastEpoch;
   }
 
   /** For each epoch present in the log, in order, the offset of its first batch still held. */
@@ -218,7 +238,8 @@ export class SegmentLog {
       },
       (error: NodeJS.ErrnoException) => this.fail(error),
     );
-    const next = Segment.create(this.options.dir, this.endOffset, this.options.segmentBytes, this.options.indexIntervalBytes);
+    const lineage = { resetCount: this.active.lineage.resetCount, startEpoch: 0 };
+    const next = Segment.create(this.options.dir, this.endOffset, this.options.segmentBytes, this.options.indexIntervalBytes, lineage);
     this.segments.push(next);
     this.options.logger({ event: 'log.segment.rolled', dir: this.options.dir, baseOffset: next.baseOffset });
   }
@@ -451,6 +472,99 @@ export class SegmentLog {
     return deletedCount;
   }
 
+  // ---------------------------------------------------------------- reset (snapshot installed)
+  /**
+   * Discards every segment and starts an empty log at `startOffset`, everything below it being
+   * covered by a snapshot whose last entry has epoch `startEpoch` (a follower that installed
+   * snapshot S: its old log lies below S or diverges). Afterwards startOffset = endOffset =
+   * durableOffset = S, the epoch history is empty and lastEpoch is `startEpoch` until a batch is
+   * appended. Waiters for offsets at or below S resolve (nothing below S is missing: the snapshot
+   * holds it); waiters above S are rejected with code "truncated", as truncateTo does. Durable
+   * when it returns.
+   *
+   * Crash safety: the new segment carries a reset count above every segment's (header, see
+   * segment-files.ts) and is made durable (written as `.creating`, fdatasync, renamed into place,
+   * directory fsync) BEFORE any old file is deleted; recovery deletes every segment of a lower
+   * count (finishInterruptedReset). So the rename is the switch: a crash before it leaves the old
+   * log (the `.creating` file is removed on open), a crash after it the new empty log, whatever
+   * subset of old files is left. The directory fsync keeps a power loss from persisting a
+   * deletion without the rename. A new segment at the base of an old one replaces that file in
+   * the same rename. test/log/reset.test.ts kills a child at every step and opens what is left.
+   */
+  resetTo(startOffset: number, startEpoch: number): void {
+    this.checkOpen();
+    assert(Number.isSafeInteger(startOffset) && startOffset >= 0, `resetTo(${startOffset}): not an offset`);
+    assert(Number.isInteger(startEpoch) && startEpoch >= 0 && startEpoch <= lineageValueMax, `resetTo: epoch ${startEpoch} out of range`);
+    const resetCount = this.segments.reduce((highest, segment) => Math.max(highest, segment.lineage.resetCount), 0) + 1;
+    assert(resetCount <= lineageValueMax, 'resetTo: reset count overflows its header field');
+    const previous = { startOffset: this.startOffset, endOffset: this.endOffset, durableOffset: this.durable };
+    resetStepObserver?.('create_segment');
+    const next = this.createResetSegment(startOffset, { resetCount, startEpoch });
+    this.generation++;
+    const old = this.segments.splice(0, this.segments.length, next);
+    this.sealedSync = null; // its segment is deleted below; the sync itself finishes on its own
+    this.epochs.clear();
+    this.durable = startOffset;
+    noteSynced({ dir: this.options.dir, baseOffset: startOffset, position: segmentHeaderBytes, offset: startOffset, syncCount: this.flushCount }); // test only
+    this.settleWaiters(
+      (waiter) => waiter.offset > startOffset,
+      new LogError('truncated', `offsets from ${startOffset} were discarded by a reset`, { offset: startOffset }),
+    );
+    this.settleWaiters(() => true, null);
+    const removedCount = this.deleteSegmentsAfterReset(old, startOffset);
+    this.options.logger({
+      event: 'log.reset',
+      dir: this.options.dir,
+      startOffset,
+      startEpoch,
+      resetCount,
+      previousStartOffset: previous.startOffset,
+      previousEndOffset: previous.endOffset,
+      segmentsRemoved: removedCount,
+    });
+    if (startOffset > previous.durableOffset) for (const listener of [...this.listeners]) listener(startOffset);
+  }
+
+  /** The reset's segment, durable when this returns; a failure fails the log (see reset_failed). */
+  private createResetSegment(startOffset: number, lineage: { resetCount: number; startEpoch: number }): Segment {
+    try {
+      return Segment.create(this.options.dir, startOffset, this.options.segmentBytes, this.options.indexIntervalBytes, lineage);
+    } catch (error) {
+      // Whether the rename (the switch) happened is unknown here; only recovery can tell, so the
+      // log refuses everything until it is reopened rather than guess which log is on disk.
+      const message = error instanceof Error ? error.message : String(error);
+      this.failure = new LogError('reset_failed', `reset of ${this.options.dir} to offset ${startOffset} failed (${message}): reopen the log`);
+      this.options.logger({ event: 'log.reset.failed', dir: this.options.dir, startOffset, error: message });
+      this.settleWaiters(() => true, this.failure);
+      throw this.failure;
+    }
+  }
+
+  /**
+   * Deletes the segments a reset replaced, then syncs the directory. A segment at the reset's
+   * own base offset is only closed: the new segment's rename already replaced its file (and its
+   * index). A failure here is logged, not thrown: the reset is already durable and the next open
+   * deletes whatever old file is left (its reset count is lower).
+   */
+  private deleteSegmentsAfterReset(old: Segment[], startOffset: number): number {
+    let removedCount = 0;
+    try {
+      for (const segment of old) {
+        resetStepObserver?.('delete_segment');
+        if (segment.baseOffset === startOffset) segment.close();
+        else segment.delete();
+        removedCount++;
+      }
+      resetStepObserver?.('sync_directory');
+      fsyncDirectory(this.options.dir);
+    } catch (error) {
+      for (const segment of old) segment.close();
+      const message = error instanceof Error ? error.message : String(error);
+      this.options.logger({ event: 'log.reset.cleanup_failed', dir: this.options.dir, error: message });
+    }
+    return removedCount;
+  }
+
   // ---------------------------------------------------------------- close
   /** Waits for a running flush, syncs what is left, unmaps and closes every segment. */
   async close(): Promise<void> {
@@ -477,7 +591,7 @@ export class SegmentLog {
  * one was created. Index files are rebuilt when missing or damaged.
  */
 function recoverSegments(options: ResolvedOptions, quarantined: QuarantinedFile[]): Segment[] {
-  const baseOffsets = listSegments(options);
+  const { baseOffsets, resetCount } = finishInterruptedReset(options, listSegments(options));
   const segments: Segment[] = [];
   const quarantine = options.onDamage === 'quarantine';
   let reportedMs = Date.now();
@@ -508,7 +622,7 @@ function recoverSegments(options: ResolvedOptions, quarantined: QuarantinedFile[
     if (segments.length === 0) {
       // Nothing sound is left: an empty log where the first (quarantined) segment began.
       const baseOffset = baseOffsets[0] ?? 0;
-      segments.push(Segment.create(options.dir, baseOffset, options.segmentBytes, options.indexIntervalBytes));
+      segments.push(Segment.create(options.dir, baseOffset, options.segmentBytes, options.indexIntervalBytes, { resetCount, startEpoch: 0 }));
     }
   } catch (error) {
     for (const segment of segments) segment.close();
@@ -594,6 +708,28 @@ function listSegments(options: ResolvedOptions): number[] {
     if (kind.kind === 'segment') segmentBaseOffsets.push(kind.baseOffset);
   }
   return segmentBaseOffsets.sort((left, right) => left - right);
+}
+
+/**
+ * Finishes a reset a crash interrupted (see SegmentLog.resetTo): the reset's segment has the
+ * highest reset count in the directory, and every segment of a lower count is from before the
+ * reset, so it is deleted (index first). Segments of one count, the usual case, are left as they
+ * are. A segment whose header cannot be read is left to its own recovery, which refuses or
+ * quarantines it. Returns the base offsets left, in order, and the highest reset count.
+ */
+function finishInterruptedReset(options: ResolvedOptions, baseOffsets: number[]): { baseOffsets: number[]; resetCount: number } {
+  const resetCounts = baseOffsets.map((baseOffset) => readSegmentLineage(options.dir, baseOffset)?.resetCount ?? null);
+  const resetCount = resetCounts.reduce<number>((highest, count) => Math.max(highest, count ?? 0), 0);
+  const stale = baseOffsets.filter((_, position) => resetCounts[position] !== null && resetCounts[position]! < resetCount);
+  if (stale.length === 0) return { baseOffsets, resetCount };
+  for (const baseOffset of stale) {
+    fs.rmSync(join(options.dir, indexFileName(baseOffset)), { force: true });
+    fs.rmSync(join(options.dir, segmentFileName(baseOffset)), { force: true });
+  }
+  fsyncDirectory(options.dir);
+  const kept = baseOffsets.filter((_, position) => !(resetCounts[position] !== null && resetCounts[position]! < resetCount));
+  options.logger({ event: 'log.recovery.reset_finished', dir: options.dir, resetCount, startOffset: kept[0] ?? null, segmentsRemoved: stale.length });
+  return { baseOffsets: kept, resetCount };
 }
 
 /**

@@ -9,6 +9,7 @@ import { crc32c, mapFile, releaseMapping } from './native.js';
 import { LogError } from './errors.js';
 import {
   createPreallocatedFile,
+  decodeSegmentLineage,
   encodeIndexHeader,
   encodeSegmentHeader,
   hasNonZeroBytes,
@@ -21,6 +22,7 @@ import {
   segmentFileName,
   segmentHeaderBytes,
   segmentHeaderProblem,
+  type SegmentLineage,
 } from './segment-files.js';
 
 /** Facts about one batch that the segment needs while appending or scanning. */
@@ -85,6 +87,8 @@ export class Segment {
     readonly baseOffset: number,
     fileBytes: number,
     readonly indexIntervalBytes: number,
+    /** From the header (see segment-files.ts): the reset count and, in a reset's segment, the epoch below its base. */
+    readonly lineage: SegmentLineage,
   ) {
     this.path = join(dir, segmentFileName(baseOffset));
     this.indexPath = join(dir, indexFileName(baseOffset));
@@ -96,10 +100,13 @@ export class Segment {
     this.indexMapping = Buffer.alloc(0);
   }
 
-  /** Creates a new empty segment durably (file synced, directory synced). */
-  static create(dir: string, baseOffset: number, segmentBytes: number, indexIntervalBytes: number): Segment {
-    const segment = new Segment(dir, baseOffset, segmentBytes, indexIntervalBytes);
-    createPreallocatedFile(dir, segmentFileName(baseOffset), encodeSegmentHeader(baseOffset, segmentBytes), segmentBytes, true);
+  /**
+   * Creates a new empty segment durably (file synced, renamed into place, directory synced).
+   * A file of the same name is replaced by the rename, atomically (SegmentLog.resetTo relies on it).
+   */
+  static create(dir: string, baseOffset: number, segmentBytes: number, indexIntervalBytes: number, lineage: SegmentLineage): Segment {
+    const segment = new Segment(dir, baseOffset, segmentBytes, indexIntervalBytes, lineage);
+    createPreallocatedFile(dir, segmentFileName(baseOffset), encodeSegmentHeader(baseOffset, segmentBytes, lineage), segmentBytes, true);
     segment.fd = fs.openSync(segment.path, 'r+');
     segment.mapping = mapFile(segment.fd, segmentBytes);
     segment.createIndexFile();
@@ -125,7 +132,7 @@ export class Segment {
       }
       const problem = segmentHeaderProblem(header.subarray(0, readBytes), baseOffset, fileBytes);
       if (problem !== null) throw new LogError('bad_segment_header', `segment ${path}: ${problem}`, { file: path });
-      const segment = new Segment(dir, baseOffset, fileBytes, indexIntervalBytes);
+      const segment = new Segment(dir, baseOffset, fileBytes, indexIntervalBytes, decodeSegmentLineage(header));
       segment.fd = fd;
       segment.mapping = mapFile(fd, fileBytes);
       return segment;

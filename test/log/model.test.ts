@@ -1,7 +1,8 @@
 // The log against an in-memory model over random sequences of append, read, truncateTo,
-// close + reopen and retention, with segments small enough that most runs cross several.
+// close + reopen, retention and resetTo, with segments small enough that most runs cross several.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import fc from 'fast-check';
 import type { SegmentLog } from '../../src/log/index.js';
 import { appendBatch, batchBaseOffset, makeBatch, openLog, readAll, temporaryDirectory } from './helpers.js';
@@ -18,7 +19,8 @@ type Command =
   | { kind: 'read'; at: number; maxBytes: number }
   | { kind: 'truncate'; at: number }
   | { kind: 'reopen' }
-  | { kind: 'retention'; bytesMax: number };
+  | { kind: 'retention'; bytesMax: number }
+  | { kind: 'reset'; at: number; toSegmentBase: boolean; epochBump: boolean };
 
 const command: fc.Arbitrary<Command> = fc.oneof(
   {
@@ -37,7 +39,32 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'reopen' as const }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('retention' as const), bytesMax: fc.integer({ min: 0, max: 30000 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('reset' as const),
+      at: fc.double({ min: 0, max: 1, noNaN: true }),
+      toSegmentBase: fc.boolean(),
+      epochBump: fc.boolean(),
+    }),
+  },
 );
+
+/** Where the last reset started the log and with which epoch (0 and 0 before any reset). */
+interface ResetMark {
+  startOffset: number;
+  epoch: number;
+}
+
+/** A reset target: the base of an existing segment (same file name), or anywhere in [0, end + 200). */
+function resetOffset(dir: string, step: { at: number; toSegmentBase: boolean }, endOffset: number): number {
+  if (!step.toSegmentBase) return Math.floor(step.at * (endOffset + 200));
+  const baseOffsets = fs
+    .readdirSync(dir)
+    .filter((name) => name.endsWith('.log'))
+    .map((name) => Number(name.slice(0, 20)));
+  return baseOffsets[Math.floor(step.at * baseOffsets.length) % baseOffsets.length]!;
+}
 
 function expectedEpochHistory(model: ModelBatch[]): Array<{ epoch: number; startOffset: number }> {
   const history: Array<{ epoch: number; startOffset: number }> = [];
@@ -47,7 +74,7 @@ function expectedEpochHistory(model: ModelBatch[]): Array<{ epoch: number; start
   return history;
 }
 
-function checkAgainstModel(log: SegmentLog, model: ModelBatch[], startOffset: number, endOffset: number): void {
+function checkAgainstModel(log: SegmentLog, model: ModelBatch[], startOffset: number, endOffset: number, reset: ResetMark): void {
   assert.equal(log.startOffset, startOffset, 'startOffset');
   assert.equal(log.endOffset, endOffset, 'endOffset');
   assert.ok(log.durableOffset <= log.endOffset, 'durable never ahead of written');
@@ -57,7 +84,9 @@ function checkAgainstModel(log: SegmentLog, model: ModelBatch[], startOffset: nu
   const history = expectedEpochHistory(model);
   if (history.length > 0) history[0]!.startOffset = Math.max(history[0]!.startOffset, startOffset);
   assert.deepEqual(log.epochStartOffsets(), history, 'epoch history');
-  assert.equal(log.lastEpoch, model[model.length - 1]?.epoch ?? 0, 'lastEpoch');
+  // Empty, the log reports the epoch of the reset that started it while its first segment is the reset's.
+  const emptyEpoch = startOffset === reset.startOffset ? reset.epoch : 0;
+  assert.equal(log.lastEpoch, model[model.length - 1]?.epoch ?? emptyEpoch, 'lastEpoch');
 }
 
 async function runCommands(commands: Command[], segmentBytes: number): Promise<void> {
@@ -68,6 +97,7 @@ async function runCommands(commands: Command[], segmentBytes: number): Promise<v
   let startOffset = 0;
   let epoch = 1;
   let seed = 0;
+  let reset: ResetMark = { startOffset: 0, epoch: 0 };
   try {
     for (const step of commands) {
       const endOffset = log.endOffset;
@@ -102,8 +132,24 @@ async function runCommands(commands: Command[], segmentBytes: number): Promise<v
         startOffset = log.startOffset;
         model = model.filter((batch) => batch.baseOffset >= startOffset);
         assert.ok(model.length === 0 ? startOffset === log.endOffset || startOffset === endOffset : model[0]!.baseOffset === startOffset, 'start at a batch');
+      } else if (step.kind === 'reset') {
+        const offset = resetOffset(dir, step, endOffset);
+        if (step.epochBump) epoch++;
+        log.resetTo(offset, epoch);
+        assert.equal(log.endOffset, offset, 'reset: end');
+        assert.equal(log.durableOffset, offset, 'reset: durable');
+        assert.equal(log.stats.segmentCount, 1, 'reset: one segment');
+        model = [];
+        startOffset = offset;
+        reset = { startOffset: offset, epoch };
       }
-      checkAgainstModel(log, model, startOffset, model.length > 0 ? model[model.length - 1]!.baseOffset + model[model.length - 1]!.recordCount : log.endOffset);
+      checkAgainstModel(
+        log,
+        model,
+        startOffset,
+        model.length > 0 ? model[model.length - 1]!.baseOffset + model[model.length - 1]!.recordCount : log.endOffset,
+        reset,
+      );
     }
   } finally {
     await log.close();
