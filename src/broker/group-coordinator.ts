@@ -4,8 +4,18 @@
 // to its new owner only once its old owner has given it up (or its session expired), so no two
 // members of a consumer group ever read one queue at the same time.
 //
-// The state is soft: a new coordinator (after a failover) learns it again within one heartbeat
-// interval from the members' claims.
+// The state is soft: a new coordinator (after a failover or a restart, or one that ran clear())
+// learns it again from the members' claims. Until it can know every claim it deals nothing: it
+// lets each member keep the queues it claims (that no other member claims). A member that read a
+// queue under the previous coordinator either claims it in a heartbeat here, or stops reading it
+// once it has had no answer for one session timeout (the rule a client must follow anyway, or
+// session expiry would not be safe either).
+// The previous coordinator answered last before this one took over, so no later than this one's
+// first heartbeat: one session timeout after that, a queue nobody claims is read by nobody. (Not
+// covered: a deposed leader that still answers heartbeats until its check-quorum timeout.)
+// Waiting only until "every member it has heard of" heartbeats would not do: the member still
+// reading a queue may be one it has not heard of yet. The cost: after a change of coordinator, a
+// queue nobody reads (a new group, a member gone) waits up to one session timeout to be dealt.
 
 import { ResourceExhaustedError } from '../errors.js';
 
@@ -36,11 +46,14 @@ export const membersPerGroupMax = 1000;
 
 export class GroupCoordinator {
   private readonly groups = new Map<string, GroupState>();
+  /** Time of the first heartbeat since this coordinator started or was cleared; null before it. */
+  private startedMs: number | null = null;
 
   constructor(readonly sessionTimeoutMs: number) {}
 
   heartbeat(consumerGroup: string, topic: string, queues: number, memberId: string, owned: number[], leave: boolean, nowMs: number): HeartbeatResult {
     const key = `${consumerGroup}\u0000${topic}`;
+    this.startedMs ??= nowMs;
     let group = this.groups.get(key);
     if (!group) {
       if (this.groups.size >= groupsTrackedMax) this.expireAll(nowMs);
@@ -65,24 +78,34 @@ export class GroupCoordinator {
       group.generation++;
     }
     if (group.members.size === 0) this.groups.delete(key);
-    const assignedQueues = leave ? [] : this.assignment(group, ids, queues, memberId);
+    const assignedQueues = leave ? [] : this.assignment(group, ids, queues, memberId, this.learning(nowMs));
     const member = group.members.get(memberId);
     if (member) member.granted = new Set(assignedQueues);
     return { generation: group.generation, assignedQueues, members: ids, sessionTimeoutMs: this.sessionTimeoutMs };
   }
 
   /**
-   * Queues dealt to `memberId` that no other live member may be reading: one it reported, or
-   * one it was granted and has not reported giving up yet (its claim lags a heartbeat).
+   * True while members that read under the previous coordinator may still read without having
+   * claimed it here: from the first heartbeat up to one session timeout later, both ends
+   * included (a member stops reading only once more than the session timeout passed since its
+   * last answer, which the previous coordinator gave no later than that first heartbeat here).
    */
-  private assignment(group: GroupState, ids: string[], queues: number, memberId: string): number[] {
-    const index = ids.indexOf(memberId);
-    const assigned: number[] = [];
-    for (let q = index; q < queues; q += ids.length) {
-      const heldElsewhere = [...group.members.values()].some((m) => m.id !== memberId && (m.owned.has(q) || m.granted.has(q)));
-      if (!heldElsewhere) assigned.push(q);
-    }
-    return assigned;
+  private learning(nowMs: number): boolean {
+    return this.startedMs !== null && nowMs - this.startedMs <= this.sessionTimeoutMs;
+  }
+
+  /**
+   * Queues dealt to `memberId` that no other live member may be reading: one it reported, or
+   * one it was granted and has not reported giving up yet (its claim lags a heartbeat). While
+   * `learning`, not the deal but what the member claims, with the same rule: a queue nobody
+   * claims may still be read by a member not heard from yet, and what a member reads stays with
+   * it until the deal is made with every claim known (nothing moves twice after a failover).
+   */
+  private assignment(group: GroupState, ids: string[], queues: number, memberId: string, learning: boolean): number[] {
+    const candidates: number[] = [];
+    if (learning) candidates.push(...[...group.members.get(memberId)!.owned].sort((a, b) => a - b));
+    else for (let q = ids.indexOf(memberId); q < queues; q += ids.length) candidates.push(q);
+    return candidates.filter((q) => ![...group.members.values()].some((m) => m.id !== memberId && (m.owned.has(q) || m.granted.has(q))));
   }
 
   private expire(group: GroupState, nowMs: number): void {
@@ -96,8 +119,9 @@ export class GroupCoordinator {
     }
   }
 
-  /** Forgets everything (this broker stopped being the coordinator). */
+  /** Forgets everything (this broker stopped being the coordinator); if it becomes one again, it learns the claims again first. */
   clear(): void {
     this.groups.clear();
+    this.startedMs = null;
   }
 }

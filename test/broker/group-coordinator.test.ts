@@ -1,9 +1,11 @@
 // Consumer-group membership (src/broker/group-coordinator.ts): each test names the rule it
-// checks. Time is the nowMs argument, so no test sleeps. The property test at the end drives
-// members that read exactly what their last answer allowed, lose answers, pause, crash and leave,
-// and checks that no two of them ever read one queue at the same time, then that the groups
-// settle on the round-robin deal. A property failure prints fast-check's seed and path; pass them
-// in fc.assert's options to replay it.
+// checks. Time is the nowMs argument, so no test sleeps. Most tests use a coordinator in service
+// (past the one session timeout a new coordinator spends learning the members' claims); the
+// learning rule has tests of its own. The property test at the end drives members that read
+// exactly what their last answer allowed, lose answers, pause, crash and leave, while the
+// coordinator changes (failover, restart), and checks that no two of them ever read one queue at
+// the same time, then that the groups settle on the round-robin deal. A property failure prints
+// fast-check's seed and path; pass them in fc.assert's options to replay it.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -12,14 +14,21 @@ import { GroupCoordinator, groupsTrackedMax, membersPerGroupMax, type HeartbeatR
 
 const sessionTimeoutMs = 1000;
 
+/** A coordinator in service: its first heartbeat (a member leaving another group) was more than one session timeout before time 0. */
+function inService(): GroupCoordinator {
+  const c = new GroupCoordinator(sessionTimeoutMs);
+  c.heartbeat('earlier', 't', 1, 'm', [], true, -sessionTimeoutMs - 1);
+  return c;
+}
+
 /** One heartbeat of `member` in consumer group 'g' on topic 't' with `queues` queues. */
 function beat(c: GroupCoordinator, member: string, owned: number[], nowMs: number, queues = 6, leave = false): HeartbeatResult {
   return c.heartbeat('g', 't', queues, member, owned, leave, nowMs);
 }
 
-/** Heartbeats every member in turn, each claiming what its previous answer gave it, `rounds` times. */
-function settle(c: GroupCoordinator, members: string[], queues: number, nowMs: number, rounds = 3): Map<string, number[]> {
-  const reading = new Map<string, number[]>(members.map((m) => [m, []]));
+/** Heartbeats every member in turn, each claiming what its previous answer gave it (first: `from`, or nothing), `rounds` times. */
+function settle(c: GroupCoordinator, members: string[], queues: number, nowMs: number, rounds = 3, from?: Map<string, number[]>): Map<string, number[]> {
+  const reading = new Map<string, number[]>(members.map((m) => [m, from?.get(m) ?? []]));
   for (let round = 0; round < rounds; round++) {
     for (const m of members) reading.set(m, beat(c, m, reading.get(m)!, nowMs, queues).assignedQueues);
   }
@@ -28,7 +37,7 @@ function settle(c: GroupCoordinator, members: string[], queues: number, nowMs: n
 
 describe('group-coordinator: the deal', () => {
   test('the first member of a group gets every queue, generation 1, and the session timeout', () => {
-    const c = new GroupCoordinator(sessionTimeoutMs);
+    const c = inService();
     assert.deepEqual(beat(c, 'm1', [], 0, 4), { generation: 1, assignedQueues: [0, 1, 2, 3], members: ['m1'], sessionTimeoutMs });
   });
 
@@ -46,14 +55,14 @@ describe('group-coordinator: the deal', () => {
   ];
   for (const { rule, members, queues, expected } of table) {
     test(`settled: ${rule}`, () => {
-      const c = new GroupCoordinator(sessionTimeoutMs);
+      const c = inService();
       const reading = settle(c, members, queues, 0);
       assert.deepEqual(Object.fromEntries([...reading].sort(([a], [b]) => a.localeCompare(b))), expected);
     });
   }
 
   test('claims of queues that do not exist (negative, too large, not integers) are ignored and block nobody', () => {
-    const c = new GroupCoordinator(sessionTimeoutMs);
+    const c = inService();
     const invalid = [-1, 6, 7, 1.5, 3.2, Number.NaN];
     beat(c, 'a', [], 0);
     beat(c, 'b', [], 0);
@@ -63,7 +72,7 @@ describe('group-coordinator: the deal', () => {
   });
 
   test('consumer groups are independent per (group, topic)', () => {
-    const c = new GroupCoordinator(sessionTimeoutMs);
+    const c = inService();
     beat(c, 'a', [], 0);
     assert.deepEqual(c.heartbeat('g', 'other', 2, 'b', [], false, 0).assignedQueues, [0, 1], 'same group, other topic');
     assert.deepEqual(c.heartbeat('h', 't', 2, 'b', [], false, 0).assignedQueues, [0, 1], 'same topic, other group');
@@ -72,7 +81,7 @@ describe('group-coordinator: the deal', () => {
 
 describe('group-coordinator: a queue moves only once its old owner gave it up', () => {
   test('a joining member waits for queues the old owner was granted, then for those it still claims', () => {
-    const c = new GroupCoordinator(sessionTimeoutMs);
+    const c = inService();
     const all = beat(c, 'a', [], 0).assignedQueues; // a reads 0..5
     assert.deepEqual(all, [0, 1, 2, 3, 4, 5]);
     assert.deepEqual(beat(c, 'b', [], 1).assignedQueues, [], 'b: every queue dealt to it is still granted to a');
@@ -83,7 +92,7 @@ describe('group-coordinator: a queue moves only once its old owner gave it up', 
   });
 
   test('a member whose answer was lost still blocks the queues it claims', () => {
-    const c = new GroupCoordinator(sessionTimeoutMs);
+    const c = inService();
     beat(c, 'a', [], 0);
     beat(c, 'b', [], 1);
     beat(c, 'a', [0, 1, 2, 3, 4, 5], 2); // answer [0, 2, 4] lost: a still reads everything
@@ -92,7 +101,7 @@ describe('group-coordinator: a queue moves only once its old owner gave it up', 
   });
 
   test('a member that leaves frees its queues at once and is answered with none', () => {
-    const c = new GroupCoordinator(sessionTimeoutMs);
+    const c = inService();
     settle(c, ['a', 'b'], 6, 0);
     const left = beat(c, 'a', [0, 2, 4], 1, 6, true);
     assert.deepEqual(left.assignedQueues, []);
@@ -101,7 +110,7 @@ describe('group-coordinator: a queue moves only once its old owner gave it up', 
   });
 
   test('a member whose session expired frees its queues without confirming', () => {
-    const c = new GroupCoordinator(sessionTimeoutMs);
+    const c = inService();
     settle(c, ['a', 'b'], 6, 0);
     beat(c, 'b', [1, 3, 5], 600);
     const after = beat(c, 'b', [1, 3, 5], 1001);
@@ -118,7 +127,7 @@ describe('group-coordinator: sessions and generations', () => {
   ];
   for (const { rule, silentMs, alive } of table) {
     test(rule, () => {
-      const c = new GroupCoordinator(sessionTimeoutMs);
+      const c = inService();
       beat(c, 'a', [], 0);
       const answer = beat(c, 'b', [], silentMs);
       assert.deepEqual(answer.members, alive ? ['a', 'b'] : ['b']);
@@ -126,7 +135,7 @@ describe('group-coordinator: sessions and generations', () => {
   }
 
   test('the generation grows exactly when the set of live members changes (join, leave, expiry), not on a plain heartbeat', () => {
-    const c = new GroupCoordinator(sessionTimeoutMs);
+    const c = inService();
     const steps: Array<{ what: string; run: () => HeartbeatResult; generation: number }> = [
       { what: 'a joins', run: () => beat(c, 'a', [], 0), generation: 1 },
       { what: 'a heartbeats', run: () => beat(c, 'a', [0, 1, 2, 3, 4, 5], 10), generation: 1 },
@@ -142,7 +151,7 @@ describe('group-coordinator: sessions and generations', () => {
   });
 
   test('a group whose last member left is forgotten: the next member starts it again at generation 1', () => {
-    const c = new GroupCoordinator(sessionTimeoutMs);
+    const c = inService();
     beat(c, 'a', [], 0);
     beat(c, 'b', [], 0);
     beat(c, 'a', [], 1, 6, true);
@@ -150,17 +159,18 @@ describe('group-coordinator: sessions and generations', () => {
     assert.equal(beat(c, 'c', [], 3).generation, 1);
   });
 
-  test('clear() forgets every group (this broker is no longer the coordinator)', () => {
-    const c = new GroupCoordinator(sessionTimeoutMs);
+  test('clear() forgets every group (this broker is no longer the coordinator); if it coordinates again, it learns the claims first', () => {
+    const c = inService();
     settle(c, ['a', 'b'], 6, 0);
     c.clear();
-    assert.deepEqual(beat(c, 'b', [1, 3, 5], 1), { generation: 1, assignedQueues: [0, 1, 2, 3, 4, 5], members: ['b'], sessionTimeoutMs });
+    assert.deepEqual(beat(c, 'b', [1, 3, 5], 1), { generation: 1, assignedQueues: [1, 3, 5], members: ['b'], sessionTimeoutMs });
+    assert.deepEqual(beat(c, 'b', [1, 3, 5], 2 + sessionTimeoutMs).assignedQueues, [0, 1, 2, 3, 4, 5], 'a never claimed its queues: gone');
   });
 });
 
 describe('group-coordinator: bounds refuse with a retriable RESOURCE_EXHAUSTED', () => {
   test(`a group holds at most ${membersPerGroupMax} members; members already in keep heartbeating; a slot freed by expiry is reused`, () => {
-    const c = new GroupCoordinator(sessionTimeoutMs);
+    const c = inService();
     beat(c, 'early', [], 0, 1);
     for (let i = 1; i < membersPerGroupMax; i++) beat(c, `m${i}`, [], 500, 1);
     assert.throws(
@@ -176,7 +186,7 @@ describe('group-coordinator: bounds refuse with a retriable RESOURCE_EXHAUSTED',
   });
 
   test(`at most ${groupsTrackedMax} consumer groups are tracked; a new one is refused until some expire, then accepted`, () => {
-    const c = new GroupCoordinator(sessionTimeoutMs);
+    const c = inService();
     c.heartbeat('g0', 't', 1, 'm', [], false, 0);
     for (let i = 1; i < groupsTrackedMax; i++) c.heartbeat(`g${i}`, 't', 1, 'm', [], false, 500);
     assert.throws(
@@ -189,15 +199,70 @@ describe('group-coordinator: bounds refuse with a retriable RESOURCE_EXHAUSTED',
   });
 });
 
-test('group-coordinator: after a coordinator change, a queue a live member still reads is not granted to another member before that member is heard', {
-  todo: 'the state is soft: a new coordinator (or one that ran clear()) deals a queue to the first member it hears from, while the old owner still reads it until its next heartbeat; waiting one session timeout before granting queues would close the window',
-}, () => {
-  const c = new GroupCoordinator(sessionTimeoutMs);
-  const reading = settle(c, ['a', 'b'], 6, 0);
-  c.clear(); // leadership moved away and back, or a new coordinator took over
-  const b = beat(c, 'b', reading.get('b')!, 10).assignedQueues;
-  const stillReadByA = reading.get('a')!.filter((q) => b.includes(q));
-  assert.deepEqual(stillReadByA, [], 'queues granted to b while a still reads them');
+describe('group-coordinator: a new coordinator learns the claims for one session timeout before it deals a queue nobody claims', () => {
+  test('after a coordinator change, a queue a live member still reads is not granted to another member before that member is heard', () => {
+    const c = inService();
+    const reading = settle(c, ['a', 'b'], 6, 0);
+    c.clear(); // leadership moved away and back, or a new coordinator took over
+    const b = beat(c, 'b', reading.get('b')!, 10).assignedQueues;
+    const stillReadByA = reading.get('a')!.filter((q) => b.includes(q));
+    assert.deepEqual(stillReadByA, [], 'queues granted to b while a still reads them');
+  });
+
+  test('a new coordinator (a restarted broker) keeps each member on what it claims, dealt to it or not; once learning ends the deal is the one before: nothing moves', () => {
+    const old = inService();
+    const reading = settle(old, ['a', 'b', 'c'], 7, 0);
+    const c = new GroupCoordinator(sessionTimeoutMs);
+    for (const [m, owned] of reading) assert.deepEqual(beat(c, m, owned, 5000, 7).assignedQueues, owned, `${m} keeps what it reads`);
+    assert.deepEqual(settle(c, ['a', 'b', 'c'], 7, 5001, 3, reading), reading, 'while learning');
+    assert.deepEqual(settle(c, ['a', 'b', 'c'], 7, 5001 + sessionTimeoutMs, 3, reading), reading, 'after');
+  });
+
+  test('the learning time starts at the first heartbeat, not when the coordinator was made, and lasts one session timeout, both ends included', () => {
+    const c = new GroupCoordinator(sessionTimeoutMs);
+    const table: Array<[nowMs: number, assigned: number[]]> = [
+      [5000, []],
+      [5000 + sessionTimeoutMs - 1, []],
+      [5000 + sessionTimeoutMs, []],
+      [5000 + sessionTimeoutMs + 1, [0, 1, 2, 3, 4, 5]],
+    ];
+    for (const [nowMs, assigned] of table) assert.deepEqual(beat(c, 'a', [], nowMs).assignedQueues, assigned, `at ${nowMs}`);
+  });
+
+  test('while learning, a member keeps what it claims, dealt to it or not, and nothing unclaimed is dealt; then the deal, moving a queue once its holder gave it up', () => {
+    const c = new GroupCoordinator(sessionTimeoutMs);
+    assert.deepEqual(beat(c, 'a', [0, 1, 2], 0).assignedQueues, [0, 1, 2]);
+    assert.deepEqual(beat(c, 'b', [], 10).assignedQueues, [], 'b claims nothing: nothing yet');
+    assert.deepEqual(beat(c, 'a', [0, 1, 2], 20).assignedQueues, [0, 1, 2], 'a keeps 1 although the deal gives it to b');
+    assert.deepEqual(beat(c, 'b', [], 30).assignedQueues, [], 'b: 3 and 5 may be read by a member not heard from yet');
+    assert.deepEqual(beat(c, 'a', [0, 1, 2], 1001).assignedQueues, [0, 2, 4], 'learning over: the deal; a is told to give up 1');
+    assert.deepEqual(beat(c, 'b', [], 1002).assignedQueues, [3, 5], 'b waits for 1 until a gave it up');
+    assert.deepEqual(beat(c, 'a', [0, 2, 4], 1003).assignedQueues, [0, 2, 4]);
+    assert.deepEqual(beat(c, 'b', [3, 5], 1004).assignedQueues, [1, 3, 5]);
+  });
+
+  test('while learning, a queue two members claim (each read it before) is granted to neither', () => {
+    const c = new GroupCoordinator(sessionTimeoutMs);
+    assert.deepEqual(beat(c, 'a', [0, 1], 0).assignedQueues, [0, 1]);
+    assert.deepEqual(beat(c, 'b', [1], 10).assignedQueues, [], 'b claims 1 but a does too');
+    assert.deepEqual(beat(c, 'a', [0, 1], 20).assignedQueues, [0], 'a claims 1 but b does too');
+    assert.deepEqual(beat(c, 'b', [1], 30).assignedQueues, []);
+  });
+
+  test('a member that read under the previous coordinator and is never heard here has stopped when learning ends: its queues are dealt then', () => {
+    const c = inService();
+    const reading = settle(c, ['a', 'b'], 6, 0);
+    c.clear();
+    const b = reading.get('b')!;
+    for (let nowMs = 100; nowMs <= 100 + sessionTimeoutMs; nowMs += 100) assert.deepEqual(beat(c, 'b', b, nowMs).assignedQueues, b, `at ${nowMs}`);
+    assert.deepEqual(beat(c, 'b', b, 101 + sessionTimeoutMs).assignedQueues, [0, 1, 2, 3, 4, 5]);
+  });
+
+  test('the learning time is for the whole coordinator: a group first heard of after it starts at once', () => {
+    const c = new GroupCoordinator(sessionTimeoutMs);
+    c.heartbeat('other', 't', 2, 'x', [], false, 0);
+    assert.deepEqual(c.heartbeat('g', 't', 2, 'y', [], false, sessionTimeoutMs + 1).assignedQueues, [0, 1]);
+  });
 });
 
 // ------------------------------------------------------------------ model
@@ -211,7 +276,11 @@ interface MemberModel {
   lastHeardMs: number | null; // time of the coordinator's last answer it received; null: not in the group
 }
 
-type Step = { kind: 'beat'; member: number; answerLost: boolean } | { kind: 'leave'; member: number } | { kind: 'wait'; ms: number };
+type Step =
+  | { kind: 'beat'; member: number; answerLost: boolean }
+  | { kind: 'leave'; member: number }
+  | { kind: 'wait'; ms: number }
+  | { kind: 'failover'; restart: boolean };
 
 const step: fc.Arbitrary<Step> = fc.oneof(
   {
@@ -230,7 +299,16 @@ const step: fc.Arbitrary<Step> = fc.oneof(
       ms: fc.oneof(fc.integer({ min: 1, max: 700 }), fc.constantFrom(sessionTimeoutMs / 2, sessionTimeoutMs, sessionTimeoutMs + 1)),
     }),
   },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('failover' as const), restart: fc.boolean() }) },
 );
+
+/** Time passes. Client rule: a member that has not been answered within the session timeout stops reading. */
+function advance(members: Map<string, MemberModel>, nowMs: number, ms: number): number {
+  const later = nowMs + ms;
+  for (const m of members.values())
+    if (m.lastHeardMs !== null && later - m.lastHeardMs > sessionTimeoutMs) Object.assign(m, { reading: [], lastHeardMs: null });
+  return later;
+}
 
 function checkNoQueueReadTwice(members: Map<string, MemberModel>, label: string): void {
   const readers = new Map<number, string>();
@@ -243,18 +321,19 @@ function checkNoQueueReadTwice(members: Map<string, MemberModel>, label: string)
   }
 }
 
-test('group-coordinator (property): members that read only what they were last granted never read one queue at the same time, through joins, leaves, lost answers and expiry; afterwards four honest rounds settle on the round-robin deal', () => {
+test('group-coordinator (property): members that read only what they were last granted never read one queue at the same time, through joins, leaves, lost answers, expiry and changes of coordinator; afterwards, once a new coordinator has learned the claims, four honest rounds settle on the round-robin deal', () => {
   fc.assert(
     fc.property(fc.array(step, { minLength: 1, maxLength: 80, size: 'max' }), (steps) => {
-      const c = new GroupCoordinator(sessionTimeoutMs);
+      let c = inService();
       const members = new Map<string, MemberModel>(memberIds.map((id) => [id, { reading: [], lastHeardMs: null }]));
       let nowMs = 0;
       for (const s of steps) {
-        if (s.kind === 'wait') {
-          nowMs += s.ms;
-          // Client rule: a member that has not been answered within the session timeout stops reading.
-          for (const m of members.values())
-            if (m.lastHeardMs !== null && nowMs - m.lastHeardMs > sessionTimeoutMs) Object.assign(m, { reading: [], lastHeardMs: null });
+        if (s.kind === 'wait') nowMs = advance(members, nowMs, s.ms);
+        else if (s.kind === 'failover') {
+          // Another broker takes over (a new coordinator), or this one lost leadership and won it back (clear()).
+          // Members go on reading what they were granted; the next heartbeats go to the new coordinator.
+          if (s.restart) c = new GroupCoordinator(sessionTimeoutMs);
+          else c.clear();
         } else {
           const id = memberIds[s.member]!;
           const m = members.get(id)!;
@@ -265,13 +344,16 @@ test('group-coordinator (property): members that read only what they were last g
         }
         checkNoQueueReadTwice(members, `after ${JSON.stringify(s)} at ${nowMs}`);
       }
-      // Liveness: once every member heartbeats and hears its answers, the group settles on the deal:
-      // one round for every member to be known, one for every grant to lie within the deal, one for
-      // every claim to, one for every member to get its whole share.
-      for (let round = 0; round < 4; round++) {
+      // Liveness: once every member heartbeats every 200 ms and hears its answers, a coordinator
+      // that changed has learned the claims after at most one session timeout (rounds 1 to 6),
+      // and then the group settles on the deal: one round for every member to be known, one for
+      // every grant to lie within the deal, one for every claim to, one for every member to get
+      // its whole share (rounds 7 to 10).
+      for (let round = 1; round <= 10; round++) {
+        nowMs = advance(members, nowMs, 200);
         for (const id of memberIds) {
           const m = members.get(id)!;
-          m.reading = c.heartbeat('g', 't', queueCount, id, m.reading, false, nowMs).assignedQueues;
+          Object.assign(m, { reading: c.heartbeat('g', 't', queueCount, id, m.reading, false, nowMs).assignedQueues, lastHeardMs: nowMs });
           checkNoQueueReadTwice(members, `settling round ${round}`);
         }
       }

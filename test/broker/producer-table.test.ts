@@ -1,15 +1,17 @@
 // The idempotent-producer table (src/broker/producer-table.ts): each test names the rule it
-// checks. The table has no producer epochs: a producer that starts over takes a new producer id
-// (src/client/producer-lane.ts, rule 4), so fencing is not part of this unit. The property test
-// at the end plays a leader (check, then append only what is new) against a model that keeps
-// every batch ever stored. A property failure prints fast-check's seed and path; pass them in
-// fc.assert's options to replay it.
+// checks (rules 1-3 are written at the top of the source). The table has no producer epochs: a
+// producer that starts over takes a new producer id (src/client/producer-lane.ts, rule 4), so
+// fencing is not part of this unit. Two property tests at the end: one plays a leader (check,
+// then append only what is new) against a model that keeps every batch ever stored, with
+// truncations of any uncommitted suffix; the other plays three replicas that lead in turn,
+// replicate, truncate to the new leader's log and apply its entries, and checks that no replica
+// ever fails an assertion or would store a batch twice. A property failure prints fast-check's
+// seed and path; pass them in fc.assert's options to replay it.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { InvariantError } from '../../src/assert.js';
 import { ProducerTable, producerBatchesKept, producerKey, type ProducedBatch, type SequenceCheck } from '../../src/broker/producer-table.js';
-
 const key = producerKey(7, 'orders', 0);
 
 /** Appends `counts.length` batches of one producer in order from `firstSequence`, one log entry each, 10 log offsets apart. */
@@ -105,19 +107,56 @@ describe('producer-table: the table remembers the last producerBatchesKept batch
   });
 });
 
-describe('producer-table: add appends in log order only', () => {
-  test('a batch out of sequence order is a bug (InvariantError); the table is unchanged', () => {
-    const table: Array<{ rule: string; sequence: number }> = [
-      { rule: 'a gap', sequence: 9 },
-      { rule: 'a repeat of the last batch', sequence: 4 },
-      { rule: 'inside the last batch', sequence: 6 },
-    ];
-    for (const { rule, sequence } of table) {
+describe('producer-table: add applies what the leader appended (rule 2)', () => {
+  // Stored: [0,3) at log 0, [3,4) at log 10, [4,8) at log 20; next expected 8.
+  test('a sequence past the next one (a leader that did not know the run) continues the run: the remembered batches stay', () => {
+    const t = new ProducerTable();
+    appendBatches(t, key, [3, 1, 4]);
+    t.add(key, { sequence: 12, count: 2, queueOffset: 8, logOffset: 100 });
+    assert.equal(t.nextSequence(key), 14);
+    assert.equal(t.check(key, 4, 4).kind, 'duplicate', 'an earlier batch of the run is still recognised');
+    assert.deepEqual(t.check(key, 8, 1), { kind: 'stale', expected: 14 });
+  });
+
+  const below: Array<{ rule: string; sequence: number }> = [
+    { rule: 'a repeat of the last batch', sequence: 4 },
+    { rule: 'inside the last batch', sequence: 6 },
+    { rule: 'a restart at 0', sequence: 0 },
+  ];
+  for (const { rule, sequence } of below) {
+    test(`a sequence below the next one (${rule}) starts a new run: numbering continues from it, the old run is forgotten`, () => {
       const t = new ProducerTable();
       appendBatches(t, key, [3, 1, 4]);
-      assert.throws(() => t.add(key, { sequence, count: 1, queueOffset: 8, logOffset: 100 }), InvariantError, rule);
+      t.add(key, { sequence, count: 1, queueOffset: 8, logOffset: 100 });
+      assert.equal(t.nextSequence(key), sequence + 1);
+      assert.deepEqual(t.check(key, sequence, 1), { kind: 'duplicate', batch: { sequence, count: 1, queueOffset: 8, logOffset: 100 } });
+      if (sequence !== 0)
+        assert.deepEqual(t.check(key, 0, 3), { kind: 'stale', expected: sequence + 1 }, 'a batch of the old run is not answered with its offsets');
+    });
+  }
+
+  test('a batch that goes back in the log, or is no batch, is a bug (InvariantError); the table is unchanged', () => {
+    const table: Array<{ rule: string; batch: ProducedBatch }> = [
+      { rule: 'log offset before the last batch', batch: { sequence: 8, count: 1, queueOffset: 8, logOffset: 5 } },
+      { rule: 'log offset inside the last batch', batch: { sequence: 8, count: 1, queueOffset: 8, logOffset: 23 } },
+      { rule: 'a negative sequence', batch: { sequence: -1, count: 1, queueOffset: 8, logOffset: 100 } },
+      { rule: 'a sequence that is not an integer', batch: { sequence: 8.5, count: 1, queueOffset: 8, logOffset: 100 } },
+      { rule: 'no messages', batch: { sequence: 8, count: 0, queueOffset: 8, logOffset: 100 } },
+    ];
+    for (const { rule, batch } of table) {
+      const t = new ProducerTable();
+      appendBatches(t, key, [3, 1, 4]);
+      assert.throws(() => t.add(key, batch), InvariantError, rule);
       assert.equal(t.nextSequence(key), 8, `${rule}: next sequence unchanged`);
+      assert.equal(t.check(key, 4, 4).kind, 'duplicate', `${rule}: remembered batches unchanged`);
     }
+  });
+
+  test('the next batch may start right at the log end of the last one', () => {
+    const t = new ProducerTable();
+    t.add(key, { sequence: 0, count: 3, queueOffset: 0, logOffset: 10 });
+    t.add(key, { sequence: 3, count: 1, queueOffset: 3, logOffset: 13 });
+    assert.equal(t.nextSequence(key), 4);
   });
 
   test('add accepts a known producer starting over at sequence 0; numbering continues from the new batch', () => {
@@ -143,13 +182,12 @@ describe('producer-table: add appends in log order only', () => {
   });
 });
 
-describe('producer-table: truncation forgets batches at or above the truncation offset', () => {
+describe('producer-table: truncation keeps what the remaining log proves (rule 3)', () => {
   // Stored: [0,3) at log 0, [3,4) at log 10, [4,8) at log 20.
   const table: Array<{ rule: string; logOffset: number; next: number; duplicates: number[]; newSequence: number }> = [
     { rule: 'truncating past the last batch changes nothing', logOffset: 21, next: 8, duplicates: [0, 3, 4], newSequence: 8 },
     { rule: 'truncating at the log offset of the last batch drops it: its retry is new again', logOffset: 20, next: 4, duplicates: [0, 3], newSequence: 4 },
     { rule: 'truncating between batches keeps the earlier ones', logOffset: 15, next: 4, duplicates: [0, 3], newSequence: 4 },
-    { rule: 'truncating every batch resumes at the first dropped sequence', logOffset: 0, next: 0, duplicates: [], newSequence: 0 },
   ];
   for (const { rule, logOffset, next, duplicates, newSequence } of table) {
     test(rule, () => {
@@ -166,14 +204,17 @@ describe('producer-table: truncation forgets batches at or above the truncation 
     });
   }
 
-  test('after a producer whose batches were all truncated, the next appended batch must continue at the first dropped sequence', () => {
-    const t = new ProducerTable();
-    appendBatches(t, key, [3, 1], 20, 100);
-    t.truncateFrom(100);
-    assert.equal(t.nextSequence(key), 20);
-    assert.deepEqual(t.check(key, 21, 1), { kind: 'gap', expected: 20 });
-    t.add(key, { sequence: 20, count: 1, queueOffset: 0, logOffset: 100 });
-    assert.equal(t.nextSequence(key), 21);
+  test('truncating every batch of a producer forgets it: unknown, as to a leader whose log never held them, any sequence is new', () => {
+    for (const logOffset of [0, 100]) {
+      const t = new ProducerTable();
+      appendBatches(t, key, [3, 1, 4], 20, 100);
+      t.truncateFrom(logOffset);
+      assert.equal(t.nextSequence(key), 0);
+      for (const sequence of [0, 19, 20, 21, 24, 1000])
+        assert.deepEqual(t.check(key, sequence, 1), { kind: 'new' }, `cut at ${logOffset}, sequence ${sequence}`);
+      t.add(key, { sequence: 3, count: 1, queueOffset: 0, logOffset: 100 });
+      assert.equal(t.nextSequence(key), 4, 'the next batch, at any sequence, starts the producer again');
+    }
   });
 
   test('truncating every remembered batch of a producer whose older batches are still in the log resumes right after those', () => {
@@ -187,7 +228,26 @@ describe('producer-table: truncation forgets batches at or above the truncation 
     t.truncateFrom(firstRemembered.logOffset);
     assert.equal(t.nextSequence(key), 2);
     assert.deepEqual(t.check(key, 2, 1), { kind: 'new' }, 'the retry of the first truncated batch is stored again');
+    assert.deepEqual(t.check(key, 3, 1), { kind: 'gap', expected: 2 }, 'the next sequence is known exactly');
     assert.deepEqual(t.check(key, 1, 1), { kind: 'stale', expected: 2 }, 'a batch still in the log is not stored twice');
+    t.add(key, { sequence: 2, count: 1, queueOffset: 2, logOffset: firstRemembered.logOffset });
+    assert.equal(t.check(key, 2, 1).kind, 'duplicate');
+  });
+
+  test('a second truncation after the window emptied still finds where the run ends, or what is not stored', () => {
+    const t = new ProducerTable();
+    const stored = appendBatches(
+      t,
+      key,
+      Array.from({ length: producerBatchesKept + 4 }, () => 1),
+    ); // remembered: 4..11; left the window last: 3 (log 30)
+    t.truncateFrom(stored[4]!.logOffset);
+    assert.equal(t.nextSequence(key), 4, 'ends with the batch that left last');
+    t.truncateFrom(stored[2]!.logOffset);
+    assert.deepEqual(t.check(key, 2, 1), { kind: 'stale', expected: 3 }, 'where it ends is unknown now: below 3 may be stored');
+    assert.deepEqual(t.check(key, 3, 1), { kind: 'new' }, '3 and above are not stored');
+    t.truncateFrom(0);
+    assert.deepEqual(t.check(key, 0, 1), { kind: 'new' }, 'nothing of the run is left: unknown');
   });
 
   test('truncation applies to every producer of the group log', () => {
@@ -220,10 +280,8 @@ describe('producer-table: removeTopic forgets the producers of a deleted topic o
   });
 });
 
-describe('producer-table: truncation rebuilds what the log still holds (reported bugs)', () => {
-  test('a truncation that removes more batches than the table remembers lets the producer resend the first removed one', {
-    todo: 'truncateFrom sets the resume point to the oldest remembered batch, not the first removed one: after more than producerBatchesKept batches of one producer are truncated (possible with ack leader/none), its retry of the first removed batch is refused as stale',
-  }, () => {
+describe('producer-table: truncation and replication after a failover (reported bugs)', () => {
+  test('a truncation that removes more batches than the table remembers lets the producer resend the first removed one', () => {
     const t = new ProducerTable();
     appendBatches(
       t,
@@ -234,9 +292,38 @@ describe('producer-table: truncation rebuilds what the log still holds (reported
     assert.deepEqual(t.check(key, 0, 1), { kind: 'new' });
   });
 
-  test('a follower whose table lost every batch of a producer to truncation accepts what the new leader (which never saw that producer) appended', {
-    todo: 'truncateFrom keeps an emptied producer with a resume point, while the new leader, built from a log without those batches, treats the producer as unknown and accepts any sequence; the follower then fails the add assertion (InvariantError) when it replicates that entry',
-  }, () => {
+  test('a truncation that removes more batches than the table remembers, down to the middle of the run, never takes a stored batch as new', () => {
+    const t = new ProducerTable();
+    const stored = appendBatches(
+      t,
+      key,
+      Array.from({ length: producerBatchesKept + 4 }, () => 1),
+      0,
+      0,
+    ); // sequence s at log 10 s; remembered: 4..11; left the window last: 3
+    t.truncateFrom(stored[2]!.logOffset); // 0 and 1 stay in the log
+    for (const b of stored.slice(0, 2)) assert.equal(t.check(key, b.sequence, b.count).kind, 'stale', `stored sequence ${b.sequence}`);
+    for (const b of stored.slice(3)) assert.equal(t.check(key, b.sequence, b.count).kind, 'new', `truncated sequence ${b.sequence}`);
+    assert.deepEqual(t.check(key, 2, 1), { kind: 'stale', expected: 3 }, 'whether 2 is stored the table cannot know: refused, never stored twice');
+  });
+
+  test('where the run ends is unknown after such a truncation: a leader entry at or past the run start continues the run, so truncating it again keeps the stored batches stale', () => {
+    const follower = new ProducerTable();
+    const stored = appendBatches(
+      follower,
+      key,
+      Array.from({ length: producerBatchesKept + 4 }, () => 1),
+      0,
+      0,
+    ); // sequence s at log 10 s; remembered: 4..11; left the window last: 3
+    follower.truncateFrom(stored[2]!.logOffset); // 0 and 1 stay in the log; whether 2 does, the table cannot know
+    follower.add(key, { sequence: 2, count: 1, queueOffset: 2, logOffset: 20 }); // the new leader knew the run ends at 2
+    assert.equal(follower.nextSequence(key), 3);
+    follower.truncateFrom(20); // and that entry is lost too (another failover)
+    for (const b of stored.slice(0, 2)) assert.equal(follower.check(key, b.sequence, b.count).kind, 'stale', `stored sequence ${b.sequence}`);
+  });
+
+  test('a follower whose table lost every batch of a producer to truncation accepts what the new leader (which never saw that producer) appended', () => {
     const follower = new ProducerTable();
     appendBatches(follower, key, [1, 1, 1], 0, 100); // acked by the old leader with ack=leader, never committed
     follower.truncateFrom(100);
@@ -244,10 +331,25 @@ describe('producer-table: truncation rebuilds what the log still holds (reported
     assert.equal(leader.check(key, 3, 1).kind, 'new');
     leader.add(key, { sequence: 3, count: 1, queueOffset: 0, logOffset: 100 });
     assert.doesNotThrow(() => follower.add(key, { sequence: 3, count: 1, queueOffset: 0, logOffset: 100 }));
+    for (const sequence of [0, 3, 4, 5])
+      assert.deepEqual(follower.check(key, sequence, 1), leader.check(key, sequence, 1), `sequence ${sequence}: as the leader answers`);
+  });
+
+  test('a follower that knows more of a producer than the leader (the leader replayed a log whose head retention removed) applies the leader entry, whatever its sequence', () => {
+    for (const sequence of [0, 2, 8, 30]) {
+      const follower = new ProducerTable();
+      appendBatches(follower, key, [3, 1, 4], 0, 0); // committed long ago; gone from the leader's log
+      const leader = new ProducerTable(); // restarted: the producer is unknown to it
+      assert.equal(leader.check(key, sequence, 2).kind, 'new');
+      leader.add(key, { sequence, count: 2, queueOffset: 8, logOffset: 500 });
+      assert.doesNotThrow(() => follower.add(key, { sequence, count: 2, queueOffset: 8, logOffset: 500 }), `sequence ${sequence}`);
+      assert.equal(follower.nextSequence(key), leader.nextSequence(key), `sequence ${sequence}: next sequence as on the leader`);
+      assert.deepEqual(follower.check(key, sequence, 2), leader.check(key, sequence, 2), `sequence ${sequence}: its retry is a duplicate on both`);
+    }
   });
 });
 
-// ------------------------------------------------------------------ model
+// ------------------------------------------------------------------ model: one leader
 
 const producerKeys = [producerKey(1, 't', 0), producerKey(2, 't', 0)];
 
@@ -259,22 +361,27 @@ interface ModelBatch extends ProducedBatch {
 /** Every batch stored, in log order; truncation shortens it. No window: the model remembers everything. */
 class StoreModel {
   batches: ModelBatch[] = [];
+  truncated: ModelBatch[] = []; // batches truncation removed, most recent last: a producer may resend them
   appended = new Map<string, number>(); // batches ever appended per key
-  resume = new Map<string, number>(); // sequence of the first batch truncation removed last, per key
+  sent = new Map<string, number>(); // end of the last batch appended per key (truncated or not): the producer's own numbering
   logEnd = 0;
   highWatermark = 0;
 
-  /** Next sequence expected: after the last stored batch, else where truncation cut; undefined when unknown. */
+  /** What a replay of the log knows: the end of the last stored batch; undefined when none is stored (unknown). */
   next(k: string): number | undefined {
     const last = this.of(k).at(-1);
-    return last ? last.sequence + last.count : this.resume.get(k);
+    return last ? last.sequence + last.count : undefined;
   }
 
   of(k: string): ModelBatch[] {
     return this.batches.filter((b) => b.key === k);
   }
 
-  /** The batches the table must still recognise: among the last producerBatchesKept appended, and not truncated. */
+  /**
+   * The batches the table must still recognise: among the last producerBatchesKept appended, and
+   * not truncated (a lower bound of what it remembers: truncation shrinks its window, later
+   * batches fill it again without pushing older ones out).
+   */
   remembered(k: string): ModelBatch[] {
     const appended = this.appended.get(k) ?? 0;
     return this.of(k).filter((b) => b.appendIndex >= appended - producerBatchesKept);
@@ -282,32 +389,41 @@ class StoreModel {
 }
 
 type Step =
-  | { kind: 'send'; producer: number; offset: number; count: number } // offset from the next expected sequence
+  | { kind: 'send'; producer: number; offset: number; count: number } // offset from the producer's next sequence
   | { kind: 'retry'; producer: number; pick: number }
+  | { kind: 'resend'; producer: number; pick: number }
   | { kind: 'commit' }
   | { kind: 'truncate'; at: number };
 
+const fraction = fc.double({ min: 0, max: 1, noNaN: true });
+const producerIndex = fc.integer({ min: 0, max: producerKeys.length - 1 });
 const step: fc.Arbitrary<Step> = fc.oneof(
   {
-    weight: 8,
+    weight: 10,
     arbitrary: fc.record({
       kind: fc.constant('send' as const),
-      producer: fc.integer({ min: 0, max: producerKeys.length - 1 }),
-      offset: fc.constantFrom(0, 0, 0, 0, 1, 2, -1),
+      producer: producerIndex,
+      offset: fc.constantFrom(0, 0, 0, 0, 1, 2, -1, -3),
       count: fc.integer({ min: 1, max: 3 }),
     }),
   },
-  {
-    weight: 4,
-    arbitrary: fc.record({
-      kind: fc.constant('retry' as const),
-      producer: fc.integer({ min: 0, max: producerKeys.length - 1 }),
-      pick: fc.double({ min: 0, max: 1, noNaN: true }),
-    }),
-  },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('retry' as const), producer: producerIndex, pick: fraction }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('resend' as const), producer: producerIndex, pick: fraction }) },
   { weight: 2, arbitrary: fc.constant({ kind: 'commit' as const }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: fraction }) },
 );
+
+function pickOf<T>(values: T[], at: number): T | undefined {
+  return values[Math.min(values.length - 1, Math.floor(at * values.length))];
+}
+
+/** Safety on any replica: no stored batch, nor a sequence inside one, is new (it would be stored twice). */
+function checkStoredNotNew(table: ProducerTable, k: string, stored: ProducedBatch[], label: string): void {
+  for (const b of stored) {
+    assert.notEqual(table.check(k, b.sequence, b.count).kind, 'new', `${label}: stored sequence ${b.sequence} count ${b.count} is new`);
+    assert.notEqual(table.check(k, b.sequence + b.count - 1, 1).kind, 'new', `${label}: stored sequence ${b.sequence + b.count - 1} is new`);
+  }
+}
 
 /** The leader's produce path: check, and append only what is new. Checks the answer against the model. */
 function leaderProduce(table: ProducerTable, model: StoreModel, k: string, sequence: number, count: number): void {
@@ -315,7 +431,7 @@ function leaderProduce(table: ProducerTable, model: StoreModel, k: string, seque
   const last = stored.at(-1);
   const answer = table.check(k, sequence, count);
   const label = `${k.replaceAll('\u0000', '/')} sequence ${sequence} count ${count}: ${JSON.stringify(answer)}`;
-  // Safety: never 'new' for a sequence already stored (it would be stored twice).
+  // Safety: never 'new' below the stored end (it would be stored twice).
   if (answer.kind === 'new' && last) assert.ok(sequence >= last.sequence + last.count, `${label}: new below the stored end`);
   // Safety: a duplicate is answered with a stored batch, exactly that one.
   if (answer.kind === 'duplicate') {
@@ -324,15 +440,16 @@ function leaderProduce(table: ProducerTable, model: StoreModel, k: string, seque
     assert.deepEqual(answer.batch, { sequence, count, queueOffset: match.queueOffset, logOffset: match.logOffset }, label);
   }
   const next = model.next(k);
-  if (next !== undefined) {
+  const remembered = model.remembered(k);
+  if (next === undefined) assert.equal(answer.kind, 'new', `${label}: no batch of the producer is stored: unknown, any sequence is new`);
+  else if (last && remembered.includes(last)) {
+    // The table holds the newest stored batch: it knows exactly where the producer is.
     assert.equal(table.nextSequence(k), next, `${label}: next sequence`);
     if (sequence === next) assert.equal(answer.kind, 'new', `${label}: the next sequence is new`);
     if (sequence > next) assert.deepEqual(answer, { kind: 'gap', expected: next }, `${label}: past the next sequence is a gap`);
-    const retried = model.remembered(k).find((b) => b.sequence === sequence && b.count === count);
-    if (retried) assert.equal(answer.kind, 'duplicate', `${label}: a retry of a remembered batch is a duplicate`);
-  } else {
-    assert.equal(answer.kind, 'new', `${label}: unknown producer`);
   }
+  const retried = remembered.find((b) => b.sequence === sequence && b.count === count);
+  if (retried) assert.equal(answer.kind, 'duplicate', `${label}: a retry of a remembered batch is a duplicate`);
   if (answer.kind !== 'new') return;
   const appendIndex = model.appended.get(k) ?? 0;
   const queueOffset = 1000 + model.logEnd; // any value unique per batch, so a wrong duplicate answer shows
@@ -340,36 +457,26 @@ function leaderProduce(table: ProducerTable, model: StoreModel, k: string, seque
   table.add(k, { sequence, count, queueOffset, logOffset: model.logEnd }); // must not throw after 'new'
   model.batches.push(b);
   model.appended.set(k, appendIndex + 1);
+  model.sent.set(k, Math.max(model.sent.get(k) ?? 0, sequence + count));
   model.logEnd += count;
-}
-
-/**
- * Truncation points allowed: uncommitted, and removing no more batches of a producer than the
- * table remembers of it (what a lane with quorum acks and fewer than producerBatchesKept batches
- * in flight can leave uncommitted; larger truncations are the todo test above).
- */
-function truncationPoints(model: StoreModel): number[] {
-  const points = [...model.batches.map((b) => b.logOffset), model.logEnd].filter((o) => o >= model.highWatermark);
-  return points.filter((at) =>
-    producerKeys.every((k) => {
-      const dropped = model.of(k).filter((b) => b.logOffset >= at);
-      const remembered = model.remembered(k);
-      return dropped.every((d) => remembered.includes(d));
-    }),
-  );
 }
 
 function applyStep(table: ProducerTable, model: StoreModel, s: Step): void {
   switch (s.kind) {
     case 'send': {
       const k = producerKeys[s.producer]!;
-      leaderProduce(table, model, k, Math.max(0, (model.next(k) ?? 0) + s.offset), s.count);
+      leaderProduce(table, model, k, Math.max(0, (model.sent.get(k) ?? 0) + s.offset), s.count);
       return;
     }
     case 'retry': {
       const k = producerKeys[s.producer]!;
-      const recent = model.of(k).slice(-(producerBatchesKept + 2)); // retries are of recent batches, around the bound
-      const b = recent[Math.min(recent.length - 1, Math.floor(s.pick * recent.length))];
+      const b = pickOf(model.of(k).slice(-(producerBatchesKept + 2)), s.pick); // retries are of recent batches, around the bound
+      if (b) leaderProduce(table, model, k, b.sequence, b.count);
+      return;
+    }
+    case 'resend': {
+      const k = producerKeys[s.producer]!;
+      const b = pickOf(model.truncated.filter((t) => t.key === k).slice(-(producerBatchesKept + 4)), s.pick);
       if (b) leaderProduce(table, model, k, b.sequence, b.count);
       return;
     }
@@ -377,12 +484,10 @@ function applyStep(table: ProducerTable, model: StoreModel, s: Step): void {
       model.highWatermark = model.logEnd;
       return;
     case 'truncate': {
-      const points = truncationPoints(model);
-      const at = points[Math.min(points.length - 1, Math.floor(s.at * points.length))]!;
-      for (const k of producerKeys) {
-        const firstDropped = model.of(k).find((b) => b.logOffset >= at);
-        if (firstDropped) model.resume.set(k, firstDropped.sequence);
-      }
+      // Raft truncates only what is not committed; with ack leader or none that may be any number of batches.
+      const points = [...model.batches.map((b) => b.logOffset), model.logEnd].filter((o) => o >= model.highWatermark);
+      const at = pickOf(points, s.at)!;
+      model.truncated.push(...model.batches.filter((b) => b.logOffset >= at));
       model.batches = model.batches.filter((b) => b.logOffset < at);
       model.logEnd = at;
       table.truncateFrom(at);
@@ -391,18 +496,166 @@ function applyStep(table: ProducerTable, model: StoreModel, s: Step): void {
   }
 }
 
-test('producer-table (property): against a model of every stored batch, what is stored is contiguous (nothing twice, no hole), retries of remembered batches are duplicates with their offsets, the next sequence is new, a skip is a gap, and what check calls new, add accepts', () => {
+test('producer-table (property): against a model of every stored batch, under truncations of any uncommitted suffix: nothing stored is new (nothing twice), a duplicate is answered with its offsets, retries of remembered batches are duplicates, where the table holds the newest stored batch the next sequence is new and a skip is a gap, with nothing stored any sequence is new, and what check calls new, add accepts', () => {
   fc.assert(
-    fc.property(fc.array(step, { minLength: 1, maxLength: 100, size: 'max' }), (steps) => {
+    fc.property(fc.array(step, { minLength: 1, maxLength: 120, size: 'max' }), (steps) => {
       const table = new ProducerTable();
       const model = new StoreModel();
-      for (const s of steps) applyStep(table, model, s);
-      // What the leader stored of each producer is contiguous: nothing twice, no hole accepted.
+      for (const s of steps) {
+        applyStep(table, model, s);
+        for (const k of producerKeys) checkStoredNotNew(table, k, model.of(k), `after ${JSON.stringify(s)}, ${k.replaceAll('\u0000', '/')}`);
+      }
+      // What the leader stored of each producer only moves forward: nothing twice.
       for (const k of producerKeys) {
         const stored = model.of(k);
-        stored.slice(1).forEach((b, i) => assert.equal(b.sequence, stored[i]!.sequence + stored[i]!.count, `${k.replaceAll('\u0000', '/')} batch ${i + 1}`));
+        stored.slice(1).forEach((b, i) => assert.ok(b.sequence >= stored[i]!.sequence + stored[i]!.count, `${k.replaceAll('\u0000', '/')} batch ${i + 1}`));
       }
     }),
-    { numRuns: 200 },
+    { numRuns: 300 },
+  );
+});
+
+// ------------------------------------------------------------------ model: replicas that lead in turn
+
+interface LogBatch extends ProducedBatch {
+  key: string;
+  id: number; // one per append: the same entry on every replica that holds it
+}
+
+interface ReplicaModel {
+  log: LogBatch[];
+  table: ProducerTable;
+}
+
+type ClusterStep =
+  | { kind: 'send'; producer: number; offset: number; count: number }
+  | { kind: 'retry'; producer: number; pick: number }
+  | { kind: 'replicate'; follower: number; share: number }
+  | { kind: 'commit' }
+  | { kind: 'elect'; replica: number };
+
+const replicaCount = 3;
+const replicaIndex = fc.integer({ min: 0, max: replicaCount - 1 });
+const clusterStep: fc.Arbitrary<ClusterStep> = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      kind: fc.constant('send' as const),
+      producer: producerIndex,
+      offset: fc.constantFrom(0, 0, 0, 1, -1),
+      count: fc.integer({ min: 1, max: 3 }),
+    }),
+  },
+  { weight: 3, arbitrary: fc.record({ kind: fc.constant('retry' as const), producer: producerIndex, pick: fraction }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constant('replicate' as const), follower: replicaIndex, share: fraction }) },
+  { weight: 2, arbitrary: fc.constant({ kind: 'commit' as const }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('elect' as const), replica: replicaIndex }) },
+);
+
+class ClusterModel {
+  replicas: ReplicaModel[] = Array.from({ length: replicaCount }, () => ({ log: [], table: new ProducerTable() }));
+  leader = 0;
+  committed = 0; // entries in the committed prefix
+  nextId = 0;
+  sent = new Map<string, LogBatch[]>(); // every batch a producer had stored by some leader, in order
+
+  /** Entries the follower holds as the leader does (the log matching property: a common prefix). */
+  matching(follower: ReplicaModel): number {
+    const log = this.replicas[this.leader]!.log;
+    let n = 0;
+    while (n < follower.log.length && n < log.length && follower.log[n]!.id === log[n]!.id) n++;
+    return n;
+  }
+
+  produce(k: string, sequence: number, count: number): void {
+    const leader = this.replicas[this.leader]!;
+    const answer = leader.table.check(k, sequence, count);
+    const label = `leader ${this.leader} ${k.replaceAll('\u0000', '/')} sequence ${sequence} count ${count}: ${JSON.stringify(answer)}`;
+    if (answer.kind === 'duplicate') {
+      const match = leader.log.find((b) => b.key === k && b.sequence === sequence && b.count === count);
+      assert.ok(match, `${label}: duplicate of a batch the leader does not hold`);
+      assert.deepEqual(answer.batch, { sequence, count, queueOffset: match.queueOffset, logOffset: match.logOffset }, label);
+    }
+    if (answer.kind !== 'new') return;
+    const last = leader.log.at(-1);
+    const logOffset = last ? last.logOffset + last.count : 0;
+    const b: LogBatch = { key: k, sequence, count, queueOffset: 1000 + logOffset, logOffset, id: this.nextId++ };
+    leader.log.push(b);
+    leader.table.add(k, { sequence, count, queueOffset: b.queueOffset, logOffset });
+    this.sent.set(k, [...(this.sent.get(k) ?? []), b]);
+  }
+
+  /** The follower truncates where it diverges from the leader, then appends a share of what it lacks. */
+  replicate(index: number, share: number): void {
+    if (index === this.leader) return;
+    const follower = this.replicas[index]!;
+    const log = this.replicas[this.leader]!.log;
+    const n = this.matching(follower);
+    if (n < follower.log.length) {
+      // What it drops is not the leader's, so not committed (committed entries are in every leader's log).
+      follower.table.truncateFrom(follower.log[n]!.logOffset);
+      follower.log.length = n;
+    }
+    const end = n + Math.ceil(share * (log.length - n));
+    for (const b of log.slice(n, end)) {
+      follower.log.push(b);
+      follower.table.add(b.key, { sequence: b.sequence, count: b.count, queueOffset: b.queueOffset, logOffset: b.logOffset }); // must not throw
+    }
+  }
+
+  commit(): void {
+    const held = this.replicas.filter((_, i) => i !== this.leader).map((r) => this.matching(r));
+    this.committed = Math.max(this.committed, ...held); // the leader and one follower: a majority of three
+  }
+
+  /** A replica may lead only if it holds every committed entry (Raft's election restriction). */
+  elect(index: number): void {
+    const candidate = this.replicas[index]!;
+    const log = this.replicas[this.leader]!.log;
+    const holds = candidate.log.length >= this.committed && log.slice(0, this.committed).every((b, i) => candidate.log[i]!.id === b.id);
+    if (holds) this.leader = index;
+  }
+}
+
+test('producer-table (property): three replicas that lead in turn, replicate, truncate where they diverge from the new leader and apply its entries never fail an assertion, and no replica takes a batch it holds as new', () => {
+  fc.assert(
+    fc.property(fc.array(clusterStep, { minLength: 1, maxLength: 120, size: 'max' }), (steps) => {
+      const cluster = new ClusterModel();
+      for (const s of steps) {
+        switch (s.kind) {
+          case 'send': {
+            const k = producerKeys[s.producer]!;
+            const last = cluster.sent.get(k)?.at(-1);
+            cluster.produce(k, Math.max(0, (last ? last.sequence + last.count : 0) + s.offset), s.count);
+            break;
+          }
+          case 'retry': {
+            const k = producerKeys[s.producer]!;
+            const b = pickOf((cluster.sent.get(k) ?? []).slice(-(producerBatchesKept + 4)), s.pick);
+            if (b) cluster.produce(k, b.sequence, b.count);
+            break;
+          }
+          case 'replicate':
+            cluster.replicate(s.follower, s.share);
+            break;
+          case 'commit':
+            cluster.commit();
+            break;
+          case 'elect':
+            cluster.elect(s.replica);
+            break;
+        }
+        cluster.replicas.forEach((r, i) => {
+          for (const k of producerKeys)
+            checkStoredNotNew(
+              r.table,
+              k,
+              r.log.filter((b) => b.key === k),
+              `after ${JSON.stringify(s)}, replica ${i}, ${k.replaceAll('\u0000', '/')}`,
+            );
+        });
+      }
+    }),
+    { numRuns: 300 },
   );
 });
