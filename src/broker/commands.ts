@@ -10,6 +10,7 @@
 //   kind 4 (commit offset): str consumerGroup, str topic, u32 queue, f64 offset
 // str = u16 byte length + UTF-8. Numbers are little-endian; f64 holds integers below 2^53 exactly.
 import { assert } from '../assert.js';
+import { EntryType, type Entry } from '../raft/types.js';
 
 export enum CommandKind {
   Messages = 1,
@@ -147,6 +148,40 @@ export function encodeCommand(c: Command): Buffer {
     case CommandKind.CommitOffset:
       return w.str(c.consumerGroup).str(c.topic).u32(c.queue).f64(c.offset).done();
   }
+}
+
+/**
+ * What a log entry is to the broker: the command a data entry carries, or null for an entry of
+ * the replication layer (leader change, membership), which carries nothing for the broker. The
+ * one place that decides it: apply and replay go through here.
+ */
+export function decodeEntry(entry: Entry): Command | null {
+  return entry.type === EntryType.Data ? decodeCommand(entry.payload) : null;
+}
+
+/** Bytes of a Messages command before its records region, for `topic`. */
+export function messagesPrefixBytes(topic: string): number {
+  return 1 + 2 + Buffer.byteLength(topic, 'utf8') + 4 + 8 * 4;
+}
+
+/** The fields of a stored Messages command the consume path reads in place (no decode). */
+export interface MessagesFields {
+  kind: number;
+  queueOffset: number;
+  firstTimestampMs: number;
+}
+
+/**
+ * Reads them from `bytes`, where the command starts at `commandPosition` and its records region
+ * at `recordsPosition` (commandPosition + messagesPrefixBytes(topic)).
+ */
+export function messagesFieldsAt(bytes: Buffer, commandPosition: number, recordsPosition: number): MessagesFields {
+  // The records region follows the four f64: queueOffset, firstTimestampMs, producerId, sequence.
+  return {
+    kind: bytes.readUInt8(commandPosition),
+    queueOffset: bytes.readDoubleLE(recordsPosition - 32),
+    firstTimestampMs: bytes.readDoubleLE(recordsPosition - 24),
+  };
 }
 
 export function decodeCommand(payload: Uint8Array): Command {

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { assert } from '../assert.js';
 import { NotLeaderError, ResourceExhaustedError, UnavailableError, InvalidArgumentError } from '../errors.js';
-import { SegmentLog, type FlushPolicy } from '../log/index.js';
+import { SegmentLog, type FlushPolicy, type LogStats } from '../log/index.js';
 import { RaftCore } from '../raft/core.js';
 import {
   EntryType,
@@ -22,7 +22,7 @@ import {
   type Role,
 } from '../raft/types.js';
 import { DataDirLock } from './data-dir-lock.js';
-import { MetaStore } from './meta-store.js';
+import { MetaStore, type LegacyMachineState } from './meta-store.js';
 import { LogRaftStorage, batchOfEntry, entryFromBatch } from './log-storage.js';
 import { PromiseFile, readPromiseFile } from './promise-file.js';
 import { Waiters } from './waiters.js';
@@ -43,6 +43,13 @@ export interface StateMachine {
   onCommit(entry: Entry): void;
   /** Role or leader changed. */
   onRoleChange(role: Role, epoch: number, leaderId: ReplicaId | null): void;
+  /**
+   * Every committed entry below this is applied and its effect stored durably by the machine
+   * (with its state, so never ahead of it): after a restart onCommit resumes here, and retention
+   * keeps the log from here. A machine without it keeps nothing across restarts: every committed
+   * entry in the log is handed to it again.
+   */
+  appliedOffset?(): number;
 }
 
 /** What a replica reports about its work (metrics); every call is cheap and synchronous. */
@@ -179,8 +186,9 @@ export class Replica {
 
   private constructor(
     private readonly options: ReplicaOptions,
+    /** For tests that look at the log itself; other code reads through the read API (readBatches, logEndOffset, logStats). */
     readonly log: SegmentLog,
-    readonly meta: MetaStore,
+    private readonly meta: MetaStore,
     private readonly storage: LogRaftStorage,
     private readonly lock: DataDirLock,
     private readonly promise: PromiseFile,
@@ -252,6 +260,11 @@ export class Replica {
   start(machine: StateMachine, transport: Transport): void {
     this.machine = machine;
     this.transport = transport;
+    const machineAppliedOffset = machine.appliedOffset?.() ?? 0;
+    // Retention keeps what the machine has not stored: a gap means its store was lost or replaced.
+    if (machine.appliedOffset && machineAppliedOffset < this.log.startOffset)
+      this.options.logger.warn('replica.apply.gap', { appliedOffset: machineAppliedOffset, startOffset: this.log.startOffset });
+    this.appliedOffset = Math.max(machineAppliedOffset, this.log.startOffset);
     this.replayStoredLog();
     this.highWatermark = Math.min(this.meta.highWatermark(), this.log.endOffset);
     this.applyCommitted();
@@ -766,8 +779,10 @@ export class Replica {
 
   private applyRetention(): void {
     if (this.closed) return;
-    // Never remove what is not applied and recorded yet: a restart replays from that record.
-    const removed = this.log.applyRetention(Date.now(), Math.max(0, this.persistedAppliedOffset));
+    // Never remove what is not applied and recorded yet: a restart replays from the machine's
+    // record (and the replica's own must stay covered too).
+    const recordedOffset = Math.min(this.persistedAppliedOffset, this.machine?.appliedOffset?.() ?? this.persistedAppliedOffset);
+    const removed = this.log.applyRetention(Date.now(), Math.max(0, recordedOffset));
     if (removed > 0) this.options.logger.info('replica.retention', { segmentsRemoved: removed, startOffset: this.log.startOffset });
   }
 
@@ -805,6 +820,35 @@ export class Replica {
 
   status(): RaftStatus {
     return this.core.status();
+  }
+
+  // ------------------------------------------------------------------ read API (the log for the broker and metrics)
+
+  /**
+   * Whole stored batches from the one holding `offset` (views of the log's mapping, CRC-checked):
+   * at least one when any ends at or below `endOffsetMax`, then more while within `bytesMax`.
+   * OutOfRangeError when `offset` is outside the log.
+   */
+  readBatches(offset: number, bytesMax: number, endOffsetMax: number): Buffer[] {
+    return this.log.read(offset, bytesMax, endOffsetMax);
+  }
+
+  get logEndOffset(): number {
+    return this.log.endOffset;
+  }
+
+  get logStats(): LogStats {
+    return this.log.stats;
+  }
+
+  /** What a data directory of the former layout kept here for the state machine, or null. */
+  legacyMachineState(): LegacyMachineState | null {
+    return this.meta.legacyMachineState();
+  }
+
+  /** Drops that, once the state machine stored it itself. */
+  forgetLegacyMachineState(): void {
+    this.meta.forgetLegacyMachineState();
   }
 
   /** Lag of a follower in ms: how long ago its fetch offset last reached the high watermark. */

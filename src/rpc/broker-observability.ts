@@ -52,13 +52,13 @@ export class BrokerObservability {
       dataDir: this.config.dataDir,
       memoryBytesMax: s.alerts.memoryBytesMax,
       highWatermark: () => replica.committedOffset,
-      logEndOffset: () => replica.log.endOffset,
+      logEndOffset: () => replica.logEndOffset,
       epoch: () => replica.currentEpoch,
       isLeader: () => replica.isLeader,
       leaderId: () => replica.currentLeaderId,
       leaderGroupView: () => (replica.isLeader ? broker.localGroupInfo() : null),
       consumerBacklogs: () => broker.consumerBacklogs(),
-      logStats: () => replica.log.stats,
+      logStats: () => replica.logStats,
     });
     this.server = await this.serveMetrics();
     if (s.alerts.enabled) {

@@ -1,9 +1,11 @@
 // One broker process: opens its replica, binds the broker to it, and serves the client API
 // (with server reflection) and the peer API on their own ports.
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { type ClusterConfig, findBroker, groupOf } from '../config/cluster.js';
 import { Broker } from '../broker/broker.js';
+import { StateStore, stateDirName } from '../broker/state-store.js';
 import { Replica } from '../replica/replica.js';
 import { Logger } from '../replica/logger.js';
 import { entriesFromFetchedBatches, batchOfEntry } from '../replica/log-storage.js';
@@ -53,7 +55,9 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
   });
   const security = openBrokerSecurity(cluster, brokerId, s, log, securityMetrics(observe.metrics.registry));
   const forwarder = new GrpcForwarder(security.tls?.channel, security.signForward);
-  const broker = new Broker(config, cluster, replica, forwarder, log, { observer: observe.metrics, tracing: observe.brokerTracing });
+  // Beside the replica's files, under the data directory's lock; takes over a former layout's state once.
+  const store = StateStore.open(join(config.dataDir, stateDirName), log, replica);
+  const broker = new Broker(config, cluster, replica, store, forwarder, log, { observer: observe.metrics, tracing: observe.brokerTracing });
   const identity = { cluster: cluster.name, group: group.id, replicaId: brokerId };
 
   const serverOptions = {
@@ -73,7 +77,7 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     requireCertificate: security.tls !== null,
   });
   const clientServer = new MeteredServer({ ...serverOptions, interceptors: [security.clientGuard.interceptor] }, observe.metrics, 'client');
-  addClientService(clientServer, broker);
+  addClientService(clientServer, broker, s);
   new ReflectionService(reflectionPackageDefinition()).addToServer(clientServer);
 
   const peers = new PeerClients(
@@ -107,7 +111,7 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     async stop() {
       if (stopped) return;
       stopped = true;
-      broker.close();
+      await broker.close();
       clientListening.close();
       peerListening.close();
       clientServer.forceShutdown();

@@ -107,7 +107,13 @@ function isForwarded(call: { metadata: grpc.Metadata }): boolean {
 
 type Unary = (request: Wire, call: grpc.ServerUnaryCall<Wire, Wire>) => Promise<Wire>;
 
-export function addClientService(server: grpc.Server, broker: Broker): void {
+/** The settings the client API reads (config's BrokerSettings has them). */
+export interface ClientServiceSettings {
+  inflightPerConnectionMax: number;
+  requestBytesMax: number;
+}
+
+export function addClientService(server: grpc.Server, broker: Broker, settings: ClientServiceSettings): void {
   const unary =
     (handler: Unary): grpc.handleUnaryCall<Wire, Wire> =>
     (call, callback) => {
@@ -121,7 +127,6 @@ export function addClientService(server: grpc.Server, broker: Broker): void {
           },
         );
     };
-  const settings = broker.config.settings;
   // A stream may hold as many requests as a connection may hold calls (the guard's bound).
   const streamLimits: ProduceStreamLimits = {
     inflightMax: settings.inflightPerConnectionMax,

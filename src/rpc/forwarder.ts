@@ -3,8 +3,7 @@
 // brokers that follows "not leader" redirects.
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, NotLeaderError, type MambaError } from '../errors.js';
-import type { GroupConfig } from '../config/cluster.js';
-import { clientAddress, type ClusterForwarder, type GroupInfo } from '../broker/broker.js';
+import { clientAddress, type ClusterForwarder, type GroupInfo, type GroupLayout } from '../broker/broker.js';
 import { serviceDefinition } from '../protocol/protos.js';
 import { fromServiceError } from '../protocol/status.js';
 import { forwardedKey, scopeKey } from './client-service.js';
@@ -43,7 +42,7 @@ export class GrpcForwarder implements ClusterForwarder {
 
   /** Calls `method` on the group's leader: tries its brokers in turn, following redirects. */
   private async callGroup(
-    group: GroupConfig,
+    group: GroupLayout,
     method: string,
     request: Wire,
     metadata: Record<string, string>,
@@ -80,15 +79,15 @@ export class GrpcForwarder implements ClusterForwarder {
     });
   }
 
-  async createTopic(group: GroupConfig, name: string, queues: number): Promise<void> {
+  async createTopic(group: GroupLayout, name: string, queues: number): Promise<void> {
     await this.callGroup(group, 'CreateTopic', { name, queues }, { [forwardedKey]: '1' });
   }
 
-  async deleteTopic(group: GroupConfig, name: string): Promise<void> {
+  async deleteTopic(group: GroupLayout, name: string): Promise<void> {
     await this.callGroup(group, 'DeleteTopic', { name }, { [forwardedKey]: '1' });
   }
 
-  async describeGroup(group: GroupConfig): Promise<GroupInfo> {
+  async describeGroup(group: GroupLayout): Promise<GroupInfo> {
     const reply = await this.callGroup(group, 'DescribeCluster', {}, { [scopeKey]: 'group', [forwardedKey]: '1' }, describeAttemptsMax, describeTimeoutMs);
     const groups = (reply.groups as GroupInfo[] | undefined) ?? [];
     const info = groups.find((g) => g.id === group.id);

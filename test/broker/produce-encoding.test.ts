@@ -1,11 +1,12 @@
 // The produce hot path's one-pass encoder (src/broker/produce-encoding.ts) against the log's own
-// codec: the same bytes as encodeCommand(encodeRecords(…)), read back by decodeRecordsRegion, and
-// the unary Produce's checks with messages that name the problem.
+// codec: the same bytes as encodeCommand(encodeRecords(…)), read back by decodeRecordsRegion and
+// in place as the consume path reads them, and the unary Produce's checks with messages that name
+// the problem.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { encodeMessagesCommand, type ProduceMessage } from '../../src/broker/produce-encoding.js';
-import { CommandKind, decodeCommand, encodeCommand, type MessagesCommand } from '../../src/broker/commands.js';
+import { CommandKind, decodeCommand, encodeCommand, messagesFieldsAt, messagesPrefixBytes, type MessagesCommand } from '../../src/broker/commands.js';
 import { decodeRecordsRegion, encodeRecords, type LogRecord } from '../../src/log/index.js';
 import { InvalidArgumentError } from '../../src/errors.js';
 
@@ -63,6 +64,28 @@ describe('produce encoding', () => {
     assert.equal(records[1]!.key, null, 'an empty key is stored as none');
     assert.equal(records[1]!.value?.toString(), 'wörld');
     assert.equal(records[1]!.timestampMs, nowMs + 5);
+  });
+
+  test('the consume path reads a stored command in place (messagesPrefixBytes, messagesFieldsAt) as decodeCommand does', () => {
+    fc.assert(
+      fc.property(
+        fc.array(message, { minLength: 1, maxLength: 5 }),
+        fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._-]{0,30}$/),
+        fc.nat(),
+        (messages, topic, at) => {
+          const { payload } = encodeMessagesCommand({ ...prefix, topic }, messages, nowMs, limits);
+          const command = decodeCommand(payload) as MessagesCommand;
+          const stored = Buffer.concat([Buffer.alloc(at % 64), payload]); // the command lies after a batch header
+          const recordsPosition = (at % 64) + messagesPrefixBytes(topic);
+          assert.deepEqual(messagesFieldsAt(stored, at % 64, recordsPosition), {
+            kind: CommandKind.Messages,
+            queueOffset: command.queueOffset,
+            firstTimestampMs: command.firstTimestampMs,
+          });
+          assert.deepEqual(stored.subarray(recordsPosition), Buffer.from(command.records));
+        },
+      ),
+    );
   });
 
   test('bad input is refused with INVALID_ARGUMENT naming the message and the limit', () => {

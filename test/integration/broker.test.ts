@@ -2,7 +2,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
@@ -200,6 +200,30 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
     assert.deepEqual(await readAll(client, 'orders', 0, 0, 10_002), before);
     const view = await cluster.waitForLeader('g1', 5000);
     assert.equal(view.leaderId, leader, 'bad input moved leadership');
+  });
+
+  test('topics and committed consumer offsets survive kill -9 of every broker: each restores them from its store and the log', async () => {
+    await cluster.client(leader).call('CommitOffset', { consumerGroup: 'survivors', topic: 'orders', queue: 0, offset: 500 });
+    const brokers = cluster.groupBrokers('g1');
+    for (const b of brokers) await cluster.kill(b.id);
+    for (const b of brokers) assert.ok(existsSync(join(b.dataDir, 'state')), `${b.id} has its state store`);
+    for (const b of brokers) cluster.launch(b.id);
+    leader = (await cluster.waitForLeader('g1', 15_000)).leaderId;
+    for (const b of brokers) {
+      const fetched = await waitFor(`${b.id} to know the committed offset`, 10_000, async () => {
+        const reply = await cluster
+          .client(b.id)
+          .call('FetchOffset', { consumerGroup: 'survivors', topic: 'orders', queue: 0 })
+          .catch(() => undefined);
+        return reply?.found ? reply : undefined;
+      });
+      assert.equal(Number(fetched.offset), 500);
+      const listed = await cluster.client(b.id).call('ListTopics', {});
+      assert.deepEqual(
+        (listed.topics as Wire[]).map((t) => [t.name, t.queues]),
+        [['orders', 2]],
+      );
+    }
   });
 });
 
