@@ -7,9 +7,9 @@
 //   own client     the SDK Producer with its defaults (it may batch inside), bounded retries;
 //   reads          the SDK's read by offset on the leader (stateless: nothing is written), answered
 //                  in RecordBlocks (the stored bytes; proto/mamba.proto) and decoded by the SDK.
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { MambaClient, messageToWire } from '../../src/client/client.js';
-import type { Wire } from '../../src/client/connection.js';
+import { AckLevel, type ProduceRequest, type ProduceStreamRequest, type ProduceStreamResponse } from '../../src/protocol/messages.js';
 import { Producer } from '../../src/client/producer.js';
 import { defaultBrokerSettings } from '../../src/config/cluster.js';
 import type { FlushPolicy } from '../../src/log/index.js';
@@ -18,7 +18,7 @@ import { waitFor } from './bench-lib.js';
 import type { BenchSystem, Send, Target } from './workloads.js';
 
 const topics: Record<Target, string> = { sequential: 'seq', load: 'load', failover: 'fail' };
-const ackQuorum = 3; // mamba.v1 Ack.QUORUM
+const ackQuorum = AckLevel.quorum;
 const requestTimeoutMs = 10_000;
 
 /** Our raw protocol for (a) and (b): the unary Produce (default) or ProduceStream. */
@@ -34,14 +34,16 @@ export const ourRaw: OurRaw = (() => {
  * come back in order and settle the request with the same sequence. Every request is bounded by
  * the request timeout; a broken stream fails what waits, and the next request opens a new one.
  */
+type Duplex = grpc.ClientDuplexStream<ProduceStreamRequest, ProduceStreamResponse>;
+
 class ProduceStreamSender {
-  private stream: grpc.ClientDuplexStream<Wire, Wire> | null = null;
+  private stream: Duplex | null = null;
   private nextSequence = 1;
   private readonly waiting = new Map<number, { resolve: () => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
 
-  constructor(private readonly open: () => grpc.ClientDuplexStream<Wire, Wire>) {}
+  constructor(private readonly open: () => Duplex) {}
 
-  send(request: Wire): Promise<void> {
+  send(request: ProduceRequest): Promise<void> {
     const stream = this.stream ?? this.openStream();
     const clientSequence = this.nextSequence++;
     return new Promise((resolve, reject) => {
@@ -51,11 +53,11 @@ class ProduceStreamSender {
     });
   }
 
-  private openStream(): grpc.ClientDuplexStream<Wire, Wire> {
+  private openStream(): Duplex {
     const stream = this.open();
-    stream.on('data', (reply: Wire) => {
+    stream.on('data', (reply: ProduceStreamResponse) => {
       const error = reply.error ? new Error(`produce refused: code ${reply.error.code} ${reply.error.details}`) : null;
-      this.settle(Number(reply.clientSequence), error);
+      this.settle(reply.clientSequence, error);
     });
     const broken = (error: Error): void => {
       if (this.stream !== stream) return;
@@ -156,12 +158,7 @@ export class MambaSystem implements BenchSystem {
   private openProduceStream(): ProduceStreamSender {
     this.produceStream?.close();
     const address = this.leaderAddress;
-    const open = (): grpc.ClientDuplexStream<Wire, Wire> => {
-      const client = this.raw.pool.client(address) as unknown as Record<string, (metadata: grpc.Metadata) => grpc.ClientDuplexStream<Wire, Wire>>;
-      const method = client.ProduceStream;
-      if (!method) throw new Error('this build has no ProduceStream (BENCH_OUR_RAW=stream)');
-      return method.call(client, new grpc.Metadata());
-    };
+    const open = (): Duplex => this.raw.pool.produceStream(address);
     this.produceStream = new ProduceStreamSender(open);
     return this.produceStream;
   }

@@ -47,13 +47,13 @@ async function groupState(context: ChaosContext): Promise<GroupState | undefined
       .filter((b) => context.cluster.isRunning(b.id))
       .map(async (broker) => {
         const reply = await context.admin.pool.call(broker.clientAddress, 'DescribeCluster', {}, describeTimeoutMs).catch(() => undefined);
-        const g = reply?.groups?.[0];
+        const g = reply?.groups[0];
         if (!g?.leaderId) return undefined;
         return {
-          leaderId: String(g.leaderId),
-          epoch: Number(g.epoch),
-          highWatermark: Number(g.highWatermark),
-          replicas: (g.replicas as Array<Record<string, unknown>>).map((r) => ({ id: String(r.id), endOffset: Number(r.endOffset), reachable: !!r.reachable })),
+          leaderId: g.leaderId,
+          epoch: g.epoch,
+          highWatermark: g.highWatermark,
+          replicas: g.replicas.map((r) => ({ id: r.id, endOffset: r.endOffset, reachable: r.reachable })),
         };
       }),
   );

@@ -198,18 +198,18 @@ topic
   .action(async (name: string, _options: unknown, command: Command) =>
     withClient(command, async (client) => {
       const d = await client.describeTopic(name);
-      const queues = (d.queues as Array<Record<string, unknown>>).map((q) => ({
-        queue: Number(q.queue),
-        group: String(q.group),
-        leader: String(q.leaderId),
-        startOffset: Number(q.startOffset),
-        highWatermark: Number(q.highWatermark),
+      const queues = d.queues.map((q) => ({
+        queue: q.queue,
+        group: q.group,
+        leader: q.leaderId,
+        startOffset: q.startOffset,
+        highWatermark: q.highWatermark,
       }));
       print(
         command,
-        { name: d.topic.name, queues },
+        { name: d.topic?.name ?? name, queues },
         [
-          `topic ${d.topic.name}: ${d.topic.queues} queues`,
+          `topic ${d.topic?.name ?? name}: ${d.topic?.queues ?? queues.length} queues`,
           ...queues.map((q) => `  queue ${q.queue}\tgroup ${q.group}\tleader ${q.leader || '?'}\toffsets ${q.startOffset}..${q.highWatermark}`),
         ].join('\n'),
       );

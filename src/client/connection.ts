@@ -1,26 +1,54 @@
-// Connections to brokers' client API: one gRPC channel per address, calls as promises, every
-// failure turned into the product's error classes (with their `retriable` flag).
+// Connections to brokers' client API: one gRPC channel per address, typed calls as promises
+// (src/protocol/messages.ts), every failure turned into the product's error classes (with their
+// `retriable` flag).
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, type MambaError } from '../errors.js';
 import { serviceDefinition } from '../protocol/protos.js';
 import { fromServiceError } from '../protocol/status.js';
+import {
+  clientServiceName,
+  type MethodName,
+  type RequestOf,
+  type ResponseOf,
+  type StreamMethods,
+  type ProduceStreamRequest,
+  type ProduceStreamResponse,
+  type SubscribeRequest,
+  type ConsumeResponse,
+} from '../protocol/messages.js';
 import { signCall } from '../auth/signature.js';
 import { clientTls } from '../auth/tls.js';
 import type { ClientSecurity } from './credentials.js';
 
-// biome-ignore lint/suspicious/noExplicitAny: decoded protobuf objects; a typed request path (issue 12.4) replaces this
-export type Wire = Record<string, any>;
+/** What the request path (cluster.ts) needs from the network: one typed call to one broker. */
+export interface Transport {
+  /** Rejects with a MambaError (the status table's class for the gRPC status). */
+  call<M extends MethodName>(address: string, method: M, request: RequestOf<M>, timeoutMs: number): Promise<ResponseOf<M>>;
+}
 
-const MambaClient = grpc.makeGenericClientConstructor(serviceDefinition('mamba.v1.Mamba'), 'Mamba');
+const GenericClient = grpc.makeGenericClientConstructor(serviceDefinition(clientServiceName), 'Mamba');
 
-type UnaryMethod = (
-  request: Wire,
+/**
+ * The generic client's method for an RPC. Its codecs are protobufjs's types of that RPC's
+ * request and answer (protos.ts), which is what makes the types in messages.ts hold: this is the
+ * one place where grpc-js's untyped methods meet them.
+ */
+type UnaryFunction = (
+  request: unknown,
   metadata: grpc.Metadata,
   options: grpc.CallOptions,
-  callback: (error: grpc.ServiceError | null, reply?: Wire) => void,
+  callback: (error: grpc.ServiceError | null, reply?: unknown) => void,
 ) => void;
+type ServerStreamFunction = (request: unknown, metadata: grpc.Metadata) => grpc.ClientReadableStream<unknown>;
+type DuplexFunction = (metadata: grpc.Metadata) => grpc.ClientDuplexStream<unknown, unknown>;
 
-export class ConnectionPool {
+function methodOf<F>(client: grpc.Client, method: string): F {
+  const fn = (client as unknown as { [name: string]: F | undefined })[method];
+  if (!fn) throw new Error(`the client API has no method ${method}`);
+  return fn;
+}
+
+export class ConnectionPool implements Transport {
   private readonly clients = new Map<string, grpc.Client>();
   private closed = false;
 
@@ -36,15 +64,15 @@ export class ConnectionPool {
   /** Call metadata, signed with the access key when there is one. */
   private metadata(method: string): grpc.Metadata {
     const metadata = new grpc.Metadata();
-    if (this.security.key) signCall(metadata, this.security.key, `/mamba.v1.Mamba/${method}`);
+    if (this.security.key) signCall(metadata, this.security.key, `/${clientServiceName}/${method}`);
     return metadata;
   }
 
-  client(address: string): grpc.Client {
+  private client(address: string): grpc.Client {
     if (this.closed) throw new UnavailableError('client is closed');
     let client = this.clients.get(address);
     if (!client) {
-      client = new MambaClient(address, this.channelCredentials, {
+      client = new GenericClient(address, this.channelCredentials, {
         'grpc.max_receive_message_length': this.requestBytesMax,
         'grpc.max_send_message_length': this.requestBytesMax,
         // TLS to a loopback address: verify the certificate's "localhost" name (a TLS server
@@ -59,34 +87,35 @@ export class ConnectionPool {
   }
 
   /** One call to one broker; rejects with a MambaError. */
-  call(address: string, method: string, request: Wire, timeoutMs: number): Promise<Wire> {
-    const client = this.client(address);
-    const fn = (client as unknown as Record<string, UnaryMethod>)[method];
-    if (!fn) return Promise.reject(new Error(`no method ${method}`));
+  call<M extends MethodName>(address: string, method: M, request: RequestOf<M>, timeoutMs: number): Promise<ResponseOf<M>> {
+    let client: grpc.Client;
+    let fn: UnaryFunction;
+    try {
+      client = this.client(address);
+      fn = methodOf<UnaryFunction>(client, method);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return new Promise((resolve, reject) => {
       fn.call(client, request, this.metadata(method), { deadline: Date.now() + timeoutMs }, (error, reply) => {
         if (error) reject(withAddress(fromServiceError(error), address));
-        else resolve(reply ?? {});
+        else resolve(reply as ResponseOf<M>);
       });
     });
   }
 
-  /** A server stream (Subscribe). */
-  stream(address: string, method: string, request: Wire): grpc.ClientReadableStream<Wire> {
-    const client = this.client(address) as unknown as Record<string, (r: Wire) => grpc.ClientReadableStream<Wire>>;
-    return (client[method] as unknown as (r: Wire, m: grpc.Metadata) => grpc.ClientReadableStream<Wire>).call(
-      this.client(address),
-      request,
-      this.metadata(method),
-    );
+  /** A Subscribe server stream. */
+  subscribe(address: string, request: SubscribeRequest): grpc.ClientReadableStream<ConsumeResponse> {
+    const client = this.client(address);
+    const stream = methodOf<ServerStreamFunction>(client, 'Subscribe').call(client, request, this.metadata('Subscribe'));
+    return stream as grpc.ClientReadableStream<StreamMethods['Subscribe']['response']>;
   }
 
-  /** A bidirectional stream (ProduceStream), signed like a call when the pool has an access key. */
-  duplex(address: string, method: string): grpc.ClientDuplexStream<Wire, Wire> {
-    const client = this.client(address) as unknown as Record<string, (m: grpc.Metadata) => grpc.ClientDuplexStream<Wire, Wire>>;
-    const fn = client[method];
-    if (!fn) throw new Error(`no method ${method}`);
-    return fn.call(client, this.metadata(method));
+  /** A ProduceStream (both ways), signed like a call when the pool has an access key. */
+  produceStream(address: string): grpc.ClientDuplexStream<ProduceStreamRequest, ProduceStreamResponse> {
+    const client = this.client(address);
+    const stream = methodOf<DuplexFunction>(client, 'ProduceStream').call(client, this.metadata('ProduceStream'));
+    return stream as grpc.ClientDuplexStream<ProduceStreamRequest, ProduceStreamResponse>;
   }
 
   close(): void {
@@ -99,25 +128,4 @@ export class ConnectionPool {
 function withAddress(error: MambaError, address: string): MambaError {
   if (error.kind === 'unavailable' || error.kind === 'timeout') error.message = `${address}: ${error.message}`;
   return error;
-}
-
-/** Retry policy with exponential backoff and jitter (kafkajs-style named defaults). */
-export interface RetryPolicy {
-  attemptsMax: number;
-  backoffMsInitial: number;
-  backoffMsMax: number;
-  multiplier: number;
-  /** 0..1: the share of each backoff drawn at random. */
-  jitter: number;
-}
-
-export const retryDefaults: RetryPolicy = { attemptsMax: 8, backoffMsInitial: 50, backoffMsMax: 2000, multiplier: 2, jitter: 0.2 };
-
-export function backoffMs(policy: RetryPolicy, attempt: number, random: () => number = Math.random): number {
-  const base = Math.min(policy.backoffMsMax, policy.backoffMsInitial * policy.multiplier ** attempt);
-  return Math.round(base * (1 - policy.jitter + policy.jitter * 2 * random()));
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -3,14 +3,18 @@
 // every reply, commits processed offsets (on an interval, or by hand), and hands a failed
 // message to the topic's retry queue with a growing delay and, after `attemptsMax`, to its
 // dead-letter queue. Delivery is at least once: a message is processed before its offset is
-// committed.
+// committed. Calls go through the client's request path (cluster.ts); reads are retried with the
+// client's retry policy (retry.ts), each failure reported as an 'error' event.
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { InvalidArgumentError, NotFoundError, type MambaError } from '../errors.js';
-import { sleep, type RetryPolicy } from './connection.js';
-import type { Wire } from './connection.js';
-import { MambaClient, readResultFromWire, connectionOptionsOf, type ReceivedMessage, type ConnectionOptions } from './client.js';
+import { retry, sleep, type RetryPolicy } from './retry.js';
+import { MambaClient, connectionOptionsOf, type ConnectionOptions } from './client.js';
+import { readResultFromWire, type ReadResult, type ReceivedMessage } from './wire.js';
 import { Producer } from './producer.js';
+
+/** The bound on a coordinator call (Heartbeat) and on offset calls: well inside a session (6 s). */
+const groupCallTimeoutMs = 5000;
 
 export interface ConsumerOptions extends ConnectionOptions {
   brokers: string[];
@@ -62,6 +66,8 @@ interface QueueReader {
   committed: number;
   address: string | undefined;
   stopping: boolean;
+  /** Aborted when the queue is given up: ends a backoff in progress at once. */
+  stop: AbortController;
   done: Promise<void>;
 }
 
@@ -129,7 +135,7 @@ export class Consumer extends EventEmitter {
   async start(handler: Handler): Promise<void> {
     if (this.running) throw new InvalidArgumentError('consumer already started');
     this.handler = handler;
-    const route = await this.client.router.topic(this.topic);
+    const route = await this.client.cluster.topic(this.topic);
     await this.ensureTopic(retryTopicOf(this.topic), route.queues);
     await this.ensureTopic(deadLetterTopicOf(this.topic), 1);
     this.retryProducer = new Producer({ brokers: this.options.brokers, lingerMs: 0, whenUnavailable: 'buffer', ...connectionOptionsOf(this.options) });
@@ -150,7 +156,7 @@ export class Consumer extends EventEmitter {
 
   private async ensureTopic(name: string, queues: number): Promise<void> {
     try {
-      await this.client.router.topic(name);
+      await this.client.cluster.topic(name);
     } catch (error) {
       if (!(error instanceof NotFoundError)) throw error;
       await this.client.createTopic(name, queues).catch((e: MambaError) => {
@@ -183,30 +189,17 @@ export class Consumer extends EventEmitter {
   }
 
   private async heartbeat(membership: Membership, leave: boolean): Promise<void> {
-    const route = await this.client.router.topic(membership.topic);
-    const coordinatorGroup = route.queueGroups[0]!;
-    const address = await this.client.router.leaderOf(coordinatorGroup);
-    let reply: Wire;
-    try {
-      reply = await this.client.pool.call(
-        address,
-        'Heartbeat',
-        {
-          consumerGroup: this.group,
-          topic: membership.topic,
-          memberId: this.memberId,
-          ownedQueues: [...membership.readers.keys()],
-          leave,
-        },
-        5000,
-      );
-    } catch (error) {
-      this.client.router.noteFailure(coordinatorGroup, error as MambaError);
-      throw error;
-    }
+    // The coordinator is the leader of the group that holds queue 0 of the topic.
+    const reply = await this.client.cluster.callQueueLeader(
+      membership.topic,
+      0,
+      'Heartbeat',
+      { consumerGroup: this.group, topic: membership.topic, memberId: this.memberId, ownedQueues: [...membership.readers.keys()], leave },
+      { timeoutMs: groupCallTimeoutMs },
+    );
     if (leave) return;
-    const assigned = new Set(((reply.assignedQueues as number[] | undefined) ?? []).map(Number));
-    const generation = Number(reply.generation);
+    const assigned = new Set(reply.assignedQueues);
+    const generation = reply.generation;
     if (generation !== membership.generation) {
       membership.generation = generation;
       this.emit('rebalance', { topic: membership.topic, generation, members: reply.members, assigned: [...assigned].sort((a, b) => a - b) });
@@ -217,7 +210,16 @@ export class Consumer extends EventEmitter {
 
   private async assign(membership: Membership, queue: number): Promise<void> {
     const committed = await this.committedOffset(membership.topic, queue);
-    const reader: QueueReader = { topic: membership.topic, queue, offset: committed, committed, address: undefined, stopping: false, done: Promise.resolve() };
+    const reader: QueueReader = {
+      topic: membership.topic,
+      queue,
+      offset: committed,
+      committed,
+      address: undefined,
+      stopping: false,
+      stop: new AbortController(),
+      done: Promise.resolve(),
+    };
     membership.readers.set(queue, reader);
     reader.done = this.readLoop(membership, reader);
   }
@@ -225,33 +227,30 @@ export class Consumer extends EventEmitter {
   /** Stops reading a queue, waits for the message in hand, commits, and gives the queue up. */
   private async revoke(membership: Membership, reader: QueueReader): Promise<void> {
     reader.stopping = true;
+    reader.stop.abort();
     await reader.done;
     await this.commitReader(reader).catch((error: Error) => this.report(error as Error));
     membership.readers.delete(reader.queue);
   }
 
   private async committedOffset(topic: string, queue: number): Promise<number> {
-    const route = await this.client.router.topic(topic);
-    const address = await this.client.router.leaderOf(route.queueGroups[queue]!);
-    const reply = await this.client.pool.call(address, 'FetchOffset', { consumerGroup: this.group, topic, queue }, 5000);
-    if (reply.found) return Number(reply.offset);
+    const reply = await this.client.cluster.callQueueLeader(
+      topic,
+      queue,
+      'FetchOffset',
+      { consumerGroup: this.group, topic, queue },
+      { timeoutMs: groupCallTimeoutMs },
+    );
+    if (reply.found) return reply.offset;
     const described = await this.client.describeTopic(topic);
-    return Number((described.queues as Array<Record<string, unknown>>)[queue]?.startOffset ?? 0);
+    return described.queues.find((q) => q.queue === queue)?.startOffset ?? 0;
   }
 
   private async readLoop(membership: Membership, reader: QueueReader): Promise<void> {
     // Ends when the queue is revoked or the consumer closes; each round waits at most maxWaitMs.
     while (!reader.stopping && this.running) {
-      let result: ReturnType<typeof readResultFromWire>;
-      try {
-        const reply = await this.readOnce(reader);
-        result = readResultFromWire(reply);
-      } catch (error) {
-        reader.address = undefined; // back to the leader
-        this.report(error as Error);
-        await sleep(200);
-        continue;
-      }
+      const result = await this.readRetried(reader);
+      if (result === null) continue;
       reader.address = result.advice?.address || undefined;
       this.client.tracing.received(reader.topic, reader.queue, result.messages);
       for (const message of result.messages) {
@@ -263,20 +262,34 @@ export class Consumer extends EventEmitter {
     }
   }
 
-  private async readOnce(reader: QueueReader) {
-    const route = await this.client.router.topic(reader.topic);
-    const group = route.queueGroups[reader.queue]!;
-    const address = reader.address ?? (await this.client.router.leaderOf(group));
+  /**
+   * One read of the reader's queue under the client's retry policy: the first attempt where the
+   * last answer advised, retries at the leader, each failure reported. null when the retries gave
+   * up (reported, then a pause of backoffMsMax so a lasting refusal does not spin) or the queue
+   * is being given up.
+   */
+  private async readRetried(reader: QueueReader): Promise<ReadResult | null> {
+    const policy = this.client.retryPolicy;
+    const request = { topic: reader.topic, queue: reader.queue, offset: reader.offset, maxMessages: this.maxMessages, maxWaitMs: this.maxWaitMs, blocks: true };
     try {
-      return await this.client.pool.call(
-        address,
-        'Consume',
-        { topic: reader.topic, queue: reader.queue, offset: reader.offset, maxMessages: this.maxMessages, maxWaitMs: this.maxWaitMs, blocks: true },
-        10_000 + this.maxWaitMs,
+      const reply = await retry(
+        policy,
+        (attempt) => {
+          if (attempt.index > 0 && (reader.stopping || !this.running)) attempt.bail(null);
+          return this.client.cluster.callQueueLeader(reader.topic, reader.queue, 'Consume', request, {
+            address: attempt.index === 0 ? reader.address : undefined,
+            timeoutMs: this.client.cluster.requestTimeoutMs + this.maxWaitMs,
+          });
+        },
+        { signal: reader.stop.signal, onRetry: (error) => this.report(error) },
       );
+      return readResultFromWire(reply);
     } catch (error) {
-      if (!reader.address) this.client.router.noteFailure(group, error as MambaError);
-      throw error;
+      reader.address = undefined; // back to the leader
+      if (reader.stopping || !this.running) return null;
+      this.report(error as Error);
+      await sleep(policy.backoffMsMax, reader.stop.signal);
+      return null;
     }
   }
 
@@ -315,7 +328,7 @@ export class Consumer extends EventEmitter {
     await this.retryProducer!.send(
       target,
       { key: message.key, body: message.body, headers, timestampMs: message.timestampMs },
-      dead ? { queue: 0 } : { queue: reader.queue % (await this.client.router.topic(target)).queues },
+      dead ? { queue: 0 } : { queue: reader.queue % (await this.client.cluster.topic(target)).queues },
     );
     this.emit(dead ? 'dead-letter' : 'retry', { topic: this.topic, queue: reader.queue, offset: message.offset, attempt });
   }
@@ -330,16 +343,9 @@ export class Consumer extends EventEmitter {
   private async commitReader(reader: QueueReader): Promise<void> {
     if (reader.offset === reader.committed) return;
     const offset = reader.offset;
-    const route = await this.client.router.topic(reader.topic);
-    const group = route.queueGroups[reader.queue]!;
-    const address = await this.client.router.leaderOf(group);
-    try {
-      await this.client.pool.call(address, 'CommitOffset', { consumerGroup: this.group, topic: reader.topic, queue: reader.queue, offset }, 5000);
-      reader.committed = Math.max(reader.committed, offset);
-    } catch (error) {
-      this.client.router.noteFailure(group, error as MambaError);
-      throw error;
-    }
+    const request = { consumerGroup: this.group, topic: reader.topic, queue: reader.queue, offset };
+    await this.client.cluster.callQueueLeader(reader.topic, reader.queue, 'CommitOffset', request, { timeoutMs: groupCallTimeoutMs });
+    reader.committed = Math.max(reader.committed, offset);
   }
 
   /** Leaves the group: stops every loop, commits, tells the coordinator, closes connections. */

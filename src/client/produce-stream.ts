@@ -13,7 +13,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { MambaError, TimeoutError, UnavailableError } from '../errors.js';
 import { fromServiceError, leaderAddressKey, leaderIdKey } from '../protocol/status.js';
-import type { Wire } from './connection.js';
+import type { ProduceError, ProduceRequest, ProduceResponse, ProduceStreamRequest, ProduceStreamResponse } from '../protocol/messages.js';
+
+type Stream = grpc.ClientDuplexStream<ProduceStreamRequest, ProduceStreamResponse>;
 
 /** The broker refused a batch because an earlier batch of its producer and queue is missing. */
 export class SequenceGapError extends MambaError {
@@ -26,7 +28,7 @@ export class SequenceGapError extends MambaError {
 interface Waiting {
   clientSequence: number;
   sentMs: number;
-  resolve: (reply: Wire) => void;
+  resolve: (reply: ProduceResponse) => void;
   reject: (error: MambaError) => void;
 }
 
@@ -34,17 +36,17 @@ interface Waiting {
 const timeoutCheckMsMax = 250;
 
 /** The product's error for one refused request of a stream. */
-export function produceErrorFromWire(error: Wire): MambaError {
-  const details = String(error.details ?? 'produce refused');
+export function produceErrorFromWire(error: ProduceError): MambaError {
+  const details = error.details || 'produce refused';
   if (error.sequenceGap) return new SequenceGapError(details);
   const metadata = new grpc.Metadata();
-  if (error.leaderId) metadata.set(leaderIdKey, String(error.leaderId));
-  if (error.leaderAddress) metadata.set(leaderAddressKey, String(error.leaderAddress));
-  return fromServiceError(Object.assign(new Error(details), { code: Number(error.code ?? grpc.status.UNKNOWN), details, metadata }));
+  if (error.leaderId) metadata.set(leaderIdKey, error.leaderId);
+  if (error.leaderAddress) metadata.set(leaderAddressKey, error.leaderAddress);
+  return fromServiceError(Object.assign(new Error(details), { code: error.code || grpc.status.UNKNOWN, details, metadata }));
 }
 
 export class ProduceStreamClient {
-  private stream: grpc.ClientDuplexStream<Wire, Wire> | null = null;
+  private stream: Stream | null = null;
   private nextClientSequence = 1;
   private pending: Waiting[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -52,7 +54,7 @@ export class ProduceStreamClient {
 
   constructor(
     readonly address: string,
-    private readonly open: () => grpc.ClientDuplexStream<Wire, Wire>,
+    private readonly open: () => Stream,
     private readonly requestTimeoutMs: number,
   ) {}
 
@@ -61,46 +63,46 @@ export class ProduceStreamClient {
   }
 
   /** Sends one ProduceRequest on the stream (opened when needed); resolves with its ProduceResponse. */
-  produce(request: Wire): Promise<Wire> {
+  produce(request: ProduceRequest): Promise<ProduceResponse> {
     if (this.closed) return Promise.reject(new UnavailableError('producer is closed'));
     const stream = this.stream ?? this.start();
     const clientSequence = this.nextClientSequence++;
-    return new Promise<Wire>((resolve, reject) => {
+    return new Promise<ProduceResponse>((resolve, reject) => {
       this.pending.push({ clientSequence, sentMs: Date.now(), resolve, reject });
       this.armTimer();
       stream.write({ clientSequence, request });
     });
   }
 
-  private start(): grpc.ClientDuplexStream<Wire, Wire> {
+  private start(): Stream {
     const stream = this.open();
     this.stream = stream;
     this.nextClientSequence = 1;
-    stream.on('data', (response: Wire) => this.answer(stream, response));
+    stream.on('data', (response: ProduceStreamResponse) => this.answer(stream, response));
     stream.on('error', (error: grpc.ServiceError) => this.broken(stream, fromServiceError(error)));
     stream.on('end', () => this.broken(stream, new UnavailableError(`${this.address}: the produce stream ended`)));
     return stream;
   }
 
-  private answer(stream: grpc.ClientDuplexStream<Wire, Wire>, response: Wire): void {
+  private answer(stream: Stream, response: ProduceStreamResponse): void {
     if (stream !== this.stream) return;
     const head = this.pending[0];
-    const clientSequence = Number(response.clientSequence);
-    if (!head || head.clientSequence !== clientSequence) {
-      return this.broken(
-        stream,
-        new UnavailableError(`${this.address}: the produce stream answered client_sequence ${clientSequence} where ${head?.clientSequence ?? 'none'} was due`),
-        true,
-      );
-    }
+    const clientSequence = response.clientSequence;
+    const fault =
+      !head || head.clientSequence !== clientSequence
+        ? `answered client_sequence ${clientSequence} where ${head?.clientSequence ?? 'none'} was due`
+        : !response.error && !response.result
+          ? `answered client_sequence ${clientSequence} with neither result nor error`
+          : null;
+    if (fault !== null || !head) return this.broken(stream, new UnavailableError(`${this.address}: the produce stream ${fault}`), true);
     this.pending.shift();
-    if (response.error) head.reject(produceErrorFromWire(response.error as Wire));
-    else head.resolve((response.result as Wire | undefined) ?? {});
+    if (response.error) head.reject(produceErrorFromWire(response.error));
+    else if (response.result) head.resolve(response.result);
     if (this.pending.length === 0) this.disarmTimer();
   }
 
   /** Rejects everything pending on `stream` and forgets it; `cancel` also ends it on the wire. */
-  private broken(stream: grpc.ClientDuplexStream<Wire, Wire>, error: MambaError, cancel = false): void {
+  private broken(stream: Stream, error: MambaError, cancel = false): void {
     if (stream !== this.stream) return;
     this.stream = null;
     if (cancel) stream.cancel();

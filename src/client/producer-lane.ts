@@ -22,14 +22,17 @@
 //      second batch could be stored while the first failed, and the first could never follow).
 //   4. Recovery. When a batch fails, the lane stops sending new batches, waits for every batch
 //      in flight to settle, then delivers the failed ones one at a time, in sequence order, with
-//      the retry policy (backoff, failover to another group's queue for round-robin lanes,
-//      drop or keep per `whenUnavailable`). A batch refused for good fails its messages, and the
+//      the retry policy through the SDK's retrier (retry.ts: backoff, attemptsMax and
+//      elapsedMsMax for `whenUnavailable: 'drop'`; no limit but the capped backoff for 'buffer'),
+//      failover to another group's queue for round-robin lanes, then drop or keep per
+//      `whenUnavailable`. A batch refused for good fails its messages, and the
 //      lane goes on under a new producer id from sequence 0; failed batches behind it are
 //      renumbered under that id (they were not stored: the broker refused them as a gap).
 //      Then the lane resumes rule 1.
 import { type MambaError, UnavailableError } from '../errors.js';
-import { backoffMs, type RetryPolicy, type Wire } from './connection.js';
+import { isRetriable, retry, systemClock, type RetryClock, type RetryPolicy } from './retry.js';
 import { SequenceGapError } from './produce-stream.js';
+import type { WireMessage } from './wire.js';
 
 export interface SentMessage {
   topic: string;
@@ -39,7 +42,7 @@ export interface SentMessage {
 }
 
 export interface LaneItem {
-  message: Wire;
+  message: WireMessage;
   bytes: number;
   resolve: (sent: SentMessage) => void;
   reject: (error: Error) => void;
@@ -63,7 +66,7 @@ export const producerBatchesInflightMax = 7;
 
 /** What a lane needs from its producer: the network, ids, time, and where freed room goes. */
 export interface LaneHost {
-  send(topic: string, queue: number, messages: Wire[], producerId: number, sequence: number): Promise<{ baseOffset: number; duplicate: boolean }>;
+  send(topic: string, queue: number, messages: WireMessage[], producerId: number, sequence: number): Promise<{ baseOffset: number; duplicate: boolean }>;
   newProducerId(): number;
   /** A queue of the topic in another group than `queue`'s, or null. */
   nextGroupQueue(topic: string, queue: number): Promise<number | null>;
@@ -95,6 +98,8 @@ export class ProducerLane {
   private nextSequence = 0;
   /** A batch under the current producer id was acknowledged: the broker knows the id (rule 3). */
   private producerConfirmed = false;
+  /** The retrier's time: the host's sleep (tests make it instant), the system's clock. */
+  private readonly clock: RetryClock;
 
   constructor(
     readonly topic: string,
@@ -104,6 +109,7 @@ export class ProducerLane {
     private readonly host: LaneHost,
   ) {
     this.producerId = host.newProducerId();
+    this.clock = { ...systemClock, sleep: (ms) => host.sleep(ms) };
   }
 
   /** Nothing pending, in flight or being recovered. */
@@ -232,42 +238,61 @@ export class ProducerLane {
 
   /**
    * One batch, alone in flight, until a group takes it, it is refused for good, it is dropped, or
-   * the producer closes. `error` is why its last attempt failed (null: send at once).
+   * the producer closes. `error` is why its last attempt failed (null: send at once); it counts
+   * as the first attempt of the retries.
    */
   private async deliverAlone(batch: Batch, error: MambaError | null): Promise<void> {
+    let replay = error;
+    let sent = false;
     let groupFailures = 0;
-    for (let attempt = 0; !this.host.isClosed() || attempt === 0; attempt++) {
-      if (error instanceof SequenceGapError) {
-        // Alone in flight and still a gap: the broker lost earlier batches (an ack level below
-        // quorum, then a failover). Start over under a new producer id.
-        this.restartSequences();
-        this.number(batch);
-      } else if (error && !error.retriable) {
-        this.restartSequences();
-        for (const item of batch.items) item.reject(error);
-        return;
-      } else if (error) {
-        groupFailures++;
-        if (this.roundRobin && groupFailures >= this.options.groupFailuresMax)
-          await this.moveToNextGroup(batch).then((moved) => {
-            if (moved) groupFailures = 0;
-          });
-        const exhausted = attempt + 1 >= this.options.retry.attemptsMax;
-        if (exhausted && this.options.whenUnavailable === 'drop') {
-          this.restartSequences();
-          this.host.drop(this.topic, batch.queue, batch.items, error);
-          return;
-        }
-        await this.host.sleep(exhausted ? this.options.retry.backoffMsMax : backoffMs(this.options.retry, attempt));
-      }
-      try {
-        this.succeeded(batch, await this.attempt(batch));
-        return;
-      } catch (failure) {
-        error = failure as MambaError;
-      }
+    const policy: RetryPolicy =
+      this.options.whenUnavailable === 'buffer'
+        ? { ...this.options.retry, attemptsMax: Number.POSITIVE_INFINITY, elapsedMsMax: Number.POSITIVE_INFINITY }
+        : this.options.retry;
+    try {
+      const reply = await retry(
+        policy,
+        async (attempt) => {
+          if (replay) {
+            const failure = replay;
+            replay = null;
+            throw failure;
+          }
+          if (sent && this.host.isClosed()) attempt.bail(new UnavailableError('producer closed before the batch was acknowledged'));
+          if (this.roundRobin && groupFailures >= this.options.groupFailuresMax && (await this.moveToNextGroup(batch))) groupFailures = 0;
+          sent = true;
+          return this.attemptAlone(batch);
+        },
+        {
+          clock: this.clock,
+          onRetry: () => {
+            groupFailures++;
+          },
+        },
+      );
+      this.succeeded(batch, reply);
+    } catch (failure) {
+      const cause = failure as MambaError;
+      this.restartSequences();
+      if (isRetriable(cause) && this.options.whenUnavailable === 'drop' && !this.host.isClosed()) this.host.drop(this.topic, batch.queue, batch.items, cause);
+      else for (const item of batch.items) item.reject(cause);
     }
-    for (const item of batch.items) item.reject(new UnavailableError('producer closed before the batch was acknowledged'));
+  }
+
+  /**
+   * One attempt of a batch alone in flight. Still a gap although alone: the broker lost earlier
+   * batches (an ack level below quorum, then a failover), so the lane starts over under a new
+   * producer id and sends the batch again at once (a new id is taken at any sequence).
+   */
+  private async attemptAlone(batch: Batch): Promise<{ baseOffset: number; duplicate: boolean }> {
+    try {
+      return await this.attempt(batch);
+    } catch (error) {
+      if (!(error instanceof SequenceGapError)) throw error;
+      this.restartSequences();
+      this.number(batch);
+      return this.attempt(batch);
+    }
   }
 
   /**

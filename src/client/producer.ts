@@ -3,16 +3,18 @@
 // ProduceStream of its group leader's connection (produce-stream.ts), retries with exponential
 // backoff against the group's current leader, round-robin batches moved to the next group when
 // one stays unavailable, and when no group takes a batch either kept in a bounded buffer (send()
-// waits for room) or dropped (counted, with a 'drop' event and a metric).
+// waits for room) or dropped (counted in stats(), with a 'drop' event, and in a Prometheus
+// counter only when the application hands over a registry).
 import { EventEmitter } from 'node:events';
 import { randomInt } from 'node:crypto';
-import { Counter, register } from 'prom-client';
-import { InvalidArgumentError, MambaError, NotLeaderError, UnavailableError } from '../errors.js';
-import { retryDefaults, sleep, type RetryPolicy } from './connection.js';
+import { Counter, type Registry } from 'prom-client';
+import { InvalidArgumentError, MambaError, UnavailableError } from '../errors.js';
+import { ackToWire, isAck, type Ack } from '../protocol/messages.js';
+import { sleep, type RetryPolicy } from './retry.js';
 import { ProducerLane, producerBatchesInflightMax, type LaneItem, type SentMessage } from './producer-lane.js';
 import { ProduceStreamClient } from './produce-stream.js';
-import { MambaClient, messageToWire, queueForKey, connectionOptionsOf, type Ack, type OutgoingMessage, type ConnectionOptions } from './client.js';
-import type { Wire } from './connection.js';
+import { MambaClient, queueForKey, connectionOptionsOf, type ConnectionOptions } from './client.js';
+import { messageToWire, wireMessageBytes, type OutgoingMessage, type WireMessage } from './wire.js';
 import type { TopicRoute } from './router.js';
 
 export interface ProducerOptions extends ConnectionOptions {
@@ -42,6 +44,18 @@ export interface ProducerOptions extends ConnectionOptions {
   routeRefreshMs?: number;
   /** Consecutive failures on one group before a round-robin batch moves to the next group. */
   groupFailuresMax?: number;
+  /**
+   * Prometheus metrics of this producer, registered on `registry` (the application's): the
+   * counter `mamba_client_dropped_messages_total{topic}`. Without it nothing is registered
+   * anywhere; stats() counts either way.
+   */
+  metrics?: { registry: Registry };
+}
+
+/** What a producer has counted since it was made. */
+export interface ProducerStats {
+  /** Messages dropped because no group accepted them (whenUnavailable 'drop'). */
+  droppedMessages: number;
 }
 
 export interface SendOptions {
@@ -58,13 +72,22 @@ export class DroppedError extends MambaError {
 }
 
 const producerIdMax = 2 ** 48;
-let droppedCounter: Counter | null = null;
+export const droppedMetricName = 'mamba_client_dropped_messages_total';
 
-function droppedMetric(): Counter {
-  droppedCounter ??=
-    (register.getSingleMetric('mamba_client_dropped_messages_total') as Counter | undefined) ??
-    new Counter({ name: 'mamba_client_dropped_messages_total', help: 'Messages the producer dropped because no group accepted them', labelNames: ['topic'] });
-  return droppedCounter;
+/**
+ * The drop counter on the application's registry. Producers given the same registry share one
+ * counter (a registry refuses a second metric of one name).
+ */
+function droppedCounterOn(registry: Registry): Counter<'topic'> {
+  const existing = registry.getSingleMetric(droppedMetricName);
+  if (existing instanceof Counter) return existing as Counter<'topic'>;
+  if (existing) throw new InvalidArgumentError(`metrics.registry: it holds a ${droppedMetricName} that is not a counter`);
+  return new Counter({
+    name: droppedMetricName,
+    help: 'Messages the producer dropped because no group accepted them',
+    labelNames: ['topic'],
+    registers: [registry],
+  });
 }
 
 function checkRange(name: string, value: number, min: number, max: number): number {
@@ -94,12 +117,14 @@ export class Producer extends EventEmitter {
   private admissionsWaiting = 0;
   private roundRobin = 0;
   private closed = false;
-  dropped = 0;
+  private droppedMessages = 0;
+  private readonly droppedCounter: Counter<'topic'> | null;
 
   constructor(options: ProducerOptions) {
     super();
-    this.ack = options.ack ?? 'quorum';
-    if (!['none', 'leader', 'quorum'].includes(this.ack)) throw new InvalidArgumentError(`ack: "${this.ack}" is not none, leader or quorum`);
+    const ack: unknown = options.ack ?? 'quorum';
+    if (!isAck(ack)) throw new InvalidArgumentError(`ack: "${String(ack)}" is not none, leader or quorum`);
+    this.ack = ack;
     this.lingerMs = checkRange('lingerMs', options.lingerMs ?? 0, 0, 60_000);
     this.batchesInflightMax = checkRange('batchesInflightMax', options.batchesInflightMax ?? 4, 1, producerBatchesInflightMax);
     this.batchBytesMax = checkRange('batchBytesMax', options.batchBytesMax ?? 1024 * 1024, 1024, 64 * 1024 * 1024);
@@ -112,6 +137,7 @@ export class Producer extends EventEmitter {
     this.requestTimeoutMs = checkRange('requestTimeoutMs', options.requestTimeoutMs ?? 10_000, 1, 600_000);
     this.groupFailuresMax = checkRange('groupFailuresMax', options.groupFailuresMax ?? 3, 1, 1000);
     const routeRefreshMs = checkRange('routeRefreshMs', options.routeRefreshMs ?? 30_000, 100, 3_600_000);
+    this.droppedCounter = options.metrics ? droppedCounterOn(options.metrics.registry) : null;
     // The client checks brokers and retry (names the option on a bad value).
     this.client = new MambaClient({
       brokers: options.brokers,
@@ -119,9 +145,9 @@ export class Producer extends EventEmitter {
       ...(options.retry ? { retry: options.retry } : {}),
       ...connectionOptionsOf(options),
     });
-    this.retry = { ...retryDefaults, ...options.retry };
+    this.retry = this.client.retryPolicy;
     this.refreshTimer = setInterval(() => {
-      void this.client.router.refresh().catch(() => undefined);
+      void this.client.cluster.refresh().catch(() => undefined);
     }, routeRefreshMs);
     this.refreshTimer.unref();
   }
@@ -132,7 +158,7 @@ export class Producer extends EventEmitter {
     // A producer span per message; its W3C traceparent travels in the message's headers.
     const trace = this.client.tracing.startSend(topic, 1);
     const wire = messageToWire(message, trace.headers);
-    const bytes = wire.body.length + wire.key.length + 64 + (wire.headers as Wire[]).reduce((n, h) => n + h.key.length + h.value.length, 0);
+    const bytes = wireMessageBytes(wire);
     if (bytes > this.batchBytesMax) {
       const error = new InvalidArgumentError(`message of ${bytes} bytes is larger than batchBytesMax ${this.batchBytesMax}`);
       trace.end(null, error);
@@ -165,7 +191,7 @@ export class Producer extends EventEmitter {
 
   /** Admits without waiting when the route is cached and the buffer has room; false otherwise. */
   private admitNow(topic: string, message: OutgoingMessage, options: SendOptions, item: LaneItem): boolean {
-    const route = this.client.router.cachedTopic(topic);
+    const route = this.client.cluster.cachedTopic(topic);
     if (!route || (this.bufferedBytes + item.bytes > this.bufferBytesMax && this.bufferedBytes > 0)) return false;
     try {
       this.enqueue(route, topic, message, options, item);
@@ -176,7 +202,7 @@ export class Producer extends EventEmitter {
   }
 
   private async admit(topic: string, message: OutgoingMessage, options: SendOptions, item: LaneItem): Promise<void> {
-    const route = await this.client.router.topic(topic);
+    const route = await this.client.cluster.topic(topic);
     await this.waitForRoom(item.bytes);
     this.enqueue(route, topic, message, options, item);
   }
@@ -221,7 +247,7 @@ export class Producer extends EventEmitter {
   }
 
   private readonly laneHost = {
-    send: (topic: string, queue: number, messages: Wire[], producerId: number, sequence: number) =>
+    send: (topic: string, queue: number, messages: WireMessage[], producerId: number, sequence: number) =>
       this.produceOnce(topic, queue, messages, producerId, sequence),
     newProducerId: () => this.newProducerId(),
     nextGroupQueue: (topic: string, queue: number) => this.nextGroupQueue(topic, queue),
@@ -249,51 +275,25 @@ export class Producer extends EventEmitter {
   }
 
   /**
-   * One batch to its queue's group leader, on the ProduceStream of that connection. With the
-   * route and leader known (the usual case) the request is written synchronously, so a lane's
-   * batches reach the stream in the order they were numbered.
+   * One batch to its queue's group leader, on the ProduceStream of that connection, through the
+   * request path (cluster.ts). With the route and leader known (the usual case) the request is
+   * written synchronously, so a lane's batches reach the stream in the order they were numbered.
    */
   private produceOnce(
     topic: string,
     queue: number,
-    messages: Wire[],
+    messages: WireMessage[],
     producerId: number,
     sequence: number,
   ): Promise<{ baseOffset: number; duplicate: boolean }> {
-    const route = this.client.router.cachedTopic(topic);
-    const group = route?.queueGroups[queue];
-    const address = group === undefined ? undefined : this.client.router.leaderHint(group);
-    if (route && group !== undefined && address !== undefined) return this.produceOn(address, group, topic, queue, messages, producerId, sequence);
-    return (async () => {
-      const r = await this.client.router.topic(topic);
-      const g = r.queueGroups[queue]!;
-      return this.produceOn(await this.client.router.leaderOf(g), g, topic, queue, messages, producerId, sequence);
-    })();
-  }
-
-  private async produceOn(
-    address: string,
-    group: string,
-    topic: string,
-    queue: number,
-    messages: Wire[],
-    producerId: number,
-    sequence: number,
-  ): Promise<{ baseOffset: number; duplicate: boolean }> {
-    try {
-      const reply = await this.stream(address).produce({ topic, queue, ack: ackWire[this.ack], producerId, sequence, messages });
-      return { baseOffset: Number(reply.baseOffset ?? 0), duplicate: !!reply.duplicate };
-    } catch (error) {
-      this.client.router.noteFailure(group, error as MambaError);
-      if (!(error instanceof NotLeaderError) || !(error as NotLeaderError).leaderAddress) await this.client.router.refresh().catch(() => undefined);
-      throw error;
-    }
+    const request = { topic, queue, ack: ackToWire(this.ack), producerId, sequence, messages };
+    return this.client.cluster.onQueueLeader(topic, queue, (address) => this.stream(address).produce(request));
   }
 
   private stream(address: string): ProduceStreamClient {
     let stream = this.streams.get(address);
     if (!stream) {
-      stream = new ProduceStreamClient(address, () => this.client.pool.duplex(address, 'ProduceStream'), this.requestTimeoutMs);
+      stream = new ProduceStreamClient(address, () => this.client.pool.produceStream(address), this.requestTimeoutMs);
       this.streams.set(address, stream);
     }
     return stream;
@@ -301,7 +301,7 @@ export class Producer extends EventEmitter {
 
   /** A queue of the topic in another group than `queue`'s (round-robin failover). */
   private async nextGroupQueue(topic: string, queue: number): Promise<number | null> {
-    const route = await this.client.router.topic(topic);
+    const route = await this.client.cluster.topic(topic);
     const group = route.queueGroups[queue];
     for (let step = 1; step < route.queues; step++) {
       const candidate = (queue + step) % route.queues;
@@ -311,11 +311,21 @@ export class Producer extends EventEmitter {
   }
 
   private drop(topic: string, queue: number, items: LaneItem[], cause: MambaError): void {
-    this.dropped += items.length;
-    droppedMetric().inc({ topic }, items.length);
+    this.droppedMessages += items.length;
+    this.droppedCounter?.inc({ topic }, items.length);
     this.emit('drop', { topic, queue, count: items.length, error: cause });
     const error = new DroppedError(`dropped ${items.length} messages for "${topic}": no group accepted them (${cause.message})`);
     for (const item of items) item.reject(error);
+  }
+
+  /** What this producer has counted (plain numbers; no metrics registry needed). */
+  stats(): ProducerStats {
+    return { droppedMessages: this.droppedMessages };
+  }
+
+  /** @deprecated Use stats().droppedMessages. */
+  get dropped(): number {
+    return this.droppedMessages;
   }
 
   /** Sends everything pending now and waits until it is acknowledged (or refused). */
@@ -338,5 +348,3 @@ export class Producer extends EventEmitter {
     this.client.close();
   }
 }
-
-const ackWire: Record<Ack, number> = { none: 1, leader: 2, quorum: 3 };

@@ -4,6 +4,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { ProducerLane, type LaneHost, type LaneItem, type LaneOptions, type SentMessage } from '../../src/client/producer-lane.js';
 import { SequenceGapError } from '../../src/client/produce-stream.js';
+import { messageToWire } from '../../src/client/wire.js';
 import { InvalidArgumentError, UnavailableError, type MambaError } from '../../src/errors.js';
 
 interface Sent {
@@ -90,14 +91,14 @@ const options = (overrides: Partial<LaneOptions> = {}): LaneOptions => ({
   batchesInflightMax: 2,
   pipelineBytesMin: 0,
   lingerMs: 0,
-  retry: { attemptsMax: 3, backoffMsInitial: 0, backoffMsMax: 0, multiplier: 1, jitter: 0 },
+  retry: { attemptsMax: 3, backoffMsInitial: 0, backoffMsMax: 0, multiplier: 1, jitter: 0, elapsedMsMax: 60_000 },
   whenUnavailable: 'buffer',
   groupFailuresMax: 3,
   ...overrides,
 });
 
 function item(body: string, results: Map<string, SentMessage | Error>): LaneItem {
-  return { message: { body }, bytes: 10, resolve: (s) => results.set(body, s), reject: (e) => results.set(body, e) };
+  return { message: messageToWire({ body }), bytes: 10, resolve: (s) => results.set(body, s), reject: (e) => results.set(body, e) };
 }
 
 /** Sends one message and has it acknowledged, so the broker knows the lane's producer id (rule 3). */
@@ -359,7 +360,11 @@ describe('producer lanes', () => {
       't',
       0,
       true,
-      options({ batchesInflightMax: 1, groupFailuresMax: 2, retry: { attemptsMax: 10, backoffMsInitial: 0, backoffMsMax: 0, multiplier: 1, jitter: 0 } }),
+      options({
+        batchesInflightMax: 1,
+        groupFailuresMax: 2,
+        retry: { attemptsMax: 10, backoffMsInitial: 0, backoffMsMax: 0, multiplier: 1, jitter: 0, elapsedMsMax: 60_000 },
+      }),
       broker.host({ nextGroupQueue: async () => 1 }),
     );
     const results = new Map<string, SentMessage | Error>();

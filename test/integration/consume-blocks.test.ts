@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { MambaClient as SdkClient, readResultFromWire, type ReceivedMessage } from '../../src/client/client.js';
 import { TestCluster } from './cluster-harness.js';
 import type { Wire } from './grpc-client.js';
+import type { ConsumeResponse } from '../../src/protocol/messages.js';
 
 interface Sent {
   key: Buffer | null;
@@ -85,7 +86,7 @@ describe('Consume in RecordBlocks', { timeout: 180_000 }, () => {
       expected += Number(block.count);
     }
     assert.equal(Number(reply.nextOffset), expected, 'the last block ends at next_offset - 1');
-    return readResultFromWire(reply).messages;
+    return readResultFromWire(reply as ConsumeResponse).messages;
   }
 
   test('every offset, several max_messages: blocks carry what records carry', async () => {
@@ -94,7 +95,7 @@ describe('Consume in RecordBlocks', { timeout: 180_000 }, () => {
         const [records, blocks] = await Promise.all([consume({ offset, maxMessages }), consume({ offset, maxMessages, blocks: true })]);
         const fromBlocks = blockMessages(blocks, offset);
         assert.equal(fromBlocks.length, Math.min(maxMessages, sent.length - offset), `offset ${offset}, max ${maxMessages}`);
-        assert.deepEqual(fromBlocks.map(shapeOf), readResultFromWire(records).messages.map(shapeOf), `offset ${offset}, max ${maxMessages}`);
+        assert.deepEqual(fromBlocks.map(shapeOf), readResultFromWire(records as ConsumeResponse).messages.map(shapeOf), `offset ${offset}, max ${maxMessages}`);
         assert.equal(Number(blocks.nextOffset), Number(records.nextOffset));
         fromBlocks.forEach((m, index) => {
           const want = sent[offset + index]!;
@@ -168,7 +169,7 @@ describe('Consume in RecordBlocks', { timeout: 180_000 }, () => {
     const done = new Promise<void>((resolve, reject) => {
       stream.on('data', (reply: Wire) => {
         assert.equal((reply.records as Wire[]).length, 0);
-        seen.push(...readResultFromWire(reply).messages);
+        seen.push(...readResultFromWire(reply as ConsumeResponse).messages);
         if (seen.length >= 4) resolve();
       });
       stream.on('error', (error: grpc.ServiceError) => (error.code === grpc.status.CANCELLED ? resolve() : reject(error)));

@@ -2,7 +2,7 @@
 // consumer groups, buffer and drop modes, rebalancing, and the retry / dead-letter path.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { register } from 'prom-client';
+import { Registry, register } from 'prom-client';
 import { TestCluster, waitFor, assertHoldsFor } from './cluster-harness.js';
 import { Producer, DroppedError } from '../../src/client/producer.js';
 import { Consumer, deadLetterTopicOf, retryHeaders, type Delivery } from '../../src/client/consumer.js';
@@ -220,19 +220,23 @@ describe('when no group accepts', { timeout: 180_000 }, () => {
     assert.deepEqual(bodies.sort(), expected);
   });
 
-  test('drop mode reports exactly the dropped count through the promise, the event and the metric', async () => {
+  test('drop mode reports exactly the dropped count through the promise, the event, stats() and the metric on the registry given', async () => {
     const admin = new MambaClient({ brokers: addresses(cluster) });
     await admin.createTopic('lossy', 1).catch(() => undefined);
     admin.close();
+    const registry = new Registry();
     const producer = new Producer({
       brokers: addresses(cluster),
       whenUnavailable: 'drop',
       lingerMs: 0,
       requestTimeoutMs: 300,
       retry: { attemptsMax: 2, backoffMsInitial: 10, backoffMsMax: 50 },
+      metrics: { registry },
     });
     await producer.send('lossy', { body: 'warm-up' });
-    const before = (await register.getSingleMetric('mamba_client_dropped_messages_total')?.get())?.values.find((v) => v.labels.topic === 'lossy')?.value ?? 0;
+    const droppedOf = async (from: Registry): Promise<number> =>
+      (await from.getSingleMetric('mamba_client_dropped_messages_total')?.get())?.values.find((v) => v.labels.topic === 'lossy')?.value ?? 0;
+    assert.equal(await droppedOf(registry), 0);
     let evented = 0;
     producer.on('drop', (e: { count: number }) => {
       evented += e.count;
@@ -241,10 +245,10 @@ describe('when no group accepts', { timeout: 180_000 }, () => {
     const outcomes = await Promise.allSettled(Array.from({ length: 37 }, (_, i) => producer.send('lossy', { body: `x${i}` })));
     const dropped = outcomes.filter((o) => o.status === 'rejected' && o.reason instanceof DroppedError).length;
     assert.equal(dropped, 37);
-    assert.equal(producer.dropped, 37);
+    assert.equal(producer.stats().droppedMessages, 37);
     assert.equal(evented, 37);
-    const after = (await register.getSingleMetric('mamba_client_dropped_messages_total')?.get())?.values.find((v) => v.labels.topic === 'lossy')?.value ?? 0;
-    assert.equal(after - before, 37);
+    assert.equal(await droppedOf(registry), 37);
+    assert.equal(register.getSingleMetric('mamba_client_dropped_messages_total'), undefined, 'nothing on the global registry');
     await producer.close(1000);
     await restartAll(cluster);
   });
