@@ -6,8 +6,8 @@ import { currentVoters, encodeLeaderChange } from './membership.js';
 import { newProgress, syncProgress, type Progress } from './progress.js';
 import { voteOutcome } from './quorum.js';
 import { RaftLog } from './raft-log.js';
-import type { RaftStorage } from './storage.js';
-import { EntryType, type Message, type RaftConfig, type RaftEvent, type ReplicaId, type Role, type RoleState } from './types.js';
+import { assertSnapshotMetaValid, type RaftStorage } from './storage.js';
+import { EntryType, type Message, type RaftConfig, type RaftEvent, type ReplicaId, type Role, type RoleState, type SnapshotRequest } from './types.js';
 
 // Upper bound on messages queued between two Readys; beyond it the caller is not draining Ready.
 export const messagesQueuedMax = 100_000;
@@ -76,6 +76,9 @@ export class RaftNode {
   fetchInFlight = false;
   fetchSentTick = 0;
   fetchRequestId: number;
+  // KIP-630: the snapshot this follower waits for, asked of the driver through Ready. While set,
+  // Fetches go out only every fetchRetryTicks (their snapshotNeeded answers are the heartbeat).
+  snapshotRequest: SnapshotRequest | null = null;
   // Leader state.
   progress = new Map<ReplicaId, Progress>();
   leaderSinceTick = 0;
@@ -97,6 +100,7 @@ export class RaftNode {
     this.votedFor = hardState.votedFor;
     this.voters = currentVoters(this.log.membershipRecords(), config.voters);
     this.durableEndOffset = this.log.endOffset();
+    this.highWatermark = this.checkStoredSnapshot(hardState.epoch);
     this.promisedOffset = hardState.promisedOffset ?? 0;
     assert(Number.isInteger(this.promisedOffset) && this.promisedOffset >= 0, 'storage: bad promised offset');
     this.storedCommitMarkOffset = storage.commitMarkOffset?.() ?? 0;
@@ -105,6 +109,20 @@ export class RaftNode {
     this.electionTimeoutTicks = this.randomElectionTimeout();
     // A random start keeps answers to a previous incarnation's Fetches from matching ours.
     this.fetchRequestId = Math.floor(config.random() * 2 ** 30);
+  }
+
+  // The storage contract around the snapshot (storage.ts). A snapshot holds committed state only,
+  // so the high watermark starts at its end.
+  private checkStoredSnapshot(epoch: number): number {
+    const snapshot = this.log.snapshot();
+    const start = this.log.startOffset();
+    assert(start === 0 || snapshot !== null || !this.log.snapshotsSupported, 'storage: entries removed without a snapshot');
+    if (snapshot === null) return 0;
+    assertSnapshotMetaValid(snapshot);
+    assert(snapshot.endOffset >= start, 'storage: entries removed beyond the snapshot');
+    assert(snapshot.endOffset <= this.log.endOffset(), 'storage: log ends below its snapshot (reset it to the snapshot on open)');
+    assert(snapshot.epoch <= epoch, 'storage: snapshot epoch above hard state epoch');
+    return snapshot.endOffset;
   }
 
   isVoter(id: ReplicaId = this.id): boolean {
@@ -231,6 +249,7 @@ export class RaftNode {
     this.votes.clear();
     this.progress.clear();
     this.fetchInFlight = false;
+    this.snapshotRequest = null;
     this.transferTarget = null;
     this.timeoutNowSent = false;
   }

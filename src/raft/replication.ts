@@ -1,11 +1,12 @@
-// Pull replication (KRaft Fetch), the high watermark, check-quorum and leadership hand-over.
+// Pull replication (KRaft Fetch), snapshots for followers below the leader's log start
+// (KIP-630), the high watermark, check-quorum and leadership hand-over.
 
 import { assert } from '../assert.js';
 import { sendFetch, type RaftNode } from './node.js';
 import { beginEpochDue, fetchedWithin, recordDivergingFetch, recordMatchedFetch } from './progress.js';
 import { majorityOffset, quorumActive } from './quorum.js';
-import { entryEnd } from './storage.js';
-import type { Entry, FetchRequest, FetchResponse, ReplicaId } from './types.js';
+import { assertSnapshotMetaValid, entryEnd } from './storage.js';
+import type { Entry, FetchRequest, FetchResponse, ReplicaId, SnapshotId, SnapshotMeta } from './types.js';
 
 type FetchAnswer = Omit<FetchResponse, 'from' | 'epoch' | 'type' | 'to'>;
 
@@ -23,9 +24,33 @@ export function refuseFetch(node: RaftNode, request: FetchRequest): void {
   answerFetch(node, request, { error, leaderId, ...echo, entries: [], highWatermark: node.highWatermark });
 }
 
-// KRaft: a Fetch (fetchOffset, lastFetchedEpoch) matches when our log has that epoch as the
-// largest epoch <= lastFetchedEpoch and it ends at or after fetchOffset; otherwise answer
-// divergingEpoch so the follower truncates. A matching Fetch at N acknowledges N.
+type FetchVerdict = { kind: 'valid' } | { kind: 'diverging'; diverging: { epoch: number; endOffset: number } } | { kind: 'snapshot'; snapshot: SnapshotId };
+
+// KRaft validateOffsetAndEpoch: a Fetch (fetchOffset, lastFetchedEpoch) matches when our log has
+// that epoch as the largest epoch <= lastFetchedEpoch and it ends at or after fetchOffset;
+// otherwise it diverges and the answer says where our epoch ends, so the follower truncates.
+// KIP-630: when the position lies below our log start, or the divergence can only be found below
+// it (our stored epochs and our snapshot's are all above lastFetchedEpoch), the entries are gone:
+// the answer is our latest snapshot's id.
+function fetchVerdict(node: RaftNode, fetchOffset: number, lastFetchedEpoch: number): FetchVerdict {
+  const log = node.log;
+  const belowStart = fetchOffset < log.startOffset();
+  const found = belowStart ? null : log.endOffsetForEpoch(lastFetchedEpoch);
+  if (found === null) {
+    const snapshot = log.snapshot();
+    if (snapshot !== null) return { kind: 'snapshot', snapshot: { endOffset: snapshot.endOffset, epoch: snapshot.epoch } };
+    // A storage without snapshots (RaftStorage.snapshot absent): the answer given before them.
+    assert(!log.snapshotsSupported, 'fetchVerdict: a log starting above 0 without a snapshot');
+    const legacy = log.endOffsetForEpoch(lastFetchedEpoch);
+    assert(legacy !== null, 'fetchVerdict: no epoch answer without snapshots');
+    return { kind: 'diverging', diverging: legacy };
+  }
+  if (found.epoch !== lastFetchedEpoch || found.endOffset < fetchOffset) return { kind: 'diverging', diverging: found };
+  return { kind: 'valid' };
+}
+
+// A matching Fetch at N acknowledges N. A diverging one, or one answered with a snapshot, matched
+// nothing: the follower's progress does not move (a recovering follower's drops to 0).
 export function leaderHandleFetch(node: RaftNode, request: FetchRequest): void {
   assert(node.role === 'leader' && request.epoch === node.epoch, 'leaderHandleFetch: not the leader of this epoch');
   const base = {
@@ -40,12 +65,12 @@ export function leaderHandleFetch(node: RaftNode, request: FetchRequest): void {
     return;
   }
   const progress = node.progressOf(request.from);
-  const found = node.log.endOffsetForEpoch(request.lastFetchedEpoch);
-  const diverges = found.epoch !== request.lastFetchedEpoch || found.endOffset < request.fetchOffset;
   const recovering = request.recovering === true;
-  if (diverges || request.fetchOffset < node.log.startOffset()) {
+  const verdict = fetchVerdict(node, request.fetchOffset, request.lastFetchedEpoch);
+  if (verdict.kind !== 'valid') {
     recordDivergingFetch(progress, request.requestId, recovering, node.tick);
-    answerFetch(node, request, { ...base, divergingEpoch: found, highWatermark: node.highWatermark });
+    const answer = verdict.kind === 'snapshot' ? { snapshotNeeded: verdict.snapshot } : { divergingEpoch: verdict.diverging };
+    answerFetch(node, request, { ...base, ...answer, highWatermark: node.highWatermark });
     return;
   }
   recordMatchedFetch(progress, request.fetchOffset, request.requestId, recovering, node.tick);
@@ -74,8 +99,21 @@ export function maybeAdvanceHighWatermark(node: RaftNode): void {
 
 // What this replica knows committed: its high watermark, or the driver's record from before this
 // start (entries below it in our log are committed even when the leader has not said so yet).
+// A snapshot holds committed state only; the high watermark starts at its end.
 export function committedFloorOffset(node: RaftNode): number {
-  return Math.max(node.highWatermark, node.storedCommitMarkOffset);
+  return Math.max(node.highWatermark, node.storedCommitMarkOffset, node.log.snapshotEndOffset());
+}
+
+// Refuses to follow the current leader in this epoch: it asked us to give up entries we know
+// committed (requestedEndOffset: where it would have our log end). Reported, never crashed on.
+function refuseLeader(node: RaftNode, requestedEndOffset: number, committedOffset: number): void {
+  const leaderId = node.leaderId;
+  assert(leaderId !== null, 'refuseLeader: no leader');
+  node.emit({ type: 'CommittedDataDivergence', leaderId, epoch: node.epoch, requestedEndOffset, committedOffset });
+  node.refusedLeader = { id: leaderId, epoch: node.epoch };
+  node.leaderId = null;
+  node.fetchInFlight = false;
+  node.snapshotRequest = null;
 }
 
 // Truncates to endOffset, unless that removes entries we know committed: a leader whose log lacks
@@ -85,12 +123,7 @@ export function committedFloorOffset(node: RaftNode): number {
 function truncateFollower(node: RaftNode, endOffset: number): boolean {
   const committedOffset = committedFloorOffset(node);
   if (endOffset < committedOffset && endOffset < node.log.endOffset()) {
-    const leaderId = node.leaderId;
-    assert(leaderId !== null, 'truncateFollower: no leader');
-    node.emit({ type: 'CommittedDataDivergence', leaderId, epoch: node.epoch, requestedEndOffset: endOffset, committedOffset });
-    node.refusedLeader = { id: leaderId, epoch: node.epoch };
-    node.leaderId = null;
-    node.fetchInFlight = false;
+    refuseLeader(node, endOffset, committedOffset);
     return false;
   }
   node.log.truncateTo(endOffset);
@@ -105,11 +138,16 @@ export function followerHandleFetchResponse(node: RaftNode, response: FetchRespo
   if (!node.fetchInFlight || response.requestId !== node.fetchRequestId) return;
   node.fetchInFlight = false;
   if (response.error !== undefined) {
-    if (response.error === 'NOT_LEADER') node.leaderId = null;
+    if (response.error === 'NOT_LEADER') {
+      node.leaderId = null;
+      node.snapshotRequest = null;
+    }
     return;
   }
   node.lastLeaderContactTick = node.tick;
   node.electionElapsedTicks = 0;
+  if (response.snapshotNeeded !== undefined) return onSnapshotNeeded(node, response.snapshotNeeded);
+  node.snapshotRequest = null; // the leader serves our log again
   if (!answersCurrentLog(node, response)) return maybeFetch(node);
   if (response.divergingEpoch !== undefined) {
     if (!truncateFollower(node, divergenceTruncation(node, response.divergingEpoch))) return;
@@ -128,9 +166,11 @@ export function followerHandleFetchResponse(node: RaftNode, response: FetchRespo
 
 // KRaft: where the leader's epoch E ends at `endOffset`. When we hold epoch E too, keep the
 // shorter of the two E ranges; otherwise cut where our own largest epoch below E ends (an entry
-// boundary of ours), and the next Fetch narrows it further.
+// boundary of ours), and the next Fetch narrows it further. When our own answer lies below our
+// log start, cut to the start (refused if that is below what we know committed).
 function divergenceTruncation(node: RaftNode, diverging: { epoch: number; endOffset: number }): number {
   const own = node.log.endOffsetForEpoch(diverging.epoch);
+  if (own === null) return node.log.startOffset();
   if (own.epoch === diverging.epoch) return Math.min(own.endOffset, diverging.endOffset, node.log.endOffset());
   return Math.min(own.endOffset, node.log.endOffset());
 }
@@ -139,7 +179,53 @@ function divergenceTruncation(node: RaftNode, diverging: { epoch: number; endOff
 // the Fetch was made from: the leader checked that position, not whatever our log holds now.
 function answersCurrentLog(node: RaftNode, response: FetchResponse): boolean {
   if (response.fetchOffset > node.log.endOffset() || response.fetchOffset < node.log.startOffset()) return false;
-  return node.log.epochBefore(response.fetchOffset) === response.lastFetchedEpoch;
+  return node.log.knownEpochBefore(response.fetchOffset) === response.lastFetchedEpoch;
+}
+
+function validSnapshotId(id: SnapshotId): boolean {
+  return Number.isInteger(id.endOffset) && id.endOffset >= 1 && Number.isInteger(id.epoch) && id.epoch >= 1;
+}
+
+// KIP-630, follower side: the leader cannot serve our position and offers snapshot `id`. We ask
+// the driver to fetch it (Ready.fetchSnapshot) unless our log already holds the prefix it
+// replaces (then our durable end only has to catch up with our log), or holds a different entry
+// below its end that we know committed (a leader lacking committed data: refused).
+function onSnapshotNeeded(node: RaftNode, id: SnapshotId): void {
+  const leaderId = node.leaderId;
+  assert(leaderId !== null, 'onSnapshotNeeded: no leader');
+  if (!validSnapshotId(id) || id.epoch > node.epoch || id.endOffset <= node.log.startOffset()) return; // nothing to gain; Fetch later
+  const held = id.endOffset <= node.log.endOffset() ? node.log.knownEpochBefore(id.endOffset) : null;
+  if (held === id.epoch) {
+    node.snapshotRequest = null;
+    return maybeFetch(node);
+  }
+  const committedOffset = committedFloorOffset(node);
+  if (held !== null && committedOffset >= id.endOffset) return refuseLeader(node, node.log.startOffset(), committedOffset);
+  const current = node.snapshotRequest;
+  if (current !== null && current.snapshot.endOffset === id.endOffset && current.snapshot.epoch === id.epoch) return;
+  node.snapshotRequest = { leaderId, leaderEpoch: node.epoch, snapshot: { endOffset: id.endOffset, epoch: id.epoch } };
+}
+
+// The driver fetched the snapshot `meta` describes. If it is the one we wait for, it replaces our
+// log: the log starts, empty, at its end S; the high watermark is at least S; our durable end is
+// S (the snapshot is durable once Ready step 2 is done); and we fetch from S. A promise above S
+// drops to S: what we promised there diverged from the leader below S (it could not find the
+// divergence in its log), so it was never committed. Returns false for a snapshot not wanted.
+export function installFetchedSnapshot(node: RaftNode, meta: SnapshotMeta): boolean {
+  const request = node.snapshotRequest;
+  if (request === null || request.snapshot.endOffset !== meta.endOffset || request.snapshot.epoch !== meta.epoch) return false;
+  assert(node.role === 'follower' && node.leaderId === request.leaderId && node.epoch === request.leaderEpoch, 'installFetchedSnapshot: stale request');
+  assertSnapshotMetaValid(meta);
+  node.snapshotRequest = null;
+  node.log.installSnapshot(meta);
+  node.durableEndOffset = meta.endOffset;
+  if (node.highWatermark < meta.endOffset) node.setHighWatermark(meta.endOffset);
+  node.lowerPromiseTo(meta.endOffset);
+  node.refreshVoters();
+  node.maybeFinishRecovery(false);
+  node.fetchInFlight = false; // a Fetch from the old position is answered for a log we no longer have
+  sendFetch(node);
+  return true;
 }
 
 // Appends the leader's entries, skipping those we already hold and truncating at the first that
@@ -148,7 +234,7 @@ function answersCurrentLog(node: RaftNode, response: FetchResponse): boolean {
 function appendFromLeader(node: RaftNode, response: FetchResponse): number | null {
   const entries = response.entries;
   if (entries.length === 0) return Math.min(response.fetchOffset, node.log.endOffset());
-  if (entries[0]!.offset > node.log.endOffset()) return null;
+  if (entries[0]!.offset > node.log.endOffset() || entries[0]!.offset < node.log.startOffset()) return null;
   for (const entry of entries) {
     assert(entry.epoch <= node.epoch, 'leader sent an entry from a future epoch');
     if (entry.offset < node.log.endOffset()) {
@@ -167,8 +253,9 @@ function appendFromLeader(node: RaftNode, response: FetchResponse): number | nul
 }
 
 // A follower asks for more once what it has is durable (its Fetch acknowledges durable data).
+// While it waits for a snapshot, it Fetches only on retry ticks (tickFollower).
 export function maybeFetch(node: RaftNode): void {
-  if (node.role !== 'follower' || node.leaderId === null || node.fetchInFlight) return;
+  if (node.role !== 'follower' || node.leaderId === null || node.fetchInFlight || node.snapshotRequest !== null) return;
   if (node.durableEndOffset < node.log.endOffset()) return;
   sendFetch(node);
 }

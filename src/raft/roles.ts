@@ -21,8 +21,12 @@ export function step(node: RaftNode, message: Message): void {
     if (message.type === 'TimeoutNow') return;
     node.becomeFollower(message.epoch, leaderNamedBy(message));
   } else if (message.epoch < node.epoch) {
-    // Stale: tell a stale candidate our epoch; drop everything else.
+    // Stale: tell a stale candidate, and a stale leader announcing itself (KRaft answers
+    // FENCED_LEADER_EPOCH), our epoch; drop everything else. Without the answer a replica that
+    // moved to a new epoch whose election failed (its vote requests lost) would never hear from
+    // that leader again, nor the leader from it.
     if (message.type === 'VoteRequest') node.send({ type: 'VoteResponse', to: message.from, granted: false });
+    if (message.type === 'BeginQuorumEpoch') node.send({ type: 'BeginQuorumEpochResponse', to: message.from });
     return;
   }
   switch (node.role) {
@@ -159,8 +163,10 @@ function tickFollower(node: RaftNode): void {
   if (node.leaderId !== null) {
     // Fetch when idle and caught up durably; re-send after fetchRetryTicks without an answer
     // (lost message) or while durability lags (the answer is then re-sent, which is harmless).
+    // While a snapshot is fetched (KIP-630) only the retries go out: they keep the leader's
+    // check-quorum and our election timer fed, and bring a newer snapshot id if there is one.
     const retryDue = node.tick - node.fetchSentTick >= node.config.fetchRetryTicks;
-    const idle = !node.fetchInFlight && node.durableEndOffset >= node.log.endOffset();
+    const idle = !node.fetchInFlight && node.snapshotRequest === null && node.durableEndOffset >= node.log.endOffset();
     if (idle || retryDue) sendFetch(node);
   }
   if (node.electionElapsedTicks < node.electionTimeoutTicks) return;

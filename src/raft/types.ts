@@ -44,6 +44,27 @@ export interface EpochStart {
   startOffset: number;
 }
 
+// ---- Snapshots (KIP-630; etcd's Snapshot metadata). A snapshot at endOffset S is the state
+// machine after applying every entry below S; epoch is the epoch of entry S - 1. S >= 1.
+export interface SnapshotId {
+  endOffset: number;
+  epoch: number;
+}
+
+// What a snapshot carries besides the state: its id and the membership entry in force at its end
+// (the latest one below endOffset; null while the initial voters are in force), so a replica that
+// installs it knows the voters without the entries it replaces (etcd's ConfState).
+export interface SnapshotMeta extends SnapshotId {
+  membership: MembershipRecord | null;
+}
+
+// A snapshot the core wants fetched: `snapshot` from `leaderId`, the leader of `leaderEpoch`.
+export interface SnapshotRequest {
+  leaderId: ReplicaId;
+  leaderEpoch: number;
+  snapshot: SnapshotId;
+}
+
 // ---- Messages. Every message carries the sender's epoch, except PreVoteRequest, whose epoch is
 // the one the sender proposes (its own epoch + 1); receivers never adopt a pre-vote's epoch.
 
@@ -103,6 +124,10 @@ export interface FetchResponse extends MessageBase {
   error?: FetchError;
   leaderId?: ReplicaId | null;
   divergingEpoch?: { epoch: number; endOffset: number };
+  // KIP-630 FetchResponse.SnapshotId: the leader's log no longer holds what the Fetch position
+  // needs (below its log start, or a divergence below it): install this snapshot, then fetch
+  // from its endOffset. Entries are empty; the fetcher's progress is not advanced.
+  snapshotNeeded?: SnapshotId;
   fetchOffset: number; // echoed from the request
   lastFetchedEpoch: number; // echoed from the request
   requestId: number; // echoed from the request
@@ -135,7 +160,9 @@ export type MessageType = Message['type'];
 //    leader of its epoch, which then lacks only uncommitted entries it had): an ordinary voter again.
 //  - CommittedDataDivergence: `leaderId` asked it to truncate to requestedEndOffset, below what it
 //    knows committed (committedOffset): refused; it does not follow that leader in that epoch.
-//    Critical: a leader lacks committed entries.
+//    Critical: a leader lacks committed entries. A snapshotNeeded answer whose snapshot disagrees
+//    with the entry below its end that this replica knows committed counts as a request to
+//    truncate to its log start (installing would replace its whole log).
 export type RaftEvent =
   | { type: 'replica.recovering'; markOffset: number; endOffset: number }
   | { type: 'replica.recovered'; markOffset: number; endOffset: number }
@@ -148,18 +175,31 @@ export type RaftEvent =
 //     waits for it: a FetchRequest at N until a promise >= N is durable, the high watermark a
 //     leader counts its own copy for, and the high watermark its Fetch answers carry
 //     (src/replica/replica.ts, persistHardState).
-//  2. truncateTo: truncate the log to this end offset (durably) before appending.
-//  3. entries: append to the log (flushed per the flush policy).
-//  4. call advance(ready, durableEndOffset) with the log's durable end offset.
-//  5. messages: send (the core may already count on 1–3 being done when they arrive).
+//  2. installSnapshot: the snapshot the driver fetched (the one it reported with
+//     snapshotFetched(), whose metadata this is) becomes the state: make it the storage's latest
+//     snapshot, replace the state machine with its state (applied offset = endOffset), and reset
+//     the log to empty at endOffset (every entry discarded; storage.startOffset() = endOffset()
+//     = endOffset), all durably, before truncating or appending.
+//  3. truncateTo: truncate the log to this end offset (durably) before appending.
+//  4. entries: append to the log (flushed per the flush policy).
+//  5. call advance(ready, durableEndOffset) with the log's durable end offset.
+//  6. messages: send (the core may already count on 1–4 being done when they arrive).
+//  fetchSnapshot is work for the driver's snapshot transfer, outside this order: when set, fetch
+//  that snapshot from that leader (KIP-630 FetchSnapshot: chunks, resumable, checked) and call
+//  snapshotFetched() once all of it is stored and verified; it replaces any earlier request. When
+//  null, the core no longer wants the snapshot it asked for: stop (a late snapshotFetched() is
+//  ignored). Meanwhile the core keeps sending Fetches now and then (fetchRetryTicks), which the
+//  leader answers with snapshotNeeded: they keep both sides' timers alive and bring a newer id.
 //  highWatermark and roleChange are information for the apply loop and for clients; events are
 //  for logs, alerts and status (see RaftEvent).
 export interface Ready {
   hardState?: HardState;
+  installSnapshot?: SnapshotMeta;
   truncateTo?: number;
   entries: Entry[];
   messages: Message[];
   highWatermark: number;
+  fetchSnapshot?: SnapshotRequest | null;
   roleChange?: RoleState;
   events?: RaftEvent[];
 }
@@ -215,8 +255,11 @@ export interface RaftStatus {
   leaderId: ReplicaId | null;
   votedFor: ReplicaId | null;
   highWatermark: number;
+  logStartOffset: number;
   logEndOffset: number;
   durableEndOffset: number;
+  snapshot: SnapshotId | null; // the latest snapshot (taken here or installed)
+  fetchingSnapshot: SnapshotRequest | null; // the snapshot it waits for, when it does
   voters: ReplicaId[];
   tick: number;
   transferTarget: ReplicaId | null;

@@ -365,3 +365,18 @@ test('Ready: hard state and a pending truncation come with the entries; advance(
   assert.ok(ready.roleChange !== undefined);
   assert.throws(() => core.ready(), /advance/);
 });
+
+test('KRaft FENCED_LEADER_EPOCH: a replica answers a BeginQuorumEpoch of an older epoch with its own epoch, and that leader steps down', () => {
+  // b3 moved to epoch 3 (an election whose vote requests were lost); b1 still leads epoch 2.
+  const group = new Group(['b1', 'b2', 'b3']);
+  group.restart('b1', storageWith(1, [entry(1, 0, 1)]));
+  group.elect('b1');
+  const leader = group.core('b1');
+  group.restart('b3', storageWith(leader.epoch + 1, [entry(1, 0, 1)]));
+  group.take();
+  group.deliver({ type: 'BeginQuorumEpoch', from: 'b1', to: 'b3', epoch: leader.epoch });
+  const [answer] = only(group.take(), 'BeginQuorumEpochResponse');
+  assert.deepEqual([answer!.to, answer!.epoch], ['b1', leader.epoch + 1]);
+  group.deliver(answer!);
+  assert.deepEqual([leader.role, leader.epoch], ['follower', 3]);
+});

@@ -1,9 +1,11 @@
 // A tiny synchronous harness for unit tests: cores over memory storage, a perfect network that
 // the test drives message by message, and a driver that executes Ready in the documented order.
+// Snapshot transfers are synchronous: a Ready's fetchSnapshot is served at once from the named
+// leader's stored snapshot when it is that one (unless `snapshotTransfer` is off).
 
 import { RaftCore } from '../../src/raft/core.js';
 import { MemoryStorage } from '../../src/raft/storage.js';
-import type { Message, RaftConfig, RaftEvent, ReplicaId } from '../../src/raft/types.js';
+import type { Message, RaftConfig, RaftEvent, ReplicaId, SnapshotRequest } from '../../src/raft/types.js';
 
 export const encoder = new TextEncoder();
 
@@ -35,6 +37,9 @@ export class Group {
   events: Array<{ id: ReplicaId; event: RaftEvent }> = [];
   // When set, messages for which it returns false are dropped.
   filter: ((message: Message) => boolean) | null = null;
+  snapshotTransfer = true;
+  // Every snapshot request and install, in order.
+  snapshotLog: Array<{ id: ReplicaId; what: 'request' | 'install'; endOffset: number; epoch: number }> = [];
 
   constructor(
     readonly voters: ReplicaId[],
@@ -63,12 +68,35 @@ export class Group {
     const { core, storage } = this.node(id);
     for (let ready = core.ready(); ready !== null; ready = core.ready()) {
       if (ready.hardState !== undefined) storage.setHardState(ready.hardState);
+      if (ready.installSnapshot !== undefined) {
+        storage.installSnapshot(ready.installSnapshot);
+        this.snapshotLog.push({ id, what: 'install', endOffset: ready.installSnapshot.endOffset, epoch: ready.installSnapshot.epoch });
+      }
       if (ready.truncateTo !== undefined) storage.truncateTo(ready.truncateTo);
       storage.append(ready.entries);
       core.advance(ready, storage.endOffset());
       for (const event of ready.events ?? []) this.events.push({ id, event });
       for (const message of ready.messages) if (this.filter === null || this.filter(message)) this.queue.push(message);
+      if (ready.fetchSnapshot) this.transferSnapshot(id, ready.fetchSnapshot);
     }
+  }
+
+  private transferSnapshot(id: ReplicaId, request: SnapshotRequest): void {
+    this.snapshotLog.push({ id, what: 'request', endOffset: request.snapshot.endOffset, epoch: request.snapshot.epoch });
+    if (!this.snapshotTransfer) return;
+    const served = this.nodes.get(request.leaderId)?.storage.snapshot() ?? null;
+    if (served === null || served.endOffset !== request.snapshot.endOffset || served.epoch !== request.snapshot.epoch) return;
+    this.core(id).snapshotFetched(served);
+  }
+
+  // The driver's compaction: a snapshot at the high watermark, then the entries below it removed.
+  compact(id: ReplicaId): number {
+    const { core, storage } = this.node(id);
+    const endOffset = core.highWatermark;
+    storage.recordSnapshot(core.snapshotMetaAt(endOffset));
+    core.compact(endOffset);
+    storage.removeBefore(endOffset);
+    return endOffset;
   }
 
   drainAll(): void {

@@ -6,17 +6,28 @@
 //  - every leader holds every entry committed in its epoch or before (§5.4 Leader Completeness;
 //    a stale leader of an older epoch may lack what a newer one committed);
 //  - an acknowledged proposal is committed at its offset and stays so: no acknowledged proposal is
-//    ever lost, disk faults included (checked again on the leader at the end of a run).
+//    ever lost, disk faults included (checked again on the leader at the end of a run);
+//  - snapshots (KIP-630, Raft §7): the committed entries, in offset order, form one sequence (the
+//    canonical log, gapless); a snapshot, when taken and when installed, holds exactly the state
+//    of that sequence below its end, with the epoch of its last entry; every state machine, after
+//    every apply, equals the canonical state at its applied offset (so state machines converge);
+//    entries a leader or a log no longer holds below its start are covered by its snapshot; an
+//    install never discards a committed entry above the snapshot that the replica promised.
+//
+// The state of a state machine is a hash chain over the entries it applied (entryKey, chainHash),
+// the same chain as the logs' prefix hashes: the canonical state at an offset is the chain of the
+// committed prefix ending there.
 
 import type { RaftCore } from '../../src/raft/core.js';
-import { indexOfOffset, type MemoryStorage } from '../../src/raft/storage.js';
-import type { Entry, ReplicaId } from '../../src/raft/types.js';
+import { entryEnd, indexOfOffset, type MemoryStorage } from '../../src/raft/storage.js';
+import type { Entry, ReplicaId, SnapshotMeta } from '../../src/raft/types.js';
 
 const decoder = new TextDecoder();
 
 interface NodeShadow {
   keys: string[]; // parallel to the stored entries
   chains: string[]; // hash of the log prefix ending with each entry
+  baseChain: string; // hash of the prefix below the first stored entry (a snapshot's state)
   checkedHighWatermark: number;
   leaderCheckedCount: number; // committed entries already checked against this leader
 }
@@ -41,7 +52,7 @@ function fnv(text: string, basis: number): number {
   return hash;
 }
 
-function chainHash(previous: string, key: string): string {
+export function chainHash(previous: string, key: string): string {
   const text = `${previous}|${key}`;
   return `${fnv(text, 0x811c9dc5).toString(36)}.${fnv(text, 0x1b873593).toString(36)}`;
 }
@@ -55,9 +66,12 @@ export class Checker {
   private readonly chainAt = new Map<string, string>();
   private pending: PendingProposal[] = [];
   private readonly acknowledged = new Map<string, number>();
+  // The canonical log: for each end offset of a committed entry (and 0), the state there.
+  private readonly canonical = new Map<number, { chain: string; epoch: number }>([[0, { chain: '', epoch: 0 }]]);
+  private canonicalEndOffset = 0;
 
   constructor(ids: readonly ReplicaId[]) {
-    for (const id of ids) this.shadows.set(id, { keys: [], chains: [], checkedHighWatermark: 0, leaderCheckedCount: 0 });
+    for (const id of ids) this.shadows.set(id, { keys: [], chains: [], baseChain: '', checkedHighWatermark: 0, leaderCheckedCount: 0 });
   }
 
   ok(): boolean {
@@ -91,12 +105,76 @@ export class Checker {
     shadow.leaderCheckedCount = 0;
   }
 
+  // The log lost its end (crash, disk fault); when it lost every entry it starts at its snapshot.
   crashed(id: ReplicaId, storage: MemoryStorage): void {
     const shadow = this.shadow(id);
     const length = storage.allEntries().length;
     shadow.keys.length = length;
     shadow.chains.length = length;
+    if (length === 0) shadow.baseChain = this.canonical.get(storage.startOffset())?.chain ?? `unknown@${storage.startOffset()}`;
     this.pending = this.pending.filter((proposal) => proposal.leaderId !== id);
+  }
+
+  // A wiped disk: nothing of the log or snapshot is left.
+  wiped(id: ReplicaId): void {
+    const shadow = this.shadow(id);
+    shadow.keys = [];
+    shadow.chains = [];
+    shadow.baseChain = '';
+    this.pending = this.pending.filter((proposal) => proposal.leaderId !== id);
+  }
+
+  // The canonical state at `offset`, or a violation when no committed prefix ends there.
+  private canonicalAt(tick: number, offset: number, what: string): { chain: string; epoch: number } | null {
+    const state = this.canonical.get(offset);
+    if (state === undefined) this.violation(tick, `${what}: no committed prefix ends at ${offset} (committed end ${this.canonicalEndOffset})`);
+    return state ?? null;
+  }
+
+  // Raft §7: a snapshot taken by `id` holds the committed state below its end.
+  snapshotTaken(tick: number, id: ReplicaId, meta: SnapshotMeta, state: string): void {
+    const canonical = this.canonicalAt(tick, meta.endOffset, `${id} snapshot`);
+    if (canonical === null) return;
+    if (canonical.chain !== state) this.violation(tick, `${id} snapshot at ${meta.endOffset} differs from the committed state there`);
+    else if (canonical.epoch !== meta.epoch)
+      this.violation(tick, `${id} snapshot at ${meta.endOffset} says epoch ${meta.epoch}, the committed entry below is of epoch ${canonical.epoch}`);
+  }
+
+  // Entries below `upTo` removed (retention below the snapshot).
+  removedBefore(id: ReplicaId, removedCount: number): void {
+    const shadow = this.shadow(id);
+    if (removedCount === 0) return;
+    shadow.baseChain = shadow.chains[removedCount - 1]!;
+    shadow.keys.splice(0, removedCount);
+    shadow.chains.splice(0, removedCount);
+  }
+
+  // KIP-630 install (Ready step 2): the fetched snapshot holds the committed state below its end,
+  // and no committed entry above its end that this replica promised is discarded.
+  installing(tick: number, id: ReplicaId, storage: MemoryStorage, meta: SnapshotMeta, state: string, promisedOffset: number): void {
+    const canonical = this.canonicalAt(tick, meta.endOffset, `${id} installs a snapshot`);
+    if (canonical !== null && (canonical.chain !== state || canonical.epoch !== meta.epoch)) {
+      this.violation(tick, `${id} installs a snapshot at ${meta.endOffset} that differs from the committed state there`);
+    }
+    const shadow = this.shadow(id);
+    const entries = storage.allEntries();
+    for (let index = 0; index < entries.length; index += 1) {
+      const entry = entries[index]!;
+      if (entry.offset < meta.endOffset || entryEnd(entry) > promisedOffset) continue;
+      if (this.committed.get(entry.offset) === shadow.keys[index]) {
+        this.violation(tick, `${id} install at ${meta.endOffset} discards committed entry ${shadow.keys[index]} it promised (promise ${promisedOffset})`);
+        break;
+      }
+    }
+    shadow.keys = [];
+    shadow.chains = [];
+    shadow.baseChain = canonical?.chain ?? `unknown@${meta.endOffset}`;
+  }
+
+  // A state machine applied every entry below appliedOffset: its state is the committed one there.
+  applied(tick: number, id: ReplicaId, appliedOffset: number, state: string): void {
+    const canonical = this.canonicalAt(tick, appliedOffset, `${id} applied`);
+    if (canonical !== null && canonical.chain !== state) this.violation(tick, `${id} state machine at ${appliedOffset} differs from the committed state there`);
   }
 
   // A truncation by the core must never remove a committed entry.
@@ -119,7 +197,7 @@ export class Checker {
     const shadow = this.shadow(id);
     for (const entry of entries) {
       const key = entryKey(entry);
-      const chain = chainHash(shadow.chains[shadow.chains.length - 1] ?? '', key);
+      const chain = chainHash(shadow.chains[shadow.chains.length - 1] ?? shadow.baseChain, key);
       shadow.keys.push(key);
       shadow.chains.push(chain);
       const position = `${entry.epoch}:${entry.offset}`;
@@ -150,26 +228,41 @@ export class Checker {
   }
 
   // `epoch` is the observer's: the entry was committed by the leader of that epoch or earlier.
+  // Entries below the log start are covered by the snapshot (checked when it was taken or
+  // installed); the others extend the canonical log or must equal it.
   private recordCommitted(tick: number, id: ReplicaId, epoch: number, storage: MemoryStorage, shadow: NodeShadow, highWatermark: number): void {
     const entries = storage.allEntries();
     if (storage.endOffset() < highWatermark) {
       this.violation(tick, `${id} high watermark ${highWatermark} beyond its stored log end ${storage.endOffset()}`);
       return;
     }
-    let index = shadow.checkedHighWatermark === 0 ? 0 : indexOfOffset(entries, shadow.checkedHighWatermark);
+    const from = Math.max(shadow.checkedHighWatermark, storage.startOffset());
+    let index = from >= storage.endOffset() ? entries.length : indexOfOffset(entries, from);
     for (; index >= 0 && index < entries.length && entries[index]!.offset < highWatermark; index += 1) {
-      const offset = entries[index]!.offset;
+      const entry = entries[index]!;
       const key = shadow.keys[index]!;
-      const existing = this.committed.get(offset);
+      const existing = this.committed.get(entry.offset);
       if (existing === undefined) {
-        this.committed.set(offset, key);
-        this.committedOrder.push({ offset, epoch });
+        if (!this.extendCanonical(tick, id, entry, key)) return;
+        this.committed.set(entry.offset, key);
+        this.committedOrder.push({ offset: entry.offset, epoch });
       } else if (existing !== key) {
-        this.violation(tick, `committed entry at offset ${offset} changed on ${id}: was ${existing}, now ${key}`);
+        this.violation(tick, `committed entry at offset ${entry.offset} changed on ${id}: was ${existing}, now ${key}`);
         return;
       }
     }
     shadow.checkedHighWatermark = highWatermark;
+  }
+
+  private extendCanonical(tick: number, id: ReplicaId, entry: Entry, key: string): boolean {
+    if (entry.offset !== this.canonicalEndOffset) {
+      this.violation(tick, `${id} commits ${key} at ${entry.offset}, but the committed log ends at ${this.canonicalEndOffset} (a gap)`);
+      return false;
+    }
+    const previous = this.canonical.get(entry.offset)!;
+    this.canonicalEndOffset = entryEnd(entry);
+    this.canonical.set(this.canonicalEndOffset, { chain: chainHash(previous.chain, key), epoch: entry.epoch });
+    return true;
   }
 
   private checkLeaderHoldsCommitted(tick: number, id: ReplicaId, epoch: number, storage: MemoryStorage, shadow: NodeShadow): void {
@@ -177,7 +270,8 @@ export class Checker {
     for (; shadow.leaderCheckedCount < this.committedOrder.length; shadow.leaderCheckedCount += 1) {
       const { offset, epoch: commitEpoch } = this.committedOrder[shadow.leaderCheckedCount]!;
       if (commitEpoch > epoch) continue;
-      const index = offset < storage.endOffset() ? indexOfOffset(entries, offset) : -1;
+      if (offset < storage.startOffset() && this.coveredBySnapshot(storage, offset)) continue;
+      const index = offset < storage.endOffset() && offset >= storage.startOffset() ? indexOfOffset(entries, offset) : -1;
       if (index < 0 || shadow.keys[index] !== this.committed.get(offset)) {
         const key = this.committed.get(offset)!;
         const acknowledged = [...this.acknowledged].find(([value, at]) => at === offset && key.endsWith(`:${value}`));
@@ -188,11 +282,18 @@ export class Checker {
     }
   }
 
-  // Every acknowledged proposal is still in the leader's log at its offset.
+  // Below the log start only a snapshot (checked against the canonical state) holds the entry.
+  private coveredBySnapshot(storage: MemoryStorage, offset: number): boolean {
+    const snapshot = storage.snapshot();
+    return snapshot !== null && offset < snapshot.endOffset && storage.startOffset() <= snapshot.endOffset;
+  }
+
+  // Every acknowledged proposal is still in the leader's log at its offset (or in its snapshot).
   checkAcknowledgedKept(tick: number, leaderId: ReplicaId, storage: MemoryStorage): void {
     const entries = storage.allEntries();
     for (const [value, offset] of this.acknowledged) {
-      const index = offset < storage.endOffset() ? indexOfOffset(entries, offset) : -1;
+      if (offset < storage.startOffset() && this.coveredBySnapshot(storage, offset)) continue;
+      const index = offset < storage.endOffset() && offset >= storage.startOffset() ? indexOfOffset(entries, offset) : -1;
       const stored = index < 0 ? undefined : decoder.decode(entries[index]!.payload);
       if (stored !== value) {
         this.violation(tick, `acknowledged ${value} at offset ${offset} lost: leader ${leaderId} holds ${stored ?? 'nothing'} there`);
@@ -214,9 +315,11 @@ export class Checker {
         continue;
       }
       const committedKey = this.committed.get(proposal.offset);
-      const index = indexOfOffset(storage.allEntries(), proposal.offset);
+      const held = proposal.offset >= storage.startOffset();
+      const index = held ? indexOfOffset(storage.allEntries(), proposal.offset) : -1;
       const stored = index < 0 ? undefined : decoder.decode(storage.allEntries()[index]!.payload);
-      if (committedKey === undefined || !committedKey.endsWith(`:${proposal.value}`) || stored !== proposal.value) {
+      const storedOk = held ? stored === proposal.value : this.coveredBySnapshot(storage, proposal.offset);
+      if (committedKey === undefined || !committedKey.endsWith(`:${proposal.value}`) || !storedOk) {
         this.violation(tick, `acknowledged ${proposal.value} at offset ${proposal.offset} is not the committed entry (${committedKey})`);
         return;
       }

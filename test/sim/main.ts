@@ -33,7 +33,7 @@ function replay(seed: number): void {
 }
 
 function report(result: SimResult): void {
-  const summary = `seed ${result.seed}: ${result.ticks} ticks, ${result.leaderEpochs} leader epochs, ${result.committedEntries} committed entries, ${result.acknowledged} acknowledged, ${result.diskFaults} disk faults, ${result.recoveringStarts} recovering starts, ${result.recoveries} recoveries`;
+  const summary = `seed ${result.seed}: ${result.ticks} ticks, ${result.leaderEpochs} leader epochs, ${result.committedEntries} committed entries, ${result.acknowledged} acknowledged, ${result.diskFaults} disk faults, ${result.recoveringStarts} recovering starts, ${result.recoveries} recoveries, ${result.snapshotsTaken} snapshots taken, ${result.snapshotsInstalled} installed`;
   process.stdout.write(`${summary}\n`);
   for (const violation of result.violations) process.stdout.write(`  violation: ${violation}\n`);
 }
@@ -43,6 +43,8 @@ function runMany(count: number, first: number): void {
   let diskFaults = 0;
   let recoveries = 0;
   let recoveringStarts = 0;
+  let snapshotsTaken = 0;
+  let snapshotsInstalled = 0;
   let firstFailure: SimResult | null = null;
   const startedMs = performance.now();
   for (let seed = first; seed < first + count; seed += 1) {
@@ -50,6 +52,8 @@ function runMany(count: number, first: number): void {
     diskFaults += result.diskFaults;
     recoveries += result.recoveries;
     recoveringStarts += result.recoveringStarts;
+    snapshotsTaken += result.snapshotsTaken;
+    snapshotsInstalled += result.snapshotsInstalled;
     if (result.violations.length > 0) {
       failures += 1;
       if (firstFailure === null) {
@@ -69,7 +73,7 @@ function runMany(count: number, first: number): void {
   const seconds = ((performance.now() - startedMs) / 1000).toFixed(1);
   const mode = `disk faults ${settings.diskFaults ? 'on' : 'off'}${settings.recoveringRuleDisabled ? ', recovering rule OFF' : ''}`;
   process.stdout.write(
-    `sim: ${count} seeds (${mode}: ${diskFaults} disk faults, ${recoveringStarts} recovering starts, ${recoveries} recoveries), ${seconds}s\n`,
+    `sim: ${count} seeds (${mode}: ${diskFaults} disk faults, ${recoveringStarts} recovering starts, ${recoveries} recoveries; ${snapshotsTaken} snapshots taken, ${snapshotsInstalled} installed), ${seconds}s\n`,
   );
   process.stdout.write(`sim: ${count} seeds, ${failures} violations\n`);
   process.exitCode = failures === 0 ? 0 : 1;

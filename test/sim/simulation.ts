@@ -7,12 +7,25 @@
 // fetched back what it lost): (a) a synced suffix is lost with the metadata intact, (b) an entry
 // anywhere in the log is corrupt, detected by CRC on recovery, which truncates the log there,
 // (c) in async flush mode (the page cache is reported durable, a periodic flush syncs it) a
-// machine crash loses what was not synced yet. Metadata (hard state, commit mark) is never lost.
+// machine crash loses what was not synced yet, (d) the log and the snapshot are wiped (an empty
+// data disk). Metadata (hard state, commit mark) is never lost.
+//
+// Snapshots (DESIGN §12, KIP-630). Each replica's state machine is a hash chain over the entries
+// it applied (checker.ts), rebuilt on start from its snapshot and the log. At random points a
+// running replica snapshots its state at its applied offset S (<= its high watermark), tells the
+// core (compact), and removes entries below S or below an earlier entry boundary (retention cuts
+// whole segments). A log that ends below its snapshot on open is reset to start at it. A
+// follower asked to fetch a snapshot (Ready.fetchSnapshot) runs the driver's transfer: a
+// FetchSnapshot packet to the leader and its answer with the whole snapshot, each a network
+// message (delay, loss, duplication, partitions), retried every transferRetryTicks; the answer is
+// handed to the core (snapshotFetched) and installed in Ready step 2. A leader serves only its
+// latest snapshot. After the liveness phase every voter must apply the new proposal
+// (convergence, through snapshots where needed).
 
 import { RaftCore } from '../../src/raft/core.js';
-import { MemoryStorage } from '../../src/raft/storage.js';
-import type { Message, RaftEvent, Ready, ReplicaId } from '../../src/raft/types.js';
-import { Checker } from './checker.js';
+import { entryEnd, MemoryStorage } from '../../src/raft/storage.js';
+import type { Message, RaftEvent, Ready, ReplicaId, SnapshotId, SnapshotMeta, SnapshotRequest } from '../../src/raft/types.js';
+import { chainHash, Checker, entryKey } from './checker.js';
 import { Prng } from './prng.js';
 
 export interface SimOptions {
@@ -34,12 +47,14 @@ export interface SimResult {
   diskFaults: number;
   recoveringStarts: number; // replica.recovering events
   recoveries: number; // replica.recovered events
+  snapshotsTaken: number;
+  snapshotsInstalled: number;
 }
 
 // sync: durable once appended (fdatasync per append); group: durable at the next group flush, a
 // few ticks later; async: the page cache is reported durable at once and synced at the next flush.
 type FlushMode = 'sync' | 'group' | 'async';
-type DiskFault = 'lose-suffix' | 'corrupt' | 'machine-crash';
+type DiskFault = 'lose-suffix' | 'corrupt' | 'machine-crash' | 'wipe';
 
 interface Scenario {
   voterCount: number;
@@ -52,6 +67,7 @@ interface Scenario {
   maxFetchBytes: number;
   crashRate: number;
   diskFaultRate: number;
+  compactRate: number;
   partitionRate: number;
   proposeRate: number;
   membershipRate: number;
@@ -59,10 +75,30 @@ interface Scenario {
   safetyTicks: number;
 }
 
+// A state machine: the hash chain of the entries applied below appliedOffset.
+interface Machine {
+  appliedOffset: number;
+  state: string;
+}
+
+interface StoredSnapshot {
+  meta: SnapshotMeta;
+  state: string;
+}
+
+// The driver's snapshot transfer, outside the Raft messages.
+type SnapshotPacket =
+  | { kind: 'FetchSnapshot'; from: ReplicaId; to: ReplicaId; snapshot: SnapshotId }
+  | { kind: 'FetchSnapshotResponse'; from: ReplicaId; to: ReplicaId; snapshot: StoredSnapshot };
+
 interface SimNode {
   id: ReplicaId;
   storage: MemoryStorage;
   core: RaftCore | null;
+  machine: Machine; // volatile: rebuilt on start
+  snapshot: StoredSnapshot | null; // durable beside the log (lost only by a wipe)
+  transfer: { request: SnapshotRequest; nextAttemptTick: number } | null; // volatile
+  fetched: StoredSnapshot | null; // handed to the core, installed in Ready step 2
   durableEndOffset: number; // what the core is told is durable
   syncedEndOffset: number; // what a machine crash keeps
   flushDueTick: number | null;
@@ -76,7 +112,7 @@ interface SimNode {
 interface InFlight {
   deliverTick: number;
   sequence: number;
-  message: Message;
+  message: Message | SnapshotPacket;
 }
 
 const electionTicks = 10;
@@ -84,6 +120,11 @@ const livenessTicksMax = 1000;
 const drainIterationsMax = 1000;
 // (a) loses at most this many entries from the end of the log.
 const lostSuffixEntriesMax = 8;
+// The driver's snapshot transfer retries after this many ticks without an answer.
+const transferRetryTicks = 6;
+// After the liveness proposal commits, every voter must apply it; failing that, some voter behind
+// must apply something new at least every this many ticks.
+const convergenceTicksMax = 300;
 const encoder = new TextEncoder();
 
 function chooseScenario(random: Prng, diskFaults: boolean): Scenario {
@@ -100,6 +141,7 @@ function chooseScenario(random: Prng, diskFaults: boolean): Scenario {
     maxFetchBytes: random.pick([120, 400, 4096]),
     crashRate: calm ? 0 : random.pick([0.002, 0.005, 0.01, 0.02]),
     diskFaultRate: calm || !diskFaults ? 0 : diskFaultRate,
+    compactRate: random.pick([0, 0.01, 0.03, 0.1]),
     partitionRate: calm ? 0 : random.pick([0, 0.005, 0.01, 0.03]),
     proposeRate: random.pick([0.1, 0.3, 0.6]),
     membershipRate: random.chance(0.4) ? random.pick([0.005, 0.02]) : 0,
@@ -124,6 +166,8 @@ export class Simulation {
   private diskFaultCount = 0;
   private recoveryCount = 0;
   private recoveringStartCount = 0;
+  private snapshotsTakenCount = 0;
+  private snapshotsInstalledCount = 0;
 
   constructor(private readonly options: SimOptions) {
     this.random = new Prng(options.seed);
@@ -134,6 +178,10 @@ export class Simulation {
         id: `b${index}`,
         storage: new MemoryStorage(),
         core: null,
+        machine: { appliedOffset: 0, state: '' },
+        snapshot: null,
+        transfer: null,
+        fetched: null,
         durableEndOffset: 0,
         syncedEndOffset: 0,
         flushDueTick: null,
@@ -166,6 +214,8 @@ export class Simulation {
       diskFaults: this.diskFaultCount,
       recoveringStarts: this.recoveringStartCount,
       recoveries: this.recoveryCount,
+      snapshotsTaken: this.snapshotsTakenCount,
+      snapshotsInstalled: this.snapshotsInstalledCount,
     };
   }
 
@@ -177,10 +227,14 @@ export class Simulation {
     if (node.corruptAtOffset !== null) {
       // Recovery scans the log, finds the bad CRC and truncates at the first bad entry.
       this.trace(`${node.id} recovery: corrupt entry at ${node.corruptAtOffset}, log cut there`);
-      node.storage.truncateTo(node.corruptAtOffset);
+      this.cutLog(node, node.corruptAtOffset);
       this.checker.crashed(node.id, node.storage);
       node.corruptAtOffset = null;
     }
+    const snapshot = node.snapshot;
+    node.machine = snapshot === null ? { appliedOffset: 0, state: '' } : { appliedOffset: snapshot.meta.endOffset, state: snapshot.state };
+    node.transfer = null;
+    node.fetched = null;
     node.core = new RaftCore(
       {
         id: node.id,
@@ -219,12 +273,13 @@ export class Simulation {
       if (node.flushDueTick !== null && node.flushDueTick <= this.tickNow) this.flush(node);
       node.core.tick();
       this.drain(node);
+      this.driveTransfer(node);
     }
   }
 
   // ---- network
 
-  private send(message: Message): void {
+  private send(message: Message | SnapshotPacket): void {
     const scenario = this.healed ? null : this.scenario;
     if (this.blocked.has(`${message.from}>${message.to}`)) return;
     if (scenario !== null && this.random.chance(scenario.dropRate)) return;
@@ -245,10 +300,41 @@ export class Simulation {
       const node = this.node(item.message.to);
       if (node.core === null) continue;
       if (this.blocked.has(`${item.message.from}>${item.message.to}`)) continue;
-      if (this.options.trace !== undefined) this.trace(`deliver ${describe(item.message)}`);
-      node.core.step(item.message);
+      const message = item.message;
+      if (this.options.trace !== undefined) this.trace(`deliver ${'kind' in message ? describePacket(message) : describe(message)}`);
+      if ('kind' in message) {
+        this.deliverPacket(node, message);
+        continue;
+      }
+      node.core.step(message);
       this.drain(node);
     }
+  }
+
+  // ---- the driver's snapshot transfer (KIP-630 FetchSnapshot, one packet each way)
+
+  private driveTransfer(node: SimNode): void {
+    const transfer = node.transfer;
+    if (transfer === null || this.tickNow < transfer.nextAttemptTick) return;
+    transfer.nextAttemptTick = this.tickNow + transferRetryTicks;
+    this.send({ kind: 'FetchSnapshot', from: node.id, to: transfer.request.leaderId, snapshot: transfer.request.snapshot });
+  }
+
+  private deliverPacket(node: SimNode, packet: SnapshotPacket): void {
+    if (packet.kind === 'FetchSnapshot') {
+      const latest = node.snapshot; // only the latest snapshot is kept and served
+      if (latest === null || latest.meta.endOffset !== packet.snapshot.endOffset || latest.meta.epoch !== packet.snapshot.epoch) return;
+      this.send({ kind: 'FetchSnapshotResponse', from: node.id, to: packet.from, snapshot: latest });
+      return;
+    }
+    const wanted = node.transfer?.request.snapshot;
+    const meta = packet.snapshot.meta;
+    if (wanted === undefined || wanted.endOffset !== meta.endOffset || wanted.epoch !== meta.epoch) return;
+    node.fetched = packet.snapshot;
+    const installing = node.core!.snapshotFetched(meta);
+    this.trace(`${node.id} fetched snapshot e${meta.epoch}@${meta.endOffset}: ${installing ? 'installing' : 'not wanted'}`);
+    if (!installing) node.fetched = null;
+    this.drain(node);
   }
 
   // ---- the driver: execute Ready in the documented order
@@ -264,7 +350,9 @@ export class Simulation {
   }
 
   private execute(node: SimNode, core: RaftCore, ready: Ready): void {
+    const promisedOffset = ready.installSnapshot === undefined ? 0 : (node.storage.hardState().promisedOffset ?? 0);
     if (ready.hardState !== undefined) node.storage.setHardState(ready.hardState);
+    if (ready.installSnapshot !== undefined) this.install(node, ready.installSnapshot, promisedOffset);
     if (ready.truncateTo !== undefined) {
       this.checker.truncating(this.tickNow, node.id, node.storage, ready.truncateTo);
       node.storage.truncateTo(ready.truncateTo);
@@ -280,6 +368,11 @@ export class Simulation {
       if (mode !== 'group' || this.healed) node.durableEndOffset = node.storage.endOffset();
     }
     core.advance(ready, node.durableEndOffset);
+    if (ready.fetchSnapshot !== undefined) {
+      const request = ready.fetchSnapshot;
+      node.transfer = request === null ? null : { request, nextAttemptTick: this.tickNow };
+      if (request !== null) this.trace(`${node.id} wants snapshot e${request.snapshot.epoch}@${request.snapshot.endOffset} from ${request.leaderId}`);
+    }
     for (const event of ready.events ?? []) this.onEvent(node, event);
     if (ready.roleChange !== undefined) {
       const change = ready.roleChange;
@@ -288,7 +381,66 @@ export class Simulation {
     }
     this.checker.observeHighWatermark(this.tickNow, node.id, core, node.storage);
     node.storage.recordCommitMark(core.highWatermark); // the driver's metadata (kept by disk faults)
+    this.applyCommitted(node, core.highWatermark);
     for (const message of ready.messages) this.send(message);
+  }
+
+  // Ready step 2: the fetched snapshot replaces the state machine and the log.
+  private install(node: SimNode, meta: SnapshotMeta, promisedOffset: number): void {
+    const fetched = node.fetched;
+    if (fetched === null || fetched.meta.endOffset !== meta.endOffset || fetched.meta.epoch !== meta.epoch) {
+      throw new Error(`${node.id}: Ready installs snapshot e${meta.epoch}@${meta.endOffset}, not the one fetched`);
+    }
+    this.checker.installing(this.tickNow, node.id, node.storage, meta, fetched.state, promisedOffset);
+    this.trace(`${node.id} install snapshot e${meta.epoch}@${meta.endOffset} (log was [${node.storage.startOffset()},${node.storage.endOffset()}))`);
+    node.storage.installSnapshot(meta);
+    node.snapshot = fetched;
+    node.fetched = null;
+    node.machine = { appliedOffset: meta.endOffset, state: fetched.state };
+    node.durableEndOffset = meta.endOffset;
+    node.syncedEndOffset = meta.endOffset;
+    node.flushDueTick = null;
+    this.snapshotsInstalledCount += 1;
+  }
+
+  // The apply loop: committed entries in order into the state machine.
+  private applyCommitted(node: SimNode, highWatermark: number): void {
+    const machine = node.machine;
+    const target = Math.min(highWatermark, node.storage.endOffset());
+    if (machine.appliedOffset >= target) return;
+    while (machine.appliedOffset < target) {
+      const entries = node.storage.entries(machine.appliedOffset, 1 << 16);
+      for (const entry of entries) {
+        if (entryEnd(entry) > target) break;
+        if (entry.offset !== machine.appliedOffset) throw new Error(`${node.id}: apply found ${entry.offset}, expected ${machine.appliedOffset}`);
+        machine.state = chainHash(machine.state, entryKey(entry));
+        machine.appliedOffset = entryEnd(entry);
+      }
+      if (entries.length === 0 || entryEnd(entries[0]!) > target) break;
+    }
+    this.checker.applied(this.tickNow, node.id, machine.appliedOffset, machine.state);
+  }
+
+  // Compaction: a snapshot of the state machine at its applied offset, then retention below it.
+  private maybeCompact(node: SimNode): void {
+    const core = node.core!;
+    const endOffset = node.machine.appliedOffset;
+    if (endOffset < 1 || endOffset <= (node.snapshot?.meta.endOffset ?? 0) || endOffset < node.storage.startOffset()) return;
+    const meta = core.snapshotMetaAt(endOffset);
+    node.snapshot = { meta, state: node.machine.state };
+    node.storage.recordSnapshot(meta);
+    core.compact(endOffset);
+    this.checker.snapshotTaken(this.tickNow, node.id, meta, node.machine.state);
+    this.snapshotsTakenCount += 1;
+    // Retention removes whole segments: up to the snapshot, or up to an earlier entry boundary.
+    const retained = node.storage.allEntries();
+    const candidates = retained.filter((entry) => entry.offset <= endOffset).map((entry) => entry.offset);
+    const upTo = this.random.chance(0.7) || candidates.length === 0 ? endOffset : this.random.pick(candidates);
+    const removedCount = retained.findIndex((entry) => entry.offset >= upTo);
+    node.storage.removeBefore(upTo);
+    this.checker.removedBefore(node.id, removedCount < 0 ? retained.length : removedCount);
+    this.trace(`${node.id} snapshot e${meta.epoch}@${endOffset}, log now starts at ${node.storage.startOffset()}`);
+    this.drain(node);
   }
 
   private onEvent(node: SimNode, event: RaftEvent): void {
@@ -314,6 +466,7 @@ export class Simulation {
   private injectFaults(): void {
     const scenario = this.scenario;
     for (const node of this.nodes) {
+      if (node.core !== null && this.random.chance(scenario.compactRate)) this.maybeCompact(node);
       if (node.core === null && this.tickNow >= node.restartTick) {
         this.trace(`${node.id} restart (log end ${node.storage.endOffset()}, epoch ${node.storage.hardState().epoch})`);
         this.start(node);
@@ -334,8 +487,16 @@ export class Simulation {
   // in async mode the page cache survives a process crash.
   private crash(node: SimNode, restartTick: number): void {
     this.trace(`${node.id} crash (durable end ${node.durableEndOffset}, synced end ${node.syncedEndOffset} of ${node.storage.endOffset()})`);
-    if (this.scenario.flushMode !== 'async') node.storage.truncateTo(node.syncedEndOffset);
+    if (this.scenario.flushMode !== 'async') this.cutLog(node, node.syncedEndOffset);
     this.stop(node, restartTick);
+  }
+
+  // The log loses everything from endOffset on. When that is below the snapshot, the driver's
+  // open resets the log to start at the snapshot (KRaft truncateToLatestSnapshot).
+  private cutLog(node: SimNode, endOffset: number): void {
+    const snapshot = node.snapshot;
+    if (snapshot !== null && endOffset < snapshot.meta.endOffset) node.storage.installSnapshot(snapshot.meta);
+    else node.storage.truncateTo(endOffset);
   }
 
   private stop(node: SimNode, restartTick: number): void {
@@ -343,25 +504,40 @@ export class Simulation {
     node.core = null;
     node.flushDueTick = null;
     node.restartTick = restartTick;
+    node.transfer = null;
+    node.fetched = null;
   }
 
   // A disk that forgets what it confirmed. The replica stops (faults show on the next start).
   private diskFault(node: SimNode, restartTick: number): void {
-    const kinds: DiskFault[] = this.scenario.flushMode === 'async' ? ['lose-suffix', 'corrupt', 'machine-crash'] : ['lose-suffix', 'corrupt'];
+    const kinds: DiskFault[] = this.scenario.flushMode === 'async' ? ['lose-suffix', 'corrupt', 'machine-crash', 'wipe'] : ['lose-suffix', 'corrupt', 'wipe'];
     const kind = this.random.pick(kinds);
-    node.storage.truncateTo(node.syncedEndOffset); // every kind is (at least) a machine crash
+    this.cutLog(node, node.syncedEndOffset); // every kind is (at least) a machine crash
     const entries = node.storage.allEntries();
     if (kind === 'lose-suffix' && entries.length > 0) {
       const lost = this.random.int(1, Math.min(lostSuffixEntriesMax, entries.length));
-      node.storage.truncateTo(entries[entries.length - lost]!.offset);
+      this.cutLog(node, entries[entries.length - lost]!.offset);
     }
     if (kind === 'corrupt' && entries.length > 0) node.corruptAtOffset = this.random.pick(entries).offset;
+    if (kind === 'wipe') this.wipe(node);
     const endAfterOffset = node.corruptAtOffset ?? node.storage.endOffset();
     const promisedOffset = node.storage.hardState().promisedOffset ?? 0;
     this.trace(`${node.id} disk fault ${kind}: log end ${endAfterOffset} after recovery, promised ${promisedOffset}`);
     this.diskFaultCount += 1;
     if (endAfterOffset < promisedOffset) node.damageMarkOffset = promisedOffset;
     this.stop(node, restartTick);
+  }
+
+  // (d) An empty data disk: the log and the snapshot are gone; the metadata survives.
+  private wipe(node: SimNode): void {
+    const storage = new MemoryStorage();
+    storage.setHardState(node.storage.hardState());
+    storage.recordCommitMark(node.storage.commitMarkOffset());
+    node.storage = storage;
+    node.snapshot = null;
+    node.syncedEndOffset = 0;
+    node.durableEndOffset = 0;
+    this.checker.wiped(node.id);
   }
 
   // Disk faults strike at most a minority of the voters at a time, in any configuration that may
@@ -486,6 +662,7 @@ export class Simulation {
       if (attempt !== null && this.checker.isAcknowledged(attempt.value)) {
         this.trace(`liveness reached: ${attempt.value} committed after ${this.tickNow - startTick} ticks`);
         this.checker.checkAcknowledgedKept(this.tickNow, attempt.leader.id, attempt.leader.storage);
+        this.converge(attempt.leader);
         return;
       }
       const core = attempt?.leader.core ?? null;
@@ -496,6 +673,35 @@ export class Simulation {
       if (this.propose(leader)) attempt = { value, leader, epoch: leader.core!.epoch };
     }
     if (this.checker.ok()) this.checker.violation(this.tickNow, `liveness: no new proposal committed within ${livenessTicksMax} ticks after healing`);
+  }
+
+  // Every voter applies what the leader committed (followers that fell behind a compaction get
+  // there by snapshot), and then all state machines agree (checker.applied at each apply). A
+  // voter far behind may take long (small Fetches); what fails is a stall: no voter that is
+  // behind applies anything new for convergenceTicksMax ticks.
+  private converge(leader: SimNode): void {
+    const core = leader.core;
+    if (core === null || !this.checker.ok()) return;
+    const target = core.highWatermark;
+    const voters = core.voters.map((id) => this.node(id));
+    const appliedSum = (): number => voters.reduce((sum, node) => sum + Math.min(node.machine.appliedOffset, target), 0);
+    const startTick = this.tickNow;
+    let progressTick = this.tickNow;
+    let progress = appliedSum();
+    for (; this.tickNow < progressTick + convergenceTicksMax && this.checker.ok(); this.tickNow += 1) {
+      if (voters.every((node) => node.core !== null && node.machine.appliedOffset >= target)) {
+        this.trace(`converged: every voter applied ${target} after ${this.tickNow - startTick} ticks`);
+        return;
+      }
+      this.tickAll();
+      if (appliedSum() > progress) {
+        progress = appliedSum();
+        progressTick = this.tickNow;
+      }
+    }
+    const behind = voters.filter((node) => node.machine.appliedOffset < target).map((node) => `${node.id}@${node.machine.appliedOffset}`);
+    if (this.checker.ok())
+      this.checker.violation(this.tickNow, `convergence: voters ${behind.join(',')} applied nothing new towards ${target} for ${convergenceTicksMax} ticks`);
   }
 
   private node(id: ReplicaId): SimNode {
@@ -513,7 +719,8 @@ export function describe(message: Message): string {
     case 'FetchResponse': {
       const range = message.entries.length === 0 ? 'none' : `${message.entries[0]!.offset}..${message.entries.at(-1)!.offset + message.entries.at(-1)!.count}`;
       const diverging = message.divergingEpoch === undefined ? '' : ` diverging e${message.divergingEpoch.epoch}@${message.divergingEpoch.endOffset}`;
-      return `${head}${message.error === undefined ? '' : ` ${message.error}`}${diverging} entries ${range} hw ${message.highWatermark}`;
+      const snapshot = message.snapshotNeeded === undefined ? '' : ` snapshotNeeded e${message.snapshotNeeded.epoch}@${message.snapshotNeeded.endOffset}`;
+      return `${head}${message.error === undefined ? '' : ` ${message.error}`}${diverging}${snapshot} entries ${range} hw ${message.highWatermark}`;
     }
     case 'VoteRequest':
     case 'PreVoteRequest':
@@ -524,6 +731,11 @@ export function describe(message: Message): string {
     default:
       return head;
   }
+}
+
+function describePacket(packet: SnapshotPacket): string {
+  const id = packet.kind === 'FetchSnapshot' ? packet.snapshot : packet.snapshot.meta;
+  return `${packet.kind} ${packet.from}->${packet.to} e${id.epoch}@${id.endOffset}`;
 }
 
 export type SimSettings = Pick<SimOptions, 'diskFaults' | 'recoveringRuleDisabled'>;
