@@ -190,7 +190,7 @@ export class MambaSystem implements BenchSystem {
 
   async fetch(target: Target, partition: number, max: number): Promise<Uint8Array[]> {
     const key = `${target}/${partition}`;
-    const reply = await this.reader.read(topics[target], partition, this.readOffsets.get(key) ?? 0, { maxMessages: max });
+    const reply = await this.reader.read(topics[target], partition, this.readOffsets.get(key) ?? 0, { messagesMax: max });
     this.readOffsets.set(key, reply.nextOffset);
     return reply.messages.map((m) => m.body);
   }

@@ -40,7 +40,7 @@ export interface Findings {
   replicaShort: number;
   unknownSent: number;
   unknownStored: number;
-  maxGapMs: number;
+  gapMsMax: number;
   /** The longest gap between consecutive acks overlapping each fault, in event order. */
   faultGapsMs: number[];
   /** A few concrete examples of each problem, for the report. */
@@ -85,7 +85,7 @@ export function countFindings(input: CheckInput): Findings {
       note(`changed: ${place} read as ${id} during the run, ${final} at the end`);
     }
   }
-  const { maxGapMs, faultGapsMs } = gaps(input.acks, input.events);
+  const { gapMsMax, faultGapsMs } = gaps(input.acks, input.events);
   return {
     acked: input.acks.length,
     lost,
@@ -95,7 +95,7 @@ export function countFindings(input: CheckInput): Findings {
     replicaShort: countReplicaShort(input.acks, input.replicas, note),
     unknownSent: input.unknownIds.size,
     unknownStored: [...input.unknownIds].filter((id) => stored.has(id)).length,
-    maxGapMs,
+    gapMsMax,
     faultGapsMs,
     examples,
   };
@@ -167,26 +167,26 @@ function countReplicaShort(acks: Acknowledgement[], replicas: CheckInput['replic
   return short;
 }
 
-function gaps(acks: Acknowledgement[], events: FaultEvent[]): { maxGapMs: number; faultGapsMs: number[] } {
+function gaps(acks: Acknowledgement[], events: FaultEvent[]): { gapMsMax: number; faultGapsMs: number[] } {
   const byQueue = new Map<number, number[]>();
   for (const ack of acks) {
     const times = byQueue.get(ack.queue) ?? [];
     times.push(ack.atMs);
     byQueue.set(ack.queue, times);
   }
-  let maxGapMs = 0;
+  let gapMsMax = 0;
   const faultGapsMs = events.map(() => 0);
   for (const times of byQueue.values()) {
     times.sort((a, b) => a - b);
     for (let i = 1; i < times.length; i++) {
       const [from, to] = [times[i - 1]!, times[i]!];
-      maxGapMs = Math.max(maxGapMs, to - from);
+      gapMsMax = Math.max(gapMsMax, to - from);
       events.forEach((event, e) => {
         if (to >= event.startMs && from <= event.endMs) faultGapsMs[e] = Math.max(faultGapsMs[e]!, to - from);
       });
     }
   }
-  return { maxGapMs, faultGapsMs };
+  return { gapMsMax, faultGapsMs };
 }
 
 /**
@@ -207,7 +207,7 @@ export async function readReplica(
   const deadlineMs = Date.now() + waitMsMax;
   for (let round = 0, failures = 0; round < roundsMax; round++) {
     try {
-      const result = await client.read(topic, queue, ids.length, { maxMessages: 2000, address });
+      const result = await client.read(topic, queue, ids.length, { messagesMax: 2000, address });
       if (result.messages.length === 0) {
         if (ids.length >= lengthWanted || Date.now() >= deadlineMs) return ids;
         await sleep(100);

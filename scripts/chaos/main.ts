@@ -43,18 +43,18 @@ function parseFaults(text: string): FaultName[] {
   });
 }
 
-type Summed = Pick<RunResult, 'acked' | 'lost' | 'duplicated' | 'reordered' | 'replicasNotCaughtUp' | 'maxGapMs'>;
+type Summed = Pick<RunResult, 'acked' | 'lost' | 'duplicated' | 'reordered' | 'replicasNotCaughtUp' | 'gapMsMax'>;
 
 function summaryLine(results: readonly Summed[], skipped: readonly string[]): string {
   const sum = (pick: (r: Summed) => number): number => results.reduce((total, r) => total + pick(r), 0);
-  const maxGapMs = Math.round(Math.max(0, ...results.map((r) => r.maxGapMs)));
-  return `chaos: ${results.length} runs, acked=${sum((r) => r.acked)} lost=${sum((r) => r.lost)} duplicated=${sum((r) => r.duplicated)} reordered=${sum((r) => r.reordered)} short=${sum((r) => r.replicasNotCaughtUp)} max_gap_ms=${maxGapMs} skipped=[${skipped.join(',')}]`;
+  const gapMsMax = Math.round(Math.max(0, ...results.map((r) => r.gapMsMax)));
+  return `chaos: ${results.length} runs, acked=${sum((r) => r.acked)} lost=${sum((r) => r.lost)} duplicated=${sum((r) => r.duplicated)} reordered=${sum((r) => r.reordered)} short=${sum((r) => r.replicasNotCaughtUp)} max_gap_ms=${gapMsMax} skipped=[${skipped.join(',')}]`;
 }
 
 function report(result: RunResult): void {
   const gaps = result.faultGapsMs.map((g) => Math.round(g)).join(',');
   progress(
-    `run ${result.run} ${result.fault} seed ${result.seed}: faults=${result.events.length} acked=${result.acked} lost=${result.lost} duplicated=${result.duplicated} reordered=${result.reordered} changed=${result.changed} not_caught_up=${result.replicasNotCaughtUp} replica_short=${result.replicaShort} unknown=${result.unknownSent} (stored ${result.unknownStored}) max_gap_ms=${Math.round(result.maxGapMs)} fault_gaps_ms=[${gaps}]`,
+    `run ${result.run} ${result.fault} seed ${result.seed}: faults=${result.events.length} acked=${result.acked} lost=${result.lost} duplicated=${result.duplicated} reordered=${result.reordered} changed=${result.changed} not_caught_up=${result.replicasNotCaughtUp} replica_short=${result.replicaShort} unknown=${result.unknownSent} (stored ${result.unknownStored}) max_gap_ms=${Math.round(result.gapMsMax)} fault_gaps_ms=[${gaps}]`,
   );
   for (const example of result.examples) progress(`    ${example}`);
   if (result.keptDir) progress(`    data and broker logs kept in ${result.keptDir}; replay with SEED=${result.seed}`);

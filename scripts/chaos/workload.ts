@@ -121,7 +121,7 @@ export class Workload {
       const address = this.addresses[Math.floor(Math.random() * this.addresses.length)]!;
       round++;
       try {
-        const result = await this.reader.read(this.topic, queue, nextOffsets[queue]!, { maxMessages: readBatchMax, address });
+        const result = await this.reader.read(this.topic, queue, nextOffsets[queue]!, { messagesMax: readBatchMax, address });
         this.observation.readCount++;
         for (const message of result.messages) this.observe(queue, message.offset, idOfBody(message.body), result.servedBy);
         if (result.messages.length > 0) nextOffsets[queue] = result.nextOffset;

@@ -1,5 +1,5 @@
 // The consume path: from the requested (or the consumer group's committed) offset, the committed
-// messages of one queue as blocks cut from the stored batches, waiting up to maxWaitMs when there
+// messages of one queue as blocks cut from the stored batches, waiting up to waitMsMax when there
 // are none yet, with the read advice; and the consumers waiting for data, woken when a batch of
 // their queue commits.
 import { assert } from '../assert.js';
@@ -27,9 +27,9 @@ export interface ConsumeRequest {
   offset: number;
   consumerGroup: string;
   useCommitted: boolean;
-  maxMessages: number;
-  maxBytes: number;
-  maxWaitMs: number;
+  messagesMax: number;
+  bytesMax: number;
+  waitMsMax: number;
 }
 
 export interface ConsumeResult {
@@ -68,7 +68,7 @@ export class ConsumePath {
     placement.checkQueue(request.topic, request.queue);
     const key = queueKey(request.topic, request.queue);
     const offset = this.startingOffset(request, key);
-    const waitMs = Math.min(request.maxWaitMs, this.parts.consumeWaitMsMax);
+    const waitMs = Math.min(request.waitMsMax, this.parts.consumeWaitMsMax);
     const deadline = Date.now() + waitMs;
     for (let round = 0; round < consumeRoundsMax; round++) {
       const highWatermark = replica.committedOffset;
@@ -124,19 +124,19 @@ export class ConsumePath {
   }
 
   /**
-   * The committed messages from `offset` on, within maxMessages and maxBytes (the first message
+   * The committed messages from `offset` on, within messagesMax and bytesMax (the first message
    * always, whatever its size), as blocks cut from the stored batches at record boundaries.
    * Nothing per message is decoded: the cut walks the records' length fields. A message counts
-   * its encoded bytes (length field included) against maxBytes.
+   * its encoded bytes (length field included) against bytesMax.
    */
   private readBlocks(request: ConsumeRequest, key: string, offset: number, start: number, end: number, highWatermark: number): ConsumeResult {
-    const messagesMax = Math.min(request.maxMessages > 0 ? request.maxMessages : 100, consumeMessagesMax);
+    const messagesMax = Math.min(request.messagesMax > 0 ? request.messagesMax : 100, consumeMessagesMax);
     const cut: BlockCut = {
       blocks: [],
       messageCount: 0,
       bytes: 0,
       messagesMax,
-      bytesMax: request.maxBytes > 0 ? request.maxBytes : consumeBytesDefault,
+      bytesMax: request.bytesMax > 0 ? request.bytesMax : consumeBytesDefault,
       nextOffset: offset,
       full: false,
     };

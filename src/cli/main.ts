@@ -263,8 +263,8 @@ program
       let address: string | undefined;
       for (;;) {
         const r = await client.read(options.topic, options.queue, offset, {
-          maxMessages: Math.min(500, options.follow ? 500 : options.max - count),
-          maxWaitMs: options.follow ? 1000 : 0,
+          messagesMax: Math.min(500, options.follow ? 500 : options.max - count),
+          waitMsMax: options.follow ? 1000 : 0,
           ...(address ? { address } : {}),
         });
         for (const m of r.messages) {

@@ -153,13 +153,13 @@ export class MambaClient {
   // ------------------------------------------------------------------ consume
 
   /** Reads one batch from a queue at `offset`; `address` picks the broker for the first attempt (default: the leader). */
-  async read(topic: string, queue: number, offset: number, options: { maxMessages?: number; maxWaitMs?: number; address?: string } = {}): Promise<ReadResult> {
-    const maxWaitMs = options.maxWaitMs ?? 0;
-    const request = { topic, queue, offset, maxMessages: options.maxMessages ?? 500, maxWaitMs, blocks: true };
+  async read(topic: string, queue: number, offset: number, options: { messagesMax?: number; waitMsMax?: number; address?: string } = {}): Promise<ReadResult> {
+    const waitMsMax = options.waitMsMax ?? 0;
+    const request = { topic, queue, offset, messagesMax: options.messagesMax ?? 500, waitMsMax, blocks: true };
     const reply = await this.retry((attempt) =>
       this.cluster.callQueueLeader(topic, queue, 'Consume', request, {
         address: attempt.index === 0 ? options.address : undefined,
-        timeoutMs: this.requestTimeoutMs + maxWaitMs,
+        timeoutMs: this.requestTimeoutMs + waitMsMax,
       }),
     );
     const result = readResultFromWire(reply);

@@ -23,8 +23,8 @@ export interface ConsumerOptions extends ConnectionOptions {
   /** 0 turns auto-commit off: call commit() yourself. */
   autoCommitIntervalMs?: number;
   heartbeatIntervalMs?: number;
-  maxMessages?: number;
-  maxWaitMs?: number;
+  messagesMax?: number;
+  waitMsMax?: number;
   /** Failed messages: retry queue with growing delay, then the dead-letter queue. */
   nack?: { attemptsMax?: number; delayMsInitial?: number; delayMsMax?: number };
   retry?: Partial<RetryPolicy>;
@@ -94,8 +94,8 @@ export class Consumer extends EventEmitter {
   private readonly topic: string;
   private readonly autoCommitIntervalMs: number;
   private readonly heartbeatIntervalMs: number;
-  private readonly maxMessages: number;
-  private readonly maxWaitMs: number;
+  private readonly messagesMax: number;
+  private readonly waitMsMax: number;
   private readonly attemptsMax: number;
   private readonly delayMsInitial: number;
   private readonly delayMsMax: number;
@@ -116,8 +116,8 @@ export class Consumer extends EventEmitter {
     this.topic = options.topic;
     this.autoCommitIntervalMs = checkRange('autoCommitIntervalMs', options.autoCommitIntervalMs ?? 1000, 0, 3_600_000);
     this.heartbeatIntervalMs = checkRange('heartbeatIntervalMs', options.heartbeatIntervalMs ?? 1000, 50, 60_000);
-    this.maxMessages = checkRange('maxMessages', options.maxMessages ?? 500, 1, 10_000);
-    this.maxWaitMs = checkRange('maxWaitMs', options.maxWaitMs ?? 500, 0, 30_000);
+    this.messagesMax = checkRange('messagesMax', options.messagesMax ?? 500, 1, 10_000);
+    this.waitMsMax = checkRange('waitMsMax', options.waitMsMax ?? 500, 0, 30_000);
     this.attemptsMax = checkRange('nack.attemptsMax', options.nack?.attemptsMax ?? 3, 1, 100);
     this.delayMsInitial = checkRange('nack.delayMsInitial', options.nack?.delayMsInitial ?? 1000, 0, 3_600_000);
     this.delayMsMax = checkRange('nack.delayMsMax', options.nack?.delayMsMax ?? 60_000, this.delayMsInitial, 86_400_000);
@@ -247,7 +247,7 @@ export class Consumer extends EventEmitter {
   }
 
   private async readLoop(membership: Membership, reader: QueueReader): Promise<void> {
-    // Ends when the queue is revoked or the consumer closes; each round waits at most maxWaitMs.
+    // Ends when the queue is revoked or the consumer closes; each round waits at most waitMsMax.
     while (!reader.stopping && this.running) {
       const result = await this.readRetried(reader);
       if (result === null) continue;
@@ -270,7 +270,7 @@ export class Consumer extends EventEmitter {
    */
   private async readRetried(reader: QueueReader): Promise<ReadResult | null> {
     const policy = this.client.retryPolicy;
-    const request = { topic: reader.topic, queue: reader.queue, offset: reader.offset, maxMessages: this.maxMessages, maxWaitMs: this.maxWaitMs, blocks: true };
+    const request = { topic: reader.topic, queue: reader.queue, offset: reader.offset, messagesMax: this.messagesMax, waitMsMax: this.waitMsMax, blocks: true };
     try {
       const reply = await retry(
         policy,
@@ -278,7 +278,7 @@ export class Consumer extends EventEmitter {
           if (attempt.index > 0 && (reader.stopping || !this.running)) attempt.bail(null);
           return this.client.cluster.callQueueLeader(reader.topic, reader.queue, 'Consume', request, {
             address: attempt.index === 0 ? reader.address : undefined,
-            timeoutMs: this.client.cluster.requestTimeoutMs + this.maxWaitMs,
+            timeoutMs: this.client.cluster.requestTimeoutMs + this.waitMsMax,
           });
         },
         { signal: reader.stop.signal, onRetry: (error) => this.report(error) },

@@ -35,7 +35,7 @@ export interface BrokerSettings {
   tickMs: number;
   electionTimeoutMs: number;
   fetchTimeoutMs: number;
-  fetchMaxWaitMs: number;
+  fetchWaitMsMax: number;
   fetchBytesMax: number;
   messageBytesMax: number;
   requestBytesMax: number;
@@ -83,7 +83,7 @@ export const defaultBrokerSettings: BrokerSettings = {
   tickMs: 10,
   electionTimeoutMs: 300,
   fetchTimeoutMs: 600,
-  fetchMaxWaitMs: 200,
+  fetchWaitMsMax: 200,
   fetchBytesMax: 4 * MiB,
   messageBytesMax: 4 * MiB,
   requestBytesMax: 16 * MiB,
@@ -97,10 +97,14 @@ export const defaultBrokerSettings: BrokerSettings = {
 };
 
 const settingKeys = Object.keys(defaultBrokerSettings);
+/** Keys of earlier releases, named in the error so that an old cluster file is easy to mend. */
+const renamedSettingKeys: Readonly<Record<string, string>> = { fetchMaxWaitMs: 'fetchWaitMsMax' };
 
 /** Reads a settings mapping over `base`: only the keys given change. */
 export function readSettings(value: unknown, where: Where, base: BrokerSettings): BrokerSettings {
   const fields = readObject(value, where);
+  for (const [old, renamed] of Object.entries(renamedSettingKeys))
+    if (fields[old] !== undefined) fail(at(where, old), `was renamed to ${renamed} (units last, as every limit here)`);
   rejectUnknownKeys(fields, settingKeys, where);
   const s: BrokerSettings = { ...base, advice: { ...base.advice } };
   const int = (key: keyof BrokerSettings, min: number, max: number): void => {
@@ -114,7 +118,7 @@ export function readSettings(value: unknown, where: Where, base: BrokerSettings)
   int('tickMs', 1, 1000);
   int('electionTimeoutMs', 20, 60_000);
   int('fetchTimeoutMs', 20, 120_000);
-  int('fetchMaxWaitMs', 0, 10_000);
+  int('fetchWaitMsMax', 0, 10_000);
   int('fetchBytesMax', 64 * 1024, 256 * MiB);
   int('messageBytesMax', 1, 64 * MiB);
   int('requestBytesMax', 1024, 256 * MiB);
@@ -156,8 +160,8 @@ function readAdvice(value: unknown, where: Where, base: AdviceSettings): AdviceS
 function checkSettings(s: BrokerSettings, where: Where): void {
   if (s.electionTimeoutMs < 2 * s.tickMs) fail(at(where, 'electionTimeoutMs'), `must be at least twice tickMs (${s.tickMs})`);
   if (s.fetchTimeoutMs < s.electionTimeoutMs) fail(at(where, 'fetchTimeoutMs'), `must be at least electionTimeoutMs (${s.electionTimeoutMs})`);
-  if (s.fetchMaxWaitMs >= s.electionTimeoutMs)
-    fail(at(where, 'fetchMaxWaitMs'), `must be below electionTimeoutMs (${s.electionTimeoutMs}), or followers time out on an idle leader`);
+  if (s.fetchWaitMsMax >= s.electionTimeoutMs)
+    fail(at(where, 'fetchWaitMsMax'), `must be below electionTimeoutMs (${s.electionTimeoutMs}), or followers time out on an idle leader`);
   if (s.messageBytesMax > s.requestBytesMax) fail(at(where, 'messageBytesMax'), `must not exceed requestBytesMax (${s.requestBytesMax})`);
   if (s.messageBytesMax + 4096 > s.segmentBytes) fail(at(where, 'messageBytesMax'), `must fit in one segment (segmentBytes ${s.segmentBytes})`);
   if (s.fetchBytesMax < s.messageBytesMax) fail(at(where, 'fetchBytesMax'), `must be at least messageBytesMax (${s.messageBytesMax})`);

@@ -14,7 +14,7 @@
 //       24    4 recordCount       u32  >= 1; the batch spans [baseOffset, baseOffset + recordCount)
 //       28    4 producerSequence  i32  sequence of the first record, -1 when not idempotent
 //       32    8 firstTimestampMs  i64  timestamp of the first record
-//       40    8 maxTimestampMs    i64  largest record timestamp
+//       40    8 timestampMsMax    i64  largest record timestamp
 //       48    8 producerId        i64  -1 when not idempotent
 //       56      records region    the records back to back, stored exactly as they arrived
 //
@@ -52,7 +52,7 @@ export const BatchField = {
   recordCount: 24,
   producerSequence: 28,
   firstTimestampMs: 32,
-  maxTimestampMs: 40,
+  timestampMsMax: 40,
   producerId: 48,
 } as const;
 const crcStart = 8;
@@ -68,7 +68,7 @@ export interface BatchHeader {
   recordCount: number;
   producerSequence: number;
   firstTimestampMs: number;
-  maxTimestampMs: number;
+  timestampMsMax: number;
   producerId: number;
 }
 
@@ -137,7 +137,7 @@ export function decodeBatchHeader(bytes: Uint8Array): BatchHeader {
     recordCount: buffer.readUInt32LE(BatchField.recordCount),
     producerSequence: buffer.readInt32LE(BatchField.producerSequence),
     firstTimestampMs: readInt64(buffer, BatchField.firstTimestampMs),
-    maxTimestampMs: readInt64(buffer, BatchField.maxTimestampMs),
+    timestampMsMax: readInt64(buffer, BatchField.timestampMsMax),
     producerId: readInt64(buffer, BatchField.producerId),
   };
 }
@@ -190,7 +190,7 @@ export function stampBatch(bytes: Uint8Array, baseOffset: number, epoch: number)
 export interface RawBatchInput extends BatchFields {
   recordCount: number;
   firstTimestampMs: number;
-  maxTimestampMs: number;
+  timestampMsMax: number;
   /** Records region exactly as it arrived; copied once into the batch, never re-encoded. */
   recordsRegion: Uint8Array;
 }
@@ -212,7 +212,7 @@ export function encodeBatchRaw(input: RawBatchInput): Buffer {
   buffer.writeUInt32LE(input.recordCount, BatchField.recordCount);
   buffer.writeInt32LE(input.producerSequence ?? -1, BatchField.producerSequence);
   writeInt64(buffer, BatchField.firstTimestampMs, input.firstTimestampMs, 'firstTimestampMs');
-  writeInt64(buffer, BatchField.maxTimestampMs, input.maxTimestampMs, 'maxTimestampMs');
+  writeInt64(buffer, BatchField.timestampMsMax, input.timestampMsMax, 'timestampMsMax');
   writeInt64(buffer, BatchField.producerId, input.producerId ?? -1, 'producerId');
   buffer.set(input.recordsRegion, batchHeaderBytes);
   stampBatch(buffer, input.baseOffset ?? 0, input.epoch ?? 0);
@@ -227,12 +227,12 @@ export interface BatchInput extends BatchFields {
 export function encodeBatch(input: BatchInput): Buffer {
   if (input.records.length === 0) throw new LogError('bad_batch', 'a batch needs at least one record');
   const firstTimestampMs = input.records[0]!.timestampMs;
-  const maxTimestampMs = input.records.reduce((maximum, record) => Math.max(maximum, record.timestampMs), firstTimestampMs);
+  const timestampMsMax = input.records.reduce((maximum, record) => Math.max(maximum, record.timestampMs), firstTimestampMs);
   return encodeBatchRaw({
     ...input,
     recordCount: input.records.length,
     firstTimestampMs,
-    maxTimestampMs,
+    timestampMsMax,
     recordsRegion: encodeRecords(input.records, firstTimestampMs),
   });
 }

@@ -248,11 +248,11 @@ export class SegmentLog {
   /**
    * Whole batches from the one containing `offset`, as views of the mapped files (no copy), each
    * verified against its CRC. At least one batch when any is below `limitOffset` (default
-   * endOffset), then more while the total stays within `maxBytes`; only batches ending at or
+   * endOffset), then more while the total stays within `bytesMax`; only batches ending at or
    * below `limitOffset` (e.g. a high watermark). Empty at the end of the log.
    * A view of a segment later deleted by retention or truncation reads as zeros.
    */
-  read(offset: number, maxBytes: number, limitOffset: number = this.endOffset): Buffer[] {
+  read(offset: number, bytesMax: number, limitOffset: number = this.endOffset): Buffer[] {
     this.checkOpen();
     if (!Number.isSafeInteger(offset) || offset < this.startOffset || offset > this.endOffset) {
       throw new OutOfRangeError(`offset ${offset} outside [${this.startOffset}, ${this.endOffset}]`, this.startOffset, this.endOffset);
@@ -273,7 +273,7 @@ export class SegmentLog {
       }
       const facts = segment.checkedFactsAt(position, batchOffset);
       if (facts.baseOffset + facts.recordCount > limit) break;
-      if (batches.length > 0 && totalBytes + facts.batchLength > maxBytes) break;
+      if (batches.length > 0 && totalBytes + facts.batchLength > bytesMax) break;
       batches.push(segment.verifiedBatchAt(position, batchOffset));
       totalBytes += facts.batchLength;
       position += facts.batchLength;
@@ -458,7 +458,7 @@ export class SegmentLog {
       const head = this.segments[0]!;
       if (head.nextOffset > offsetLimit) break;
       const overSize = bytesMax !== null && sizeBytes - head.dataBytes >= bytesMax;
-      const overAge = ageMsMax !== null && head.maxTimestampMs !== noTimestampMs && nowMs - head.maxTimestampMs > ageMsMax;
+      const overAge = ageMsMax !== null && head.timestampMsMax !== noTimestampMs && nowMs - head.timestampMsMax > ageMsMax;
       if (!overSize && !overAge) break;
       sizeBytes -= head.dataBytes;
       this.segments.shift()!.delete();

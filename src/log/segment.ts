@@ -31,7 +31,7 @@ export interface BatchFacts {
   baseOffset: number;
   recordCount: number;
   epoch: number;
-  maxTimestampMs: number;
+  timestampMsMax: number;
 }
 
 export function batchFactsAt(buffer: Buffer, position: number): BatchFacts {
@@ -40,7 +40,7 @@ export function batchFactsAt(buffer: Buffer, position: number): BatchFacts {
     baseOffset: readUint64(buffer, position + BatchField.baseOffset),
     recordCount: buffer.readUInt32LE(position + BatchField.recordCount),
     epoch: buffer.readUInt32LE(position + BatchField.epoch),
-    maxTimestampMs: readInt64(buffer, position + BatchField.maxTimestampMs),
+    timestampMsMax: readInt64(buffer, position + BatchField.timestampMsMax),
   };
 }
 
@@ -78,7 +78,7 @@ export class Segment {
   /** Epoch of the last batch, or -1 while the segment is empty. */
   lastEpoch = -1;
   /** Largest batch timestamp in the segment (noTimestampMs while empty). */
-  maxTimestampMs = noTimestampMs;
+  timestampMsMax = noTimestampMs;
   private closed = false;
   private syncsInFlight = 0;
 
@@ -265,12 +265,12 @@ export class Segment {
     if (need === 'required' && !room) {
       throw new LogError('corrupt', `segment ${this.path}: more epoch changes than index entries`, { file: this.path });
     }
-    if (need !== 'none' && room) this.writeIndexEntry(facts, position, this.maxTimestampMs);
+    if (need !== 'none' && room) this.writeIndexEntry(facts, position, this.timestampMsMax);
     this.bytesSinceIndexEntry += facts.batchLength;
     this.dataEndPosition = position + facts.batchLength;
     this.nextOffset = facts.baseOffset + facts.recordCount;
     this.lastEpoch = facts.epoch;
-    this.maxTimestampMs = Math.max(this.maxTimestampMs, facts.maxTimestampMs);
+    this.timestampMsMax = Math.max(this.timestampMsMax, facts.timestampMsMax);
   }
 
   append(batch: Buffer, facts: BatchFacts): void {
@@ -298,7 +298,7 @@ export class Segment {
     this.dataEndPosition = segmentHeaderBytes;
     this.nextOffset = this.baseOffset;
     this.lastEpoch = -1;
-    this.maxTimestampMs = noTimestampMs;
+    this.timestampMsMax = noTimestampMs;
   }
 
   /** Zeroes index entries from `entryIndex` on, touching the file only when something is there. */
@@ -343,7 +343,7 @@ export class Segment {
     const resume = this.indexEntry(entriesToKeep - 1);
     const priorMaxTimestampMs = readInt64(this.indexMapping, this.entryPosition(entriesToKeep - 1) + 16);
     this.resetState(entriesToKeep - 1);
-    this.maxTimestampMs = priorMaxTimestampMs;
+    this.timestampMsMax = priorMaxTimestampMs;
     return this.scanFrom(resume.position, resume.offset, true);
   }
 

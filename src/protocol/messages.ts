@@ -145,9 +145,9 @@ export interface ConsumeRequest {
   offset?: number;
   consumerGroup?: string;
   useCommitted?: boolean;
-  maxMessages?: number;
-  maxBytes?: number;
-  maxWaitMs?: number;
+  messagesMax?: number;
+  bytesMax?: number;
+  waitMsMax?: number;
   blocks?: boolean;
 }
 
@@ -185,8 +185,8 @@ export interface SubscribeRequest {
   offset?: number;
   consumerGroup?: string;
   useCommitted?: boolean;
-  maxMessages?: number;
-  maxBytes?: number;
+  messagesMax?: number;
+  bytesMax?: number;
   blocks?: boolean;
 }
 

@@ -275,8 +275,8 @@ export class RaftCore {
   }
 
   // Entries of the core's log view (stored plus not yet persisted): for the apply loop and tests.
-  entries(fromOffset: number, maxBytes: number): Entry[] {
-    return this.node.log.entries(fromOffset, maxBytes);
+  entries(fromOffset: number, bytesMax: number): Entry[] {
+    return this.node.log.entries(fromOffset, bytesMax);
   }
 
   private refusal(): ProposeResult | null {

@@ -24,7 +24,7 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
   assert(typeof config.id === 'string' && config.id.length > 0, 'config: id is required');
   assert(Number.isInteger(config.electionTicks) && config.electionTicks >= 1, 'config: electionTicks >= 1');
   assert(Number.isInteger(config.fetchTimeoutTicks) && config.fetchTimeoutTicks >= 1, 'config: fetchTimeoutTicks >= 1');
-  assert(Number.isInteger(config.maxFetchBytes) && config.maxFetchBytes >= 1, 'config: maxFetchBytes >= 1');
+  assert(Number.isInteger(config.fetchBytesMax) && config.fetchBytesMax >= 1, 'config: fetchBytesMax >= 1');
   assert(typeof config.random === 'function', 'config: random is required');
   const resolved: ResolvedConfig = {
     id: config.id,
@@ -34,7 +34,7 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     fetchTimeoutTicks: config.fetchTimeoutTicks,
     fetchRetryTicks: config.fetchRetryTicks ?? Math.max(1, Math.floor(config.electionTicks / 4)),
     beginQuorumEpochResendTicks: config.beginQuorumEpochResendTicks ?? Math.max(1, Math.floor(config.electionTicks / 2)),
-    maxFetchBytes: config.maxFetchBytes,
+    fetchBytesMax: config.fetchBytesMax,
     uncommittedOffsetsMax: config.uncommittedOffsetsMax ?? 1_000_000,
     random: config.random,
     recoveringRuleDisabled: config.recoveringRuleDisabled ?? false,
@@ -353,7 +353,7 @@ export function sendFetch(node: RaftNode): void {
     to: node.leaderId,
     fetchOffset,
     lastFetchedEpoch: node.log.epochBefore(fetchOffset),
-    maxBytes: node.config.maxFetchBytes,
+    bytesMax: node.config.fetchBytesMax,
     requestId: node.fetchRequestId + 1,
     ...(node.recovering ? { recovering: true } : {}),
   });

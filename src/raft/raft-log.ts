@@ -171,14 +171,14 @@ export class RaftLog {
     return { endOffset, epoch, membership };
   }
 
-  // Whole entries from the one containing fromOffset, within maxBytes but at least one.
-  entries(fromOffset: number, maxBytes: number): Entry[] {
+  // Whole entries from the one containing fromOffset, within bytesMax but at least one.
+  entries(fromOffset: number, bytesMax: number): Entry[] {
     assert(fromOffset >= this.startOffset() && fromOffset <= this.endOffset(), 'log.entries: offset out of range');
     const result: Entry[] = [];
     let bytes = 0;
     let position = fromOffset;
     if (position < this.tailStart) {
-      for (const entry of this.storage.entries(position, maxBytes)) {
+      for (const entry of this.storage.entries(position, bytesMax)) {
         if (entry.offset >= this.tailStart) break;
         result.push(entry);
         bytes += entryBytes(entry);
@@ -191,7 +191,7 @@ export class RaftLog {
     if (first < 0) return result;
     for (let index = first; index < this.tail.length; index += 1) {
       const entry = this.tail[index]!;
-      if (result.length > 0 && bytes + entryBytes(entry) > maxBytes) break;
+      if (result.length > 0 && bytes + entryBytes(entry) > bytesMax) break;
       result.push(entry);
       bytes += entryBytes(entry);
     }

@@ -75,8 +75,8 @@ export function leaderHandleFetch(node: RaftNode, request: FetchRequest): void {
   }
   recordMatchedFetch(progress, request.fetchOffset, request.requestId, recovering, node.tick);
   maybeAdvanceHighWatermark(node);
-  const maxBytes = Math.max(1, Math.min(request.maxBytes, node.config.maxFetchBytes));
-  const entries = node.log.entries(request.fetchOffset, maxBytes);
+  const bytesMax = Math.max(1, Math.min(request.bytesMax, node.config.fetchBytesMax));
+  const entries = node.log.entries(request.fetchOffset, bytesMax);
   answerFetch(node, request, { ...base, entries, highWatermark: node.highWatermark });
   maybeSendTimeoutNow(node);
   maybeStepDownAfterRemoval(node);

@@ -37,9 +37,9 @@ export interface RaftStorage {
   // KRaft leader-epoch cache: each epoch present in the log with the offset of its first entry
   // still stored (an epoch that began below startOffset starts at startOffset), ascending in both.
   epochHistory(): EpochStart[];
-  // Whole entries starting with the one that contains fromOffset, up to maxBytes in total but at
+  // Whole entries starting with the one that contains fromOffset, up to bytesMax in total but at
   // least one entry when any exists at or after fromOffset. fromOffset in [startOffset, endOffset].
-  entries(fromOffset: number, maxBytes: number): Entry[];
+  entries(fromOffset: number, bytesMax: number): Entry[];
   // The membership entries in force from startOffset on, ascending by offset: the latest one below
   // startOffset (when entries were removed, the snapshot's), then those stored in the log (at
   // least the latest two).
@@ -133,7 +133,7 @@ export class MemoryStorage implements RaftStorage {
     return this.history.map((item) => ({ ...item }));
   }
 
-  entries(fromOffset: number, maxBytes: number): Entry[] {
+  entries(fromOffset: number, bytesMax: number): Entry[] {
     const end = this.endOffset();
     assert(fromOffset >= this.startOffset() && fromOffset <= end, 'storage.entries: offset out of range');
     if (fromOffset === end) return [];
@@ -143,7 +143,7 @@ export class MemoryStorage implements RaftStorage {
     let bytes = 0;
     for (let index = first; index < this.log.length; index += 1) {
       const entry = this.log[index]!;
-      if (result.length > 0 && bytes + entryBytes(entry) > maxBytes) break;
+      if (result.length > 0 && bytes + entryBytes(entry) > bytesMax) break;
       result.push(entry);
       bytes += entryBytes(entry);
     }

@@ -108,7 +108,7 @@ export interface FetchRequest extends MessageBase {
   type: 'FetchRequest';
   fetchOffset: number; // the fetcher's durable end offset: it holds everything below it durably
   lastFetchedEpoch: number; // epoch of the entry that ends at fetchOffset (0 when none)
-  maxBytes: number;
+  bytesMax: number;
   // Set while the fetcher is recovering (it lost entries it had promised): the leader then counts
   // it at exactly fetchOffset, even below what it counted before (progress.ts).
   recovering?: boolean;
@@ -227,7 +227,7 @@ export interface RaftConfig {
   // A leader re-sends BeginQuorumEpoch to a voter that has not fetched for this many ticks.
   beginQuorumEpochResendTicks?: number;
   // Upper bound on the bytes of entries in one Fetch answer (at least one entry is sent).
-  maxFetchBytes: number;
+  fetchBytesMax: number;
   // Upper bound on uncommitted offsets on a leader; beyond it propose() refuses (backpressure).
   uncommittedOffsetsMax?: number;
   // Seeded uniform [0, 1) generator; the only source of randomness.

@@ -35,7 +35,7 @@ export function batchOfEntry(entry: Entry, nowMs: number): Buffer {
     batchType: entry.type as unknown as BatchType,
     recordCount: entry.count,
     firstTimestampMs: nowMs,
-    maxTimestampMs: nowMs,
+    timestampMsMax: nowMs,
     recordsRegion: entry.payload,
   });
   batchOfPayload.set(entry.payload, batch);
@@ -113,14 +113,14 @@ export class LogRaftStorage implements RaftStorage {
     return this.log.epochStartOffsets().map((e) => ({ epoch: e.epoch, startOffset: e.startOffset }));
   }
 
-  /** Whole entries from the one holding `fromOffset`, within maxBytes but at least one (as SegmentLog.read). */
-  entries(fromOffset: number, maxBytes: number): Entry[] {
+  /** Whole entries from the one holding `fromOffset`, within bytesMax but at least one (as SegmentLog.read). */
+  entries(fromOffset: number, bytesMax: number): Entry[] {
     if (fromOffset >= this.log.endOffset) return [];
-    return this.recentEntries(fromOffset, maxBytes) ?? this.log.read(fromOffset, maxBytes).map(entryFromBatch);
+    return this.recentEntries(fromOffset, bytesMax) ?? this.log.read(fromOffset, bytesMax).map(entryFromBatch);
   }
 
   /** The answer from the cache, or null when `fromOffset` lies before it. */
-  private recentEntries(fromOffset: number, maxBytes: number): Entry[] | null {
+  private recentEntries(fromOffset: number, bytesMax: number): Entry[] | null {
     const recent = this.recent;
     const first = recent[this.recentHead];
     const last = recent[recent.length - 1];
@@ -142,7 +142,7 @@ export class LogRaftStorage implements RaftStorage {
     for (let index = low; index < recent.length; index++) {
       const entry = recent[index]!;
       const size = batchHeaderBytes + entry.payload.byteLength;
-      if (result.length > 0 && bytes + size > maxBytes) break;
+      if (result.length > 0 && bytes + size > bytesMax) break;
       result.push(entry);
       bytes += size;
     }

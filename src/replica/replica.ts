@@ -101,7 +101,7 @@ export interface ReplicaOptions {
   tickMs: number;
   electionTimeoutMs: number;
   fetchTimeoutMs: number;
-  fetchMaxWaitMs: number;
+  fetchWaitMsMax: number;
   fetchBytesMax: number;
   pendingProposalsMax: number;
   logger: Logger;
@@ -203,8 +203,8 @@ export class Replica {
         electionTicks,
         electionJitterTicks: electionTicks,
         fetchTimeoutTicks: Math.max(electionTicks + 1, Math.round(options.fetchTimeoutMs / options.tickMs)),
-        fetchRetryTicks: Math.min(electionTicks, Math.ceil((options.fetchMaxWaitMs + 50) / options.tickMs)),
-        maxFetchBytes: options.fetchBytesMax,
+        fetchRetryTicks: Math.min(electionTicks, Math.ceil((options.fetchWaitMsMax + 50) / options.tickMs)),
+        fetchBytesMax: options.fetchBytesMax,
         uncommittedOffsetsMax: 1_000_000,
         random: options.random ?? Math.random,
         // TEST ONLY: shows what the recovering rule prevents (chaos and tests set it to see loss).
@@ -330,9 +330,9 @@ export class Replica {
   /**
    * An incoming peer request: steps it and resolves with the core's answer. An empty Fetch
    * answer from a caught-up follower is parked (long poll) until the next append, the next
-   * request on the same `channel`, the end of that channel, or maxWaitMs.
+   * request on the same `channel`, the end of that channel, or waitMsMax.
    */
-  handle(request: Message, maxWaitMs: number, channel: object | null = null): Promise<Message | null> {
+  handle(request: Message, waitMsMax: number, channel: object | null = null): Promise<Message | null> {
     if (this.closed) return Promise.resolve(null);
     const answerType = answerTypeOf[request.type];
     if (!answerType) {
@@ -360,9 +360,9 @@ export class Replica {
     // The core answers within the same pump; none means it had nothing to say (e.g. stale).
     this.removePending(pending);
     const answered = answer as Message | null;
-    if (answered?.type === 'FetchResponse' && request.type === 'FetchRequest' && this.parkable(request, answered, maxWaitMs)) {
+    if (answered?.type === 'FetchResponse' && request.type === 'FetchRequest' && this.parkable(request, answered, waitMsMax)) {
       return new Promise((resolve) => {
-        const deadlineMs = Date.now() + Math.min(maxWaitMs, this.options.fetchMaxWaitMs);
+        const deadlineMs = Date.now() + Math.min(waitMsMax, this.options.fetchWaitMsMax);
         this.parkedFetches.add({ request, emptyAnswer: answered, resolve: (m) => resolve(this.noteSent(m)), deadlineMs, channel });
       });
     }
@@ -376,12 +376,12 @@ export class Replica {
   }
 
   /** Long poll: an empty answer to a caught-up follower of this leader waits for new entries. */
-  private parkable(request: FetchRequest, answer: FetchResponse, maxWaitMs: number): boolean {
+  private parkable(request: FetchRequest, answer: FetchResponse, waitMsMax: number): boolean {
     const empty = answer.entries.length === 0 && !answer.error && !answer.divergingEpoch;
     // The core's high watermark: the answer may carry a lower one while the promise it relies on
     // is being written (offerHighWatermark); the next wake sends the exposed one.
     const caughtUp = request.fetchOffset >= this.log.endOffset && Math.max(answer.highWatermark, this.offeredHighWatermark) >= request.fetchOffset;
-    return empty && caughtUp && maxWaitMs > 0 && this.role === 'leader';
+    return empty && caughtUp && waitMsMax > 0 && this.role === 'leader';
   }
 
   private removePending(pending: PendingAnswer): void {

@@ -47,7 +47,7 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     tickMs: s.tickMs,
     electionTimeoutMs: s.electionTimeoutMs,
     fetchTimeoutMs: s.fetchTimeoutMs,
-    fetchMaxWaitMs: s.fetchMaxWaitMs,
+    fetchWaitMsMax: s.fetchWaitMsMax,
     fetchBytesMax: s.fetchBytesMax,
     pendingProposalsMax: s.pendingProposalsMax,
     logger: log,
@@ -72,7 +72,7 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
   );
   addPeerService(peerServer, identity, wireCodec, {
     isMember: (id) => group.brokers.some((b) => b.id === id) && id !== brokerId,
-    handle: (request, maxWaitMs, channel) => replica.handle(request, maxWaitMs, channel),
+    handle: (request, waitMsMax, channel) => replica.handle(request, waitMsMax, channel),
     dropChannel: (channel) => replica.dropChannel(channel),
     requireCertificate: security.tls !== null,
   });
@@ -85,7 +85,7 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     group.brokers.map((b) => ({ id: b.id, address: `${b.host}:${b.peerPort}` })),
     wireCodec,
     (answer) => replica.deliver(answer),
-    { fetchMaxWaitMs: s.fetchMaxWaitMs, requestTimeoutMs: Math.max(100, s.electionTimeoutMs) },
+    { fetchWaitMsMax: s.fetchWaitMsMax, requestTimeoutMs: Math.max(100, s.electionTimeoutMs) },
     (peer, rpc, error) => log.debug('peer.call.failed', { peer, rpc, code: error.code, details: error.details }),
     security.tls?.channel,
   );

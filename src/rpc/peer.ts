@@ -35,11 +35,11 @@ export interface PeerRequestHandler {
   /** With mutual TLS: the sender must hold a certificate whose common name is its replica id. */
   requireCertificate?: boolean;
   /**
-   * Resolves with the core's answer to `request` (a Fetch may be held for `maxWaitMs`), or null
+   * Resolves with the core's answer to `request` (a Fetch may be held for `waitMsMax`), or null
    * when the replica is shutting down; rejects with InvariantError on a request that contradicts
    * the replica's state.
    */
-  handle(request: Message, maxWaitMs: number, channel?: FetchChannel): Promise<Message | null>;
+  handle(request: Message, waitMsMax: number, channel?: FetchChannel): Promise<Message | null>;
   /** The stream `channel` ended: forget every Fetch of it that still waits. */
   dropChannel?(channel: FetchChannel): void;
 }
@@ -81,7 +81,7 @@ export function addPeerService(server: grpc.Server, self: PeerIdentity, codec: E
       } catch (error) {
         return callback(malformed(error));
       }
-      handler.handle(message, Number(call.request.maxWaitMs ?? 0)).then(
+      handler.handle(message, Number(call.request.waitMsMax ?? 0)).then(
         (answer) => (answer ? callback(null, toWire(answer)) : callback(shuttingDown)),
         (error: Error) => callback(contradiction(error)),
       );
@@ -94,7 +94,7 @@ export function addPeerService(server: grpc.Server, self: PeerIdentity, codec: E
     epoch: num(w.epoch),
     fetchOffset: num(w.fetchOffset),
     lastFetchedEpoch: num(w.lastFetchedEpoch),
-    maxBytes: num(w.maxBytes),
+    bytesMax: num(w.bytesMax),
     requestId: num(w.requestId),
     ...(w.recovering ? { recovering: true } : {}),
   });
@@ -176,7 +176,7 @@ function serveFetchStream(call: grpc.ServerDuplexStream<Wire, Wire>, serving: Fe
       return finish({ code: grpc.status.RESOURCE_EXHAUSTED, details: `more than ${fetchStreamInflightMax} Fetches unanswered on one stream` });
     }
     unansweredCount++;
-    serving.handler.handle(message, Number(request.maxWaitMs ?? 0), channel).then(
+    serving.handler.handle(message, Number(request.waitMsMax ?? 0), channel).then(
       (answer) => {
         unansweredCount--;
         if (!open) return;
@@ -246,7 +246,7 @@ interface FetchStreamClient {
  * the answer back through `deliver`; a failed call is dropped (the core retries on its ticks).
  * Fetches go on one stream to the current leader: opened on the first Fetch to it, closed when
  * the core fetches from another replica, and replaced when it breaks, when an answer is overdue
- * (fetchMaxWaitMs + requestTimeoutMs, the unary call's deadline) or when it is full.
+ * (fetchWaitMsMax + requestTimeoutMs, the unary call's deadline) or when it is full.
  */
 export class PeerClients {
   private readonly clients = new Map<ReplicaId, grpc.Client>();
@@ -259,7 +259,7 @@ export class PeerClients {
     peers: PeerEndpoint[],
     private readonly codec: EntryWireCodec,
     private readonly deliver: (answer: Message) => void,
-    private readonly timing: { fetchMaxWaitMs: number; requestTimeoutMs: number },
+    private readonly timing: { fetchWaitMsMax: number; requestTimeoutMs: number },
     private readonly onError: (peer: ReplicaId, rpc: string, error: grpc.ServiceError) => void,
     credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
   ) {
@@ -323,8 +323,8 @@ export class PeerClients {
           epoch: message.epoch,
           fetchOffset: message.fetchOffset,
           lastFetchedEpoch: message.lastFetchedEpoch,
-          maxBytes: message.maxBytes,
-          maxWaitMs: this.timing.fetchMaxWaitMs,
+          bytesMax: message.bytesMax,
+          waitMsMax: this.timing.fetchWaitMsMax,
           requestId: message.requestId,
           recovering: message.recovering === true,
         });
@@ -351,7 +351,7 @@ export class PeerClients {
   }
 
   private overdue(stream: FetchStreamClient, nowMs: number): boolean {
-    const limitMs = this.timing.fetchMaxWaitMs + this.timing.requestTimeoutMs;
+    const limitMs = this.timing.fetchWaitMsMax + this.timing.requestTimeoutMs;
     for (const sentMs of stream.unanswered.values()) if (nowMs - sentMs > limitMs) return true;
     return false;
   }

@@ -31,7 +31,7 @@ describe('chaos checker', () => {
   it('counts nothing on a clean history and measures the longest gap between acks', () => {
     const findings = countFindings(history());
     assert.deepEqual([findings.acked, findings.lost, findings.duplicated, findings.reordered, findings.changed, findings.replicaShort], [6, 0, 0, 0, 0, 0]);
-    assert.equal(findings.maxGapMs, 10);
+    assert.equal(findings.gapMsMax, 10);
     assert.deepEqual(findings.examples, []);
   });
 
@@ -118,7 +118,7 @@ describe('chaos checker', () => {
       ],
     });
     const findings = countFindings(input);
-    assert.equal(findings.maxGapMs, 880);
+    assert.equal(findings.gapMsMax, 880);
     assert.deepEqual(findings.faultGapsMs, [880, 10]);
   });
 });

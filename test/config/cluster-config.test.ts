@@ -39,6 +39,7 @@ test('refusals name the source, the key path and what fits', () => {
     ],
     [file('  flush: { mode: sync, intervalMs: 5 }'), /settings\.flush\.intervalMs: only applies to mode async/],
     [file('  fetchBytesMaxx: 1'), /settings\.fetchBytesMaxx: unknown key/],
+    [file('  fetchMaxWaitMs: 100'), /settings\.fetchMaxWaitMs: was renamed to fetchWaitMsMax/],
     [
       file('  tickMs: 1', [
         [7001, 7101, 7201],

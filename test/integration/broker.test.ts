@@ -81,7 +81,7 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
 
   test('Subscribe streams a queue from an offset and then what arrives later, until cancelled', async () => {
     const client = cluster.client(leader).raw as unknown as { Subscribe(request: Wire): grpc.ClientReadableStream<Wire> };
-    const stream = client.Subscribe({ topic: 'orders', queue: 0, offset: 9990, maxMessages: 100 });
+    const stream = client.Subscribe({ topic: 'orders', queue: 0, offset: 9990, messagesMax: 100 });
     const seen: string[] = [];
     const done = new Promise<void>((resolve, reject) => {
       stream.on('data', (reply: Wire) => {

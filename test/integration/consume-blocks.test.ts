@@ -1,7 +1,7 @@
 // Integration: Consume and Subscribe answering in RecordBlocks (mamba.proto) against real brokers
 // on 127.0.0.1. The rule checked: a block answer carries exactly the messages the per-record
 // answer carries (offsets, keys, bodies, headers, timestamps), from the exact requested offset,
-// within max_messages and max_bytes, only committed messages; and the SDK's read decodes it.
+// within messages_max and bytes_max, only committed messages; and the SDK's read decodes it.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -89,13 +89,13 @@ describe('Consume in RecordBlocks', { timeout: 180_000 }, () => {
     return readResultFromWire(reply as ConsumeResponse).messages;
   }
 
-  test('every offset, several max_messages: blocks carry what records carry', async () => {
-    for (const maxMessages of [1, 2, 5, 60, 500]) {
-      for (let offset = 0; offset < sent.length; offset += maxMessages === 1 ? 1 : 3) {
-        const [records, blocks] = await Promise.all([consume({ offset, maxMessages }), consume({ offset, maxMessages, blocks: true })]);
+  test('every offset, several messages_max: blocks carry what records carry', async () => {
+    for (const messagesMax of [1, 2, 5, 60, 500]) {
+      for (let offset = 0; offset < sent.length; offset += messagesMax === 1 ? 1 : 3) {
+        const [records, blocks] = await Promise.all([consume({ offset, messagesMax }), consume({ offset, messagesMax, blocks: true })]);
         const fromBlocks = blockMessages(blocks, offset);
-        assert.equal(fromBlocks.length, Math.min(maxMessages, sent.length - offset), `offset ${offset}, max ${maxMessages}`);
-        assert.deepEqual(fromBlocks.map(shapeOf), readResultFromWire(records as ConsumeResponse).messages.map(shapeOf), `offset ${offset}, max ${maxMessages}`);
+        assert.equal(fromBlocks.length, Math.min(messagesMax, sent.length - offset), `offset ${offset}, max ${messagesMax}`);
+        assert.deepEqual(fromBlocks.map(shapeOf), readResultFromWire(records as ConsumeResponse).messages.map(shapeOf), `offset ${offset}, max ${messagesMax}`);
         assert.equal(Number(blocks.nextOffset), Number(records.nextOffset));
         fromBlocks.forEach((m, index) => {
           const want = sent[offset + index]!;
@@ -109,10 +109,10 @@ describe('Consume in RecordBlocks', { timeout: 180_000 }, () => {
     }
   });
 
-  test('max_bytes bounds a block answer, and the first message comes whatever its size', async () => {
-    const one = await consume({ offset: 0, maxMessages: 500, maxBytes: 1, blocks: true });
+  test('bytes_max bounds a block answer, and the first message comes whatever its size', async () => {
+    const one = await consume({ offset: 0, messagesMax: 500, bytesMax: 1, blocks: true });
     assert.equal(blockMessages(one, 0).length, 1);
-    const some = blockMessages(await consume({ offset: 4, maxMessages: 500, maxBytes: 2000, blocks: true }), 4);
+    const some = blockMessages(await consume({ offset: 4, messagesMax: 500, bytesMax: 2000, blocks: true }), 4);
     assert.ok(some.length > 1 && some.length < sent.length - 4, `${some.length} messages within 2000 bytes`);
     const encodedBytes = some.reduce(
       (sum, m) =>
@@ -127,7 +127,7 @@ describe('Consume in RecordBlocks', { timeout: 180_000 }, () => {
         m.body.byteLength,
       0,
     );
-    assert.ok(encodedBytes <= 2000, `${encodedBytes} encoded bytes within max_bytes 2000`);
+    assert.ok(encodedBytes <= 2000, `${encodedBytes} encoded bytes within bytes_max 2000`);
   });
 
   test('at the end: no blocks, next_offset stays; past the end: OUT_OF_RANGE', async () => {
@@ -146,7 +146,7 @@ describe('Consume in RecordBlocks', { timeout: 180_000 }, () => {
     try {
       const read: ReceivedMessage[] = [];
       for (let offset = 0, round = 0; offset < sent.length && round < 100; round++) {
-        const result = await sdk.read(topic, 0, offset, { maxMessages: 17 });
+        const result = await sdk.read(topic, 0, offset, { messagesMax: 17 });
         read.push(...result.messages);
         offset = result.nextOffset;
       }
@@ -155,7 +155,7 @@ describe('Consume in RecordBlocks', { timeout: 180_000 }, () => {
         sent.map((m) => m.body),
       );
       const follower = cluster.groupBrokers('g1').find((b) => b.id !== leader)!;
-      const fromFollower = await sdk.read(topic, 0, 5, { maxMessages: 500, address: follower.clientAddress });
+      const fromFollower = await sdk.read(topic, 0, 5, { messagesMax: 500, address: follower.clientAddress });
       assert.deepEqual(fromFollower.messages.map(shapeOf), read.slice(5, 5 + fromFollower.messages.length).map(shapeOf));
     } finally {
       sdk.close();
@@ -164,7 +164,7 @@ describe('Consume in RecordBlocks', { timeout: 180_000 }, () => {
 
   test('Subscribe with blocks streams blocks from the offset, then what arrives later', async () => {
     const raw = cluster.client(leader).raw as unknown as { Subscribe(request: Wire): grpc.ClientReadableStream<Wire> };
-    const stream = raw.Subscribe({ topic, queue: 0, offset: sent.length - 3, maxMessages: 100, blocks: true });
+    const stream = raw.Subscribe({ topic, queue: 0, offset: sent.length - 3, messagesMax: 100, blocks: true });
     const seen: ReceivedMessage[] = [];
     const done = new Promise<void>((resolve, reject) => {
       stream.on('data', (reply: Wire) => {

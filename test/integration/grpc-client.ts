@@ -60,8 +60,8 @@ export class MambaClient {
     return this.call('Produce', { topic, queue, ack, messages: bodies.map((body) => ({ body })) }, timeoutMs);
   }
 
-  consume(topic: string, queue: number, offset: number, maxMessages = 1000, maxWaitMs = 0): Promise<Wire> {
-    return this.call('Consume', { topic, queue, offset, maxMessages, maxWaitMs }, maxWaitMs + 10_000);
+  consume(topic: string, queue: number, offset: number, messagesMax = 1000, waitMsMax = 0): Promise<Wire> {
+    return this.call('Consume', { topic, queue, offset, messagesMax, waitMsMax }, waitMsMax + 10_000);
   }
 
   close(): void {

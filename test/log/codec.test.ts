@@ -73,7 +73,7 @@ describe('batch codec', () => {
           assert.equal(header.producerSequence, fields.producerSequence);
           assert.equal(header.recordCount, records.length);
           assert.equal(header.firstTimestampMs, records[0]!.timestampMs);
-          assert.equal(header.maxTimestampMs, Math.max(...records.map((item) => item.timestampMs)));
+          assert.equal(header.timestampMsMax, Math.max(...records.map((item) => item.timestampMs)));
           const decoded = decodeRecords(batch);
           assert.deepEqual(
             decoded.map((item) => ({ ...item, key: item.key && Buffer.from(item.key), value: item.value && Buffer.from(item.value) })),
@@ -97,7 +97,7 @@ describe('batch codec', () => {
 
   it('encodeBatchRaw stores the records region byte for byte', () => {
     const region = encodeRecords([{ key: null, value: Buffer.from('abc'), headers: [], timestampMs: 10 }], 10);
-    const batch = encodeBatchRaw({ recordCount: 1, firstTimestampMs: 10, maxTimestampMs: 10, recordsRegion: region });
+    const batch = encodeBatchRaw({ recordCount: 1, firstTimestampMs: 10, timestampMsMax: 10, recordsRegion: region });
     assert.deepEqual(batch.subarray(batchHeaderBytes), region);
     assert.equal(decodeRecords(batch)[0]!.value!.toString(), 'abc');
   });

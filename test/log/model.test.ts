@@ -16,7 +16,7 @@ interface ModelBatch {
 
 type Command =
   | { kind: 'append'; recordCount: number; valueBytes: number; epochBump: boolean }
-  | { kind: 'read'; at: number; maxBytes: number }
+  | { kind: 'read'; at: number; bytesMax: number }
   | { kind: 'truncate'; at: number }
   | { kind: 'reopen' }
   | { kind: 'retention'; bytesMax: number }
@@ -34,7 +34,7 @@ const command: fc.Arbitrary<Command> = fc.oneof(
   },
   {
     weight: 2,
-    arbitrary: fc.record({ kind: fc.constant('read' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), maxBytes: fc.integer({ min: 1, max: 6000 }) }),
+    arbitrary: fc.record({ kind: fc.constant('read' as const), at: fc.double({ min: 0, max: 1, noNaN: true }), bytesMax: fc.integer({ min: 1, max: 6000 }) }),
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: fc.double({ min: 0, max: 1, noNaN: true }) }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'reopen' as const }) },
@@ -108,12 +108,12 @@ async function runCommands(commands: Command[], segmentBytes: number): Promise<v
       } else if (step.kind === 'read' && model.length > 0) {
         const target = model[Math.min(model.length - 1, Math.floor(step.at * model.length))]!;
         const offset = target.baseOffset + (Math.floor(step.at * 1000) % target.recordCount);
-        const batches = log.read(offset, step.maxBytes);
+        const batches = log.read(offset, step.bytesMax);
         const first = model.indexOf(target);
         assert.ok(batches.length >= 1, 'at least one batch');
         batches.forEach((batch, index) => assert.ok(batch.equals(model[first + index]!.bytes), 'read bytes'));
         const total = batches.reduce((sum, batch) => sum + batch.byteLength, 0);
-        assert.ok(batches.length === 1 || total <= step.maxBytes, 'maxBytes respected');
+        assert.ok(batches.length === 1 || total <= step.bytesMax, 'bytesMax respected');
         assert.equal(batchBaseOffset(batches[0]!), target.baseOffset);
       } else if (step.kind === 'truncate' && model.length > 0) {
         const keep = Math.floor(step.at * model.length);

@@ -62,7 +62,7 @@ test('one message yields one connected trace from producer to consumer', async (
   brokerSpans.reset();
   clientSpans.reset();
   const sent = await client.send('traced', [{ body: 'hello' }], { queue: 0, ack: 'quorum' });
-  const read = await client.read('traced', 0, sent.baseOffset, { maxMessages: 10 });
+  const read = await client.read('traced', 0, sent.baseOffset, { messagesMax: 10 });
   assert.equal(read.messages.length, 1);
   const traceparent = read.messages[0]!.headers.traceparent?.toString();
   assert.match(traceparent ?? '', /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/, 'the stored message carries a W3C traceparent');

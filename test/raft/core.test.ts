@@ -19,7 +19,7 @@ function storageWith(epoch: number, entries: Entry[], votedFor: string | null = 
 }
 
 function fetchRequest(from: string, to: string, epoch: number, fetchOffset: number, lastFetchedEpoch: number): FetchRequest {
-  return { type: 'FetchRequest', from, to, epoch, fetchOffset, lastFetchedEpoch, maxBytes: 1 << 20, requestId: 1 };
+  return { type: 'FetchRequest', from, to, epoch, fetchOffset, lastFetchedEpoch, bytesMax: 1 << 20, requestId: 1 };
 }
 
 function only<T extends Message['type']>(messages: Message[], type: T): Extract<Message, { type: T }>[] {
@@ -193,7 +193,7 @@ test('§5.4.2 Figure 8: the high watermark does not advance over a majority hold
 });
 
 test('KRaft: a follower takes min(leader high watermark, end of the prefix it verified)', () => {
-  const group = new Group(['b1', 'b2', 'b3'], { maxFetchBytes: 40 });
+  const group = new Group(['b1', 'b2', 'b3'], { fetchBytesMax: 40 });
   group.elect('b1');
   for (let index = 0; index < 4; index += 1) assert.ok(group.core('b1').propose(encoder.encode(`v${index}`), 1).ok);
   group.drain('b1');

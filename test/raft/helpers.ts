@@ -24,7 +24,7 @@ export function config(id: ReplicaId, voters: ReplicaId[], overrides: Partial<Ra
     fetchTimeoutTicks: 15,
     fetchRetryTicks: 3,
     beginQuorumEpochResendTicks: 3,
-    maxFetchBytes: 1 << 20,
+    fetchBytesMax: 1 << 20,
     random: () => 0,
     ...overrides,
   };

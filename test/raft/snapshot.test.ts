@@ -20,7 +20,7 @@ function only<T extends Message['type']>(messages: Message[], type: T): Extract<
 }
 
 function fetchRequest(from: string, epoch: number, fetchOffset: number, lastFetchedEpoch: number, recovering = false): FetchRequest {
-  return { type: 'FetchRequest', from, to: 'b1', epoch, fetchOffset, lastFetchedEpoch, maxBytes: 1 << 20, requestId: 1, ...(recovering ? { recovering } : {}) };
+  return { type: 'FetchRequest', from, to: 'b1', epoch, fetchOffset, lastFetchedEpoch, bytesMax: 1 << 20, requestId: 1, ...(recovering ? { recovering } : {}) };
 }
 
 // Epoch 1 [0,3), epoch 3 [3,5), epoch 4 [5,8); a snapshot at 5 (epoch 3); entries below
@@ -375,7 +375,7 @@ test('compatibility: a storage without snapshot() (the segment-log adapter today
     endOffset: () => inner.endOffset(),
     lastEpoch: () => inner.lastEpoch(),
     epochHistory: () => inner.epochHistory(),
-    entries: (fromOffset, maxBytes) => inner.entries(fromOffset, maxBytes),
+    entries: (fromOffset, bytesMax) => inner.entries(fromOffset, bytesMax),
     membership: () => inner.membership(),
   };
   const group = new Group(voters);

@@ -52,7 +52,7 @@ test('a leader asking to truncate committed entries is refused: the replica stay
       tickMs: 5,
       electionTimeoutMs: 5000,
       fetchTimeoutMs: 20_000,
-      fetchMaxWaitMs: 20,
+      fetchWaitMsMax: 20,
       fetchBytesMax: 1 << 20,
       pendingProposalsMax: 100,
       logger: new Logger('b1', 'g1', (line) => lines.push(line)),

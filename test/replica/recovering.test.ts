@@ -30,7 +30,7 @@ function options(dataDir: string, lines: string[]): ReplicaOptions {
     tickMs: 5,
     electionTimeoutMs: 30,
     fetchTimeoutMs: 10_000,
-    fetchMaxWaitMs: 20,
+    fetchWaitMsMax: 20,
     fetchBytesMax: 1 << 20,
     pendingProposalsMax: 100,
     logger: new Logger('b1', 'g1', (line) => lines.push(line)),

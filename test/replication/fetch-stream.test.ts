@@ -64,7 +64,7 @@ function answerTo(request: FetchRequest, entries: FetchResponse['entries'] = [])
 }
 
 function fetchRequest(requestId: number, fetchOffset = 0, to = 'b1'): FetchRequest {
-  return { type: 'FetchRequest', from: 'b2', to, epoch: 1, fetchOffset, lastFetchedEpoch: 0, maxBytes: 1 << 20, requestId };
+  return { type: 'FetchRequest', from: 'b2', to, epoch: 1, fetchOffset, lastFetchedEpoch: 0, bytesMax: 1 << 20, requestId };
 }
 
 async function until(what: string, check: () => boolean, timeoutMs = 5000): Promise<void> {
@@ -116,8 +116,8 @@ const wireFetch = (requestId: number, sender: Wire = follower, extra: Wire = {})
   epoch: 1,
   fetchOffset: 0,
   lastFetchedEpoch: 0,
-  maxBytes: 1 << 20,
-  maxWaitMs: 200,
+  bytesMax: 1 << 20,
+  waitMsMax: 200,
   requestId,
   ...extra,
 });
@@ -141,7 +141,7 @@ describe('FetchStream: one stream per follower and leader', { timeout: 60_000 },
       [{ id: 'b1', address }],
       codec,
       (m) => delivered.push(m),
-      { fetchMaxWaitMs: 200, requestTimeoutMs: 1000 },
+      { fetchWaitMsMax: 200, requestTimeoutMs: 1000 },
       (_peer, rpc, error) => errors.push(`${rpc}: ${error.details}`),
     );
     try {
@@ -169,7 +169,7 @@ describe('FetchStream: one stream per follower and leader', { timeout: 60_000 },
       [{ id: 'b1', address }],
       codec,
       (m) => delivered.push(m),
-      { fetchMaxWaitMs: 200, requestTimeoutMs: 1000 },
+      { fetchWaitMsMax: 200, requestTimeoutMs: 1000 },
       () => undefined,
     );
     try {
@@ -204,7 +204,7 @@ describe('FetchStream: one stream per follower and leader', { timeout: 60_000 },
       ],
       codec,
       (m) => delivered.push(m),
-      { fetchMaxWaitMs: 200, requestTimeoutMs: 1000 },
+      { fetchWaitMsMax: 200, requestTimeoutMs: 1000 },
       () => undefined,
     );
     try {
@@ -234,7 +234,7 @@ describe('FetchStream: one stream per follower and leader', { timeout: 60_000 },
       [{ id: 'b1', address }],
       codec,
       (m) => delivered.push(m),
-      { fetchMaxWaitMs: 200, requestTimeoutMs: 1000 },
+      { fetchWaitMsMax: 200, requestTimeoutMs: 1000 },
       (_peer, _rpc, error) => errors.push(error.code),
     );
     try {

@@ -1,6 +1,6 @@
 // LogRaftStorage's recent-entries cache (src/replica/log-storage.ts) answers exactly what a
 // segment read answers: the same entries (offset, epoch, count, type, payload bytes), from the
-// entry holding the offset, within maxBytes but at least one; after truncation and eviction too.
+// entry holding the offset, within bytesMax but at least one; after truncation and eviction too.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -49,9 +49,9 @@ test('the cache answers every read as the segment log does, through appends, tru
       }
       if (log.endOffset === 0) continue;
       const from = Math.max(log.startOffset, log.endOffset - 1 - Math.floor(random() * (recentEntriesCountMax + 200)));
-      const maxBytes = [0, 500, 4096, 1 << 20][Math.floor(random() * 4)]!;
-      const expected = log.read(from, maxBytes).map(entryFromBatch);
-      assert.deepEqual(view(storage.entries(from, maxBytes)), view(expected), `step ${step}: from ${from}, maxBytes ${maxBytes}`);
+      const bytesMax = [0, 500, 4096, 1 << 20][Math.floor(random() * 4)]!;
+      const expected = log.read(from, bytesMax).map(entryFromBatch);
+      assert.deepEqual(view(storage.entries(from, bytesMax)), view(expected), `step ${step}: from ${from}, bytesMax ${bytesMax}`);
     }
   } finally {
     await log.close();

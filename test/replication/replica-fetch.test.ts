@@ -54,7 +54,7 @@ describe('replica: parked Fetches and the high watermark on the leader', { timeo
     epoch,
     fetchOffset,
     lastFetchedEpoch,
-    maxBytes: 1 << 20,
+    bytesMax: 1 << 20,
     requestId: ++requestId,
   });
 
@@ -71,7 +71,7 @@ describe('replica: parked Fetches and the high watermark on the leader', { timeo
       tickMs: 5,
       electionTimeoutMs: 50,
       fetchTimeoutMs: 10_000,
-      fetchMaxWaitMs: 40,
+      fetchWaitMsMax: 40,
       fetchBytesMax: 1 << 20,
       pendingProposalsMax: 100,
       logger: quiet,

@@ -55,8 +55,8 @@ function seedRequest(method: Method, clusterName: string): Wire {
       ack: 3,
       messages: [{ key: Buffer.from('k'), body: Buffer.from('body'), headers: [{ key: 'h', value: Buffer.from('v') }] }],
     },
-    Consume: { topic: 'fuzz', queue: 0, offset: 0, maxMessages: 10, maxWaitMs: 10 },
-    Subscribe: { topic: 'fuzz', queue: 0, offset: 0, maxMessages: 10 },
+    Consume: { topic: 'fuzz', queue: 0, offset: 0, messagesMax: 10, waitMsMax: 10 },
+    Subscribe: { topic: 'fuzz', queue: 0, offset: 0, messagesMax: 10 },
     CommitOffset: { topic: 'fuzz', queue: 0, consumerGroup: 'cg', offset: 1 },
     FetchOffset: { topic: 'fuzz', queue: 0, consumerGroup: 'cg' },
     CreateTopic: { name: 'scratch', queues: 2 },
@@ -65,7 +65,7 @@ function seedRequest(method: Method, clusterName: string): Wire {
     PreVote: { sender, to: 'b2', epoch: 1, lastEpoch: 1, lastOffset: 1 },
     Vote: { sender, to: 'b2', epoch: 1, lastEpoch: 1, lastOffset: 1 },
     BeginQuorumEpoch: { sender, to: 'b2', epoch: 1 },
-    Fetch: { sender, to: 'b2', epoch: 1, fetchOffset: 0, lastFetchedEpoch: 0, maxBytes: 1024, maxWaitMs: 10, requestId: 1 },
+    Fetch: { sender, to: 'b2', epoch: 1, fetchOffset: 0, lastFetchedEpoch: 0, bytesMax: 1024, waitMsMax: 10, requestId: 1 },
     TransferLeadership: { sender, to: 'b2', epoch: 1 },
   };
   return samples[method.name] ?? {};
@@ -230,7 +230,7 @@ test(`fuzzing both APIs (seed ${seed}): proper statuses only, brokers stay up, m
     const newLeader = await cluster.leaderOf('g1', 15_000);
     const reader = cluster.rawClient(newLeader.clientAddress);
     const read = await waitFor('the stored log', 10_000, async () =>
-      cluster.call(reader, 'Consume', { topic: 'fuzz', queue: 0, offset: 0, maxMessages: 200 }, admin),
+      cluster.call(reader, 'Consume', { topic: 'fuzz', queue: 0, offset: 0, messagesMax: 200 }, admin),
     );
     assert.deepEqual(
       (read.records as Wire[]).slice(0, 200).map((r) => Buffer.from(r.body).toString()),

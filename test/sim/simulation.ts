@@ -64,7 +64,7 @@ interface Scenario {
   delayTicksMax: number;
   flushMode: FlushMode;
   flushDelayTicksMax: number;
-  maxFetchBytes: number;
+  fetchBytesMax: number;
   crashRate: number;
   diskFaultRate: number;
   compactRate: number;
@@ -138,7 +138,7 @@ function chooseScenario(random: Prng, diskFaults: boolean): Scenario {
     delayTicksMax: random.pick([1, 2, 3, 5, 8]),
     flushMode: random.pick<FlushMode>(['sync', 'group', 'async']),
     flushDelayTicksMax: random.int(1, 6),
-    maxFetchBytes: random.pick([120, 400, 4096]),
+    fetchBytesMax: random.pick([120, 400, 4096]),
     crashRate: calm ? 0 : random.pick([0.002, 0.005, 0.01, 0.02]),
     diskFaultRate: calm || !diskFaults ? 0 : diskFaultRate,
     compactRate: random.pick([0, 0.01, 0.03, 0.1]),
@@ -244,7 +244,7 @@ export class Simulation {
         fetchTimeoutTicks: electionTicks + electionTicks / 2,
         fetchRetryTicks: 4,
         beginQuorumEpochResendTicks: 3,
-        maxFetchBytes: this.scenario.maxFetchBytes,
+        fetchBytesMax: this.scenario.fetchBytesMax,
         uncommittedOffsetsMax: 60,
         random: (
           (generator: Prng) => () =>
