@@ -34,6 +34,23 @@ export class InvalidArgumentError extends MambaError {
   }
 }
 
+/**
+ * An idempotent producer the broker does not know sent a batch that does not start a new
+ * producer (sequence 0): it expired from the broker's producer table (the least recently active
+ * go first) or the batches it had stored were lost, so whether this batch is stored already
+ * cannot be told. Not retriable as it is: the producer starts over under a new producer id at
+ * sequence 0. INVALID_ARGUMENT on the wire (FAILED_PRECONDITION means "not the leader" there).
+ */
+export class ProducerExpiredError extends MambaError {
+  override readonly name = 'ProducerExpiredError';
+  constructor(
+    message: string,
+    readonly producerId: number,
+  ) {
+    super('invalid_argument', message, false);
+  }
+}
+
 export class NotFoundError extends MambaError {
   override readonly name = 'NotFoundError';
   constructor(message: string) {

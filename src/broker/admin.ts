@@ -1,11 +1,14 @@
 // Administration: topics (create and delete across every group, list, describe), consumer-group
-// offsets (commit through the log, fetch, backlogs) and consumer-group membership (heartbeat).
+// offsets (commit through the log, fetch, backlogs and lag), consumer-group membership
+// (heartbeat), and consumer groups as described to operators (list, describe: cluster-wide, each
+// group's leader answering for the queues it holds).
 import { assert } from '../assert.js';
-import { AlreadyExistsError, NotFoundError, OutOfRangeError } from '../errors.js';
+import { AlreadyExistsError, MambaError, NotFoundError, OutOfRangeError, UnavailableError } from '../errors.js';
 import type { Replica } from '../replica/replica.js';
 import { CommandKind } from './commands.js';
-import type { ClusterForwarder, GroupInfo } from './cluster-view.js';
+import type { ClusterForwarder, ConsumerGroupDescription, ConsumerGroupList, ConsumerGroupListing, ConsumerGroupQueue, GroupInfo } from './cluster-view.js';
 import { GroupCoordinator, type HeartbeatResult } from './group-coordinator.js';
+import type { GroupLayout } from './layout.js';
 import { checkConsumerGroup, checkMemberId, checkQueueCount, checkTopicName, queueKey } from './names.js';
 import type { Placement } from './placement.js';
 import type { ProducePath } from './produce.js';
@@ -22,12 +25,32 @@ export interface QueueInfo {
   highWatermark: number;
 }
 
-/** Committed messages a consumer group has not committed past, on one queue. */
+/**
+ * A consumer group on one queue of this group, for the metrics: every queue of a topic on which
+ * the consumer group has committed an offset (on any queue this group holds) or has live members.
+ */
 export interface ConsumerBacklog {
   consumerGroup: string;
   topic: string;
   queue: number;
-  backlogMessages: number;
+  /** Committed messages after the committed offset; null when nothing is committed on this queue. */
+  backlogMessages: number | null;
+  /** What DescribeConsumerGroup shows (consumerLagMessages). */
+  lagMessages: number;
+}
+
+/** The most consumer groups (per topic) one ListConsumerGroups answer carries, and one group's part of it. */
+export const consumerGroupListingsMax = 4096;
+/** The most entries consumerBacklogs() gives (metric series per broker), in (consumer group, topic, queue) order. */
+export const consumerBacklogsMax = 20_000;
+
+/**
+ * Messages a consumer group has still to read on a queue: from its committed offset (or, when it
+ * committed nothing, from the queue's start) to the queue's committed end. A committed offset below
+ * the start (retention removed what it had not read) counts from the start: those messages are gone.
+ */
+export function consumerLagMessages(endOffset: number, startOffset: number, committedOffset: number | null): number {
+  return Math.max(0, endOffset - Math.max(startOffset, committedOffset ?? startOffset));
 }
 
 export interface AdminParts {
@@ -120,15 +143,21 @@ export class Admin {
     return this.parts.state.consumerOffset(consumerGroup, topic, queue) ?? null;
   }
 
-  /** Every committed consumer-group offset on a queue of this group, with the messages after it. */
+  /**
+   * Per consumer group known here (a committed offset on a queue of this group, or live members on
+   * this coordinator), every queue of its topic that this group holds: the backlog (committed
+   * queues only) and the lag. At most consumerBacklogsMax entries.
+   */
   consumerBacklogs(): ConsumerBacklog[] {
-    const { state, placement, replica } = this.parts;
-    const highWatermark = replica.committedOffset;
+    const highWatermark = this.parts.replica.committedOffset;
     const backlogs: ConsumerBacklog[] = [];
-    for (const { consumerGroup, topic, queue, offset } of state.consumerOffsetEntries()) {
-      if (!state.topic(topic) || placement.groupOfQueue(queue).id !== placement.group.id) continue;
-      const end = state.index.committedEndOffset(queueKey(topic, queue), highWatermark);
-      backlogs.push({ consumerGroup, topic, queue, backlogMessages: Math.max(0, end - offset) });
+    for (const { consumerGroup, topic } of this.knownConsumerGroups()) {
+      for (const queue of this.ownQueues(topic)) {
+        if (backlogs.length >= consumerBacklogsMax) return backlogs;
+        const q = this.consumerGroupQueue(consumerGroup, topic.name, queue, highWatermark);
+        const backlogMessages = q.committedOffset === null ? null : Math.max(0, q.endOffset - q.committedOffset);
+        backlogs.push({ consumerGroup, topic: topic.name, queue, backlogMessages, lagMessages: q.lagMessages });
+      }
     }
     return backlogs;
   }
@@ -148,4 +177,211 @@ export class Admin {
   forgetMembership(): void {
     this.coordinator.clear();
   }
+
+  // ------------------------------------------------------------------ consumer groups, described
+
+  /**
+   * A consumer group on a topic, cluster-wide: each group's leader describes the queues it holds
+   * (the one holding queue 0 also the members); a group that does not answer is named in
+   * groupsUnreachable. Forwarded: only this group's part, from its leader.
+   */
+  async describeConsumerGroup(consumerGroup: string, topicName: string, forwarded: boolean): Promise<ConsumerGroupDescription> {
+    checkConsumerGroup(consumerGroup);
+    checkTopicName(topicName);
+    const topic = this.parts.state.topic(topicName);
+    if (!topic) throw new NotFoundError(`topic "${topicName}" does not exist`);
+    if (forwarded) {
+      this.parts.placement.requireLeader();
+      return this.consumerGroupPart(consumerGroup, topic);
+    }
+    const answers = await this.askEveryGroup(
+      () => this.consumerGroupPart(consumerGroup, topic),
+      (group) => this.parts.forwarder.describeConsumerGroup(group, consumerGroup, topicName),
+    );
+    const described = mergeConsumerGroupParts(consumerGroup, topicName, answers, this.coordinator.sessionTimeoutMs);
+    if (described.members.length === 0 && described.queues.every((q) => q.committedOffset === null)) {
+      if (described.groupsUnreachable.length > 0)
+        throw new UnavailableError(
+          `consumer group "${consumerGroup}" is not known on topic "${topicName}" by the groups that answered; ${described.groupsUnreachable.join(', ')} did not answer`,
+        );
+      throw new NotFoundError(`consumer group "${consumerGroup}" has no committed offset and no live member on topic "${topicName}"`);
+    }
+    return described;
+  }
+
+  /** Every consumer group with a committed offset or live members, per topic, cluster-wide (forwarded: this group's part). */
+  async listConsumerGroups(forwarded: boolean): Promise<ConsumerGroupList> {
+    if (forwarded) {
+      this.parts.placement.requireLeader();
+      return this.consumerGroupListPart();
+    }
+    const answers = await this.askEveryGroup(
+      () => this.consumerGroupListPart(),
+      (group) => this.parts.forwarder.listConsumerGroups(group),
+    );
+    return mergeConsumerGroupLists(answers);
+  }
+
+  /**
+   * Each group's answer (null for a group that did not answer): this broker's own when it leads
+   * its group, else its leader's through the forwarder, like every other group's. Asked at once.
+   */
+  private askEveryGroup<T>(local: () => T, forward: (group: GroupLayout) => Promise<T>): Promise<Array<{ group: string; answer: T | null }>> {
+    const { placement, replica } = this.parts;
+    return Promise.all(
+      placement.cluster.groups.map(async (group) => {
+        try {
+          const answer = group.id === placement.group.id && replica.isLeader ? local() : await forward(group);
+          return { group: group.id, answer };
+        } catch (error) {
+          if (error instanceof MambaError && error.retriable) return { group: group.id, answer: null };
+          throw error;
+        }
+      }),
+    );
+  }
+
+  /** What this group holds of a consumer group on a topic: its queues and, as coordinator, the members. */
+  private consumerGroupPart(consumerGroup: string, topic: TopicInfo): ConsumerGroupDescription {
+    const highWatermark = this.parts.replica.committedOffset;
+    const queues = this.ownQueues(topic).map((q) => this.consumerGroupQueue(consumerGroup, topic.name, q, highWatermark));
+    const membership = this.coordinator.describe(consumerGroup, topic.name, Date.now());
+    return {
+      consumerGroup,
+      topic: topic.name,
+      members: membership?.members ?? [],
+      queues,
+      lagMessages: queues.reduce((sum, q) => sum + q.lagMessages, 0),
+      generation: membership?.generation ?? 0,
+      sessionTimeoutMs: this.coordinator.sessionTimeoutMs,
+      groupsUnreachable: [],
+    };
+  }
+
+  private consumerGroupQueue(consumerGroup: string, topic: string, queue: number, highWatermark: number): ConsumerGroupQueue {
+    const { state, placement } = this.parts;
+    const key = queueKey(topic, queue);
+    const startOffset = state.index.startOffset(key);
+    const endOffset = state.index.committedEndOffset(key, highWatermark);
+    const committedOffset = state.consumerOffset(consumerGroup, topic, queue) ?? null;
+    const lagMessages = consumerLagMessages(endOffset, startOffset, committedOffset);
+    return { queue, group: placement.group.id, committedOffset, startOffset, endOffset, lagMessages, memberId: '' };
+  }
+
+  /** The consumer groups this group knows, with its own counts, cut at consumerGroupListingsMax. */
+  private consumerGroupListPart(): ConsumerGroupList {
+    const listings = new Map<string, ConsumerGroupListing>();
+    const listing = (consumerGroup: string, topic: string): ConsumerGroupListing => {
+      const key = listingKey(consumerGroup, topic);
+      let found = listings.get(key);
+      if (!found) listings.set(key, (found = { consumerGroup, topic, memberCount: 0, committedQueueCount: 0 }));
+      return found;
+    };
+    for (const { consumerGroup, topic } of this.ownConsumerOffsets()) listing(consumerGroup, topic).committedQueueCount++;
+    for (const { consumerGroup, topic, memberCount } of this.coordinator.activeGroups(Date.now()))
+      if (this.parts.state.topic(topic)) listing(consumerGroup, topic).memberCount = memberCount;
+    const sorted = [...listings.values()].sort(byListing);
+    return { consumerGroups: sorted.slice(0, consumerGroupListingsMax), groupsUnreachable: [], truncated: sorted.length > consumerGroupListingsMax };
+  }
+
+  /** (consumer group, topic) pairs known here, in order: committed offsets on this group's queues, live members. */
+  private knownConsumerGroups(): Array<{ consumerGroup: string; topic: TopicInfo }> {
+    const known = new Map<string, { consumerGroup: string; topic: TopicInfo }>();
+    const add = (consumerGroup: string, topicName: string): void => {
+      const topic = this.parts.state.topic(topicName);
+      if (topic) known.set(listingKey(consumerGroup, topicName), { consumerGroup, topic });
+    };
+    for (const { consumerGroup, topic } of this.ownConsumerOffsets()) add(consumerGroup, topic);
+    for (const { consumerGroup, topic } of this.coordinator.activeGroups(Date.now())) add(consumerGroup, topic);
+    return [...known.values()].sort((a, b) =>
+      byListing({ consumerGroup: a.consumerGroup, topic: a.topic.name }, { consumerGroup: b.consumerGroup, topic: b.topic.name }),
+    );
+  }
+
+  /** Committed offsets on queues of existing topics that this group holds. */
+  private *ownConsumerOffsets(): IterableIterator<{ consumerGroup: string; topic: string; queue: number; offset: number }> {
+    const { state, placement } = this.parts;
+    for (const entry of state.consumerOffsetEntries()) {
+      const topic = state.topic(entry.topic);
+      if (topic && entry.queue < topic.queues && placement.groupOfQueue(entry.queue).id === placement.group.id) yield entry;
+    }
+  }
+
+  /** The queues of `topic` this group holds, in order. */
+  private ownQueues(topic: TopicInfo): number[] {
+    const { placement } = this.parts;
+    const queues: number[] = [];
+    for (let q = 0; q < topic.queues; q++) if (placement.groupOfQueue(q).id === placement.group.id) queues.push(q);
+    return queues;
+  }
+}
+
+function listingKey(consumerGroup: string, topic: string): string {
+  return JSON.stringify([consumerGroup, topic]);
+}
+
+function byListing(a: { consumerGroup: string; topic: string }, b: { consumerGroup: string; topic: string }): number {
+  return compareText(a.consumerGroup, b.consumerGroup) || compareText(a.topic, b.topic);
+}
+
+/** Code-unit order (the same on every broker, unlike localeCompare). */
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** One description from the groups' parts: their queues in order, the coordinator's members, each queue's assigned member. */
+export function mergeConsumerGroupParts(
+  consumerGroup: string,
+  topic: string,
+  answers: ReadonlyArray<{ group: string; answer: ConsumerGroupDescription | null }>,
+  sessionTimeoutMs: number,
+): ConsumerGroupDescription {
+  const parts = answers.flatMap((a) => (a.answer ? [a.answer] : []));
+  const coordinator = parts.find((p) => p.members.length > 0);
+  const members = coordinator?.members ?? [];
+  const owners = new Map<number, string>();
+  for (const m of members) for (const q of m.assignedQueues) owners.set(q, m.memberId);
+  const queues = parts
+    .flatMap((p) => p.queues)
+    .map((q) => ({ ...q, memberId: owners.get(q.queue) ?? '' }))
+    .sort((a, b) => a.queue - b.queue);
+  return {
+    consumerGroup,
+    topic,
+    members,
+    queues,
+    lagMessages: queues.reduce((sum, q) => sum + q.lagMessages, 0),
+    generation: coordinator?.generation ?? 0,
+    sessionTimeoutMs: coordinator?.sessionTimeoutMs ?? sessionTimeoutMs,
+    groupsUnreachable: answers.filter((a) => a.answer === null).map((a) => a.group),
+  };
+}
+
+/**
+ * One list from the groups' lists, counts summed. A part that was cut covers every entry up to its
+ * last one only: entries after the first such cut are left out (and the answer says it is cut), so
+ * every count given is complete.
+ */
+export function mergeConsumerGroupLists(answers: ReadonlyArray<{ group: string; answer: ConsumerGroupList | null }>): ConsumerGroupList {
+  const merged = new Map<string, ConsumerGroupListing>();
+  let cutAfter: ConsumerGroupListing | null = null;
+  for (const { answer } of answers) {
+    if (!answer) continue;
+    const last = answer.consumerGroups.at(-1);
+    if (answer.truncated && last && (cutAfter === null || byListing(last, cutAfter) < 0)) cutAfter = last;
+    for (const l of answer.consumerGroups) {
+      const key = listingKey(l.consumerGroup, l.topic);
+      const found = merged.get(key);
+      if (found) {
+        found.memberCount += l.memberCount;
+        found.committedQueueCount += l.committedQueueCount;
+      } else merged.set(key, { ...l });
+    }
+  }
+  const complete = [...merged.values()].filter((l) => cutAfter === null || byListing(l, cutAfter) <= 0).sort(byListing);
+  return {
+    consumerGroups: complete.slice(0, consumerGroupListingsMax),
+    groupsUnreachable: answers.filter((a) => a.answer === null).map((a) => a.group),
+    truncated: cutAfter !== null || complete.length > consumerGroupListingsMax,
+  };
 }

@@ -4,7 +4,8 @@
 //   state.ts (+ state-store.ts)  topics, consumer offsets, queue index, producer table; the apply
 //   produce.ts                   the produce path and the replication of admin commands
 //   consume.ts                   the consume path, block cutting, consumers waiting for data
-//   admin.ts                     topics, consumer offsets, backlogs, group membership
+//   admin.ts                     topics, consumer offsets, backlogs and lag, group membership,
+//                                consumer groups described cluster-wide
 //   cluster-view.ts              this group and the cluster as described to clients, read advice
 //   placement.ts, names.ts, layout.ts   where a queue lives, naming rules and keys, own identity
 import type { Entry, ReplicaId, Role } from '../raft/types.js';
@@ -12,26 +13,47 @@ import type { Replica, StateMachine } from '../replica/replica.js';
 import type { Logger } from '../replica/logger.js';
 import type { Advice } from './advice.js';
 import { Admin, type ConsumerBacklog, type QueueInfo } from './admin.js';
-import { ClusterView, type ClusterForwarder, type GroupInfo } from './cluster-view.js';
+import { ClusterView, type ClusterForwarder, type ConsumerGroupDescription, type ConsumerGroupList, type GroupInfo } from './cluster-view.js';
 import { ConsumePath, type ConsumeRequest, type ConsumeResult } from './consume.js';
 import type { HeartbeatResult } from './group-coordinator.js';
-import type { BrokerIdentity, ClusterLayout, GroupLayout } from './layout.js';
+import { consumerOffsetResetDefault, type BrokerIdentity, type ClusterLayout, type GroupLayout } from './layout.js';
 import { LoadMonitor } from './load.js';
 import { noBrokerObserver, type BrokerInstruments } from './observer.js';
 import { Placement } from './placement.js';
 import { ProducePath, type ProduceRequest, type ProduceResult } from './produce.js';
-import { BrokerState, type TopicInfo } from './state.js';
+import { BrokerState, type SnapshotPayload, type TopicInfo } from './state.js';
 import type { StateStore } from './state-store.js';
 import { noBrokerTracer } from './tracer.js';
 
-export { consumerSessionTimeoutMs, type ConsumerBacklog, type QueueInfo } from './admin.js';
-export type { ClusterForwarder, GroupInfo, ReplicaInfo } from './cluster-view.js';
+export { consumerGroupListingsMax, consumerLagMessages, consumerSessionTimeoutMs, type ConsumerBacklog, type QueueInfo } from './admin.js';
+export type {
+  ClusterForwarder,
+  ConsumerGroupDescription,
+  ConsumerGroupList,
+  ConsumerGroupListing,
+  ConsumerGroupQueue,
+  GroupInfo,
+  ReplicaInfo,
+} from './cluster-view.js';
+export type { MemberView } from './group-coordinator.js';
 export { recordsOfBlocks, type ConsumeRequest, type ConsumeResult } from './consume.js';
-export { clientAddress, type BrokerEndpoint, type BrokerIdentity, type ClusterLayout, type GroupLayout, type ServingSettings } from './layout.js';
+export {
+  clientAddress,
+  consumerOffsetResetChoices,
+  consumerOffsetResetDefault,
+  type BrokerEndpoint,
+  type BrokerIdentity,
+  type ClusterLayout,
+  type ConsumerOffsetReset,
+  type GroupLayout,
+  type ServingSettings,
+} from './layout.js';
 export { consumerGroupPattern, queuesPerTopicMax, topicNamePattern } from './names.js';
 export { noBrokerObserver, type BrokerInstruments, type BrokerObserver, type ConsumedBlock, type ConsumedRecord } from './observer.js';
 export { SequenceGapError, type AckLevel, type ProduceMessage, type ProduceRequest, type ProduceResult } from './produce.js';
-export type { TopicInfo } from './state.js';
+export type { SnapshotPayload, TopicInfo } from './state.js';
+export { producersMaxDefault } from './producer-table.js';
+export { StateSnapshotError, type StateSnapshotProblem } from './state-snapshot.js';
 
 export class Broker implements StateMachine {
   readonly id: string;
@@ -62,7 +84,13 @@ export class Broker implements StateMachine {
     this.view = new ClusterView(replica, this.placement, this.load, forwarder);
     const parts = { replica, state: this.state, placement: this.placement, observer, tracing };
     this.producePath = new ProducePath({ ...parts, messageBytesMax: config.settings.messageBytesMax });
-    this.consumePath = new ConsumePath({ ...parts, consumeWaitMsMax: config.settings.consumeWaitMsMax, advise: (needed) => this.view.advice(needed) });
+    this.consumePath = new ConsumePath({
+      ...parts,
+      consumeWaitMsMax: config.settings.consumeWaitMsMax,
+      advise: (needed) => this.view.advice(needed),
+      logger,
+      consumerOffsetReset: config.settings.consumerOffsetReset ?? consumerOffsetResetDefault,
+    });
     this.admin = new Admin({ replica, state: this.state, placement: this.placement, produce: this.producePath, forwarder });
   }
 
@@ -98,6 +126,30 @@ export class Broker implements StateMachine {
 
   appliedOffset(): number {
     return this.state.appliedOffset();
+  }
+
+  // ------------------------------------------------------------------ snapshots and retention (state.ts)
+
+  /** The state as of the in-memory applied offset: synchronous, bounded (state-snapshot.ts). */
+  captureSnapshot(): SnapshotPayload {
+    return this.state.captureSnapshot();
+  }
+
+  /** Replaces the whole state with a snapshot's, stored in one transaction with applied offset `endOffset`. */
+  restoreSnapshot(endOffset: number, payload: Uint8Array): void {
+    this.state.restoreSnapshot(endOffset, payload);
+    // Waiting consumers look again at queues that may hold other offsets now.
+    this.consumePath.wakeAll();
+  }
+
+  /** After the log's batches are indexed: queue ends and producers the log no longer holds, from `latest`. */
+  indexFromSnapshot(latest: SnapshotPayload | null): void {
+    this.state.indexFromSnapshot(latest);
+  }
+
+  /** Retention removed the log below `startOffset`. */
+  onLogStartMoved(startOffset: number): void {
+    this.state.onLogStartMoved(startOffset);
   }
 
   // ------------------------------------------------------------------ client requests
@@ -144,6 +196,16 @@ export class Broker implements StateMachine {
 
   describeTopic(name: string, groups: GroupInfo[]): { topic: TopicInfo; queues: QueueInfo[] } {
     return this.admin.describeTopic(name, groups);
+  }
+
+  /** Cluster-wide unless `forwarded` (then this group's part, from its leader). */
+  describeConsumerGroup(consumerGroup: string, topic: string, forwarded: boolean): Promise<ConsumerGroupDescription> {
+    return this.admin.describeConsumerGroup(consumerGroup, topic, forwarded);
+  }
+
+  /** Cluster-wide unless `forwarded` (then this group's part, from its leader). */
+  listConsumerGroups(forwarded: boolean): Promise<ConsumerGroupList> {
+    return this.admin.listConsumerGroups(forwarded);
   }
 
   // ------------------------------------------------------------------ cluster view

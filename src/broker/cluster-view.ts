@@ -7,6 +7,7 @@ import { adviseRead, type Advice, type FollowerView } from './advice.js';
 import { clientAddress, type BrokerEndpoint, type BrokerIdentity, type ClusterLayout, type GroupLayout } from './layout.js';
 import type { LoadMonitor } from './load.js';
 import type { Placement } from './placement.js';
+import type { MemberView } from './group-coordinator.js';
 
 export interface ReplicaInfo {
   id: string;
@@ -28,11 +29,66 @@ export interface GroupInfo {
   advice: Advice | null;
 }
 
+/** One queue of a topic as a consumer group stands on it; offsets are queue offsets. */
+export interface ConsumerGroupQueue {
+  queue: number;
+  /** The group (of brokers) that holds the queue. */
+  group: string;
+  /** Null: the consumer group has committed nothing on this queue. */
+  committedOffset: number | null;
+  startOffset: number;
+  /** One past the queue's last committed message. */
+  endOffset: number;
+  /** end - max(committed, start), or end - start when nothing is committed (consumerLagMessages). */
+  lagMessages: number;
+  /** The member the coordinator assigned the queue to; '' when none (or not known here). */
+  memberId: string;
+}
+
+/**
+ * A consumer group on a topic: cluster-wide, or (from one group's leader, a "part") only the
+ * queues that group holds and, when it holds queue 0 of the topic, the membership.
+ */
+export interface ConsumerGroupDescription {
+  consumerGroup: string;
+  topic: string;
+  /** Live members, in id order. */
+  members: MemberView[];
+  /** In queue order. */
+  queues: ConsumerGroupQueue[];
+  /** The sum over `queues`. */
+  lagMessages: number;
+  /** 0 when no member is live. */
+  generation: number;
+  sessionTimeoutMs: number;
+  /** Groups whose leader did not answer (their queues are missing); empty in a part. */
+  groupsUnreachable: string[];
+}
+
+export interface ConsumerGroupListing {
+  consumerGroup: string;
+  topic: string;
+  memberCount: number;
+  committedQueueCount: number;
+}
+
+/** Consumer groups in (consumer group, topic) order: cluster-wide, or what one group's leader knows. */
+export interface ConsumerGroupList {
+  consumerGroups: ConsumerGroupListing[];
+  groupsUnreachable: string[];
+  /** Cut at consumerGroupListingsMax. */
+  truncated: boolean;
+}
+
 /** How a broker reaches the other groups (and its own leader) for cluster-wide requests. */
 export interface ClusterForwarder {
   createTopic(group: GroupLayout, name: string, queues: number): Promise<void>;
   deleteTopic(group: GroupLayout, name: string): Promise<void>;
   describeGroup(group: GroupLayout): Promise<GroupInfo>;
+  /** The part of a consumer group's description that the group's leader holds (answered there, not forwarded on). */
+  describeConsumerGroup(group: GroupLayout, consumerGroup: string, topic: string): Promise<ConsumerGroupDescription>;
+  /** The consumer groups the group's leader knows (answered there, not forwarded on). */
+  listConsumerGroups(group: GroupLayout): Promise<ConsumerGroupList>;
 }
 
 export class ClusterView {

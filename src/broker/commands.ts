@@ -9,8 +9,8 @@
 //   kind 3 (delete topic):  str name
 //   kind 4 (commit offset): str consumerGroup, str topic, u32 queue, f64 offset
 // str = u16 byte length + UTF-8. Numbers are little-endian; f64 holds integers below 2^53 exactly.
-import { assert } from '../assert.js';
 import { EntryType, type Entry } from '../raft/types.js';
+import { ByteReader, ByteWriter } from './byte-codec.js';
 
 export enum CommandKind {
   Messages = 1,
@@ -52,92 +52,8 @@ export class CommandFormatError extends Error {
   override readonly name = 'CommandFormatError';
 }
 
-class Writer {
-  private readonly parts: Buffer[] = [];
-  u8(v: number): this {
-    const b = Buffer.allocUnsafe(1);
-    b.writeUInt8(v);
-    this.parts.push(b);
-    return this;
-  }
-  u32(v: number): this {
-    const b = Buffer.allocUnsafe(4);
-    b.writeUInt32LE(v);
-    this.parts.push(b);
-    return this;
-  }
-  f64(v: number): this {
-    assert(Number.isSafeInteger(v), `command field ${v} is not a safe integer`);
-    const b = Buffer.allocUnsafe(8);
-    b.writeDoubleLE(v);
-    this.parts.push(b);
-    return this;
-  }
-  str(v: string): this {
-    const s = Buffer.from(v, 'utf8');
-    assert(s.length <= 0xffff, 'command string over 64 KiB');
-    this.u16(s.length);
-    this.parts.push(s);
-    return this;
-  }
-  bytes(v: Uint8Array): this {
-    this.parts.push(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
-    return this;
-  }
-  done(): Buffer {
-    return Buffer.concat(this.parts);
-  }
-  private u16(v: number): void {
-    const b = Buffer.allocUnsafe(2);
-    b.writeUInt16LE(v);
-    this.parts.push(b);
-  }
-}
-
-class Reader {
-  private at = 0;
-  constructor(private readonly buf: Buffer) {}
-  private need(n: number): void {
-    if (this.at + n > this.buf.length) throw new CommandFormatError(`command truncated at byte ${this.at}`);
-  }
-  u8(): number {
-    this.need(1);
-    return this.buf.readUInt8(this.at++);
-  }
-  u32(): number {
-    this.need(4);
-    const v = this.buf.readUInt32LE(this.at);
-    this.at += 4;
-    return v;
-  }
-  f64(): number {
-    this.need(8);
-    const v = this.buf.readDoubleLE(this.at);
-    this.at += 8;
-    if (!Number.isSafeInteger(v)) throw new CommandFormatError(`command number ${v} is not a safe integer`);
-    return v;
-  }
-  str(): string {
-    this.need(2);
-    const n = this.buf.readUInt16LE(this.at);
-    this.at += 2;
-    this.need(n);
-    const s = this.buf.toString('utf8', this.at, this.at + n);
-    this.at += n;
-    return s;
-  }
-  rest(): Buffer {
-    const r = this.buf.subarray(this.at);
-    this.at = this.buf.length;
-    return r;
-  }
-  end(): void {
-    if (this.at !== this.buf.length) throw new CommandFormatError(`command has ${this.buf.length - this.at} trailing bytes`);
-  }
-}
-
 export function encodeCommand(c: Command): Buffer {
-  const w = new Writer().u8(c.kind);
+  const w = new ByteWriter('command').u8(c.kind);
   switch (c.kind) {
     case CommandKind.Messages:
       return w.str(c.topic).u32(c.queue).f64(c.queueOffset).f64(c.firstTimestampMs).f64(c.producerId).f64(c.sequence).bytes(c.records).done();
@@ -185,7 +101,7 @@ export function messagesFieldsAt(bytes: Buffer, commandPosition: number, records
 }
 
 export function decodeCommand(payload: Uint8Array): Command {
-  const r = new Reader(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength));
+  const r = new ByteReader(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), 'command', (message) => new CommandFormatError(message));
   const kind = r.u8();
   switch (kind) {
     case CommandKind.Messages: {

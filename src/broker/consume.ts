@@ -1,15 +1,18 @@
 // The consume path: from the requested (or the consumer group's committed) offset, the committed
 // messages of one queue as blocks cut from the stored batches, waiting up to waitMsMax when there
 // are none yet, with the read advice; and the consumers waiting for data, woken when a batch of
-// their queue commits.
+// their queue commits. Every offset a consumer sees, in answers and in errors, is a queue offset:
+// group-log offsets stay inside (the log's own range errors are turned into the queue's).
 import { assert } from '../assert.js';
 import { InvalidArgumentError, OutOfRangeError, ResourceExhaustedError, TimeoutError } from '../errors.js';
 import { batchHeaderBytes } from '../log/index.js';
 import { decodeRecordsRegionWith, recordLengthBytes, type RecordMaker } from '../record-region.js';
+import type { Logger } from '../replica/logger.js';
 import type { Replica } from '../replica/replica.js';
 import type { Advice } from './advice.js';
 import { CommandKind, messagesFieldsAt, messagesPrefixBytes } from './commands.js';
-import { consumerGroupPattern, queueKey } from './names.js';
+import type { ConsumerOffsetReset } from './layout.js';
+import { consumerGroupPattern, offsetKey, queueKey } from './names.js';
 import type { BrokerObserver, ConsumedBlock, ConsumedRecord } from './observer.js';
 import type { Placement } from './placement.js';
 import type { IndexedBatch } from './queue-index.js';
@@ -20,6 +23,8 @@ const consumeMessagesMax = 10_000;
 const consumeBytesDefault = 4 * 1024 * 1024;
 const consumeWaitersMax = 10_000;
 const consumeRoundsMax = 10_000;
+/** Offset resets remembered (so a consumer that reads from its committed offset again is not counted twice). */
+const offsetResetsRememberedMax = 10_000;
 
 export interface ConsumeRequest {
   topic: string;
@@ -55,11 +60,16 @@ export interface ConsumeParts {
   advise: (neededLogOffset: number) => Advice;
   observer: BrokerObserver;
   tracing: BrokerTracer;
+  logger: Logger;
+  /** A committed offset below the queue's start: resume from the start, or refuse (layout.ts). */
+  consumerOffsetReset: ConsumerOffsetReset;
 }
 
 export class ConsumePath {
   private readonly waiters = new Map<string, Set<() => void>>();
   private waiterCount = 0;
+  /** Per consumer offset (offsetKey), the reset last reported: committed offset and the start it went to. Oldest first. */
+  private readonly resetsReported = new Map<string, { committed: number; start: number }>();
 
   constructor(private readonly parts: ConsumeParts) {}
 
@@ -82,7 +92,7 @@ export class ConsumePath {
         );
       }
       if (offset < end || Date.now() >= deadline || cancelled())
-        return this.delivered(request, this.readBlocks(request, key, offset, start, end, highWatermark));
+        return this.delivered(request, this.readQueue(request, key, offset, start, end, highWatermark));
       await this.waitForData(key, deadline - Date.now());
     }
     throw new TimeoutError('consume gave up after too many wake-ups');
@@ -120,7 +130,54 @@ export class ConsumePath {
     if (!consumerGroupPattern.test(request.consumerGroup))
       throw new InvalidArgumentError(`use_committed needs a valid consumer_group, got "${request.consumerGroup}"`);
     const { state } = this.parts;
-    return state.consumerOffset(request.consumerGroup, request.topic, request.queue) ?? state.index.startOffset(key);
+    const start = state.index.startOffset(key);
+    const committed = state.consumerOffset(request.consumerGroup, request.topic, request.queue);
+    if (committed === undefined) return start;
+    return committed >= start ? committed : this.resetBelowStart(request, key, committed, start);
+  }
+
+  /** Retention removed messages the consumer group had not read: resume from the start, or refuse (consumerOffsetReset). */
+  private resetBelowStart(request: ConsumeRequest, key: string, committed: number, start: number): number {
+    const { consumerGroup, topic, queue } = request;
+    if (this.parts.consumerOffsetReset === 'fail') {
+      const end = this.parts.state.index.committedEndOffset(key, this.parts.replica.committedOffset);
+      throw new OutOfRangeError(
+        `consumer group "${consumerGroup}" committed offset ${committed} on queue ${queue} of "${topic}", below the queue's start ${start}: retention removed ${start - committed} messages it had not read (consumerOffsetReset is 'fail': commit an offset in ${start}..${end} to go on)`,
+        start,
+        end,
+      );
+    }
+    const resetKey = offsetKey(consumerGroup, topic, queue);
+    const before = this.resetsReported.get(resetKey);
+    // Counted once: a later read from the same committed offset reports only what the start passed since.
+    const countedTo = before?.committed === committed ? Math.max(committed, before.start) : committed;
+    if (start > countedTo) {
+      const skipped = start - countedTo;
+      this.resetsReported.delete(resetKey);
+      this.resetsReported.set(resetKey, { committed, start });
+      if (this.resetsReported.size > offsetResetsRememberedMax) this.resetsReported.delete(this.resetsReported.keys().next().value as string);
+      this.parts.logger.warn('consumer.offset_reset', { consumerGroup, topic, queue, committed, start, skipped });
+      this.parts.observer.consumerOffsetReset?.(consumerGroup, topic, queue, skipped);
+    }
+    return start;
+  }
+
+  /**
+   * readBlocks, with the log's range error (in group-log offsets: retention removed batches the
+   * index still had) turned into the queue's.
+   */
+  private readQueue(request: ConsumeRequest, key: string, offset: number, start: number, end: number, highWatermark: number): ConsumeResult {
+    try {
+      return this.readBlocks(request, key, offset, start, end, highWatermark);
+    } catch (error) {
+      if (!(error instanceof OutOfRangeError)) throw error;
+      const retainedStart = this.parts.state.index.startFromLog(key, error.startOffset);
+      throw new OutOfRangeError(
+        `offset ${offset} of queue ${request.queue} of "${request.topic}" is no longer stored (retention removed it): valid offsets are ${retainedStart}..${end} (${end} = next to be written)`,
+        retainedStart,
+        end,
+      );
+    }
   }
 
   /**

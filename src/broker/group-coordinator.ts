@@ -41,6 +41,28 @@ interface GroupState {
   memberIds: string; // sorted ids joined, to notice membership changes
 }
 
+/** A live member as DescribeConsumerGroup shows it. */
+export interface MemberView {
+  memberId: string;
+  /** What the last answer allowed it, in queue order. */
+  assignedQueues: number[];
+  /** What it claimed in its last heartbeat, in queue order. */
+  ownedQueues: number[];
+  lastHeartbeatAgeMs: number;
+}
+
+export interface GroupView {
+  generation: number;
+  /** In id order. */
+  members: MemberView[];
+}
+
+export interface ActiveGroup {
+  consumerGroup: string;
+  topic: string;
+  memberCount: number;
+}
+
 export const groupsTrackedMax = 10_000;
 export const membersPerGroupMax = 1000;
 
@@ -52,7 +74,7 @@ export class GroupCoordinator {
   constructor(readonly sessionTimeoutMs: number) {}
 
   heartbeat(consumerGroup: string, topic: string, queues: number, memberId: string, owned: number[], leave: boolean, nowMs: number): HeartbeatResult {
-    const key = `${consumerGroup}\u0000${topic}`;
+    const key = groupKey(consumerGroup, topic);
     this.startedMs ??= nowMs;
     let group = this.groups.get(key);
     if (!group) {
@@ -119,9 +141,55 @@ export class GroupCoordinator {
     }
   }
 
+  // ------------------------------------------------------------------ reads (nothing below changes the state)
+
+  /**
+   * The consumer group's members on `topic` whose last heartbeat is within the session timeout
+   * (those a heartbeat now would not expire), or null when it has none.
+   */
+  describe(consumerGroup: string, topic: string, nowMs: number): GroupView | null {
+    const group = this.groups.get(groupKey(consumerGroup, topic));
+    if (!group) return null;
+    const members = [...group.members.values()]
+      .filter((m) => this.isLive(m, nowMs))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map((m) => ({
+        memberId: m.id,
+        assignedQueues: [...m.granted].sort((a, b) => a - b),
+        ownedQueues: [...m.owned].sort((a, b) => a - b),
+        lastHeartbeatAgeMs: Math.max(0, nowMs - m.lastSeenMs),
+      }));
+    return members.length > 0 ? { generation: group.generation, members } : null;
+  }
+
+  /** Every (consumer group, topic) with a live member (at most groupsTrackedMax). */
+  activeGroups(nowMs: number): ActiveGroup[] {
+    const active: ActiveGroup[] = [];
+    for (const [key, group] of this.groups) {
+      let memberCount = 0;
+      for (const m of group.members.values()) if (this.isLive(m, nowMs)) memberCount++;
+      if (memberCount === 0) continue;
+      const [consumerGroup, topic] = key.split(groupKeySeparator) as [string, string];
+      active.push({ consumerGroup, topic, memberCount });
+    }
+    return active;
+  }
+
+  /** As expire() judges it: a member is gone once more than the session timeout has passed. */
+  private isLive(member: Member, nowMs: number): boolean {
+    return nowMs - member.lastSeenMs <= this.sessionTimeoutMs;
+  }
+
   /** Forgets everything (this broker stopped being the coordinator); if it becomes one again, it learns the claims again first. */
   clear(): void {
     this.groups.clear();
     this.startedMs = null;
   }
+}
+
+/** Between the consumer group and the topic of a key (names admit no control character). */
+const groupKeySeparator = '\u0000';
+
+function groupKey(consumerGroup: string, topic: string): string {
+  return `${consumerGroup}${groupKeySeparator}${topic}`;
 }

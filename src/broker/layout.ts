@@ -4,6 +4,15 @@
 import { assert } from '../assert.js';
 import type { AdviceSettings } from './advice.js';
 
+/**
+ * What Consume with use_committed does when the consumer group's committed offset fell below the
+ * queue's start (retention removed messages the group had not read): go on from the start, logged
+ * and counted (Kafka's auto.offset.reset=earliest), or refuse with OUT_OF_RANGE (=none).
+ */
+export type ConsumerOffsetReset = 'earliest' | 'fail';
+export const consumerOffsetResetChoices: readonly ConsumerOffsetReset[] = ['earliest', 'fail'];
+export const consumerOffsetResetDefault: ConsumerOffsetReset = 'earliest';
+
 /** The settings the broker reads (config's BrokerSettings has these among others). */
 export interface ServingSettings {
   messageBytesMax: number;
@@ -11,6 +20,8 @@ export interface ServingSettings {
   tickMs: number;
   fetchTimeoutMs: number;
   advice: AdviceSettings;
+  /** consumerOffsetResetDefault when absent. */
+  consumerOffsetReset?: ConsumerOffsetReset;
 }
 
 /** A broker as clients reach it. */

@@ -42,6 +42,24 @@ export function producerKey(producerId: number, topic: string, queue: number): s
   return `${producerId}${keySeparator}${topic}${keySeparator}${queue}`;
 }
 
+export interface ProducerKeyParts {
+  producerId: number;
+  topic: string;
+  queue: number;
+}
+
+export function decodeProducerKey(key: string): ProducerKeyParts {
+  const parts = key.split(keySeparator);
+  const [producerText, topic, queueText] = parts;
+  const producerId = Number(producerText);
+  const queue = Number(queueText);
+  assert(
+    parts.length === 3 && topic !== undefined && Number.isSafeInteger(producerId) && Number.isSafeInteger(queue),
+    `producer key ${JSON.stringify(key)} is not valid`,
+  );
+  return { producerId, topic, queue };
+}
+
 /** A consumer group's committed offset on one queue (stored: keep the encoding). */
 export function offsetKey(consumerGroup: string, topic: string, queue: number): string {
   return `${consumerGroup}${keySeparator}${topic}${keySeparator}${queue}`;

@@ -37,6 +37,12 @@ export interface BrokerObserver {
    * broker a decoded object per delivered message.
    */
   consumedBlocks?(topic: string, blocks: readonly ConsumedBlock[], nowMs: number): void;
+  /**
+   * A consumer group's committed offset on a queue fell below the queue's start (retention
+   * removed messages it had not read) and it resumed from the start: `skippedMessages` more
+   * messages it never read (each skipped message is reported once per broker).
+   */
+  consumerOffsetReset?(consumerGroup: string, topic: string, queue: number, skippedMessages: number): void;
 }
 
 export const noBrokerObserver: BrokerObserver = { produced() {}, committed() {}, consumed() {} };

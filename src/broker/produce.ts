@@ -2,7 +2,7 @@
 // offsets it already has, else encodes the messages into one Messages command, proposes it and
 // waits for the acknowledgement the request asked for. Also how admin commands are replicated.
 import { assert } from '../assert.js';
-import { InvalidArgumentError, MambaError, TimeoutError } from '../errors.js';
+import { InvalidArgumentError, MambaError, ProducerExpiredError, TimeoutError } from '../errors.js';
 import type { Replica } from '../replica/replica.js';
 import { encodeCommand, type Command } from './commands.js';
 import { encodeMessagesCommand, type ProduceMessage } from './produce-encoding.js';
@@ -138,6 +138,11 @@ export class ProducePath {
       case 'stale':
         throw new InvalidArgumentError(
           `producer ${request.producerId}: sequence ${request.sequence} on queue ${request.queue} of "${request.topic}" is older than the batches remembered (next expected ${check.expected})`,
+        );
+      case 'unknown':
+        throw new ProducerExpiredError(
+          `producer ${request.producerId} expired on queue ${request.queue} of "${request.topic}": this broker no longer knows it (its table keeps the ${this.parts.state.producers.producersMax} most recently active producers; its stored batches may also have been lost), so sequence ${request.sequence} cannot be checked against what is stored; start over under a new producer id at sequence 0`,
+          request.producerId,
         );
     }
   }

@@ -1,8 +1,10 @@
 // The consume-queue index (RocketMQ's ConsumeQueue, kept in memory): for every queue, which
 // batches of the group's log hold which queue offsets. A group's log interleaves the batches of
 // all its queues; every data batch names its queue and carries the queue offset of its first
-// message, stamped by the leader, so the index can be rebuilt from the log alone (also after
-// retention removed the head) and is identical on every replica.
+// message, stamped by the leader, so the index can be rebuilt from the log (also after retention
+// removed the head) and is identical on every replica. The one thing the log cannot give back is
+// the end of a queue whose batches all left it: the latest snapshot's queue heads do
+// (setEndOfEmpty, state-snapshot.ts).
 import { assert } from '../assert.js';
 
 export interface IndexedBatch {
@@ -112,8 +114,46 @@ export class QueueIndex {
     this.queues.delete(key);
   }
 
+  /** Forgets every queue of `topic` (deleted, or re-created: its queues start again at 0). */
+  removeTopic(topic: string): void {
+    // A topic name holds no control character, so no other topic's keys share this prefix.
+    const prefix = queueKey(topic, 0).slice(0, -1);
+    for (const key of [...this.queues.keys()]) if (key.startsWith(prefix)) this.queues.delete(key);
+  }
+
+  /** Forgets everything (the state was replaced by a snapshot's). */
+  clear(): void {
+    this.queues.clear();
+  }
+
+  /**
+   * A queue with no batch in the index ends at `end` (a snapshot's head: its batches all left the
+   * log), so the next batch is numbered from there, not from 0.
+   */
+  setEndOfEmpty(key: string, end: number): void {
+    assert(Number.isSafeInteger(end) && end >= 0, `queue index: end ${end} is not an offset`);
+    const q = this.queueOf(key);
+    assert(q.batches.length === 0, `queue index: a queue with ${q.batches.length} batches has its end from its batches`);
+    assert(end >= q.endAfterDrop, `queue index: end ${end} goes back from ${q.endAfterDrop}`);
+    q.endAfterDrop = end;
+  }
+
+  hasBatches(key: string): boolean {
+    return (this.queues.get(key)?.batches.length ?? 0) > 0;
+  }
+
   startOffset(key: string): number {
     return this.queues.get(key)?.startOffset ?? 0;
+  }
+
+  /**
+   * Queue offset of the first batch at or above `logStartOffset` (the end when none is): where the
+   * queue starts once the log starts there.
+   */
+  startFromLog(key: string, logStartOffset: number): number {
+    const q = this.queues.get(key);
+    if (!q) return 0;
+    return q.batches.find((b) => b.logOffset >= logStartOffset)?.queueOffset ?? q.endOffset;
   }
 
   /** End of the queue counting every appended batch (committed or not). */

@@ -4,7 +4,9 @@
 // it reaches, so whatever a crash keeps, the stored applied offset describes exactly the stored
 // state; a restart replays the log from there (etcd keeps its applied index in its backend the
 // same way). The queue index and the producer table are not stored: every start rebuilds them
-// from the log.
+// from the log and the latest snapshot. Installing a snapshot replaces everything stored in one
+// synchronous transaction (replaceAll); writes queued before it belong to the state it replaced
+// and are dropped.
 //
 // Writes are asynchronous: lmdb-js runs them off the event loop and commits them in the order
 // they were made. overlappingSync is off, so a write that resolved is on disk, and
@@ -54,6 +56,8 @@ export class StateStore {
   private lastWrite: Promise<unknown> = Promise.resolve();
   private failure: Error | null = null;
   private closed = false;
+  /** Counts replaceAll calls: a write queued under an older one is dropped. */
+  private generation = 0;
 
   private constructor(
     private readonly env: RootDatabase,
@@ -116,6 +120,28 @@ export class StateStore {
     this.write(appliedOffset, () => this.consumerOffsets.putSync(key, offset));
   }
 
+  /**
+   * Replaces everything stored with `state`, applied up to `appliedOffset`, in one synchronous
+   * transaction (a snapshot's install): on return it is on disk. Writes queued before it are
+   * dropped, whether they ran already or not (this overwrites what they wrote).
+   */
+  replaceAll(state: { topics: readonly StoredTopic[]; consumerOffsets: readonly StoredConsumerOffset[] }, appliedOffset: number): void {
+    assert(!this.closed, 'state store: replaceAll after close');
+    assert(Number.isSafeInteger(appliedOffset) && appliedOffset >= 0, `state store: applied offset ${appliedOffset} is not valid`);
+    this.generation++;
+    this.env.transactionSync(() => {
+      for (const name of [...this.topics.getKeys()]) this.topics.removeSync(name);
+      for (const key of [...this.consumerOffsets.getKeys()]) this.consumerOffsets.removeSync(key);
+      for (const topic of state.topics) this.topics.putSync(topic.name, { name: topic.name, queues: topic.queues, createdMs: topic.createdMs });
+      for (const { key, offset } of state.consumerOffsets) this.consumerOffsets.putSync(key, offset);
+      this.env.putSync(appliedOffsetKey, appliedOffset);
+    });
+    // What is stored is whole again, whatever failed before.
+    this.failure = null;
+    this.durableApplied = appliedOffset;
+    this.queuedApplied = appliedOffset;
+  }
+
   /** Entries that change nothing stored were applied up to `appliedOffset`. */
   recordApplied(appliedOffset: number): void {
     if (appliedOffset !== this.queuedApplied) this.write(appliedOffset, null);
@@ -139,9 +165,11 @@ export class StateStore {
     if (this.closed || this.failure) return;
     assert(appliedOffset >= this.queuedApplied, `state store: applied offset ${appliedOffset} goes back from ${this.queuedApplied}`);
     const follows = this.queuedApplied;
+    const generation = this.generation;
     this.queuedApplied = appliedOffset;
     // A child transaction: a change that throws is rolled back with its applied offset.
-    const written = this.env.childTransaction(() => {
+    const written = this.env.childTransaction((): boolean | 'replaced' => {
+      if (this.generation !== generation) return 'replaced';
       // A write that failed left its applied offset unwritten: none after it may commit.
       if (this.env.get(appliedOffsetKey) !== follows) return false;
       change?.();
@@ -150,10 +178,13 @@ export class StateStore {
     });
     this.lastWrite = written.then(
       (stored) => {
+        if (stored === 'replaced' || this.generation !== generation) return;
         if (stored) this.durableApplied = Math.max(this.durableApplied, appliedOffset);
         else this.fail(new Error(`a write before the one to applied offset ${appliedOffset} was not stored`));
       },
-      (error: Error) => this.fail(error),
+      (error: Error) => {
+        if (this.generation === generation) this.fail(error);
+      },
     );
   }
 

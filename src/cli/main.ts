@@ -8,7 +8,7 @@ import { loadClusterConfig } from '../config/cluster.js';
 import { MambaClient, type Ack, type OutgoingMessage } from '../client/client.js';
 import { keyCommand, securityOptions } from './keys.js';
 import { startBrokers, stopBrokers, waitForLeaders, brokerAddresses, logFile } from './cluster-control.js';
-import { statusJson, statusText } from './format.js';
+import { consumerGroupJson, consumerGroupListJson, consumerGroupListText, consumerGroupText, statusJson, statusText } from './format.js';
 
 const defaultBrokers = process.env.MAMBA_BROKERS ?? '127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103';
 
@@ -222,6 +222,29 @@ topic
     withClient(command, async (client) => {
       await client.deleteTopic(name);
       print(command, { deleted: name }, `deleted topic ${name}`);
+    }),
+  );
+
+// ------------------------------------------------------------------ consumer groups
+
+const consumerGroup = program.command('consumer-group').description('list consumer groups; describe one: members, queues, committed offsets and lag');
+consumerGroup
+  .command('list')
+  .description('every consumer group with committed offsets or live members, per topic: members, queues with a committed offset')
+  .action(async (_options: unknown, command: Command) =>
+    withClient(command, async (client) => {
+      const list = await client.listConsumerGroups();
+      print(command, consumerGroupListJson(list), consumerGroupListText(list));
+    }),
+  );
+consumerGroup
+  .command('describe <group>')
+  .description('a consumer group on a topic: members and the queues each reads; per queue the committed, start and end offsets and the lag; the total')
+  .requiredOption('--topic <name>', 'topic')
+  .action(async (group: string, options: { topic: string }, command: Command) =>
+    withClient(command, async (client) => {
+      const described = await client.describeConsumerGroup(group, options.topic);
+      print(command, consumerGroupJson(described), consumerGroupText(described));
     }),
   );
 

@@ -5,7 +5,8 @@
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from '../errors.js';
 import { ackToWire, type Ack, type DescribeTopicResponse } from '../protocol/messages.js';
-import { ConnectionPool } from './connection.js';
+import { ConnectionPool, type Transport } from './connection.js';
+import { consumerGroupFromWire, consumerGroupListFromWire, type ConsumerGroupDescription, type ConsumerGroupList } from './consumer-groups.js';
 import { Cluster } from './cluster.js';
 import type { GroupRoute } from './router.js';
 import { retry, retryPolicyOf, type RetryAttempt, type RetryPolicy } from './retry.js';
@@ -17,6 +18,7 @@ import { ClientTracing } from '../observe/message-trace.js';
 export type { Ack } from '../protocol/messages.js';
 export type { RetryPolicy } from './retry.js';
 export { messageToWire, readResultFromWire, type OutgoingMessage, type ReadResult, type ReceivedMessage } from './wire.js';
+export type { ConsumerGroupDescription, ConsumerGroupList, ConsumerGroupListing, ConsumerGroupMember, ConsumerGroupQueue } from './consumer-groups.js';
 
 /** OpenTelemetry for the client: off unless an OTLP endpoint (or, in tests, a span exporter) is given. */
 export type ClientTracingOptions = Partial<Pick<TracingSetup, 'otlpEndpoint' | 'samplingRatio' | 'spanExporter' | 'serviceName'>>;
@@ -44,6 +46,8 @@ export interface ClientOptions extends SecurityOptions {
   credentialsSearch?: string[];
   /** Producer spans with W3C traceparent in the message headers, and receive spans on reads. */
   tracing?: ClientTracingOptions;
+  /** Unary calls go here instead of the gRPC connections (tests: scripted brokers). */
+  transport?: Transport;
 }
 
 export interface SendResult {
@@ -88,7 +92,7 @@ export class MambaClient {
     this.retryPolicy = checked.retry;
     this.requestTimeoutMs = checked.requestTimeoutMs;
     this.pool = new ConnectionPool(undefined, resolveClientSecurity(options, process.env, options.credentialsSearch ?? []));
-    this.cluster = new Cluster(this.pool, checked.brokers, checked.requestTimeoutMs);
+    this.cluster = new Cluster(options.transport ?? this.pool, checked.brokers, checked.requestTimeoutMs);
     this.tracingSdk = startTracing({ serviceName: 'mamba-client', ...options.tracing });
     this.tracing = new ClientTracing(this.tracingSdk.tracer);
   }
@@ -118,6 +122,23 @@ export class MambaClient {
   /** The topic and, per queue, its group, leader, start offset and high watermark, as a broker describes them. */
   async describeTopic(name: string): Promise<DescribeTopicResponse> {
     return this.cluster.callAny('DescribeTopic', { name });
+  }
+
+  /**
+   * Every consumer group with a committed offset or live members, per topic, across the cluster
+   * (the broker asked collects it from every group's leader).
+   */
+  async listConsumerGroups(): Promise<ConsumerGroupList> {
+    return consumerGroupListFromWire(await this.cluster.callAny('ListConsumerGroups', {}));
+  }
+
+  /**
+   * A consumer group on a topic: its live members and their queues, and per queue the committed,
+   * start and end offsets and the lag, with the total. NotFoundError for an unknown topic, or a
+   * consumer group with neither a committed offset on the topic nor a live member.
+   */
+  async describeConsumerGroup(consumerGroup: string, topic: string): Promise<ConsumerGroupDescription> {
+    return consumerGroupFromWire(await this.cluster.callAny('DescribeConsumerGroup', { consumerGroup, topic }));
   }
 
   async describeCluster(): Promise<GroupRoute[]> {

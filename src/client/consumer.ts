@@ -5,9 +5,16 @@
 // dead-letter queue. Delivery is at least once: a message is processed before its offset is
 // committed. Calls go through the client's request path (cluster.ts); reads are retried with the
 // client's retry policy (retry.ts), each failure reported as an 'error' event.
+//
+// The session rule (the member's half of the coordinator's hand-off safety, group-coordinator.ts):
+// a member that has had no heartbeat answer for one session timeout stops reading the queues it
+// owns, at once and without committing, since from then on the coordinator (or a new one) may deal
+// them to another member. The time runs from when the last answered heartbeat was sent, which is
+// no later than when the coordinator saw it; an answer that arrives after that is not acted on.
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { InvalidArgumentError, NotFoundError, type MambaError } from '../errors.js';
+import type { Transport } from './connection.js';
 import { retry, sleep, type RetryPolicy } from './retry.js';
 import { MambaClient, connectionOptionsOf, type ConnectionOptions } from './client.js';
 import { readResultFromWire, type ReadResult, type ReceivedMessage } from './wire.js';
@@ -30,6 +37,8 @@ export interface ConsumerOptions extends ConnectionOptions {
   retry?: Partial<RetryPolicy>;
   requestTimeoutMs?: number;
   memberId?: string;
+  /** Unary calls go here instead of gRPC connections (tests: a scripted coordinator and queues). */
+  transport?: Transport;
 }
 
 export interface Delivery extends ReceivedMessage {
@@ -76,15 +85,43 @@ function checkRange(name: string, value: number, min: number, max: number): numb
   return value;
 }
 
+/**
+ * True once `sessionTimeoutMs` has passed since `answeredAtMs` (when the last heartbeat that got an
+ * answer was sent): the member must no longer read the queues it owns. False before any answer.
+ */
+export function sessionExpired(answeredAtMs: number | null, sessionTimeoutMs: number, nowMs: number): boolean {
+  return answeredAtMs !== null && nowMs - answeredAtMs >= sessionTimeoutMs;
+}
+
+/** What a consumer emits as 'session-expired': the queues it stopped reading. */
+export interface SessionExpiredEvent {
+  topic: string;
+  queues: number[];
+  /** Since the last answered heartbeat was sent. */
+  answerAgeMs: number;
+}
+
 /** One consumer-group member on one topic (the main topic or its retry topic). */
 class Membership {
   readonly readers = new Map<number, QueueReader>();
   generation = 0;
+  /** When the last heartbeat that got an answer was sent; null before the first answer. */
+  answeredAtMs: number | null = null;
+  /** From the last answer. */
+  sessionTimeoutMs = 0;
+  /** Fires when the session runs out (re-armed by every answer). */
+  sessionTimer: NodeJS.Timeout | null = null;
+  /** Loops stopped by an expired session that may still finish the message in hand. */
+  readonly stoppedReads = new Set<Promise<void>>();
 
   constructor(
     readonly topic: string,
     readonly retries: boolean,
   ) {}
+
+  expired(nowMs: number): boolean {
+    return sessionExpired(this.answeredAtMs, this.sessionTimeoutMs, nowMs);
+  }
 }
 
 export class Consumer extends EventEmitter {
@@ -126,6 +163,7 @@ export class Consumer extends EventEmitter {
       brokers: options.brokers,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
       ...(options.retry ? { retry: options.retry } : {}),
+      ...(options.transport ? { transport: options.transport } : {}),
       ...connectionOptionsOf(options),
     });
     this.memberships = [new Membership(this.topic, false), new Membership(retryTopicOf(this.topic), true)];
@@ -189,6 +227,7 @@ export class Consumer extends EventEmitter {
   }
 
   private async heartbeat(membership: Membership, leave: boolean): Promise<void> {
+    const sentAtMs = Date.now();
     // The coordinator is the leader of the group that holds queue 0 of the topic.
     const reply = await this.client.cluster.callQueueLeader(
       membership.topic,
@@ -198,6 +237,9 @@ export class Consumer extends EventEmitter {
       { timeoutMs: groupCallTimeoutMs },
     );
     if (leave) return;
+    this.answered(membership, sentAtMs, reply.sessionTimeoutMs);
+    if (this.checkSession(membership)) return; // answered too late: the queues may be another's by now
+    await this.settleStoppedReads(membership);
     const assigned = new Set(reply.assignedQueues);
     const generation = reply.generation;
     if (generation !== membership.generation) {
@@ -206,6 +248,50 @@ export class Consumer extends EventEmitter {
     }
     for (const [queue, reader] of membership.readers) if (!assigned.has(queue)) await this.revoke(membership, reader);
     for (const queue of assigned) if (!membership.readers.has(queue) && this.running) await this.assign(membership, queue);
+  }
+
+  /** A heartbeat sent at `sentAtMs` got an answer: the session runs from then. */
+  private answered(membership: Membership, sentAtMs: number, sessionTimeoutMs: number): void {
+    membership.answeredAtMs = Math.max(membership.answeredAtMs ?? sentAtMs, sentAtMs);
+    membership.sessionTimeoutMs = sessionTimeoutMs;
+    if (membership.sessionTimer) clearTimeout(membership.sessionTimer);
+    membership.sessionTimer = null;
+    if (!this.running) return;
+    const leftMs = Math.max(0, membership.answeredAtMs + sessionTimeoutMs - Date.now());
+    membership.sessionTimer = setTimeout(() => this.checkSession(membership), leftMs);
+    membership.sessionTimer.unref();
+  }
+
+  /**
+   * The session rule (see the header): when the session has run out, stops every queue reader of
+   * the membership at once (the handler of a message in hand finishes; no message starts), commits
+   * nothing, and gives the queues up. True when it has run out.
+   */
+  private checkSession(membership: Membership): boolean {
+    const nowMs = Date.now();
+    if (!membership.expired(nowMs)) return false;
+    if (membership.readers.size === 0) return true;
+    const queues = [...membership.readers.keys()].sort((a, b) => a - b);
+    for (const reader of membership.readers.values()) {
+      reader.stopping = true;
+      reader.stop.abort();
+      const done = reader.done.catch((error: Error) => this.report(error)).finally(() => membership.stoppedReads.delete(done));
+      membership.stoppedReads.add(done);
+    }
+    membership.readers.clear();
+    const event: SessionExpiredEvent = { topic: membership.topic, queues, answerAgeMs: nowMs - (membership.answeredAtMs ?? nowMs) };
+    this.emit('session-expired', event);
+    return true;
+  }
+
+  /** Waits for loops an expired session stopped, so a queue dealt back is never read twice at once here. */
+  private async settleStoppedReads(membership: Membership): Promise<void> {
+    if (membership.stoppedReads.size > 0) await Promise.all([...membership.stoppedReads]);
+  }
+
+  /** False once the reader must stop: its queue given up, the consumer closing, or the session run out. */
+  private mayRead(membership: Membership, reader: QueueReader): boolean {
+    return !reader.stopping && this.running && !this.checkSession(membership);
   }
 
   private async assign(membership: Membership, queue: number): Promise<void> {
@@ -247,14 +333,15 @@ export class Consumer extends EventEmitter {
   }
 
   private async readLoop(membership: Membership, reader: QueueReader): Promise<void> {
-    // Ends when the queue is revoked or the consumer closes; each round waits at most waitMsMax.
-    while (!reader.stopping && this.running) {
-      const result = await this.readRetried(reader);
+    // Ends when the queue is revoked, the session runs out or the consumer closes; each round
+    // waits at most waitMsMax.
+    while (this.mayRead(membership, reader)) {
+      const result = await this.readRetried(membership, reader);
       if (result === null) continue;
       reader.address = result.advice?.address || undefined;
       this.client.tracing.received(reader.topic, reader.queue, result.messages);
       for (const message of result.messages) {
-        if (reader.stopping || !this.running) return;
+        if (!this.mayRead(membership, reader)) return;
         if (!(await this.process(membership, reader, message))) return;
         reader.offset = message.offset + 1;
       }
@@ -268,14 +355,14 @@ export class Consumer extends EventEmitter {
    * up (reported, then a pause of backoffMsMax so a lasting refusal does not spin) or the queue
    * is being given up.
    */
-  private async readRetried(reader: QueueReader): Promise<ReadResult | null> {
+  private async readRetried(membership: Membership, reader: QueueReader): Promise<ReadResult | null> {
     const policy = this.client.retryPolicy;
     const request = { topic: reader.topic, queue: reader.queue, offset: reader.offset, messagesMax: this.messagesMax, waitMsMax: this.waitMsMax, blocks: true };
     try {
       const reply = await retry(
         policy,
         (attempt) => {
-          if (attempt.index > 0 && (reader.stopping || !this.running)) attempt.bail(null);
+          if (attempt.index > 0 && !this.mayRead(membership, reader)) attempt.bail(null);
           return this.client.cluster.callQueueLeader(reader.topic, reader.queue, 'Consume', request, {
             address: attempt.index === 0 ? reader.address : undefined,
             timeoutMs: this.client.cluster.requestTimeoutMs + this.waitMsMax,
@@ -333,10 +420,13 @@ export class Consumer extends EventEmitter {
     this.emit(dead ? 'dead-letter' : 'retry', { topic: this.topic, queue: reader.queue, offset: message.offset, attempt });
   }
 
-  /** Commits the offset after the last processed message of every queue this member reads. */
+  /** Commits the offset after the last processed message of every queue this member reads (none once its session ran out). */
   async commit(): Promise<void> {
     for (const membership of this.memberships) {
-      for (const reader of membership.readers.values()) await this.commitReader(reader);
+      for (const reader of membership.readers.values()) {
+        if (this.checkSession(membership)) break;
+        await this.commitReader(reader);
+      }
     }
   }
 
@@ -358,6 +448,9 @@ export class Consumer extends EventEmitter {
     for (const timer of this.timers) clearInterval(timer);
     await this.heartbeating.catch(() => undefined);
     for (const membership of this.memberships) {
+      if (membership.sessionTimer) clearTimeout(membership.sessionTimer);
+      await this.settleStoppedReads(membership);
+      // A session that ran out owns nothing: its readers are gone, nothing is committed for them.
       for (const reader of [...membership.readers.values()]) await this.revoke(membership, reader);
       await this.heartbeat(membership, true).catch(() => undefined);
     }

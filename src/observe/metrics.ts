@@ -220,10 +220,19 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
     this.gauge('replication_lag_seconds', 'Time since a follower last reached the high watermark (leader only)', ['follower'], (g, s) =>
       this.lag(g, s, 'seconds'),
     );
-    this.gauge('consumer_backlog_messages', "Committed messages after a consumer group's committed offset", ['consumer_group', 'topic', 'queue'], (g, s) => {
-      g.reset();
-      for (const b of s.consumerBacklogs()) g.set({ consumer_group: b.consumerGroup, topic: b.topic, queue: String(b.queue) }, b.backlogMessages);
-    });
+    // Two views of one read (consumerBacklogs): the backlog, kept as documented and alerted on,
+    // covers only queues with a committed offset; the lag is what DescribeConsumerGroup and
+    // `mambamq consumer-group describe` show, also for the queues a known consumer group has not
+    // committed on yet (counted from the queue's start).
+    this.gauge('consumer_backlog_messages', "Committed messages after a consumer group's committed offset", ['consumer_group', 'topic', 'queue'], (g, s) =>
+      this.backlogs(g, s, 'backlog'),
+    );
+    this.gauge(
+      'consumer_group_lag_messages',
+      "Messages a consumer group has still to read on a queue: the queue's committed end minus the group's committed offset (or the queue's start when it committed none)",
+      ['consumer_group', 'topic', 'queue'],
+      (g, s) => this.backlogs(g, s, 'lag'),
+    );
     this.gauge('log_segments', "Segments in this broker's log", [], (g, s) => g.set(s.logStats().segmentCount));
     this.gauge('log_size_bytes', "Bytes of this broker's log segments", [], (g, s) => g.set(s.logStats().sizeBytes));
     this.gauge('memory_limit_bytes', 'Resident memory this broker is allowed (alerting threshold)', [], (g, s) => g.set(s.memoryBytesMax));
@@ -244,6 +253,14 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
     const result = statfs(source.dataDir).then((fs) => ({ freeBytes: fs.bavail * fs.bsize, sizeBytes: fs.blocks * fs.bsize }));
     this.diskRead = { atMs: nowMs, result };
     return result;
+  }
+
+  private backlogs(gauge: Gauge<string>, source: MetricsSource, view: 'backlog' | 'lag'): void {
+    gauge.reset();
+    for (const b of source.consumerBacklogs()) {
+      const value = view === 'backlog' ? b.backlogMessages : b.lagMessages;
+      if (value !== null) gauge.set({ consumer_group: b.consumerGroup, topic: b.topic, queue: String(b.queue) }, value);
+    }
   }
 
   private lag(gauge: Gauge<string>, source: MetricsSource, unit: 'offsets' | 'seconds'): void {

@@ -227,6 +227,59 @@ export interface HeartbeatResponse {
   sessionTimeoutMs: number;
 }
 
+// ------------------------------------------------------------------ consumer-group lag
+
+export type ListConsumerGroupsRequest = Empty;
+
+export interface ConsumerGroupListing {
+  consumerGroup: string;
+  topic: string;
+  memberCount: number;
+  committedQueueCount: number;
+}
+
+export interface ListConsumerGroupsResponse {
+  consumerGroups: readonly ConsumerGroupListing[];
+  groupsUnreachable: readonly string[];
+  truncated: boolean;
+}
+
+export interface DescribeConsumerGroupRequest {
+  consumerGroup?: string;
+  topic?: string;
+}
+
+export interface ConsumerGroupMember {
+  memberId: string;
+  assignedQueues: readonly number[];
+  ownedQueues: readonly number[];
+  lastHeartbeatAgeMs: number;
+}
+
+export interface ConsumerGroupQueue {
+  queue: number;
+  group: string;
+  /** False: nothing committed on this queue (committedOffset reads 0). */
+  committed: boolean;
+  committedOffset: number;
+  startOffset: number;
+  endOffset: number;
+  lagMessages: number;
+  /** '' when no member is assigned the queue. */
+  memberId: string;
+}
+
+export interface DescribeConsumerGroupResponse {
+  consumerGroup: string;
+  topic: string;
+  members: readonly ConsumerGroupMember[];
+  queues: readonly ConsumerGroupQueue[];
+  lagMessages: number;
+  generation: number;
+  sessionTimeoutMs: number;
+  groupsUnreachable: readonly string[];
+}
+
 // ------------------------------------------------------------------ topics
 
 export interface TopicInfo {
@@ -319,6 +372,8 @@ export interface UnaryMethods {
   DescribeTopic: { request: DescribeTopicRequest; response: DescribeTopicResponse };
   DescribeCluster: { request: DescribeClusterRequest; response: DescribeClusterResponse };
   Heartbeat: { request: HeartbeatRequest; response: HeartbeatResponse };
+  ListConsumerGroups: { request: ListConsumerGroupsRequest; response: ListConsumerGroupsResponse };
+  DescribeConsumerGroup: { request: DescribeConsumerGroupRequest; response: DescribeConsumerGroupResponse };
 }
 
 export type MethodName = keyof UnaryMethods;
@@ -342,4 +397,6 @@ export const unaryMethodNames: readonly MethodName[] = [
   'DescribeTopic',
   'DescribeCluster',
   'Heartbeat',
+  'ListConsumerGroups',
+  'DescribeConsumerGroup',
 ];

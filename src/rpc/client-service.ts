@@ -2,7 +2,16 @@
 // maps every error through the one status table (status.ts).
 import type * as grpc from '@grpc/grpc-js';
 import { InvalidArgumentError } from '../errors.js';
-import { recordsOfBlocks, type AckLevel, type Broker, type ConsumeResult, type GroupInfo, type ProduceMessage, type ProduceRequest } from '../broker/broker.js';
+import {
+  recordsOfBlocks,
+  type AckLevel,
+  type Broker,
+  type ConsumeResult,
+  type ConsumerGroupDescription,
+  type GroupInfo,
+  type ProduceMessage,
+  type ProduceRequest,
+} from '../broker/broker.js';
 import { ProduceStreamSession, type ProduceStreamLimits } from './produce-stream.js';
 import { serviceDefinition } from '../protocol/protos.js';
 import { toStatus } from '../protocol/status.js';
@@ -98,6 +107,20 @@ export function groupWire(g: GroupInfo): Wire {
     highWatermark: g.highWatermark,
     replicas: g.replicas.map((r) => ({ ...r })),
     advice: g.advice ? { ...g.advice } : null,
+  };
+}
+
+/** A DescribeConsumerGroupResponse: a committed offset of null is `committed: false`. */
+export function consumerGroupWire(d: ConsumerGroupDescription): Wire {
+  return {
+    consumerGroup: d.consumerGroup,
+    topic: d.topic,
+    members: d.members.map((m) => ({ ...m })),
+    queues: d.queues.map(({ committedOffset, ...q }) => ({ ...q, committed: committedOffset !== null, committedOffset: committedOffset ?? 0 })),
+    lagMessages: d.lagMessages,
+    generation: d.generation,
+    sessionTimeoutMs: d.sessionTimeoutMs,
+    groupsUnreachable: d.groupsUnreachable,
   };
 }
 
@@ -200,6 +223,16 @@ export function addClientService(server: grpc.Server, broker: Broker, settings: 
       );
       return { ...r };
     }),
+    ListConsumerGroups: unary(async (_w, call) => ({ ...(await broker.listConsumerGroups(isForwarded(call))) })),
+    DescribeConsumerGroup: unary(async (w, call) =>
+      consumerGroupWire(
+        await broker.describeConsumerGroup(
+          required(str(w.consumerGroup, 'consumer_group'), 'consumer_group'),
+          required(str(w.topic, 'topic'), 'topic'),
+          isForwarded(call),
+        ),
+      ),
+    ),
     DescribeCluster: unary(async (_w, call) => {
       if (call.metadata.get(scopeKey)[0] === 'group') return { groups: [groupWire(await broker.describeOwnGroup(true))] };
       return { groups: (await broker.describeCluster()).map(groupWire) };

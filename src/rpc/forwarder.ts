@@ -1,9 +1,17 @@
-// How a broker reaches other groups (topic creation spans every group) and its own leader
-// (a follower describing its group): the client API, with a bounded walk over the group's
-// brokers that follows "not leader" redirects.
+// How a broker reaches other groups (topic creation spans every group; consumer groups are
+// described from every group's leader) and its own leader (a follower describing its group): the
+// client API, with a bounded walk over the group's brokers that follows "not leader" redirects.
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, NotLeaderError, type MambaError } from '../errors.js';
-import { clientAddress, type ClusterForwarder, type GroupInfo, type GroupLayout } from '../broker/broker.js';
+import {
+  clientAddress,
+  type ClusterForwarder,
+  type ConsumerGroupDescription,
+  type ConsumerGroupList,
+  type GroupInfo,
+  type GroupLayout,
+} from '../broker/broker.js';
+import type { DescribeConsumerGroupResponse, ListConsumerGroupsResponse } from '../protocol/messages.js';
 import { serviceDefinition } from '../protocol/protos.js';
 import { fromServiceError } from '../protocol/status.js';
 import { forwardedKey, scopeKey } from './client-service.js';
@@ -104,6 +112,62 @@ export class GrpcForwarder implements ClusterForwarder {
         lastFetchAgeMs: Number(r.lastFetchAgeMs),
       })),
       advice: info.advice ? { replicaId: info.advice.replicaId, address: info.advice.address, reason: info.advice.reason } : null,
+    };
+  }
+
+  /** Best effort like describeGroup: a group that does not answer is reported, not waited for. */
+  async describeConsumerGroup(group: GroupLayout, consumerGroup: string, topic: string): Promise<ConsumerGroupDescription> {
+    const reply = (await this.callGroup(
+      group,
+      'DescribeConsumerGroup',
+      { consumerGroup, topic },
+      { [forwardedKey]: '1' },
+      describeAttemptsMax,
+      describeTimeoutMs,
+    )) as unknown as DescribeConsumerGroupResponse;
+    return {
+      consumerGroup: reply.consumerGroup,
+      topic: reply.topic,
+      members: reply.members.map((m) => ({
+        memberId: m.memberId,
+        assignedQueues: [...m.assignedQueues],
+        ownedQueues: [...m.ownedQueues],
+        lastHeartbeatAgeMs: m.lastHeartbeatAgeMs,
+      })),
+      queues: reply.queues.map((q) => ({
+        queue: q.queue,
+        group: q.group,
+        committedOffset: q.committed ? q.committedOffset : null,
+        startOffset: q.startOffset,
+        endOffset: q.endOffset,
+        lagMessages: q.lagMessages,
+        memberId: q.memberId,
+      })),
+      lagMessages: reply.lagMessages,
+      generation: reply.generation,
+      sessionTimeoutMs: reply.sessionTimeoutMs,
+      groupsUnreachable: [...reply.groupsUnreachable],
+    };
+  }
+
+  async listConsumerGroups(group: GroupLayout): Promise<ConsumerGroupList> {
+    const reply = (await this.callGroup(
+      group,
+      'ListConsumerGroups',
+      {},
+      { [forwardedKey]: '1' },
+      describeAttemptsMax,
+      describeTimeoutMs,
+    )) as unknown as ListConsumerGroupsResponse;
+    return {
+      consumerGroups: reply.consumerGroups.map((l) => ({
+        consumerGroup: l.consumerGroup,
+        topic: l.topic,
+        memberCount: l.memberCount,
+        committedQueueCount: l.committedQueueCount,
+      })),
+      groupsUnreachable: [...reply.groupsUnreachable],
+      truncated: reply.truncated,
     };
   }
 

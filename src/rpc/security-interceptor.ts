@@ -15,9 +15,12 @@ import { toStatus } from '../protocol/status.js';
 import { forwardedKey } from './client-service.js';
 import { RefusedRequest } from './produce-stream.js';
 
-/** What each client API method needs: an action on the topic a request field names, or only a valid key. */
+/**
+ * What each client API method needs: an action on the topic a request field names (one action,
+ * one of a list, or 'any' action), or only a valid key (null).
+ */
 interface MethodRule {
-  action: Action | 'any' | null;
+  action: Action | readonly Action[] | 'any' | null;
   topicField: 'topic' | 'name' | null;
   /**
    * Client-streaming methods that carry many requests (ProduceStream): the field of each stream
@@ -39,7 +42,20 @@ export const clientMethodRules: Record<string, MethodRule> = {
   DescribeTopic: { action: 'any', topicField: 'name' },
   ListTopics: { action: null, topicField: null },
   DescribeCluster: { action: null, topicField: null },
+  // Joining a consumer group hands out the topic's queues: a key that may not read them may not
+  // take them from the members that do.
+  Heartbeat: { action: 'consume', topicField: 'topic' },
+  // Names and counts only, like ListTopics; offsets and members need DescribeConsumerGroup.
+  ListConsumerGroups: { action: null, topicField: null },
+  // Committed offsets (FetchOffset needs consume) and member ids: a consumer watching its own lag
+  // holds consume; an operator's key holds admin and should not need consume (reading messages).
+  DescribeConsumerGroup: { action: ['consume', 'admin'], topicField: 'topic' },
 };
+
+/** The action label of a rule (refusal metrics, audit lines): 'consume|admin' for a list. */
+function actionLabel(action: MethodRule['action']): string {
+  return action === null ? '' : typeof action === 'string' ? action : action.join('|');
+}
 
 export interface CallGuardOptions {
   /** Null: no access keys (every call is let through unsigned). */
@@ -107,10 +123,10 @@ export class CallGuard {
         const request = rule?.requestField ? ((wire[rule.requestField] ?? {}) as Record<string, unknown>) : wire;
         const denial = keyId === null ? null : this.authorize(name, keyId, request, peer);
         if (denial && rule?.requestField) {
-          this.options.onRefusal?.(grpc.status[grpc.status.PERMISSION_DENIED], rule.action ?? '');
+          this.options.onRefusal?.(grpc.status[grpc.status.PERMISSION_DENIED], actionLabel(rule.action));
           return next(new RefusedRequest(wire.clientSequence, grpc.status.PERMISSION_DENIED, denial));
         }
-        if (denial) return refuse(grpc.status.PERMISSION_DENIED, denial, rule?.action ?? '');
+        if (denial) return refuse(grpc.status.PERMISSION_DENIED, denial, actionLabel(rule?.action ?? null));
         next(message);
       })
       .withOnReceiveHalfClose((next) => {
@@ -173,11 +189,11 @@ export class CallGuard {
     if (!rule?.action || !rule.topicField || !permissions || keyId === this.options.brokerKeyId) return null;
     const value = request[rule.topicField];
     const topic = typeof value === 'string' ? value : '';
-    const granted = rule.action === 'any' ? permissions().allowsAny(keyId, topic) : permissions().allows(keyId, rule.action, topic);
+    const granted = grantsRule(permissions(), keyId, rule.action, topic);
     if (granted) return null;
-    const action = rule.action === 'any' ? 'any action' : rule.action;
+    const action = rule.action === 'any' ? 'any action' : typeof rule.action === 'string' ? rule.action : rule.action.join(' or ');
     this.audit('auth.permission_denied', { key: keyId, action, topic: topic.slice(0, 255), method: name, peer });
-    return `access key "${keyId}" may not ${rule.action === 'any' ? 'use' : rule.action === 'admin' ? 'administer' : rule.action} topic "${topic.slice(0, 255)}" (${action} not granted)`;
+    return `access key "${keyId}" may not ${verbOf(rule.action)} topic "${topic.slice(0, 255)}" (${action} not granted)`;
   }
 
   /** Audit lines, at most auditLinesPerSecondMax a second so a flood cannot fill the disk. */
@@ -190,6 +206,18 @@ export class CallGuard {
     }
     if (++this.auditLines <= auditLinesPerSecondMax) this.options.logger.warn(event, fields);
   }
+}
+
+function grantsRule(permissions: Permissions, keyId: string, action: Action | readonly Action[] | 'any', topic: string): boolean {
+  if (action === 'any') return permissions.allowsAny(keyId, topic);
+  if (typeof action === 'string') return permissions.allows(keyId, action, topic);
+  return action.some((a) => permissions.allows(keyId, a, topic));
+}
+
+/** "produce", "administer", "consume or administer", "use". */
+function verbOf(action: Action | readonly Action[] | 'any'): string {
+  if (action === 'any') return 'use';
+  return (typeof action === 'string' ? [action] : action).map((a) => (a === 'admin' ? 'administer' : a)).join(' or ');
 }
 
 function commonName(value: string | string[] | undefined): string | undefined {

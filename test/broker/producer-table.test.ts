@@ -49,15 +49,17 @@ describe('producer-table: keys', () => {
     const others = [producerKey(7, 'orders', 1), producerKey(7, 'payments', 0), producerKey(8, 'orders', 0)];
     for (const other of others) {
       assert.equal(table.nextSequence(other), 0);
-      assert.deepEqual(table.check(other, 3, 1), { kind: 'new' }, 'an unknown producer starts where it is');
+      assert.deepEqual(table.check(other, 0, 1), { kind: 'new' }, 'an unknown producer starts at 0');
+      assert.deepEqual(table.check(other, 3, 1), { kind: 'unknown' }, 'the sequence of another producer is no starting point');
     }
   });
 });
 
 describe('producer-table: check classifies a batch against what the producer stored', () => {
-  test('a producer the table does not know starts at any sequence: nothing to compare with', () => {
+  test('rule 1: a producer the table does not know is taken at sequence 0 only; any other sequence is unknown (it may repeat a batch no longer remembered)', () => {
     const table = new ProducerTable();
-    for (const sequence of [0, 1, 17, 2 ** 31 - 1]) assert.deepEqual(table.check(key, sequence, 1), { kind: 'new' }, `sequence ${sequence}`);
+    assert.deepEqual(table.check(key, 0, 1), { kind: 'new' });
+    for (const sequence of [1, 17, 2 ** 31 - 1]) assert.deepEqual(table.check(key, sequence, 1), { kind: 'unknown' }, `sequence ${sequence}`);
   });
 
   // Stored: [0,3) at log 0, [3,4) at log 10, [4,8) at log 20; next expected 8.
@@ -204,14 +206,15 @@ describe('producer-table: truncation keeps what the remaining log proves (rule 3
     });
   }
 
-  test('truncating every batch of a producer forgets it: unknown, as to a leader whose log never held them, any sequence is new', () => {
+  test('truncating every batch of a producer forgets it: unknown, as to a leader whose log never held them (rule 1: 0 is new, any other sequence unknown)', () => {
     for (const logOffset of [0, 100]) {
       const t = new ProducerTable();
       appendBatches(t, key, [3, 1, 4], 20, 100);
       t.truncateFrom(logOffset);
       assert.equal(t.nextSequence(key), 0);
-      for (const sequence of [0, 19, 20, 21, 24, 1000])
-        assert.deepEqual(t.check(key, sequence, 1), { kind: 'new' }, `cut at ${logOffset}, sequence ${sequence}`);
+      assert.deepEqual(t.check(key, 0, 1), { kind: 'new' }, `cut at ${logOffset}, sequence 0`);
+      for (const sequence of [19, 20, 21, 24, 1000])
+        assert.deepEqual(t.check(key, sequence, 1), { kind: 'unknown' }, `cut at ${logOffset}, sequence ${sequence}`);
       t.add(key, { sequence: 3, count: 1, queueOffset: 0, logOffset: 100 });
       assert.equal(t.nextSequence(key), 4, 'the next batch, at any sequence, starts the producer again');
     }
@@ -274,7 +277,8 @@ describe('producer-table: removeTopic forgets the producers of a deleted topic o
     t.removeTopic('orders');
     assert.equal(t.nextSequence(keys.gone), 0);
     assert.equal(t.nextSequence(keys.gone2), 0);
-    assert.deepEqual(t.check(keys.gone, 5, 1), { kind: 'new' }, 'unknown again: starts where it is');
+    assert.deepEqual(t.check(keys.gone, 5, 1), { kind: 'unknown' }, 'unknown again');
+    assert.deepEqual(t.check(keys.gone, 0, 1), { kind: 'new' }, 'unknown again: starts at 0');
     assert.equal(t.nextSequence(keys.longer), 2);
     assert.equal(t.nextSequence(keys.shorter), 2);
   });
@@ -328,7 +332,9 @@ describe('producer-table: truncation and replication after a failover (reported 
     appendBatches(follower, key, [1, 1, 1], 0, 100); // acked by the old leader with ack=leader, never committed
     follower.truncateFrom(100);
     const leader = new ProducerTable(); // the new leader's log never held them
-    assert.equal(leader.check(key, 3, 1).kind, 'new');
+    // Rule 1: this leader refuses sequence 3 of a producer it does not know; a leader of an earlier
+    // release took it, and rule 2 applies whatever a leader appended.
+    assert.equal(leader.check(key, 3, 1).kind, 'unknown');
     leader.add(key, { sequence: 3, count: 1, queueOffset: 0, logOffset: 100 });
     assert.doesNotThrow(() => follower.add(key, { sequence: 3, count: 1, queueOffset: 0, logOffset: 100 }));
     for (const sequence of [0, 3, 4, 5])
@@ -339,8 +345,8 @@ describe('producer-table: truncation and replication after a failover (reported 
     for (const sequence of [0, 2, 8, 30]) {
       const follower = new ProducerTable();
       appendBatches(follower, key, [3, 1, 4], 0, 0); // committed long ago; gone from the leader's log
-      const leader = new ProducerTable(); // restarted: the producer is unknown to it
-      assert.equal(leader.check(key, sequence, 2).kind, 'new');
+      const leader = new ProducerTable(); // restarted with no snapshot: the producer is unknown to it
+      assert.equal(leader.check(key, sequence, 2).kind, sequence === 0 ? 'new' : 'unknown', 'rule 1 (an earlier release took any sequence)');
       leader.add(key, { sequence, count: 2, queueOffset: 8, logOffset: 500 });
       assert.doesNotThrow(() => follower.add(key, { sequence, count: 2, queueOffset: 8, logOffset: 500 }), `sequence ${sequence}`);
       assert.equal(follower.nextSequence(key), leader.nextSequence(key), `sequence ${sequence}: next sequence as on the leader`);
@@ -366,6 +372,7 @@ class StoreModel {
   sent = new Map<string, number>(); // end of the last batch appended per key (truncated or not): the producer's own numbering
   logEnd = 0;
   highWatermark = 0;
+  logStart = 0; // retention removed the log below this (never above the high watermark)
 
   /** What a replay of the log knows: the end of the last stored batch; undefined when none is stored (unknown). */
   next(k: string): number | undefined {
@@ -378,13 +385,14 @@ class StoreModel {
   }
 
   /**
-   * The batches the table must still recognise: among the last producerBatchesKept appended, and
-   * not truncated (a lower bound of what it remembers: truncation shrinks its window, later
-   * batches fill it again without pushing older ones out).
+   * The batches the table must still recognise: among the last producerBatchesKept appended, not
+   * truncated (a lower bound of what it remembers: truncation shrinks its window, later batches
+   * fill it again without pushing older ones out), and, unless `evenBelowStart`, still in the log
+   * (rule 4: retention takes them out of the window).
    */
-  remembered(k: string): ModelBatch[] {
+  remembered(k: string, evenBelowStart = false): ModelBatch[] {
     const appended = this.appended.get(k) ?? 0;
-    return this.of(k).filter((b) => b.appendIndex >= appended - producerBatchesKept);
+    return this.of(k).filter((b) => b.appendIndex >= appended - producerBatchesKept && (evenBelowStart || b.logOffset >= this.logStart));
   }
 }
 
@@ -393,7 +401,8 @@ type Step =
   | { kind: 'retry'; producer: number; pick: number }
   | { kind: 'resend'; producer: number; pick: number }
   | { kind: 'commit' }
-  | { kind: 'truncate'; at: number };
+  | { kind: 'truncate'; at: number }
+  | { kind: 'retain'; at: number };
 
 const fraction = fc.double({ min: 0, max: 1, noNaN: true });
 const producerIndex = fc.integer({ min: 0, max: producerKeys.length - 1 });
@@ -411,6 +420,7 @@ const step: fc.Arbitrary<Step> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('resend' as const), producer: producerIndex, pick: fraction }) },
   { weight: 2, arbitrary: fc.constant({ kind: 'commit' as const }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('truncate' as const), at: fraction }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('retain' as const), at: fraction }) },
 );
 
 function pickOf<T>(values: T[], at: number): T | undefined {
@@ -441,8 +451,8 @@ function leaderProduce(table: ProducerTable, model: StoreModel, k: string, seque
   }
   const next = model.next(k);
   const remembered = model.remembered(k);
-  if (next === undefined) assert.equal(answer.kind, 'new', `${label}: no batch of the producer is stored: unknown, any sequence is new`);
-  else if (last && remembered.includes(last)) {
+  if (next === undefined) assert.equal(answer.kind, sequence === 0 ? 'new' : 'unknown', `${label}: no batch of the producer is stored: unknown, only 0 is new`);
+  else if (last && model.remembered(k, true).includes(last)) {
     // The table holds the newest stored batch: it knows exactly where the producer is.
     assert.equal(table.nextSequence(k), next, `${label}: next sequence`);
     if (sequence === next) assert.equal(answer.kind, 'new', `${label}: the next sequence is new`);
@@ -493,10 +503,18 @@ function applyStep(table: ProducerTable, model: StoreModel, s: Step): void {
       table.truncateFrom(at);
       return;
     }
+    case 'retain': {
+      // Retention removes only what is committed (below the newest snapshot, itself below the high watermark).
+      const points = [...model.batches.map((b) => b.logOffset), model.highWatermark].filter((o) => o >= model.logStart && o <= model.highWatermark);
+      const at = pickOf(points, s.at)!;
+      model.logStart = at;
+      table.dropBelow(at);
+      return;
+    }
   }
 }
 
-test('producer-table (property): against a model of every stored batch, under truncations of any uncommitted suffix: nothing stored is new (nothing twice), a duplicate is answered with its offsets, retries of remembered batches are duplicates, where the table holds the newest stored batch the next sequence is new and a skip is a gap, with nothing stored any sequence is new, and what check calls new, add accepts', () => {
+test('producer-table (property): against a model of every stored batch, under truncations of any uncommitted suffix and retention of any committed prefix: nothing stored is new (nothing twice), a duplicate is answered with its offsets, retries of remembered batches still in the log are duplicates, where the table holds the newest stored batch (retained or not) the next sequence is new and a skip is a gap, with nothing stored only 0 is new, and what check calls new, add accepts', () => {
   fc.assert(
     fc.property(fc.array(step, { minLength: 1, maxLength: 120, size: 'max' }), (steps) => {
       const table = new ProducerTable();
@@ -659,3 +677,129 @@ test('producer-table (property): three replicas that lead in turn, replicate, tr
     { numRuns: 300 },
   );
 });
+
+// ------------------------------------------------------------------ retention, the bound, snapshots (rules 4-6)
+
+describe('producer-table: retention takes batches below the log start out of the window, keeping where the run ends (rule 4)', () => {
+  test('retries of batches below the start are stale, not new; the next sequence stays exact and a skip is still a gap', () => {
+    const t = new ProducerTable();
+    const stored = appendBatches(t, key, [3, 1, 4], 0, 0); // log 0, 10, 20
+    t.dropBelow(15);
+    assert.equal(t.check(key, 0, 3).kind, 'stale', 'below the start: no longer answered with its offsets');
+    assert.equal(t.check(key, 3, 1).kind, 'stale');
+    assert.equal(t.check(key, 4, 4).kind, 'duplicate', 'still in the log: still a duplicate');
+    t.dropBelow(100);
+    for (const b of stored) assert.equal(t.check(key, b.sequence, b.count).kind, 'stale', `sequence ${b.sequence}`);
+    assert.equal(t.nextSequence(key), 8, 'the producer stays known');
+    assert.deepEqual(t.check(key, 8, 1), { kind: 'new' });
+    assert.deepEqual(t.check(key, 9, 1), { kind: 'gap', expected: 8 });
+    assert.equal(t.size, 1);
+  });
+
+  test('a truncation after retention keeps the end of the newest batch below the start', () => {
+    const t = new ProducerTable();
+    appendBatches(t, key, [3, 1, 4], 0, 0);
+    t.dropBelow(15);
+    t.truncateFrom(20); // the batch at 20 was not committed after all (retention is only ever below the high watermark)
+    assert.equal(t.nextSequence(key), 4);
+    assert.deepEqual(t.check(key, 4, 4), { kind: 'new' });
+  });
+});
+
+describe('producer-table: at most producersMax producers; the least recently appended expire (rule 5)', () => {
+  test('a new producer beyond the bound expires the one that appended least recently; an append makes a producer the most recent', () => {
+    const t = new ProducerTable(3);
+    const keys = [1, 2, 3, 4].map((id) => producerKey(id, 'orders', 0));
+    appendBatches(t, keys[0]!, [1], 0, 0);
+    appendBatches(t, keys[1]!, [1], 0, 10);
+    appendBatches(t, keys[2]!, [1], 0, 20);
+    appendBatches(t, keys[0]!, [1], 1, 30); // producer 1 appends again: producer 2 is now the oldest
+    appendBatches(t, keys[3]!, [1], 0, 40);
+    assert.equal(t.size, 3);
+    assert.equal(t.expired, 1);
+    assert.equal(t.has(keys[1]!), false, 'producer 2 expired');
+    for (const k of [keys[0]!, keys[2]!, keys[3]!]) assert.equal(t.has(k), true);
+    assert.deepEqual(t.check(keys[1]!, 1, 1), { kind: 'unknown' }, 'its next batch is refused: it may repeat a stored one');
+    assert.deepEqual(t.check(keys[1]!, 0, 1), { kind: 'new' }, 'sequence 0 starts it again (as a new producer id does)');
+  });
+
+  test('the bound holds under any sequence of appends, truncations and retention', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 1, max: 12 }), fc.integer({ min: 0, max: 4 })), { maxLength: 200 }), (plan) => {
+        const t = new ProducerTable(5);
+        let logOffset = 0;
+        for (const [producerId, action] of plan) {
+          if (action === 0) t.truncateFrom(Math.max(0, logOffset - 3));
+          else if (action === 1) t.dropBelow(Math.max(0, logOffset - 5));
+          else t.add(producerKey(producerId, 't', 0), { sequence: logOffset, count: 1, queueOffset: logOffset, logOffset });
+          logOffset++;
+          assert.ok(t.size <= 5);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+});
+
+describe('producer-table: a snapshot holds each producer as a truncation at its offset leaves it; what the log no longer shows comes back as the oldest (rule 6)', () => {
+  test('statesBelow(S) is exactly what truncateFrom(S) would leave, and changes nothing', () => {
+    const t = new ProducerTable();
+    const other = producerKey(8, 'orders', 0);
+    appendBatches(
+      t,
+      key,
+      Array.from({ length: producerBatchesKept + 3 }, () => 1),
+      0,
+      0,
+    ); // log 0..100
+    appendBatches(t, other, [2, 2], 0, 200); // wholly at or above 200
+    const below = [...t.statesBelow(45)];
+    assert.deepEqual(
+      below.map((e) => e.key),
+      [key],
+      'the producer whose run starts at or above S is unknown as of S',
+    );
+    const truncated = new ProducerTable();
+    appendBatches(
+      truncated,
+      key,
+      Array.from({ length: producerBatchesKept + 3 }, () => 1),
+      0,
+      0,
+    );
+    truncated.truncateFrom(45);
+    assert.deepEqual(below[0]!.state, [...truncated.statesBelow(Number.MAX_SAFE_INTEGER)][0]!.state);
+    assert.equal(t.nextSequence(key), producerBatchesKept + 3, 'the table itself is unchanged');
+    assert.equal(t.nextSequence(other), 4);
+  });
+
+  test('restoreOlder puts back unknown producers only, as they were at S, older than those known (first to expire)', () => {
+    const snapshotTable = new ProducerTable();
+    const [a, b] = [producerKey(1, 't', 0), producerKey(2, 't', 0)];
+    appendBatches(snapshotTable, a, [1, 1, 1], 0, 0); // log 0, 10, 20
+    appendBatches(snapshotTable, b, [1], 0, 30);
+    const states = [...snapshotTable.statesBelow(40)];
+    const t = new ProducerTable(2);
+    const c = producerKey(3, 't', 0);
+    t.add(b, { sequence: 1, count: 1, queueOffset: 1, logOffset: 40 }); // the log shows b (newer than the snapshot)
+    t.add(c, { sequence: 0, count: 1, queueOffset: 0, logOffset: 50 });
+    t.restoreOlder(states);
+    assert.equal(t.nextSequence(b), 2, 'what the log shows wins');
+    assert.equal(t.has(a), false, 'a came back as the oldest and expired at once (bound 2)');
+    const roomy = new ProducerTable();
+    roomy.add(c, { sequence: 0, count: 1, queueOffset: 0, logOffset: 50 });
+    roomy.restoreOlder(states);
+    assert.equal(roomy.nextSequence(a), 3);
+    for (const sequence of [0, 1, 2]) assert.equal(roomy.check(a, sequence, 1).kind, 'duplicate', `sequence ${sequence}: a retry is answered as at S`);
+  });
+
+  test('restoreOlder asserts the invariants of what it takes (a decoder bug is an InvariantError)', () => {
+    const t = new ProducerTable();
+    const broken = { batches: [b(5, 1, 20), b(6, 1, 10)], forgotten: null, runLogOffset: 0, runSequence: 0, storedBelowSequence: 0 };
+    assert.throws(() => t.restoreOlder([{ key, state: broken }]), InvariantError);
+  });
+});
+
+function b(sequence: number, count: number, logOffset: number): ProducedBatch {
+  return { sequence, count, queueOffset: sequence, logOffset };
+}

@@ -5,9 +5,11 @@
 // A property failure prints fast-check's seed and path; pass them in fc.assert's options to replay it.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { InvariantError } from '../../src/assert.js';
 import { QueueIndex, queueKey, type IndexedBatch } from '../../src/broker/queue-index.js';
+import { LeaderLog, openState, startState, withDir } from './state-fixtures.js';
 
 const queueA = queueKey('orders', 0);
 const queueB = queueKey('orders', 1);
@@ -422,14 +424,75 @@ test('queue-index (property): agrees with a model of the group log under appends
   );
 });
 
-test('queue-index: an index rebuilt from the retained log numbers a queue on from its old end, also when retention removed all its batches', {
-  todo: 'the log alone does not hold the end of a queue whose batches all aged out: a restarted replica (or a new leader that restarted) numbers that queue from 0 again, reusing queue offsets consumers already committed past',
-}, () => {
-  const live = threeBatchIndex();
-  live.add(queueB, batch(2, 40, 1));
-  live.dropBelow(40); // retention removed the segments below 40: queue A has no batch left, B has one
-  const rebuilt = new QueueIndex(); // a restart replays the retained log: only B's batch at 40
-  rebuilt.add(queueB, batch(2, 40, 1));
-  assert.equal(rebuilt.endOffset(queueB), live.endOffset(queueB), 'a queue with a retained batch agrees');
-  assert.equal(rebuilt.endOffset(queueA), live.endOffset(queueA), 'next queue offset of the emptied queue after restart');
+describe('queue-index: removeTopic and startFromLog', () => {
+  test('removeTopic forgets every queue of the topic and only those (a name prefix in common is another topic)', () => {
+    const index = threeBatchIndex();
+    const longer = queueKey('orders2', 0);
+    index.add(longer, batch(0, 50, 1));
+    index.removeTopic('orders');
+    for (const key of [queueA, queueB]) assert.equal(index.hasBatches(key), false);
+    assert.equal(index.endOffset(queueA), 0, 'a re-created topic numbers from 0');
+    assert.equal(index.endOffset(longer), 1);
+  });
+
+  test('startFromLog is the queue offset of the first batch at or above a log offset, or the end when none is', () => {
+    const index = threeBatchIndex();
+    assert.equal(index.startFromLog(queueA, 0), 0);
+    assert.equal(index.startFromLog(queueA, 11), 3);
+    assert.equal(index.startFromLog(queueA, 30), 5);
+    assert.equal(index.startFromLog(queueA, 31), 9);
+    assert.equal(index.startFromLog(queueKey('orders', 7), 31), 0, 'a queue never written');
+  });
+});
+
+describe('queue-index: a rebuilt index numbers a queue on from its old end, also when retention removed all its batches', () => {
+  test('setEndOfEmpty gives a queue with no batch the end a snapshot holds; a queue with batches, a bad end, or an end going back is a bug (InvariantError)', () => {
+    const live = threeBatchIndex();
+    live.add(queueB, batch(2, 40, 1));
+    live.dropBelow(40); // retention removed the segments below 40: queue A has no batch left, B has one
+    const rebuilt = new QueueIndex(); // a restart replays the retained log: only B's batch at 40
+    rebuilt.add(queueB, batch(2, 40, 1));
+    assert.equal(rebuilt.endOffset(queueA), 0, 'the log alone does not hold the end of A');
+    rebuilt.setEndOfEmpty(queueA, 9); // what the snapshot holds for A
+    for (const key of [queueA, queueB]) {
+      assert.equal(rebuilt.endOffset(key), live.endOffset(key));
+      assert.equal(rebuilt.startOffset(key), live.startOffset(key));
+    }
+    rebuilt.add(queueA, batch(9, 50, 1));
+    assert.equal(rebuilt.endOffset(queueA), 10, 'the next batch follows on');
+    assert.throws(() => rebuilt.setEndOfEmpty(queueB, 5), InvariantError);
+    assert.throws(() => new QueueIndex().setEndOfEmpty(queueA, -1), InvariantError);
+    const emptied = new QueueIndex();
+    emptied.setEndOfEmpty(queueA, 9);
+    assert.throws(() => emptied.setEndOfEmpty(queueA, 8), InvariantError);
+  });
+
+  test('the complete mechanism: a snapshot at S, retention below S, a restart that replays the retained log and takes from the snapshot the end of every queue the log no longer shows; the next batch a leader numbers follows on', async () => {
+    await withDir(async (dir) => {
+      const log = new LeaderLog().leaderChange().create('orders', 2).messages('orders', 0, 3).messages('orders', 1, 2).messages('orders', 0, 2);
+      const live = openState(dir);
+      startState(live.state, log.entries, null);
+      const snapshot = live.state.captureSnapshot();
+      log.messages('orders', 1, 1); // after S: queue 1 keeps a batch in the log, queue 0 none
+      live.state.onAppend(log.entries.at(-1)!);
+      live.state.onCommit(log.entries.at(-1)!);
+      live.state.onLogStartMoved(snapshot.endOffset); // retention removed everything below S
+      const retained = log.entries.filter((e) => e.offset >= snapshot.endOffset);
+      await live.state.close();
+      const withoutSnapshot = openState(join(dir, 'without'));
+      startState(withoutSnapshot.state, retained, null);
+      assert.equal(withoutSnapshot.state.index.endOffset(queueKey('orders', 0)), 0, 'the log alone would number queue 0 from 0 again');
+      await withoutSnapshot.state.close();
+      const restarted = openState(dir);
+      startState(restarted.state, retained, snapshot);
+      assert.equal(restarted.state.index.endOffset(queueKey('orders', 0)), 5, 'queue 0 numbers on from its old end');
+      assert.equal(restarted.state.index.startOffset(queueKey('orders', 0)), 5, 'and starts there: nothing below is stored');
+      assert.equal(restarted.state.index.endOffset(queueKey('orders', 1)), 3);
+      assert.equal(restarted.state.index.startOffset(queueKey('orders', 1)), 2);
+      log.messages('orders', 0, 1); // the leader (which never stopped) numbers the next batch from 5
+      assert.doesNotThrow(() => restarted.state.onAppend(log.entries.at(-1)!), 'contiguous with the seeded end');
+      assert.equal(restarted.state.index.endOffset(queueKey('orders', 0)), 6);
+      await restarted.state.close();
+    });
+  });
 });

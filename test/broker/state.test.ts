@@ -11,13 +11,14 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { open, type RootDatabase } from 'lmdb';
 import { CommandKind, decodeEntry, encodeCommand, type Command } from '../../src/broker/commands.js';
-import { offsetKey, queueKey } from '../../src/broker/names.js';
+import { offsetKey, producerKey, queueKey } from '../../src/broker/names.js';
 import { encodeMessagesCommand } from '../../src/broker/produce-encoding.js';
 import { BrokerState } from '../../src/broker/state.js';
 import { StateStore, type LegacyStateSource, type StoredState } from '../../src/broker/state-store.js';
 import { EntryType, type Entry } from '../../src/raft/types.js';
 import { Logger } from '../../src/replica/logger.js';
 import { MetaStore } from '../../src/replica/meta-store.js';
+import { commitRange, indexedBatches, LeaderLog, leaderLogOf, leaderStep, openState as openStateIn, startState } from './state-fixtures.js';
 
 const quiet = new Logger('b1', 'g1', () => {});
 
@@ -330,5 +331,149 @@ describe('state: data directories of the former layout', () => {
       await state.close();
       await meta.close();
     });
+  });
+});
+
+// ------------------------------------------------------------------ a topic deleted and created again
+
+/** The state holds exactly the leader's live incarnations: topics, each queue's batches, idempotent producers' next sequences. */
+function assertLikeLeader(state: BrokerState, leader: LeaderLog, label: string): void {
+  for (const name of ['a', 'b', 'keep']) {
+    const live = leader.topics.get(name);
+    assert.equal(state.topic(name)?.createdMs, live?.createdMs, `${label}: topic ${name}`);
+    for (const queue of [0, 1]) {
+      const expected = leader.liveBatches(name, queue).map((b): [number, number, number] => [b.queueOffset, b.logOffset, b.count]);
+      assert.deepEqual(indexedBatches(state, name, queue), expected, `${label}: batches of ${name}/${queue}`);
+      assert.equal(state.index.endOffset(queueKey(name, queue)), leader.queueEnds.get(queueKey(name, queue)) ?? 0, `${label}: end of ${name}/${queue}`);
+      for (const producerId of [7, 8]) {
+        const batches = leader.liveBatches(name, queue).filter((b) => b.producerId === producerId);
+        const last = batches[batches.length - 1];
+        assert.equal(
+          state.producers.nextSequence(producerKey(producerId, name, queue)),
+          last ? last.sequence + last.count : 0,
+          `${label}: producer ${producerId} on ${name}/${queue}`,
+        );
+      }
+    }
+  }
+}
+
+/** Every pending delete applied: the leader's view once the whole log is applied. */
+function settled(leader: LeaderLog): LeaderLog {
+  for (const name of [...leader.topics.keys()]) leader.applyDelete(name);
+  return leader;
+}
+
+describe('state: a topic deleted and created again numbers its queues from 0; the old incarnation is gone on every path', () => {
+  /** Create, 3 messages, delete, [a batch the leader appended before it applied the delete], create again, 2 messages at queue offset 0. */
+  function recreated(lateBatch: boolean): LeaderLog {
+    const log = new LeaderLog().leaderChange().create('a', 1).messages('a', 0, 3, 7).delete('a');
+    if (lateBatch) log.messages('a', 0, 1, 7);
+    return log.create('a', 1).messages('a', 0, 2, 7);
+  }
+
+  test('restart after delete → re-create → produce: the replay of committed entries drops the old incarnation in log order (the reported crash: "queue offset 0 is not contiguous")', async () => {
+    for (const lateBatch of [false, true]) {
+      await withDir(async (dir) => {
+        const leader = recreated(lateBatch);
+        const first = openStateIn(dir);
+        startState(first.state, leader.entries, null);
+        await first.state.close();
+        const second = openStateIn(dir);
+        assert.equal(second.state.appliedOffset(), leader.endOffset, 'everything was applied and stored');
+        startState(second.state, leader.entries, null); // replays every entry, all below the applied offset
+        assertLikeLeader(second.state, settled(leader), `late batch ${lateBatch}`);
+        assert.deepEqual(indexedBatches(second.state, 'a', 0)[0]?.[0], 0, 'the new incarnation starts at queue offset 0');
+        await second.state.close();
+      });
+    }
+  });
+
+  test('a follower that appends the delete, the create and the new batch before it learns the delete committed indexes the new incarnation only; applying the delete then drops nothing', async () => {
+    for (const lateBatch of [false, true]) {
+      await withDir(async (dir) => {
+        const leader = recreated(lateBatch);
+        const { state } = openStateIn(dir);
+        const deleteOffset = leader.entries.findIndex((e, i) => i > 0 && e.payload[0] === CommandKind.DeleteTopic);
+        for (const entry of leader.entries.slice(0, deleteOffset)) state.onAppend(entry);
+        commitRange(state, leader.entries, 0, leader.entries[deleteOffset]!.offset);
+        for (const entry of leader.entries.slice(deleteOffset)) state.onAppend(entry); // one Fetch answer: delete … new batch
+        assert.deepEqual(indexedBatches(state, 'a', 0), [[0, leader.entries.at(-1)!.offset, 2]], 'only the new incarnation');
+        commitRange(state, leader.entries, leader.entries[deleteOffset]!.offset, leader.endOffset);
+        assertLikeLeader(state, settled(leader), `late batch ${lateBatch}`);
+        await state.close();
+      });
+    }
+  });
+
+  test('a follower that applied the delete before a batch the leader appended ahead of its own apply arrives does not index that batch', async () => {
+    await withDir(async (dir) => {
+      const leader = recreated(true);
+      const { state } = openStateIn(dir);
+      const late = leader.entries.findIndex((_, i) => i > 0 && leader.entries[i - 1]!.payload[0] === CommandKind.DeleteTopic);
+      for (const entry of leader.entries.slice(0, late)) state.onAppend(entry);
+      commitRange(state, leader.entries, 0, leader.entries[late]!.offset); // the delete is applied
+      state.onAppend(leader.entries[late]!); // the old incarnation's late batch
+      assert.deepEqual(indexedBatches(state, 'a', 0), [], 'not indexed: its topic is gone');
+      for (const entry of leader.entries.slice(late + 1)) state.onAppend(entry);
+      commitRange(state, leader.entries, leader.entries[late]!.offset, leader.endOffset);
+      assertLikeLeader(state, settled(leader), 'late batch after the apply');
+      await state.close();
+    });
+  });
+
+  test('a retried create (a no-op: the first one wins) drops nothing, also when batches of the topic come between, live and after a restart', async () => {
+    await withDir(async (dir) => {
+      const leader = new LeaderLog().leaderChange().create('a', 1).messages('a', 0, 2).create('a', 1).messages('a', 0, 1);
+      const live = openStateIn(join(dir, 'live'));
+      for (const entry of leader.entries) live.state.onAppend(entry); // both creates appended before either is applied
+      commitRange(live.state, leader.entries, 0, leader.endOffset);
+      assertLikeLeader(live.state, leader, 'live');
+      await live.state.close();
+      const restarted = openStateIn(join(dir, 'live'));
+      startState(restarted.state, leader.entries, null);
+      assertLikeLeader(restarted.state, leader, 'restarted');
+      await restarted.state.close();
+    });
+  });
+
+  test('(property) with any commit lag on a follower, and after a restart at any applied offset, the state holds exactly the live incarnations', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(leaderStep, { minLength: 1, maxLength: 40 }),
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 60 }),
+        fc.nat(),
+        async (steps, lag, cut) => {
+          await withDir(async (dir) => {
+            const leader = leaderLogOf(steps);
+            const entries = leader.entries;
+            // A follower: appends in order, commits in order, each as the schedule says.
+            const live = openStateIn(join(dir, 'live'));
+            let appended = 0;
+            let committed = 0;
+            for (let i = 0; appended < entries.length || committed < entries.length; i++) {
+              if (appended < entries.length && (committed === appended || lag[i % lag.length])) live.state.onAppend(entries[appended++]!);
+              else {
+                const entry = entries[committed++]!;
+                if (entry.type === EntryType.Data) live.state.onCommit(entry);
+              }
+            }
+            assertLikeLeader(live.state, settled(leaderLogOf(steps)), 'live');
+            // A restart: applied up to a cut, then every entry replayed and the rest committed.
+            const stopAt = entries[cut % entries.length]!.offset;
+            const first = openStateIn(join(dir, 'restarted'));
+            for (const entry of entries) first.state.onAppend(entry);
+            commitRange(first.state, entries, 0, stopAt);
+            await first.state.close();
+            const second = openStateIn(join(dir, 'restarted'));
+            startState(second.state, entries, null);
+            assertLikeLeader(second.state, settled(leaderLogOf(steps)), `restarted at ${stopAt}`);
+            await live.state.close();
+            await second.state.close();
+          });
+        },
+      ),
+      { numRuns: 60 },
+    );
   });
 });

@@ -208,7 +208,7 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
     for (const b of brokers) await cluster.kill(b.id);
     for (const b of brokers) assert.ok(existsSync(join(b.dataDir, 'state')), `${b.id} has its state store`);
     for (const b of brokers) cluster.launch(b.id);
-    leader = (await cluster.waitForLeader('g1', 15_000)).leaderId;
+    leader = (await cluster.waitForLeader('g1', 30_000)).leaderId;
     for (const b of brokers) {
       const fetched = await waitFor(`${b.id} to know the committed offset`, 10_000, async () => {
         const reply = await cluster
@@ -288,7 +288,7 @@ describe('failover', { timeout: 240_000 }, () => {
     assert.equal(unacked, 'refused', 'a write was acknowledged without a quorum');
     await cluster.kill(leader);
     for (const id of followers) cluster.launch(id);
-    const second = (await cluster.waitForLeader('g1', 10_000, [leader])).leaderId;
+    const second = (await cluster.waitForLeader('g1', 30_000, [leader])).leaderId;
     for (let i = 0; i < 100; i++) {
       await cluster.client(second).produce('pay', 0, [Buffer.from(`q${i}`)]);
       acked.push(`q${i}`);

@@ -74,6 +74,7 @@ test('a live broker serves strict Prometheus text with every metric the design n
     'mamba_leader_changes_total',
     'mamba_elections_total',
     'mamba_consumer_backlog_messages',
+    'mamba_consumer_group_lag_messages',
     'mamba_log_segments',
     'mamba_log_size_bytes',
     'mamba_disk_free_bytes',
@@ -131,6 +132,7 @@ test('produced and consumed counters, commit latency and backlog move with the t
   assert.equal(sampleValue(afterwards, 'mamba_end_to_end_delay_seconds_count', { topic }), 25);
   assert.ok(sampleValue(afterwards, 'mamba_commit_latency_seconds_count')! >= commitsBefore + 5);
   assert.equal(sampleValue(afterwards, 'mamba_consumer_backlog_messages', { consumer_group: 'readers', topic, queue: '0' }), 15);
+  assert.equal(sampleValue(afterwards, 'mamba_consumer_group_lag_messages', { consumer_group: 'readers', topic, queue: '0' }), 15);
   assert.ok(
     sampleValue(afterwards, 'mamba_network_received_bytes_total', { api: 'client' })! >
       sampleValue(before, 'mamba_network_received_bytes_total', { api: 'client' })! + 25 * 100,

@@ -1,0 +1,213 @@
+// The consumer's session rule (src/client/consumer.ts header; the member's half of the hand-off
+// safety in src/broker/group-coordinator.ts): a member that has had no heartbeat answer for one
+// session timeout stops reading the queues it owns, commits nothing for them, and does not act
+// on an answer that comes later than that. Over a scripted transport (a coordinator, two queues
+// and their offsets): no server, no sockets.
+import { test, describe, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { Consumer, sessionExpired, type Delivery, type SessionExpiredEvent } from '../../src/client/consumer.js';
+import type { Transport } from '../../src/client/connection.js';
+import { UnavailableError } from '../../src/errors.js';
+import type { GroupInfo, MethodName, RequestOf, ResponseOf } from '../../src/protocol/messages.js';
+import { assertHoldsFor, waitFor } from '../../scripts/lib/cluster.js';
+
+const sessionTimeoutMs = 300;
+/** A scripted Consume answers after this long (a long poll with a message ready soon). */
+const consumeDelayMs = 5;
+/** Timer and clock granularity allowed past a deadline. */
+const slackMs = 3;
+
+interface Call {
+  method: MethodName;
+  request: Record<string, unknown>;
+  atMs: number;
+}
+
+/** One group g1 (broker b1 at a1:1 leads it) holding topic t (2 queues), t.retry (2) and t.dlq (1). */
+class ScriptedCluster implements Transport {
+  readonly calls: Call[] = [];
+  /** 'answer': heartbeats answered at once; 'refuse': UNAVAILABLE; 'late': answered after 1.5 session timeouts. */
+  heartbeats: 'answer' | 'refuse' | 'late' = 'answer';
+  /** Arrival time of the last Heartbeat on topic t that was answered in time. */
+  lastAnsweredHeartbeatMs = 0;
+  readonly committed = new Map<number, number>();
+
+  async call<M extends MethodName>(_address: string, method: M, request: RequestOf<M>): Promise<ResponseOf<M>> {
+    const r = request as Record<string, unknown>;
+    const atMs = Date.now();
+    this.calls.push({ method, request: r, atMs });
+    return (await this.answer(method, r, atMs)) as ResponseOf<M>;
+  }
+
+  private async answer(method: MethodName, r: Record<string, unknown>, atMs: number): Promise<unknown> {
+    switch (method) {
+      case 'DescribeCluster':
+        return { groups: [group()] };
+      case 'DescribeTopic': {
+        const queues = r.name === 't.dlq' ? 1 : 2;
+        return {
+          topic: { name: r.name, queues, createdMs: 0 },
+          queues: Array.from({ length: queues }, (_, queue) => ({ queue, group: 'g1', leaderId: 'b1', startOffset: 0, highWatermark: 0 })),
+        };
+      }
+      case 'Heartbeat':
+        return this.heartbeat(r, atMs);
+      case 'FetchOffset': {
+        const offset = this.committed.get(r.queue as number);
+        return { found: offset !== undefined, offset: offset ?? 0 };
+      }
+      case 'CommitOffset':
+        this.committed.set(r.queue as number, r.offset as number);
+        return {};
+      case 'Consume':
+        await new Promise((resolve) => setTimeout(resolve, consumeDelayMs));
+        return consumeAnswer(r.topic as string, r.queue as number, r.offset as number);
+      default:
+        throw new Error(`unexpected ${method}`);
+    }
+  }
+
+  private async heartbeat(r: Record<string, unknown>, atMs: number): Promise<unknown> {
+    if (this.heartbeats === 'refuse') throw new UnavailableError('coordinator unreachable');
+    const answer = { generation: 1, assignedQueues: r.topic === 't' ? [0, 1] : [], members: [r.memberId], sessionTimeoutMs };
+    if (this.heartbeats === 'late') {
+      await new Promise((resolve) => setTimeout(resolve, sessionTimeoutMs * 1.5));
+      return answer;
+    }
+    if (r.topic === 't') this.lastAnsweredHeartbeatMs = atMs;
+    return answer;
+  }
+
+  after(method: MethodName, atMs: number): Call[] {
+    return this.calls.filter((c) => c.method === method && c.atMs > atMs);
+  }
+}
+
+function group(): GroupInfo {
+  return {
+    id: 'g1',
+    leaderId: 'b1',
+    epoch: 1,
+    highWatermark: 0,
+    advice: null,
+    replicas: [{ id: 'b1', address: 'a1:1', role: 'leader', endOffset: 0, lagOffsets: 0, lagMs: 0, lastFetchAgeMs: 0, reachable: true }],
+  };
+}
+
+/** Queues of t always have one more message at the offset asked for; the retry topic is empty. */
+function consumeAnswer(topic: string, queue: number, offset: number): unknown {
+  const records = topic === 't' ? [{ offset, timestampMs: Date.now(), key: [], headers: [], body: Buffer.from(`${queue}:${offset}`) }] : [];
+  return { topic, queue, records, nextOffset: offset + records.length, highWatermark: offset + 1, startOffset: 0, advice: null, servedBy: 'b1', blocks: [] };
+}
+
+interface Running {
+  consumer: Consumer;
+  transport: ScriptedCluster;
+  deliveries: Array<{ queue: number; offset: number; atMs: number }>;
+  expired: Array<SessionExpiredEvent & { atMs: number }>;
+}
+
+let running: Running | null = null;
+
+async function startConsumer(): Promise<Running> {
+  const transport = new ScriptedCluster();
+  const consumer = new Consumer({
+    brokers: ['a1:1'],
+    group: 'cg',
+    topic: 't',
+    memberId: 'm1',
+    heartbeatIntervalMs: 50,
+    autoCommitIntervalMs: 50,
+    retry: { attemptsMax: 3, backoffMsInitial: 1, backoffMsMax: 5, jitter: 0 },
+    transport,
+  });
+  const deliveries: Running['deliveries'] = [];
+  const expired: Running['expired'] = [];
+  consumer.on('error', () => undefined); // refused heartbeats are reported; the test reads the calls
+  consumer.on('session-expired', (event: SessionExpiredEvent) => expired.push({ ...event, atMs: Date.now() }));
+  running = { consumer, transport, deliveries, expired };
+  await consumer.start((m: Delivery) => {
+    deliveries.push({ queue: m.queue, offset: m.offset, atMs: Date.now() });
+  });
+  return running;
+}
+
+async function readingBoth(r: Running, sinceMs: number): Promise<void> {
+  await waitFor('the member to read both queues', 5000, () =>
+    r.consumer.assignment().topic.join() === '0,1' && [0, 1].every((q) => r.deliveries.some((d) => d.queue === q && d.atMs > sinceMs)) ? true : undefined,
+  );
+}
+
+afterEach(async () => {
+  await running?.consumer.close();
+  running = null;
+});
+
+describe('consumer session rule', () => {
+  test('the rule: expired once one session timeout has passed since the last answered heartbeat was sent; never before an answer', () => {
+    assert.equal(sessionExpired(null, 300, 10_000), false);
+    assert.equal(sessionExpired(1000, 300, 1299), false);
+    assert.equal(sessionExpired(1000, 300, 1300), true);
+    assert.equal(sessionExpired(1000, 300, 5000), true);
+  });
+
+  test('no heartbeat answer for one session timeout: the member stops reading its queues, commits nothing for them, and reads again once answered', async () => {
+    const r = await startConsumer();
+    await readingBoth(r, 0);
+    r.transport.heartbeats = 'refuse';
+    const refusedFromMs = Date.now();
+    await waitFor('the member to give its queues up', 5000, () => (r.consumer.assignment().topic.length === 0 ? true : undefined), 5);
+    const lastAnsweredMs = r.transport.lastAnsweredHeartbeatMs;
+    const deadlineMs = lastAnsweredMs + sessionTimeoutMs;
+    assert.ok(lastAnsweredMs > 0 && lastAnsweredMs <= refusedFromMs);
+
+    // It gave up both queues at the deadline, not before: sessions are measured from a send time
+    // no later than the coordinator's receipt, so never later than the coordinator's expiry.
+    assert.equal(r.expired.length, 1);
+    assert.deepEqual(r.expired[0]!.queues, [0, 1]);
+    assert.equal(r.expired[0]!.topic, 't');
+    assert.ok(r.expired[0]!.answerAgeMs >= sessionTimeoutMs, `answer age ${r.expired[0]!.answerAgeMs} ms`);
+    assert.ok(r.expired[0]!.atMs <= deadlineMs + slackMs + 20, `stopped ${r.expired[0]!.atMs - deadlineMs} ms after the deadline`);
+    // Nothing read, handed to the handler or committed after the deadline.
+    assert.deepEqual(
+      r.deliveries.filter((d) => d.atMs > deadlineMs + slackMs),
+      [],
+    );
+    assert.deepEqual(r.transport.after('Consume', deadlineMs + slackMs), []);
+    assert.deepEqual(r.transport.after('CommitOffset', deadlineMs + slackMs), []);
+    // It stays so while the coordinator does not answer.
+    const stoppedMs = Date.now();
+    await assertHoldsFor('no reads without a session', 2 * sessionTimeoutMs, () => r.transport.after('Consume', stoppedMs).length === 0);
+
+    // Answered again: the queues come back and reading resumes from the committed offsets.
+    const committed = new Map(r.transport.committed);
+    const answeredAgainMs = Date.now();
+    r.transport.heartbeats = 'answer';
+    await readingBoth(r, answeredAgainMs);
+    for (const q of [0, 1]) {
+      const first = r.deliveries.find((d) => d.queue === q && d.atMs > answeredAgainMs)!;
+      assert.equal(first.offset, committed.get(q) ?? 0, `queue ${q} resumes at its committed offset`);
+    }
+  });
+
+  test('heartbeats answered in time: the member keeps its queues over many session timeouts', async () => {
+    const r = await startConsumer();
+    await readingBoth(r, 0);
+    const fromMs = Date.now();
+    await assertHoldsFor('the member keeps both queues', 4 * sessionTimeoutMs, () => r.consumer.assignment().topic.join() === '0,1' && r.expired.length === 0);
+    assert.ok(r.transport.after('Consume', fromMs).length > 10);
+  });
+
+  test('an answer that arrives after the session ran out is not acted on', async () => {
+    const r = await startConsumer();
+    await readingBoth(r, 0);
+    r.transport.heartbeats = 'late';
+    await waitFor('the member to give its queues up', 5000, () => (r.consumer.assignment().topic.length === 0 ? true : undefined), 5);
+    const stoppedMs = Date.now();
+    // Late answers keep arriving (each granting both queues): none starts a reader.
+    await assertHoldsFor('no reads on late answers', 3 * sessionTimeoutMs, () => r.consumer.assignment().topic.length === 0);
+    assert.ok(r.transport.after('Heartbeat', stoppedMs).length >= 1);
+    assert.deepEqual(r.transport.after('Consume', stoppedMs + slackMs), []);
+    assert.equal(r.expired.length, 1);
+  });
+});
