@@ -13,7 +13,7 @@
 // no later than when the coordinator saw it; an answer that arrives after that is not acted on.
 import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
-import { InvalidArgumentError, NotFoundError, type MambaError } from '../errors.js';
+import { InvalidArgumentError, NotFoundError, OutOfRangeError, type MambaError } from '../errors.js';
 import type { Transport } from './connection.js';
 import { retry, sleep, type RetryPolicy } from './retry.js';
 import { MambaClient, connectionOptionsOf, type ConnectionOptions } from './client.js';
@@ -37,6 +37,12 @@ export interface ConsumerOptions extends ConnectionOptions {
   retry?: Partial<RetryPolicy>;
   requestTimeoutMs?: number;
   memberId?: string;
+  /**
+   * A queue's next offset fell below its start (retention removed those messages): `'earliest'`
+   * (default, as Kafka's auto.offset.reset) goes on from the start and emits `'offset-reset'`
+   * with the messages skipped; `'fail'` reports the OutOfRangeError each round instead.
+   */
+  offsetReset?: 'earliest' | 'fail';
   /** Unary calls go here instead of gRPC connections (tests: a scripted coordinator and queues). */
   transport?: Transport;
 }
@@ -133,6 +139,7 @@ export class Consumer extends EventEmitter {
   private readonly heartbeatIntervalMs: number;
   private readonly messagesMax: number;
   private readonly waitMsMax: number;
+  private readonly offsetReset: 'earliest' | 'fail';
   private readonly attemptsMax: number;
   private readonly delayMsInitial: number;
   private readonly delayMsMax: number;
@@ -155,6 +162,9 @@ export class Consumer extends EventEmitter {
     this.heartbeatIntervalMs = checkRange('heartbeatIntervalMs', options.heartbeatIntervalMs ?? 1000, 50, 60_000);
     this.messagesMax = checkRange('messagesMax', options.messagesMax ?? 500, 1, 10_000);
     this.waitMsMax = checkRange('waitMsMax', options.waitMsMax ?? 500, 0, 30_000);
+    if (options.offsetReset !== undefined && options.offsetReset !== 'earliest' && options.offsetReset !== 'fail')
+      throw new InvalidArgumentError(`offsetReset: must be 'earliest' or 'fail', got ${JSON.stringify(options.offsetReset)}`);
+    this.offsetReset = options.offsetReset ?? 'earliest';
     this.attemptsMax = checkRange('nack.attemptsMax', options.nack?.attemptsMax ?? 3, 1, 100);
     this.delayMsInitial = checkRange('nack.delayMsInitial', options.nack?.delayMsInitial ?? 1000, 0, 3_600_000);
     this.delayMsMax = checkRange('nack.delayMsMax', options.nack?.delayMsMax ?? 60_000, this.delayMsInitial, 86_400_000);
@@ -374,10 +384,30 @@ export class Consumer extends EventEmitter {
     } catch (error) {
       reader.address = undefined; // back to the leader
       if (reader.stopping || !this.running) return null;
+      if (this.resetBelowStart(reader, error)) return null;
       this.report(error as Error);
       await sleep(policy.backoffMsMax, reader.stop.signal);
       return null;
     }
+  }
+
+  /**
+   * Retention removed the reader's next offset: with offsetReset 'earliest', go on from the
+   * queue's start (the broker names it on the refusal). True when the reader moved.
+   */
+  private resetBelowStart(reader: QueueReader, error: unknown): boolean {
+    if (!(error instanceof OutOfRangeError) || this.offsetReset !== 'earliest') return false;
+    if (error.startOffset < 0 || reader.offset >= error.startOffset) return false;
+    const event = {
+      topic: reader.topic,
+      queue: reader.queue,
+      fromOffset: reader.offset,
+      toOffset: error.startOffset,
+      skippedMessages: error.startOffset - reader.offset,
+    };
+    reader.offset = error.startOffset;
+    this.emit('offset-reset', event);
+    return true;
   }
 
   /** Hands one message to the handler; false when the queue was given up before its turn. */

@@ -33,6 +33,9 @@ const codeOfKind: Record<ErrorKind, status> = {
 /** Trailing metadata keys a "not leader" refusal carries. */
 export const leaderIdKey = 'mamba-leader-id';
 export const leaderAddressKey = 'mamba-leader-address';
+/** Trailing metadata keys an OUT_OF_RANGE refusal carries: the queue's valid range. */
+export const startOffsetKey = 'mamba-start-offset';
+export const endOffsetKey = 'mamba-end-offset';
 
 export interface StatusObject {
   code: status;
@@ -56,6 +59,10 @@ export function toStatus(error: unknown): StatusObject {
     if (error.leaderId) metadata.set(leaderIdKey, error.leaderId);
     if (error.leaderAddress) metadata.set(leaderAddressKey, error.leaderAddress);
   }
+  if (error instanceof OutOfRangeError) {
+    metadata.set(startOffsetKey, String(error.startOffset));
+    metadata.set(endOffsetKey, String(error.endOffset));
+  }
   if (error instanceof MambaError) return { code: codeOfKind[error.kind], details: error.message, metadata };
   return { code: status.INTERNAL, details: `internal error: ${(error as Error)?.message ?? String(error)}`, metadata };
 }
@@ -71,7 +78,7 @@ export function fromServiceError(error: ServiceError): MambaError {
     case status.ALREADY_EXISTS:
       return new AlreadyExistsError(details);
     case status.OUT_OF_RANGE:
-      return new OutOfRangeError(details, -1, -1);
+      return new OutOfRangeError(details, offsetOf(error.metadata, startOffsetKey), offsetOf(error.metadata, endOffsetKey));
     case status.FAILED_PRECONDITION: {
       const id = error.metadata?.get(leaderIdKey)[0];
       const address = error.metadata?.get(leaderAddressKey)[0];
@@ -91,4 +98,10 @@ export function fromServiceError(error: ServiceError): MambaError {
     default:
       return new MambaError('internal', details, false);
   }
+}
+
+/** An offset from trailing metadata, -1 when absent or not a non-negative integer. */
+function offsetOf(metadata: Metadata | undefined, key: string): number {
+  const value = Number(metadata?.get(key)[0] ?? Number.NaN);
+  return Number.isSafeInteger(value) && value >= 0 ? value : -1;
 }
