@@ -47,6 +47,16 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
     'Request messages received on client and bidirectional streams (FetchStream, ProduceStream), by method',
     ['api', 'method'],
   );
+  private readonly consumerOffsetResets = this.counter(
+    'consumer_offset_resets_total',
+    "Times a consumer group's committed offset was below its queue's start (retention) and reading resumed from the start",
+    ['consumer_group', 'topic'],
+  );
+  private readonly consumerSkippedMessages = this.counter(
+    'consumer_skipped_messages_total',
+    'Messages retention removed before a consumer group read them (counted when its reading resumed from the queue start)',
+    ['consumer_group', 'topic'],
+  );
   private readonly leaderChanges = this.counter('leader_changes_total', 'Times this broker saw its group change to a new leader', []);
   private readonly elections = this.counter('elections_total', 'Times this broker became a candidate (started an election)', []);
   private readonly quarantinedSegments = this.counter(
@@ -136,6 +146,11 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
     }
     this.consumedMessages.inc({ topic }, records.length);
     this.consumedBytes.inc({ topic }, bytes);
+  }
+
+  consumerOffsetReset(consumerGroup: string, topic: string, _queue: number, skippedMessages: number): void {
+    this.consumerOffsetResets.inc({ consumer_group: consumerGroup, topic });
+    this.consumerSkippedMessages.inc({ consumer_group: consumerGroup, topic }, skippedMessages);
   }
 
   roleChanged(role: Role, _epoch: number, leaderId: ReplicaId | null): void {
