@@ -4,25 +4,47 @@
 // generator), same outputs.
 
 import { assert } from '../assert.js';
-import { encodeMembership } from './membership.js';
+import { encodeMembershipConfig, membersMax, validEndpoints, votersMin, withLearner, withoutMember, withPromoted, withVoter } from './membership.js';
 import { eventsQueuedMax, resolveConfig, RaftNode } from './node.js';
-import { bestSuccessor, installFetchedSnapshot, maybeAdvanceHighWatermark, maybeFetch, maybeSendTimeoutNow, resendBeginQuorumEpoch } from './replication.js';
+import { caughtUp, fetchedWithin } from './progress.js';
+import { majorityOffset, majoritySize, quorumActive } from './quorum.js';
+import {
+  bestSuccessor,
+  durableOffsetOf,
+  installFetchedSnapshot,
+  maybeAdvanceHighWatermark,
+  maybeFetch,
+  maybeSendTimeoutNow,
+  maybeStepDownAfterRemoval,
+  resendBeginQuorumEpoch,
+} from './replication.js';
 import { step as stepNode, tick as tickNode } from './roles.js';
 import { assertSnapshotMetaValid, type RaftStorage } from './storage.js';
 import {
   EntryType,
   type Entry,
+  type Member,
+  type MembershipConfig,
+  type MembershipRefusal,
+  type MembershipResult,
+  type MemberStatus,
   type Message,
+  type ProposeError,
   type ProposeResult,
   type RaftConfig,
   type RaftStatus,
   type Ready,
+  type RemoveOptions,
   type ReplicaId,
+  type ReplicaStatus,
   type Role,
   type RoleState,
   type SnapshotId,
   type SnapshotMeta,
   type SnapshotRequest,
+  type TransferRefusal,
+  type TransferResult,
+  type TransferStatus,
 } from './types.js';
 
 function sameRequest(a: SnapshotRequest | null, b: SnapshotRequest | null): boolean {
@@ -37,6 +59,9 @@ export class RaftCore {
   private reportedRole: RoleState;
   private reportedHighWatermark: number;
   private reportedSnapshotRequest: SnapshotRequest | null = null;
+  // What checkInvariants saw last: a leader's high watermark that rose since must be held by a
+  // majority of its voters (learners never counted).
+  private checkedLeaderHighWatermark: { epoch: number; offset: number } | null = null;
 
   constructor(config: RaftConfig, storage: RaftStorage) {
     this.node = new RaftNode(resolveConfig(config), storage);
@@ -80,6 +105,23 @@ export class RaftCore {
   get voters(): readonly ReplicaId[] {
     return this.node.voters;
   }
+  get learners(): readonly ReplicaId[] {
+    return this.node.learners;
+  }
+  // The configuration in force (the latest membership entry of the log, else the seed), a copy.
+  get membership(): MembershipConfig {
+    const node = this.node;
+    return { voters: [...node.voters], learners: [...node.learners], endpoints: node.endpoints.map((member) => ({ ...member })) };
+  }
+  // The leader this replica follows (or itself) has committed an entry of its own epoch, as far as
+  // this replica knows: it serves (proposals commit; a transfer is complete once the target's
+  // replicas say this). On a leader: its high watermark passed its LeaderChange entry.
+  get leaderServing(): boolean {
+    const node = this.node;
+    const highWatermark = node.highWatermark;
+    if (node.leaderId === null || highWatermark === 0 || highWatermark < node.log.startOffset()) return false;
+    return node.log.knownEpochBefore(highWatermark) === node.epoch;
+  }
   // Recovering (DESIGN §12): the log lost entries this replica had promised; it fetches until it
   // holds them again and meanwhile grants no vote or pre-vote and never campaigns.
   get recovering(): boolean {
@@ -95,6 +137,7 @@ export class RaftCore {
   tick(): void {
     tickNode(this.node);
     this.checkInvariants();
+    this.checkQuorumInvariant();
   }
 
   step(message: Message): void {
@@ -115,26 +158,124 @@ export class RaftCore {
     return { ok: true, offset: this.appendAsLeader(EntryType.Data, payload, count) };
   }
 
-  addVoter(id: ReplicaId): ProposeResult {
-    return this.changeMembership(id, 'add');
-  }
+  // ---- Membership (dissertation §4.1-4.2: one server at a time through the log; etcd learners,
+  // KIP-853 AddVoter/RemoveVoter). Each change is one Membership entry appended here; it takes
+  // effect on append and is done when the high watermark passes `offset`. See MembershipRefusal
+  // (types.ts) for the refusals; a refusal changes nothing.
 
-  removeVoter(id: ReplicaId): ProposeResult {
-    return this.changeMembership(id, 'remove');
-  }
-
-  // Hand leadership to `to` once it holds our whole log; proposals are refused meanwhile, and the
-  // attempt is abandoned after electionTicks.
-  transferLeadership(to: ReplicaId): ProposeResult {
-    const refused = this.refusal();
+  // A new member that fetches like a follower but neither votes in elections that count it nor
+  // counts for the high watermark or check-quorum. `member` carries the endpoints the driver needs
+  // to reach it; they are replicated in the entry and returned by status().members.
+  addLearner(member: Member): MembershipResult {
+    const refused = this.changeRefusal();
     if (refused !== null) return refused;
     const node = this.node;
-    if (to === node.id || !node.isVoter(to)) return { ok: false, error: 'INVALID', leaderId: node.id };
-    node.transferTarget = to;
+    const id = member.id;
+    if (!validEndpoints(member)) return this.refuseChange('INVALID', `member ${JSON.stringify(id)} has an empty or too long id or endpoint`);
+    if (node.isVoter(id)) return this.refuseChange('ALREADY_VOTER', `${id} is already a voter of this group`);
+    if (node.isLearner(id)) return this.refuseChange('ALREADY_LEARNER', `${id} is already a learner of this group`);
+    if (node.members().length + 1 > membersMax) return this.refuseChange('TOO_MANY_MEMBERS', `the group already has ${membersMax} members`);
+    return this.pendingRefusal() ?? this.appendMembership(withLearner(this.membership, member));
+  }
+
+  // Makes a caught-up learner a voter (the operator's or driver's decision, as in etcd and
+  // KIP-853; status().replicas[].caughtUp says when this would be accepted). Caught up: fetched
+  // within fetchTimeoutTicks, not recovering, and holding the high watermark minus
+  // promotionLagOffsetsMax, and the entry that made it a learner.
+  promoteLearner(id: ReplicaId): MembershipResult {
+    const refused = this.changeRefusal();
+    if (refused !== null) return refused;
+    const node = this.node;
+    if (node.isVoter(id)) return this.refuseChange('ALREADY_VOTER', `${id} is already a voter of this group`);
+    if (!node.isLearner(id)) return this.refuseChange('NOT_A_MEMBER', `${id} is not a learner of this group`);
+    const pending = this.pendingRefusal();
+    if (pending !== null) return pending;
+    const progress = node.progressOf(id);
+    const neededOffset = this.promotionNeededOffset();
+    if (!fetchedWithin(progress, node.tick, node.config.fetchTimeoutTicks)) {
+      return this.refuseChange('LEARNER_UNREACHABLE', `learner ${id} has not fetched for ${node.config.fetchTimeoutTicks} ticks or more`);
+    }
+    if (progress.recoveringRequestId !== null) return this.refuseChange('LEARNER_RECOVERING', `learner ${id} is recovering lost entries`);
+    if (progress.matchedOffset < neededOffset) {
+      return this.refuseChange('LEARNER_BEHIND', `learner ${id} holds up to offset ${progress.matchedOffset}; promotion needs ${neededOffset}`);
+    }
+    return this.appendMembership(withPromoted(this.membership, id));
+  }
+
+  // Removes a voter or a learner. A voter's removal may not leave fewer than votersMin voters, nor
+  // fewer voters that fetch than a majority of those left, unless forced; never zero voters. The
+  // leader may remove itself: it leads until the removal commits (without counting itself), then
+  // steps down and sends TimeoutNow to its most caught-up voter (dissertation §4.2.2).
+  removeMember(id: ReplicaId, options: RemoveOptions = {}): MembershipResult {
+    const refused = this.changeRefusal();
+    if (refused !== null) return refused;
+    const node = this.node;
+    if (!node.isMember(id)) return this.refuseChange('NOT_A_MEMBER', `${id} is not a member of this group`);
+    const pending = this.pendingRefusal();
+    if (pending !== null) return pending;
+    if (node.isLearner(id)) return this.appendMembership(withoutMember(this.membership, id));
+    const remaining = node.voters.filter((voter) => voter !== id);
+    if (remaining.length === 0) return this.refuseChange('LAST_VOTER', `${id} is the last voter of this group`);
+    const force = options.force === true;
+    if (remaining.length < votersMin && !force) {
+      return this.refuseChange('BELOW_MINIMUM_VOTERS', `removing ${id} leaves ${remaining.length} voters, fewer than ${votersMin} (force to allow)`);
+    }
+    const active = (voter: ReplicaId): boolean => voter === node.id || fetchedWithin(node.progressOf(voter), node.tick, node.config.fetchTimeoutTicks);
+    if (!force && !quorumActive(remaining, active)) {
+      const activeCount = remaining.filter(active).length;
+      return this.refuseChange(
+        'QUORUM_AT_RISK',
+        `removing ${id} leaves ${activeCount} of ${remaining.length} voters fetching, fewer than the ${majoritySize(remaining.length)} a majority needs (force to allow)`,
+      );
+    }
+    return this.appendMembership(withoutMember(this.membership, id));
+  }
+
+  // Before learners: adds a voter directly (a learner is promoted, with its catch-up check).
+  // New code uses addLearner, then promoteLearner once caught up.
+  addVoter(id: ReplicaId): ProposeResult {
+    const node = this.node;
+    if (node.isLearner(id)) return legacyResult(this.promoteLearner(id));
+    const refused = this.changeRefusal();
+    if (refused !== null) return legacyResult(refused);
+    if (!validEndpoints({ id }) || node.isVoter(id)) return { ok: false, error: 'INVALID', leaderId: node.id };
+    if (node.members().length + 1 > membersMax) return { ok: false, error: 'INVALID', leaderId: node.id };
+    return legacyResult(this.pendingRefusal() ?? this.appendMembership(withVoter(this.membership, id)));
+  }
+
+  // Before learners: removes a voter with no minimum but one voter (removeMember with force).
+  removeVoter(id: ReplicaId): ProposeResult {
+    if (!this.node.isVoter(id) && this.node.role === 'leader' && this.node.isVoter()) return { ok: false, error: 'INVALID', leaderId: this.node.id };
+    return legacyResult(this.removeMember(id, { force: true }));
+  }
+
+  // Dissertation §3.10: hand leadership to `to` (or, when null, to the reachable voter holding
+  // the most of our log) once it holds our whole log; proposals are refused meanwhile, and the
+  // attempt ends after electionTicks. Refusals and outcomes: TransferRefusal, TransferOutcomeKind
+  // (types.ts); status().transfer while it runs, status().lastTransfer afterwards.
+  transferLeadership(to: ReplicaId | null = null): TransferResult {
+    const node = this.node;
+    const refuse = (error: TransferRefusal, message: string): TransferResult => ({ ok: false, error, leaderId: node.leaderId, message });
+    if (node.role !== 'leader' || !node.isVoter()) return refuse('NOT_LEADER', `${node.id} is not the leader of this group`);
+    if (node.transferTarget !== null) return refuse('TRANSFER_IN_PROGRESS', `a transfer to ${node.transferTarget} is in progress`);
+    const target = to ?? bestSuccessor(node, true);
+    if (target === null) return refuse('NO_ELIGIBLE_TARGET', 'no other voter is fetching and not recovering');
+    if (target === node.id) return refuse('TARGET_IS_LEADER', `${target} already leads this group`);
+    if (node.isLearner(target)) return refuse('TARGET_IS_LEARNER', `${target} is a learner; promote it first`);
+    if (!node.isVoter(target)) return refuse('TARGET_NOT_MEMBER', `${target} is not a voter of this group`);
+    const progress = node.progressOf(target);
+    if (!fetchedWithin(progress, node.tick, node.config.fetchTimeoutTicks)) {
+      return refuse('TARGET_UNREACHABLE', `${target} has not fetched for ${node.config.fetchTimeoutTicks} ticks or more`);
+    }
+    if (progress.recoveringRequestId !== null) return refuse('TARGET_RECOVERING', `${target} is recovering lost entries`);
+    node.transferTarget = target;
+    node.transferEpoch = node.epoch;
+    node.transferStartedTick = node.tick;
     node.transferDeadlineTick = node.tick + node.config.electionTicks;
     node.timeoutNowSent = false;
     maybeSendTimeoutNow(node);
-    return { ok: true, offset: node.log.endOffset() };
+    this.checkInvariants();
+    return { ok: true, target, offset: node.log.endOffset(), deadlineTick: node.transferDeadlineTick };
   }
 
   // Shutdown: stop leading or campaigning; a leader asks its most caught-up voter to take over.
@@ -239,19 +380,25 @@ export class RaftCore {
     node.durableEndOffset = Math.max(Math.min(durableEndOffset, node.log.durableCap()), node.log.snapshotEndOffset());
     node.maybeFinishRecovery(false);
     maybeAdvanceHighWatermark(node);
+    maybeStepDownAfterRemoval(node);
     maybeFetch(node);
     this.checkInvariants();
   }
 
   status(): RaftStatus {
     const node = this.node;
-    const replicas = [...node.progress.values()].map((progress) => ({
-      id: progress.id,
-      matchedOffset: progress.matchedOffset,
-      lastFetchTick: progress.lastFetchTick,
-      ticksSinceFetch: progress.lastFetchTick === null ? null : node.tick - progress.lastFetchTick,
-      recovering: progress.recoveringRequestId !== null,
-    }));
+    const neededOffset = this.promotionNeededOffset();
+    const replicas = [...node.progress.values()].map(
+      (progress): ReplicaStatus => ({
+        id: progress.id,
+        role: node.isLearner(progress.id) ? 'learner' : 'voter',
+        matchedOffset: progress.matchedOffset,
+        lastFetchTick: progress.lastFetchTick,
+        ticksSinceFetch: progress.lastFetchTick === null ? null : node.tick - progress.lastFetchTick,
+        recovering: progress.recoveringRequestId !== null,
+        caughtUp: caughtUp(progress, node.tick, node.config.fetchTimeoutTicks, neededOffset),
+      }),
+    );
     return {
       id: node.id,
       role: node.role,
@@ -271,7 +418,51 @@ export class RaftCore {
       recoveryMarkOffset: node.recoveryMarkOffset,
       promisedOffset: node.promisedOffset,
       replicas,
+      learners: [...node.learners],
+      members: this.memberStatuses(),
+      membershipChangeOffset: this.membershipChangeOffset(),
+      leaderServing: this.leaderServing,
+      transfer: this.transferStatus(),
+      lastTransfer: node.lastTransfer === null ? null : { ...node.lastTransfer },
     };
+  }
+
+  private memberStatuses(): MemberStatus[] {
+    const node = this.node;
+    const withEndpoints = (id: ReplicaId, role: MemberStatus['role']): MemberStatus => {
+      const known = node.endpoints.find((member) => member.id === id);
+      return { ...known, id, role };
+    };
+    return [...node.voters.map((id) => withEndpoints(id, 'voter')), ...node.learners.map((id) => withEndpoints(id, 'learner'))];
+  }
+
+  // The latest membership entry while it lies at or above the high watermark.
+  private membershipChangeOffset(): number | null {
+    const latest = this.node.log.membershipRecords().at(-1);
+    return latest !== undefined && latest.offset >= this.node.highWatermark ? latest.offset : null;
+  }
+
+  private transferStatus(): TransferStatus | null {
+    const node = this.node;
+    const target = node.transferTarget;
+    if (target === null) return null;
+    return {
+      target,
+      epoch: node.transferEpoch,
+      startedTick: node.transferStartedTick,
+      deadlineTick: node.transferDeadlineTick,
+      timeoutNowSent: node.timeoutNowSent,
+      targetMatchedOffset: node.progressOf(target).matchedOffset,
+      leaderEndOffset: node.log.endOffset(),
+    };
+  }
+
+  // What promoteLearner requires a learner to hold: the high watermark minus the allowed lag, and
+  // at least the latest membership entry (the one that names it a learner).
+  private promotionNeededOffset(): number {
+    const node = this.node;
+    const latest = node.log.membershipRecords().at(-1);
+    return Math.max(node.highWatermark - node.config.promotionLagOffsetsMax, latest === undefined ? 0 : latest.offset + 1);
   }
 
   // Entries of the core's log view (stored plus not yet persisted): for the apply loop and tests.
@@ -286,27 +477,40 @@ export class RaftCore {
     return null;
   }
 
-  // Single-voter changes, one at a time: the previous change must be committed, and the leader
-  // must have committed an entry of its own epoch first (the fix to the single-server change bug
-  // found after the Raft dissertation).
-  private changeMembership(id: ReplicaId, change: 'add' | 'remove'): ProposeResult {
-    const refused = this.refusal();
-    if (refused !== null) return refused;
+  // A membership change needs a leader that stays in its configuration and no transfer running.
+  private changeRefusal(): MembershipResult | null {
     const node = this.node;
-    const records = node.log.membershipRecords();
-    const latest = records[records.length - 1];
-    const pending = (latest !== undefined && latest.offset >= node.highWatermark) || node.highWatermark <= node.epochStartOffset;
-    if (pending) return { ok: false, error: 'CHANGE_IN_PROGRESS', leaderId: node.id };
-    const present = node.isVoter(id);
-    if (typeof id !== 'string' || id.length === 0 || present === (change === 'add')) {
-      return { ok: false, error: 'INVALID', leaderId: node.id };
+    if (node.role !== 'leader' || !node.isVoter()) return this.refuseChange('NOT_LEADER', `${node.id} is not the leader of this group`);
+    if (node.transferTarget !== null) return this.refuseChange('TRANSFERRING', `a leadership transfer to ${node.transferTarget} is in progress`);
+    return null;
+  }
+
+  private refuseChange(error: MembershipRefusal, message: string): MembershipResult {
+    return { ok: false, error, leaderId: this.node.leaderId, message };
+  }
+
+  // One change at a time: the previous change must be committed, and the leader must have
+  // committed an entry of its own epoch first (the fix to the single-server change bug found
+  // after the Raft dissertation: a leader may hold an uncommitted change of an earlier leader).
+  private pendingRefusal(): MembershipResult | null {
+    const node = this.node;
+    if (node.highWatermark <= node.epochStartOffset) {
+      return this.refuseChange('CHANGE_IN_PROGRESS', `leader ${node.id} has not committed an entry of epoch ${node.epoch} yet`);
     }
-    const voters = change === 'add' ? [...node.voters, id] : node.voters.filter((voter) => voter !== id);
-    if (voters.length === 0) return { ok: false, error: 'INVALID', leaderId: node.id };
-    const offset = this.appendAsLeader(EntryType.Membership, encodeMembership(voters), 1);
+    const latest = node.log.membershipRecords().at(-1);
+    if (latest !== undefined && latest.offset >= node.highWatermark && node.config.ruleBrokenForTest !== 'concurrent-changes') {
+      return this.refuseChange('CHANGE_IN_PROGRESS', `the membership change at offset ${latest.offset} is not committed yet`);
+    }
+    return null;
+  }
+
+  private appendMembership(config: MembershipConfig): MembershipResult {
+    const node = this.node;
+    const offset = this.appendAsLeader(EntryType.Membership, encodeMembershipConfig(config), 1);
     node.refreshVoters();
-    resendBeginQuorumEpoch(node); // a new voter learns where to fetch from
-    return { ok: true, offset };
+    resendBeginQuorumEpoch(node); // a new member learns where to fetch from
+    this.checkInvariants();
+    return { ok: true, offset, config: this.membership };
   }
 
   private appendAsLeader(type: EntryType, payload: Uint8Array, count: number): number {
@@ -328,6 +532,72 @@ export class RaftCore {
     this.checkRecoveryInvariants();
     this.checkSnapshotInvariants();
     this.checkSnapshotRequestInvariants();
+    this.checkMembershipInvariants();
+    this.checkTransferInvariants();
+    this.checkLeaderCommitInvariant();
+  }
+
+  // Dissertation §4.1-4.2, etcd learners, KIP-853: the configuration and who may lead and count.
+  private checkMembershipInvariants(): void {
+    const node = this.node;
+    if (node.learners.length > 0) {
+      for (const learner of node.learners) assert(!node.voters.includes(learner), 'invariant: a replica is both voter and learner');
+      const learner = node.isLearner();
+      assert(!learner || node.role === 'follower' || node.role === 'resigned', 'invariant: a learner campaigns or leads');
+      assert(!learner || node.votes.size === 0, 'invariant: a learner collects votes');
+    }
+    if (node.role !== 'leader') return;
+    // What a leader tracks changes only with its configuration (RaftNode.refreshVoters and
+    // becomeLeader check it there): a count suffices after every input.
+    assert(
+      node.progress.size === node.voters.length + node.learners.length - (node.isVoter() ? 1 : 0),
+      'invariant: a leader tracks other replicas than its voters and learners',
+    );
+    const records = node.log.membershipRecords();
+    const latest = records[records.length - 1];
+    // A leader outside its voters is one whose removal is pending; it steps down once it commits.
+    assert(
+      node.isVoter() || (latest !== undefined && latest.offset >= node.highWatermark),
+      'invariant: a leader outside its voters after its removal committed',
+    );
+    if (node.highWatermark <= node.epochStartOffset || node.config.ruleBrokenForTest === 'concurrent-changes') return;
+    const beforeLatest = records[records.length - 2];
+    assert(beforeLatest === undefined || beforeLatest.offset < node.highWatermark, 'invariant: more than one uncommitted membership change');
+  }
+
+  private checkTransferInvariants(): void {
+    const node = this.node;
+    const target = node.transferTarget;
+    if (target === null) return;
+    assert(node.role === 'leader' && node.isVoter(), 'invariant: a transfer without a leader in its voters');
+    assert(target !== node.id && node.isVoter(target), 'invariant: a transfer to a replica that is not another voter');
+    assert(node.transferEpoch === node.epoch, 'invariant: a transfer from an earlier epoch');
+  }
+
+  // Raft §5.3 with learners: a high watermark a leader raised during this input is held by a
+  // majority of its voters (learners never counted), recomputed here on its own.
+  private checkLeaderCommitInvariant(): void {
+    const node = this.node;
+    const checked = this.checkedLeaderHighWatermark;
+    if (node.role !== 'leader') {
+      this.checkedLeaderHighWatermark = null;
+      return;
+    }
+    const rose = checked !== null && checked.epoch === node.epoch && node.highWatermark > checked.offset;
+    if (rose && node.config.ruleBrokenForTest !== 'learners-counted') {
+      const held = majorityOffset(node.voters, (id) => durableOffsetOf(node, id));
+      assert(node.highWatermark <= held, 'invariant: a high watermark not held by a majority of the voters');
+    }
+    this.checkedLeaderHighWatermark = { epoch: node.epoch, offset: node.highWatermark };
+  }
+
+  // Check-quorum counts voters only: a leader still in office after a tick has heard Fetches from
+  // a majority of its voters within fetchTimeoutTicks (once it has led that long).
+  private checkQuorumInvariant(): void {
+    const node = this.node;
+    if (node.role !== 'leader' || node.tick - node.leaderSinceTick < node.config.fetchTimeoutTicks) return;
+    const active = (id: ReplicaId): boolean => id === node.id || fetchedWithin(node.progressOf(id), node.tick, node.config.fetchTimeoutTicks);
+    assert(quorumActive(node.voters, active), 'invariant: a leader in office without a quorum of fetching voters');
   }
 
   // KIP-630 / Raft §7: the log start, the latest snapshot and the high watermark.
@@ -381,6 +651,14 @@ export class RaftCore {
     assert(refused === null || refused.epoch !== node.epoch || node.leaderId !== refused.id, 'invariant: following a refused leader');
     assert(node.events.length <= eventsQueuedMax, 'invariant: too many queued events');
   }
+}
+
+// The answer addVoter and removeVoter gave before learners.
+function legacyResult(result: MembershipResult): ProposeResult {
+  if (result.ok) return { ok: true, offset: result.offset };
+  const kept: readonly MembershipRefusal[] = ['NOT_LEADER', 'TRANSFERRING', 'CHANGE_IN_PROGRESS'];
+  const error: ProposeError = kept.includes(result.error) ? (result.error as ProposeError) : 'INVALID';
+  return { ok: false, error, leaderId: result.leaderId };
 }
 
 function snapshotIdOf(meta: SnapshotMeta | null): SnapshotId | null {

@@ -28,11 +28,14 @@ export function leaderRecentlyHeard(node: RaftNode): boolean {
 
 // A recovering replica (DESIGN §12) grants neither: it lost entries it had promised, and its vote
 // would let a candidate lacking them win (its log looks older than it was when it promised).
+// A learner does grant, when asked (RaftNode.mayVote, etcd #10998): a candidate asks only the
+// voters of its configuration, which may already name the learner a voter; the vote counts only
+// there, since votes are counted over the candidate's voters.
 
 // Called with message.epoch === node.epoch (the caller adopts a higher epoch first).
 export function handleVoteRequest(node: RaftNode, message: VoteRequest): void {
   const canVote = node.votedFor === null || node.votedFor === message.from;
-  const grant = canVote && !node.recovering && node.leaderId === null && node.role !== 'leader' && logUpToDate(node, message.lastEpoch, message.lastOffset);
+  const grant = canVote && node.mayVote() && node.leaderId === null && node.role !== 'leader' && logUpToDate(node, message.lastEpoch, message.lastOffset);
   if (grant) {
     node.votedFor = message.from;
     node.hardStateDirty = true;
@@ -47,7 +50,7 @@ export function handlePreVoteRequest(node: RaftNode, message: PreVoteRequest): v
   const grant =
     proposedEpoch > node.epoch &&
     node.role !== 'resigned' &&
-    !node.recovering &&
+    node.mayVote() &&
     !leaderRecentlyHeard(node) &&
     logUpToDate(node, message.lastEpoch, message.lastOffset);
   // Answer in the sender's epoch unless ours is higher, so that the answer is not discarded as

@@ -2,12 +2,24 @@
 // uses RaftCore (core.ts), which wraps this.
 
 import { assert } from '../assert.js';
-import { currentVoters, encodeLeaderChange } from './membership.js';
-import { newProgress, syncProgress, type Progress } from './progress.js';
+import { currentConfig, encodeLeaderChange } from './membership.js';
+import { fetchedWithin, newProgress, syncProgress, type Progress } from './progress.js';
 import { voteOutcome } from './quorum.js';
 import { RaftLog } from './raft-log.js';
 import { assertSnapshotMetaValid, type RaftStorage } from './storage.js';
-import { EntryType, type Message, type RaftConfig, type RaftEvent, type ReplicaId, type Role, type RoleState, type SnapshotRequest } from './types.js';
+import {
+  EntryType,
+  type Member,
+  type Message,
+  type RaftConfig,
+  type RaftEvent,
+  type ReplicaId,
+  type Role,
+  type RoleState,
+  type SnapshotRequest,
+  type TransferOutcome,
+  type TransferOutcomeKind,
+} from './types.js';
 
 // Upper bound on messages queued between two Readys; beyond it the caller is not draining Ready.
 export const messagesQueuedMax = 100_000;
@@ -38,8 +50,14 @@ export function resolveConfig(config: RaftConfig): ResolvedConfig {
     uncommittedOffsetsMax: config.uncommittedOffsetsMax ?? 1_000_000,
     random: config.random,
     recoveringRuleDisabled: config.recoveringRuleDisabled ?? false,
+    promotionLagOffsetsMax: config.promotionLagOffsetsMax ?? 0,
+    ruleBrokenForTest: config.ruleBrokenForTest ?? null,
   };
   assert(resolved.electionJitterTicks >= 0 && resolved.fetchRetryTicks >= 1, 'config: bad tick values');
+  assert(Number.isInteger(resolved.promotionLagOffsetsMax) && resolved.promotionLagOffsetsMax >= 0, 'config: promotionLagOffsetsMax >= 0');
+  // The seed may be empty: a replica that joins a running group learns its configuration from
+  // the leader's log (it never campaigns until an entry names it a voter).
+  assert(new Set(resolved.voters).size === resolved.voters.length, 'config: voters must be distinct');
   assert(resolved.fetchRetryTicks < resolved.electionTicks + 1 || resolved.electionTicks === 1, 'config: fetchRetryTicks too large');
   return resolved;
 }
@@ -52,7 +70,10 @@ export class RaftNode {
   votedFor: ReplicaId | null;
   role: Role = 'follower';
   leaderId: ReplicaId | null = null;
+  // The configuration in force (the latest membership entry, else the seed).
   voters: ReplicaId[];
+  learners: ReplicaId[];
+  endpoints: Member[];
   highWatermark = 0;
   durableEndOffset: number;
   hardStateDirty = false;
@@ -84,8 +105,12 @@ export class RaftNode {
   leaderSinceTick = 0;
   epochStartOffset = 0;
   transferTarget: ReplicaId | null = null;
+  transferEpoch = 0;
+  transferStartedTick = 0;
   transferDeadlineTick = 0;
   timeoutNowSent = false;
+  // How the last transfer started here ended (kept across role changes, for the driver).
+  lastTransfer: TransferOutcome | null = null;
 
   constructor(
     readonly config: ResolvedConfig,
@@ -98,7 +123,10 @@ export class RaftNode {
     assert(hardState.epoch >= this.log.lastEpoch(), 'storage: log epoch above hard state epoch');
     this.epoch = hardState.epoch;
     this.votedFor = hardState.votedFor;
-    this.voters = currentVoters(this.log.membershipRecords(), config.voters);
+    const membership = currentConfig(this.log.membershipRecords(), config.voters);
+    this.voters = membership.voters;
+    this.learners = membership.learners;
+    this.endpoints = membership.endpoints;
     this.durableEndOffset = this.log.endOffset();
     this.highWatermark = this.checkStoredSnapshot(hardState.epoch);
     this.promisedOffset = hardState.promisedOffset ?? 0;
@@ -129,11 +157,26 @@ export class RaftNode {
     return this.voters.includes(id);
   }
 
+  isLearner(id: ReplicaId = this.id): boolean {
+    return this.learners.includes(id);
+  }
+
+  isMember(id: ReplicaId = this.id): boolean {
+    return this.isVoter(id) || this.isLearner(id);
+  }
+
+  // Everyone a leader tracks and serves: voters and learners.
+  members(): ReplicaId[] {
+    return [...this.voters, ...this.learners];
+  }
+
   // Dissertation §4.2.2: a replica removed by a configuration entry that is not yet known to be
   // committed may still be needed to elect a leader, so it still campaigns (its own vote is not
-  // counted, since votes are counted over the latest configuration).
+  // counted, since votes are counted over the latest configuration). A learner never campaigns
+  // (etcd learners, KIP-853 observers).
   canCampaign(): boolean {
     if (this.recoveryMarkOffset !== null) return false;
+    if (this.isLearner()) return false;
     if (this.isVoter()) return true;
     const records = this.log.membershipRecords();
     const latest = records[records.length - 1];
@@ -157,6 +200,16 @@ export class RaftNode {
 
   get recovering(): boolean {
     return this.recoveryMarkOffset !== null;
+  }
+
+  // Whether this replica may grant a vote or pre-vote at all (the log comparison comes after):
+  // not while recovering (DESIGN §12). Membership does not matter (dissertation §4.2.2): a
+  // learner votes when asked (etcd #10998). Only a candidate whose configuration names it a voter
+  // asks, and that configuration may be newer than its own (a promotion committed without it);
+  // refusing could leave the group without a leader while a majority of its voters is up. Its vote
+  // counts only where it is a voter, since votes are counted over the candidate's voters.
+  mayVote(): boolean {
+    return !this.recovering;
   }
 
   // Recovered once the durable log reaches the mark, or once the leader of this epoch shows that
@@ -237,21 +290,57 @@ export class RaftNode {
     this.highWatermark = offset;
   }
 
-  // The voter set follows the latest membership entry of the log (appended, not committed).
+  // The configuration follows the latest membership entry of the log (appended, not committed).
+  // A leader tracks every voter and learner.
   refreshVoters(): void {
-    this.voters = currentVoters(this.log.membershipRecords(), this.config.voters);
+    const membership = currentConfig(this.log.membershipRecords(), this.config.voters);
+    this.voters = membership.voters;
+    this.learners = membership.learners;
+    this.endpoints = membership.endpoints;
     if (this.role !== 'leader') return;
-    this.progress = syncProgress(this.progress, this.voters, this.id);
-    if (this.transferTarget !== null && !this.isVoter(this.transferTarget)) this.transferTarget = null;
+    this.progress = syncProgress(this.progress, this.members(), this.id);
+    this.assertTracksMembers();
+    if (this.transferTarget !== null && !this.isVoter(this.transferTarget)) this.endTransfer('TARGET_REMOVED');
+  }
+
+  // A leader tracks exactly the other voters and learners (progress.ts, syncProgress).
+  assertTracksMembers(): void {
+    for (const id of this.members()) assert(id === this.id || this.progress.has(id), 'a leader does not track a member');
+    for (const id of this.progress.keys()) assert(id !== this.id && this.isMember(id), 'a leader tracks a replica outside its configuration');
+  }
+
+  // The running transfer ends with `outcome` (recorded for the driver).
+  endTransfer(outcome: TransferOutcomeKind): void {
+    const target = this.transferTarget;
+    assert(target !== null, 'endTransfer: no transfer');
+    this.lastTransfer = {
+      target,
+      epoch: this.transferEpoch,
+      outcome,
+      tick: this.tick,
+      targetMatchedOffset: this.progress.get(target)?.matchedOffset ?? 0,
+      leaderEndOffset: this.log.endOffset(),
+    };
+    this.transferTarget = null;
+    this.timeoutNowSent = false;
+  }
+
+  // The outcome of a transfer whose time ran out while we still lead.
+  transferTimedOut(): TransferOutcomeKind {
+    const target = this.transferTarget;
+    assert(target !== null, 'transferTimedOut: no transfer');
+    if (this.timeoutNowSent) return 'TARGET_DID_NOT_TAKE_OVER';
+    const progress = this.progress.get(target);
+    const reachable = progress !== undefined && fetchedWithin(progress, this.tick, this.config.fetchTimeoutTicks);
+    return reachable ? 'TARGET_BEHIND' : 'TARGET_UNREACHABLE';
   }
 
   clearRoleState(): void {
+    if (this.transferTarget !== null) this.endTransfer(this.timeoutNowSent ? 'LEFT_OFFICE' : 'LEADERSHIP_LOST');
     this.votes.clear();
     this.progress.clear();
     this.fetchInFlight = false;
     this.snapshotRequest = null;
-    this.transferTarget = null;
-    this.timeoutNowSent = false;
   }
 
   becomeFollower(epoch: number, leaderId: ReplicaId | null): void {
@@ -310,7 +399,8 @@ export class RaftNode {
     this.role = 'leader';
     this.leaderId = this.id;
     this.leaderSinceTick = this.tick;
-    this.progress = syncProgress(new Map(), this.voters, this.id);
+    this.progress = syncProgress(new Map(), this.members(), this.id);
+    this.assertTracksMembers();
     this.epochStartOffset = this.log.endOffset();
     this.log.append({
       epoch: this.epoch,
@@ -330,7 +420,7 @@ export class RaftNode {
 
   progressOf(id: ReplicaId): Progress {
     const progress = this.progress.get(id);
-    assert(progress !== undefined || this.role !== 'leader' || !this.isVoter(id), 'progressOf: voter without progress');
+    assert(progress !== undefined || this.role !== 'leader' || !this.isMember(id), 'progressOf: member without progress');
     return progress ?? newProgress(id);
   }
 }

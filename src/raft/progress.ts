@@ -62,16 +62,24 @@ export function fetchedWithin(progress: Progress, nowTick: number, windowTicks: 
   return progress.lastFetchTick !== null && nowTick - progress.lastFetchTick < windowTicks;
 }
 
+// What promoteLearner asks of a learner (etcd leaves it to the application; KIP-853 AddVoter
+// waits for the replica to catch up): it fetched within the window, is not recovering, and holds
+// at least `neededOffset` durably.
+export function caughtUp(progress: Progress, nowTick: number, windowTicks: number, neededOffset: number): boolean {
+  return fetchedWithin(progress, nowTick, windowTicks) && progress.recoveringRequestId === null && progress.matchedOffset >= neededOffset;
+}
+
 export function beginEpochDue(progress: Progress, nowTick: number, resendTicks: number): boolean {
   if (fetchedWithin(progress, nowTick, resendTicks)) return false;
   return progress.beginEpochSentTick === null || nowTick - progress.beginEpochSentTick >= resendTicks;
 }
 
-// The replicas a leader tracks follow the voter set: new voters get fresh progress, removed
-// voters are dropped. Returns a new map; kept entries are the same objects.
-export function syncProgress(current: ReadonlyMap<ReplicaId, Progress>, voters: readonly ReplicaId[], selfId: ReplicaId): Map<ReplicaId, Progress> {
+// The replicas a leader tracks follow the configuration (voters and learners): new members get
+// fresh progress, removed ones are dropped, a promoted learner keeps its own. Returns a new map;
+// kept entries are the same objects.
+export function syncProgress(current: ReadonlyMap<ReplicaId, Progress>, members: readonly ReplicaId[], selfId: ReplicaId): Map<ReplicaId, Progress> {
   const next = new Map<ReplicaId, Progress>();
-  for (const id of voters) {
+  for (const id of members) {
     if (id === selfId) continue;
     next.set(id, current.get(id) ?? newProgress(id));
   }

@@ -7,7 +7,7 @@
 // just below its end (etcd's Term(i) at the snapshot index, KRaft's snapshot id).
 
 import { assert } from '../assert.js';
-import { decodeMembership } from './membership.js';
+import { copyMembershipRecord, decodeMembershipRecord } from './membership.js';
 import { assertEntryValid, entryBytes, entryEnd, indexOfOffset, type RaftStorage } from './storage.js';
 import { EntryType, type Entry, type EpochStart, type MembershipRecord, type SnapshotMeta } from './types.js';
 
@@ -15,10 +15,6 @@ export interface Unpersisted {
   installSnapshot: SnapshotMeta | null;
   truncateTo: number | null;
   entries: Entry[];
-}
-
-function copyRecord(record: MembershipRecord): MembershipRecord {
-  return { offset: record.offset, voters: [...record.voters] };
 }
 
 export class RaftLog {
@@ -166,7 +162,7 @@ export class RaftLog {
     const epoch = this.epochBefore(endOffset);
     let membership: MembershipRecord | null = null;
     for (let index = this.records.length - 1; index >= 0 && membership === null; index -= 1) {
-      if (this.records[index]!.offset < endOffset) membership = copyRecord(this.records[index]!);
+      if (this.records[index]!.offset < endOffset) membership = copyMembershipRecord(this.records[index]!);
     }
     return { endOffset, epoch, membership };
   }
@@ -218,7 +214,7 @@ export class RaftLog {
     this.tail.push(entry);
     this.end = entryEnd(entry);
     if (entry.type === EntryType.Membership) {
-      this.records.push({ offset: entry.offset, voters: decodeMembership(entry.payload) });
+      this.records.push(decodeMembershipRecord(entry.offset, entry.payload));
     }
     this.historyCache = null;
   }
@@ -260,7 +256,7 @@ export class RaftLog {
     this.end = meta.endOffset;
     this.handedEnd = meta.endOffset;
     this.pendingTruncateTo = null;
-    this.records = meta.membership === null ? [] : [copyRecord(meta.membership)];
+    this.records = meta.membership === null ? [] : [copyMembershipRecord(meta.membership)];
     this.historyCache = null;
   }
 

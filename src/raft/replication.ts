@@ -60,7 +60,8 @@ export function leaderHandleFetch(node: RaftNode, request: FetchRequest): void {
     requestId: request.requestId,
     entries: [] as Entry[],
   };
-  if (!node.isVoter(request.from)) {
+  // Voters and learners fetch; anyone else is told NOT_VOTER (not a member of our configuration).
+  if (!node.isMember(request.from)) {
     answerFetch(node, request, { ...base, error: 'NOT_VOTER', highWatermark: node.highWatermark });
     return;
   }
@@ -83,18 +84,24 @@ export function leaderHandleFetch(node: RaftNode, request: FetchRequest): void {
 }
 
 // The high watermark is the largest offset a majority of voters hold durably (the leader counts
-// its own durable end), and moves only when the entry below it is of the leader's epoch
-// (Raft §5.4.2, Figure 8). Counting its own copy is the leader's report to itself: its promise
-// rises to the part of its copy the new high watermark relies on, in the hard state of the Ready
-// that carries the high watermark (persisted before it is exposed).
+// its own durable end; learners are never counted), and moves only when the entry below it is of
+// the leader's epoch (Raft §5.4.2, Figure 8). Counting its own copy is the leader's report to
+// itself: its promise rises to the part of its copy the new high watermark relies on, in the hard
+// state of the Ready that carries the high watermark (persisted before it is exposed). A leader
+// outside its configuration (its removal pending) does not count itself (dissertation §4.2.2).
 export function maybeAdvanceHighWatermark(node: RaftNode): void {
   if (node.role !== 'leader') return;
-  const offsetOf = (id: ReplicaId): number => (id === node.id ? node.durableEndOffset : (node.progress.get(id)?.matchedOffset ?? 0));
-  const candidate = majorityOffset(node.voters, offsetOf);
+  const counted = node.config.ruleBrokenForTest === 'learners-counted' ? node.members() : node.voters;
+  const candidate = majorityOffset(counted, (id) => durableOffsetOf(node, id));
   if (candidate <= node.highWatermark) return;
   if (node.log.epochBefore(candidate) !== node.epoch) return;
   node.setHighWatermark(candidate);
   node.raisePromise(Math.min(node.durableEndOffset, candidate));
+}
+
+// A leader's view of how far a replica holds its log durably (itself: its own durable end).
+export function durableOffsetOf(node: RaftNode, id: ReplicaId): number {
+  return id === node.id ? node.durableEndOffset : (node.progress.get(id)?.matchedOffset ?? 0);
 }
 
 // What this replica knows committed: its high watermark, or the driver's record from before this
@@ -286,12 +293,14 @@ export function maybeSendTimeoutNow(node: RaftNode): void {
   node.timeoutNowSent = true;
 }
 
-// The voter best placed to take over: the one with the largest matched offset.
-export function bestSuccessor(node: RaftNode): ReplicaId | null {
+// The voter best placed to take over: the one with the largest matched offset (when
+// reachableOnly, among those that fetched within fetchTimeoutTicks).
+export function bestSuccessor(node: RaftNode, reachableOnly = false): ReplicaId | null {
   let best: ReplicaId | null = null;
   let bestOffset = -1;
   for (const progress of node.progress.values()) {
     if (progress.id === node.id || !node.isVoter(progress.id) || progress.recoveringRequestId !== null) continue;
+    if (reachableOnly && !fetchedWithin(progress, node.tick, node.config.fetchTimeoutTicks)) continue;
     if (progress.matchedOffset > bestOffset) {
       best = progress.id;
       bestOffset = progress.matchedOffset;

@@ -187,8 +187,5 @@ function tickLeader(node: RaftNode): void {
   checkQuorum(node);
   if (node.role !== 'leader') return;
   resendBeginQuorumEpoch(node);
-  if (node.transferTarget !== null && node.tick >= node.transferDeadlineTick) {
-    node.transferTarget = null;
-    node.timeoutNowSent = false;
-  }
+  if (node.transferTarget !== null && node.tick >= node.transferDeadlineTick) node.endTransfer(node.transferTimedOut());
 }

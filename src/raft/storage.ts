@@ -12,7 +12,7 @@
 //   not synced, is reset to empty at S: KRaft's truncateToLatestSnapshot).
 
 import { assert } from '../assert.js';
-import { decodeMembership } from './membership.js';
+import { copyMembershipRecord, decodeMembershipRecord } from './membership.js';
 import { EntryType, type Entry, type EpochStart, type HardState, type MembershipRecord, type SnapshotMeta } from './types.js';
 
 export const entryOverheadBytes = 32;
@@ -42,7 +42,8 @@ export interface RaftStorage {
   entries(fromOffset: number, bytesMax: number): Entry[];
   // The membership entries in force from startOffset on, ascending by offset: the latest one below
   // startOffset (when entries were removed, the snapshot's), then those stored in the log (at
-  // least the latest two).
+  // least the latest two). Build each with decodeMembershipRecord (membership.ts): a record
+  // without learners and endpoints makes the core forget them on restart.
   membership(): MembershipRecord[];
   // The highest offset the driver recorded as committed (its stored high watermark or applied
   // offset), 0 when none. It may lie beyond endOffset when the log lost entries. Optional: without
@@ -151,7 +152,7 @@ export class MemoryStorage implements RaftStorage {
   }
 
   membership(): MembershipRecord[] {
-    return this.records.map((record) => ({ offset: record.offset, voters: [...record.voters] }));
+    return this.records.map(copyMembershipRecord);
   }
 
   // Driver side: append entries contiguous with the end.
@@ -164,7 +165,7 @@ export class MemoryStorage implements RaftStorage {
         this.history.push({ epoch: entry.epoch, startOffset: entry.offset });
       }
       if (entry.type === EntryType.Membership) {
-        this.records.push({ offset: entry.offset, voters: decodeMembership(entry.payload) });
+        this.records.push(decodeMembershipRecord(entry.offset, entry.payload));
       }
       this.log.push(entry);
     }
@@ -215,7 +216,7 @@ export class MemoryStorage implements RaftStorage {
     this.latestSnapshot = copyMeta(meta);
     this.log = [];
     this.history = [];
-    this.records = meta.membership === null ? [] : [{ offset: meta.membership.offset, voters: [...meta.membership.voters] }];
+    this.records = meta.membership === null ? [] : [copyMembershipRecord(meta.membership)];
     this.start = meta.endOffset;
   }
 
@@ -226,6 +227,6 @@ export class MemoryStorage implements RaftStorage {
 }
 
 function copyMeta(meta: SnapshotMeta): SnapshotMeta {
-  const membership = meta.membership === null ? null : { offset: meta.membership.offset, voters: [...meta.membership.voters] };
+  const membership = meta.membership === null ? null : copyMembershipRecord(meta.membership);
   return { endOffset: meta.endOffset, epoch: meta.epoch, membership };
 }

@@ -33,10 +33,45 @@ export interface HardState {
 
 export type Role = 'follower' | 'prospective' | 'candidate' | 'leader' | 'resigned';
 
-// A membership entry found in the log: the voter set that takes effect at `offset`.
+// ---- Membership (Raft dissertation §4.1-4.2: single-server changes through the log; etcd and
+// KIP-853 learners/observers). A configuration is the voters and the learners. Voters elect and
+// are counted (votes, high watermark, check-quorum). Learners fetch like followers, never
+// campaign and are never counted; a replica's own configuration may lag the leader's, so a
+// learner still answers a vote request from a candidate whose configuration names it a voter
+// (election.ts). The configuration in force is the latest membership entry of the log (in force
+// when appended, not when committed); before any entry, RaftConfig.voters (the cluster file's
+// seed) with no learners.
+
+export type MemberRole = 'voter' | 'learner';
+
+// What the driver needs to reach a member (e.g. host:port strings). The core stores, replicates
+// and returns these; it never interprets them. At most endpointBytesMax characters each.
+export interface MemberEndpoints {
+  clientAddress?: string;
+  peerAddress?: string;
+}
+
+export interface Member extends MemberEndpoints {
+  id: ReplicaId;
+}
+
+// A configuration: voters and learners disjoint, each id once; endpoints for members that have
+// them (sorted by id). Seed members (RaftConfig.voters) have none unless a change gave them some.
+export interface MembershipConfig {
+  voters: ReplicaId[];
+  learners: ReplicaId[];
+  endpoints: Member[];
+}
+
+// A membership entry found in the log: the configuration that takes effect at `offset`.
+// learners and endpoints are absent in records built by code that predates learners (read as
+// none); storage should build records with decodeMembershipRecord (membership.ts) so they survive
+// a restart.
 export interface MembershipRecord {
   offset: number;
   voters: ReplicaId[];
+  learners?: ReplicaId[];
+  endpoints?: Member[];
 }
 
 export interface EpochStart {
@@ -117,6 +152,8 @@ export interface FetchRequest extends MessageBase {
   requestId: number;
 }
 
+// NOT_VOTER: the fetcher is neither a voter nor a learner of the leader's configuration (the
+// name predates learners; the wire keeps it).
 export type FetchError = 'NOT_LEADER' | 'FENCED_EPOCH' | 'UNKNOWN_EPOCH' | 'NOT_VOTER';
 
 export interface FetchResponse extends MessageBase {
@@ -212,7 +249,10 @@ export interface RoleState {
 
 export interface RaftConfig {
   id: ReplicaId;
-  // The voters before any membership entry exists in the log.
+  // The voters before any membership entry exists in the log: the cluster file's seed, the same
+  // on every replica. The log is the truth once it holds a membership entry (or a snapshot carries
+  // one). A replica that joins a running group gets the same seed, which does not name it; it
+  // learns its configuration from the leader's log or snapshot.
   voters: ReplicaId[];
   // Base election timeout: a follower without a successful Fetch answer for this many ticks
   // (plus jitter) goes prospective.
@@ -234,18 +274,137 @@ export interface RaftConfig {
   random: () => number;
   // TEST ONLY: ignore promises on start (never recovering), to show what the rule prevents.
   recoveringRuleDisabled?: boolean;
+  // promoteLearner accepts a learner whose matched offset is at least the high watermark minus
+  // this many offsets (and that fetched within fetchTimeoutTicks and is not recovering). Default 0:
+  // it holds everything committed.
+  promotionLagOffsetsMax?: number;
+  // TEST ONLY: break one membership rule (and the invariant that mirrors it), so the simulator
+  // shows that its own checks catch the consequence (test/sim/main.ts --break).
+  ruleBrokenForTest?: BrokenRuleForTest | null;
 }
+
+//  - learners-counted: learners count for the high watermark like voters.
+//  - concurrent-changes: a membership change is accepted while another one is uncommitted.
+export type BrokenRuleForTest = 'learners-counted' | 'concurrent-changes';
 
 export type ProposeError = 'NOT_LEADER' | 'TRANSFERRING' | 'BACKPRESSURE' | 'CHANGE_IN_PROGRESS' | 'INVALID';
 
 export type ProposeResult = { ok: true; offset: number } | { ok: false; error: ProposeError; leaderId: ReplicaId | null };
 
+// ---- Operator membership changes (addLearner, promoteLearner, removeMember). Each is one entry,
+// appended by the leader; it takes effect on append and is done once the high watermark passes
+// its offset (the driver waits for that before answering the operator). A refusal changes
+// nothing. Retriable: NOT_LEADER (ask leaderId), TRANSFERRING, CHANGE_IN_PROGRESS, LEARNER_BEHIND,
+// LEARNER_UNREACHABLE, LEARNER_RECOVERING. The others are final for that input.
+//  - NOT_LEADER: not the leader, or a leader whose removal is pending (it is stepping down).
+//  - TRANSFERRING: a leadership transfer is running.
+//  - CHANGE_IN_PROGRESS: the previous change is uncommitted, or this leader has not committed an
+//    entry of its epoch yet (dissertation §4.1 and the single-server change fix).
+//  - INVALID: an empty or too long id or endpoint.
+//  - ALREADY_VOTER, ALREADY_LEARNER: addLearner of a member; promoteLearner of a voter.
+//  - NOT_A_MEMBER: promote or remove an id the configuration does not hold.
+//  - TOO_MANY_MEMBERS: voters + learners would exceed membersMax (membership.ts).
+//  - LEARNER_BEHIND / LEARNER_UNREACHABLE / LEARNER_RECOVERING: promoteLearner of a learner that
+//    is not caught up (matched offset below high watermark - promotionLagOffsetsMax), has not
+//    fetched within fetchTimeoutTicks, or says it is recovering.
+//  - BELOW_MINIMUM_VOTERS: the removal leaves fewer than votersMin (3) voters; allowed with force.
+//  - LAST_VOTER: the removal leaves no voter; never allowed.
+//  - QUORUM_AT_RISK: the voters left that fetched within fetchTimeoutTicks (the leader counts
+//    itself if it stays) are not a majority of the voters left; allowed with force.
+export type MembershipRefusal =
+  | 'NOT_LEADER'
+  | 'TRANSFERRING'
+  | 'CHANGE_IN_PROGRESS'
+  | 'INVALID'
+  | 'ALREADY_VOTER'
+  | 'ALREADY_LEARNER'
+  | 'NOT_A_MEMBER'
+  | 'TOO_MANY_MEMBERS'
+  | 'LEARNER_BEHIND'
+  | 'LEARNER_UNREACHABLE'
+  | 'LEARNER_RECOVERING'
+  | 'BELOW_MINIMUM_VOTERS'
+  | 'LAST_VOTER'
+  | 'QUORUM_AT_RISK';
+
+// ok: the entry is appended at `offset`; `config` is the configuration now in force.
+// Refused: `message` names the problem for the operator (ids and offsets), in one sentence.
+export type MembershipResult =
+  | { ok: true; offset: number; config: MembershipConfig }
+  | { ok: false; error: MembershipRefusal; leaderId: ReplicaId | null; message: string };
+
+export interface RemoveOptions {
+  // Allow leaving fewer than votersMin voters, or fewer active voters than a majority.
+  force?: boolean;
+}
+
+// ---- Leadership transfer (dissertation §3.10). transferLeadership checks what it can at once;
+// then the leader refuses proposals and waits up to electionTicks for the target to hold its
+// whole log, sends TimeoutNow, and the target campaigns at once. The attempt ends with a
+// TransferOutcome (status().lastTransfer on the old leader):
+//  - LEFT_OFFICE: TimeoutNow went out and this replica stopped leading (a higher epoch began);
+//    the driver waits until status().leaderId is the target and leaderServing is true.
+//  - TARGET_BEHIND: the target fetched but did not reach our log end within electionTicks.
+//  - TARGET_UNREACHABLE: the target stopped fetching (none within fetchTimeoutTicks).
+//  - TARGET_DID_NOT_TAKE_OVER: TimeoutNow went out but we still lead after electionTicks (lost
+//    message, or the target could not win); proposals resume.
+//  - TARGET_REMOVED: a membership change removed the target.
+//  - LEADERSHIP_LOST: we stopped leading before TimeoutNow went out (check-quorum, a higher epoch,
+//    resign).
+// Immediate refusals (nothing starts): NOT_LEADER, TRANSFER_IN_PROGRESS, TARGET_IS_LEADER (the
+// target is this leader), TARGET_NOT_MEMBER, TARGET_IS_LEARNER, TARGET_UNREACHABLE (no Fetch
+// within fetchTimeoutTicks), TARGET_RECOVERING, NO_ELIGIBLE_TARGET (no target named and no voter
+// qualifies).
+export type TransferRefusal =
+  | 'NOT_LEADER'
+  | 'TRANSFER_IN_PROGRESS'
+  | 'TARGET_IS_LEADER'
+  | 'TARGET_NOT_MEMBER'
+  | 'TARGET_IS_LEARNER'
+  | 'TARGET_UNREACHABLE'
+  | 'TARGET_RECOVERING'
+  | 'NO_ELIGIBLE_TARGET';
+
+export type TransferOutcomeKind = 'LEFT_OFFICE' | 'TARGET_BEHIND' | 'TARGET_UNREACHABLE' | 'TARGET_DID_NOT_TAKE_OVER' | 'TARGET_REMOVED' | 'LEADERSHIP_LOST';
+
+// offset: our log end when the transfer started (kept for callers of the ProposeResult shape).
+export type TransferResult =
+  | { ok: true; target: ReplicaId; offset: number; deadlineTick: number }
+  | { ok: false; error: TransferRefusal; leaderId: ReplicaId | null; message: string };
+
+export interface TransferStatus {
+  target: ReplicaId;
+  epoch: number;
+  startedTick: number;
+  deadlineTick: number;
+  timeoutNowSent: boolean;
+  targetMatchedOffset: number;
+  leaderEndOffset: number;
+}
+
+export interface TransferOutcome {
+  target: ReplicaId;
+  epoch: number; // the epoch this replica led when it started the transfer
+  outcome: TransferOutcomeKind;
+  tick: number; // when it ended
+  targetMatchedOffset: number; // the target's matched offset then
+  leaderEndOffset: number; // our log end then
+}
+
 export interface ReplicaStatus {
   id: ReplicaId;
+  role: MemberRole;
   matchedOffset: number; // the durable end offset the replica last reported in a Fetch
   recovering: boolean; // its Fetches say it is recovering (counted at its real end only)
   lastFetchTick: number | null;
   ticksSinceFetch: number | null;
+  // Fetched within fetchTimeoutTicks, not recovering, and matched at least the high watermark
+  // minus promotionLagOffsetsMax: what promoteLearner requires of a learner.
+  caughtUp: boolean;
+}
+
+export interface MemberStatus extends Member {
+  role: MemberRole;
 }
 
 export interface RaftStatus {
@@ -267,5 +426,16 @@ export interface RaftStatus {
   recovering: boolean;
   recoveryMarkOffset: number | null;
   promisedOffset: number;
-  replicas: ReplicaStatus[]; // filled on the leader only
+  replicas: ReplicaStatus[]; // filled on the leader only: every other voter and learner
+  // Membership as this replica's log says (the configuration in force, maybe uncommitted).
+  learners: ReplicaId[];
+  members: MemberStatus[]; // voters, then learners, each with the endpoints the log holds
+  // The offset of the latest membership entry while it is above this replica's high watermark (a
+  // change in progress, as far as it knows); null when none.
+  membershipChangeOffset: number | null;
+  // The leader this replica knows has committed an entry of its own epoch (on a leader: itself;
+  // on a follower: it holds an entry of its epoch below its high watermark): it serves.
+  leaderServing: boolean;
+  transfer: TransferStatus | null; // on a leader while a transfer runs
+  lastTransfer: TransferOutcome | null; // how the last transfer this replica started ended
 }

@@ -13,6 +13,12 @@
 //    every apply, equals the canonical state at its applied offset (so state machines converge);
 //    entries a leader or a log no longer holds below its start are covered by its snapshot; an
 //    install never discards a committed entry above the snapshot that the replica promised.
+//  - membership (dissertation §4.1-4.2, etcd learners, KIP-853): a leader is a voter of its own
+//    configuration (or one an uncommitted entry of it removes) and was granted votes in its epoch by a majority of that configuration's
+//    voters (a learner's vote is never what elects it); no replica grants two candidates a vote in
+//    one epoch; vote and pre-vote requests go only to voters of the sender's configuration, and
+//    never come from a replica that is a learner in its own; a high watermark a leader raises is
+//    promised (synced in the hard state) by a majority of its voters (learners never count).
 //
 // The state of a state machine is a hash chain over the entries it applied (entryKey, chainHash),
 // the same chain as the logs' prefix hashes: the canonical state at an offset is the chain of the
@@ -20,7 +26,8 @@
 
 import type { RaftCore } from '../../src/raft/core.js';
 import { entryEnd, indexOfOffset, type MemoryStorage } from '../../src/raft/storage.js';
-import type { Entry, ReplicaId, SnapshotMeta } from '../../src/raft/types.js';
+import { majoritySize } from '../../src/raft/quorum.js';
+import type { Entry, Message, ReplicaId, SnapshotMeta } from '../../src/raft/types.js';
 
 const decoder = new TextDecoder();
 
@@ -69,6 +76,10 @@ export class Checker {
   // The canonical log: for each end offset of a committed entry (and 0), the state there.
   private readonly canonical = new Map<number, { chain: string; epoch: number }>([[0, { chain: '', epoch: 0 }]]);
   private canonicalEndOffset = 0;
+  // Vote grants: `${epoch}:${voter}` -> the candidate it voted for.
+  private readonly grants = new Map<string, ReplicaId>();
+  // The high watermark each leader was last seen with, in its epoch.
+  private readonly leaderWatermarks = new Map<ReplicaId, { epoch: number; offset: number }>();
 
   constructor(ids: readonly ReplicaId[]) {
     for (const id of ids) this.shadows.set(id, { keys: [], chains: [], baseChain: '', checkedHighWatermark: 0, leaderCheckedCount: 0 });
@@ -93,6 +104,10 @@ export class Checker {
   }
   isAcknowledged(value: string): boolean {
     return this.acknowledged.has(value);
+  }
+  // The committed entry at `offset` (entryKey: epoch:offset:...), if any.
+  committedKeyAt(offset: number): string | undefined {
+    return this.committed.get(offset);
   }
 
   private shadow(id: ReplicaId): NodeShadow {
@@ -208,11 +223,58 @@ export class Checker {
     if (shadow.keys.length !== storage.allEntries().length) this.violation(tick, `checker: shadow of ${id} out of step`);
   }
 
-  leaderElected(tick: number, id: ReplicaId, epoch: number, _storage: MemoryStorage): void {
+  // Raft §5.2 with membership: one leader per epoch; it is a voter of its configuration, or one
+  // that configuration removes while it is uncommitted (dissertation §4.2.2: it may be needed to
+  // elect a leader; it leads until the removal commits), and a majority of those voters granted
+  // it their vote in that epoch (its own counts only where it is a voter).
+  leaderElected(tick: number, id: ReplicaId, epoch: number, voters: readonly ReplicaId[], removalPending: boolean): void {
     const previous = this.leaders.get(epoch);
     if (previous !== undefined && previous !== id) this.violation(tick, `two leaders in epoch ${epoch}: ${previous} and ${id}`);
     this.leaders.set(epoch, id);
     this.shadow(id).leaderCheckedCount = 0;
+    if (!voters.includes(id) && !removalPending) {
+      this.violation(tick, `${id} leads epoch ${epoch} but is not a voter of its configuration [${voters.join(',')}]`);
+    }
+    const granted = voters.filter((voter) => voter === id || this.grants.get(`${epoch}:${voter}`) === id);
+    if (granted.length < majoritySize(voters.length)) {
+      this.violation(tick, `${id} leads epoch ${epoch} with votes of [${granted.join(',')}] only, not a majority of its voters [${voters.join(',')}]`);
+    }
+  }
+
+  // What a replica sent in one Ready: vote grants (at most one candidate per epoch), and vote and
+  // pre-vote requests (only to the sender's voters, never from a learner).
+  observeMessages(tick: number, id: ReplicaId, core: RaftCore, messages: readonly Message[]): void {
+    for (const message of messages) {
+      if (message.type === 'VoteResponse' && message.granted) {
+        const key = `${message.epoch}:${id}`;
+        const previous = this.grants.get(key);
+        if (previous !== undefined && previous !== message.to) this.violation(tick, `${id} voted for ${previous} and ${message.to} in epoch ${message.epoch}`);
+        this.grants.set(key, message.to);
+      }
+      if (message.type !== 'VoteRequest' && message.type !== 'PreVoteRequest') continue;
+      if (core.learners.includes(id)) this.violation(tick, `learner ${id} asks ${message.to} for a ${message.type}`);
+      if (!core.voters.includes(message.to)) this.violation(tick, `${id} asks ${message.to}, not a voter of its configuration, for a ${message.type}`);
+    }
+  }
+
+  // Raft §5.3 with learners: when a leader's high watermark rises to H, a majority of its voters
+  // promised (synced) at least H; what learners hold never counts.
+  // `highWatermark` is the one a Ready exposes (its hard state is synced by then).
+  checkCommitQuorum(tick: number, id: ReplicaId, core: RaftCore, highWatermark: number, promisedOffsetOf: (id: ReplicaId) => number): void {
+    if (core.role !== 'leader') {
+      this.leaderWatermarks.delete(id);
+      return;
+    }
+    const seen = this.leaderWatermarks.get(id);
+    this.leaderWatermarks.set(id, { epoch: core.epoch, offset: highWatermark });
+    if (seen === undefined || seen.epoch !== core.epoch || highWatermark <= seen.offset) return;
+    const holders = core.voters.filter((voter) => promisedOffsetOf(voter) >= highWatermark);
+    if (holders.length < majoritySize(core.voters.length)) {
+      this.violation(
+        tick,
+        `leader ${id} commits up to ${highWatermark} promised by [${holders.join(',')}] only, not a majority of its voters [${core.voters.join(',')}]`,
+      );
+    }
   }
 
   proposed(leaderId: ReplicaId, epoch: number, offset: number, value: string): void {

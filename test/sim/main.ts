@@ -6,13 +6,49 @@
 //   --no-disk-faults   the network and crash faults only.
 //   --rule-off  TEST ONLY: cores ignore their promises (no recovering state), to show the data
 //               loss the rule prevents (`node dist/test/sim/main.js --seeds 200 --rule-off`).
+//   --break R   TEST ONLY: cores break membership rule R (learners-counted: learners count for
+//               the high watermark; concurrent-changes: a change is accepted while another is
+//               uncommitted), the core invariant mirroring it off, to show the checker catches it.
 
-import { runSeed, type SimResult, type SimSettings } from './simulation.js';
+import type { BrokenRuleForTest } from '../../src/raft/types.js';
+import { emptyMembershipCounts, runSeed, type MembershipCounts, type SimResult, type SimSettings } from './simulation.js';
+
+const brokenRules: readonly BrokenRuleForTest[] = ['learners-counted', 'concurrent-changes'];
+
+function brokenRule(): BrokenRuleForTest | null {
+  const index = process.argv.indexOf('--break');
+  if (index < 0) return null;
+  const value = process.argv[index + 1] as BrokenRuleForTest;
+  if (!brokenRules.includes(value)) {
+    process.stderr.write(`--break needs one of ${brokenRules.join(', ')}\n`);
+    process.exit(2);
+  }
+  return value;
+}
 
 const settings: SimSettings = {
   diskFaults: !process.argv.includes('--no-disk-faults'),
   recoveringRuleDisabled: process.argv.includes('--rule-off'),
+  ruleBrokenForTest: brokenRule(),
 };
+
+function flagsOf(): string {
+  const rule = settings.ruleBrokenForTest ? ` --break ${settings.ruleBrokenForTest}` : '';
+  return `${settings.recoveringRuleDisabled ? ' --rule-off' : ''}${rule}${settings.diskFaults ? '' : ' --no-disk-faults'}`;
+}
+
+function describeCounts(counts: MembershipCounts): string {
+  return (
+    `membership: ${counts.learnersAdded} learners added (${counts.freshLearners} on empty disks), ${counts.promotions} promoted ` +
+    `(${counts.promotionsRefused} refused as behind/unreachable/recovering), ${counts.learnersRemoved} learners, ${counts.followersRemoved} followers ` +
+    `and ${counts.leadersRemoved} leaders removed, ${counts.legacyVotersAdded} legacy addVoter, ${counts.decommissioned} decommissioned, ` +
+    `${counts.refusals} other refusals, ${counts.joinerSnapshotInstalls} snapshots installed by joining replicas; transfers ${counts.transfersStarted} started, ${counts.transfersRefused} refused`
+  );
+}
+
+function addCounts(total: MembershipCounts, counts: MembershipCounts): void {
+  for (const key of Object.keys(total) as Array<keyof MembershipCounts>) total[key] += counts[key];
+}
 
 function argumentValue(name: string): number | null {
   const index = process.argv.indexOf(name);
@@ -34,7 +70,7 @@ function replay(seed: number): void {
 
 function report(result: SimResult): void {
   const summary = `seed ${result.seed}: ${result.ticks} ticks, ${result.leaderEpochs} leader epochs, ${result.committedEntries} committed entries, ${result.acknowledged} acknowledged, ${result.diskFaults} disk faults, ${result.recoveringStarts} recovering starts, ${result.recoveries} recoveries, ${result.snapshotsTaken} snapshots taken, ${result.snapshotsInstalled} installed`;
-  process.stdout.write(`${summary}\n`);
+  process.stdout.write(`${summary}\n  ${describeCounts(result.membership)}\n`);
   for (const violation of result.violations) process.stdout.write(`  violation: ${violation}\n`);
 }
 
@@ -45,6 +81,7 @@ function runMany(count: number, first: number): void {
   let recoveringStarts = 0;
   let snapshotsTaken = 0;
   let snapshotsInstalled = 0;
+  const membership = emptyMembershipCounts();
   let firstFailure: SimResult | null = null;
   const startedMs = performance.now();
   for (let seed = first; seed < first + count; seed += 1) {
@@ -54,11 +91,12 @@ function runMany(count: number, first: number): void {
     recoveringStarts += result.recoveringStarts;
     snapshotsTaken += result.snapshotsTaken;
     snapshotsInstalled += result.snapshotsInstalled;
+    addCounts(membership, result.membership);
     if (result.violations.length > 0) {
       failures += 1;
       if (firstFailure === null) {
         firstFailure = result;
-        const flags = settings.recoveringRuleDisabled ? ' --rule-off' : '';
+        const flags = flagsOf();
         process.stdout.write(
           `FAIL seed ${seed}: ${result.violations[0]}\n  replay: ${flags === '' ? `make sim SEED=${seed}` : `node dist/test/sim/main.js --seed ${seed}${flags}`}\n`,
         );
@@ -71,10 +109,12 @@ function runMany(count: number, first: number): void {
     }
   }
   const seconds = ((performance.now() - startedMs) / 1000).toFixed(1);
-  const mode = `disk faults ${settings.diskFaults ? 'on' : 'off'}${settings.recoveringRuleDisabled ? ', recovering rule OFF' : ''}`;
+  const broken = settings.ruleBrokenForTest ? `, rule ${settings.ruleBrokenForTest} BROKEN` : '';
+  const mode = `disk faults ${settings.diskFaults ? 'on' : 'off'}${settings.recoveringRuleDisabled ? ', recovering rule OFF' : ''}${broken}`;
   process.stdout.write(
     `sim: ${count} seeds (${mode}: ${diskFaults} disk faults, ${recoveringStarts} recovering starts, ${recoveries} recoveries; ${snapshotsTaken} snapshots taken, ${snapshotsInstalled} installed), ${seconds}s\n`,
   );
+  process.stdout.write(`sim: ${describeCounts(membership)}\n`);
   process.stdout.write(`sim: ${count} seeds, ${failures} violations\n`);
   process.exitCode = failures === 0 ? 0 : 1;
 }

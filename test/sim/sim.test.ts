@@ -2,10 +2,12 @@
 // in four parts so progress shows. Any violation fails with the seed and how to replay it.
 // Disk faults (lost synced suffix, corrupt entries, unsynced writes lost in async mode, wiped
 // disks) are on; replicas snapshot and compact their logs, and followers install snapshots.
+// Operators add learners (some on empty disks), promote, remove followers, learners and leaders,
+// and transfer leadership.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { runSeed } from './simulation.js';
+import { emptyMembershipCounts, runSeed, type MembershipCounts } from './simulation.js';
 
 const seedCount = 1000;
 const parts = 4;
@@ -13,19 +15,23 @@ const parts = 4;
 for (let part = 0; part < parts; part += 1) {
   const first = 1 + (part * seedCount) / parts;
   const last = ((part + 1) * seedCount) / parts;
-  test(`simulation: seeds ${first}..${last} keep Election Safety, Log Matching, Leader Completeness, committed and acknowledged entries and snapshots, reach liveness after healing, and converge`, () => {
+  test(`simulation: seeds ${first}..${last} keep Election Safety, Log Matching, Leader Completeness, committed and acknowledged entries and snapshots, learners never counted, reach liveness after healing, and converge`, () => {
     const failures: string[] = [];
     let committed = 0;
     let snapshotsInstalled = 0;
+    const membership = emptyMembershipCounts();
     for (let seed = first; seed <= last; seed += 1) {
       const result = runSeed(seed);
       committed += result.committedEntries;
       snapshotsInstalled += result.snapshotsInstalled;
+      for (const key of Object.keys(membership) as Array<keyof MembershipCounts>) membership[key] += result.membership[key];
       if (result.violations.length > 0) failures.push(`seed ${seed}: ${result.violations[0]} (replay: make sim SEED=${seed})`);
     }
     assert.deepEqual(failures, []);
     assert.ok(committed > 0, 'the seeds committed nothing: the simulator is not exercising the core');
     assert.ok(snapshotsInstalled > 0, 'no follower installed a snapshot: the simulator is not exercising KIP-630');
+    const exercised = ['learnersAdded', 'freshLearners', 'promotions', 'promotionsRefused', 'followersRemoved', 'leadersRemoved', 'transfersStarted'] as const;
+    for (const key of exercised) assert.ok(membership[key] > 0, `no ${key}: the simulator is not exercising membership (${JSON.stringify(membership)})`);
   });
 }
 
@@ -56,6 +62,23 @@ test(`recovering rule has teeth: with it off, seeds 1..${teethSeedCount} lose co
   );
   assert.deepEqual(failuresWithRule, []);
   assert.ok(diskFaults > 0 && recoveries > 0, 'the seeds injected no disk fault or saw no recovery');
+});
+
+// Dissertation §4.1 / etcd learners: a membership rule broken on purpose (test-only flag, with the
+// core invariant that mirrors it off) must be caught by the simulator's own checks; the same seeds
+// pass with the rule kept. Seeds found with `node dist/test/sim/main.js --seeds N --break R`.
+test('membership rules have teeth: learners counted for the high watermark, or two changes at once, are caught by the checker', () => {
+  const table = [
+    { rule: 'learners-counted', seeds: [4, 11, 15] },
+    { rule: 'concurrent-changes', seeds: [307, 1053] },
+  ] as const;
+  for (const row of table) {
+    for (const seed of row.seeds) {
+      const broken = runSeed(seed, undefined, { ruleBrokenForTest: row.rule });
+      assert.ok(broken.violations.length > 0, `seed ${seed} with ${row.rule} broken: nothing caught`);
+      assert.deepEqual(runSeed(seed).violations, [], `seed ${seed} with the rule kept`);
+    }
+  }
 });
 
 test('simulation without disk faults: no replica ever starts recovering (promises cost no availability after clean crashes), and the rule off changes nothing there', () => {

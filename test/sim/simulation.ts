@@ -3,6 +3,14 @@
 // whatever was not durable, clients, membership changes and leadership transfers. A safety phase
 // with faults is followed by a liveness phase with faults healed.
 //
+// Operators (dissertation §4.1-4.2, §3.10; etcd learners, KIP-853), one command at a time on a
+// leader: add a learner (a spare replica, or one removed earlier; half the time on a new empty
+// disk, so it catches up from offset 0, by snapshot when the leader compacted), promote a learner
+// (refused while it is behind), remove a learner, a follower or the leader itself (sometimes
+// forced below three voters), the legacy direct addVoter, and leadership transfers to voters,
+// learners and strangers. A removed replica is sometimes shut down for good once its removal
+// commits, and may be added back later.
+//
 // Disks (DESIGN §12, on at most a minority of the voters at a time, until the damaged replica has
 // fetched back what it lost): (a) a synced suffix is lost with the metadata intact, (b) an entry
 // anywhere in the log is corrupt, detected by CRC on recovery, which truncates the log there,
@@ -24,7 +32,7 @@
 
 import { RaftCore } from '../../src/raft/core.js';
 import { entryEnd, MemoryStorage } from '../../src/raft/storage.js';
-import type { Message, RaftEvent, Ready, ReplicaId, SnapshotId, SnapshotMeta, SnapshotRequest } from '../../src/raft/types.js';
+import type { BrokenRuleForTest, Message, RaftEvent, Ready, ReplicaId, SnapshotId, SnapshotMeta, SnapshotRequest } from '../../src/raft/types.js';
 import { chainHash, Checker, entryKey } from './checker.js';
 import { Prng } from './prng.js';
 
@@ -35,6 +43,8 @@ export interface SimOptions {
   diskFaults?: boolean;
   // TEST ONLY: cores ignore their promises (never recovering), to show what the rule prevents.
   recoveringRuleDisabled?: boolean;
+  // TEST ONLY: cores break this membership rule, to show the checker catches the consequence.
+  ruleBrokenForTest?: BrokenRuleForTest | null;
 }
 
 export interface SimResult {
@@ -49,6 +59,42 @@ export interface SimResult {
   recoveries: number; // replica.recovered events
   snapshotsTaken: number;
   snapshotsInstalled: number;
+  membership: MembershipCounts;
+}
+
+// Operator commands the cores accepted or refused.
+export interface MembershipCounts {
+  learnersAdded: number;
+  freshLearners: number; // added on a new empty disk
+  promotions: number;
+  promotionsRefused: number; // LEARNER_BEHIND / UNREACHABLE / RECOVERING
+  learnersRemoved: number;
+  followersRemoved: number;
+  leadersRemoved: number;
+  legacyVotersAdded: number;
+  refusals: number; // any other refusal (duplicates, below three, change in progress, ...)
+  transfersStarted: number;
+  transfersRefused: number;
+  decommissioned: number;
+  joinerSnapshotInstalls: number; // snapshots installed on an empty log by a non-voter of the snapshot's configuration
+}
+
+export function emptyMembershipCounts(): MembershipCounts {
+  return {
+    learnersAdded: 0,
+    freshLearners: 0,
+    promotions: 0,
+    promotionsRefused: 0,
+    learnersRemoved: 0,
+    followersRemoved: 0,
+    leadersRemoved: 0,
+    legacyVotersAdded: 0,
+    refusals: 0,
+    transfersStarted: 0,
+    transfersRefused: 0,
+    decommissioned: 0,
+    joinerSnapshotInstalls: 0,
+  };
 }
 
 // sync: durable once appended (fdatasync per append); group: durable at the next group flush, a
@@ -107,6 +153,10 @@ interface SimNode {
   damageMarkOffset: number | null;
   // A corrupt entry that recovery on the next start will find (the log is cut there).
   corruptAtOffset: number | null;
+  // Shut down for good after its removal committed (until an operator adds it back).
+  decommissioned: boolean;
+  // The last tick some running replica's configuration named it (voter or learner).
+  memberTick: number | null;
 }
 
 interface InFlight {
@@ -125,6 +175,12 @@ const transferRetryTicks = 6;
 // After the liveness proposal commits, every voter must apply it; failing that, some voter behind
 // must apply something new at least every this many ticks.
 const convergenceTicksMax = 300;
+// A replica goes back on a new empty disk (its vote state lost with it) only after it has been
+// out of every configuration for this many ticks, far beyond any message delay: a vote request
+// from before could otherwise make it vote twice in one epoch (KIP-853 tells disks apart by a
+// directory id for that; here the operator procedure must ensure it).
+const freshDiskAfterTicksMin = 50;
+const memberNoteTicks = 10;
 const encoder = new TextEncoder();
 
 function chooseScenario(random: Prng, diskFaults: boolean): Scenario {
@@ -132,7 +188,7 @@ function chooseScenario(random: Prng, diskFaults: boolean): Scenario {
   const diskFaultRate = random.pick([0.002, 0.005, 0.01, 0.02]);
   return {
     voterCount: random.chance(0.5) ? 3 : 5,
-    spareCount: random.chance(0.5) ? 1 : 0,
+    spareCount: random.pick([0, 1, 1, 2]),
     dropRate: calm ? 0 : random.pick([0, 0.02, 0.05, 0.1, 0.2]),
     duplicateRate: calm ? 0 : random.pick([0, 0.01, 0.05]),
     delayTicksMax: random.pick([1, 2, 3, 5, 8]),
@@ -144,7 +200,7 @@ function chooseScenario(random: Prng, diskFaults: boolean): Scenario {
     compactRate: random.pick([0, 0.01, 0.03, 0.1]),
     partitionRate: calm ? 0 : random.pick([0, 0.005, 0.01, 0.03]),
     proposeRate: random.pick([0.1, 0.3, 0.6]),
-    membershipRate: random.chance(0.4) ? random.pick([0.005, 0.02]) : 0,
+    membershipRate: random.chance(0.5) ? random.pick([0.005, 0.02, 0.05, 0.1]) : 0,
     transferRate: random.chance(0.4) ? random.pick([0.005, 0.02]) : 0,
     safetyTicks: random.int(400, 1000),
   };
@@ -154,6 +210,7 @@ export class Simulation {
   private readonly random: Prng;
   private readonly scenario: Scenario;
   private readonly nodes: SimNode[] = [];
+  private readonly nodesById = new Map<ReplicaId, SimNode>();
   private readonly initialVoters: ReplicaId[];
   private readonly checker: Checker;
   private network: InFlight[] = [];
@@ -168,6 +225,9 @@ export class Simulation {
   private recoveringStartCount = 0;
   private snapshotsTakenCount = 0;
   private snapshotsInstalledCount = 0;
+  private readonly counts = emptyMembershipCounts();
+  // Removals whose replica is shut down for good once the removal entry is committed.
+  private decommissions: Array<{ id: ReplicaId; epoch: number; offset: number; untilTick: number }> = [];
 
   constructor(private readonly options: SimOptions) {
     this.random = new Prng(options.seed);
@@ -188,8 +248,11 @@ export class Simulation {
         restartTick: 0,
         damageMarkOffset: null,
         corruptAtOffset: null,
+        decommissioned: false,
+        memberTick: null,
       });
     }
+    for (const node of this.nodes) this.nodesById.set(node.id, node);
     this.initialVoters = this.nodes.slice(0, this.scenario.voterCount).map((node) => node.id);
     this.checker = new Checker(this.nodes.map((node) => node.id));
     for (const node of this.nodes) this.start(node);
@@ -216,6 +279,7 @@ export class Simulation {
       recoveries: this.recoveryCount,
       snapshotsTaken: this.snapshotsTakenCount,
       snapshotsInstalled: this.snapshotsInstalledCount,
+      membership: { ...this.counts },
     };
   }
 
@@ -251,6 +315,7 @@ export class Simulation {
             generator.next()
         )(new Prng(this.random.fork())),
         recoveringRuleDisabled: this.options.recoveringRuleDisabled === true,
+        ruleBrokenForTest: this.options.ruleBrokenForTest ?? null,
       },
       node.storage,
     );
@@ -263,7 +328,20 @@ export class Simulation {
   private safetyStep(): void {
     this.injectFaults();
     this.clientActions();
+    this.decommissionRemoved();
     this.tickAll();
+    if (this.tickNow % memberNoteTicks === 0) this.noteMembers();
+  }
+
+  // memberTick: sampled every memberNoteTicks ticks (and before each add), which is enough for
+  // the fresh-disk rule and keeps the per-tick cost down.
+  private noteMembers(): void {
+    for (const node of this.nodes) {
+      const core = node.core;
+      if (core === null) continue;
+      for (const id of core.voters) this.node(id).memberTick = this.tickNow;
+      for (const id of core.learners) this.node(id).memberTick = this.tickNow;
+    }
   }
 
   private tickAll(): void {
@@ -377,12 +455,20 @@ export class Simulation {
     if (ready.roleChange !== undefined) {
       const change = ready.roleChange;
       this.trace(`${node.id} role ${change.role} epoch ${change.epoch} leader ${change.leaderId ?? '-'}`);
-      if (change.role === 'leader') this.checker.leaderElected(this.tickNow, node.id, change.epoch, node.storage);
+      if (change.role === 'leader') this.checker.leaderElected(this.tickNow, node.id, change.epoch, core.voters, core.status().membershipChangeOffset !== null);
     }
+    this.checker.observeMessages(this.tickNow, node.id, core, ready.messages);
     this.checker.observeHighWatermark(this.tickNow, node.id, core, node.storage);
+    if (this.options.recoveringRuleDisabled !== true)
+      this.checker.checkCommitQuorum(this.tickNow, node.id, core, ready.highWatermark, (id) => this.promisedOffsetOf(id));
     node.storage.recordCommitMark(core.highWatermark); // the driver's metadata (kept by disk faults)
     this.applyCommitted(node, core.highWatermark);
     for (const message of ready.messages) this.send(message);
+  }
+
+  // What a replica promised (its hard state, synced before any report left).
+  private promisedOffsetOf(id: ReplicaId): number {
+    return this.node(id).storage.hardState().promisedOffset ?? 0;
   }
 
   // Ready step 2: the fetched snapshot replaces the state machine and the log.
@@ -392,6 +478,8 @@ export class Simulation {
       throw new Error(`${node.id}: Ready installs snapshot e${meta.epoch}@${meta.endOffset}, not the one fetched`);
     }
     this.checker.installing(this.tickNow, node.id, node.storage, meta, fetched.state, promisedOffset);
+    const votersThere = meta.membership === null ? this.initialVoters : meta.membership.voters;
+    if (node.storage.endOffset() === 0 && node.snapshot === null && !votersThere.includes(node.id)) this.counts.joinerSnapshotInstalls += 1;
     this.trace(`${node.id} install snapshot e${meta.epoch}@${meta.endOffset} (log was [${node.storage.startOffset()},${node.storage.endOffset()}))`);
     node.storage.installSnapshot(meta);
     node.snapshot = fetched;
@@ -467,7 +555,7 @@ export class Simulation {
     const scenario = this.scenario;
     for (const node of this.nodes) {
       if (node.core !== null && this.random.chance(scenario.compactRate)) this.maybeCompact(node);
-      if (node.core === null && this.tickNow >= node.restartTick) {
+      if (node.core === null && !node.decommissioned && this.tickNow >= node.restartTick) {
         this.trace(`${node.id} restart (log end ${node.storage.endOffset()}, epoch ${node.storage.hardState().epoch})`);
         this.start(node);
       } else if (node.core !== null && this.random.chance(scenario.crashRate)) {
@@ -614,13 +702,16 @@ export class Simulation {
     return true;
   }
 
+  // A transfer to a voter, now and then to the best one, a learner or a stranger (refused, typed).
   private transfer(leader: SimNode): void {
     const core = leader.core!;
-    const others = core.voters.filter((id) => id !== leader.id);
-    if (others.length === 0) return;
-    const target = this.random.pick(others);
+    const others = [...core.voters, ...core.learners].filter((id) => id !== leader.id);
+    const roll = this.random.next();
+    const target = roll < 0.1 ? 'b99' : roll < 0.2 || others.length === 0 ? null : this.random.pick(others);
     const result = core.transferLeadership(target);
-    this.trace(`${leader.id} transfer to ${target}: ${result.ok ? 'started' : result.error}`);
+    if (result.ok) this.counts.transfersStarted += 1;
+    else this.counts.transfersRefused += 1;
+    this.trace(`${leader.id} transfer to ${target ?? '(best)'}: ${result.ok ? `started, to ${result.target}` : `${result.error} (${result.message})`}`);
     this.drain(leader);
   }
 
@@ -632,16 +723,110 @@ export class Simulation {
     this.crash(leader, this.tickNow + this.random.int(5, 40));
   }
 
+  // One operator command on the leader (the core refuses a second one while one is uncommitted).
   private changeMembership(leader: SimNode): void {
     const core = leader.core!;
-    const voters = core.voters;
-    const outsiders = this.nodes.map((node) => node.id).filter((id) => !voters.includes(id));
-    const add = outsiders.length > 0 && (voters.length <= 2 || this.random.chance(0.5));
-    const target = add ? this.random.pick(outsiders) : this.random.pick(voters);
-    if (!add && voters.length <= 2) return;
-    const result = add ? core.addVoter(target) : core.removeVoter(target);
-    this.trace(`${leader.id} ${add ? 'add' : 'remove'} voter ${target}: ${result.ok ? `at ${result.offset}` : result.error}`);
+    const members = [...core.voters, ...core.learners];
+    const outsiders = this.nodes.filter((node) => !members.includes(node.id));
+    const roll = this.random.next();
+    if (core.learners.length > 0 && roll < 0.35) return this.promote(leader, this.random.pick(core.learners));
+    if (outsiders.length > 0 && (roll < 0.7 || core.voters.length <= 2)) return this.addLearner(leader, this.random.pick(outsiders));
+    if (roll < 0.75) return this.addLearner(leader, this.random.pick(this.nodes)); // maybe a member: refused
+    this.remove(leader, this.random.pick(members));
+  }
+
+  private addLearner(leader: SimNode, target: SimNode): void {
+    const core = leader.core!;
+    const member = { id: target.id, clientAddress: `${target.id}.client:9092`, peerAddress: `${target.id}.peer:9093` };
+    const legacy = this.random.chance(0.1);
+    const outsider = !core.voters.includes(target.id) && !core.learners.includes(target.id);
+    this.noteMembers();
+    const quietTicks = target.memberTick === null ? Infinity : this.tickNow - target.memberTick;
+    const result = legacy ? core.addVoter(target.id) : core.addLearner(member);
+    this.trace(`${leader.id} ${legacy ? 'addVoter' : 'addLearner'} ${target.id}: ${result.ok ? `at ${result.offset}` : result.error}`);
     this.drain(leader);
+    if (!result.ok) {
+      this.counts.refusals += 1;
+      return;
+    }
+    if (legacy) this.counts.legacyVotersAdded += 1;
+    else this.counts.learnersAdded += 1;
+    if (!outsider) return;
+    // The operator starts the new replica: on a new empty disk, or on the one it had.
+    const fresh = quietTicks >= freshDiskAfterTicksMin && target.damageMarkOffset === null && this.random.chance(0.5);
+    if (fresh) {
+      this.trace(`${target.id} starts on a new empty disk`);
+      if (target.core !== null) this.stop(target, this.tickNow);
+      this.replaceDisk(target);
+      this.counts.freshLearners += 1;
+    }
+    if (target.core === null) {
+      target.decommissioned = false;
+      this.start(target);
+    }
+  }
+
+  private promote(leader: SimNode, id: ReplicaId): void {
+    const result = leader.core!.promoteLearner(id);
+    this.trace(`${leader.id} promoteLearner ${id}: ${result.ok ? `at ${result.offset}` : `${result.error} (${result.message})`}`);
+    this.drain(leader);
+    if (result.ok) this.counts.promotions += 1;
+    else if (result.error.startsWith('LEARNER_')) this.counts.promotionsRefused += 1;
+    else this.counts.refusals += 1;
+  }
+
+  private remove(leader: SimNode, id: ReplicaId): void {
+    const core = leader.core!;
+    const role = core.learners.includes(id) ? 'learner' : id === leader.id ? 'leader' : 'follower';
+    const force = this.random.chance(0.3);
+    const epoch = core.epoch;
+    const result = core.removeMember(id, { force });
+    this.trace(
+      `${leader.id} removeMember ${id} (${role}${force ? ', force' : ''}): ${result.ok ? `at ${result.offset}` : `${result.error} (${result.message})`}`,
+    );
+    this.drain(leader);
+    if (!result.ok) {
+      this.counts.refusals += 1;
+      return;
+    }
+    if (role === 'learner') this.counts.learnersRemoved += 1;
+    else if (role === 'leader') this.counts.leadersRemoved += 1;
+    else this.counts.followersRemoved += 1;
+    if (this.random.chance(0.5)) this.decommissions.push({ id, epoch, offset: result.offset, untilTick: this.tickNow + 300 });
+  }
+
+  // A removed replica is shut down once its removal is committed (an operator may add it back).
+  private decommissionRemoved(): void {
+    if (this.decommissions.length === 0) return;
+    const keep: typeof this.decommissions = [];
+    for (const item of this.decommissions) {
+      const key = this.checker.committedKeyAt(item.offset);
+      if (key === undefined && this.tickNow < item.untilTick) keep.push(item);
+      if (key === undefined || !key.startsWith(`${item.epoch}:${item.offset}:`)) continue;
+      const node = this.node(item.id);
+      if (node.core === null && node.decommissioned) continue;
+      if (this.currentMember(item.id)) continue; // added back meanwhile
+      this.trace(`${item.id} decommissioned (its removal at ${item.offset} committed)`);
+      if (node.core !== null) this.crash(node, this.tickNow);
+      node.decommissioned = true;
+      this.counts.decommissioned += 1;
+    }
+    this.decommissions = keep;
+  }
+
+  // Whether a running leader's configuration names `id`.
+  private currentMember(id: ReplicaId): boolean {
+    return this.nodes.some((node) => node.core !== null && node.core.role === 'leader' && (node.core.voters.includes(id) || node.core.learners.includes(id)));
+  }
+
+  // A new empty disk: no log, no snapshot, no hard state (a new data directory).
+  private replaceDisk(node: SimNode): void {
+    node.storage = new MemoryStorage();
+    node.snapshot = null;
+    node.syncedEndOffset = 0;
+    node.durableEndOffset = 0;
+    node.corruptAtOffset = null;
+    this.checker.wiped(node.id);
   }
 
   // ---- liveness: heal everything, then a leader must appear and a new proposal must commit.
@@ -651,8 +836,8 @@ export class Simulation {
     this.blocked.clear();
     this.trace('liveness phase: faults healed');
     for (const node of this.nodes) {
-      if (node.core === null) this.start(node);
-      else if (node.flushDueTick !== null) this.flush(node);
+      if (node.core === null && !node.decommissioned) this.start(node);
+      else if (node.core !== null && node.flushDueTick !== null) this.flush(node);
     }
     const startTick = this.tickNow;
     // One client: proposes a value and waits for it; proposes again only if its leader lost office.
@@ -675,22 +860,22 @@ export class Simulation {
     if (this.checker.ok()) this.checker.violation(this.tickNow, `liveness: no new proposal committed within ${livenessTicksMax} ticks after healing`);
   }
 
-  // Every voter applies what the leader committed (followers that fell behind a compaction get
-  // there by snapshot), and then all state machines agree (checker.applied at each apply). A
-  // voter far behind may take long (small Fetches); what fails is a stall: no voter that is
-  // behind applies anything new for convergenceTicksMax ticks.
+  // Every voter and learner applies what the leader committed (followers that fell behind a
+  // compaction get there by snapshot), and then all state machines agree (checker.applied at each
+  // apply). A member far behind may take long (small Fetches); what fails is a stall: no member
+  // that is behind applies anything new for convergenceTicksMax ticks.
   private converge(leader: SimNode): void {
     const core = leader.core;
     if (core === null || !this.checker.ok()) return;
     const target = core.highWatermark;
-    const voters = core.voters.map((id) => this.node(id));
+    const voters = [...core.voters, ...core.learners].map((id) => this.node(id));
     const appliedSum = (): number => voters.reduce((sum, node) => sum + Math.min(node.machine.appliedOffset, target), 0);
     const startTick = this.tickNow;
     let progressTick = this.tickNow;
     let progress = appliedSum();
     for (; this.tickNow < progressTick + convergenceTicksMax && this.checker.ok(); this.tickNow += 1) {
       if (voters.every((node) => node.core !== null && node.machine.appliedOffset >= target)) {
-        this.trace(`converged: every voter applied ${target} after ${this.tickNow - startTick} ticks`);
+        this.trace(`converged: every voter and learner applied ${target} after ${this.tickNow - startTick} ticks`);
         return;
       }
       this.tickAll();
@@ -701,11 +886,11 @@ export class Simulation {
     }
     const behind = voters.filter((node) => node.machine.appliedOffset < target).map((node) => `${node.id}@${node.machine.appliedOffset}`);
     if (this.checker.ok())
-      this.checker.violation(this.tickNow, `convergence: voters ${behind.join(',')} applied nothing new towards ${target} for ${convergenceTicksMax} ticks`);
+      this.checker.violation(this.tickNow, `convergence: members ${behind.join(',')} applied nothing new towards ${target} for ${convergenceTicksMax} ticks`);
   }
 
   private node(id: ReplicaId): SimNode {
-    const node = this.nodes.find((candidate) => candidate.id === id);
+    const node = this.nodesById.get(id);
     if (node === undefined) throw new Error(`unknown node ${id}`);
     return node;
   }
@@ -738,7 +923,7 @@ function describePacket(packet: SnapshotPacket): string {
   return `${packet.kind} ${packet.from}->${packet.to} e${id.epoch}@${id.endOffset}`;
 }
 
-export type SimSettings = Pick<SimOptions, 'diskFaults' | 'recoveringRuleDisabled'>;
+export type SimSettings = Pick<SimOptions, 'diskFaults' | 'recoveringRuleDisabled' | 'ruleBrokenForTest'>;
 
 export function runSeed(seed: number, trace?: (line: string) => void, settings: SimSettings = {}): SimResult {
   const options: SimOptions = trace === undefined ? { seed, ...settings } : { seed, trace, ...settings };
