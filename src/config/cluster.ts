@@ -19,6 +19,7 @@ import {
 } from '../validation.js';
 import { flushIntervalMsMax, segmentBytesMax, segmentBytesMin, type FlushPolicy } from '../log/options.js';
 import type { AdviceSettings } from '../broker/advice.js';
+import { consumerOffsetResetChoices, consumerOffsetResetDefault, type ConsumerOffsetReset } from '../broker/layout.js';
 import { readSecurity, noSecurity, type SecurityConfig } from './security.js';
 
 export type { AdviceSettings } from '../broker/advice.js';
@@ -40,6 +41,12 @@ export interface BrokerSettings {
   messageBytesMax: number;
   requestBytesMax: number;
   pendingProposalsMax: number;
+  /** A snapshot of the state machine is taken once this many log entries were applied since the latest one... */
+  snapshotIntervalEntries: number;
+  /** ... or this many log bytes, whichever comes first (DESIGN §12: retention deletes only below a snapshot). */
+  snapshotIntervalBytes: number;
+  /** A consumer whose committed offset fell below its queue's start: resume at the start ('earliest', counted) or fail. */
+  consumerOffsetReset: ConsumerOffsetReset;
   consumeWaitMsMax: number;
   /** Client API connections one remote address may hold; calls on more get RESOURCE_EXHAUSTED. */
   connectionsPerClientMax: number;
@@ -88,6 +95,9 @@ export const defaultBrokerSettings: BrokerSettings = {
   messageBytesMax: 4 * MiB,
   requestBytesMax: 16 * MiB,
   pendingProposalsMax: 10_000,
+  snapshotIntervalEntries: 100_000,
+  snapshotIntervalBytes: 64 * MiB,
+  consumerOffsetReset: consumerOffsetResetDefault,
   consumeWaitMsMax: 30_000,
   connectionsPerClientMax: 256,
   inflightPerConnectionMax: 1024,
@@ -123,6 +133,11 @@ export function readSettings(value: unknown, where: Where, base: BrokerSettings)
   int('messageBytesMax', 1, 64 * MiB);
   int('requestBytesMax', 1024, 256 * MiB);
   int('pendingProposalsMax', 1, 1_000_000);
+  // A snapshot costs a capture of the whole state: not more often than every 10 entries or 64 KiB.
+  int('snapshotIntervalEntries', 10, 100_000_000);
+  int('snapshotIntervalBytes', 64 * 1024, 64 * 1024 * MiB);
+  if (fields.consumerOffsetReset !== undefined)
+    s.consumerOffsetReset = readChoice(fields.consumerOffsetReset, at(where, 'consumerOffsetReset'), consumerOffsetResetChoices);
   int('consumeWaitMsMax', 0, 300_000);
   int('connectionsPerClientMax', 1, 100_000);
   int('inflightPerConnectionMax', 1, 100_000);

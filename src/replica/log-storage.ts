@@ -7,9 +7,9 @@
 // Fetch answer ships the stored bytes with their CRC and followers store the leader's bytes.
 import { assert } from '../assert.js';
 import { type SegmentLog, encodeBatchRaw, decodeBatchHeader, verifyBatch, batchHeaderBytes, type BatchType } from '../log/index.js';
-import { decodeMembership } from '../raft/membership.js';
+import { copyMembershipRecord, decodeMembershipRecord } from '../raft/membership.js';
 import type { RaftStorage } from '../raft/storage.js';
-import { EntryType, type Entry, type EpochStart, type HardState, type MembershipRecord } from '../raft/types.js';
+import { EntryType, type Entry, type EpochStart, type HardState, type MembershipRecord, type SnapshotMeta } from '../raft/types.js';
 
 /** The stored batch an entry was read from or received as (keyed by its payload view). */
 const batchOfPayload = new WeakMap<Uint8Array, Buffer>();
@@ -66,8 +66,28 @@ export function entriesFromFetchedBatches(batches: Buffer[]): Entry[] {
 export const recentEntriesCountMax = 1024;
 export const recentEntriesBytesMax = 4 * 1024 * 1024;
 
+/**
+ * How the adapter answers for snapshots. `enabled`: it offers snapshot() (the core then answers
+ * Fetches below its log start with snapshotNeeded and checks the log start against it). Off only
+ * for a log that starts above 0 with no snapshot covering its start (a data directory from before
+ * snapshots, whose retention removed entries without one): the core then keeps its answers from
+ * before snapshots until this replica takes its first snapshot and restarts.
+ */
+export interface SnapshotView {
+  enabled: boolean;
+  latest: SnapshotMeta | null;
+}
+
+function copyMeta(meta: SnapshotMeta): SnapshotMeta {
+  return { endOffset: meta.endOffset, epoch: meta.epoch, membership: meta.membership === null ? null : copyMembershipRecord(meta.membership) };
+}
+
 export class LogRaftStorage implements RaftStorage {
   private memberships: MembershipRecord[] = [];
+  /** The latest durable snapshot (stored by the replica's SnapshotStore), null when none. */
+  private latestSnapshot: SnapshotMeta | null;
+  /** RaftStorage.snapshot, present only when the view is enabled (see SnapshotView). */
+  readonly snapshot?: () => SnapshotMeta | null;
   /** The newest appended entries, contiguous, from index `recentHead` on; see recentEntriesCountMax. */
   private recent: Entry[] = [];
   private recentHead = 0;
@@ -82,7 +102,22 @@ export class LogRaftStorage implements RaftStorage {
     private readonly log: SegmentLog,
     private state: HardState,
     private readonly commitMark: () => number = () => 0,
-  ) {}
+    snapshots: SnapshotView = { enabled: true, latest: null },
+  ) {
+    this.latestSnapshot = snapshots.latest === null ? null : copyMeta(snapshots.latest);
+    if (snapshots.enabled) this.snapshot = () => (this.latestSnapshot === null ? null : copyMeta(this.latestSnapshot));
+    assert(!snapshots.enabled || log.startOffset === 0 || (this.latestSnapshot?.endOffset ?? -1) >= log.startOffset, 'log starts above its snapshot');
+  }
+
+  /** The snapshot the replica made durable last (taken, before compact; or installed). */
+  setSnapshot(meta: SnapshotMeta): void {
+    assert(meta.endOffset >= (this.latestSnapshot?.endOffset ?? 0), 'setSnapshot: older than the latest');
+    this.latestSnapshot = copyMeta(meta);
+  }
+
+  get latestSnapshotMeta(): SnapshotMeta | null {
+    return this.latestSnapshot;
+  }
 
   hardState(): HardState {
     return this.state;
@@ -104,9 +139,12 @@ export class LogRaftStorage implements RaftStorage {
     return this.log.endOffset;
   }
 
+  /** The last entry's epoch; for an empty log starting at the snapshot's end, the snapshot's. */
   lastEpoch(): number {
     const history = this.log.epochStartOffsets();
-    return history.length ? history[history.length - 1]!.epoch : 0;
+    if (history.length) return history[history.length - 1]!.epoch;
+    const snapshot = this.latestSnapshot;
+    return snapshot !== null && snapshot.endOffset === this.log.startOffset ? snapshot.epoch : 0;
   }
 
   epochHistory(): EpochStart[] {
@@ -149,13 +187,21 @@ export class LogRaftStorage implements RaftStorage {
     return result;
   }
 
+  /**
+   * The snapshot's membership entry (in force below the log start), then the log's, ascending.
+   * A copy: the core keeps and extends what it is given.
+   */
   membership(): MembershipRecord[] {
-    return this.memberships;
+    const records = this.memberships.map(copyMembershipRecord);
+    const below = this.latestSnapshot?.membership ?? null;
+    if (below === null || (records[0] !== undefined && records[0].offset <= below.offset)) return records;
+    return [copyMembershipRecord(below), ...records];
   }
 
   /** Called for every batch appended (and for every stored batch once at start-up). */
   noteAppended(entry: Entry): void {
-    if (entry.type === EntryType.Membership) this.memberships.push({ offset: entry.offset, voters: decodeMembership(entry.payload) });
+    // The whole record (learners and endpoints too), so that the configuration survives a restart.
+    if (entry.type === EntryType.Membership) this.memberships.push(decodeMembershipRecord(entry.offset, entry.payload));
     const last = this.recent[this.recent.length - 1];
     if (last !== undefined && last.offset + last.count !== entry.offset) this.clearRecent();
     this.recent.push(entry);
@@ -177,6 +223,13 @@ export class LogRaftStorage implements RaftStorage {
     }
     const last = this.recent[this.recent.length - 1];
     if (last !== undefined && last.offset + last.count !== endOffset) this.clearRecent();
+  }
+
+  /** The log was reset to start, empty, at `startOffset` (a snapshot install): nothing of it is left. */
+  noteReset(startOffset: number): void {
+    assert(this.log.startOffset === startOffset && this.log.endOffset === startOffset, 'noteReset: the log was not reset there');
+    this.memberships = [];
+    this.clearRecent();
   }
 
   private clearRecent(): void {

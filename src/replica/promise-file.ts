@@ -157,6 +157,19 @@ export class PromiseFile {
     return this.failure;
   }
 
+  /**
+   * Stores `offset` now, synchronously (one fdatasync on the event loop): for a rare change that
+   * must be durable before the next message is handled (a wiped replica joining as recovering).
+   * Refused while a write is in flight (its callback would then report an older value).
+   */
+  storeSync(offset: number): void {
+    assert(Number.isInteger(offset) && offset >= 0, `promise: bad offset ${offset}`);
+    assert(!this.writing && !this.closed, 'promise: storeSync while a write is in flight or after close');
+    if (this.failure) throw this.failure;
+    this.writeNowSync(offset);
+    for (const listener of this.listeners) listener(offset);
+  }
+
   /** Writes `offset` synchronously (open, close): the event loop waits for one fdatasync. */
   private writeNowSync(offset: number): void {
     this.sequence += 1;

@@ -1,12 +1,27 @@
 // A replica drives one Raft core: real timers, the segment log, LMDB for the hard state and the
-// applied state, and a transport to the other replicas of its group. It is the only owner of
-// I/O around the core (etcd's "node" loop):
-//   tick/step/propose → ready() → persist hard state (sync) → truncate → append → advance(durable)
-//   → send messages → apply what the high watermark newly covers.
+// applied state, snapshots beside the log, and a transport to the other replicas of its group. It
+// is the only owner of I/O around the core (etcd's "node" loop):
+//   tick/step/propose → ready() → persist hard state (sync) → install a fetched snapshot
+//   → truncate → append → advance(durable) → send messages → apply what the high watermark
+//   newly covers.
+// Snapshots (DESIGN §12, KIP-630): the state machine is captured when the applied offset moved
+// snapshotIntervalEntries entries or snapshotIntervalBytes log bytes past the latest snapshot
+// (one at a time: captured synchronously, written in the background, then compact()); retention
+// removes only segments below both the newest snapshot and the machine's stored applied offset;
+// a follower below the leader's log start fetches the leader's snapshot (snapshot-transfer.ts)
+// and installs it (Ready step 2). The file payload is the core's SnapshotMeta and the machine's
+// bytes (snapshot-payload.ts).
+//
+// Start, in this order: the log is opened; a log that ends below the latest snapshot, or whose
+// entry below the snapshot's end has another epoch (a crash between an install's restore and
+// its log reset, on a follower whose old log diverged), is reset to start, empty, at the
+// snapshot; the machine restores the snapshot when its stored applied offset is below the
+// snapshot's end; every stored entry is replayed through onAppend; indexFromSnapshot(latest);
+// onCommit for committed entries from the applied offset up.
 import { join } from 'node:path';
 import { assert } from '../assert.js';
 import { NotLeaderError, ResourceExhaustedError, UnavailableError, InvalidArgumentError } from '../errors.js';
-import { SegmentLog, type FlushPolicy, type LogStats } from '../log/index.js';
+import { SegmentLog, batchHeaderBytes, type FlushPolicy, type LogStats } from '../log/index.js';
 import { RaftCore } from '../raft/core.js';
 import {
   EntryType,
@@ -20,16 +35,29 @@ import {
   type RaftStatus,
   type ReplicaId,
   type Role,
+  type SnapshotId,
+  type SnapshotMeta,
+  type SnapshotRequest,
 } from '../raft/types.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { MetaStore, type LegacyMachineState } from './meta-store.js';
 import { LogRaftStorage, batchOfEntry, entryFromBatch } from './log-storage.js';
 import { PromiseFile, readPromiseFile } from './promise-file.js';
+import { decodeSnapshotPayload, encodeSnapshotPayload, type SnapshotContent } from './snapshot-payload.js';
+import { SnapshotStore, snapshotsDirName } from './snapshot-store.js';
+import { answerFetchSnapshot, SnapshotFetcher, type FetchSnapshotRequest, type FetchSnapshotResponse } from './snapshot-transfer.js';
 import { Waiters } from './waiters.js';
 import type { Logger } from './logger.js';
 
+export type { FetchSnapshotError, FetchSnapshotRequest, FetchSnapshotResponse } from './snapshot-transfer.js';
+
 export interface Transport {
   send(message: Message): void;
+  /**
+   * One FetchSnapshot call to `request.to` (KIP-630); rejects when the call fails. Optional: a
+   * transport without it cannot bring snapshots, and a follower that needs one keeps fetching.
+   */
+  fetchSnapshot?(request: FetchSnapshotRequest): Promise<FetchSnapshotResponse>;
   close(): void;
 }
 
@@ -50,6 +78,14 @@ export interface StateMachine {
    * entry in the log is handed to it again.
    */
   appliedOffset?(): number;
+  /** The state as of the machine's in-memory applied offset (every committed entry below it applied): synchronous, bounded. */
+  captureSnapshot?(): { endOffset: number; payload: Uint8Array };
+  /** Replaces the whole state with a snapshot's, durably (applied offset = endOffset), and clears the in-memory queue index and producer table. Called on install (the log is then reset to empty at endOffset) and on start when the stored applied offset is below the latest snapshot's end. */
+  restoreSnapshot?(endOffset: number, payload: Uint8Array): void;
+  /** After the log's batches are indexed (start-up replay finished, or right after an install): take from the latest snapshot what the log no longer holds. null when there is no snapshot. */
+  indexFromSnapshot?(snapshot: { endOffset: number; payload: Uint8Array } | null): void;
+  /** Retention removed the log below startOffset. */
+  onLogStartMoved?(startOffset: number): void;
 }
 
 /** What a replica reports about its work (metrics); every call is cheap and synchronous. */
@@ -76,8 +112,14 @@ export interface DivergenceReport {
 export interface RecoveryState {
   /** The log ends below what this replica promised: no votes, no candidacy, fetching. */
   recovering: boolean;
+  /** What it must hold again; null when not recovering, or when it is unknown (markUnknown). */
   recoveryMarkOffset: number | null;
-  /** The promise as stored durably (promise file). */
+  /**
+   * Started on an empty data directory in a group with history (a replaced disk, issue 13.3):
+   * what it promised before is unknown, so it recovers until it holds a leader's whole log.
+   */
+  markUnknown: boolean;
+  /** The promise as stored durably (promise file); 0 while the mark is unknown. */
   promisedOffset: number;
   /** On a leader: followers whose Fetches say they are recovering. */
   recoveringFollowers: ReplicaId[];
@@ -89,6 +131,20 @@ export interface RecoveryState {
 export const promiseFileName = 'promise';
 /** Bound on local high watermarks waiting for the promise they rely on (one per Ready). */
 const heldHighWatermarksMax = 100_000;
+/**
+ * The promise of a replica started on an empty data directory in a group with history: above
+ * any offset, so the core holds it recovering (no vote, no pre-vote, no candidacy, counted at
+ * its real end) until it holds the whole log of the leader it follows (RaftNode
+ * maybeFinishRecovery), which then lowers the promise to its log end.
+ */
+export const unknownMarkOffset = Number.MAX_SAFE_INTEGER;
+export const snapshotIntervalEntriesDefault = 100_000;
+export const snapshotIntervalBytesDefault = 64 * 1024 * 1024;
+export const retentionIntervalMsDefault = 10_000;
+/** Chunk reads a leader serves at once (each up to 1 MiB in memory); more are refused, retriable. */
+export const snapshotChunkReadsInflightMax = 4;
+/** A snapshot that could not be taken (the core not there yet, a failed write) is tried again after this. */
+const snapshotRetryMs = 1000;
 
 export interface ReplicaOptions {
   id: ReplicaId;
@@ -104,9 +160,23 @@ export interface ReplicaOptions {
   fetchWaitMsMax: number;
   fetchBytesMax: number;
   pendingProposalsMax: number;
+  /** Take a snapshot once the applied offset moved this many entries past the latest one. */
+  snapshotIntervalEntries?: number;
+  /** ... or this many log bytes (batch headers included). */
+  snapshotIntervalBytes?: number;
+  /** How often retention looks at the log (it also runs after every snapshot taken). */
+  retentionIntervalMs?: number;
   logger: Logger;
   observer?: ReplicaObserver;
   random?: () => number;
+}
+
+/** A snapshot transfer in progress on a follower, for status. */
+export interface SnapshotTransferState {
+  snapshot: SnapshotId;
+  leaderId: ReplicaId;
+  receivedBytes: number;
+  totalBytes: number;
 }
 
 /** A leader's empty Fetch answer held back (long poll) until entries arrive or it expires. */
@@ -145,7 +215,8 @@ const answerTypeOf: Partial<Record<Message['type'], Message['type']>> = {
 
 export class Replica {
   readonly id: ReplicaId;
-  private readonly core: RaftCore;
+  /** Replaced once at most: when an identity-less replica learns that its group has history. */
+  private core: RaftCore;
   private transport: Transport | null = null;
   private machine: StateMachine | null = null;
   private ticker: NodeJS.Timeout | null = null;
@@ -183,6 +254,28 @@ export class Replica {
   private offeredHighWatermark = 0;
   private recoveryReported = '';
   private recoveryTimer: NodeJS.Timeout | null = null;
+  /** The latest snapshot as read on open, for the start-up restore and index; dropped after start. */
+  private openedSnapshot: SnapshotContent | null;
+  /** A follower's transfer of the leader's snapshot (Ready.fetchSnapshot). */
+  private readonly fetcher: SnapshotFetcher;
+  /** A fetched snapshot handed to the core, waiting for its install (Ready step 2). */
+  private fetchedSnapshot: SnapshotContent | null = null;
+  /** The fetch request an install-impossible error was logged for (once per request). */
+  private installImpossibleLogged: SnapshotRequest | null = null;
+  /** A snapshot of our own is captured and being written (one at a time). */
+  private snapshotTaking = false;
+  /** Applied since the latest snapshot (the snapshot policy). */
+  private appliedEntriesSinceSnapshot = 0;
+  private appliedBytesSinceSnapshot = 0;
+  private snapshotChunkReadsInflight = 0;
+  /** After a capture the core could not take yet, the policy waits until then (no capture per apply). */
+  private snapshotNotBeforeMs = 0;
+  /**
+   * Opened on an empty data directory (no epoch, vote, promise, log, snapshot or applied state):
+   * until it takes part in a new group's first election or learns that its group has history, it
+   * may be a replaced disk (issue 13.3; see noteGroupHistory).
+   */
+  private identityless: boolean;
 
   private constructor(
     private readonly options: ReplicaOptions,
@@ -192,11 +285,29 @@ export class Replica {
     private readonly storage: LogRaftStorage,
     private readonly lock: DataDirLock,
     private readonly promise: PromiseFile,
+    private readonly snapshots: SnapshotStore,
+    opened: { snapshot: SnapshotContent | null; identityless: boolean },
   ) {
     this.id = options.id;
     this.appliedOffset = Math.max(meta.appliedOffset(), log.startOffset);
+    // A snapshot below the log start (see snapshotView) has nothing to give the machine.
+    this.openedSnapshot = storage.latestSnapshotMeta === null ? null : opened.snapshot;
+    this.identityless = opened.identityless && process.env.MAMBA_TEST_RECOVERING_RULE_OFF !== '1';
+    this.core = this.newCore();
+    this.fetcher = new SnapshotFetcher({
+      store: snapshots,
+      logger: options.logger,
+      selfId: options.id,
+      fetchChunk: (request) => this.fetchSnapshotChunk(request),
+      writingOwnSnapshot: () => this.snapshotTaking,
+      fetched: (_request, content) => this.onSnapshotFetched(content),
+    });
+  }
+
+  private newCore(): RaftCore {
+    const options = this.options;
     const electionTicks = Math.max(1, Math.round(options.electionTimeoutMs / options.tickMs));
-    this.core = new RaftCore(
+    return new RaftCore(
       {
         id: options.id,
         voters: options.voters,
@@ -210,7 +321,7 @@ export class Replica {
         // TEST ONLY: shows what the recovering rule prevents (chaos and tests set it to see loss).
         ...(process.env.MAMBA_TEST_RECOVERING_RULE_OFF === '1' ? { recoveringRuleDisabled: true } : {}),
       },
-      storage,
+      this.storage,
     );
   }
 
@@ -222,9 +333,11 @@ export class Replica {
   static async open(options: ReplicaOptions): Promise<Replica> {
     const lock = DataDirLock.acquire(options.dataDir);
     let meta: MetaStore | null = null;
+    let log: SegmentLog | null = null;
+    let snapshots: SnapshotStore | null = null;
     try {
       meta = MetaStore.open(join(options.dataDir, 'meta'));
-      const log = await SegmentLog.open({
+      log = await SegmentLog.open({
         dir: join(options.dataDir, 'log'),
         segmentBytes: options.segmentBytes,
         flush: options.flush,
@@ -238,6 +351,10 @@ export class Replica {
       for (const q of log.quarantined)
         options.logger.warn('replica.quarantined', { file: q.file, quarantinedAs: q.quarantinedAs, lastGoodOffset: q.lastGoodOffset, reason: q.reason });
       if (log.quarantined.length > 0) options.observer?.segmentsQuarantined?.(log.quarantined.length);
+      snapshots = await SnapshotStore.open({ dir: join(options.dataDir, snapshotsDirName), logger: (event) => options.logger.info(event.event, event) });
+      const latest = snapshots.latest();
+      const snapshot = latest === null ? null : decodeSnapshotPayload(latest, await snapshots.readPayload(latest));
+      if (snapshot !== null) resetLogBelowSnapshot(log, snapshot.meta, options.logger);
       const hard = meta.hardState();
       // The promise file wins; a directory from before it has the promise of the last epoch or
       // vote change in the hard state, or none at all (the core then uses the commit mark).
@@ -245,33 +362,59 @@ export class Replica {
       const promisedOffset = readPromiseFile(promisePath)?.offset ?? hard.promisedOffset;
       const promise = PromiseFile.open(promisePath, promisedOffset ?? 0);
       const stored = meta;
-      const storage = new LogRaftStorage(log, { epoch: hard.epoch, votedFor: hard.votedFor, ...(promisedOffset !== undefined ? { promisedOffset } : {}) }, () =>
-        Math.max(stored.highWatermark(), stored.appliedOffset()),
+      const storage = new LogRaftStorage(
+        log,
+        { epoch: hard.epoch, votedFor: hard.votedFor, ...(promisedOffset !== undefined ? { promisedOffset } : {}) },
+        () => Math.max(stored.highWatermark(), stored.appliedOffset()),
+        snapshotView(log, snapshot?.meta ?? null, options.logger),
       );
-      return new Replica(options, log, meta, storage, lock, promise);
+      const identityless =
+        hard.epoch === 0 &&
+        hard.votedFor === null &&
+        (promisedOffset ?? 0) === 0 &&
+        log.endOffset === 0 &&
+        latest === null &&
+        meta.appliedOffset() === 0 &&
+        meta.highWatermark() === 0;
+      return new Replica(options, log, meta, storage, lock, promise, snapshots, { snapshot, identityless });
     } catch (error) {
+      snapshots?.close();
+      if (log) await log.close().catch(() => undefined);
       if (meta) await meta.close().catch(() => undefined);
       lock.release();
       throw error;
     }
   }
 
-  /** Replays the stored log into the state machine, then starts ticking. */
+  /**
+   * Brings the state machine up to the stored state (see the top of the file: restore, replay,
+   * index, apply), then starts ticking.
+   */
   start(machine: StateMachine, transport: Transport): void {
     this.machine = machine;
     this.transport = transport;
-    const machineAppliedOffset = machine.appliedOffset?.() ?? 0;
+    const opened = this.openedSnapshot;
+    this.openedSnapshot = null; // the payload is not kept once the machine has it
+    const machineAppliedOffset = this.restoreOnStart(machine, opened);
     // Retention keeps what the machine has not stored: a gap means its store was lost or replaced.
     if (machine.appliedOffset && machineAppliedOffset < this.log.startOffset)
       this.options.logger.warn('replica.apply.gap', { appliedOffset: machineAppliedOffset, startOffset: this.log.startOffset });
     this.appliedOffset = Math.max(machineAppliedOffset, this.log.startOffset);
-    this.replayStoredLog();
-    this.highWatermark = Math.min(this.meta.highWatermark(), this.log.endOffset);
+    this.replayStoredLog(opened?.meta.endOffset ?? 0);
+    // The core read the membership entries from the storage when it was made (on open), before
+    // the replay above noted the log's: made again from the same durable state, it starts with
+    // the configuration in force (a restart after a membership change).
+    this.core = this.newCore();
+    machine.indexFromSnapshot?.(opened === null ? null : { endOffset: opened.meta.endOffset, payload: opened.machinePayload });
+    // Everything below the snapshot is committed (it holds committed state only).
+    this.highWatermark = Math.min(Math.max(this.meta.highWatermark(), opened?.meta.endOffset ?? 0), this.log.endOffset);
     this.applyCommitted();
     if (this.options.flush.mode === 'sync') {
       // Group commit finished: the core may count the newly flushed entries.
       this.log.onDurable((durableOffset) => {
-        if (this.closed) return;
+        // During a Ready (a snapshot install resets the log and reports its start durable at
+        // once) advance() reports the durable end itself.
+        if (this.closed || this.pumping) return;
         this.core.markDurable(durableOffset);
         this.durableWaiters.release(durableOffset);
         this.pump();
@@ -281,14 +424,57 @@ export class Replica {
     this.ticker = setInterval(() => this.onTick(), this.options.tickMs);
     this.recoveryTimer = setInterval(() => this.reportRecovery(), 1000);
     this.recoveryTimer.unref();
-    this.retentionTimer = setInterval(() => this.applyRetention(), 10_000);
+    this.retentionTimer = setInterval(() => this.applyRetention(), this.options.retentionIntervalMs ?? retentionIntervalMsDefault);
     this.retentionTimer.unref();
     this.persistTimer = setInterval(() => this.persistApplied(), 1000);
     this.persistTimer.unref();
-    this.options.logger.info('replica.started', { startOffset: this.log.startOffset, endOffset: this.log.endOffset, appliedOffset: this.appliedOffset });
+    this.options.logger.info('replica.started', {
+      startOffset: this.log.startOffset,
+      endOffset: this.log.endOffset,
+      appliedOffset: this.appliedOffset,
+      snapshotEndOffset: this.core.snapshot?.endOffset ?? null,
+      recovering: this.core.recovering,
+    });
   }
 
-  private replayStoredLog(): void {
+  /**
+   * A machine whose stored applied offset is below the latest snapshot's end restores it (a
+   * crash after an install stored the snapshot, or after a snapshot of our own was written
+   * before the machine stored its applied offset). Returns the machine's applied offset.
+   */
+  private restoreOnStart(machine: StateMachine, opened: SnapshotContent | null): number {
+    const appliedOffset = machine.appliedOffset?.() ?? 0;
+    if (opened === null || appliedOffset >= opened.meta.endOffset) return appliedOffset;
+    const { endOffset, epoch } = opened.meta;
+    if (!machine.restoreSnapshot) {
+      this.options.logger.warn('replica.snapshot.not_restored', {
+        snapshotEndOffset: endOffset,
+        appliedOffset,
+        reason: 'the state machine cannot restore snapshots',
+      });
+      return appliedOffset;
+    }
+    const startedMs = Date.now();
+    this.options.logger.info('replica.snapshot.restoring', {
+      snapshotEndOffset: endOffset,
+      snapshotEpoch: epoch,
+      appliedOffset,
+      payloadBytes: opened.machinePayload.byteLength,
+    });
+    machine.restoreSnapshot(endOffset, opened.machinePayload);
+    assert(
+      !machine.appliedOffset || machine.appliedOffset() === endOffset,
+      `restoreSnapshot(${endOffset}) left the applied offset at ${machine.appliedOffset?.()}`,
+    );
+    this.options.logger.info('replica.snapshot.restored', { snapshotEndOffset: endOffset, snapshotEpoch: epoch, durationMs: Date.now() - startedMs });
+    return endOffset;
+  }
+
+  /**
+   * Every stored entry through onAppend (the machine indexes the log); the entries above the
+   * latest snapshot that the machine applied already count towards the next snapshot.
+   */
+  private replayStoredLog(snapshotEndOffset: number): void {
     const total = this.log.endOffset - this.log.startOffset;
     let offset = this.log.startOffset;
     let lastReportMs = Date.now();
@@ -298,6 +484,7 @@ export class Replica {
         this.storage.noteAppended(entry);
         this.machine!.onAppend(entry);
         offset = entry.offset + entry.count;
+        if (entry.offset >= snapshotEndOffset && offset <= this.appliedOffset) this.countApplied(entry);
       }
       if (Date.now() - lastReportMs > 1000) {
         lastReportMs = Date.now();
@@ -323,8 +510,41 @@ export class Replica {
   /** A message that needs no answer on its own call (answers to our requests). */
   deliver(message: Message): void {
     if (this.closed) return;
+    this.noteGroupHistory(message);
     this.core.step(message);
     this.pump();
+  }
+
+  /**
+   * Issue 13.3, a replaced disk: a replica opened on an empty data directory cannot tell a new
+   * group from one that lost nothing but this replica's disk, so it starts as an ordinary one (a
+   * new group needs all of its replicas to vote). The first message that shows the group has
+   * history (an epoch above ours, other than a vote or pre-vote for epoch 1 from an empty log,
+   * which only a new group's first election sends) makes it recovering before that message is
+   * stepped: the promise it made before the wipe is unknown, so it is stored as unknownMarkOffset
+   * (synchronously) and the core is made anew from that storage. It then grants no vote or
+   * pre-vote and never campaigns until it durably holds the whole log of the leader it follows
+   * (after a snapshot where the leader's log starts above 0). Taking part in the first election
+   * (an epoch of 1 or more stored) gives it an identity, as does recovering.
+   */
+  private noteGroupHistory(message: Message): void {
+    if (!this.identityless) return;
+    if (this.core.epoch > 0 || this.core.recovering) {
+      this.identityless = false;
+      return;
+    }
+    if (message.epoch <= this.core.epoch || firstElectionRequest(message)) return;
+    assert(!this.pumping, 'noteGroupHistory: inside a Ready');
+    this.identityless = false;
+    this.promise.storeSync(unknownMarkOffset);
+    this.storage.setHardState({ ...this.storage.hardState(), promisedOffset: unknownMarkOffset });
+    this.core = this.newCore();
+    this.options.logger.warn('replica.joining_as_recovering', {
+      reason: 'empty data directory in a group with history (a replaced disk?): no vote until it holds the leader log',
+      from: message.from,
+      messageType: message.type,
+      messageEpoch: message.epoch,
+    });
   }
 
   /**
@@ -334,6 +554,7 @@ export class Replica {
    */
   handle(request: Message, waitMsMax: number, channel: object | null = null): Promise<Message | null> {
     if (this.closed) return Promise.resolve(null);
+    this.noteGroupHistory(request);
     const answerType = answerTypeOf[request.type];
     if (!answerType) {
       this.deliver(request);
@@ -377,7 +598,7 @@ export class Replica {
 
   /** Long poll: an empty answer to a caught-up follower of this leader waits for new entries. */
   private parkable(request: FetchRequest, answer: FetchResponse, waitMsMax: number): boolean {
-    const empty = answer.entries.length === 0 && !answer.error && !answer.divergingEpoch;
+    const empty = answer.entries.length === 0 && !answer.error && !answer.divergingEpoch && !answer.snapshotNeeded;
     // The core's high watermark: the answer may carry a lower one while the promise it relies on
     // is being written (offerHighWatermark); the next wake sends the exposed one.
     const caughtUp = request.fetchOffset >= this.log.endOffset && Math.max(answer.highWatermark, this.offeredHighWatermark) >= request.fetchOffset;
@@ -513,11 +734,14 @@ export class Replica {
     }
   }
 
+  /** One Ready, in the order written on the type (src/raft/types.ts). */
   private execute(ready: Ready): void {
-    if (ready.hardState) this.persistHardState(ready.hardState);
-    if (ready.truncateTo !== undefined) this.truncate(ready.truncateTo);
+    if (ready.hardState) this.persistHardState(ready.hardState); // 1
+    if (ready.installSnapshot) this.installSnapshot(ready.installSnapshot); // 2
+    if (ready.truncateTo !== undefined) this.truncate(ready.truncateTo); // 3
     const nowMs = Date.now();
     const appendStartMs = performance.now();
+    // 4
     for (const entry of ready.entries) {
       this.log.append(batchOfEntry(entry, nowMs));
       this.storage.noteAppended(entry);
@@ -527,7 +751,9 @@ export class Replica {
       this.options.observer?.appended((performance.now() - appendStartMs) / 1000);
       if (this.role === 'leader') this.prePromise();
     }
-    this.core.advance(ready, this.durableEnd());
+    this.core.advance(ready, this.durableEnd()); // 5
+    // Outside the order: the snapshot transfer (KIP-630), started or stopped.
+    if (ready.fetchSnapshot !== undefined) this.onFetchSnapshot(ready.fetchSnapshot);
     if (ready.roleChange) this.changeRole(ready.roleChange.role, ready.roleChange.epoch, ready.roleChange.leaderId);
     if (ready.events) for (const event of ready.events) this.onEvent(event);
     // After a restart the core starts from 0 until the leader tells it; what this replica
@@ -535,12 +761,206 @@ export class Replica {
     // Fetch answers carry at most the high watermark this replica has exposed.
     this.offeredHighWatermark = Math.max(this.offeredHighWatermark, ready.highWatermark);
     if (ready.highWatermark > this.highWatermark) this.offerHighWatermark(ready.highWatermark);
-    for (const message of ready.messages) this.routeOrHold(message);
+    for (const message of ready.messages) this.routeOrHold(message); // 6
     if (ready.entries.length) {
       if (this.options.flush.mode === 'async') this.durableWaiters.release(this.durableEnd());
       this.wakePending = true;
       this.appendedSinceTick = true;
     }
+  }
+
+  // ------------------------------------------------------------------ snapshots (DESIGN §12, KIP-630)
+
+  /** Ready.fetchSnapshot: start or stop the transfer; a machine that cannot restore never fetches. */
+  private onFetchSnapshot(request: SnapshotRequest | null): void {
+    if (request !== null && !this.machine?.restoreSnapshot) {
+      if (this.installImpossibleLogged === null || !sameSnapshot(this.installImpossibleLogged.snapshot, request.snapshot)) {
+        this.installImpossibleLogged = request;
+        this.options.logger.error('replica.snapshot.install_impossible', {
+          leader: request.leaderId,
+          snapshotEndOffset: request.snapshot.endOffset,
+          snapshotEpoch: request.snapshot.epoch,
+          reason: 'the leader log starts above this replica and its state machine cannot restore snapshots; it keeps fetching',
+        });
+      }
+      return;
+    }
+    this.fetcher.want(request);
+  }
+
+  /** The follower's end of one FetchSnapshot call. */
+  private fetchSnapshotChunk(request: FetchSnapshotRequest): Promise<FetchSnapshotResponse> {
+    const transport = this.transport;
+    if (this.closed || !transport?.fetchSnapshot) return Promise.reject(new UnavailableError('no transport for FetchSnapshot'));
+    return transport.fetchSnapshot(request);
+  }
+
+  /** The transfer stored and verified a snapshot: the core installs it if it still wants it. */
+  private onSnapshotFetched(content: SnapshotContent): void {
+    if (this.closed) return;
+    const { endOffset, epoch } = content.meta;
+    const wanted = this.core.fetchingSnapshot;
+    if (wanted === null || !sameSnapshot(wanted.snapshot, content.meta)) {
+      this.options.logger.info('replica.snapshot.not_wanted', { snapshotEndOffset: endOffset, snapshotEpoch: epoch });
+      return;
+    }
+    this.fetchedSnapshot = content;
+    if (!this.core.snapshotFetched(content.meta)) {
+      this.fetchedSnapshot = null;
+      this.options.logger.info('replica.snapshot.not_wanted', { snapshotEndOffset: endOffset, snapshotEpoch: epoch });
+      return;
+    }
+    this.pump(); // the next Ready installs it (step 2)
+    assert(this.fetchedSnapshot === null, 'a fetched snapshot the core took was not installed by the next Ready');
+  }
+
+  /**
+   * Ready step 2: the fetched snapshot (the store's latest, put there by finishReceive) becomes
+   * the state: the machine restores it (durably), the log is reset to empty at its end
+   * (durably), the storage adapter and the apply loop start there, and the machine takes from
+   * the snapshot what the empty log cannot give it.
+   */
+  private installSnapshot(meta: SnapshotMeta): void {
+    const fetched = this.fetchedSnapshot;
+    const machine = this.machine!;
+    assert(fetched !== null && sameSnapshot(fetched.meta, meta), 'Ready installs a snapshot that was not fetched');
+    const latest = this.snapshots.latest();
+    assert(latest !== null && sameSnapshot(latest, meta), 'the snapshot installed must be the latest stored');
+    assert(machine.restoreSnapshot !== undefined, 'install without restoreSnapshot');
+    const endOffset = meta.endOffset;
+    const previous = { startOffset: this.log.startOffset, endOffset: this.log.endOffset };
+    this.storage.setSnapshot(meta);
+    machine.restoreSnapshot(endOffset, fetched.machinePayload);
+    this.log.resetTo(endOffset, meta.epoch);
+    this.storage.noteReset(endOffset);
+    this.fetchedSnapshot = null;
+    this.appliedOffset = endOffset;
+    this.meta.recordApplied(endOffset, Math.max(this.highWatermark, endOffset));
+    this.persistedAppliedOffset = endOffset;
+    this.appliedEntriesSinceSnapshot = 0;
+    this.appliedBytesSinceSnapshot = 0;
+    this.commitWaiters.failAbove(endOffset, () => new UnavailableError('the log was replaced by a snapshot'));
+    this.durableWaiters.failAbove(endOffset, () => new UnavailableError('the log was replaced by a snapshot'));
+    machine.indexFromSnapshot?.({ endOffset, payload: fetched.machinePayload });
+    this.options.logger.info('replica.snapshot.installed', {
+      snapshotEndOffset: endOffset,
+      snapshotEpoch: meta.epoch,
+      previousStartOffset: previous.startOffset,
+      previousEndOffset: previous.endOffset,
+    });
+  }
+
+  /**
+   * The leader's end of FetchSnapshot: a chunk of a snapshot it holds, if it leads the
+   * request's epoch. Resolves null while shutting down; RESOURCE_EXHAUSTED (retriable) beyond
+   * snapshotChunkReadsInflightMax reads at once.
+   */
+  async serveSnapshotChunk(request: FetchSnapshotRequest): Promise<FetchSnapshotResponse | null> {
+    if (this.closed) return null;
+    if (this.snapshotChunkReadsInflight >= snapshotChunkReadsInflightMax) {
+      throw new ResourceExhaustedError(`${this.snapshotChunkReadsInflight} snapshot chunks are being read (limit ${snapshotChunkReadsInflightMax}); retry`);
+    }
+    this.snapshotChunkReadsInflight++;
+    try {
+      const self = { id: this.id, epoch: this.core.epoch, isLeader: this.core.role === 'leader', leaderId: this.core.leaderId };
+      return await answerFetchSnapshot(this.snapshots, self, request);
+    } finally {
+      this.snapshotChunkReadsInflight--;
+    }
+  }
+
+  /** The snapshot policy counts what the apply loop hands over (see maybeTakeSnapshot). */
+  private countApplied(entry: Entry): void {
+    this.appliedEntriesSinceSnapshot += 1;
+    this.appliedBytesSinceSnapshot += batchHeaderBytes + entry.payload.byteLength;
+  }
+
+  /**
+   * The snapshot policy: once the applied offset moved snapshotIntervalEntries entries or
+   * snapshotIntervalBytes log bytes past the latest snapshot, one snapshot, off this turn of the
+   * event loop; never while another is written or a fetched one is on its way in.
+   */
+  private maybeTakeSnapshot(): void {
+    if (this.snapshotTaking || this.closed || !this.machine?.captureSnapshot || this.fetcher.active || this.fetchedSnapshot !== null) return;
+    const entriesDue = this.appliedEntriesSinceSnapshot >= (this.options.snapshotIntervalEntries ?? snapshotIntervalEntriesDefault);
+    const bytesDue = this.appliedBytesSinceSnapshot >= (this.options.snapshotIntervalBytes ?? snapshotIntervalBytesDefault);
+    if ((!entriesDue && !bytesDue) || Date.now() < this.snapshotNotBeforeMs) return;
+    // Nothing committed past the latest snapshot in the core's view (after a restart its high
+    // watermark starts at the snapshot until the leader tells it more).
+    if (this.core.highWatermark <= (this.core.snapshot?.endOffset ?? 0)) return;
+    this.snapshotTaking = true;
+    setImmediate(() => {
+      this.takeSnapshot()
+        .catch((error: unknown) => this.options.logger.error('replica.snapshot.take_failed', { error: String(error) }))
+        .finally(() => {
+          this.snapshotTaking = false;
+        });
+    });
+  }
+
+  /**
+   * Captures the machine (synchronously), writes the file (in the background: fdatasync, read
+   * back, rename), then tells the core (compact) and lets retention remove what it covers. A
+   * capture the core cannot take yet (beyond its high watermark after a restart, or not past the
+   * latest snapshot) waits for the next round of the policy.
+   */
+  private async takeSnapshot(): Promise<void> {
+    const machine = this.machine;
+    if (this.closed || !machine?.captureSnapshot) return;
+    const startedMs = Date.now();
+    const captured = machine.captureSnapshot();
+    const endOffset = captured.endOffset;
+    assert(Number.isSafeInteger(endOffset) && endOffset >= 0, `captureSnapshot: bad endOffset ${endOffset}`);
+    const usable = endOffset > (this.core.snapshot?.endOffset ?? 0) && endOffset >= this.core.logStartOffset && endOffset <= this.core.highWatermark;
+    if (!usable) {
+      this.snapshotNotBeforeMs = Date.now() + snapshotRetryMs;
+      this.options.logger.debug('replica.snapshot.skipped', {
+        endOffset,
+        highWatermark: this.core.highWatermark,
+        snapshotEndOffset: this.core.snapshot?.endOffset ?? null,
+      });
+      return;
+    }
+    this.appliedEntriesSinceSnapshot = 0;
+    this.appliedBytesSinceSnapshot = 0;
+    const meta = this.core.snapshotMetaAt(endOffset);
+    const id = { endOffset, epoch: meta.epoch };
+    try {
+      await this.snapshots.write(id, encodeSnapshotPayload(meta, captured.payload));
+    } catch (error) {
+      this.snapshotNotBeforeMs = Date.now() + snapshotRetryMs;
+      this.options.logger.warn('replica.snapshot.write_failed', { snapshotEndOffset: endOffset, snapshotEpoch: meta.epoch, error: String(error) });
+      return;
+    }
+    if (this.closed) return;
+    if ((this.core.snapshot?.endOffset ?? 0) >= endOffset || endOffset < this.core.logStartOffset) {
+      this.options.logger.info('replica.snapshot.superseded', { snapshotEndOffset: endOffset, latestEndOffset: this.core.snapshot?.endOffset ?? null });
+      return;
+    }
+    this.storage.setSnapshot(meta);
+    this.core.compact(endOffset);
+    this.options.logger.info('replica.snapshot.taken', {
+      snapshotEndOffset: endOffset,
+      snapshotEpoch: meta.epoch,
+      payloadBytes: captured.payload.byteLength,
+      durationMs: Date.now() - startedMs,
+    });
+    this.pump();
+    this.applyRetention();
+  }
+
+  /** The snapshot transfer in progress on this follower, or null (status). */
+  snapshotTransfer(): SnapshotTransferState | null {
+    const request = this.core.fetchingSnapshot;
+    if (request === null) return null;
+    const progress = this.fetcher.progress;
+    const same = progress !== null && sameSnapshot(progress.id, request.snapshot);
+    return {
+      snapshot: { ...request.snapshot },
+      leaderId: request.leaderId,
+      receivedBytes: same ? progress.receivedBytes : 0,
+      totalBytes: same ? progress.totalBytes : 0,
+    };
   }
 
   // ------------------------------------------------------------------ the promise (DESIGN §12)
@@ -631,11 +1051,13 @@ export class Replica {
   private onEvent(event: RaftEvent): void {
     switch (event.type) {
       case 'replica.recovering':
-        this.options.logger.warn('replica.recovering', { markOffset: event.markOffset, endOffset: event.endOffset });
+      case 'replica.recovered': {
+        const markUnknown = event.markOffset === unknownMarkOffset;
+        const fields = { markOffset: markUnknown ? null : event.markOffset, markUnknown, endOffset: event.endOffset };
+        if (event.type === 'replica.recovering') this.options.logger.warn(event.type, fields);
+        else this.options.logger.info(event.type, fields);
         break;
-      case 'replica.recovered':
-        this.options.logger.info('replica.recovered', { markOffset: event.markOffset, endOffset: event.endOffset });
-        break;
+      }
       case 'CommittedDataDivergence':
         this.divergence = {
           leaderId: event.leaderId,
@@ -664,10 +1086,12 @@ export class Replica {
     const status = this.core.status();
     // A refusal stands while this replica stays in that epoch; a later epoch's leader is followed.
     const divergence = this.divergence !== null && this.divergence.epoch === status.epoch ? this.divergence : null;
+    const markUnknown = status.recoveryMarkOffset === unknownMarkOffset;
     return {
       recovering: status.recovering,
-      recoveryMarkOffset: status.recoveryMarkOffset,
-      promisedOffset: this.promise.durableOffset,
+      recoveryMarkOffset: markUnknown ? null : status.recoveryMarkOffset,
+      markUnknown,
+      promisedOffset: this.promise.durableOffset === unknownMarkOffset ? 0 : this.promise.durableOffset,
       recoveringFollowers: status.replicas.filter((r) => r.recovering && r.id !== this.id).map((r) => r.id),
       divergence,
     };
@@ -765,9 +1189,11 @@ export class Replica {
         }
         if (entry.type === EntryType.Data) this.machine!.onCommit(entry);
         offset = entry.offset + entry.count;
+        this.countApplied(entry);
       }
     }
     this.appliedOffset = offset;
+    this.maybeTakeSnapshot();
   }
 
   /** Stores the applied offset now and then, not per commit: an LMDB commit costs a sync. */
@@ -777,13 +1203,20 @@ export class Replica {
     this.persistedAppliedOffset = this.appliedOffset;
   }
 
+  /**
+   * Removes head segments over the retention limits, only below the newest snapshot the core
+   * knows (a follower below the log start is then sent it) and below what the machine and this
+   * replica have applied and recorded (a restart replays from the machine's record).
+   */
   private applyRetention(): void {
     if (this.closed) return;
-    // Never remove what is not applied and recorded yet: a restart replays from the machine's
-    // record (and the replica's own must stay covered too).
     const recordedOffset = Math.min(this.persistedAppliedOffset, this.machine?.appliedOffset?.() ?? this.persistedAppliedOffset);
-    const removed = this.log.applyRetention(Date.now(), Math.max(0, recordedOffset));
-    if (removed > 0) this.options.logger.info('replica.retention', { segmentsRemoved: removed, startOffset: this.log.startOffset });
+    const limitOffset = Math.max(0, Math.min(recordedOffset, this.core.snapshot?.endOffset ?? 0));
+    const removed = this.log.applyRetention(Date.now(), limitOffset);
+    if (removed === 0) return;
+    assert(this.log.startOffset <= (this.core.snapshot?.endOffset ?? 0), 'retention removed entries no snapshot covers');
+    this.options.logger.info('replica.retention', { segmentsRemoved: removed, startOffset: this.log.startOffset, limitOffset });
+    this.machine?.onLogStartMoved?.(this.log.startOffset);
   }
 
   // ------------------------------------------------------------------ views
@@ -818,8 +1251,13 @@ export class Replica {
     return this.promise.durableOffset;
   }
 
+  /**
+   * The core's status (log start, latest snapshot id, the snapshot it waits for, recovery...);
+   * an unknown recovery mark (markUnknown) shows as null. snapshotTransfer() adds the bytes.
+   */
   status(): RaftStatus {
-    return this.core.status();
+    const status = this.core.status();
+    return status.recoveryMarkOffset === unknownMarkOffset ? { ...status, recoveryMarkOffset: null } : status;
   }
 
   // ------------------------------------------------------------------ read API (the log for the broker and metrics)
@@ -872,6 +1310,7 @@ export class Replica {
     if (this.retentionTimer) clearInterval(this.retentionTimer);
     if (this.persistTimer) clearInterval(this.persistTimer);
     if (this.recoveryTimer) clearInterval(this.recoveryTimer);
+    this.fetcher.stop();
     this.persistApplied();
     for (const parked of this.parkedFetches) parked.resolve(null);
     this.parkedFetches.clear();
@@ -880,8 +1319,67 @@ export class Replica {
     this.durableWaiters.failAll(() => new UnavailableError('broker is shutting down'));
     this.transport?.close();
     await this.log.close();
+    this.snapshots.close();
     this.promise.close();
     await this.meta.close();
     this.lock.release();
   }
+}
+
+/** The epoch of the entry holding `offset` - 1, or null when that entry is not in the log. */
+function epochBefore(log: SegmentLog, offset: number): number | null {
+  if (offset <= log.startOffset || offset > log.endOffset) return null;
+  let epoch: number | null = null;
+  for (const start of log.epochStartOffsets()) if (start.startOffset <= offset - 1) epoch = start.epoch;
+  return epoch;
+}
+
+/**
+ * On open (storage contract, KRaft's truncateToLatestSnapshot): a log that ends below the latest
+ * snapshot, or holds the entry below its end in another epoch (a follower that crashed between
+ * an install's restore and its log reset, its old log having diverged there), is reset to
+ * start, empty, at the snapshot's end. Entries of the same epoch at the same offset are the same
+ * entries (one leader per epoch), so a log that agrees there is kept.
+ */
+function resetLogBelowSnapshot(log: SegmentLog, meta: SnapshotMeta, logger: Logger): void {
+  const endOffset = meta.endOffset;
+  const heldEpoch = epochBefore(log, endOffset);
+  let reason: string | null = null;
+  if (log.endOffset < endOffset) reason = 'the log ends below the snapshot';
+  else if (heldEpoch !== null && heldEpoch !== meta.epoch)
+    reason = `the log holds offset ${endOffset - 1} in epoch ${heldEpoch}, the snapshot in ${meta.epoch}`;
+  if (reason === null) return;
+  logger.warn('replica.snapshot.log_reset', {
+    snapshotEndOffset: endOffset,
+    snapshotEpoch: meta.epoch,
+    previousStartOffset: log.startOffset,
+    previousEndOffset: log.endOffset,
+    reason,
+  });
+  log.resetTo(endOffset, meta.epoch);
+}
+
+/**
+ * What the storage adapter says about snapshots: the latest one, unless the log starts above it
+ * (snapshots lost, or a directory from before snapshots whose retention cut the head): then the
+ * core runs without snapshots until this replica takes one and restarts (LogRaftStorage).
+ */
+function snapshotView(log: SegmentLog, meta: SnapshotMeta | null, logger: Logger): { enabled: boolean; latest: SnapshotMeta | null } {
+  if (log.startOffset === 0 || (meta !== null && meta.endOffset >= log.startOffset)) return { enabled: true, latest: meta };
+  logger.warn('replica.snapshot.none_covers_log_start', {
+    startOffset: log.startOffset,
+    snapshotEndOffset: meta?.endOffset ?? null,
+    detail: 'followers below the log start are served once this replica has taken a snapshot',
+  });
+  return { enabled: false, latest: null };
+}
+
+function sameSnapshot(left: SnapshotId, right: SnapshotId): boolean {
+  return left.endOffset === right.endOffset && left.epoch === right.epoch;
+}
+
+/** The first election of a new group: a vote or pre-vote for epoch 1 from an empty log. */
+function firstElectionRequest(message: Message): boolean {
+  if (message.type !== 'PreVoteRequest' && message.type !== 'VoteRequest') return false;
+  return message.epoch === 1 && message.lastEpoch === 0 && message.lastOffset === 0;
 }

@@ -50,6 +50,8 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     fetchWaitMsMax: s.fetchWaitMsMax,
     fetchBytesMax: s.fetchBytesMax,
     pendingProposalsMax: s.pendingProposalsMax,
+    snapshotIntervalEntries: s.snapshotIntervalEntries,
+    snapshotIntervalBytes: s.snapshotIntervalBytes,
     logger: log,
     observer: observe.metrics,
   });
@@ -74,6 +76,7 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     isMember: (id) => group.brokers.some((b) => b.id === id) && id !== brokerId,
     handle: (request, waitMsMax, channel) => replica.handle(request, waitMsMax, channel),
     dropChannel: (channel) => replica.dropChannel(channel),
+    fetchSnapshot: (request) => replica.serveSnapshotChunk(request),
     requireCertificate: security.tls !== null,
   });
   const clientServer = new MeteredServer({ ...serverOptions, interceptors: [security.clientGuard.interceptor] }, observe.metrics, 'client');

@@ -2,13 +2,27 @@
 // Fetches travel on one long-lived FetchStream per follower and leader; the other requests go
 // out as unary calls. Answers come back into the core as messages. Incoming requests are checked
 // against the group's membership (and, under mutual TLS, the certificate) before they reach
-// the core, each request of a stream as each unary call.
+// the core, each request of a stream as each unary call. FetchSnapshot (KIP-630) is not a core
+// message: the replica serves it from its snapshot files, behind the same checks.
 import * as grpc from '@grpc/grpc-js';
-import type { Entry, Message, FetchError, FetchRequest, ReplicaId } from '../raft/types.js';
+import type { Entry, Message, FetchError, FetchRequest, FetchResponse, ReplicaId, SnapshotId } from '../raft/types.js';
+import type { FetchSnapshotError, FetchSnapshotRequest, FetchSnapshotResponse } from '../replica/replica.js';
 import { MalformedRequest, serviceDefinition } from '../protocol/protos.js';
+import { toStatus } from '../protocol/status.js';
 import { InvariantError } from '../assert.js';
+import { MambaError } from '../errors.js';
 
+/** proto FetchError, by number. */
 const fetchErrors: Array<FetchError | undefined> = [undefined, 'NOT_LEADER', 'FENCED_EPOCH', 'UNKNOWN_EPOCH', 'NOT_VOTER'];
+/** proto FetchSnapshotError, by number. */
+const fetchSnapshotErrors: Array<FetchSnapshotError | undefined> = [
+  undefined,
+  'SNAPSHOT_NOT_FOUND',
+  'POSITION_OUT_OF_RANGE',
+  'FENCED_LEADER_EPOCH',
+  'UNKNOWN_LEADER_EPOCH',
+  'NOT_LEADER',
+];
 
 /** How Fetch answers carry entries: as stored record batches (with their CRCs), byte for byte. */
 export interface EntryWireCodec {
@@ -42,6 +56,11 @@ export interface PeerRequestHandler {
   handle(request: Message, waitMsMax: number, channel?: FetchChannel): Promise<Message | null>;
   /** The stream `channel` ended: forget every Fetch of it that still waits. */
   dropChannel?(channel: FetchChannel): void;
+  /**
+   * KIP-630 FetchSnapshot: a chunk of a snapshot this replica holds (errors as codes in the
+   * answer), or null while shutting down. Absent: the call is answered UNIMPLEMENTED.
+   */
+  fetchSnapshot?(request: FetchSnapshotRequest): Promise<FetchSnapshotResponse | null>;
 }
 
 /** Unanswered Fetches allowed on one stream, enforced on both ends (the core keeps one in flight, plus its retries). */
@@ -70,22 +89,25 @@ export function addPeerService(server: grpc.Server, self: PeerIdentity, codec: E
     let name: { value: unknown } | null = null;
     return () => (name ??= { value: call.getAuthContext().sslPeerCertificate?.subject?.CN }).value;
   };
-  const unary =
-    (toMessage: (w: Wire) => Message, toWire: (m: Message) => Wire): UnaryHandler =>
+  /** Every unary call: membership and certificate, then decoding, then `serve`. */
+  const checked =
+    <R, A>(decode: (w: Wire) => R, serve: (request: R, wire: Wire) => Promise<A | null>, toWire: (answer: A) => Wire): UnaryHandler =>
     (call, callback) => {
       const refusal = refusalOf(call.request, certificateName(call));
       if (refusal) return callback(refusal);
-      let message: Message;
+      let request: R;
       try {
-        message = toMessage(call.request);
+        request = decode(call.request);
       } catch (error) {
         return callback(malformed(error));
       }
-      handler.handle(message, Number(call.request.waitMsMax ?? 0)).then(
+      serve(request, call.request).then(
         (answer) => (answer ? callback(null, toWire(answer)) : callback(shuttingDown)),
         (error: Error) => callback(contradiction(error)),
       );
     };
+  const unary = (toMessage: (w: Wire) => Message, toWire: (m: Message) => Wire): UnaryHandler =>
+    checked(toMessage, (message, wire) => handler.handle(message, Number(wire.waitMsMax ?? 0)), toWire);
   const to = self.replicaId;
   const toFetch = (w: Wire): FetchRequest => ({
     type: 'FetchRequest',
@@ -120,7 +142,68 @@ export function addPeerService(server: grpc.Server, self: PeerIdentity, codec: E
       (w) => ({ type: 'TimeoutNow', from: senderOf(w), to, epoch: num(w.epoch) }),
       () => ({}),
     ),
+    FetchSnapshot: checked(
+      (w) => fetchSnapshotRequestOf(w, to),
+      (request) => (handler.fetchSnapshot ? handler.fetchSnapshot(request) : Promise.reject(unimplemented('FetchSnapshot'))),
+      fetchSnapshotResponseWire,
+    ),
   });
+}
+
+class Unimplemented extends Error {}
+
+function unimplemented(rpc: string): Unimplemented {
+  return new Unimplemented(`${rpc} is not served by this replica`);
+}
+
+/** The follower's FetchSnapshotRequest as the replica takes it (bounded and checked by it). */
+export function fetchSnapshotRequestOf(w: Wire, to: ReplicaId): FetchSnapshotRequest {
+  return {
+    from: senderOf(w),
+    to,
+    leaderEpoch: num(w.leaderEpoch),
+    snapshot: snapshotIdOf(w.snapshotId as Wire | null | undefined, 'snapshotId'),
+    position: num(w.position),
+    bytesMax: num(w.bytesMax),
+  };
+}
+
+function snapshotIdOf(w: Wire | null | undefined, field: string): SnapshotId {
+  if (!w) throw new Error(`${field} is missing`);
+  return { endOffset: num(w.endOffset), epoch: num(w.epoch) };
+}
+
+export function fetchSnapshotResponseWire(m: FetchSnapshotResponse): Wire {
+  return {
+    from: m.from,
+    epoch: m.epoch,
+    error: m.error ? fetchSnapshotErrors.indexOf(m.error) : 0,
+    leaderId: m.leaderId ?? '',
+    snapshotId: { endOffset: m.snapshot.endOffset, epoch: m.snapshot.epoch },
+    sizeBytes: m.sizeBytes,
+    position: m.position,
+    bytes: m.bytes,
+    chunkCrc: m.chunkCrc,
+  };
+}
+
+/** The leader's FetchSnapshotResponse as the follower's transfer takes it. */
+export function fetchSnapshotResponseOf(w: Wire): FetchSnapshotResponse {
+  const errorIndex = Number(w.error ?? 0);
+  if (!Number.isInteger(errorIndex) || errorIndex < 0 || errorIndex >= fetchSnapshotErrors.length) throw new Error(`unknown FetchSnapshot error ${errorIndex}`);
+  const error = fetchSnapshotErrors[errorIndex];
+  const bytes = (w.bytes as Uint8Array | undefined) ?? new Uint8Array(0);
+  return {
+    from: String(w.from ?? ''),
+    epoch: num(w.epoch),
+    ...(error ? { error } : {}),
+    leaderId: w.leaderId ? String(w.leaderId) : null,
+    snapshot: snapshotIdOf(w.snapshotId as Wire | null | undefined, 'snapshotId'),
+    sizeBytes: num(w.sizeBytes),
+    position: num(w.position),
+    bytes,
+    chunkCrc: num(w.chunkCrc),
+  };
 }
 
 const shuttingDown: Refusal = { code: grpc.status.UNAVAILABLE, details: 'replica is shutting down' };
@@ -133,9 +216,14 @@ function malformed(error: unknown): Refusal {
 // contradicts it (a second leader claiming this epoch) can come from a faulty or hostile member,
 // so it is refused with a status instead of stopping the broker.
 function contradiction(error: Error): Refusal {
-  return error instanceof InvariantError
-    ? { code: grpc.status.FAILED_PRECONDITION, details: `refused: the request contradicts this replica's state (${error.message})` }
-    : { code: grpc.status.INTERNAL, details: error.message };
+  if (error instanceof InvariantError)
+    return { code: grpc.status.FAILED_PRECONDITION, details: `refused: the request contradicts this replica's state (${error.message})` };
+  if (error instanceof Unimplemented) return { code: grpc.status.UNIMPLEMENTED, details: error.message };
+  if (error instanceof MambaError) {
+    const mapped = toStatus(error); // the one table of kinds to codes (a full chunk-read bound: RESOURCE_EXHAUSTED)
+    return { code: mapped.code, details: mapped.details };
+  }
+  return { code: grpc.status.INTERNAL, details: error.message };
 }
 
 interface FetchStreamServing {
@@ -210,7 +298,8 @@ function voteResponseWire(m: Message): Wire {
   return { from: m.from, epoch: m.epoch, granted: m.type === 'VoteResponse' || m.type === 'PreVoteResponse' ? m.granted : false };
 }
 
-function fetchResponseWire(m: Message, codec: EntryWireCodec): Wire {
+/** The core's FetchResponse on the wire; every field of it travels (fetchResponseOf reads them back). */
+export function fetchResponseWire(m: Message, codec: EntryWireCodec): Wire {
   if (m.type !== 'FetchResponse') throw new Error(`core answered a Fetch with ${m.type}`);
   return {
     from: m.from,
@@ -218,6 +307,7 @@ function fetchResponseWire(m: Message, codec: EntryWireCodec): Wire {
     error: m.error ? fetchErrors.indexOf(m.error) : 0,
     leaderId: m.leaderId ?? '',
     divergingEpoch: m.divergingEpoch ? { epoch: m.divergingEpoch.epoch, endOffset: m.divergingEpoch.endOffset } : null,
+    snapshotId: m.snapshotNeeded ? { endOffset: m.snapshotNeeded.endOffset, epoch: m.snapshotNeeded.epoch } : null,
     fetchOffset: m.fetchOffset,
     lastFetchedEpoch: m.lastFetchedEpoch,
     requestId: m.requestId,
@@ -390,23 +480,42 @@ export class PeerClients {
   }
 
   private fetchResponse(w: Wire, from: ReplicaId): Message {
-    const errorIndex = Number(w.error ?? 0);
-    const error = fetchErrors[errorIndex];
-    const diverging = w.divergingEpoch as Wire | null | undefined;
-    return {
-      type: 'FetchResponse',
-      from,
-      to: this.self.replicaId,
-      epoch: num(w.epoch),
-      ...(error ? { error } : {}),
-      leaderId: w.leaderId ? String(w.leaderId) : null,
-      ...(diverging ? { divergingEpoch: { epoch: num(diverging.epoch), endOffset: num(diverging.endOffset) } } : {}),
-      fetchOffset: num(w.fetchOffset),
-      lastFetchedEpoch: num(w.lastFetchedEpoch),
-      requestId: num(w.requestId),
-      entries: this.codec.fromBatches((w.batches as Buffer[] | undefined) ?? []),
-      highWatermark: num(w.highWatermark),
+    return fetchResponseOf(w, from, this.self.replicaId, this.codec);
+  }
+
+  /**
+   * One FetchSnapshot call (KIP-630) to `request.to`, with the unary deadline or at least
+   * snapshotCallTimeoutMsMin (a chunk is up to 1 MiB); rejects when the call fails.
+   */
+  fetchSnapshot(request: FetchSnapshotRequest): Promise<FetchSnapshotResponse> {
+    const client = this.clients.get(request.to);
+    if (this.closed || !client) return Promise.reject(new Error(`no peer client for ${request.to}`));
+    const wire: Wire = {
+      sender: { cluster: this.self.cluster, group: this.self.group, replicaId: this.self.replicaId },
+      to: request.to,
+      leaderEpoch: request.leaderEpoch,
+      snapshotId: { endOffset: request.snapshot.endOffset, epoch: request.snapshot.epoch },
+      position: request.position,
+      bytesMax: request.bytesMax,
     };
+    const method = (
+      client as unknown as Record<'FetchSnapshot', (req: Wire, options: grpc.CallOptions, cb: (e: grpc.ServiceError | null, w?: Wire) => void) => void>
+    ).FetchSnapshot;
+    const deadline = Date.now() + Math.max(this.timing.requestTimeoutMs, snapshotCallTimeoutMsMin);
+    return new Promise((resolve, reject) => {
+      method.call(client, wire, { deadline }, (error, answer) => {
+        if (error || !answer) {
+          if (error && !this.closed) this.onError(request.to, 'FetchSnapshot', error);
+          return reject(error ?? new Error('FetchSnapshot answered nothing'));
+        }
+        try {
+          resolve(fetchSnapshotResponseOf(answer));
+        } catch (e) {
+          this.onError(request.to, 'FetchSnapshot', internalError((e as Error).message));
+          reject(e);
+        }
+      });
+    });
   }
 
   private call(
@@ -442,6 +551,32 @@ export class PeerClients {
     if (this.fetchStream) this.closeFetchStream(this.fetchStream);
     for (const client of this.clients.values()) client.close();
   }
+}
+
+/** The deadline of a FetchSnapshot call is the unary one, but never below this. */
+export const snapshotCallTimeoutMsMin = 5000;
+
+/** A FetchResponse off the wire, every field of fetchResponseWire back (snapshotNeeded included). */
+export function fetchResponseOf(w: Wire, from: ReplicaId, to: ReplicaId, codec: EntryWireCodec): FetchResponse {
+  const errorIndex = Number(w.error ?? 0);
+  const error = fetchErrors[errorIndex];
+  const diverging = w.divergingEpoch as Wire | null | undefined;
+  const snapshot = w.snapshotId as Wire | null | undefined;
+  return {
+    type: 'FetchResponse',
+    from,
+    to,
+    epoch: num(w.epoch),
+    ...(error ? { error } : {}),
+    leaderId: w.leaderId ? String(w.leaderId) : null,
+    ...(diverging ? { divergingEpoch: { epoch: num(diverging.epoch), endOffset: num(diverging.endOffset) } } : {}),
+    ...(snapshot ? { snapshotNeeded: { endOffset: num(snapshot.endOffset), epoch: num(snapshot.epoch) } } : {}),
+    fetchOffset: num(w.fetchOffset),
+    lastFetchedEpoch: num(w.lastFetchedEpoch),
+    requestId: num(w.requestId),
+    entries: codec.fromBatches((w.batches as Buffer[] | undefined) ?? []),
+    highWatermark: num(w.highWatermark),
+  };
 }
 
 function internalError(details: string): grpc.ServiceError {

@@ -68,3 +68,23 @@ test('an unreadable file is refused with the file name and the system reason', (
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('snapshot policy and consumer offset reset: defaults, overrides per broker, bounds named (DESIGN §12)', () => {
+  const defaults = parse(file('  tickMs: 10')).groups[0]!.brokers[0]!.settings;
+  assert.deepEqual([defaults.snapshotIntervalEntries, defaults.snapshotIntervalBytes, defaults.consumerOffsetReset], [100_000, 64 * 1024 * 1024, 'earliest']);
+  const set = parse(file('  snapshotIntervalEntries: 500\n  snapshotIntervalBytes: 1048576\n  consumerOffsetReset: fail')).groups[0]!.brokers[1]!.settings;
+  assert.deepEqual([set.snapshotIntervalEntries, set.snapshotIntervalBytes, set.consumerOffsetReset], [500, 1048576, 'fail']);
+  const rows: Array<[string, RegExp]> = [
+    ['  snapshotIntervalEntries: 9', /^cluster\.yaml: settings\.snapshotIntervalEntries: 9 is out of range \[10, 100000000\]/],
+    ['  snapshotIntervalEntries: 1.5', /settings\.snapshotIntervalEntries: /],
+    ['  snapshotIntervalBytes: 1024', /^cluster\.yaml: settings\.snapshotIntervalBytes: 1024 is out of range \[65536, /],
+    ['  consumerOffsetReset: latest', /^cluster\.yaml: settings\.consumerOffsetReset: must be one of earliest, fail, got/],
+  ];
+  for (const [settings, message] of rows) {
+    assert.throws(
+      () => parse(file(settings)),
+      (e: Error) => e instanceof ConfigError && message.test(e.message),
+      `${settings} → ${message}`,
+    );
+  }
+});
