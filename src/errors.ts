@@ -13,6 +13,8 @@ export type ErrorKind =
   | 'permission_denied'
   | 'unauthenticated'
   | 'timeout'
+  | 'aborted'
+  | 'failed_precondition'
   | 'internal';
 
 export class MambaError extends Error {
@@ -121,5 +123,29 @@ export class UnauthenticatedError extends MambaError {
   override readonly name = 'UnauthenticatedError';
   constructor(message: string) {
     super('unauthenticated', message, false);
+  }
+}
+
+/**
+ * The operation met a conflicting one in progress (a leadership transfer, an uncommitted
+ * membership change) or an attempt that ended without effect: nothing was changed; retry shortly.
+ */
+export class AbortedError extends MambaError {
+  override readonly name = 'AbortedError';
+  constructor(message: string) {
+    super('aborted', message, true);
+  }
+}
+
+/**
+ * The cluster is not in a state that allows the operation (e.g. removing a voter would leave fewer
+ * than three, the transfer target is behind or down); the message says what to change (or --force).
+ * FAILED_PRECONDITION on the wire with the failedPreconditionKey metadata, which tells it apart from
+ * a "not the leader" refusal (the same code without that key).
+ */
+export class FailedPreconditionError extends MambaError {
+  override readonly name = 'FailedPreconditionError';
+  constructor(message: string) {
+    super('failed_precondition', message, false);
   }
 }

@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync, rmSync, openSync, closeSync, readFileSync }
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify as toYaml } from 'yaml';
+import { parse as fromYaml, stringify as toYaml } from 'yaml';
 import { reservePorts, releasePorts } from './ports.js';
 
 export { freePort, reservePorts, releasePorts } from './ports.js';
@@ -174,6 +174,39 @@ export class LocalCluster {
   broker(id: string): BrokerProcess {
     const broker = this.brokers.find((b) => b.id === id);
     if (!broker) throw new Error(`no broker ${id}`);
+    return broker;
+  }
+
+  /**
+   * Adds a broker to `group` in the cluster file with `joining: true` (it starts on an empty data
+   * directory and is not a seed voter; `mambamq replica add` makes it a member), on three newly
+   * reserved ports; starts nothing. Brokers already running keep the file they read.
+   */
+  async addBroker(group: string, id: string): Promise<BrokerProcess> {
+    if (this.brokers.some((b) => b.id === id)) throw new Error(`broker ${id} exists`);
+    const [clientPort, peerPort, metricsPort] = (await reservePorts(3)) as [number, number, number];
+    this.ports.push(clientPort, peerPort, metricsPort);
+    const host = this.groupBrokers(group)[0]?.host ?? '127.0.0.1';
+    const document = fromYaml(readFileSync(this.file, 'utf8')) as { groups: Array<{ id: string; brokers: Array<Record<string, unknown>> }> };
+    const entry = document.groups.find((g) => g.id === group);
+    if (!entry) throw new Error(`no group ${group}`);
+    entry.brokers.push({ id, host, clientPort, peerPort, metricsPort, joining: true });
+    writeFileSync(this.file, toYaml(document));
+    const broker: BrokerProcess = {
+      id,
+      group,
+      host,
+      clientPort,
+      peerPort,
+      metricsPort,
+      clientAddress: `${host}:${clientPort}`,
+      peerAddress: `${host}:${peerPort}`,
+      dataDir: join(this.dir, 'data', id),
+      namespace: null,
+      process: null,
+      logFile: join(this.dir, `${id}.log`),
+    };
+    this.brokers.push(broker);
     return broker;
   }
 

@@ -16,9 +16,20 @@ import { Admin, type ConsumerBacklog, type QueueInfo } from './admin.js';
 import { ClusterView, type ClusterForwarder, type ConsumerGroupDescription, type ConsumerGroupList, type GroupInfo } from './cluster-view.js';
 import { ConsumePath, type ConsumeRequest, type ConsumeResult } from './consume.js';
 import type { HeartbeatResult } from './group-coordinator.js';
-import { consumerOffsetResetDefault, type BrokerIdentity, type ClusterLayout, type GroupLayout } from './layout.js';
+import { NotFoundError, NotLeaderError } from '../errors.js';
+import { clientAddress, consumerOffsetResetDefault, type BrokerIdentity, type ClusterLayout, type GroupLayout } from './layout.js';
 import { LoadMonitor } from './load.js';
 import { noBrokerObserver, type BrokerInstruments } from './observer.js';
+import {
+  MembershipAdmin,
+  membershipWaitMsDefault,
+  type AddReplicaRequest,
+  type AddReplicaResult,
+  type MembershipChange,
+  type RemoveReplicaRequest,
+  type TransferLeaderRequest,
+  type TransferLeaderResult,
+} from './membership.js';
 import { Placement } from './placement.js';
 import { ProducePath, type ProduceRequest, type ProduceResult } from './produce.js';
 import { BrokerState, type SnapshotPayload, type TopicInfo } from './state.js';
@@ -53,7 +64,21 @@ export { noBrokerObserver, type BrokerInstruments, type BrokerObserver, type Con
 export { SequenceGapError, type AckLevel, type ProduceMessage, type ProduceRequest, type ProduceResult } from './produce.js';
 export type { SnapshotPayload, TopicInfo } from './state.js';
 export { producersMaxDefault } from './producer-table.js';
+export {
+  membershipWaitMsDefault,
+  membershipWaitMsMax,
+  type AddReplicaRequest,
+  type AddReplicaResult,
+  type MemberInfo,
+  type MembershipChange,
+  type RemoveReplicaRequest,
+  type TransferLeaderRequest,
+  type TransferLeaderResult,
+} from './membership.js';
 export { StateSnapshotError, type StateSnapshotProblem } from './state-snapshot.js';
+
+/** A forwarded membership call may take this much longer than the wait it asks for. */
+const forwardMarginMs = 5000;
 
 export class Broker implements StateMachine {
   readonly id: string;
@@ -65,6 +90,7 @@ export class Broker implements StateMachine {
   private readonly consumePath: ConsumePath;
   private readonly admin: Admin;
   private readonly view: ClusterView;
+  private readonly membership: MembershipAdmin;
 
   constructor(
     readonly config: BrokerIdentity,
@@ -92,6 +118,63 @@ export class Broker implements StateMachine {
       consumerOffsetReset: config.settings.consumerOffsetReset ?? consumerOffsetResetDefault,
     });
     this.admin = new Admin({ replica, state: this.state, placement: this.placement, produce: this.producePath, forwarder });
+    this.membership = new MembershipAdmin(replica, this.placement);
+    this.replica = replica;
+    this.forwarder = forwarder;
+  }
+
+  private readonly replica: Replica;
+  private readonly forwarder: ClusterForwarder;
+
+  // ------------------------------------------------------------------ membership and leadership (issue 13.4)
+  // On the named group's leader; any other broker forwards the request there (once: a forwarded
+  // request that finds no leader here is refused with a redirect).
+
+  addReplica(request: AddReplicaRequest, forwarded: boolean): Promise<AddReplicaResult> {
+    return this.onGroupLeader(
+      request.group,
+      forwarded,
+      request.waitMsMax,
+      (group, timeoutMs) => this.forwarder.addReplica(group, request, timeoutMs),
+      () => this.membership.addReplica(request),
+    );
+  }
+
+  removeReplica(request: RemoveReplicaRequest, forwarded: boolean): Promise<MembershipChange> {
+    return this.onGroupLeader(
+      request.group,
+      forwarded,
+      request.waitMsMax,
+      (group, timeoutMs) => this.forwarder.removeReplica(group, request, timeoutMs),
+      () => this.membership.removeReplica(request),
+    );
+  }
+
+  transferLeader(request: TransferLeaderRequest, forwarded: boolean): Promise<TransferLeaderResult> {
+    return this.onGroupLeader(
+      request.group,
+      forwarded,
+      request.waitMsMax,
+      (group, timeoutMs) => this.forwarder.transferLeader(group, request, timeoutMs),
+      () => this.membership.transferLeader(request),
+    );
+  }
+
+  private async onGroupLeader<T>(
+    groupId: string,
+    forwarded: boolean,
+    waitMsMax: number,
+    forward: (group: GroupLayout, timeoutMs: number) => Promise<T>,
+    local: () => Promise<T>,
+  ): Promise<T> {
+    const group = this.cluster.groups.find((g) => g.id === groupId);
+    if (!group) throw new NotFoundError(`the cluster has no group "${groupId}" (groups: ${this.cluster.groups.map((g) => g.id).join(', ')})`);
+    if (group.id === this.group.id && this.replica.isLeader) return local();
+    if (forwarded) {
+      if (group.id === this.group.id) this.placement.requireLeader();
+      throw new NotLeaderError(`broker ${this.id} is not in group ${group.id}`, null, clientAddress(group.brokers[0]!));
+    }
+    return forward(group, (waitMsMax === 0 ? membershipWaitMsDefault : waitMsMax) + forwardMarginMs);
   }
 
   get inflight(): number {

@@ -1,13 +1,14 @@
 // The cluster as this broker sees it: its own group (every replica's progress, on the leader),
 // the other groups (asked through the forwarder), and the read advice that rides on every
 // Consume reply (DESIGN §5).
-import type { ReplicaStatus } from '../raft/types.js';
+import type { RaftStatus, ReplicaStatus } from '../raft/types.js';
 import type { Replica } from '../replica/replica.js';
 import { adviseRead, type Advice, type FollowerView } from './advice.js';
-import { clientAddress, type BrokerEndpoint, type BrokerIdentity, type ClusterLayout, type GroupLayout } from './layout.js';
+import { clientAddress, type BrokerIdentity, type ClusterLayout, type GroupLayout } from './layout.js';
 import type { LoadMonitor } from './load.js';
 import type { Placement } from './placement.js';
 import type { MemberView } from './group-coordinator.js';
+import type { AddReplicaRequest, AddReplicaResult, MembershipChange, RemoveReplicaRequest, TransferLeaderRequest, TransferLeaderResult } from './membership.js';
 
 export interface ReplicaInfo {
   id: string;
@@ -89,6 +90,10 @@ export interface ClusterForwarder {
   describeConsumerGroup(group: GroupLayout, consumerGroup: string, topic: string): Promise<ConsumerGroupDescription>;
   /** The consumer groups the group's leader knows (answered there, not forwarded on). */
   listConsumerGroups(group: GroupLayout): Promise<ConsumerGroupList>;
+  /** Membership and leadership calls on the group's leader (membership.ts), each bounded by `timeoutMs`. */
+  addReplica(group: GroupLayout, request: AddReplicaRequest, timeoutMs: number): Promise<AddReplicaResult>;
+  removeReplica(group: GroupLayout, request: RemoveReplicaRequest, timeoutMs: number): Promise<MembershipChange>;
+  transferLeader(group: GroupLayout, request: TransferLeaderRequest, timeoutMs: number): Promise<TransferLeaderResult>;
 }
 
 export class ClusterView {
@@ -125,11 +130,12 @@ export class ClusterView {
     const status = this.replica.status();
     const nowMs = Date.now();
     const leader = this.replica.isLeader;
-    const replicas = this.group.brokers.map((b): ReplicaInfo => {
-      if (b.id === this.self.id) return this.ownReplicaInfo(b, status.highWatermark);
-      const progress = status.replicas.find((r) => r.id === b.id);
-      if (!leader || !progress) return unknownReplicaInfo(b, b.id === status.leaderId ? 'leader' : 'unknown');
-      return this.followerInfo(b, progress, status.highWatermark, nowMs);
+    // The members the log holds (voters, then learners); the cluster file only fills in addresses.
+    const replicas = this.members(status).map((m): ReplicaInfo => {
+      if (m.id === this.self.id) return this.ownReplicaInfo(m, status.highWatermark);
+      const progress = status.replicas.find((r) => r.id === m.id);
+      if (!leader || !progress) return unknownReplicaInfo(m, m.id === status.leaderId ? 'leader' : m.learner ? 'learner' : 'unknown');
+      return this.followerInfo(m, progress, status.highWatermark, nowMs);
     });
     return {
       id: this.group.id,
@@ -139,6 +145,22 @@ export class ClusterView {
       replicas,
       advice: leader ? this.advice(status.highWatermark) : null,
     };
+  }
+
+  /** The group's members with their client address (the log's endpoints, else the cluster file's; '' when neither). */
+  private members(status: RaftStatus): GroupMember[] {
+    const fromLog = status.members.map((m) => ({ id: m.id, address: m.clientAddress ?? this.fileAddress(m.id), learner: m.role === 'learner' }));
+    return fromLog.length > 0 ? fromLog : this.group.brokers.map((b) => ({ id: b.id, address: clientAddress(b), learner: false }));
+  }
+
+  private fileAddress(id: string): string {
+    const broker = this.group.brokers.find((b) => b.id === id);
+    return broker ? clientAddress(broker) : '';
+  }
+
+  /** The client address of a member of this group (log endpoints, then the cluster file), or null. */
+  memberAddress(id: string): string | null {
+    return this.placement.memberAddress(id);
   }
 
   async describeCluster(): Promise<GroupInfo[]> {
@@ -155,41 +177,43 @@ export class ClusterView {
     const self = { id: this.self.id, address: clientAddress(this.self) };
     if (!this.replica.isLeader) {
       const leaderId = this.replica.currentLeaderId;
-      const leader = this.group.brokers.find((b) => b.id === leaderId);
+      const leaderAddress = leaderId ? this.memberAddress(leaderId) : null;
       if (this.replica.committedOffset >= neededLogOffset) return { replicaId: self.id, address: self.address, reason: 'this follower holds the next offset' };
-      return leader
-        ? { replicaId: leader.id, address: clientAddress(leader), reason: `follower ${this.self.id} does not hold the next offset yet; read from the leader` }
+      return leaderId && leaderAddress
+        ? { replicaId: leaderId, address: leaderAddress, reason: `follower ${this.self.id} does not hold the next offset yet; read from the leader` }
         : { replicaId: self.id, address: self.address, reason: 'no leader known; stay here' };
     }
     return adviseRead(self, this.load.sample(), this.followerViews(), neededLogOffset, this.self.settings.advice);
   }
 
+  /** Voters whose client address is known (learners and members without one are never advised). */
   private followerViews(): FollowerView[] {
     const status = this.replica.status();
     const nowMs = Date.now();
     const { tickMs, fetchTimeoutMs } = this.self.settings;
-    return status.replicas
-      .filter((r) => r.id !== this.self.id)
-      .map((r) => {
-        const broker = this.group.brokers.find((b) => b.id === r.id);
-        const ageMs = r.ticksSinceFetch === null ? Infinity : r.ticksSinceFetch * tickMs;
-        return {
-          id: r.id,
-          address: broker ? clientAddress(broker) : '',
-          endOffset: r.matchedOffset,
-          lagOffsets: Math.max(0, status.highWatermark - r.matchedOffset),
-          lagMs: this.replica.followerLagMs(r.id, r.matchedOffset, nowMs),
-          reachable: ageMs <= fetchTimeoutMs,
-        };
+    const views: FollowerView[] = [];
+    for (const r of status.replicas) {
+      const address = r.id === this.self.id || r.role !== 'voter' ? null : this.memberAddress(r.id);
+      if (address === null) continue;
+      const ageMs = r.ticksSinceFetch === null ? Infinity : r.ticksSinceFetch * tickMs;
+      views.push({
+        id: r.id,
+        address,
+        endOffset: r.matchedOffset,
+        lagOffsets: Math.max(0, status.highWatermark - r.matchedOffset),
+        lagMs: this.replica.followerLagMs(r.id, r.matchedOffset, nowMs),
+        reachable: ageMs <= fetchTimeoutMs,
       });
+    }
+    return views;
   }
 
-  private ownReplicaInfo(b: BrokerEndpoint, highWatermark: number): ReplicaInfo {
+  private ownReplicaInfo(m: GroupMember, highWatermark: number): ReplicaInfo {
     const endOffset = this.replica.logEndOffset;
     return {
-      id: b.id,
-      address: clientAddress(b),
-      role: this.replica.roleLabel(),
+      id: m.id,
+      address: m.address || clientAddress(this.self),
+      role: m.learner && this.replica.roleLabel() === 'follower' ? 'learner' : this.replica.roleLabel(),
       endOffset,
       lagOffsets: Math.max(0, highWatermark - endOffset),
       lagMs: 0,
@@ -199,23 +223,31 @@ export class ClusterView {
   }
 
   /** A follower as the leader sees it through its Fetches. */
-  private followerInfo(b: BrokerEndpoint, progress: ReplicaStatus, highWatermark: number, nowMs: number): ReplicaInfo {
+  private followerInfo(m: GroupMember, progress: ReplicaStatus, highWatermark: number, nowMs: number): ReplicaInfo {
     const ageMs = progress.ticksSinceFetch === null ? -1 : progress.ticksSinceFetch * this.self.settings.tickMs;
     return {
-      id: b.id,
-      address: clientAddress(b),
-      role: progress.recovering ? 'recovering' : 'follower',
+      id: m.id,
+      address: m.address,
+      role: progress.recovering ? 'recovering' : progress.role === 'learner' ? 'learner' : 'follower',
       endOffset: progress.matchedOffset,
       lagOffsets: Math.max(0, highWatermark - progress.matchedOffset),
-      lagMs: this.replica.followerLagMs(b.id, progress.matchedOffset, nowMs),
+      lagMs: this.replica.followerLagMs(m.id, progress.matchedOffset, nowMs),
       lastFetchAgeMs: ageMs,
       reachable: ageMs >= 0 && ageMs <= this.self.settings.fetchTimeoutMs,
     };
   }
 }
 
-function unknownReplicaInfo(b: BrokerEndpoint, role: string): ReplicaInfo {
-  return { id: b.id, address: clientAddress(b), role, endOffset: 0, lagOffsets: 0, lagMs: 0, lastFetchAgeMs: -1, reachable: false };
+/** A member of this group as the cluster view lists it. */
+interface GroupMember {
+  id: string;
+  /** '' when neither the log nor the cluster file gives one. */
+  address: string;
+  learner: boolean;
+}
+
+function unknownReplicaInfo(b: GroupMember, role: string): ReplicaInfo {
+  return { id: b.id, address: b.address, role, endOffset: 0, lagOffsets: 0, lagMs: 0, lastFetchAgeMs: -1, reachable: false };
 }
 
 /** Another group that did not answer. */
@@ -226,6 +258,6 @@ function unreachableGroupInfo(group: GroupLayout): GroupInfo {
     epoch: 0,
     highWatermark: 0,
     advice: null,
-    replicas: group.brokers.map((b) => unknownReplicaInfo(b, 'unreachable')),
+    replicas: group.brokers.map((b) => unknownReplicaInfo({ id: b.id, address: clientAddress(b), learner: false }, 'unreachable')),
   };
 }

@@ -42,7 +42,17 @@ export class Placement {
   requireLeader(): void {
     if (this.replica.isLeader) return;
     const error = this.replica.notLeader();
-    const leader = error.leaderId ? this.group.brokers.find((b) => b.id === error.leaderId) : undefined;
-    throw new NotLeaderError(error.message, error.leaderId, leader ? clientAddress(leader) : null);
+    throw new NotLeaderError(error.message, error.leaderId, error.leaderId ? this.memberAddress(error.leaderId) : null);
+  }
+
+  /**
+   * A member's client address: the one its membership entry carries (a replica added with
+   * `replica add`), else the cluster file's; null when neither knows it.
+   */
+  memberAddress(id: string): string | null {
+    const own = this.replica.membership.endpoints.find((m) => m.id === id)?.clientAddress;
+    if (own !== undefined) return own;
+    const broker = this.group.brokers.find((b) => b.id === id);
+    return broker ? clientAddress(broker) : null;
   }
 }

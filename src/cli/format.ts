@@ -38,6 +38,10 @@ export function statusText(groups: GroupRoute[]): string {
         `  ${pad(r.id, 9)}${pad(r.role, 12)}${pad(String(r.endOffset), 12)}${pad(String(r.lagOffsets), 10)}${pad(String(r.lagMs), 9)}${pad(fetchAge, 11)}${r.address}`,
       );
     }
+    const learners = g.replicas.filter((r) => r.role === 'learner' || r.role === 'recovering');
+    if (learners.length > 0) {
+      lines.push(`  catching up: ${learners.map((r) => `${r.id} (${r.role}, holds ${r.endOffset} of ${g.highWatermark}, lag ${r.lagOffsets})`).join(', ')}`);
+    }
     lines.push(g.advice ? `  read advice: ${g.advice.replicaId} (${g.advice.reason})` : '  read advice: (no leader)');
   }
   return lines.join('\n');

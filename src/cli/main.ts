@@ -5,7 +5,7 @@ import { Command, CommanderError, Option, InvalidArgumentError as UsageError } f
 import { MambaError } from '../errors.js';
 import { ConfigError } from '../validation.js';
 import { loadClusterConfig } from '../config/cluster.js';
-import { MambaClient, type Ack, type OutgoingMessage } from '../client/client.js';
+import { MambaClient, type Ack, type OutgoingMessage, type ReplicaMember } from '../client/client.js';
 import { keyCommand, securityOptions } from './keys.js';
 import { startBrokers, stopBrokers, waitForLeaders, brokerAddresses, logFile } from './cluster-control.js';
 import { consumerGroupJson, consumerGroupListJson, consumerGroupListText, consumerGroupText, statusJson, statusText } from './format.js';
@@ -247,6 +247,111 @@ consumerGroup
       print(command, consumerGroupJson(described), consumerGroupText(described));
     }),
   );
+
+// ------------------------------------------------------------------ membership and leadership (issue 13.4)
+
+function hostPort(name: string) {
+  return (value: string): string => {
+    const port = Number(value.slice(value.lastIndexOf(':') + 1));
+    if (!/^[^\s:]+:\d{1,5}$/.test(value) || port < 1 || port > 65535) throw new UsageError(`${name} must be HOST:PORT, got "${value}"`);
+    return value;
+  };
+}
+
+const replica = program
+  .command('replica')
+  .description("add a broker to a group (a learner, promoted to voter once caught up) or remove one, one server at a time through the group's log");
+replica
+  .command('add')
+  .description('add a broker started on an empty data directory (its cluster file entry says `joining: true`) to a group')
+  .requiredOption('--group <id>', 'group, e.g. g1')
+  .requiredOption('--id <id>', 'the new broker id, e.g. b4')
+  .requiredOption('--address <host:port>', "the new broker's client address", hostPort('--address'))
+  .requiredOption('--peer <host:port>', "the new broker's peer address", hostPort('--peer'))
+  .option('--wait-ms <ms>', 'how long it may take to catch up; then it is removed again', positiveInt('--wait-ms'), 60_000)
+  .action(async (options: { group: string; id: string; address: string; peer: string; waitMs: number }, command: Command) =>
+    withClient(command, async (client) => {
+      const json = !!globals(command).json;
+      if (!json) process.stdout.write(`adding ${options.id} to group ${options.group} as a learner\n`);
+      const progress = json ? null : watchLearner(client, options.group, options.id);
+      try {
+        const added = await client.addReplica(options.group, options.id, { clientAddress: options.address, peerAddress: options.peer, waitMs: options.waitMs });
+        print(
+          command,
+          { group: added.group, id: options.id, learnerOffset: added.learnerOffset, promotedOffset: added.promotedOffset, members: membersJson(added.members) },
+          `promoted ${options.id} to voter of group ${added.group} (entry at offset ${added.promotedOffset})\nmembers: ${membersText(added.members)}`,
+        );
+      } finally {
+        progress?.stop();
+      }
+    }),
+  );
+replica
+  .command('remove')
+  .description('remove a voter or a learner from a group (not below three voters without --force)')
+  .requiredOption('--group <id>', 'group, e.g. g1')
+  .requiredOption('--id <id>', 'the broker id to remove')
+  .option('--force', 'allow leaving fewer than three voters, or fewer fetching voters than a majority')
+  .option('--wait-ms <ms>', 'how long to wait for the change to commit', positiveInt('--wait-ms'), 30_000)
+  .action(async (options: { group: string; id: string; force?: boolean; waitMs: number }, command: Command) =>
+    withClient(command, async (client) => {
+      const removed = await client.removeReplica(options.group, options.id, { force: !!options.force, waitMs: options.waitMs });
+      print(
+        command,
+        { group: removed.group, removed: options.id, offset: removed.offset, members: membersJson(removed.members) },
+        `removed ${options.id} from group ${removed.group} (entry at offset ${removed.offset})\nmembers: ${membersText(removed.members)}`,
+      );
+    }),
+  );
+
+const leader = program.command('leader').description('leadership of a group');
+leader
+  .command('transfer')
+  .description('hand leadership of a group to another voter and wait until it serves')
+  .requiredOption('--group <id>', 'group, e.g. g1')
+  .option('--to <id>', 'the voter to hand over to (default: the reachable voter holding most of the log)')
+  .option('--wait-ms <ms>', 'how long to wait for the new leader to serve', positiveInt('--wait-ms'), 30_000)
+  .action(async (options: { group: string; to?: string; waitMs: number }, command: Command) =>
+    withClient(command, async (client) => {
+      const moved = await client.transferLeader(options.group, { ...(options.to !== undefined ? { to: options.to } : {}), waitMs: options.waitMs });
+      print(
+        command,
+        { group: moved.group, previousLeader: moved.previousLeaderId, leader: moved.leaderId, epoch: moved.epoch },
+        `group ${moved.group}: leader ${moved.leaderId} (was ${moved.previousLeaderId}), epoch ${moved.epoch}`,
+      );
+    }),
+  );
+
+function membersJson(members: readonly ReplicaMember[]): unknown {
+  return members.map((m) => ({ id: m.id, role: m.role, address: m.clientAddress }));
+}
+
+function membersText(members: readonly ReplicaMember[]): string {
+  return members.map((m) => `${m.id} (${m.role})`).join(', ');
+}
+
+/** Prints the learner's catch-up while `replica add` waits: a line whenever what it holds changes. */
+function watchLearner(client: MambaClient, group: string, id: string): { stop(): void } {
+  let stopped = false;
+  let last = '';
+  const loop = async (): Promise<void> => {
+    while (!stopped) {
+      const groups = await client.describeCluster().catch(() => []);
+      const g = groups.find((x) => x.id === group);
+      const r = g?.replicas.find((x) => x.id === id);
+      const line = r ? `${id}: ${r.role}, catching up (holds ${r.endOffset} of ${g!.highWatermark})` : '';
+      if (!stopped && line !== '' && line !== last) process.stdout.write(`${line}\n`);
+      if (line !== '') last = line;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  };
+  void loop();
+  return {
+    stop: () => {
+      stopped = true;
+    },
+  };
+}
 
 // ------------------------------------------------------------------ produce and consume
 

@@ -3,8 +3,18 @@
 // through the one request path (cluster.ts) and, when it may be repeated, the one retrier
 // (retry.ts).
 import { createHash } from 'node:crypto';
-import { InvalidArgumentError } from '../errors.js';
-import { ackToWire, type Ack, type DescribeTopicResponse } from '../protocol/messages.js';
+import { AbortedError, InvalidArgumentError, NotLeaderError } from '../errors.js';
+import {
+  ackToWire,
+  type Ack,
+  type AddReplicaResponse,
+  type DescribeTopicResponse,
+  type MethodName,
+  type RemoveReplicaResponse,
+  type RequestOf,
+  type ResponseOf,
+  type TransferLeaderResponse,
+} from '../protocol/messages.js';
 import { ConnectionPool, type Transport } from './connection.js';
 import { consumerGroupFromWire, consumerGroupListFromWire, type ConsumerGroupDescription, type ConsumerGroupList } from './consumer-groups.js';
 import { Cluster } from './cluster.js';
@@ -15,7 +25,7 @@ import { resolveClientSecurity, type SecurityOptions } from './credentials.js';
 import { startTracing, type Tracing, type TracingSetup } from '../observe/tracing.js';
 import { ClientTracing } from '../observe/message-trace.js';
 
-export type { Ack } from '../protocol/messages.js';
+export type { Ack, AddReplicaResponse, RemoveReplicaResponse, ReplicaMember, TransferLeaderResponse } from '../protocol/messages.js';
 export type { RetryPolicy } from './retry.js';
 export { messageToWire, readResultFromWire, type OutgoingMessage, type ReadResult, type ReceivedMessage } from './wire.js';
 export type { ConsumerGroupDescription, ConsumerGroupList, ConsumerGroupListing, ConsumerGroupMember, ConsumerGroupQueue } from './consumer-groups.js';
@@ -58,6 +68,19 @@ export interface SendResult {
 }
 
 const requestTimeoutMsMax = 600_000;
+/** A membership call waits up to its waitMs on the leader; the call's deadline adds this. */
+const membershipCallMarginMs = 5000;
+/** What the broker waits when a membership call names no wait (membershipWaitMsDefault there). */
+const membershipWaitMsDefault = 30_000;
+
+export interface AddReplicaOptions {
+  /** The new broker's client listener, HOST:PORT. */
+  clientAddress: string;
+  /** Its peer listener, HOST:PORT. */
+  peerAddress: string;
+  /** How long the leader waits for it to catch up and be promoted (default 30 s); a learner that does not is removed again. */
+  waitMs?: number;
+}
 
 function checkOptions(options: ClientOptions): { brokers: string[]; requestTimeoutMs: number; retry: RetryPolicy } {
   if (!Array.isArray(options.brokers) || options.brokers.length === 0)
@@ -143,6 +166,43 @@ export class MambaClient {
 
   async describeCluster(): Promise<GroupRoute[]> {
     return this.cluster.refresh();
+  }
+
+  // ------------------------------------------------------------------ membership and leadership (issue 13.4)
+  // On the group's leader; retried only when the leader moved (NotLeaderError) or the change met
+  // another one (AbortedError). Refusals: AlreadyExistsError, NotFoundError, FailedPreconditionError
+  // (e.g. fewer than three voters without `force`), UnavailableError, TimeoutError.
+
+  /** Adds broker `id` to `group`: a learner, then a voter once caught up; answers once promoted. */
+  async addReplica(group: string, id: string, options: AddReplicaOptions): Promise<AddReplicaResponse> {
+    const waitMs = options.waitMs ?? membershipWaitMsDefault;
+    const request = { group, id, clientAddress: options.clientAddress, peerAddress: options.peerAddress, waitMsMax: waitMs };
+    return this.membershipCall(group, 'AddReplica', request, waitMs);
+  }
+
+  /** Removes voter or learner `id` from `group`; `force` allows fewer than three voters. */
+  async removeReplica(group: string, id: string, options: { force?: boolean; waitMs?: number } = {}): Promise<RemoveReplicaResponse> {
+    const waitMs = options.waitMs ?? membershipWaitMsDefault;
+    return this.membershipCall(group, 'RemoveReplica', { group, id, force: options.force === true, waitMsMax: waitMs }, waitMs);
+  }
+
+  /** Hands `group`'s leadership to `to` (default: the best voter); answers once the new leader serves. */
+  async transferLeader(group: string, options: { to?: string; waitMs?: number } = {}): Promise<TransferLeaderResponse> {
+    const waitMs = options.waitMs ?? membershipWaitMsDefault;
+    const reply = await this.membershipCall(group, 'TransferLeader', { group, to: options.to ?? '', waitMsMax: waitMs }, waitMs);
+    await this.cluster.refresh().catch(() => undefined); // the leader changed: forget the old hint
+    return reply;
+  }
+
+  private membershipCall<M extends MethodName>(group: string, method: M, request: RequestOf<M>, waitMs: number): Promise<ResponseOf<M>> {
+    return this.retry(async (attempt) => {
+      try {
+        return await this.cluster.callGroupLeader(group, method, request, { timeoutMs: waitMs + membershipCallMarginMs });
+      } catch (error) {
+        if (error instanceof NotLeaderError || error instanceof AbortedError) throw error;
+        return attempt.bail(error);
+      }
+    });
   }
 
   // ------------------------------------------------------------------ produce

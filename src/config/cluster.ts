@@ -13,6 +13,7 @@ import {
   readInteger,
   readNumber,
   readObject,
+  readBoolean,
   readString,
   rejectUnknownKeys,
   type Where,
@@ -68,6 +69,12 @@ export interface BrokerConfig {
   metricsPort: number;
   dataDir: string;
   settings: BrokerSettings;
+  /**
+   * A broker that joins the running group with `mambamq replica add` (issue 13.4): it starts on an
+   * empty data directory and is not one of the group's seed voters. The seed (the first start's
+   * voters) is every broker of the group without this flag; the log is the truth afterwards.
+   */
+  joining: boolean;
 }
 
 export interface GroupConfig {
@@ -209,12 +216,13 @@ function readGroup(value: unknown, where: Where, dataDir: string, settings: Brok
   const list = readArray(fields.brokers, brokersWhere);
   if (list.length < 1 || list.length > 7) fail(brokersWhere, `a group has 1 to 7 brokers (3 is the norm), got ${list.length}`);
   const brokers = list.map((b, i) => readBroker(b, at(brokersWhere, i), id, dataDir, settings));
+  if (brokers.every((b) => b.joining)) fail(brokersWhere, 'at least one broker must not be `joining` (the seed voters are the brokers without it)');
   return { id, brokers };
 }
 
 function readBroker(value: unknown, where: Where, group: string, dataDir: string, settings: BrokerSettings): BrokerConfig {
   const fields = readObject(value, where);
-  rejectUnknownKeys(fields, ['id', 'host', 'clientPort', 'peerPort', 'metricsPort', 'dataDir', 'settings'], where);
+  rejectUnknownKeys(fields, ['id', 'host', 'clientPort', 'peerPort', 'metricsPort', 'dataDir', 'settings', 'joining'], where);
   const id = readString(fields.id, at(where, 'id'), idPattern);
   const host = readString(fields.host, at(where, 'host'));
   const port = (key: string): number => readInteger(fields[key], at(where, key), 1, 65535);
@@ -229,6 +237,7 @@ function readBroker(value: unknown, where: Where, group: string, dataDir: string
     metricsPort: port('metricsPort'),
     dataDir: brokerDataDir,
     settings: own,
+    joining: fields.joining === undefined ? false : readBoolean(fields.joining, at(where, 'joining')),
   };
 }
 
@@ -273,4 +282,12 @@ export function groupOf(cluster: ClusterConfig, brokerId: string): GroupConfig {
   const group = cluster.groups.find((g) => g.brokers.some((b) => b.id === brokerId));
   if (!group) throw new ConfigError(`${cluster.source}: no broker "${brokerId}"`);
   return group;
+}
+
+/**
+ * The group's seed voters: its brokers without `joining`, the same on every broker of the group.
+ * Only the first start uses them; afterwards the membership entries of the log are the truth.
+ */
+export function seedVoters(group: GroupConfig): string[] {
+  return group.brokers.filter((b) => !b.joining).map((b) => b.id);
 }

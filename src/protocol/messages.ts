@@ -355,6 +355,60 @@ export interface DescribeClusterResponse {
   groups: readonly GroupInfo[];
 }
 
+// ------------------------------------------------------------------ membership and leadership (issue 13.4)
+
+export interface ReplicaMember {
+  id: string;
+  /** 'voter' | 'learner'. */
+  role: string;
+  clientAddress: string;
+  peerAddress: string;
+}
+
+export interface AddReplicaRequest {
+  group?: string;
+  id?: string;
+  clientAddress?: string;
+  peerAddress?: string;
+  /** 0 = 30000. */
+  waitMsMax?: number;
+}
+
+export interface AddReplicaResponse {
+  group: string;
+  /** -1 when it was a learner already. */
+  learnerOffset: number;
+  promotedOffset: number;
+  members: readonly ReplicaMember[];
+}
+
+export interface RemoveReplicaRequest {
+  group?: string;
+  id?: string;
+  force?: boolean;
+  waitMsMax?: number;
+}
+
+export interface RemoveReplicaResponse {
+  group: string;
+  offset: number;
+  members: readonly ReplicaMember[];
+}
+
+export interface TransferLeaderRequest {
+  group?: string;
+  /** '' = the best voter. */
+  to?: string;
+  waitMsMax?: number;
+}
+
+export interface TransferLeaderResponse {
+  group: string;
+  previousLeaderId: string;
+  leaderId: string;
+  epoch: number;
+}
+
 // ------------------------------------------------------------------ methods
 
 /** The package-qualified name of the client API service (the path prefix of every call). */
@@ -374,6 +428,9 @@ export interface UnaryMethods {
   Heartbeat: { request: HeartbeatRequest; response: HeartbeatResponse };
   ListConsumerGroups: { request: ListConsumerGroupsRequest; response: ListConsumerGroupsResponse };
   DescribeConsumerGroup: { request: DescribeConsumerGroupRequest; response: DescribeConsumerGroupResponse };
+  AddReplica: { request: AddReplicaRequest; response: AddReplicaResponse };
+  RemoveReplica: { request: RemoveReplicaRequest; response: RemoveReplicaResponse };
+  TransferLeader: { request: TransferLeaderRequest; response: TransferLeaderResponse };
 }
 
 export type MethodName = keyof UnaryMethods;
@@ -399,4 +456,7 @@ export const unaryMethodNames: readonly MethodName[] = [
   'Heartbeat',
   'ListConsumerGroups',
   'DescribeConsumerGroup',
+  'AddReplica',
+  'RemoveReplica',
+  'TransferLeader',
 ];

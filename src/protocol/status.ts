@@ -13,6 +13,8 @@ import {
   TimeoutError,
   PermissionDeniedError,
   UnauthenticatedError,
+  AbortedError,
+  FailedPreconditionError,
 } from '../errors.js';
 import { InvariantError } from '../assert.js';
 
@@ -27,6 +29,8 @@ const codeOfKind: Record<ErrorKind, status> = {
   permission_denied: status.PERMISSION_DENIED,
   unauthenticated: status.UNAUTHENTICATED,
   timeout: status.DEADLINE_EXCEEDED,
+  aborted: status.ABORTED,
+  failed_precondition: status.FAILED_PRECONDITION,
   internal: status.INTERNAL,
 };
 
@@ -36,6 +40,11 @@ export const leaderAddressKey = 'mamba-leader-address';
 /** Trailing metadata keys an OUT_OF_RANGE refusal carries: the queue's valid range. */
 export const startOffsetKey = 'mamba-start-offset';
 export const endOffsetKey = 'mamba-end-offset';
+/**
+ * Trailing metadata key of a FAILED_PRECONDITION that is not "not the leader" (FailedPreconditionError):
+ * without it, FAILED_PRECONDITION means NotLeaderError, as it always has.
+ */
+export const failedPreconditionKey = 'mamba-failed-precondition';
 
 export interface StatusObject {
   code: status;
@@ -59,6 +68,7 @@ export function toStatus(error: unknown): StatusObject {
     if (error.leaderId) metadata.set(leaderIdKey, error.leaderId);
     if (error.leaderAddress) metadata.set(leaderAddressKey, error.leaderAddress);
   }
+  if (error instanceof FailedPreconditionError) metadata.set(failedPreconditionKey, '1');
   if (error instanceof OutOfRangeError) {
     metadata.set(startOffsetKey, String(error.startOffset));
     metadata.set(endOffsetKey, String(error.endOffset));
@@ -80,6 +90,7 @@ export function fromServiceError(error: ServiceError): MambaError {
     case status.OUT_OF_RANGE:
       return new OutOfRangeError(details, offsetOf(error.metadata, startOffsetKey), offsetOf(error.metadata, endOffsetKey));
     case status.FAILED_PRECONDITION: {
+      if ((error.metadata?.get(failedPreconditionKey).length ?? 0) > 0) return new FailedPreconditionError(details);
       const id = error.metadata?.get(leaderIdKey)[0];
       const address = error.metadata?.get(leaderAddressKey)[0];
       return new NotLeaderError(details, id ? String(id) : null, address ? String(address) : null);
@@ -92,6 +103,8 @@ export function fromServiceError(error: ServiceError): MambaError {
       return new UnauthenticatedError(details);
     case status.DEADLINE_EXCEEDED:
       return new TimeoutError(details);
+    case status.ABORTED:
+      return new AbortedError(details);
     case status.UNAVAILABLE:
     case status.CANCELLED:
       return new UnavailableError(details);

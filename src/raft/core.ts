@@ -9,6 +9,7 @@ import { eventsQueuedMax, resolveConfig, RaftNode } from './node.js';
 import { caughtUp, fetchedWithin } from './progress.js';
 import { majorityOffset, majoritySize, quorumActive } from './quorum.js';
 import {
+  activeVoter,
   bestSuccessor,
   durableOffsetOf,
   installFetchedSnapshot,
@@ -220,7 +221,7 @@ export class RaftCore {
     if (remaining.length < votersMin && !force) {
       return this.refuseChange('BELOW_MINIMUM_VOTERS', `removing ${id} leaves ${remaining.length} voters, fewer than ${votersMin} (force to allow)`);
     }
-    const active = (voter: ReplicaId): boolean => voter === node.id || fetchedWithin(node.progressOf(voter), node.tick, node.config.fetchTimeoutTicks);
+    const active = (voter: ReplicaId): boolean => activeVoter(node, voter);
     if (!force && !quorumActive(remaining, active)) {
       const activeCount = remaining.filter(active).length;
       return this.refuseChange(
@@ -591,12 +592,18 @@ export class RaftCore {
     this.checkedLeaderHighWatermark = { epoch: node.epoch, offset: node.highWatermark };
   }
 
-  // Check-quorum counts voters only: a leader still in office after a tick has heard Fetches from
-  // a majority of its voters within fetchTimeoutTicks (once it has led that long).
+  // Check-quorum counts voters only, and no recovering one: a leader still in office after a tick
+  // has heard Fetches from a majority of its voters within fetchTimeoutTicks (once it has led that
+  // long), recovering Fetches apart.
   private checkQuorumInvariant(): void {
     const node = this.node;
     if (node.role !== 'leader' || node.tick - node.leaderSinceTick < node.config.fetchTimeoutTicks) return;
-    const active = (id: ReplicaId): boolean => id === node.id || fetchedWithin(node.progressOf(id), node.tick, node.config.fetchTimeoutTicks);
+    const countsRecovering = node.config.ruleBrokenForTest === 'recovery-without-voters';
+    const active = (id: ReplicaId): boolean => {
+      if (id === node.id) return true;
+      const progress = node.progressOf(id);
+      return (countsRecovering || progress.recoveringRequestId === null) && fetchedWithin(progress, node.tick, node.config.fetchTimeoutTicks);
+    };
     assert(quorumActive(node.voters, active), 'invariant: a leader in office without a quorum of fetching voters');
   }
 

@@ -19,6 +19,7 @@ import {
   type SnapshotRequest,
   type TransferOutcome,
   type TransferOutcomeKind,
+  unknownPromisedOffset,
 } from './types.js';
 
 // Upper bound on messages queued between two Readys; beyond it the caller is not draining Ready.
@@ -215,12 +216,22 @@ export class RaftNode {
   // Recovered once the durable log reaches the mark, or once the leader of this epoch shows that
   // we durably hold its whole log (`holdsLeaderLog`): entries we promised beyond a legitimate
   // leader's log were never committed (Leader Completeness; it was elected without our vote).
-  maybeFinishRecovery(holdsLeaderLog: boolean): void {
+  // With an unknown promise (a replaced disk) the leader must also say every other voter follows
+  // it now (`votersFollowLeader`), and our vote in this epoch is pinned on it: see
+  // votersFetchedSince in replication.ts for why.
+  maybeFinishRecovery(holdsLeaderLog: boolean, votersFollowLeader = false): void {
     const markOffset = this.recoveryMarkOffset;
     if (markOffset === null) return;
+    const unknown = markOffset === unknownPromisedOffset && this.config.ruleBrokenForTest !== 'recovery-without-voters';
+    if (unknown && !(holdsLeaderLog && votersFollowLeader)) return;
     if (this.durableEndOffset < markOffset && !holdsLeaderLog) return;
     this.recoveryMarkOffset = null;
     this.lowerPromiseTo(this.log.endOffset());
+    if (unknown && this.votedFor === null) {
+      assert(this.role === 'follower' && this.leaderId !== null, 'maybeFinishRecovery: an unknown promise recovers only from a leader');
+      this.votedFor = this.leaderId;
+      this.hardStateDirty = true;
+    }
     this.emit({ type: 'replica.recovered', markOffset, endOffset: this.durableEndOffset });
   }
 

@@ -12,6 +12,10 @@ export interface Progress {
   beginEpochSentTick: number | null; // when BeginQuorumEpoch was last sent
   // Request id of the latest Fetch that said the replica is recovering; null when it is not.
   recoveringRequestId: number | null;
+  // Tick of the first Fetch of its current recovering run seen by this leader; null when it is
+  // not recovering. Other voters' Fetches after it show they are at this epoch now (replication.ts,
+  // votersFetchedSince).
+  recoveringSinceTick: number | null;
 }
 
 // How far past the last recovering Fetch's request id a Fetch may be and still belong to the same
@@ -19,7 +23,7 @@ export interface Progress {
 export const recoveringRequestIdWindow = 100_000;
 
 export function newProgress(id: ReplicaId): Progress {
-  return { id, matchedOffset: 0, lastFetchTick: null, beginEpochSentTick: null, recoveringRequestId: null };
+  return { id, matchedOffset: 0, lastFetchTick: null, beginEpochSentTick: null, recoveringRequestId: null, recoveringSinceTick: null };
 }
 
 // A Fetch whose position the leader verified. From a replica that is not recovering the matched
@@ -32,13 +36,14 @@ export function recordMatchedFetch(progress: Progress, fetchOffset: number, requ
   recordContact(progress, nowTick);
   if (recovering) {
     progress.matchedOffset = fetchOffset;
-    progress.recoveringRequestId = requestId;
+    recordRecovering(progress, requestId, nowTick);
     return;
   }
   if (progress.recoveringRequestId !== null) {
     const after = requestId - progress.recoveringRequestId;
     if (after <= 0 || after > recoveringRequestIdWindow) return; // an earlier incarnation's Fetch
     progress.recoveringRequestId = null; // recovered: its Fetches now cover all it ever reported
+    progress.recoveringSinceTick = null;
   }
   progress.matchedOffset = Math.max(progress.matchedOffset, fetchOffset);
 }
@@ -49,6 +54,15 @@ export function recordDivergingFetch(progress: Progress, requestId: number, reco
   recordContact(progress, nowTick);
   if (!recovering) return;
   progress.matchedOffset = 0;
+  recordRecovering(progress, requestId, nowTick);
+}
+
+// A recovering Fetch. A run begins with the first one this leader sees, or with one whose request
+// id lies outside the window of the previous (another incarnation): its start tick moves then, so
+// what counted as later than it before no longer does (counting less is always safe).
+function recordRecovering(progress: Progress, requestId: number, nowTick: number): void {
+  const previous = progress.recoveringRequestId;
+  if (previous === null || Math.abs(requestId - previous) > recoveringRequestIdWindow) progress.recoveringSinceTick = nowTick;
   progress.recoveringRequestId = requestId;
 }
 
@@ -56,6 +70,11 @@ export function recordDivergingFetch(progress: Progress, requestId: number, reco
 export function recordContact(progress: Progress, nowTick: number): void {
   assert(progress.lastFetchTick === null || progress.lastFetchTick <= nowTick, 'recordContact: time went back');
   progress.lastFetchTick = nowTick;
+}
+
+// A Fetch of this epoch from a replica that is not recovering, received after `tick`.
+export function fetchedAfter(progress: Progress, tick: number): boolean {
+  return progress.recoveringRequestId === null && progress.lastFetchTick !== null && progress.lastFetchTick > tick;
 }
 
 export function fetchedWithin(progress: Progress, nowTick: number, windowTicks: number): boolean {

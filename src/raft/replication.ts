@@ -3,7 +3,7 @@
 
 import { assert } from '../assert.js';
 import { sendFetch, type RaftNode } from './node.js';
-import { beginEpochDue, fetchedWithin, recordDivergingFetch, recordMatchedFetch } from './progress.js';
+import { beginEpochDue, fetchedAfter, fetchedWithin, recordDivergingFetch, recordMatchedFetch, type Progress } from './progress.js';
 import { majorityOffset, quorumActive } from './quorum.js';
 import { assertSnapshotMetaValid, entryEnd } from './storage.js';
 import type { Entry, FetchRequest, FetchResponse, ReplicaId, SnapshotId, SnapshotMeta } from './types.js';
@@ -78,7 +78,8 @@ export function leaderHandleFetch(node: RaftNode, request: FetchRequest): void {
   maybeAdvanceHighWatermark(node);
   const bytesMax = Math.max(1, Math.min(request.bytesMax, node.config.fetchBytesMax));
   const entries = node.log.entries(request.fetchOffset, bytesMax);
-  answerFetch(node, request, { ...base, entries, highWatermark: node.highWatermark });
+  const confirmed = recovering && votersFetchedSince(node, progress) ? { votersFetchedSinceRecovering: true } : {};
+  answerFetch(node, request, { ...base, entries, highWatermark: node.highWatermark, ...confirmed });
   maybeSendTimeoutNow(node);
   maybeStepDownAfterRemoval(node);
 }
@@ -99,9 +100,57 @@ export function maybeAdvanceHighWatermark(node: RaftNode): void {
   node.raisePromise(Math.min(node.durableEndOffset, candidate));
 }
 
-// A leader's view of how far a replica holds its log durably (itself: its own durable end).
+// A leader's view of how far a replica holds its log durably (itself: its own durable end). A
+// recovering replica counts for nothing (see votersFetchedSince: it may follow a stale leader).
 export function durableOffsetOf(node: RaftNode, id: ReplicaId): number {
-  return id === node.id ? node.durableEndOffset : (node.progress.get(id)?.matchedOffset ?? 0);
+  if (id === node.id) return node.durableEndOffset;
+  const progress = node.progress.get(id);
+  if (progress === undefined || !countsForQuorum(node, progress)) return 0;
+  return progress.matchedOffset;
+}
+
+// Recovering replicas take part in no quorum: no votes (election.ts), no high watermark, no
+// check-quorum. The last two are the leader's side of the replaced-disk rule below.
+export function countsForQuorum(node: RaftNode, progress: Progress): boolean {
+  return progress.recoveringRequestId === null || node.config.ruleBrokenForTest === 'recovery-without-voters';
+}
+
+// ---- Replaced disks (DESIGN §12; the gap of a stale leader). A replica on an empty data
+// directory in a group with history lost its identity: its epoch, its vote and its promise. Its
+// old identity may have voted in any epoch up to the largest one it had stored, V. It must grant
+// no vote in an epoch <= V: its new vote could elect a second leader there. It recovers (votes
+// again) on an answer of leader L of epoch e that (1) shows it holds L's whole log and (2) says
+// every other voter of L's configuration fetched from L, not recovering, after L saw the first
+// Fetch of its recovering run (votersFetchedSinceRecovering); it then pins its vote in e on L
+// (RaftNode.maybeFinishRecovery).
+// Why this is enough, for any group size: let X be a candidate the old identity voted for in V.
+// X asked in V before the disk was replaced, so X's epoch was >= V then (epochs never go back).
+// If X is another voter, (2) says X fetched from L in epoch e after the replaced replica was
+// running: e >= V. If X is L, L is in e now: e >= V. If X was the old identity itself (its own
+// vote), any voter that granted it that vote had epoch V before and fetched in e since: e >= V
+// (and if none did, nobody won V with it). So every epoch the old identity voted in is <= e; the
+// new one never votes below e, and in e only for L, who already leads e. Its votes from e + 1 on
+// are its first in those epochs. "Fetched after" is judged by L's tick: it presumes a Fetch is
+// not delivered later than the time a disk replacement and the first recovering Fetch take
+// (gRPC deadlines bound the age of a delivered request; the simulator's delays are a few ticks).
+// Why every other voter and not a majority: with five voters, X may hold the old vote in V
+// while partitioned, having asked before the replacement; a majority that fetched from L in
+// e < V says nothing about X, and V is then open to a second winner that the new identity votes
+// for (X wins V with the old vote plus two whose answers were still in flight). With three
+// voters the two are the same. The cost is liveness only: a replaced disk recovers once every
+// voter is up. Meanwhile it is no part of any quorum: a stale leader of e (partitioned from the
+// group, which elected someone in e + 1 with the old identity's vote) that the replaced replica
+// follows must neither keep office through it (check-quorum) nor commit with it: the leader of
+// e + 1 would lack that entry. The leader cannot tell an unknown promise from a known one on the
+// wire, so no recovering fetcher counts.
+function votersFetchedSince(node: RaftNode, progress: Progress): boolean {
+  const since = progress.recoveringSinceTick;
+  if (since === null) return false;
+  for (const voter of node.voters) {
+    if (voter === node.id || voter === progress.id) continue;
+    if (!fetchedAfter(node.progressOf(voter), since)) return false;
+  }
+  return true;
 }
 
 // What this replica knows committed: its high watermark, or the driver's record from before this
@@ -160,7 +209,8 @@ export function followerHandleFetchResponse(node: RaftNode, response: FetchRespo
     if (!truncateFollower(node, divergenceTruncation(node, response.divergingEpoch))) return;
   } else {
     // An empty matching answer: the leader's log ends where our durable log does.
-    node.maybeFinishRecovery(response.entries.length === 0 && node.durableEndOffset >= response.fetchOffset);
+    const holdsLeaderLog = response.entries.length === 0 && node.durableEndOffset >= response.fetchOffset;
+    node.maybeFinishRecovery(holdsLeaderLog, response.votersFetchedSinceRecovering === true);
     const verifiedEnd = appendFromLeader(node, response);
     if (node.leaderId === null) return; // refused: it lacks committed entries
     if (verifiedEnd !== null) {
@@ -271,8 +321,15 @@ export function maybeFetch(node: RaftNode): void {
 // fetchTimeoutTicks steps down, so a partitioned leader stops acting as one.
 export function checkQuorum(node: RaftNode): void {
   if (node.tick - node.leaderSinceTick < node.config.fetchTimeoutTicks) return;
-  const active = (id: ReplicaId): boolean => id === node.id || fetchedWithin(node.progressOf(id), node.tick, node.config.fetchTimeoutTicks);
-  if (!quorumActive(node.voters, active)) node.becomeFollower(node.epoch, null);
+  if (!quorumActive(node.voters, (id) => activeVoter(node, id))) node.becomeFollower(node.epoch, null);
+}
+
+// Check-quorum counts a voter that fetched within fetchTimeoutTicks and is not recovering (a
+// replaced disk may follow a stale leader: see votersFetchedSince).
+export function activeVoter(node: RaftNode, id: ReplicaId): boolean {
+  if (id === node.id) return true;
+  const progress = node.progressOf(id);
+  return countsForQuorum(node, progress) && fetchedWithin(progress, node.tick, node.config.fetchTimeoutTicks);
 }
 
 export function resendBeginQuorumEpoch(node: RaftNode): void {

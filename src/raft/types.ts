@@ -21,6 +21,11 @@ export interface Entry {
   payload: Uint8Array;
 }
 
+// A promise of this value means the replica does not know what it promised: it started on an empty
+// data directory in a group with history (a replaced disk, src/replica/replica.ts
+// unknownMarkOffset, the same value). It recovers only from a leader all other voters follow now.
+export const unknownPromisedOffset = Number.MAX_SAFE_INTEGER;
+
 export interface HardState {
   epoch: number;
   votedFor: ReplicaId | null;
@@ -165,6 +170,11 @@ export interface FetchResponse extends MessageBase {
   // needs (below its log start, or a divergence below it): install this snapshot, then fetch
   // from its endOffset. Entries are empty; the fetcher's progress is not advanced.
   snapshotNeeded?: SnapshotId;
+  // Set only in answers to a recovering fetcher: every other voter of the leader's configuration
+  // has fetched from this leader, not recovering, since the fetcher's recovering run began here
+  // (so each of them is at this epoch now). A fetcher that does not know what it promised (a
+  // replaced disk) finishes recovery only on an answer with it (node.ts, maybeFinishRecovery).
+  votersFetchedSinceRecovering?: boolean;
   fetchOffset: number; // echoed from the request
   lastFetchedEpoch: number; // echoed from the request
   requestId: number; // echoed from the request
@@ -285,7 +295,10 @@ export interface RaftConfig {
 
 //  - learners-counted: learners count for the high watermark like voters.
 //  - concurrent-changes: a membership change is accepted while another one is uncommitted.
-export type BrokenRuleForTest = 'learners-counted' | 'concurrent-changes';
+//  - recovery-without-voters: a replica that lost its identity (unknown promise) recovers from any
+//    leader whose whole log it holds, and leaders count recovering fetchers for check-quorum and
+//    the high watermark (the rule before replaced disks were made safe from stale leaders).
+export type BrokenRuleForTest = 'learners-counted' | 'concurrent-changes' | 'recovery-without-voters';
 
 export type ProposeError = 'NOT_LEADER' | 'TRANSFERRING' | 'BACKPRESSURE' | 'CHANGE_IN_PROGRESS' | 'INVALID';
 

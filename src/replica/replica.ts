@@ -29,8 +29,13 @@ import {
   type FetchRequest,
   type FetchResponse,
   type HardState,
+  type Member,
+  type MembershipConfig,
+  type MembershipResult,
   type Message,
   type RaftEvent,
+  type RemoveOptions,
+  type TransferResult,
   type Ready,
   type RaftStatus,
   type ReplicaId,
@@ -690,9 +695,48 @@ export class Replica {
     );
   }
 
-  transferLeadership(to: ReplicaId): void {
-    this.core.transferLeadership(to);
+  // ------------------------------------------------------------------ membership and leadership (issue 13.4)
+  // Thin: each calls the core once and runs the Ready loop so the entry (or TimeoutNow) goes out;
+  // the operator's flow (catch-up, promotion, waits) is the broker's (src/broker/membership.ts).
+
+  /** addLearner (core.ts): appends the membership entry that makes `member` a learner, or refuses. */
+  addLearner(member: Member): MembershipResult {
+    return this.afterChange(this.core.addLearner(member));
+  }
+
+  promoteLearner(id: ReplicaId): MembershipResult {
+    return this.afterChange(this.core.promoteLearner(id));
+  }
+
+  removeMember(id: ReplicaId, options: RemoveOptions = {}): MembershipResult {
+    return this.afterChange(this.core.removeMember(id, options));
+  }
+
+  /** Dissertation §3.10 through the core: to `to`, or to the best voter when null. */
+  transferLeadership(to: ReplicaId | null = null): TransferResult {
+    if (this.closed) throw new UnavailableError('broker is shutting down');
+    const result = this.core.transferLeadership(to);
     this.pump();
+    return result;
+  }
+
+  private afterChange(result: MembershipResult): MembershipResult {
+    if (this.closed) throw new UnavailableError('broker is shutting down');
+    if (result.ok) this.pump();
+    return result;
+  }
+
+  /** The configuration in force as this replica's log says (maybe uncommitted): voters, learners, endpoints. */
+  get membership(): MembershipConfig {
+    return this.core.membership;
+  }
+
+  /**
+   * Resolves once the high watermark passes `offset` (the entry there is committed); rejects with
+   * UnavailableError when the entry is truncated or this replica loses leadership first.
+   */
+  waitCommitted(offset: number): Promise<void> {
+    return this.commitWaiters.wait(offset + 1, this.highWatermark);
   }
 
   // ------------------------------------------------------------------ the Ready loop

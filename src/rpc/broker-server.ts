@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { type ClusterConfig, findBroker, groupOf } from '../config/cluster.js';
+import { type ClusterConfig, findBroker, groupOf, seedVoters } from '../config/cluster.js';
 import { Broker } from '../broker/broker.js';
 import { StateStore, stateDirName } from '../broker/state-store.js';
 import { Replica } from '../replica/replica.js';
@@ -38,7 +38,9 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
   const observe = new BrokerObservability(config, log, observability);
   const replica = await Replica.open({
     id: brokerId,
-    voters: group.brokers.map((b) => b.id),
+    // The seed (the brokers without `joining`); a joining broker starts with it too and learns
+    // its membership from the leader's log.
+    voters: seedVoters(group),
     dataDir: config.dataDir,
     flush: s.flush,
     segmentBytes: s.segmentBytes,
@@ -73,7 +75,8 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     'peer',
   );
   addPeerService(peerServer, identity, wireCodec, {
-    isMember: (id) => group.brokers.some((b) => b.id === id) && id !== brokerId,
+    // The cluster file's brokers of the group, and the members the log added (a learner that joined).
+    isMember: (id) => id !== brokerId && (group.brokers.some((b) => b.id === id) || isLogMember(replica, id)),
     handle: (request, waitMsMax, channel) => replica.handle(request, waitMsMax, channel),
     dropChannel: (channel) => replica.dropChannel(channel),
     fetchSnapshot: (request) => replica.serveSnapshotChunk(request),
@@ -91,6 +94,7 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     { fetchWaitMsMax: s.fetchWaitMsMax, requestTimeoutMs: Math.max(100, s.electionTimeoutMs) },
     (peer, rpc, error) => log.debug('peer.call.failed', { peer, rpc, code: error.code, details: error.details }),
     security.tls?.channel,
+    (id) => replica.membership.endpoints.find((m) => m.id === id)?.peerAddress ?? null,
   );
   const insecure = grpc.ServerCredentials.createInsecure();
   const peerListening = await listen(peerServer, security.tls?.peerServer ?? insecure, config.host, config.peerPort, null);
@@ -126,4 +130,9 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
       log.info('broker.stopped');
     },
   };
+}
+
+function isLogMember(replica: Replica, id: string): boolean {
+  const membership = replica.membership;
+  return membership.voters.includes(id) || membership.learners.includes(id);
 }

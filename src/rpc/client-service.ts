@@ -7,8 +7,12 @@ import {
   type AckLevel,
   type Broker,
   type ConsumeResult,
+  type AddReplicaResult,
   type ConsumerGroupDescription,
   type GroupInfo,
+  type MemberInfo,
+  type MembershipChange,
+  type TransferLeaderResult,
   type ProduceMessage,
   type ProduceRequest,
 } from '../broker/broker.js';
@@ -124,6 +128,23 @@ export function consumerGroupWire(d: ConsumerGroupDescription): Wire {
   };
 }
 
+/** A ReplicaMember list of mamba.proto. */
+function membersWire(members: readonly MemberInfo[]): Wire[] {
+  return members.map((m) => ({ id: m.id, role: m.role, clientAddress: m.clientAddress, peerAddress: m.peerAddress }));
+}
+
+export function addReplicaWire(r: AddReplicaResult): Wire {
+  return { group: r.group, learnerOffset: r.learnerOffset, promotedOffset: r.promotedOffset, members: membersWire(r.members) };
+}
+
+export function removeReplicaWire(r: MembershipChange): Wire {
+  return { group: r.group, offset: r.offset, members: membersWire(r.members) };
+}
+
+export function transferLeaderWire(r: TransferLeaderResult): Wire {
+  return { group: r.group, previousLeaderId: r.previousLeaderId, leaderId: r.leaderId, epoch: r.epoch };
+}
+
 function isForwarded(call: { metadata: grpc.Metadata }): boolean {
   return call.metadata.get(forwardedKey).length > 0;
 }
@@ -229,6 +250,41 @@ export function addClientService(server: grpc.Server, broker: Broker, settings: 
         await broker.describeConsumerGroup(
           required(str(w.consumerGroup, 'consumer_group'), 'consumer_group'),
           required(str(w.topic, 'topic'), 'topic'),
+          isForwarded(call),
+        ),
+      ),
+    ),
+    AddReplica: unary(async (w, call) =>
+      addReplicaWire(
+        await broker.addReplica(
+          {
+            group: required(str(w.group, 'group'), 'group'),
+            id: required(str(w.id, 'id'), 'id'),
+            clientAddress: required(str(w.clientAddress, 'client_address'), 'client_address'),
+            peerAddress: required(str(w.peerAddress, 'peer_address'), 'peer_address'),
+            waitMsMax: int(w.waitMsMax, 'wait_ms_max'),
+          },
+          isForwarded(call),
+        ),
+      ),
+    ),
+    RemoveReplica: unary(async (w, call) =>
+      removeReplicaWire(
+        await broker.removeReplica(
+          {
+            group: required(str(w.group, 'group'), 'group'),
+            id: required(str(w.id, 'id'), 'id'),
+            force: !!w.force,
+            waitMsMax: int(w.waitMsMax, 'wait_ms_max'),
+          },
+          isForwarded(call),
+        ),
+      ),
+    ),
+    TransferLeader: unary(async (w, call) =>
+      transferLeaderWire(
+        await broker.transferLeader(
+          { group: required(str(w.group, 'group'), 'group'), to: str(w.to, 'to'), waitMsMax: int(w.waitMsMax, 'wait_ms_max') },
           isForwarded(call),
         ),
       ),

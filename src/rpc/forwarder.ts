@@ -7,11 +7,25 @@ import {
   clientAddress,
   type ClusterForwarder,
   type ConsumerGroupDescription,
+  type AddReplicaRequest,
+  type AddReplicaResult,
   type ConsumerGroupList,
   type GroupInfo,
   type GroupLayout,
+  type MemberInfo,
+  type MembershipChange,
+  type RemoveReplicaRequest,
+  type TransferLeaderRequest,
+  type TransferLeaderResult,
 } from '../broker/broker.js';
-import type { DescribeConsumerGroupResponse, ListConsumerGroupsResponse } from '../protocol/messages.js';
+import type {
+  AddReplicaResponse,
+  DescribeConsumerGroupResponse,
+  ListConsumerGroupsResponse,
+  RemoveReplicaResponse,
+  ReplicaMember,
+  TransferLeaderResponse,
+} from '../protocol/messages.js';
 import { serviceDefinition } from '../protocol/protos.js';
 import { fromServiceError } from '../protocol/status.js';
 import { forwardedKey, scopeKey } from './client-service.js';
@@ -56,6 +70,7 @@ export class GrpcForwarder implements ClusterForwarder {
     metadata: Record<string, string>,
     attempts = attemptsMax,
     timeoutMs = callTimeoutMs,
+    movesOn: (error: MambaError) => boolean = (error) => error.retriable,
   ): Promise<Wire> {
     const addresses = group.brokers.map(clientAddress);
     let next = addresses[0]!;
@@ -66,7 +81,7 @@ export class GrpcForwarder implements ClusterForwarder {
       } catch (error) {
         lastError = error as MambaError;
         if (lastError instanceof NotLeaderError && lastError.leaderAddress) next = lastError.leaderAddress;
-        else if (lastError.retriable) next = addresses[(addresses.indexOf(next) + 1) % addresses.length]!;
+        else if (movesOn(lastError)) next = addresses[(addresses.indexOf(next) + 1) % addresses.length]!;
         else throw lastError;
         await new Promise((resolve) => setTimeout(resolve, 50 * (attempt + 1)));
       }
@@ -171,7 +186,45 @@ export class GrpcForwarder implements ClusterForwarder {
     };
   }
 
+  // ------------------------------------------------------------------ membership and leadership
+  // Sent to the group's leader only: a redirect is followed, an unreachable broker skipped, but any
+  // other refusal (ABORTED included) is the answer: a change is never sent twice from here.
+
+  async addReplica(group: GroupLayout, request: AddReplicaRequest, timeoutMs: number): Promise<AddReplicaResult> {
+    const reply = (await this.callLeaderOnce(group, 'AddReplica', { ...request }, timeoutMs)) as unknown as AddReplicaResponse;
+    return {
+      group: reply.group,
+      offset: Number(reply.promotedOffset),
+      learnerOffset: Number(reply.learnerOffset),
+      promotedOffset: Number(reply.promotedOffset),
+      members: membersOf(reply.members),
+    };
+  }
+
+  async removeReplica(group: GroupLayout, request: RemoveReplicaRequest, timeoutMs: number): Promise<MembershipChange> {
+    const reply = (await this.callLeaderOnce(group, 'RemoveReplica', { ...request }, timeoutMs)) as unknown as RemoveReplicaResponse;
+    return { group: reply.group, offset: Number(reply.offset), members: membersOf(reply.members) };
+  }
+
+  async transferLeader(group: GroupLayout, request: TransferLeaderRequest, timeoutMs: number): Promise<TransferLeaderResult> {
+    const reply = (await this.callLeaderOnce(group, 'TransferLeader', { ...request }, timeoutMs)) as unknown as TransferLeaderResponse;
+    return { group: reply.group, previousLeaderId: reply.previousLeaderId, leaderId: reply.leaderId, epoch: Number(reply.epoch) };
+  }
+
+  private callLeaderOnce(group: GroupLayout, method: string, request: Wire, timeoutMs: number): Promise<Wire> {
+    return this.callGroup(group, method, request, { [forwardedKey]: '1' }, attemptsMax, timeoutMs, isUnreachable);
+  }
+
   close(): void {
     for (const client of this.clients.values()) client.close();
   }
+}
+
+/** The broker did not take the call at all (connection refused or lost before an answer). */
+function isUnreachable(error: MambaError): boolean {
+  return error instanceof UnavailableError && /No connection established|ECONNREFUSED|Connection dropped/i.test(error.message);
+}
+
+function membersOf(members: readonly ReplicaMember[]): MemberInfo[] {
+  return members.map((m) => ({ id: m.id, role: m.role, clientAddress: m.clientAddress, peerAddress: m.peerAddress }));
 }

@@ -313,6 +313,7 @@ export function fetchResponseWire(m: Message, codec: EntryWireCodec): Wire {
     requestId: m.requestId,
     highWatermark: m.highWatermark,
     batches: m.entries.map((e) => codec.toBatch(e)),
+    votersFetchedSinceRecovering: m.votersFetchedSinceRecovering === true,
   };
 }
 
@@ -339,11 +340,20 @@ interface FetchStreamClient {
  * (fetchWaitMsMax + requestTimeoutMs, the unary call's deadline) or when it is full.
  */
 export class PeerClients {
-  private readonly clients = new Map<ReplicaId, grpc.Client>();
+  /** Peer clients by replica id, with the address each was made for. */
+  private readonly clients = new Map<ReplicaId, { address: string; client: grpc.Client }>();
+  /** The cluster file's peer addresses of the group (they win over the log's). */
+  private readonly fileAddresses = new Map<ReplicaId, string>();
   private readonly Client = grpc.makeGenericClientConstructor(serviceDefinition('mamba.raft.v1.RaftPeer'), 'RaftPeer');
   private fetchStream: FetchStreamClient | null = null;
   private closed = false;
 
+  /**
+   * The address book: `peers` (the cluster file's brokers of the group) first, then `resolve` for
+   * any other id (the members the log added, with the peer address their membership entry carries).
+   * A client is made on the first message to a peer and kept; one whose resolved address changed
+   * (a member removed and added again elsewhere) is replaced.
+   */
   constructor(
     private readonly self: PeerIdentity,
     peers: PeerEndpoint[],
@@ -351,28 +361,39 @@ export class PeerClients {
     private readonly deliver: (answer: Message) => void,
     private readonly timing: { fetchWaitMsMax: number; requestTimeoutMs: number },
     private readonly onError: (peer: ReplicaId, rpc: string, error: grpc.ServiceError) => void,
-    credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+    private readonly credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+    private readonly resolve: (id: ReplicaId) => string | null = () => null,
   ) {
-    for (const peer of peers) {
-      if (peer.id === self.replicaId) continue;
-      this.clients.set(
-        peer.id,
-        new this.Client(peer.address, credentials, {
-          'grpc.max_receive_message_length': 512 * 1024 * 1024,
-          'grpc.initial_reconnect_backoff_ms': 50,
-          'grpc.max_reconnect_backoff_ms': 250,
-          'grpc.keepalive_time_ms': 10_000,
-          // No transparent retries: the core retries on its own, and a retrying call keeps a copy of
-          // every message written on a long-lived FetchStream until the stream commits.
-          'grpc.enable_retries': 0,
-        }),
-      );
+    for (const peer of peers) if (peer.id !== self.replicaId) this.fileAddresses.set(peer.id, peer.address);
+  }
+
+  /** The client for `id`, made on first use from the address book; null when no address is known. */
+  private clientOf(id: ReplicaId): grpc.Client | null {
+    if (id === this.self.replicaId) return null;
+    const address = this.fileAddresses.get(id) ?? this.resolve(id);
+    const known = this.clients.get(id);
+    if (known && (address === null || known.address === address)) return known.client;
+    if (address === null) return null;
+    if (known) {
+      if (this.fetchStream?.peer === id) this.closeFetchStream(this.fetchStream);
+      known.client.close();
     }
+    const client = new this.Client(address, this.credentials, {
+      'grpc.max_receive_message_length': 512 * 1024 * 1024,
+      'grpc.initial_reconnect_backoff_ms': 50,
+      'grpc.max_reconnect_backoff_ms': 250,
+      'grpc.keepalive_time_ms': 10_000,
+      // No transparent retries: the core retries on its own, and a retrying call keeps a copy of
+      // every message written on a long-lived FetchStream until the stream commits.
+      'grpc.enable_retries': 0,
+    });
+    this.clients.set(id, { address, client });
+    return client;
   }
 
   send(message: Message): void {
     if (this.closed) return;
-    const client = this.clients.get(message.to);
+    const client = this.clientOf(message.to);
     if (!client) return;
     const sender = { cluster: this.self.cluster, group: this.self.group, replicaId: this.self.replicaId };
     switch (message.type) {
@@ -488,7 +509,7 @@ export class PeerClients {
    * snapshotCallTimeoutMsMin (a chunk is up to 1 MiB); rejects when the call fails.
    */
   fetchSnapshot(request: FetchSnapshotRequest): Promise<FetchSnapshotResponse> {
-    const client = this.clients.get(request.to);
+    const client = this.closed ? null : this.clientOf(request.to);
     if (this.closed || !client) return Promise.reject(new Error(`no peer client for ${request.to}`));
     const wire: Wire = {
       sender: { cluster: this.self.cluster, group: this.self.group, replicaId: this.self.replicaId },
@@ -549,7 +570,7 @@ export class PeerClients {
   close(): void {
     this.closed = true;
     if (this.fetchStream) this.closeFetchStream(this.fetchStream);
-    for (const client of this.clients.values()) client.close();
+    for (const { client } of this.clients.values()) client.close();
   }
 }
 
@@ -576,6 +597,7 @@ export function fetchResponseOf(w: Wire, from: ReplicaId, to: ReplicaId, codec: 
     requestId: num(w.requestId),
     entries: codec.fromBatches((w.batches as Buffer[] | undefined) ?? []),
     highWatermark: num(w.highWatermark),
+    ...(w.votersFetchedSinceRecovering === true ? { votersFetchedSinceRecovering: true } : {}),
   };
 }
 

@@ -28,6 +28,12 @@ interface MethodRule {
    * the handler as a RefusedRequest, answered in place, and the stream goes on.
    */
   requestField?: 'request';
+  /**
+   * A fixed topic instead of a request field (topicField null): cluster operations that touch no
+   * one topic are checked as the action on topic "*", so only a key granted it on every topic
+   * (a grant whose pattern matches "*", e.g. `*`) passes.
+   */
+  topic?: string;
 }
 
 export const clientMethodRules: Record<string, MethodRule> = {
@@ -50,6 +56,10 @@ export const clientMethodRules: Record<string, MethodRule> = {
   // Committed offsets (FetchOffset needs consume) and member ids: a consumer watching its own lag
   // holds consume; an operator's key holds admin and should not need consume (reading messages).
   DescribeConsumerGroup: { action: ['consume', 'admin'], topicField: 'topic' },
+  // Membership and leadership (issue 13.4) change the cluster, not a topic: admin on "*".
+  AddReplica: { action: 'admin', topicField: null, topic: '*' },
+  RemoveReplica: { action: 'admin', topicField: null, topic: '*' },
+  TransferLeader: { action: 'admin', topicField: null, topic: '*' },
 };
 
 /** The action label of a rule (refusal metrics, audit lines): 'consume|admin' for a list. */
@@ -186,8 +196,8 @@ export class CallGuard {
   private authorize(name: string, keyId: string, request: Record<string, unknown>, peer: string): string | null {
     const rule = clientMethodRules[name];
     const permissions = this.options.permissions;
-    if (!rule?.action || !rule.topicField || !permissions || keyId === this.options.brokerKeyId) return null;
-    const value = request[rule.topicField];
+    if (!rule?.action || (!rule.topicField && rule.topic === undefined) || !permissions || keyId === this.options.brokerKeyId) return null;
+    const value = rule.topicField ? request[rule.topicField] : rule.topic;
     const topic = typeof value === 'string' ? value : '';
     const granted = grantsRule(permissions(), keyId, rule.action, topic);
     if (granted) return null;

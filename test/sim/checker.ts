@@ -242,19 +242,25 @@ export class Checker {
   }
 
   // What a replica sent in one Ready: vote grants (at most one candidate per epoch), and vote and
-  // pre-vote requests (only to the sender's voters, never from a learner).
+  // pre-vote requests (only to the sender's voters, never from a learner). Grants are kept by
+  // replica id, across disk faults and replaced disks: a replica that forgot its vote must still
+  // not grant a second one. A candidate's vote for itself is not a grant: a replaced disk may vote
+  // in an epoch its old identity campaigned in and lost (nobody granted it: see votersFetchedSince
+  // in src/raft/replication.ts); two winners of one epoch are caught by leaderElected.
   observeMessages(tick: number, id: ReplicaId, core: RaftCore, messages: readonly Message[]): void {
     for (const message of messages) {
-      if (message.type === 'VoteResponse' && message.granted) {
-        const key = `${message.epoch}:${id}`;
-        const previous = this.grants.get(key);
-        if (previous !== undefined && previous !== message.to) this.violation(tick, `${id} voted for ${previous} and ${message.to} in epoch ${message.epoch}`);
-        this.grants.set(key, message.to);
-      }
+      if (message.type === 'VoteResponse' && message.granted) this.voted(tick, id, message.epoch, message.to);
       if (message.type !== 'VoteRequest' && message.type !== 'PreVoteRequest') continue;
       if (core.learners.includes(id)) this.violation(tick, `learner ${id} asks ${message.to} for a ${message.type}`);
       if (!core.voters.includes(message.to)) this.violation(tick, `${id} asks ${message.to}, not a voter of its configuration, for a ${message.type}`);
     }
+  }
+
+  private voted(tick: number, id: ReplicaId, epoch: number, candidate: ReplicaId): void {
+    const key = `${epoch}:${id}`;
+    const previous = this.grants.get(key);
+    if (previous !== undefined && previous !== candidate) this.violation(tick, `${id} voted for ${previous} and ${candidate} in epoch ${epoch}`);
+    this.grants.set(key, candidate);
   }
 
   // Raft §5.3 with learners: when a leader's high watermark rises to H, a majority of its voters

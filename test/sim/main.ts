@@ -8,12 +8,14 @@
 //               loss the rule prevents (`node dist/test/sim/main.js --seeds 200 --rule-off`).
 //   --break R   TEST ONLY: cores break membership rule R (learners-counted: learners count for
 //               the high watermark; concurrent-changes: a change is accepted while another is
-//               uncommitted), the core invariant mirroring it off, to show the checker catches it.
+//               uncommitted; recovery-without-voters: a replaced disk recovers from any leader
+//               whose log it holds, and recovering fetchers count for check-quorum and the high
+//               watermark), the core invariant mirroring it off, to show the checker catches it.
 
 import type { BrokenRuleForTest } from '../../src/raft/types.js';
 import { emptyMembershipCounts, runSeed, type MembershipCounts, type SimResult, type SimSettings } from './simulation.js';
 
-const brokenRules: readonly BrokenRuleForTest[] = ['learners-counted', 'concurrent-changes'];
+const brokenRules: readonly BrokenRuleForTest[] = ['learners-counted', 'concurrent-changes', 'recovery-without-voters'];
 
 function brokenRule(): BrokenRuleForTest | null {
   const index = process.argv.indexOf('--break');
@@ -69,7 +71,7 @@ function replay(seed: number): void {
 }
 
 function report(result: SimResult): void {
-  const summary = `seed ${result.seed}: ${result.ticks} ticks, ${result.leaderEpochs} leader epochs, ${result.committedEntries} committed entries, ${result.acknowledged} acknowledged, ${result.diskFaults} disk faults, ${result.recoveringStarts} recovering starts, ${result.recoveries} recoveries, ${result.snapshotsTaken} snapshots taken, ${result.snapshotsInstalled} installed`;
+  const summary = `seed ${result.seed}: ${result.ticks} ticks, ${result.leaderEpochs} leader epochs, ${result.committedEntries} committed entries, ${result.acknowledged} acknowledged, ${result.diskFaults} disk faults (${result.disksReplaced} disks replaced), ${result.recoveringStarts} recovering starts, ${result.identitylessJoins} identity-less joins, ${result.recoveries} recoveries, ${result.snapshotsTaken} snapshots taken, ${result.snapshotsInstalled} installed`;
   process.stdout.write(`${summary}\n  ${describeCounts(result.membership)}\n`);
   for (const violation of result.violations) process.stdout.write(`  violation: ${violation}\n`);
 }
@@ -79,6 +81,8 @@ function runMany(count: number, first: number): void {
   let diskFaults = 0;
   let recoveries = 0;
   let recoveringStarts = 0;
+  let identitylessJoins = 0;
+  let disksReplaced = 0;
   let snapshotsTaken = 0;
   let snapshotsInstalled = 0;
   const membership = emptyMembershipCounts();
@@ -89,6 +93,8 @@ function runMany(count: number, first: number): void {
     diskFaults += result.diskFaults;
     recoveries += result.recoveries;
     recoveringStarts += result.recoveringStarts;
+    identitylessJoins += result.identitylessJoins;
+    disksReplaced += result.disksReplaced;
     snapshotsTaken += result.snapshotsTaken;
     snapshotsInstalled += result.snapshotsInstalled;
     addCounts(membership, result.membership);
@@ -112,7 +118,7 @@ function runMany(count: number, first: number): void {
   const broken = settings.ruleBrokenForTest ? `, rule ${settings.ruleBrokenForTest} BROKEN` : '';
   const mode = `disk faults ${settings.diskFaults ? 'on' : 'off'}${settings.recoveringRuleDisabled ? ', recovering rule OFF' : ''}${broken}`;
   process.stdout.write(
-    `sim: ${count} seeds (${mode}: ${diskFaults} disk faults, ${recoveringStarts} recovering starts, ${recoveries} recoveries; ${snapshotsTaken} snapshots taken, ${snapshotsInstalled} installed), ${seconds}s\n`,
+    `sim: ${count} seeds (${mode}: ${diskFaults} disk faults (${disksReplaced} disks replaced), ${recoveringStarts} recovering starts, ${identitylessJoins} identity-less joins, ${recoveries} recoveries; ${snapshotsTaken} snapshots taken, ${snapshotsInstalled} installed), ${seconds}s\n`,
   );
   process.stdout.write(`sim: ${describeCounts(membership)}\n`);
   process.stdout.write(`sim: ${count} seeds, ${failures} violations\n`);

@@ -67,10 +67,12 @@ test(`recovering rule has teeth: with it off, seeds 1..${teethSeedCount} lose co
 // Dissertation §4.1 / etcd learners: a membership rule broken on purpose (test-only flag, with the
 // core invariant that mirrors it off) must be caught by the simulator's own checks; the same seeds
 // pass with the rule kept. Seeds found with `node dist/test/sim/main.js --seeds N --break R`.
-test('membership rules have teeth: learners counted for the high watermark, or two changes at once, are caught by the checker', () => {
+test('membership and replaced-disk rules have teeth: learners counted for the high watermark, two changes at once, or a replaced disk counted while recovering, are caught by the checker', () => {
   const table = [
-    { rule: 'learners-counted', seeds: [4, 11, 15] },
-    { rule: 'concurrent-changes', seeds: [307, 1053] },
+    { rule: 'learners-counted', seeds: [4, 11, 55] },
+    { rule: 'concurrent-changes', seeds: [1053, 1249] },
+    // A replaced disk counted for the high watermark by a leader it follows while recovering.
+    { rule: 'recovery-without-voters', seeds: [113, 2454] },
   ] as const;
   for (const row of table) {
     for (const seed of row.seeds) {

@@ -16,8 +16,19 @@
 // anywhere in the log is corrupt, detected by CRC on recovery, which truncates the log there,
 // (c) in async flush mode (the page cache is reported durable, a periodic flush syncs it) a
 // machine crash loses what was not synced yet, (d) the log and the snapshot are wiped (an empty
-// data disk). Metadata (hard state, commit mark) is never lost.
+// data disk; metadata (hard state, commit mark) kept), (e) the disk is replaced: log, snapshot and
+// metadata are all gone, and the replica restarts identity-less.
 //
+// Replaced disks (DESIGN §12, "an empty directory with no identity"): a replica on a new empty
+// disk (a fresh learner's, or a replaced one) in a group with history starts recovering with an
+// unknown promise (unknownPromisedOffset, stored before the core starts). The group's first start
+// is a bootstrap: those replicas know the group is new. This models the rule the driver should
+// have rather than today's (src/replica/replica.ts, noteGroupHistory: ordinary until a message of
+// a higher epoch, except the first election's requests): that one lets a replaced disk vote and
+// campaign before it hears such a message (seeds 16 and 1438 found a second vote in epoch 1 and
+// two leaders in epoch 1 with it). The checker keeps vote grants by replica id, so a grant before
+// the replacement and one after it are one replica's grants.
+
 // Snapshots (DESIGN §12, KIP-630). Each replica's state machine is a hash chain over the entries
 // it applied (checker.ts), rebuilt on start from its snapshot and the log. At random points a
 // running replica snapshots its state at its applied offset S (<= its high watermark), tells the
@@ -32,7 +43,17 @@
 
 import { RaftCore } from '../../src/raft/core.js';
 import { entryEnd, MemoryStorage } from '../../src/raft/storage.js';
-import type { BrokenRuleForTest, Message, RaftEvent, Ready, ReplicaId, SnapshotId, SnapshotMeta, SnapshotRequest } from '../../src/raft/types.js';
+import {
+  type BrokenRuleForTest,
+  type Message,
+  type RaftEvent,
+  type Ready,
+  type ReplicaId,
+  type SnapshotId,
+  type SnapshotMeta,
+  type SnapshotRequest,
+  unknownPromisedOffset,
+} from '../../src/raft/types.js';
 import { chainHash, Checker, entryKey } from './checker.js';
 import { Prng } from './prng.js';
 
@@ -57,6 +78,8 @@ export interface SimResult {
   diskFaults: number;
   recoveringStarts: number; // replica.recovering events
   recoveries: number; // replica.recovered events
+  identitylessJoins: number; // starts on a new empty disk in a group with history (recovering, promise unknown)
+  disksReplaced: number; // disk fault (e)
   snapshotsTaken: number;
   snapshotsInstalled: number;
   membership: MembershipCounts;
@@ -100,7 +123,7 @@ export function emptyMembershipCounts(): MembershipCounts {
 // sync: durable once appended (fdatasync per append); group: durable at the next group flush, a
 // few ticks later; async: the page cache is reported durable at once and synced at the next flush.
 type FlushMode = 'sync' | 'group' | 'async';
-type DiskFault = 'lose-suffix' | 'corrupt' | 'machine-crash' | 'wipe';
+type DiskFault = 'lose-suffix' | 'corrupt' | 'machine-crash' | 'wipe' | 'replace-disk';
 
 interface Scenario {
   voterCount: number;
@@ -157,6 +180,12 @@ interface SimNode {
   decommissioned: boolean;
   // The last tick some running replica's configuration named it (voter or learner).
   memberTick: number | null;
+  // It runs on a replaced disk: it starts identity-less while that disk holds nothing.
+  diskReplaced: boolean;
+  // The promise of the disks it had before a replace-disk fault: reports it made then may still be
+  // counted by a leader that heard them (the checker's commit quorum counts them as it does a kept
+  // promise after a wipe).
+  replacedPromiseOffset: number;
 }
 
 interface InFlight {
@@ -223,6 +252,8 @@ export class Simulation {
   private diskFaultCount = 0;
   private recoveryCount = 0;
   private recoveringStartCount = 0;
+  private identitylessJoinCount = 0;
+  private disksReplacedCount = 0;
   private snapshotsTakenCount = 0;
   private snapshotsInstalledCount = 0;
   private readonly counts = emptyMembershipCounts();
@@ -250,6 +281,8 @@ export class Simulation {
         corruptAtOffset: null,
         decommissioned: false,
         memberTick: null,
+        diskReplaced: false,
+        replacedPromiseOffset: 0,
       });
     }
     for (const node of this.nodes) this.nodesById.set(node.id, node);
@@ -277,6 +310,8 @@ export class Simulation {
       diskFaults: this.diskFaultCount,
       recoveringStarts: this.recoveringStartCount,
       recoveries: this.recoveryCount,
+      identitylessJoins: this.identitylessJoinCount,
+      disksReplaced: this.disksReplacedCount,
       snapshotsTaken: this.snapshotsTakenCount,
       snapshotsInstalled: this.snapshotsInstalledCount,
       membership: { ...this.counts },
@@ -299,7 +334,21 @@ export class Simulation {
     node.machine = snapshot === null ? { appliedOffset: 0, state: '' } : { appliedOffset: snapshot.meta.endOffset, state: snapshot.state };
     node.transfer = null;
     node.fetched = null;
-    node.core = new RaftCore(
+    if (this.options.recoveringRuleDisabled !== true && node.diskReplaced && emptyDataDirectory(node.storage)) {
+      // A new disk in a group with history: its promise is unknown from the start (stored first).
+      node.storage.setHardState({ ...node.storage.hardState(), promisedOffset: unknownPromisedOffset });
+      this.identitylessJoinCount += 1;
+      this.trace(`${node.id} starts on a new empty disk in a group with history: recovering, promise unknown`);
+    }
+    node.core = this.newCore(node);
+    node.durableEndOffset = node.storage.endOffset();
+    node.syncedEndOffset = node.storage.endOffset();
+    node.flushDueTick = null;
+    this.checker.restarted(node.id);
+  }
+
+  private newCore(node: SimNode): RaftCore {
+    return new RaftCore(
       {
         id: node.id,
         voters: this.initialVoters,
@@ -319,10 +368,6 @@ export class Simulation {
       },
       node.storage,
     );
-    node.durableEndOffset = node.storage.endOffset();
-    node.syncedEndOffset = node.storage.endOffset();
-    node.flushDueTick = null;
-    this.checker.restarted(node.id);
   }
 
   private safetyStep(): void {
@@ -466,9 +511,12 @@ export class Simulation {
     for (const message of ready.messages) this.send(message);
   }
 
-  // What a replica promised (its hard state, synced before any report left).
+  // What a replica promised (its hard state, synced before any report left; on a disk it had before
+  // a replacement, too). With an unknown promise, what it holds durably now.
   private promisedOffsetOf(id: ReplicaId): number {
-    return this.node(id).storage.hardState().promisedOffset ?? 0;
+    const node = this.node(id);
+    const promised = node.storage.hardState().promisedOffset ?? 0;
+    return Math.max(promised === unknownPromisedOffset ? node.durableEndOffset : promised, node.replacedPromiseOffset);
   }
 
   // Ready step 2: the fetched snapshot replaces the state machine and the log.
@@ -533,7 +581,7 @@ export class Simulation {
 
   private onEvent(node: SimNode, event: RaftEvent): void {
     this.trace(`${node.id} event ${JSON.stringify(event)}`);
-    if (event.type === 'replica.recovering') this.recoveringStartCount += 1;
+    if (event.type === 'replica.recovering' && event.markOffset !== unknownPromisedOffset) this.recoveringStartCount += 1;
     if (event.type === 'replica.recovered') this.recoveryCount += 1;
     if (event.type === 'CommittedDataDivergence') {
       this.checker.violation(this.tickNow, `${node.id} reports CommittedDataDivergence: ${JSON.stringify(event)}`);
@@ -598,8 +646,10 @@ export class Simulation {
 
   // A disk that forgets what it confirmed. The replica stops (faults show on the next start).
   private diskFault(node: SimNode, restartTick: number): void {
-    const kinds: DiskFault[] = this.scenario.flushMode === 'async' ? ['lose-suffix', 'corrupt', 'machine-crash', 'wipe'] : ['lose-suffix', 'corrupt', 'wipe'];
+    const kinds: DiskFault[] = ['lose-suffix', 'corrupt', 'wipe', 'replace-disk'];
+    if (this.scenario.flushMode === 'async') kinds.push('machine-crash');
     const kind = this.random.pick(kinds);
+    if (kind === 'replace-disk') return this.replaceDiskFault(node, restartTick);
     this.cutLog(node, node.syncedEndOffset); // every kind is (at least) a machine crash
     const entries = node.storage.allEntries();
     if (kind === 'lose-suffix' && entries.length > 0) {
@@ -613,6 +663,21 @@ export class Simulation {
     this.trace(`${node.id} disk fault ${kind}: log end ${endAfterOffset} after recovery, promised ${promisedOffset}`);
     this.diskFaultCount += 1;
     if (endAfterOffset < promisedOffset) node.damageMarkOffset = promisedOffset;
+    this.stop(node, restartTick);
+  }
+
+  // (e) A replaced disk: everything is gone, metadata included; the replica restarts identity-less.
+  // It stays damaged (no further disk fault elsewhere) until it is an ordinary replica again.
+  private replaceDiskFault(node: SimNode, restartTick: number): void {
+    const promisedOffset = node.storage.hardState().promisedOffset ?? 0;
+    this.trace(
+      `${node.id} disk fault replace-disk: epoch ${node.storage.hardState().epoch} and vote ${node.storage.hardState().votedFor ?? '-'} forgotten, promised ${promisedOffset}`,
+    );
+    node.replacedPromiseOffset = Math.max(node.replacedPromiseOffset, promisedOffset);
+    this.replaceDisk(node);
+    this.diskFaultCount += 1;
+    this.disksReplacedCount += 1;
+    node.damageMarkOffset = Math.max(1, promisedOffset);
     this.stop(node, restartTick);
   }
 
@@ -642,9 +707,15 @@ export class Simulation {
   }
 
   // With the rule on, the core says when it recovered; with it off, the log must reach the mark.
+  // A member without identity is damaged as well: it neither votes nor counts until it recovers
+  // from a leader every other voter follows (and membership stays put meanwhile).
   private damagedCount(): number {
     let count = 0;
     for (const node of this.nodes) {
+      if (this.lacksIdentity(node)) {
+        count += 1;
+        continue;
+      }
       if (node.damageMarkOffset === null) continue;
       const core = node.core;
       const ruleOn = this.options.recoveringRuleDisabled !== true;
@@ -653,6 +724,15 @@ export class Simulation {
       else count += 1;
     }
     return count;
+  }
+
+  // A member (voter or learner: a learner may be made a voter) of some running replica's
+  // configuration that has no identity: on a new empty disk, or recovering with an unknown promise.
+  private lacksIdentity(node: SimNode): boolean {
+    if (node.decommissioned || this.options.recoveringRuleDisabled === true) return false;
+    const unknown = node.storage.hardState().promisedOffset === unknownPromisedOffset;
+    const without = (node.diskReplaced && emptyDataDirectory(node.storage)) || (unknown && (node.core === null || node.core.recovering));
+    return without && this.nodes.some((other) => other.core?.voters.includes(node.id) || other.core?.learners.includes(node.id));
   }
 
   private partition(): void {
@@ -822,6 +902,7 @@ export class Simulation {
   // A new empty disk: no log, no snapshot, no hard state (a new data directory).
   private replaceDisk(node: SimNode): void {
     node.storage = new MemoryStorage();
+    node.diskReplaced = true;
     node.snapshot = null;
     node.syncedEndOffset = 0;
     node.durableEndOffset = 0;
@@ -916,6 +997,14 @@ export function describe(message: Message): string {
     default:
       return head;
   }
+}
+
+// Nothing on disk: no epoch, vote, promise or commit mark, no entry, no snapshot.
+function emptyDataDirectory(storage: MemoryStorage): boolean {
+  const hardState = storage.hardState();
+  const promised = hardState.promisedOffset ?? 0;
+  const nothingStored = storage.endOffset() === 0 && storage.snapshot() === null && storage.commitMarkOffset() === 0;
+  return hardState.epoch === 0 && hardState.votedFor === null && promised === 0 && nothingStored;
 }
 
 function describePacket(packet: SnapshotPacket): string {

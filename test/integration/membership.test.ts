@@ -1,0 +1,219 @@
+// Membership and leadership for operators (issue 13.4) against real brokers: leader transfer
+// under a producer load (Raft dissertation §3.10: nothing acknowledged is lost, the new leader
+// serves), refusals that name the problem and change nothing, and a group that loses a broker,
+// gets a new one by `replica add` (learner, then voter: dissertation §4.2.1 catch-up), drops the
+// dead one by `replica remove`, loses another and still serves everything acknowledged.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TestCluster, cliPath, waitFor } from './cluster-harness.js';
+import { MambaClient } from '../../src/client/client.js';
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError } from '../../src/errors.js';
+
+const fastRetry = { attemptsMax: 50, backoffMsInitial: 10, backoffMsMax: 200, multiplier: 2, jitter: 0.2 };
+
+function sdk(cluster: TestCluster): MambaClient {
+  return new MambaClient({ brokers: cluster.brokers.map((b) => b.clientAddress), requestTimeoutMs: 5000, retry: fastRetry });
+}
+
+/** Sends numbered messages to queue 0 one after another until stopped; keeps what was acknowledged. */
+function startLoad(client: MambaClient, topic: string): { acknowledged: Set<string>; stop(): Promise<void> } {
+  const acknowledged = new Set<string>();
+  let running = true;
+  const loop = (async () => {
+    for (let i = 0; running; i++) {
+      const body = `m${i}`;
+      await client.send(topic, [{ body }], { queue: 0 }).then(
+        () => acknowledged.add(body),
+        () => undefined, // not acknowledged: it may or may not be stored
+      );
+    }
+  })();
+  return {
+    acknowledged,
+    stop: async () => {
+      running = false;
+      await loop;
+    },
+  };
+}
+
+/** Every body of queue 0 up to its high watermark. */
+async function readQueue(client: MambaClient, topic: string): Promise<Set<string>> {
+  const bodies = new Set<string>();
+  let offset = 0;
+  for (let round = 0; round < 10_000; round++) {
+    const r = await client.read(topic, 0, offset, { messagesMax: 500 });
+    for (const m of r.messages) bodies.add(m.body.toString());
+    if (r.messages.length === 0) return bodies;
+    offset = r.nextOffset;
+  }
+  throw new Error('queue did not end within 10,000 reads');
+}
+
+function assertNothingLost(acknowledged: Set<string>, stored: Set<string>): void {
+  const lost = [...acknowledged].filter((body) => !stored.has(body));
+  assert.deepEqual(lost.slice(0, 10), [], `${lost.length} acknowledged messages lost`);
+}
+
+async function leaderOf(client: MambaClient, group: string): Promise<string> {
+  return waitFor(`a leader of ${group}`, 15_000, async () => {
+    const g = (await client.describeCluster()).find((x) => x.id === group);
+    return g?.leaderId ? g.leaderId : undefined;
+  });
+}
+
+const workDir = mkdtempSync(join(tmpdir(), 'mamba-membership-cli-'));
+process.on('exit', () => rmSync(workDir, { recursive: true, force: true }));
+
+function cli(args: string[], timeoutMs = 90_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MAMBA_')));
+    const child = spawn(process.execPath, [cliPath, ...args], { env, cwd: workDir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`mambamq ${args.join(' ')} did not finish in ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('leader transfer and refusals', { timeout: 240_000 }, () => {
+  let cluster: TestCluster;
+  let client: MambaClient;
+  before(async () => {
+    cluster = await TestCluster.start();
+    client = sdk(cluster);
+  });
+  after(async () => {
+    client?.close();
+    await cluster?.stop();
+  });
+
+  test('transfer to a named voter and to the best one under load: nothing acknowledged lost, the new leader serves', async () => {
+    const topic = `transfer-${process.pid}`;
+    await client.createTopic(topic, 1);
+    const load = startLoad(client, topic);
+    await waitFor('some acknowledged messages', 10_000, () => (load.acknowledged.size >= 50 ? true : undefined));
+    const first = await leaderOf(client, 'g1');
+    const target = ['b1', 'b2', 'b3'].find((id) => id !== first)!;
+    const named = await client.transferLeader('g1', { to: target, waitMs: 10_000 });
+    assert.equal(named.leaderId, target);
+    assert.equal(named.previousLeaderId, first);
+    const sizeAfterNamed = load.acknowledged.size;
+    await waitFor('acknowledgements from the new leader', 10_000, () => (load.acknowledged.size > sizeAfterNamed + 20 ? true : undefined));
+    const best = await client.transferLeader('g1', { waitMs: 10_000 });
+    assert.notEqual(best.leaderId, target);
+    assert.ok(best.epoch > named.epoch, `epoch ${best.epoch} after ${named.epoch}`);
+    const sizeAfterBest = load.acknowledged.size;
+    await waitFor('acknowledgements after the second transfer', 10_000, () => (load.acknowledged.size > sizeAfterBest + 20 ? true : undefined));
+    await load.stop();
+    assertNothingLost(load.acknowledged, await readQueue(client, topic));
+  });
+
+  test('bad input: an existing member, an unknown one, below three voters without --force; nothing changes', async () => {
+    await assert.rejects(
+      client.addReplica('g1', 'b2', { clientAddress: cluster.broker('b2').clientAddress, peerAddress: cluster.broker('b2').peerAddress }),
+      (error: Error) => error instanceof AlreadyExistsError && /b2 is already a voter/.test(error.message),
+    );
+    await assert.rejects(client.removeReplica('g1', 'b9'), (error: Error) => error instanceof NotFoundError && /b9 is not a member/.test(error.message));
+    await assert.rejects(
+      client.removeReplica('g1', 'b2'),
+      (error: Error) => error instanceof FailedPreconditionError && /leaves 2 voters/.test(error.message) && /--force/.test(error.message),
+    );
+    await assert.rejects(client.addReplica('g1', 'b5', { clientAddress: 'nohost', peerAddress: '127.0.0.1:1' }), /client_address "nohost" is not HOST:PORT/);
+    const g = (await client.describeCluster()).find((x) => x.id === 'g1')!;
+    assert.deepEqual(g.replicas.map((r) => r.id).sort(), ['b1', 'b2', 'b3']);
+  });
+
+  test('transfer to a stopped broker is refused naming it; the old leader leads on', async () => {
+    const leader = await leaderOf(client, 'g1');
+    const stopped = ['b1', 'b2', 'b3'].find((id) => id !== leader)!;
+    await cluster.kill(stopped);
+    await assert.rejects(
+      client.transferLeader('g1', { to: stopped, waitMs: 10_000 }),
+      (error: Error) => (error instanceof UnavailableError || error instanceof FailedPreconditionError) && error.message.includes(stopped),
+    );
+    assert.equal(await leaderOf(client, 'g1'), leader);
+    const topic = `after-refusal-${process.pid}`;
+    await client.createTopic(topic, 1);
+    await client.send(topic, [{ body: 'still serving' }], { queue: 0 });
+  });
+});
+
+describe('replace brokers: replica add, replica remove, leader transfer (CLI)', { timeout: 300_000 }, () => {
+  let cluster: TestCluster;
+  let client: MambaClient;
+  before(async () => {
+    cluster = await TestCluster.start();
+    client = sdk(cluster);
+  });
+  after(async () => {
+    client?.close();
+    await cluster?.stop();
+  });
+
+  test('a group loses a broker, drops it (--force), gets b4, loses another and still serves every acknowledged message', async () => {
+    const topic = `replace-${process.pid}`;
+    await client.createTopic(topic, 1);
+    const load = startLoad(client, topic);
+    await waitFor('acknowledged messages', 10_000, () => (load.acknowledged.size >= 100 ? true : undefined));
+
+    // Lose a follower.
+    const leader = await leaderOf(client, 'g1');
+    const [lost, other] = ['b1', 'b2', 'b3'].filter((id) => id !== leader) as [string, string];
+    await cluster.kill(lost);
+
+    // Drop the dead broker first: a broker on an empty data directory stays recovering (no
+    // promotion) until every voter follows the leader (src/raft/node.ts maybeFinishRecovery), so
+    // a voter that is down must go before its replacement can be promoted. Two voters are left:
+    // below three, so --force.
+    const seeds = () => cluster.brokers.map((b) => b.clientAddress).join(',');
+    const refused = await cli(['--brokers', seeds(), 'replica', 'remove', '--group', 'g1', '--id', lost]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /leaves 2 voters, fewer than 3 \(use --force to allow\)/);
+    const removed = await cli(['--brokers', seeds(), '--json', 'replica', 'remove', '--group', 'g1', '--id', lost, '--force']);
+    assert.equal(removed.code, 0, removed.stderr);
+    const removedJson = JSON.parse(removed.stdout) as { removed: string; members: Array<{ id: string; role: string }> };
+    assert.equal(removedJson.removed, lost);
+    assert.deepEqual(removedJson.members.map((m) => m.id).sort(), [leader, other].sort());
+
+    // A new broker on an empty data directory joins as a learner and is promoted.
+    const b4 = await cluster.addBroker('g1', 'b4');
+    cluster.launch('b4');
+    const added = await cli(['--brokers', seeds(), 'replica', 'add', '--group', 'g1', '--id', 'b4', '--address', b4.clientAddress, '--peer', b4.peerAddress]);
+    assert.equal(added.code, 0, added.stderr);
+    assert.match(added.stdout, /adding b4 to group g1 as a learner/);
+    assert.match(added.stdout, /promoted b4 to voter of group g1/);
+    assert.match(added.stdout, /members: .*b4 \(voter\)/);
+
+    const status = await cli(['--brokers', seeds(), 'status']);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /b4 +follower/);
+    assert.doesNotMatch(status.stdout, new RegExp(`\\n  ${lost} `));
+
+    // Leadership to b4 by the CLI, then lose another of the first three: b4 and one more are a majority.
+    const moved = await cli(['--brokers', seeds(), 'leader', 'transfer', '--group', 'g1', '--to', 'b4']);
+    assert.equal(moved.code, 0, moved.stderr);
+    assert.match(moved.stdout, /group g1: leader b4 \(was \w+\), epoch \d+/);
+    await cluster.kill(other);
+    const sizeBefore = load.acknowledged.size;
+    await waitFor('acknowledgements with two of three voters', 20_000, () => (load.acknowledged.size > sizeBefore + 50 ? true : undefined));
+    await load.stop();
+    assertNothingLost(load.acknowledged, await readQueue(client, topic));
+  });
+});
