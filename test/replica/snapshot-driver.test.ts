@@ -121,8 +121,12 @@ function options(id: string, voters: string[], dataDir: string, lines: string[],
     retentionBytesMax: 8192,
     retentionAgeMsMax: 0,
     tickMs: 5,
-    electionTimeoutMs: 60,
-    fetchTimeoutMs: 400,
+    // The product's default election timeout, not a shorter one: a new group's first election
+    // whose vote request arrives later than the timeout can leave an empty-directory replica
+    // taking the candidate's next pre-vote (epoch 2) for a group with history, and then no
+    // leader is elected (a known open bug of the replaced-disk rule; see the README, Operations).
+    electionTimeoutMs: 300,
+    fetchTimeoutMs: 700,
     fetchWaitMsMax: 20,
     fetchBytesMax: 64 * 1024,
     pendingProposalsMax: 100_000,
