@@ -1,7 +1,8 @@
 // Consumer groups as the SDK's Admin calls give them (ListConsumerGroups, DescribeConsumerGroup):
-// the protocol's answers reshaped, a committed offset that is not there as null rather than a
-// flag beside a 0.
+// the protocol's answers (decoded in src/protocol/consumer-groups.ts), a queue no member is
+// assigned as null.
 import type { DescribeConsumerGroupResponse, ListConsumerGroupsResponse } from '../protocol/messages.js';
+import { consumerGroupFromWire as describedFromWire, consumerGroupListFromWire as listFromWire } from '../protocol/consumer-groups.js';
 
 export interface ConsumerGroupListing {
   consumerGroup: string;
@@ -60,40 +61,10 @@ export interface ConsumerGroupDescription {
 }
 
 export function consumerGroupListFromWire(reply: ListConsumerGroupsResponse): ConsumerGroupList {
-  return {
-    consumerGroups: reply.consumerGroups.map((l) => ({
-      consumerGroup: l.consumerGroup,
-      topic: l.topic,
-      memberCount: l.memberCount,
-      committedQueueCount: l.committedQueueCount,
-    })),
-    groupsUnreachable: [...reply.groupsUnreachable],
-    truncated: reply.truncated,
-  };
+  return listFromWire(reply);
 }
 
 export function consumerGroupFromWire(reply: DescribeConsumerGroupResponse): ConsumerGroupDescription {
-  return {
-    consumerGroup: reply.consumerGroup,
-    topic: reply.topic,
-    members: reply.members.map((m) => ({
-      memberId: m.memberId,
-      assignedQueues: [...m.assignedQueues],
-      ownedQueues: [...m.ownedQueues],
-      lastHeartbeatAgeMs: m.lastHeartbeatAgeMs,
-    })),
-    queues: reply.queues.map((q) => ({
-      queue: q.queue,
-      group: q.group,
-      committedOffset: q.committed ? q.committedOffset : null,
-      startOffset: q.startOffset,
-      endOffset: q.endOffset,
-      lagMessages: q.lagMessages,
-      memberId: q.memberId || null,
-    })),
-    lagMessages: reply.lagMessages,
-    generation: reply.generation,
-    sessionTimeoutMs: reply.sessionTimeoutMs,
-    groupsUnreachable: [...reply.groupsUnreachable],
-  };
+  const view = describedFromWire(reply);
+  return { ...view, queues: view.queues.map((q) => ({ ...q, memberId: q.memberId || null })) };
 }

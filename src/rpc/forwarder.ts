@@ -26,6 +26,7 @@ import type {
   ReplicaMember,
   TransferLeaderResponse,
 } from '../protocol/messages.js';
+import { consumerGroupFromWire, consumerGroupListFromWire } from '../protocol/consumer-groups.js';
 import { serviceDefinition } from '../protocol/protos.js';
 import { fromServiceError } from '../protocol/status.js';
 import { forwardedKey, scopeKey } from './client-service.js';
@@ -140,29 +141,7 @@ export class GrpcForwarder implements ClusterForwarder {
       describeAttemptsMax,
       describeTimeoutMs,
     )) as unknown as DescribeConsumerGroupResponse;
-    return {
-      consumerGroup: reply.consumerGroup,
-      topic: reply.topic,
-      members: reply.members.map((m) => ({
-        memberId: m.memberId,
-        assignedQueues: [...m.assignedQueues],
-        ownedQueues: [...m.ownedQueues],
-        lastHeartbeatAgeMs: m.lastHeartbeatAgeMs,
-      })),
-      queues: reply.queues.map((q) => ({
-        queue: q.queue,
-        group: q.group,
-        committedOffset: q.committed ? q.committedOffset : null,
-        startOffset: q.startOffset,
-        endOffset: q.endOffset,
-        lagMessages: q.lagMessages,
-        memberId: q.memberId,
-      })),
-      lagMessages: reply.lagMessages,
-      generation: reply.generation,
-      sessionTimeoutMs: reply.sessionTimeoutMs,
-      groupsUnreachable: [...reply.groupsUnreachable],
-    };
+    return consumerGroupFromWire(reply);
   }
 
   async listConsumerGroups(group: GroupLayout): Promise<ConsumerGroupList> {
@@ -174,16 +153,7 @@ export class GrpcForwarder implements ClusterForwarder {
       describeAttemptsMax,
       describeTimeoutMs,
     )) as unknown as ListConsumerGroupsResponse;
-    return {
-      consumerGroups: reply.consumerGroups.map((l) => ({
-        consumerGroup: l.consumerGroup,
-        topic: l.topic,
-        memberCount: l.memberCount,
-        committedQueueCount: l.committedQueueCount,
-      })),
-      groupsUnreachable: [...reply.groupsUnreachable],
-      truncated: reply.truncated,
-    };
+    return consumerGroupListFromWire(reply);
   }
 
   // ------------------------------------------------------------------ membership and leadership
