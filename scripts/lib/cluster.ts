@@ -10,6 +10,8 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as fromYaml, stringify as toYaml } from 'yaml';
 import { reservePorts, releasePorts } from './ports.js';
+import { loadClusterConfig } from '../../src/config/cluster.js';
+import { formatBrokerDirectory, formatNewGroups } from '../../src/rpc/storage-format.js';
 
 export { freePort, reservePorts, releasePorts } from './ports.js';
 
@@ -165,6 +167,9 @@ export class LocalCluster {
     };
     const file = join(dir, 'cluster.yaml');
     writeFileSync(file, toYaml(document));
+    // A new cluster's seed brokers are formatted now, as an operator would before the first start;
+    // a test that empties a broker's directory later restarts it as a replaced disk.
+    formatNewGroups(loadClusterConfig(file));
     const cluster = new this(dir, file);
     cluster.brokers.push(...brokers);
     cluster.ports.push(...ports);
@@ -178,9 +183,9 @@ export class LocalCluster {
   }
 
   /**
-   * Adds a broker to `group` in the cluster file with `joining: true` (it starts on an empty data
-   * directory and is not a seed voter; `mambamq replica add` makes it a member), on three newly
-   * reserved ports; starts nothing. Brokers already running keep the file they read.
+   * Adds a broker to `group` in the cluster file with `joining: true` (it starts on a newly
+   * formatted data directory and is not a seed voter; `mambamq replica add` makes it a member),
+   * on three newly reserved ports; starts nothing. Brokers already running keep the file they read.
    */
   async addBroker(group: string, id: string): Promise<BrokerProcess> {
     if (this.brokers.some((b) => b.id === id)) throw new Error(`broker ${id} exists`);
@@ -192,6 +197,8 @@ export class LocalCluster {
     if (!entry) throw new Error(`no group ${group}`);
     entry.brokers.push({ id, host, clientPort, peerPort, metricsPort, joining: true });
     writeFileSync(this.file, toYaml(document));
+    // A new broker gets a new identity: its directory is formatted, as the README's procedure says.
+    formatBrokerDirectory(loadClusterConfig(this.file), id);
     const broker: BrokerProcess = {
       id,
       group,

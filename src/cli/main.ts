@@ -118,6 +118,12 @@ cluster
   .action(async (options: { waitMs: number }, command: Command) => {
     const file = clusterFile(command);
     const config = loadClusterConfig(file);
+    const { formatNewGroups } = await import('../rpc/storage-format.js');
+    for (const outcome of formatNewGroups(config)) {
+      if (globals(command).json) continue;
+      if (outcome.formatted.length > 0) process.stderr.write(`group ${outcome.group} is new: formatted ${outcome.formatted.join(', ')}\n`);
+      else if (outcome.skipped !== null && outcome.skipped !== 'group has data') process.stderr.write(`group ${outcome.group}: ${outcome.skipped}\n`);
+    }
     const started = startBrokers(config, file);
     if (!globals(command).json)
       process.stderr.write(`started ${started.length ? started.join(', ') : 'nothing (all running)'}; logs in ${logFile(config, '<id>')}\n`);
@@ -148,6 +154,38 @@ cluster
   .action(async (_options: unknown, command: Command) => {
     clusterFile(command);
     await showStatus(command, false);
+  });
+
+const storage = program.command('storage').description("a broker's data directory: format a new one, show what one was formatted for (needs --cluster <file>)");
+storage
+  .command('format')
+  .description(
+    "format the data directories of a new group's brokers before their first start (never a replaced disk's: started unformatted, it joins as recovering and cannot repeat its old votes)",
+  )
+  .requiredOption('--broker <id...>', 'the brokers whose directories to format, e.g. --broker b1 b2 b3')
+  .action(async (options: { broker: string[] }, command: Command) => {
+    const config = loadClusterConfig(clusterFile(command));
+    const { formatBrokerDirectory } = await import('../rpc/storage-format.js');
+    const formats = options.broker.map((id) => formatBrokerDirectory(config, id));
+    print(
+      command,
+      { formatted: formats },
+      formats.map((f) => `formatted the directory of ${f.brokerId} (group ${f.group}, cluster ${f.cluster}): directory id ${f.directoryId}`).join('\n'),
+    );
+  });
+storage
+  .command('show')
+  .description("what a broker's data directory was formatted for (or that it never was)")
+  .requiredOption('--broker <id>', 'the broker, e.g. b1')
+  .action(async (options: { broker: string }, command: Command) => {
+    const config = loadClusterConfig(clusterFile(command));
+    const { describeBrokerDirectory } = await import('../rpc/storage-format.js');
+    const described = describeBrokerDirectory(config, options.broker);
+    const text =
+      described.format === null
+        ? `${options.broker}: ${described.unused ? 'empty and not formatted: it would start as a replaced disk (recovering)' : 'holds data from before format records (its identity is its stored votes)'}`
+        : `${options.broker}: formatted for broker ${described.format.brokerId} of group ${described.format.group}, cluster ${described.format.cluster}, directory id ${described.format.directoryId}, at ${new Date(described.format.formattedAtMs).toISOString()}${described.unused ? ' (never started)' : ''}`;
+    print(command, described, text);
   });
 
 program

@@ -48,6 +48,7 @@ import { DataDirLock } from './data-dir-lock.js';
 import { MetaStore, type LegacyMachineState } from './meta-store.js';
 import { LogRaftStorage, batchOfEntry, entryFromBatch } from './log-storage.js';
 import { PromiseFile, readPromiseFile } from './promise-file.js';
+import { checkDirectoryFormat, readDirectoryFormat } from './format.js';
 import { decodeSnapshotPayload, encodeSnapshotPayload, type SnapshotContent } from './snapshot-payload.js';
 import { SnapshotStore, snapshotsDirName } from './snapshot-store.js';
 import { answerFetchSnapshot, SnapshotFetcher, type FetchSnapshotRequest, type FetchSnapshotResponse } from './snapshot-transfer.js';
@@ -174,6 +175,8 @@ export interface ReplicaOptions {
   logger: Logger;
   observer?: ReplicaObserver;
   random?: () => number;
+  /** The cluster and group a formatted data directory must have been formatted for (its broker id is always checked). */
+  formatIdentity?: { cluster: string; group: string };
 }
 
 /** A snapshot transfer in progress on a follower, for status. */
@@ -220,7 +223,7 @@ const answerTypeOf: Partial<Record<Message['type'], Message['type']>> = {
 
 export class Replica {
   readonly id: ReplicaId;
-  /** Replaced once at most: when an identity-less replica learns that its group has history. */
+  /** Made again once the machine has replayed the stored log (start): the configuration in force. */
   private core: RaftCore;
   private transport: Transport | null = null;
   private machine: StateMachine | null = null;
@@ -275,12 +278,6 @@ export class Replica {
   private snapshotChunkReadsInflight = 0;
   /** After a capture the core could not take yet, the policy waits until then (no capture per apply). */
   private snapshotNotBeforeMs = 0;
-  /**
-   * Opened on an empty data directory (no epoch, vote, promise, log, snapshot or applied state):
-   * until it takes part in a new group's first election or learns that its group has history, it
-   * may be a replaced disk (issue 13.3; see noteGroupHistory).
-   */
-  private identityless: boolean;
 
   private constructor(
     private readonly options: ReplicaOptions,
@@ -291,13 +288,12 @@ export class Replica {
     private readonly lock: DataDirLock,
     private readonly promise: PromiseFile,
     private readonly snapshots: SnapshotStore,
-    opened: { snapshot: SnapshotContent | null; identityless: boolean },
+    opened: { snapshot: SnapshotContent | null },
   ) {
     this.id = options.id;
     this.appliedOffset = Math.max(meta.appliedOffset(), log.startOffset);
     // A snapshot below the log start (see snapshotView) has nothing to give the machine.
     this.openedSnapshot = storage.latestSnapshotMeta === null ? null : opened.snapshot;
-    this.identityless = opened.identityless && process.env.MAMBA_TEST_RECOVERING_RULE_OFF !== '1';
     this.core = this.newCore();
     this.fetcher = new SnapshotFetcher({
       store: snapshots,
@@ -364,16 +360,11 @@ export class Replica {
       // The promise file wins; a directory from before it has the promise of the last epoch or
       // vote change in the hard state, or none at all (the core then uses the commit mark).
       const promisePath = join(options.dataDir, promiseFileName);
-      const promisedOffset = readPromiseFile(promisePath)?.offset ?? hard.promisedOffset;
+      let promisedOffset = readPromiseFile(promisePath)?.offset ?? hard.promisedOffset;
       const promise = PromiseFile.open(promisePath, promisedOffset ?? 0);
-      const stored = meta;
-      const storage = new LogRaftStorage(
-        log,
-        { epoch: hard.epoch, votedFor: hard.votedFor, ...(promisedOffset !== undefined ? { promisedOffset } : {}) },
-        () => Math.max(stored.highWatermark(), stored.appliedOffset()),
-        snapshotView(log, snapshot?.meta ?? null, options.logger),
-      );
-      const identityless =
+      const format = readDirectoryFormat(options.dataDir);
+      if (format !== null) checkDirectoryFormat(options.dataDir, format, { brokerId: options.id, ...options.formatIdentity });
+      const empty =
         hard.epoch === 0 &&
         hard.votedFor === null &&
         (promisedOffset ?? 0) === 0 &&
@@ -381,7 +372,24 @@ export class Replica {
         latest === null &&
         meta.appliedOffset() === 0 &&
         meta.highWatermark() === 0;
-      return new Replica(options, log, meta, storage, lock, promise, snapshots, { snapshot, identityless });
+      if (empty && format === null && process.env.MAMBA_TEST_RECOVERING_RULE_OFF !== '1') {
+        // Issue 13.3, a replaced disk: what this broker promised and voted before is unknown.
+        // Stored before the core is made, so that it opens recovering (and stays so across a restart).
+        promise.storeSync(unknownMarkOffset);
+        promisedOffset = unknownMarkOffset;
+        options.logger.warn('replica.joining_as_recovering', {
+          reason: 'empty data directory that was never formatted (a replaced disk?): no vote until it holds the leader log',
+          hint: 'a new group formats its directories first (mambamq storage format)',
+        });
+      }
+      const stored = meta;
+      const storage = new LogRaftStorage(
+        log,
+        { epoch: hard.epoch, votedFor: hard.votedFor, ...(promisedOffset !== undefined ? { promisedOffset } : {}) },
+        () => Math.max(stored.highWatermark(), stored.appliedOffset()),
+        snapshotView(log, snapshot?.meta ?? null, options.logger),
+      );
+      return new Replica(options, log, meta, storage, lock, promise, snapshots, { snapshot });
     } catch (error) {
       snapshots?.close();
       if (log) await log.close().catch(() => undefined);
@@ -515,41 +523,8 @@ export class Replica {
   /** A message that needs no answer on its own call (answers to our requests). */
   deliver(message: Message): void {
     if (this.closed) return;
-    this.noteGroupHistory(message);
     this.core.step(message);
     this.pump();
-  }
-
-  /**
-   * Issue 13.3, a replaced disk: a replica opened on an empty data directory cannot tell a new
-   * group from one that lost nothing but this replica's disk, so it starts as an ordinary one (a
-   * new group needs all of its replicas to vote). The first message that shows the group has
-   * history (an epoch above ours, other than a vote or pre-vote for epoch 1 from an empty log,
-   * which only a new group's first election sends) makes it recovering before that message is
-   * stepped: the promise it made before the wipe is unknown, so it is stored as unknownMarkOffset
-   * (synchronously) and the core is made anew from that storage. It then grants no vote or
-   * pre-vote and never campaigns until it durably holds the whole log of the leader it follows
-   * (after a snapshot where the leader's log starts above 0). Taking part in the first election
-   * (an epoch of 1 or more stored) gives it an identity, as does recovering.
-   */
-  private noteGroupHistory(message: Message): void {
-    if (!this.identityless) return;
-    if (this.core.epoch > 0 || this.core.recovering) {
-      this.identityless = false;
-      return;
-    }
-    if (message.epoch <= this.core.epoch || firstElectionRequest(message)) return;
-    assert(!this.pumping, 'noteGroupHistory: inside a Ready');
-    this.identityless = false;
-    this.promise.storeSync(unknownMarkOffset);
-    this.storage.setHardState({ ...this.storage.hardState(), promisedOffset: unknownMarkOffset });
-    this.core = this.newCore();
-    this.options.logger.warn('replica.joining_as_recovering', {
-      reason: 'empty data directory in a group with history (a replaced disk?): no vote until it holds the leader log',
-      from: message.from,
-      messageType: message.type,
-      messageEpoch: message.epoch,
-    });
   }
 
   /**
@@ -559,7 +534,6 @@ export class Replica {
    */
   handle(request: Message, waitMsMax: number, channel: object | null = null): Promise<Message | null> {
     if (this.closed) return Promise.resolve(null);
-    this.noteGroupHistory(request);
     const answerType = answerTypeOf[request.type];
     if (!answerType) {
       this.deliver(request);
@@ -1420,10 +1394,4 @@ function snapshotView(log: SegmentLog, meta: SnapshotMeta | null, logger: Logger
 
 function sameSnapshot(left: SnapshotId, right: SnapshotId): boolean {
   return left.endOffset === right.endOffset && left.epoch === right.epoch;
-}
-
-/** The first election of a new group: a vote or pre-vote for epoch 1 from an empty log. */
-function firstElectionRequest(message: Message): boolean {
-  if (message.type !== 'PreVoteRequest' && message.type !== 'VoteRequest') return false;
-  return message.epoch === 1 && message.lastEpoch === 0 && message.lastOffset === 0;
 }

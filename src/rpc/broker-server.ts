@@ -56,6 +56,7 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     snapshotIntervalBytes: s.snapshotIntervalBytes,
     logger: log,
     observer: observe.metrics,
+    formatIdentity: { cluster: cluster.name, group: group.id },
   });
   const security = openBrokerSecurity(cluster, brokerId, s, log, securityMetrics(observe.metrics.registry));
   const forwarder = new GrpcForwarder(security.tls?.channel, security.signForward);

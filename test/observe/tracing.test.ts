@@ -3,6 +3,7 @@
 // the client's receive span, all in the producer's trace and parented through the W3C
 // traceparent stored with the message. Broker and client run in this process, each exporting
 // to an in-memory exporter.
+import { formatBrokerDirectory } from '../../src/rpc/storage-format.js';
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -36,6 +37,7 @@ before(async () => {
     `      - { id: b1, host: 127.0.0.1, clientPort: ${clientPort}, peerPort: ${peerPort}, metricsPort: ${metricsPort} }`,
   ].join('\n');
   const cluster = parseClusterConfig(text, 'tracing.yaml', dir);
+  formatBrokerDirectory(cluster, 'b1');
   running = await startBroker(cluster, 'b1', new Logger('b1', 'g1', () => {}), { spanExporter: brokerSpans });
   await waitFor('b1 to lead', 10_000, () => (running.replica.isLeader ? true : undefined));
   client = new MambaClient({ brokers: [`127.0.0.1:${clientPort}`], tracing: { spanExporter: clientSpans } });

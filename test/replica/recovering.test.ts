@@ -15,6 +15,7 @@ import { SegmentLog, encodeBatch, stampBatch, quarantineDirOf } from '../../src/
 import { DataDirLockedError } from '../../src/replica/data-dir-lock.js';
 import { Logger } from '../../src/replica/logger.js';
 import { PromiseFile } from '../../src/replica/promise-file.js';
+import { formatDataDirectory } from '../../src/replica/format.js';
 import { Replica, promiseFileName, type ReplicaOptions } from '../../src/replica/replica.js';
 import type { Message } from '../../src/raft/types.js';
 
@@ -86,6 +87,7 @@ test('recovering: a log ending below the stored promise grants and asks no vote,
 test('recovering: without a promise beyond its log a replica campaigns as usual (control)', async () => {
   const dataDir = fs.mkdtempSync(join(tmpdir(), 'mamba-recovering-'));
   try {
+    formatDataDirectory(dataDir, { cluster: 'c', group: 'g1', brokerId: 'b1' }); // a new group's replica
     const replica = await Replica.open(options(dataDir, []));
     const sent = await runFor(replica, 300);
     assert.equal(replica.status().recovering, false);

@@ -5,6 +5,7 @@
 // the high watermark and releases the produce waiters on the turn it arrives (DESIGN §4: a
 // Fetch at offset N tells the leader the follower durably holds everything below N); a stream's
 // next request supersedes its parked one, and the end of a stream drops it.
+import { formatDataDirectory } from '../../src/replica/format.js';
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -60,6 +61,7 @@ describe('replica: parked Fetches and the high watermark on the leader', { timeo
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'mamba-replica-fetch-'));
+    formatDataDirectory(dir, { cluster: 'c', group: 'g1', brokerId: 'b1' });
     replica = await Replica.open({
       id: 'b1',
       voters: ['b1', 'b2', 'b3'],

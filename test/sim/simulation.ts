@@ -22,12 +22,13 @@
 // Replaced disks (DESIGN §12, "an empty directory with no identity"): a replica on a new empty
 // disk (a fresh learner's, or a replaced one) in a group with history starts recovering with an
 // unknown promise (unknownPromisedOffset, stored before the core starts). The group's first start
-// is a bootstrap: those replicas know the group is new. This models the rule the driver should
-// have rather than today's (src/replica/replica.ts, noteGroupHistory: ordinary until a message of
-// a higher epoch, except the first election's requests): that one lets a replaced disk vote and
-// campaign before it hears such a message (seeds 16 and 1438 found a second vote in epoch 1 and
-// two leaders in epoch 1 with it). The checker keeps vote grants by replica id, so a grant before
-// the replacement and one after it are one replica's grants.
+// is a bootstrap: its directories were formatted (src/replica/format.ts), so those replicas know
+// the group is new; a replaced disk is never formatted. This is the driver's rule
+// (src/replica/replica.ts, open). The earlier rule (ordinary until a message of a higher epoch,
+// except the first election's requests) let a replaced disk vote and campaign before it heard
+// such a message: seeds 16 and 1438 found a second vote in epoch 1 and two leaders in epoch 1
+// with it. The checker keeps vote grants by replica id, so a grant before the replacement and one
+// after it are one replica's grants.
 
 // Snapshots (DESIGN §12, KIP-630). Each replica's state machine is a hash chain over the entries
 // it applied (checker.ts), rebuilt on start from its snapshot and the log. At random points a
