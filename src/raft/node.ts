@@ -423,6 +423,13 @@ export class RaftNode {
     for (const progress of this.progress.values()) sendBeginQuorumEpoch(this, progress);
   }
 
+  // A LeaderChange entry again, at the log end: a mark that other voters' Fetches must show they
+  // hold (a recovering run's start: replication.ts, votersFetchedSince). State machines skip it.
+  appendLeaderMark(): void {
+    assert(this.role === 'leader', 'appendLeaderMark: not the leader');
+    this.log.append({ epoch: this.epoch, offset: this.log.endOffset(), count: 1, type: EntryType.LeaderChange, payload: encodeLeaderChange(this.id) });
+  }
+
   resign(): void {
     this.clearRoleState();
     this.role = 'resigned';

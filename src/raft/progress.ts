@@ -12,10 +12,12 @@ export interface Progress {
   beginEpochSentTick: number | null; // when BeginQuorumEpoch was last sent
   // Request id of the latest Fetch that said the replica is recovering; null when it is not.
   recoveringRequestId: number | null;
-  // Tick of the first Fetch of its current recovering run seen by this leader; null when it is
-  // not recovering. Other voters' Fetches after it show they are at this epoch now (replication.ts,
-  // votersFetchedSince).
-  recoveringSinceTick: number | null;
+  // The leader's log end when it saw the first Fetch of this replica's current recovering run;
+  // null when it is not recovering. The leader appends an entry there at once, so another voter
+  // whose Fetch shows it holds that entry sent its Fetch after the run began: it is at this epoch
+  // now (replication.ts, votersFetchedSince). Causal, unlike a time: a Fetch delayed in the
+  // network cannot pass for a later one.
+  recoveringSinceOffset: number | null;
 }
 
 // How far past the last recovering Fetch's request id a Fetch may be and still belong to the same
@@ -23,7 +25,7 @@ export interface Progress {
 export const recoveringRequestIdWindow = 100_000;
 
 export function newProgress(id: ReplicaId): Progress {
-  return { id, matchedOffset: 0, lastFetchTick: null, beginEpochSentTick: null, recoveringRequestId: null, recoveringSinceTick: null };
+  return { id, matchedOffset: 0, lastFetchTick: null, beginEpochSentTick: null, recoveringRequestId: null, recoveringSinceOffset: null };
 }
 
 // A Fetch whose position the leader verified. From a replica that is not recovering the matched
@@ -31,39 +33,49 @@ export function newProgress(id: ReplicaId): Progress {
 // always safe). A recovering replica lost entries it had reported: it is counted at exactly the
 // offset it fetches from, lower than before if so (as KRaft lets a replica's end go back), and a
 // Fetch of its earlier incarnation (request id outside its current run) no longer counts.
-export function recordMatchedFetch(progress: Progress, fetchOffset: number, requestId: number, recovering: boolean, nowTick: number): void {
+// Returns true when the Fetch began a recovering run (the leader then marks its log: see Progress).
+export function recordMatchedFetch(
+  progress: Progress,
+  fetchOffset: number,
+  requestId: number,
+  recovering: boolean,
+  nowTick: number,
+  endOffset: number,
+): boolean {
   assert(Number.isInteger(fetchOffset) && fetchOffset >= 0, 'recordMatchedFetch: bad offset');
   recordContact(progress, nowTick);
   if (recovering) {
     progress.matchedOffset = fetchOffset;
-    recordRecovering(progress, requestId, nowTick);
-    return;
+    return recordRecovering(progress, requestId, endOffset);
   }
   if (progress.recoveringRequestId !== null) {
     const after = requestId - progress.recoveringRequestId;
-    if (after <= 0 || after > recoveringRequestIdWindow) return; // an earlier incarnation's Fetch
+    if (after <= 0 || after > recoveringRequestIdWindow) return false; // an earlier incarnation's Fetch
     progress.recoveringRequestId = null; // recovered: its Fetches now cover all it ever reported
-    progress.recoveringSinceTick = null;
+    progress.recoveringSinceOffset = null;
   }
   progress.matchedOffset = Math.max(progress.matchedOffset, fetchOffset);
+  return false;
 }
 
 // A Fetch that did not match our log. From a recovering replica it says nothing is verified: it
 // is counted at 0 until a Fetch matches (counting less is always safe).
-export function recordDivergingFetch(progress: Progress, requestId: number, recovering: boolean, nowTick: number): void {
+export function recordDivergingFetch(progress: Progress, requestId: number, recovering: boolean, nowTick: number, endOffset: number): boolean {
   recordContact(progress, nowTick);
-  if (!recovering) return;
+  if (!recovering) return false;
   progress.matchedOffset = 0;
-  recordRecovering(progress, requestId, nowTick);
+  return recordRecovering(progress, requestId, endOffset);
 }
 
 // A recovering Fetch. A run begins with the first one this leader sees, or with one whose request
-// id lies outside the window of the previous (another incarnation): its start tick moves then, so
+// id lies outside the window of the previous (another incarnation): its start mark moves then, so
 // what counted as later than it before no longer does (counting less is always safe).
-function recordRecovering(progress: Progress, requestId: number, nowTick: number): void {
+function recordRecovering(progress: Progress, requestId: number, endOffset: number): boolean {
   const previous = progress.recoveringRequestId;
-  if (previous === null || Math.abs(requestId - previous) > recoveringRequestIdWindow) progress.recoveringSinceTick = nowTick;
   progress.recoveringRequestId = requestId;
+  if (previous !== null && Math.abs(requestId - previous) <= recoveringRequestIdWindow) return false;
+  progress.recoveringSinceOffset = endOffset;
+  return true;
 }
 
 // Any Fetch in this epoch shows the replica is alive and follows us (check-quorum counts it).
@@ -72,9 +84,10 @@ export function recordContact(progress: Progress, nowTick: number): void {
   progress.lastFetchTick = nowTick;
 }
 
-// A Fetch of this epoch from a replica that is not recovering, received after `tick`.
-export function fetchedAfter(progress: Progress, tick: number): boolean {
-  return progress.recoveringRequestId === null && progress.lastFetchTick !== null && progress.lastFetchTick > tick;
+// A voter that is not recovering and holds the entry at `offset` (so its Fetch was sent after
+// the leader appended it).
+export function holdsEntryAt(progress: Progress, offset: number): boolean {
+  return progress.recoveringRequestId === null && progress.matchedOffset > offset;
 }
 
 export function fetchedWithin(progress: Progress, nowTick: number, windowTicks: number): boolean {

@@ -3,7 +3,7 @@
 
 import { assert } from '../assert.js';
 import { sendFetch, type RaftNode } from './node.js';
-import { beginEpochDue, fetchedAfter, fetchedWithin, recordDivergingFetch, recordMatchedFetch, type Progress } from './progress.js';
+import { beginEpochDue, fetchedWithin, holdsEntryAt, recordDivergingFetch, recordMatchedFetch, type Progress } from './progress.js';
 import { majorityOffset, quorumActive } from './quorum.js';
 import { assertSnapshotMetaValid, entryEnd } from './storage.js';
 import type { Entry, FetchRequest, FetchResponse, ReplicaId, SnapshotId, SnapshotMeta } from './types.js';
@@ -69,12 +69,12 @@ export function leaderHandleFetch(node: RaftNode, request: FetchRequest): void {
   const recovering = request.recovering === true;
   const verdict = fetchVerdict(node, request.fetchOffset, request.lastFetchedEpoch);
   if (verdict.kind !== 'valid') {
-    recordDivergingFetch(progress, request.requestId, recovering, node.tick);
+    if (recordDivergingFetch(progress, request.requestId, recovering, node.tick, node.log.endOffset())) node.appendLeaderMark();
     const answer = verdict.kind === 'snapshot' ? { snapshotNeeded: verdict.snapshot } : { divergingEpoch: verdict.diverging };
     answerFetch(node, request, { ...base, ...answer, highWatermark: node.highWatermark });
     return;
   }
-  recordMatchedFetch(progress, request.fetchOffset, request.requestId, recovering, node.tick);
+  if (recordMatchedFetch(progress, request.fetchOffset, request.requestId, recovering, node.tick, node.log.endOffset())) node.appendLeaderMark();
   maybeAdvanceHighWatermark(node);
   const bytesMax = Math.max(1, Math.min(request.bytesMax, node.config.fetchBytesMax));
   const entries = node.log.entries(request.fetchOffset, bytesMax);
@@ -130,9 +130,10 @@ export function countsForQuorum(node: RaftNode, progress: Progress): boolean {
 // vote), any voter that granted it that vote had epoch V before and fetched in e since: e >= V
 // (and if none did, nobody won V with it). So every epoch the old identity voted in is <= e; the
 // new one never votes below e, and in e only for L, who already leads e. Its votes from e + 1 on
-// are its first in those epochs. "Fetched after" is judged by L's tick: it presumes a Fetch is
-// not delivered later than the time a disk replacement and the first recovering Fetch take
-// (gRPC deadlines bound the age of a delivered request; the simulator's delays are a few ticks).
+// are its first in those epochs. "Fetched after" is causal: when the run begins L appends an
+// entry at its log end (appendLeaderMark), and a voter counts once a Fetch shows it holds that
+// entry, which it can only have asked for after L appended it (a Fetch delayed in the network
+// from before the replacement shows an offset at or below the mark).
 // Why every other voter and not a majority: with five voters, X may hold the old vote in V
 // while partitioned, having asked before the replacement; a majority that fetched from L in
 // e < V says nothing about X, and V is then open to a second winner that the new identity votes
@@ -144,11 +145,11 @@ export function countsForQuorum(node: RaftNode, progress: Progress): boolean {
 // e + 1 would lack that entry. The leader cannot tell an unknown promise from a known one on the
 // wire, so no recovering fetcher counts.
 function votersFetchedSince(node: RaftNode, progress: Progress): boolean {
-  const since = progress.recoveringSinceTick;
-  if (since === null) return false;
+  const mark = progress.recoveringSinceOffset;
+  if (mark === null) return false;
   for (const voter of node.voters) {
     if (voter === node.id || voter === progress.id) continue;
-    if (!fetchedAfter(node.progressOf(voter), since)) return false;
+    if (!holdsEntryAt(node.progressOf(voter), mark)) return false;
   }
   return true;
 }

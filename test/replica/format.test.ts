@@ -25,7 +25,10 @@ test('format: written once, read back, and a second format is refused naming the
     assert.equal(made.formattedAtMs, 1234);
     assert.match(made.directoryId, /^[0-9a-f-]{36}$/);
     assert.notEqual(formatDataDirectory(join(dir, '..', 'b2'), { ...identity, brokerId: 'b2' }).directoryId, made.directoryId, 'a new id per format');
-    assert.throws(() => formatDataDirectory(dir, identity), (error: Error) => error instanceof FormatError && /already formatted for broker b1/.test(error.message));
+    assert.throws(
+      () => formatDataDirectory(dir, identity),
+      (error: Error) => error instanceof FormatError && /already formatted for broker b1/.test(error.message),
+    );
     assert.deepEqual(
       fs.readdirSync(dir).filter((n) => n !== formatFileName),
       [],
@@ -43,7 +46,10 @@ test('format: a directory that holds data is refused; a lock file alone is no da
     assert.equal(dataDirectoryUnused(dir), true);
     fs.mkdirSync(join(dir, 'log'));
     assert.equal(dataDirectoryUnused(dir), false);
-    assert.throws(() => formatDataDirectory(dir, identity), (error: Error) => error instanceof FormatError && /holds data/.test(error.message));
+    assert.throws(
+      () => formatDataDirectory(dir, identity),
+      (error: Error) => error instanceof FormatError && /holds data/.test(error.message),
+    );
     assert.equal(readDirectoryFormat(dir), null, 'nothing written');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
@@ -62,10 +68,17 @@ test('format: a damaged record fails its checksum (any field changed), and is ne
       ['"c1"', '"c2"'],
     ] as const) {
       fs.writeFileSync(path, whole.replace(from, to));
-      assert.throws(() => readDirectoryFormat(dir), (error: Error) => error instanceof FormatError && /fails its checksum/.test(error.message), from);
+      assert.throws(
+        () => readDirectoryFormat(dir),
+        (error: Error) => error instanceof FormatError && /fails its checksum/.test(error.message),
+        from,
+      );
     }
     fs.writeFileSync(path, whole.slice(0, whole.length / 2));
-    assert.throws(() => readDirectoryFormat(dir), (error: Error) => error instanceof FormatError && /not valid JSON/.test(error.message));
+    assert.throws(
+      () => readDirectoryFormat(dir),
+      (error: Error) => error instanceof FormatError && /not valid JSON/.test(error.message),
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
