@@ -6,7 +6,9 @@
 // - lost: an acknowledged id that the leader does not store;
 // - duplicated: every extra copy of an id (acknowledged or of unknown outcome) in the leader's log;
 // - reordered: per queue, an acknowledged message stored at a lower offset than the one
-//   acknowledged before it (one sequential producer per queue, so ack order is send order);
+//   before it in the queue's promised order (`sequence`; the chaos workload has one sequential
+//   producer per queue, so there ack order is send order); messages with no order promise
+//   (`sequence` null) are left out;
 // - changed: (queue, offset) places whose value differs between replicas, between a read during
 //   the run and the final read, or from what the acknowledgement for that offset said;
 // - replicaShort: acknowledged ids a caught-up follower does not store;
@@ -141,7 +143,8 @@ function compareReplicas(replicas: CheckInput['replicas'], changedPlaces: Set<st
 function countReordered(acks: Acknowledgement[], stored: Map<string, { queue: number; offset: number }>, note: (text: string) => void): number {
   let reordered = 0;
   const previousByQueue = new Map<number, { id: string; offset: number }>();
-  for (const ack of [...acks].sort((a, b) => a.queue - b.queue || a.sequence - b.sequence)) {
+  const ordered = acks.filter((ack): ack is Acknowledgement & { sequence: number } => ack.sequence !== null);
+  for (const ack of ordered.sort((a, b) => a.queue - b.queue || a.sequence - b.sequence)) {
     const place = stored.get(ack.id);
     if (!place) continue;
     const previous = previousByQueue.get(ack.queue);

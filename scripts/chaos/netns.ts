@@ -1,12 +1,19 @@
-// Network partitions for chaos runs: each broker in its own network namespace, joined by a veth
-// pair to one bridge in the caller's namespace (where the workload and checker run), on a
-// private /24 this module picks and owns. iptables rules inside a broker's namespace cut it off.
-// Everything created here is removed by `destroy()`; namespaces and bridges left behind by an
-// earlier run that died (its pid is gone) are removed on the next `create()`.
+// Hosts on one machine, for chaos runs and the many-hosts test: each host (a broker, or a client
+// such as `c1`) in its own network namespace with its own address, joined by a veth pair to one
+// bridge in the caller's namespace, on a private /24 this module picks and owns. A host's
+// programs run under `ip netns exec` (`commandIn`), so their only way to the others is that
+// network. iptables rules inside a host's namespace cut it off.
+// Namespace and bridge names carry the creating process's pid, so parallel runs never share one.
+// Everything created here is removed by `destroy()`; namespaces, bridges and FORWARD rules left
+// behind by an earlier run that died (its pid is gone) are removed on the next `create()`.
 import { execFileSync } from 'node:child_process';
 
-const namePattern = /^mchaos(\d+)-(b\d+)$/;
+/** A host id: a letter and a number (b1..b6 brokers, c1 a client); it goes into interface names of at most 15 bytes. */
+const hostIdPattern = /^[a-z]\d{1,2}$/;
+const namePattern = /^mchaos(\d+)-([a-z]\d{1,2})$/;
 const bridgePattern = /^mchaos(\d+)br$/;
+/** The FORWARD rule `build()` adds when the chain's policy is not ACCEPT, as `iptables -S` prints it. */
+const forwardRulePattern = /^-A FORWARD -i (mchaos(\d+)br) -o mchaos\2br -j ACCEPT$/;
 const subnetSecondOctet = 213;
 
 function run(command: string, args: string[]): string {
@@ -63,7 +70,7 @@ function hasIptables(): boolean {
   }
 }
 
-/** Removes namespaces and bridges named by this module whose creating process is gone. */
+/** Removes namespaces, bridges and FORWARD rules named by this module whose creating process is gone. */
 function removeLeftovers(): void {
   for (const line of run('ip', ['netns', 'list']).split('\n')) {
     const match = namePattern.exec(line.split(' ')[0] ?? '');
@@ -73,6 +80,10 @@ function removeLeftovers(): void {
     const name = (line.split(': ')[1] ?? '').split('@')[0] ?? '';
     const match = bridgePattern.exec(name);
     if (match && !processAlive(Number(match[1]))) runQuietly('ip', ['link', 'del', name]);
+  }
+  for (const line of run('iptables', ['-w', '-S', 'FORWARD']).split('\n')) {
+    const match = forwardRulePattern.exec(line.trim());
+    if (match && !processAlive(Number(match[2]))) runQuietly('iptables', ['-w', '-D', 'FORWARD', '-i', match[1]!, '-o', match[1]!, '-j', 'ACCEPT']);
   }
 }
 
@@ -93,15 +104,19 @@ export class NamespaceNetwork {
   private destroyed = false;
 
   private constructor(
-    private readonly brokerIds: string[],
+    private readonly hostIds: string[],
     private readonly prefix: string,
     private readonly bridge: string,
   ) {}
 
-  static create(brokerIds: string[]): NamespaceNetwork {
+  /** One namespace per id (brokers and clients alike), addresses .10, .11, ... in the order given. */
+  static create(hostIds: string[]): NamespaceNetwork {
+    const bad = hostIds.find((id) => !hostIdPattern.test(id));
+    if (bad !== undefined) throw new Error(`host id "${bad}" is not a letter and one or two digits`);
+    if (new Set(hostIds).size !== hostIds.length) throw new Error(`host ids repeat: ${hostIds.join(', ')}`);
     removeLeftovers();
     const prefix = pickSubnet();
-    const network = new NamespaceNetwork(brokerIds, prefix, `mchaos${process.pid}br`);
+    const network = new NamespaceNetwork(hostIds, prefix, `mchaos${process.pid}br`);
     try {
       network.build();
     } catch (error) {
@@ -125,6 +140,12 @@ export class NamespaceNetwork {
     return { host: this.hostOf(id), namespace: this.namespaceOf(id) };
   }
 
+  /** `command args` as run inside host `id`'s namespace (`ip netns exec` execs it in place: same pid). */
+  commandIn(id: string, command: string, args: string[]): { command: string; args: string[] } {
+    this.hostOf(id);
+    return { command: 'ip', args: ['netns', 'exec', this.namespaceOf(id), command, ...args] };
+  }
+
   private build(): void {
     run('ip', ['link', 'add', this.bridge, 'type', 'bridge']);
     run('ip', ['addr', 'add', `${this.prefix}1/24`, 'dev', this.bridge]);
@@ -134,7 +155,7 @@ export class NamespaceNetwork {
       run('iptables', ['-w', '-I', 'FORWARD', '-i', this.bridge, '-o', this.bridge, '-j', 'ACCEPT']);
       this.forwardRuleAdded = true;
     }
-    this.brokerIds.forEach((id, index) => {
+    this.hostIds.forEach((id, index) => {
       const namespace = this.namespaceOf(id);
       const outside = `mc${process.pid % 100_000}${id}h`;
       const inside = `mc${process.pid % 100_000}${id}n`;
@@ -149,7 +170,7 @@ export class NamespaceNetwork {
       this.hosts.set(id, host);
     });
     // A rule that changes nothing proves iptables works inside a namespace before a run relies on it.
-    this.iptables(this.brokerIds[0]!, ['-A', 'INPUT', '-s', `${this.prefix}254`, '-j', 'ACCEPT']);
+    this.iptables(this.hostIds[0]!, ['-A', 'INPUT', '-s', `${this.prefix}254`, '-j', 'ACCEPT']);
     this.heal();
   }
 
@@ -171,9 +192,9 @@ export class NamespaceNetwork {
     }
   }
 
-  /** Removes every rule in every broker namespace. */
+  /** Removes every rule in every host's namespace. */
   heal(): void {
-    for (const id of this.brokerIds) {
+    for (const id of this.hostIds) {
       this.iptables(id, ['-F', 'INPUT']);
       this.iptables(id, ['-F', 'OUTPUT']);
     }
@@ -183,7 +204,7 @@ export class NamespaceNetwork {
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    for (const id of this.brokerIds) runQuietly('ip', ['netns', 'del', this.namespaceOf(id)]);
+    for (const id of this.hostIds) runQuietly('ip', ['netns', 'del', this.namespaceOf(id)]);
     runQuietly('ip', ['link', 'del', this.bridge]);
     if (this.forwardRuleAdded) runQuietly('iptables', ['-w', '-D', 'FORWARD', '-i', this.bridge, '-o', this.bridge, '-j', 'ACCEPT']);
   }

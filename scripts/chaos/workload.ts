@@ -19,8 +19,12 @@ export interface Acknowledgement {
   queue: number;
   offset: number;
   id: string;
-  /** Position in this queue's acknowledgement order (0, 1, 2, ...). */
-  sequence: number;
+  /**
+   * Position in the order this queue was promised to keep (0, 1, 2, ...): here the order of
+   * acknowledgements of the one sequential producer per queue. Null for a message that carries no
+   * order promise (sent round-robin, the queue chosen by the SDK): only its place is checked.
+   */
+  sequence: number | null;
   atMs: number;
 }
 

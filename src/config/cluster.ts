@@ -28,6 +28,11 @@ import { defaultAlertSettings, defaultTracingSettings, readAlerts, readTracing, 
 
 const MiB = 1024 * 1024;
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+/**
+ * A broker's host: a DNS name or an IPv4 address, what clients and other brokers write before
+ * `:port` (the SDK takes `host:port` with no colon in the host, so an IPv6 address cannot be one).
+ */
+const hostPattern = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*$/;
 
 export interface BrokerSettings {
   flush: FlushPolicy;
@@ -224,7 +229,7 @@ function readBroker(value: unknown, where: Where, group: string, dataDir: string
   const fields = readObject(value, where);
   rejectUnknownKeys(fields, ['id', 'host', 'clientPort', 'peerPort', 'metricsPort', 'dataDir', 'settings', 'joining'], where);
   const id = readString(fields.id, at(where, 'id'), idPattern);
-  const host = readString(fields.host, at(where, 'host'));
+  const host = readHost(fields.host, at(where, 'host'));
   const port = (key: string): number => readInteger(fields[key], at(where, key), 1, 65535);
   const brokerDataDir = fields.dataDir === undefined ? resolve(dataDir, id) : resolve(dataDir, readString(fields.dataDir, at(where, 'dataDir')));
   const own = fields.settings === undefined ? settings : readSettings(fields.settings, at(where, 'settings'), settings);
@@ -241,6 +246,13 @@ function readBroker(value: unknown, where: Where, group: string, dataDir: string
   };
 }
 
+function readHost(value: unknown, where: Where): string {
+  const host = readString(value, where);
+  if (!hostPattern.test(host)) fail(where, `"${host}" is not a host name or IPv4 address (no port; IPv6 addresses are not supported)`);
+  return host;
+}
+
+/** Broker ids are unique, and so is every host:port (brokers on different hosts may share port numbers). */
 function checkUnique(groups: GroupConfig[], where: Where): void {
   const ids = new Set<string>();
   const endpoints = new Map<string, string>();

@@ -85,6 +85,34 @@ describe('chaos checker', () => {
     assert.equal(findings.changed, 2); // a1 and a2 are not at the offsets their acks named
   });
 
+  it('checks the order only of messages promised one; a round-robin message (no sequence) is checked for its place alone', () => {
+    // r1 was acknowledged after r0 at a lower offset: round-robin messages promise no order.
+    const observation = { values: new Map<string, string>(), changed: [], readCount: 0 };
+    const roundRobin: Acknowledgement[] = [
+      { queue: 0, offset: 3, id: 'r0', sequence: null, atMs: 1005 },
+      { queue: 0, offset: 1, id: 'r1', sequence: null, atMs: 1020 },
+    ];
+    const inOrder = countFindings(
+      history({
+        acks: [{ queue: 0, offset: 0, id: 'a0', sequence: 0, atMs: 1000 }, { queue: 0, offset: 2, id: 'a1', sequence: 1, atMs: 1010 }, ...roundRobin],
+        replicas: [{ id: 'b1', queues: [['a0', 'r1', 'a1', 'r0'], []] }],
+        observation,
+      }),
+    );
+    assert.deepEqual([inOrder.reordered, inOrder.changed, inOrder.lost], [0, 0, 0]);
+    const swapped = countFindings(
+      history({
+        acks: [{ queue: 0, offset: 2, id: 'a0', sequence: 0, atMs: 1000 }, { queue: 0, offset: 0, id: 'a1', sequence: 1, atMs: 1010 }, ...roundRobin],
+        replicas: [{ id: 'b1', queues: [['a1', 'r1', 'a0', 'r0'], []] }],
+        observation,
+      }),
+    );
+    assert.deepEqual([swapped.reordered, swapped.changed, swapped.lost], [1, 0, 0]);
+    assert.match(swapped.examples.join('\n'), /reordered: a1 stored at 0:0, before a0/);
+    const misplaced = countFindings(history({ acks: roundRobin, replicas: [{ id: 'b1', queues: [['a0', 'r0', 'a1', 'r1'], []] }], observation }));
+    assert.deepEqual([misplaced.reordered, misplaced.changed, misplaced.lost], [0, 2, 0]);
+  });
+
   it('counts an offset whose value differs across replicas or since a read during the run', () => {
     const findings = countFindings(
       history({

@@ -58,6 +58,31 @@ test('refusals name the source, the key path and what fits', () => {
   }
 });
 
+test('brokers on different hosts may listen on the same ports; one host:port twice is refused', () => {
+  const onHosts = (hosts: string[]): string =>
+    `cluster: c1\ngroups:\n  - id: g1\n    brokers:\n${hosts.map((host, i) => `      - { id: b${i + 1}, host: ${host}, clientPort: 7101, peerPort: 7201, metricsPort: 7301 }`).join('\n')}\n`;
+  const config = parse(onHosts(['10.0.0.1', 'mamba_b2', 'broker-3.mamba.example']));
+  assert.deepEqual(
+    config.groups[0]!.brokers.map((b) => `${b.host}:${b.clientPort}`),
+    ['10.0.0.1:7101', 'mamba_b2:7101', 'broker-3.mamba.example:7101'],
+  );
+  assert.throws(
+    () => parse(onHosts(['10.0.0.1', '10.0.0.2', '10.0.0.1'])),
+    /groups\[0\]\.brokers\[2\]\.clientPort: 10\.0\.0\.1:7101 is already taken by b1\.clientPort/,
+  );
+});
+
+test('a host that clients could not dial as host:port is refused, naming the key', () => {
+  for (const host of ['10.0.0.1:7101', '"::1"', '"[::1]"', '"broker one"', '-broker', 'broker.', 'a..b']) {
+    const text = `cluster: c1\ngroups:\n  - id: g1\n    brokers:\n      - { id: b1, host: ${host}, clientPort: 7101, peerPort: 7201, metricsPort: 7301 }\n`;
+    assert.throws(
+      () => parse(text),
+      (e: Error) => e instanceof ConfigError && /^cluster\.yaml: groups\[0\]\.brokers\[0\]\.host: ".*" is not a host name or IPv4 address/.test(e.message),
+      host,
+    );
+  }
+});
+
 test('an unreadable file is refused with the file name and the system reason', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mamba-config-'));
   try {
