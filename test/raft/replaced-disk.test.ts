@@ -112,3 +112,63 @@ test('replaced disk, broken rule (test only): it recovers from a leader whose lo
   run(group, 8);
   assert.equal(group.core('b2').recovering, false);
 });
+
+// The two-leader form of the stale-leader gap, step by step: b1 leads epoch 1 and is cut off; one
+// of b2, b3 wins epoch 2 with the other's vote; the voter's disk is replaced; b1 (stepped down,
+// still at epoch 1) then hears only the new disk. If it voted, b1 would win epoch 2 too: two of
+// three is a majority, and the vote the old disk gave in epoch 2 is forgotten. Leaders are recorded per epoch on
+// every tick.
+function twoLeaderScenario(rule: 'on' | 'off'): Map<number, Set<string>> {
+  const group = new Group(['b1', 'b2', 'b3'], rule === 'off' ? { recoveringRuleDisabled: true } : {});
+  const leaders = new Map<number, Set<string>>();
+  const note = (): void => {
+    for (const [id] of group.nodes) {
+      const core = group.core(id);
+      if (core.role === 'leader') leaders.set(core.epoch, (leaders.get(core.epoch) ?? new Set()).add(id));
+    }
+  };
+  const runNoting = (ticks: number): void => {
+    for (let tick = 0; tick < ticks; tick += 1) {
+      for (const id of group.nodes.keys()) group.tick(id);
+      group.settle();
+      note();
+    }
+  };
+  group.elect('b1');
+  for (const value of ['v0', 'v1']) assert.ok(group.core('b1').propose(encoder.encode(value), 1).ok);
+  group.drain('b1');
+  group.replicate(10);
+  note();
+  group.filter = isolated('b1');
+  // b2's clock runs twice as fast, so the two do not split every vote (no jitter in these tests).
+  for (let round = 0; round < 200 && !leaders.has(2); round += 1) {
+    group.tick('b2', 2);
+    group.tick('b3');
+    group.settle();
+    note();
+  }
+  const winner = [...(leaders.get(2) ?? [])][0];
+  assert.ok(winner === 'b2' || winner === 'b3', 'b2 or b3 wins epoch 2');
+  const voter = winner === 'b2' ? 'b3' : 'b2';
+  assert.equal(group.core(voter).status().votedFor, winner, `${voter}'s old disk voted for ${winner} in epoch 2`);
+  runNoting(40); // b1, cut off, steps down (check-quorum) and cannot win a pre-vote alone
+  assert.notEqual(group.core('b1').role, 'leader');
+  assert.equal(group.core('b1').epoch, 1, 'pre-votes do not raise the epoch');
+  // The voter's disk is replaced: with the rule, the driver stores an unknown promise before the core starts.
+  const storage = new MemoryStorage();
+  if (rule === 'on') storage.setHardState({ epoch: 0, votedFor: null, promisedOffset: unknownPromisedOffset });
+  group.restart(voter, storage);
+  group.drain(voter);
+  group.filter = isolated(winner);
+  runNoting(80);
+  return leaders;
+}
+
+test("replaced disk, two leaders in one epoch (the stale-leader gap): a stale candidate cannot win with the new disk's vote; with the rule off it does (control)", () => {
+  const withRule = twoLeaderScenario('on');
+  for (const [epoch, ids] of withRule) assert.equal(ids.size, 1, `epoch ${epoch}: leaders ${[...ids].join(', ')}`);
+  assert.equal(withRule.get(2)?.has('b1'), false);
+
+  const without = twoLeaderScenario('off');
+  assert.equal(without.get(2)?.size, 2, `without the rule b1 wins epoch 2 as well: leaders ${[...(without.get(2) ?? [])].join(', ')}`);
+});
