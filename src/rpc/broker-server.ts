@@ -97,13 +97,14 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     (id) => replica.membership.endpoints.find((m) => m.id === id)?.peerAddress ?? null,
   );
   const insecure = grpc.ServerCredentials.createInsecure();
-  const peerListening = await listen(peerServer, security.tls?.peerServer ?? insecure, config.host, config.peerPort, null);
-  const clientListening = await listen(clientServer, security.tls?.clientServer ?? insecure, config.host, config.clientPort, security.limiter);
+  const peerListening = await listen(peerServer, security.tls?.peerServer ?? insecure, config.listenHost, config.peerPort, null);
+  const clientListening = await listen(clientServer, security.tls?.clientServer ?? insecure, config.listenHost, config.clientPort, security.limiter);
   replica.start(broker, peers);
   await observe.start(broker, replica);
   log.info('broker.started', {
     client: `${config.host}:${config.clientPort}`,
     peer: `${config.host}:${config.peerPort}`,
+    ...(config.listenHost !== config.host ? { listenHost: config.listenHost } : {}),
     dataDir: config.dataDir,
     flush: s.flush.mode,
     tls: security.tls !== null,

@@ -88,3 +88,67 @@ test('snapshot policy and consumer offset reset: defaults, overrides per broker,
     );
   }
 });
+
+/** A one-group file whose brokers' entries are given whole (host, listenHost...), with `top` above `groups:`. */
+const hostsFile = (entries: string[], top = ''): string =>
+  `cluster: c1\n${top}groups:\n  - id: g1\n    brokers:\n${entries.map((e, i) => `      - { id: b${i + 1}, ${e}, clientPort: 7101, peerPort: 7201, metricsPort: 7301 }`).join('\n')}\n`;
+
+test('host: DNS names (a pod under its headless service) and IPv4 addresses are accepted; listenHost defaults to host', () => {
+  const names = [
+    'mamba-g1-0.mamba-g1.mamba.svc.cluster.local',
+    'mamba-g1-1.mamba-g1.mamba.svc.cluster.local.', // fully qualified, with the root's dot
+    'localhost',
+  ];
+  const config = parse(hostsFile(names.map((n) => `host: ${n}`)));
+  const brokers = config.groups[0]!.brokers;
+  assert.deepEqual(
+    brokers.map((b) => b.host),
+    names,
+  );
+  assert.deepEqual(
+    brokers.map((b) => b.listenHost),
+    names,
+    'without listenHost a broker binds to the address it is dialled at',
+  );
+  // The same ports on three hosts are three endpoints.
+  assert.deepEqual(
+    brokers.map((b) => b.clientPort),
+    [7101, 7101, 7101],
+  );
+  assert.equal(parse(hostsFile(['host: 10.1.2.3', 'host: 10.1.2.4', 'host: 10.1.2.5'])).groups[0]!.brokers[2]!.host, '10.1.2.5');
+});
+
+test('listenHost: given at the top level for every broker, overridden per broker', () => {
+  const brokers = parse(hostsFile(['host: a.example', 'host: b.example, listenHost: "::"', 'host: c.example, listenHost: c.example'], 'listenHost: 0.0.0.0\n'))
+    .groups[0]!.brokers;
+  assert.deepEqual(
+    brokers.map((b) => [b.host, b.listenHost]),
+    [
+      ['a.example', '0.0.0.0'],
+      ['b.example', '::'],
+      ['c.example', 'c.example'],
+    ],
+  );
+});
+
+test('host and listenHost refusals name the key and say what fits', () => {
+  const rows: Array<[string, RegExp]> = [
+    [hostsFile(['host: 0.0.0.0']), /groups\[0\]\.brokers\[0\]\.host: 0\.0\.0\.0 cannot be dialled: .*listenHost/],
+    [hostsFile(['host: "::1"']), /brokers\[0\]\.host: "::1" is an IPv6 address: give a DNS name/],
+    [hostsFile(['host: 10.0.0.300']), /brokers\[0\]\.host: "10\.0\.0\.300" is neither an IPv4 address nor a DNS name/],
+    [hostsFile(['host: under_score.example']), /brokers\[0\]\.host: "under_score\.example" is neither/],
+    [hostsFile(['host: -lead.example']), /brokers\[0\]\.host: "-lead\.example" is neither/],
+    [hostsFile(['host: "a..b"']), /brokers\[0\]\.host: "a\.\.b" is neither/],
+    [hostsFile([`host: ${'a'.repeat(64)}.example`]), /brokers\[0\]\.host: "a{64}\.example" is neither/],
+    [hostsFile(['host: "127.0.0.1:7101"']), /brokers\[0\]\.host: "127\.0\.0\.1:7101" is neither/],
+    [hostsFile(['host: a.example, listenHost: "*"']), /brokers\[0\]\.listenHost: "\*" is neither an IP address nor a DNS name/],
+    [hostsFile(['host: a.example'], 'listenHost: ""\n'), /^cluster\.yaml: listenHost: must be a non-empty string/],
+  ];
+  for (const [text, message] of rows) {
+    assert.throws(
+      () => parse(text),
+      (e: Error) => e instanceof ConfigError && message.test(e.message),
+      `${text} → ${message}`,
+    );
+  }
+});
