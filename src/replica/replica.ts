@@ -281,6 +281,10 @@ export class Replica {
    * may be a replaced disk (issue 13.3; see noteGroupHistory).
    */
   private identityless: boolean;
+  /** When start() ran (ms), null before: the state machine is restored and the replica ticks. */
+  private startedAtMs: number | null = null;
+  /** When the last FetchResponse without error arrived from the leader this replica follows (performance.now() ms). */
+  private leaderFetchAnsweredAtMs: number | null = null;
 
   private constructor(
     private readonly options: ReplicaOptions,
@@ -433,6 +437,7 @@ export class Replica {
     this.retentionTimer.unref();
     this.persistTimer = setInterval(() => this.persistApplied(), 1000);
     this.persistTimer.unref();
+    this.startedAtMs = Date.now();
     this.options.logger.info('replica.started', {
       startOffset: this.log.startOffset,
       endOffset: this.log.endOffset,
@@ -518,6 +523,9 @@ export class Replica {
     this.noteGroupHistory(message);
     this.core.step(message);
     this.pump();
+    // After the pump: an answer from a new leader made this replica its follower in that pump.
+    if (message.type === 'FetchResponse' && message.error === undefined && this.role === 'follower' && message.from === this.leaderId)
+      this.leaderFetchAnsweredAtMs = performance.now();
   }
 
   /**
@@ -1279,6 +1287,21 @@ export class Replica {
 
   get currentEpoch(): number {
     return this.epoch;
+  }
+
+  /** True once start() ran (the state machine is restored and the replica ticks) and until close(). */
+  get started(): boolean {
+    return this.startedAtMs !== null && !this.closed;
+  }
+
+  /**
+   * When this replica last had an answer without error to a Fetch from the leader it follows, on
+   * the monotonic clock (performance.now() ms, so a wall-clock step changes nothing), or null if
+   * never: how /readyz tells a follower that replicates from one that lost its leader (the core's
+   * own election timer counts ticks, not time).
+   */
+  get lastLeaderFetchAnswerAtMs(): number | null {
+    return this.leaderFetchAnsweredAtMs;
   }
 
   /** The log end this replica counts as its own copy (see durableEnd). */
