@@ -6,6 +6,7 @@
 // image's own command line (ENTRYPOINT + CMD, the id from MAMBA_BROKER_ID) starts a broker from
 // this checkout's files laid out as in the image, its HEALTHCHECK command passes while it runs,
 // SIGTERM (docker stop) ends it with exit code 0, and the HEALTHCHECK fails once it is gone.
+// The example cluster file for containers (deploy/docker/cluster.yaml) fits the image.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -14,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { contextAdmits, copyOf, execForm, readDockerfile, repoRoot, type Stage } from './dockerfile.js';
 import { releasePorts, reservePorts, waitFor } from '../../scripts/lib/cluster.js';
+import { parseClusterConfig } from '../../src/config/cluster.js';
 
 const stages = readDockerfile();
 const ignoreText = readFileSync(join(repoRoot, '.dockerignore'), 'utf8');
@@ -73,6 +75,21 @@ test('runtime stage: numeric non-root user, what the broker needs from the build
   assert.deepEqual(execForm(args(runtime, 'CMD')[0] ?? ''), ['broker', '--cluster', '/etc/mamba/cluster.yaml']);
   const health = args(runtime, 'HEALTHCHECK')[0] ?? '';
   assert.match(health, /\/healthz/);
+});
+
+test("deploy/docker/cluster.yaml parses with the broker's loader and uses the image's ports, volume and health check port", () => {
+  const runtime = stages[stages.length - 1]!;
+  const cluster = parseClusterConfig(readFileSync(join(repoRoot, 'deploy', 'docker', 'cluster.yaml'), 'utf8'), 'deploy/docker/cluster.yaml', '/');
+  const exposed = args(runtime, 'EXPOSE').join(' ').split(/\s+/).map(Number);
+  const brokers = cluster.groups.flatMap((g) => g.brokers);
+  assert.equal(brokers.length, 3);
+  for (const b of brokers) {
+    assert.deepEqual([b.clientPort, b.peerPort, b.metricsPort], exposed, `${b.id} uses the exposed ports`);
+    assert.equal(b.metricsPort, Number(imageEnv().MAMBA_METRICS_PORT), `${b.id}: the HEALTHCHECK asks its metrics port`);
+    assert.equal(b.listenHost, '0.0.0.0', `${b.id} binds all addresses (the HEALTHCHECK asks 127.0.0.1)`);
+    assert.equal(b.host, `mamba-${b.id}`, `${b.id} is dialled at its container's name`);
+    assert.equal(b.dataDir, `/var/lib/mamba/${b.id}`, `${b.id} keeps its data in the volume`);
+  }
 });
 
 /** The image's environment (ENV lines of the runtime stage). */
