@@ -281,8 +281,8 @@ export class Replica {
    * may be a replaced disk (issue 13.3; see noteGroupHistory).
    */
   private identityless: boolean;
-  /** When start() ran (ms), null before: the state machine is restored and the replica ticks. */
-  private startedAtMs: number | null = null;
+  /** start() ran: the state machine is restored and the replica ticks. */
+  private hasStarted = false;
   /** When the last FetchResponse without error arrived from the leader this replica follows (performance.now() ms). */
   private leaderFetchAnsweredAtMs: number | null = null;
 
@@ -437,7 +437,7 @@ export class Replica {
     this.retentionTimer.unref();
     this.persistTimer = setInterval(() => this.persistApplied(), 1000);
     this.persistTimer.unref();
-    this.startedAtMs = Date.now();
+    this.hasStarted = true;
     this.options.logger.info('replica.started', {
       startOffset: this.log.startOffset,
       endOffset: this.log.endOffset,
@@ -1291,7 +1291,7 @@ export class Replica {
 
   /** True once start() ran (the state machine is restored and the replica ticks) and until close(). */
   get started(): boolean {
-    return this.startedAtMs !== null && !this.closed;
+    return this.hasStarted && !this.closed;
   }
 
   /**
