@@ -88,7 +88,8 @@ function positiveInt(name: string) {
 program
   .command('broker')
   .description('run one broker of a cluster file in the foreground (needs --cluster <file>; logs: one JSON object a line on stdout)')
-  .requiredOption('--id <id>', "this broker's id in the cluster file, e.g. b1")
+  // A container takes the id from its environment (the image's command names no broker).
+  .addOption(new Option('--id <id>', "this broker's id in the cluster file, e.g. b1").env('MAMBA_BROKER_ID').makeOptionMandatory())
   .action(async (options: { id: string }, command: Command) => {
     const { startBroker } = await import('../rpc/broker-server.js');
     const running = await startBroker(loadClusterConfig(clusterFile(command)), options.id);

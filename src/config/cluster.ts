@@ -1,6 +1,7 @@
 // Cluster files (YAML or JSON): the groups, their brokers and the broker settings.
 // Settings are given once for the cluster under `settings:` and may be overridden per broker
 // (a broker entry's own `settings:`), e.g. to run one broker with `flush: { mode: sync }`.
+import { isIP, isIPv4 } from 'node:net';
 import { isAbsolute, resolve } from 'node:path';
 import {
   at,
@@ -28,11 +29,6 @@ import { defaultAlertSettings, defaultTracingSettings, readAlerts, readTracing, 
 
 const MiB = 1024 * 1024;
 const idPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-/**
- * A broker's host: a DNS name or an IPv4 address, what clients and other brokers write before
- * `:port` (the SDK takes `host:port` with no colon in the host, so an IPv6 address cannot be one).
- */
-const hostPattern = /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*$/;
 
 export interface BrokerSettings {
   flush: FlushPolicy;
@@ -68,7 +64,10 @@ export interface BrokerSettings {
 export interface BrokerConfig {
   id: string;
   group: string;
+  /** The address other brokers and clients dial: an IPv4 address or a DNS name (a pod's stable name). */
   host: string;
+  /** The address the broker's sockets bind to: `host` unless `listenHost` says otherwise (0.0.0.0 in a container). */
+  listenHost: string;
   clientPort: number;
   peerPort: number;
   metricsPort: number;
@@ -199,44 +198,56 @@ export function parseClusterConfig(text: string, source: string, baseDir: string
   const document = parseDocument(text, source);
   const where: Where = { source, path: '' };
   const top = readObject(document, where);
-  rejectUnknownKeys(top, ['cluster', 'dataDir', 'settings', 'security', 'groups'], where);
+  rejectUnknownKeys(top, ['cluster', 'dataDir', 'listenHost', 'settings', 'security', 'groups'], where);
   const name = readString(top.cluster, at(where, 'cluster'), idPattern);
   const dataDirText = top.dataDir === undefined ? './data' : readString(top.dataDir, at(where, 'dataDir'));
   const dataDir = isAbsolute(dataDirText) ? dataDirText : resolve(baseDir, dataDirText);
+  const listenHost = top.listenHost === undefined ? null : readListenHost(top.listenHost, at(where, 'listenHost'));
   const settings = top.settings === undefined ? defaultBrokerSettings : readSettings(top.settings, at(where, 'settings'), defaultBrokerSettings);
   const groupsWhere = at(where, 'groups');
   const groupList = readArray(top.groups, groupsWhere);
   if (groupList.length === 0) fail(groupsWhere, 'must name at least one group');
-  const groups = groupList.map((g, i) => readGroup(g, at(groupsWhere, i), dataDir, settings));
+  const groups = groupList.map((g, i) => readGroup(g, at(groupsWhere, i), { dataDir, listenHost, settings }));
   checkUnique(groups, where);
   const security = top.security === undefined ? noSecurity : readSecurity(top.security, at(where, 'security'), baseDir);
   return { name, source, groups, security };
 }
 
-function readGroup(value: unknown, where: Where, dataDir: string, settings: BrokerSettings): GroupConfig {
+/** What the top level of the file gives every broker unless its own entry says otherwise. */
+interface BrokerDefaults {
+  dataDir: string;
+  /** null: each broker binds to its own host. */
+  listenHost: string | null;
+  settings: BrokerSettings;
+}
+
+function readGroup(value: unknown, where: Where, defaults: BrokerDefaults): GroupConfig {
   const fields = readObject(value, where);
   rejectUnknownKeys(fields, ['id', 'brokers'], where);
   const id = readString(fields.id, at(where, 'id'), idPattern);
   const brokersWhere = at(where, 'brokers');
   const list = readArray(fields.brokers, brokersWhere);
   if (list.length < 1 || list.length > 7) fail(brokersWhere, `a group has 1 to 7 brokers (3 is the norm), got ${list.length}`);
-  const brokers = list.map((b, i) => readBroker(b, at(brokersWhere, i), id, dataDir, settings));
+  const brokers = list.map((b, i) => readBroker(b, at(brokersWhere, i), id, defaults));
   if (brokers.every((b) => b.joining)) fail(brokersWhere, 'at least one broker must not be `joining` (the seed voters are the brokers without it)');
   return { id, brokers };
 }
 
-function readBroker(value: unknown, where: Where, group: string, dataDir: string, settings: BrokerSettings): BrokerConfig {
+function readBroker(value: unknown, where: Where, group: string, defaults: BrokerDefaults): BrokerConfig {
   const fields = readObject(value, where);
-  rejectUnknownKeys(fields, ['id', 'host', 'clientPort', 'peerPort', 'metricsPort', 'dataDir', 'settings', 'joining'], where);
+  rejectUnknownKeys(fields, ['id', 'host', 'listenHost', 'clientPort', 'peerPort', 'metricsPort', 'dataDir', 'settings', 'joining'], where);
   const id = readString(fields.id, at(where, 'id'), idPattern);
   const host = readHost(fields.host, at(where, 'host'));
+  const listenHost = fields.listenHost === undefined ? (defaults.listenHost ?? host) : readListenHost(fields.listenHost, at(where, 'listenHost'));
   const port = (key: string): number => readInteger(fields[key], at(where, key), 1, 65535);
+  const dataDir = defaults.dataDir;
   const brokerDataDir = fields.dataDir === undefined ? resolve(dataDir, id) : resolve(dataDir, readString(fields.dataDir, at(where, 'dataDir')));
-  const own = fields.settings === undefined ? settings : readSettings(fields.settings, at(where, 'settings'), settings);
+  const own = fields.settings === undefined ? defaults.settings : readSettings(fields.settings, at(where, 'settings'), defaults.settings);
   return {
     id,
     group,
     host,
+    listenHost,
     clientPort: port('clientPort'),
     peerPort: port('peerPort'),
     metricsPort: port('metricsPort'),
@@ -246,9 +257,38 @@ function readBroker(value: unknown, where: Where, group: string, dataDir: string
   };
 }
 
+/** RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens, 63 bytes each, 253 in all. */
+const dnsLabelPattern = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
+
+function isDnsName(text: string): boolean {
+  const name = text.endsWith('.') ? text.slice(0, -1) : text;
+  if (name.length === 0 || name.length > 253) return false;
+  const labels = name.split('.');
+  // An all-digit last label is not a name (RFC 3696 §2): "10.0.0.300" is a mistyped address.
+  if (/^[0-9]+$/.test(labels[labels.length - 1]!)) return false;
+  return labels.every((label) => dnsLabelPattern.test(label));
+}
+
+/**
+ * A broker's `host`, dialled by the other brokers and by clients as `host:port`: an IPv4 address
+ * or a DNS name (e.g. a Kubernetes pod's stable name under its headless service). Not an IPv6
+ * literal (`host:port` would be ambiguous; give it a DNS name) and not an unspecified address.
+ */
 function readHost(value: unknown, where: Where): string {
   const host = readString(value, where);
-  if (!hostPattern.test(host)) fail(where, `"${host}" is not a host name or IPv4 address (no port; IPv6 addresses are not supported)`);
+  if (isIPv4(host)) {
+    if (host === '0.0.0.0') fail(where, '0.0.0.0 cannot be dialled: give the address others reach this broker at (bind to all addresses with `listenHost`)');
+    return host;
+  }
+  if (isIP(host) === 6) fail(where, `"${host}" is an IPv6 address: give a DNS name for it (addresses are written host:port)`);
+  if (!isDnsName(host)) fail(where, `"${host}" is neither an IPv4 address nor a DNS name (letters, digits, hyphens and dots)`);
+  return host;
+}
+
+/** Where a broker's sockets bind: any IP address (0.0.0.0 or :: for all) or a DNS name. */
+function readListenHost(value: unknown, where: Where): string {
+  const host = readString(value, where);
+  if (isIP(host) === 0 && !isDnsName(host)) fail(where, `"${host}" is neither an IP address nor a DNS name`);
   return host;
 }
 

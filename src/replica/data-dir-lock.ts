@@ -3,8 +3,14 @@
 // `<dataDir>/LOCK` (its pid) while it runs and a second opener fails at once, naming the holder.
 // The lock is a file created exclusively, as PostgreSQL's postmaster.pid: a holder that died
 // (kill -9 leaves the file) is recognised by its pid no longer running and the lock is taken over.
+// A file naming our own pid that this process does not hold is stale too (PostgreSQL makes the
+// same exception): in a container the broker gets the same pid at every start (pid 1), so the
+// file a killed broker left names the restarted one.
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+
+/** Lock files this process holds, to tell "opened twice here" from "left by an earlier process with our pid". */
+const heldHere = new Set<string>();
 
 export class DataDirLockedError extends Error {
   override readonly name = 'DataDirLockedError';
@@ -42,13 +48,14 @@ export class DataDirLock {
     readonly dir: string,
     private readonly file: string,
   ) {
+    heldHere.add(file);
     process.once('exit', this.onExit);
   }
 
   /** Takes the lock of `dir` (created if missing) or throws DataDirLockedError. */
   static acquire(dir: string): DataDirLock {
     mkdirSync(dir, { recursive: true });
-    const file = join(dir, 'LOCK');
+    const file = resolve(dir, 'LOCK');
     // Two attempts: the second after taking over a dead holder's file.
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
@@ -63,8 +70,10 @@ export class DataDirLock {
         if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       }
       const holder = holderOf(file);
-      if (holder === process.pid) throw new DataDirLockedError(dir, holder); // opened twice in one process
-      if (holder !== null && running(holder)) throw new DataDirLockedError(dir, holder);
+      if (holder === process.pid) {
+        if (heldHere.has(file)) throw new DataDirLockedError(dir, holder); // opened twice in one process
+        // else: an earlier process with our pid (a restarted container) left it: stale.
+      } else if (holder !== null && running(holder)) throw new DataDirLockedError(dir, holder);
       // The holder died (or never finished writing its pid): its lock is stale.
       try {
         unlinkSync(file);
@@ -80,6 +89,7 @@ export class DataDirLock {
   release(): void {
     if (this.released) return;
     this.released = true;
+    heldHere.delete(this.file);
     process.removeListener('exit', this.onExit);
     if (holderOf(this.file) !== process.pid) return;
     try {

@@ -278,6 +278,10 @@ export class Replica {
   private snapshotChunkReadsInflight = 0;
   /** After a capture the core could not take yet, the policy waits until then (no capture per apply). */
   private snapshotNotBeforeMs = 0;
+  /** start() ran: the state machine is restored and the replica ticks. */
+  private hasStarted = false;
+  /** When the last FetchResponse without error arrived from the leader this replica follows (performance.now() ms). */
+  private leaderFetchAnsweredAtMs: number | null = null;
 
   private constructor(
     private readonly options: ReplicaOptions,
@@ -441,6 +445,7 @@ export class Replica {
     this.retentionTimer.unref();
     this.persistTimer = setInterval(() => this.persistApplied(), 1000);
     this.persistTimer.unref();
+    this.hasStarted = true;
     this.options.logger.info('replica.started', {
       startOffset: this.log.startOffset,
       endOffset: this.log.endOffset,
@@ -525,6 +530,9 @@ export class Replica {
     if (this.closed) return;
     this.core.step(message);
     this.pump();
+    // After the pump: an answer from a new leader made this replica its follower in that pump.
+    if (message.type === 'FetchResponse' && message.error === undefined && this.role === 'follower' && message.from === this.leaderId)
+      this.leaderFetchAnsweredAtMs = performance.now();
   }
 
   /**
@@ -1253,6 +1261,21 @@ export class Replica {
 
   get currentEpoch(): number {
     return this.epoch;
+  }
+
+  /** True once start() ran (the state machine is restored and the replica ticks) and until close(). */
+  get started(): boolean {
+    return this.hasStarted && !this.closed;
+  }
+
+  /**
+   * When this replica last had an answer without error to a Fetch from the leader it follows, on
+   * the monotonic clock (performance.now() ms, so a wall-clock step changes nothing), or null if
+   * never: how /readyz tells a follower that replicates from one that lost its leader (the core's
+   * own election timer counts ticks, not time).
+   */
+  get lastLeaderFetchAnswerAtMs(): number | null {
+    return this.leaderFetchAnsweredAtMs;
   }
 
   /** The log end this replica counts as its own copy (see durableEnd). */

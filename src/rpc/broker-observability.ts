@@ -1,8 +1,10 @@
 // A broker's observability, assembled in one place beside the rest of the broker process's
 // wiring (observe/ holds the parts and knows the broker only through its observer interfaces): the metrics registry and its HTTP endpoint
 // (`GET /metrics` on the broker's metricsPort), the trace SDK from the `tracing` settings, and
-// the alert evaluator with its notifiers from the `alerts` settings.
-import { createServer, type Server } from 'node:http';
+// the alert evaluator with its notifiers from the `alerts` settings. The same HTTP server answers
+// the probes of an orchestrator: `GET /healthz` (the process answers) and `GET /readyz` (see
+// readiness.ts); it listens before the replica opens, so a long recovery is alive and not ready.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { resolve } from 'node:path';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { BrokerConfig } from '../config/cluster.js';
@@ -15,6 +17,7 @@ import { BrokerTracing } from '../observe/message-trace.js';
 import { AlertEvaluator } from '../observe/alerts/evaluator.js';
 import { defaultRules, loadRules } from '../observe/alerts/rules.js';
 import { EmailNotifier, LogNotifier, WebhookNotifier, type AlertNotifier } from '../observe/alerts/notifiers.js';
+import { readiness, type Readiness } from './readiness.js';
 
 export interface ObservabilityOptions {
   /** Export spans here instead of the OTLP endpoint of the settings (tests). */
@@ -28,6 +31,11 @@ export class BrokerObservability {
   alerts: AlertEvaluator | null = null;
   private server: Server | null = null;
   private email: EmailNotifier | null = null;
+  /** Set by start(): /readyz reads it. */
+  private replica: Replica | null = null;
+  private stopping = false;
+  /** The last /readyz answer's verdict, to log its changes once. */
+  private lastReady: boolean | null = null;
 
   constructor(
     private readonly config: BrokerConfig,
@@ -45,9 +53,19 @@ export class BrokerObservability {
     this.brokerTracing = new BrokerTracing(this.tracing.tracer, identity);
   }
 
-  /** Serves /metrics and starts evaluating alerts over the running broker. */
+  /**
+   * Serves /metrics, /healthz and /readyz on the metrics port. Called before the replica opens:
+   * until start(), /readyz answers 503 (not started) and the gauges have no broker to read.
+   */
+  async listen(): Promise<void> {
+    if (this.server === null) this.server = await this.serveHttp();
+  }
+
+  /** Binds /readyz and the gauges to the running broker and starts evaluating alerts. */
   async start(broker: Broker, replica: Replica): Promise<void> {
     const s = this.config.settings;
+    await this.listen();
+    this.replica = replica;
     this.metrics.watch({
       dataDir: this.config.dataDir,
       memoryBytesMax: s.alerts.memoryBytesMax,
@@ -60,7 +78,6 @@ export class BrokerObservability {
       consumerBacklogs: () => broker.consumerBacklogs(),
       logStats: () => replica.logStats,
     });
-    this.server = await this.serveMetrics();
     if (s.alerts.enabled) {
       this.alerts = new AlertEvaluator(this.metrics.registry, {
         rules: s.alerts.rulesFile ? loadRules(resolve(s.alerts.rulesFile)) : defaultRules(s.alerts.memoryBytesMax),
@@ -75,6 +92,7 @@ export class BrokerObservability {
     const tracing = s.tracing.otlpEndpoint ? { otlpEndpoint: s.tracing.otlpEndpoint, samplingRatio: s.tracing.samplingRatio } : 'off';
     this.logger.info('observability.started', {
       metrics: `http://${this.config.host}:${this.config.metricsPort}/metrics`,
+      probes: ['/healthz', '/readyz'],
       tracing,
       alerts: this.alerts ? this.alerts.engine.rules.map((r) => r.name) : 'off',
     });
@@ -91,26 +109,83 @@ export class BrokerObservability {
     return list;
   }
 
-  private serveMetrics(): Promise<Server> {
-    const server = createServer((request, response) => {
-      const path = (request.url ?? '/').split('?')[0];
-      if (request.method !== 'GET' || path !== '/metrics') {
-        response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: the metrics are at GET /metrics\n');
-        return;
-      }
-      this.metrics.text().then(
-        (text) => response.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(text),
-        (error: Error) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics collection failed: ${error.message}\n`),
-      );
-    });
-    const address = `${this.config.host}:${this.config.metricsPort}`;
-    return new Promise((done, fail) => {
-      server.once('error', (error) => fail(new Error(`cannot serve metrics on ${address}: ${error.message}`)));
-      server.listen(this.config.metricsPort, this.config.host, () => done(server));
+  /** From now on /readyz answers 503 (the broker is shutting down); /healthz still answers. */
+  markStopping(): void {
+    this.stopping = true;
+  }
+
+  /** The /readyz verdict now (readiness.ts), from the replica once started. */
+  readiness(): Readiness {
+    const replica = this.replica;
+    // The replica stamps fetch answers with performance.now(): the same clock here.
+    const common = { stopping: this.stopping, nowMs: performance.now(), electionTimeoutMs: this.config.settings.electionTimeoutMs };
+    if (replica === null)
+      return readiness({
+        ...common,
+        started: false,
+        role: 'follower',
+        leaderId: null,
+        recovering: false,
+        recoveryMarkOffset: null,
+        logEndOffset: 0,
+        refusedLeaderId: null,
+        lastLeaderFetchAnswerAtMs: null,
+      });
+    const recovery = replica.recoveryState();
+    return readiness({
+      ...common,
+      started: replica.started,
+      role: replica.currentRole,
+      leaderId: replica.currentLeaderId,
+      recovering: recovery.recovering,
+      recoveryMarkOffset: recovery.recoveryMarkOffset,
+      logEndOffset: replica.logEndOffset,
+      refusedLeaderId: recovery.divergence?.leaderId ?? null,
+      lastLeaderFetchAnswerAtMs: replica.lastLeaderFetchAnswerAtMs,
     });
   }
 
+  private serveHttp(): Promise<Server> {
+    const server = createServer((request, response) => this.answer(request, response));
+    const address = `${this.config.listenHost}:${this.config.metricsPort}`;
+    return new Promise((done, fail) => {
+      server.once('error', (error) => fail(new Error(`cannot serve metrics on ${address}: ${error.message}`)));
+      server.listen(this.config.metricsPort, this.config.listenHost, () => done(server));
+    });
+  }
+
+  private answer(request: IncomingMessage, response: ServerResponse): void {
+    const path = (request.url ?? '/').split('?')[0];
+    if (request.method !== 'GET') {
+      response.writeHead(405, { 'content-type': 'text/plain', allow: 'GET' }).end('only GET: /metrics, /healthz, /readyz\n');
+      return;
+    }
+    switch (path) {
+      case '/metrics':
+        this.metrics.text().then(
+          (text) => response.writeHead(200, { 'content-type': this.metrics.registry.contentType }).end(text),
+          (error: Error) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics collection failed: ${error.message}\n`),
+        );
+        return;
+      case '/healthz':
+        sendJson(response, 200, { up: true, broker: this.config.id, group: this.config.group, uptimeMs: Math.round(process.uptime() * 1000) });
+        return;
+      case '/readyz': {
+        const verdict = this.readiness();
+        if (verdict.ready !== this.lastReady) {
+          this.lastReady = verdict.ready;
+          this.logger.info('broker.readiness', { ready: verdict.ready, reason: verdict.reason ?? null, role: verdict.role, leader: verdict.leader });
+        }
+        sendJson(response, verdict.ready ? 200 : 503, verdict);
+        return;
+      }
+      default:
+        response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics, /healthz or /readyz\n');
+    }
+  }
+
   async stop(): Promise<void> {
+    this.stopping = true;
     await this.alerts?.stop();
     this.email?.close();
     if (this.server) {
@@ -121,4 +196,8 @@ export class BrokerObservability {
     }
     await this.tracing.shutdown().catch((error: Error) => this.logger.warn('tracing.shutdown.failed', { error: error.message }));
   }
+}
+
+function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  response.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(`${JSON.stringify(body)}\n`);
 }

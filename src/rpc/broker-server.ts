@@ -3,7 +3,7 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
-import { type ClusterConfig, findBroker, groupOf, seedVoters } from '../config/cluster.js';
+import { type BrokerConfig, type ClusterConfig, type GroupConfig, findBroker, groupOf, seedVoters } from '../config/cluster.js';
 import { Broker } from '../broker/broker.js';
 import { StateStore, stateDirName } from '../broker/state-store.js';
 import { Replica } from '../replica/replica.js';
@@ -34,8 +34,27 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
   const config = findBroker(cluster, brokerId);
   const group = groupOf(cluster, brokerId);
   const log = logger ?? new Logger(brokerId, group.id);
-  const s = config.settings;
   const observe = new BrokerObservability(config, log, observability);
+  try {
+    // /healthz answers while the replica opens (a long recovery is alive); /readyz says not started.
+    await observe.listen();
+    return await startServing(cluster, config, group, log, observe);
+  } catch (error) {
+    await observe.stop();
+    throw error;
+  }
+}
+
+/** Everything after the metrics port: the replica, the broker, the client and peer servers. */
+async function startServing(
+  cluster: ClusterConfig,
+  config: BrokerConfig,
+  group: GroupConfig,
+  log: Logger,
+  observe: BrokerObservability,
+): Promise<RunningBroker> {
+  const brokerId = config.id;
+  const s = config.settings;
   const replica = await Replica.open({
     id: brokerId,
     // The seed (the brokers without `joining`); a joining broker starts with it too and learns
@@ -98,13 +117,14 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     (id) => replica.membership.endpoints.find((m) => m.id === id)?.peerAddress ?? null,
   );
   const insecure = grpc.ServerCredentials.createInsecure();
-  const peerListening = await listen(peerServer, security.tls?.peerServer ?? insecure, config.host, config.peerPort, null);
-  const clientListening = await listen(clientServer, security.tls?.clientServer ?? insecure, config.host, config.clientPort, security.limiter);
+  const peerListening = await listen(peerServer, security.tls?.peerServer ?? insecure, config.listenHost, config.peerPort, null);
+  const clientListening = await listen(clientServer, security.tls?.clientServer ?? insecure, config.listenHost, config.clientPort, security.limiter);
   replica.start(broker, peers);
   await observe.start(broker, replica);
   log.info('broker.started', {
     client: `${config.host}:${config.clientPort}`,
     peer: `${config.host}:${config.peerPort}`,
+    ...(config.listenHost !== config.host ? { listenHost: config.listenHost } : {}),
     dataDir: config.dataDir,
     flush: s.flush.mode,
     tls: security.tls !== null,
@@ -119,6 +139,7 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     async stop() {
       if (stopped) return;
       stopped = true;
+      observe.markStopping();
       await broker.close();
       clientListening.close();
       peerListening.close();

@@ -30,6 +30,7 @@ import { consumerGroupFromWire, consumerGroupListFromWire } from '../protocol/co
 import { serviceDefinition } from '../protocol/protos.js';
 import { fromServiceError } from '../protocol/status.js';
 import { forwardedKey, scopeKey } from './client-service.js';
+import { peerDnsResolutionMsMin } from './peer.js';
 
 type Wire = Record<string, unknown>;
 type Method = (request: Wire, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, reply?: Wire) => void) => void;
@@ -57,7 +58,8 @@ export class GrpcForwarder implements ClusterForwarder {
   private client(address: string): grpc.Client {
     let client = this.clients.get(address);
     if (!client) {
-      client = new this.Client(address, this.credentials);
+      // Another group's broker by DNS name: looked up again soon after it moved (see peer.ts).
+      client = new this.Client(address, this.credentials, { 'grpc.dns_min_time_between_resolutions_ms': peerDnsResolutionMsMin });
       this.clients.set(address, client);
     }
     return client;

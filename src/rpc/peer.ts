@@ -333,6 +333,15 @@ interface FetchStreamClient {
 }
 
 /**
+ * A peer addressed by a DNS name (a Kubernetes pod's stable name) comes back from a restart at
+ * a new address: grpc-js looks the name up again when a connection fails, but by default not
+ * within 30 s of the last look-up, which may have returned the old address while the pod was
+ * being replaced. One second keeps a rejoining peer's wait near the election timeout; a look-up
+ * happens only after a failed connection, so a stable group asks nothing.
+ */
+export const peerDnsResolutionMsMin = 1000;
+
+/**
  * Clients to the other replicas of the group. `send` maps a core request to its RPC and hands
  * the answer back through `deliver`; a failed call is dropped (the core retries on its ticks).
  * Fetches go on one stream to the current leader: opened on the first Fetch to it, closed when
@@ -383,6 +392,7 @@ export class PeerClients {
       'grpc.initial_reconnect_backoff_ms': 50,
       'grpc.max_reconnect_backoff_ms': 250,
       'grpc.keepalive_time_ms': 10_000,
+      'grpc.dns_min_time_between_resolutions_ms': peerDnsResolutionMsMin,
       // No transparent retries: the core retries on its own, and a retrying call keeps a copy of
       // every message written on a long-lived FetchStream until the stream commits.
       'grpc.enable_retries': 0,

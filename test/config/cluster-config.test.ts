@@ -61,10 +61,10 @@ test('refusals name the source, the key path and what fits', () => {
 test('brokers on different hosts may listen on the same ports; one host:port twice is refused', () => {
   const onHosts = (hosts: string[]): string =>
     `cluster: c1\ngroups:\n  - id: g1\n    brokers:\n${hosts.map((host, i) => `      - { id: b${i + 1}, host: ${host}, clientPort: 7101, peerPort: 7201, metricsPort: 7301 }`).join('\n')}\n`;
-  const config = parse(onHosts(['10.0.0.1', 'mamba_b2', 'broker-3.mamba.example']));
+  const config = parse(onHosts(['10.0.0.1', 'mamba-b2', 'broker-3.mamba.example']));
   assert.deepEqual(
     config.groups[0]!.brokers.map((b) => `${b.host}:${b.clientPort}`),
-    ['10.0.0.1:7101', 'mamba_b2:7101', 'broker-3.mamba.example:7101'],
+    ['10.0.0.1:7101', 'mamba-b2:7101', 'broker-3.mamba.example:7101'],
   );
   assert.throws(
     () => parse(onHosts(['10.0.0.1', '10.0.0.2', '10.0.0.1'])),
@@ -73,11 +73,13 @@ test('brokers on different hosts may listen on the same ports; one host:port twi
 });
 
 test('a host that clients could not dial as host:port is refused, naming the key', () => {
-  for (const host of ['10.0.0.1:7101', '"::1"', '"[::1]"', '"broker one"', '-broker', 'broker.', 'a..b']) {
+  for (const host of ['10.0.0.1:7101', '"::1"', '"[::1]"', '"broker one"', '-broker', 'mamba_b2', 'a..b']) {
     const text = `cluster: c1\ngroups:\n  - id: g1\n    brokers:\n      - { id: b1, host: ${host}, clientPort: 7101, peerPort: 7201, metricsPort: 7301 }\n`;
     assert.throws(
       () => parse(text),
-      (e: Error) => e instanceof ConfigError && /^cluster\.yaml: groups\[0\]\.brokers\[0\]\.host: ".*" is not a host name or IPv4 address/.test(e.message),
+      (e: Error) =>
+        e instanceof ConfigError &&
+        /^cluster\.yaml: groups\[0\]\.brokers\[0\]\.host: ".*" is (neither an IPv4 address nor a DNS name|an IPv6 address)/.test(e.message),
       host,
     );
   }
@@ -110,6 +112,70 @@ test('snapshot policy and consumer offset reset: defaults, overrides per broker,
       () => parse(file(settings)),
       (e: Error) => e instanceof ConfigError && message.test(e.message),
       `${settings} → ${message}`,
+    );
+  }
+});
+
+/** A one-group file whose brokers' entries are given whole (host, listenHost...), with `top` above `groups:`. */
+const hostsFile = (entries: string[], top = ''): string =>
+  `cluster: c1\n${top}groups:\n  - id: g1\n    brokers:\n${entries.map((e, i) => `      - { id: b${i + 1}, ${e}, clientPort: 7101, peerPort: 7201, metricsPort: 7301 }`).join('\n')}\n`;
+
+test('host: DNS names (a pod under its headless service) and IPv4 addresses are accepted; listenHost defaults to host', () => {
+  const names = [
+    'mamba-g1-0.mamba-g1.mamba.svc.cluster.local',
+    'mamba-g1-1.mamba-g1.mamba.svc.cluster.local.', // fully qualified, with the root's dot
+    'localhost',
+  ];
+  const config = parse(hostsFile(names.map((n) => `host: ${n}`)));
+  const brokers = config.groups[0]!.brokers;
+  assert.deepEqual(
+    brokers.map((b) => b.host),
+    names,
+  );
+  assert.deepEqual(
+    brokers.map((b) => b.listenHost),
+    names,
+    'without listenHost a broker binds to the address it is dialled at',
+  );
+  // The same ports on three hosts are three endpoints.
+  assert.deepEqual(
+    brokers.map((b) => b.clientPort),
+    [7101, 7101, 7101],
+  );
+  assert.equal(parse(hostsFile(['host: 10.1.2.3', 'host: 10.1.2.4', 'host: 10.1.2.5'])).groups[0]!.brokers[2]!.host, '10.1.2.5');
+});
+
+test('listenHost: given at the top level for every broker, overridden per broker', () => {
+  const brokers = parse(hostsFile(['host: a.example', 'host: b.example, listenHost: "::"', 'host: c.example, listenHost: c.example'], 'listenHost: 0.0.0.0\n'))
+    .groups[0]!.brokers;
+  assert.deepEqual(
+    brokers.map((b) => [b.host, b.listenHost]),
+    [
+      ['a.example', '0.0.0.0'],
+      ['b.example', '::'],
+      ['c.example', 'c.example'],
+    ],
+  );
+});
+
+test('host and listenHost refusals name the key and say what fits', () => {
+  const rows: Array<[string, RegExp]> = [
+    [hostsFile(['host: 0.0.0.0']), /groups\[0\]\.brokers\[0\]\.host: 0\.0\.0\.0 cannot be dialled: .*listenHost/],
+    [hostsFile(['host: "::1"']), /brokers\[0\]\.host: "::1" is an IPv6 address: give a DNS name/],
+    [hostsFile(['host: 10.0.0.300']), /brokers\[0\]\.host: "10\.0\.0\.300" is neither an IPv4 address nor a DNS name/],
+    [hostsFile(['host: under_score.example']), /brokers\[0\]\.host: "under_score\.example" is neither/],
+    [hostsFile(['host: -lead.example']), /brokers\[0\]\.host: "-lead\.example" is neither/],
+    [hostsFile(['host: "a..b"']), /brokers\[0\]\.host: "a\.\.b" is neither/],
+    [hostsFile([`host: ${'a'.repeat(64)}.example`]), /brokers\[0\]\.host: "a{64}\.example" is neither/],
+    [hostsFile(['host: "127.0.0.1:7101"']), /brokers\[0\]\.host: "127\.0\.0\.1:7101" is neither/],
+    [hostsFile(['host: a.example, listenHost: "*"']), /brokers\[0\]\.listenHost: "\*" is neither an IP address nor a DNS name/],
+    [hostsFile(['host: a.example'], 'listenHost: ""\n'), /^cluster\.yaml: listenHost: must be a non-empty string/],
+  ];
+  for (const [text, message] of rows) {
+    assert.throws(
+      () => parse(text),
+      (e: Error) => e instanceof ConfigError && message.test(e.message),
+      `${text} → ${message}`,
     );
   }
 });

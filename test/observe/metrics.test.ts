@@ -153,7 +153,7 @@ test('promtool check metrics accepts the exposition (syntax and naming lint)', {
   assert.equal(check.status, 0, `promtool: ${check.stdout}${check.stderr}`);
 });
 
-test('/metrics is the only path served', async () => {
+test('a path other than /metrics, /healthz and /readyz is not found', async () => {
   const response = await fetch(metricsUrl.get('b1')!.replace('/metrics', '/other'), { signal: AbortSignal.timeout(5000) });
   assert.equal(response.status, 404);
   await response.text();

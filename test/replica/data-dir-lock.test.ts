@@ -68,3 +68,22 @@ test('a lock file without a pid (a holder that died while writing it) is stale',
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a lock file naming our own pid that this process does not hold is stale (a restarted container gets the same pid)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mamba-lock-'));
+  try {
+    // A broker that was pid 1 in its container, killed -9, left this; the restarted one is pid 1 again.
+    writeFileSync(join(dir, 'LOCK'), `${process.pid}\n`);
+    const lock = DataDirLock.acquire(dir);
+    assert.equal(readFileSync(join(dir, 'LOCK'), 'utf8').trim(), String(process.pid));
+    // Held here now: a second open in this process is still refused.
+    assert.throws(
+      () => DataDirLock.acquire(dir),
+      (e: Error) => e instanceof DataDirLockedError && e.message.includes(`in use by process ${process.pid}`),
+    );
+    lock.release();
+    assert.equal(existsSync(join(dir, 'LOCK')), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
