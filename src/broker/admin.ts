@@ -2,17 +2,41 @@
 // offsets (commit through the log, fetch, backlogs and lag), consumer-group membership
 // (heartbeat), and consumer groups as described to operators (list, describe: cluster-wide, each
 // group's leader answering for the queues it holds).
-import { assert } from '../assert.js';
-import { AlreadyExistsError, MambaError, NotFoundError, OutOfRangeError, UnavailableError } from '../errors.js';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, MambaError, NotFoundError, OutOfRangeError, UnavailableError } from '../errors.js';
+import type { Logger } from '../replica/logger.js';
 import type { Replica } from '../replica/replica.js';
 import { CommandKind } from './commands.js';
-import type { ClusterForwarder, ConsumerGroupDescription, ConsumerGroupList, ConsumerGroupListing, ConsumerGroupQueue, GroupInfo } from './cluster-view.js';
+import type {
+  AddQueuesResult,
+  ClusterForwarder,
+  ConsumerGroupDescription,
+  ConsumerGroupList,
+  ConsumerGroupListing,
+  ConsumerGroupQueue,
+  GroupInfo,
+} from './cluster-view.js';
 import { GroupCoordinator, type HeartbeatResult } from './group-coordinator.js';
-import type { GroupLayout } from './layout.js';
-import { checkConsumerGroup, checkMemberId, checkQueueCount, checkTopicName, queueKey } from './names.js';
+import { clientAddress, type GroupLayout } from './layout.js';
+import { placeQueues, topicOf, type ClusterMetadata, type MetadataGroup } from './metadata.js';
+import type { MetadataSync } from './metadata-sync.js';
+import { checkConsumerGroup, checkMemberId, checkQueueCount, checkTopicName, queueKey, queuesPerTopicMax } from './names.js';
 import type { Placement } from './placement.js';
 import type { ProducePath } from './produce.js';
 import type { BrokerState, TopicInfo } from './state.js';
+
+/** Placement by load compares groups' stored entries in steps of this many (see groupLoad). */
+export const placementLoadStepEntries = 100_000;
+
+/** How long the metadata group's leader waits for another group to follow a topic change before answering. */
+const followTimeoutMs = 5000;
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new UnavailableError(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
 
 /** A consumer-group member that misses heartbeats this long loses its queues. */
 export const consumerSessionTimeoutMs = 6000;
@@ -54,6 +78,8 @@ export function consumerLagMessages(endOffset: number, startOffset: number, comm
 }
 
 export interface AdminParts {
+  sync: MetadataSync;
+  logger: Logger;
   replica: Replica;
   state: BrokerState;
   placement: Placement;
@@ -69,34 +95,171 @@ export class Admin {
 
   // ------------------------------------------------------------------ topics
 
-  /** Creates the topic in this group, then (unless forwarded) in every other group. */
+  // Topics live in the cluster metadata (metadata.ts): creating, growing or deleting one is one
+  // entry in the metadata group's log, made by its leader; any other broker passes the call on
+  // there. After the entry commits, the metadata group's leader asks every group's leader to follow
+  // it at once ('materialize'); a group that does not answer follows when it next can
+  // (metadata-sync.ts). A 'materialize' call (forwarded) makes this group follow the metadata now.
+
+  /** Creates the topic (metadata group's leader), or passes the call there. */
   async createTopic(name: string, queues: number, forwarded: boolean): Promise<TopicInfo> {
-    const { state, placement } = this.parts;
+    const { placement, sync } = this.parts;
     checkTopicName(name);
     checkQueueCount(queues);
-    const existing = state.topic(name);
-    if (existing && existing.queues !== queues) throw new AlreadyExistsError(`topic "${name}" already exists with ${existing.queues} queues`);
-    if (!existing) await this.parts.produce.replicate({ kind: CommandKind.CreateTopic, name, queues, createdMs: Date.now() });
-    if (!forwarded) {
-      for (const group of placement.cluster.groups) if (group.id !== placement.group.id) await this.parts.forwarder.createTopic(group, name, queues);
+    if (forwarded && !sync.isMetadataGroup) return this.materialize(name);
+    if (!sync.isMetadataGroup) {
+      const created = await this.onMetadataGroup((group) => this.parts.forwarder.createTopic(group, name, queues, 'client'));
+      if (!created) throw new UnavailableError(`the metadata group answered the creation of "${name}" without the topic; retry`);
+      return created;
     }
-    const created = state.topic(name);
-    assert(created !== undefined, 'create topic: committed but not applied');
-    if (created.queues !== queues) throw new AlreadyExistsError(`topic "${name}" already exists with ${created.queues} queues`);
-    return created;
+    placement.requireLeader();
+    await sync.bootstrapIfNeeded();
+    let topic = topicOf(sync.current, name);
+    if (topic && topic.placement.length !== queues) throw new AlreadyExistsError(`topic "${name}" already exists with ${topic.placement.length} queues`);
+    if (!topic) {
+      const groupLoad = await this.groupLoad();
+      await sync.propose({ change: 'place-topic', topic: { name, createdMs: Date.now(), placement: placeQueues(sync.current, queues, groupLoad) } });
+      topic = topicOf(sync.current, name);
+      if (!topic) throw new UnavailableError(`topic "${name}" was deleted while it was being created; retry`);
+      if (topic.placement.length !== queues) throw new AlreadyExistsError(`topic "${name}" already exists with ${topic.placement.length} queues`);
+      const t = topic;
+      this.parts.logger.info('topic.placed', { topic: name, queues, placement: t.placement, metadataVersion: sync.current.version });
+    }
+    await this.followEverywhere((group) => this.parts.forwarder.createTopic(group, name, queues, 'materialize'));
+    return { name, queues: topic.placement.length, createdMs: topic.createdMs };
   }
 
   async deleteTopic(name: string, forwarded: boolean): Promise<void> {
-    const { state, placement } = this.parts;
-    if (!state.topic(name)) throw new NotFoundError(`topic "${name}" does not exist`);
-    await this.parts.produce.replicate({ kind: CommandKind.DeleteTopic, name });
-    if (forwarded) return;
-    for (const group of placement.cluster.groups) {
-      if (group.id === placement.group.id) continue;
-      await this.parts.forwarder.deleteTopic(group, name).catch((error: Error) => {
-        if (!(error instanceof NotFoundError)) throw error;
-      });
+    const { placement, sync } = this.parts;
+    checkTopicName(name);
+    if (forwarded && !sync.isMetadataGroup) {
+      await this.materialize(name);
+      return;
     }
+    if (!sync.isMetadataGroup) {
+      await this.onMetadataGroup((group) => this.parts.forwarder.deleteTopic(group, name, 'client'));
+      return;
+    }
+    placement.requireLeader();
+    await sync.bootstrapIfNeeded();
+    const topic = topicOf(sync.current, name);
+    if (!topic) throw new NotFoundError(`topic "${name}" does not exist`);
+    await sync.propose({ change: 'delete-topic', name, createdMs: topic.createdMs });
+    this.parts.logger.info('topic.unplaced', { topic: name, metadataVersion: sync.current.version });
+    await this.followEverywhere((group) => this.parts.forwarder.deleteTopic(group, name, 'materialize'));
+  }
+
+  /** Grows a topic by `count` queues placed by load; the existing ones stay where they are. */
+  async addQueues(name: string, count: number): Promise<AddQueuesResult> {
+    const { placement, sync } = this.parts;
+    checkTopicName(name);
+    if (!Number.isSafeInteger(count) || count < 1) throw new InvalidArgumentError(`count must be a positive integer, got ${count}`);
+    if (!sync.isMetadataGroup) return this.onMetadataGroup((group) => this.parts.forwarder.addQueues(group, name, count));
+    placement.requireLeader();
+    await sync.bootstrapIfNeeded();
+    const topic = topicOf(sync.current, name);
+    if (!topic) throw new NotFoundError(`topic "${name}" does not exist`);
+    const total = topic.placement.length + count;
+    if (total > queuesPerTopicMax)
+      throw new OutOfRangeError(
+        `topic "${name}" has ${topic.placement.length} queues: ${count} more is over the limit of ${queuesPerTopicMax}`,
+        0,
+        queuesPerTopicMax,
+      );
+    const added = placeQueues(sync.current, count, await this.groupLoad());
+    await sync.propose({ change: 'place-topic', topic: { ...topic, placement: [...topic.placement, ...added] } });
+    const grown = topicOf(sync.current, name);
+    if (!grown || grown.createdMs !== topic.createdMs) throw new UnavailableError(`topic "${name}" was deleted while it was being grown; retry`);
+    this.parts.logger.info('topic.queues_added', { topic: name, added: added.length, queues: grown.placement.length, placement: added });
+    await this.followEverywhere((group) => this.parts.forwarder.createTopic(group, name, grown.placement.length, 'materialize'));
+    return {
+      topic: { name, queues: grown.placement.length, createdMs: grown.createdMs },
+      placement: [...grown.placement],
+      metadataVersion: sync.current.version,
+    };
+  }
+
+  /**
+   * Registers a group (its brokers started with a cluster file naming it) in the metadata. Its
+   * id and its brokers' ids and addresses must be new, and it must answer with a leader.
+   */
+  async addGroup(group: MetadataGroup): Promise<ClusterMetadata> {
+    const { placement, sync } = this.parts;
+    if (!sync.isMetadataGroup) return this.onMetadataGroup((metadataGroup) => this.parts.forwarder.addGroup(metadataGroup, group));
+    placement.requireLeader();
+    await sync.bootstrapIfNeeded();
+    const metadata = sync.current;
+    if (metadata.groups.some((g) => g.id === group.id)) throw new AlreadyExistsError(`group ${group.id} already exists`);
+    if (group.brokers.length === 0) throw new InvalidArgumentError(`group ${group.id} names no broker`);
+    for (const broker of group.brokers) {
+      for (const other of metadata.groups) {
+        for (const known of other.brokers) {
+          if (known.id === broker.id) throw new InvalidArgumentError(`broker id ${broker.id} is already used in group ${other.id}`);
+          if (clientAddress(known) === clientAddress(broker))
+            throw new InvalidArgumentError(`address ${clientAddress(broker)} of ${broker.id} is already used by ${known.id} of group ${other.id}`);
+        }
+      }
+    }
+    let described: GroupInfo;
+    try {
+      described = await this.parts.forwarder.describeGroup(group);
+    } catch (error) {
+      throw new FailedPreconditionError(`group ${group.id} does not answer (${(error as Error).message}): start its brokers first`);
+    }
+    if (!described.leaderId) throw new FailedPreconditionError(`group ${group.id} has no leader yet: start its brokers and wait for an election`);
+    await sync.propose({ change: 'add-group', group });
+    this.parts.logger.info('metadata.group_added', { group: group.id, brokers: group.brokers.map((b) => b.id), metadataVersion: sync.current.version });
+    return sync.current;
+  }
+
+  /** This group follows the metadata now (a 'materialize' call): the topic as this group has it. */
+  private async materialize(name: string): Promise<TopicInfo> {
+    const { placement, state, sync } = this.parts;
+    placement.requireLeader();
+    await sync.refreshNow();
+    await sync.reconcile();
+    const topic = state.topic(name);
+    if (topic) return topic;
+    if (topicOf(sync.current, name)) throw new UnavailableError(`topic "${name}" is not created in group ${placement.group.id} yet; retry`);
+    return { name, queues: 0, createdMs: 0 }; // deleted here, as the metadata says
+  }
+
+  private onMetadataGroup<T>(call: (group: GroupLayout) => Promise<T>): Promise<T> {
+    return call(this.parts.sync.metadataGroup());
+  }
+
+  /** Every group's leader follows the metadata now; one that does not answer in time does later. */
+  private async followEverywhere(call: (group: GroupLayout) => Promise<unknown>): Promise<void> {
+    const { placement, sync } = this.parts;
+    await sync.reconcile();
+    await Promise.all(
+      placement
+        .groups()
+        .filter((g) => g.id !== placement.group.id)
+        .map((group) =>
+          withTimeout(call(group), followTimeoutMs).catch((error: Error) =>
+            this.parts.logger.warn('metadata.follow_later', {
+              group: group.id,
+              reason: error.message,
+              detail: 'the group follows the metadata when it next can',
+            }),
+          ),
+        ),
+    );
+  }
+
+  /**
+   * Each group's stored entries (its high watermark) in steps of placementLoadStepEntries, for the
+   * tie-break of placement by load: a group that does not answer counts as the fullest. Steps, so
+   * that groups of about the same size keep the group order (a new cluster deals queues in order).
+   */
+  private async groupLoad(): Promise<(group: string) => number> {
+    const answers = await this.askEveryGroup(
+      () => this.parts.replica.committedOffset,
+      async (group) => (await this.parts.forwarder.describeGroup(group)).highWatermark,
+    );
+    const load = new Map(answers.map((a) => [a.group, a.answer === null ? Number.MAX_SAFE_INTEGER : Math.floor(a.answer / placementLoadStepEntries)]));
+    return (group) => load.get(group) ?? Number.MAX_SAFE_INTEGER;
   }
 
   listTopics(): TopicInfo[] {
@@ -109,7 +272,7 @@ export class Admin {
     if (!topic) throw new NotFoundError(`topic "${name}" does not exist`);
     const queues: QueueInfo[] = [];
     for (let q = 0; q < topic.queues; q++) {
-      const group = placement.groupOfQueue(q);
+      const group = placement.groupOfQueue(name, q);
       const info = groups.find((g) => g.id === group.id);
       const own = group.id === placement.group.id;
       const key = queueKey(name, q);
@@ -229,7 +392,7 @@ export class Admin {
   private askEveryGroup<T>(local: () => T, forward: (group: GroupLayout) => Promise<T>): Promise<Array<{ group: string; answer: T | null }>> {
     const { placement, replica } = this.parts;
     return Promise.all(
-      placement.cluster.groups.map(async (group) => {
+      placement.groups().map(async (group) => {
         try {
           const answer = group.id === placement.group.id && replica.isLeader ? local() : await forward(group);
           return { group: group.id, answer };
@@ -303,7 +466,7 @@ export class Admin {
     const { state, placement } = this.parts;
     for (const entry of state.consumerOffsetEntries()) {
       const topic = state.topic(entry.topic);
-      if (topic && entry.queue < topic.queues && placement.groupOfQueue(entry.queue).id === placement.group.id) yield entry;
+      if (topic && entry.queue < topic.queues && placement.groupOfQueue(entry.topic, entry.queue).id === placement.group.id) yield entry;
     }
   }
 
@@ -311,7 +474,7 @@ export class Admin {
   private ownQueues(topic: TopicInfo): number[] {
     const { placement } = this.parts;
     const queues: number[] = [];
-    for (let q = 0; q < topic.queues; q++) if (placement.groupOfQueue(q).id === placement.group.id) queues.push(q);
+    for (let q = 0; q < topic.queues; q++) if (placement.groupOfQueue(topic.name, q).id === placement.group.id) queues.push(q);
     return queues;
   }
 }

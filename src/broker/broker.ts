@@ -13,7 +13,16 @@ import type { Replica, StateMachine } from '../replica/replica.js';
 import type { Logger } from '../replica/logger.js';
 import type { Advice } from './advice.js';
 import { Admin, type ConsumerBacklog, type QueueInfo } from './admin.js';
-import { ClusterView, type ClusterForwarder, type ConsumerGroupDescription, type ConsumerGroupList, type GroupInfo } from './cluster-view.js';
+import { MetadataSync, metadataPollWaitMs } from './metadata-sync.js';
+import type { ClusterMetadata, MetadataGroup } from './metadata.js';
+import {
+  ClusterView,
+  type AddQueuesResult,
+  type ClusterForwarder,
+  type ConsumerGroupDescription,
+  type ConsumerGroupList,
+  type GroupInfo,
+} from './cluster-view.js';
 import { ConsumePath, type ConsumeRequest, type ConsumeResult } from './consume.js';
 import type { HeartbeatResult } from './group-coordinator.js';
 import { NotFoundError, NotLeaderError } from '../errors.js';
@@ -37,7 +46,10 @@ import type { StateStore } from './state-store.js';
 import { noBrokerTracer } from './tracer.js';
 
 export { consumerGroupListingsMax, consumerLagMessages, consumerSessionTimeoutMs, type ConsumerBacklog, type QueueInfo } from './admin.js';
+export { checkMetadata, MetadataError, type ClusterMetadata, type MetadataGroup, type MetadataTopic } from './metadata.js';
 export type {
+  AddQueuesResult,
+  TopicCallMode,
   ClusterForwarder,
   ConsumerGroupDescription,
   ConsumerGroupList,
@@ -91,6 +103,8 @@ export class Broker implements StateMachine {
   private readonly admin: Admin;
   private readonly view: ClusterView;
   private readonly membership: MembershipAdmin;
+  /** The cluster metadata here: the state's own (metadata group) or a fetched copy (metadata-sync.ts). */
+  private readonly sync: MetadataSync;
 
   constructor(
     readonly config: BrokerIdentity,
@@ -104,8 +118,11 @@ export class Broker implements StateMachine {
     const observer = instruments.observer ?? noBrokerObserver;
     const tracing = instruments.tracing ?? noBrokerTracer;
     this.id = config.id;
-    this.state = new BrokerState(store, logger, { messagesCommitted: (key) => this.consumePath.wake(key) });
-    this.placement = new Placement(config, cluster, replica, this.state);
+    this.state = new BrokerState(store, logger, {
+      messagesCommitted: (key) => this.consumePath.wake(key),
+      metadataChanged: () => this.sync?.changed(),
+    });
+    this.placement = new Placement(config, cluster, replica, this.state, () => this.sync.current);
     this.group = this.placement.group;
     this.view = new ClusterView(replica, this.placement, this.load, forwarder);
     const parts = { replica, state: this.state, placement: this.placement, observer, tracing };
@@ -117,7 +134,17 @@ export class Broker implements StateMachine {
       logger,
       consumerOffsetReset: config.settings.consumerOffsetReset ?? consumerOffsetResetDefault,
     });
-    this.admin = new Admin({ replica, state: this.state, placement: this.placement, produce: this.producePath, forwarder });
+    this.sync = new MetadataSync({
+      self: config,
+      cluster,
+      replica,
+      state: this.state,
+      store,
+      forwarder,
+      replicate: (command) => this.producePath.replicate(command),
+      logger,
+    });
+    this.admin = new Admin({ replica, state: this.state, placement: this.placement, produce: this.producePath, forwarder, sync: this.sync, logger });
     this.membership = new MembershipAdmin(replica, this.placement);
     this.replica = replica;
     this.forwarder = forwarder;
@@ -201,6 +228,7 @@ export class Broker implements StateMachine {
   }
 
   onRoleChange(role: Role, _epoch: number, _leaderId: ReplicaId | null): void {
+    if (role === 'leader') this.sync.becameLeader();
     if (role !== 'leader') {
       this.consumePath.wakeAll();
       this.admin.forgetMembership();
@@ -237,8 +265,32 @@ export class Broker implements StateMachine {
 
   // ------------------------------------------------------------------ client requests
 
-  groupOfQueue(queue: number): GroupLayout {
-    return this.placement.groupOfQueue(queue);
+  groupOfQueue(topic: string, queue: number): GroupLayout {
+    return this.placement.groupOfQueue(topic, queue);
+  }
+
+  // ------------------------------------------------------------------ cluster metadata (issue 14.1)
+
+  /** Starts following the cluster metadata (after the servers listen: it calls other brokers). */
+  startMetadata(): void {
+    this.sync.start();
+  }
+
+  get metadataVersion(): number {
+    return this.sync.current.version;
+  }
+
+  /** The metadata once its version passes `knownVersion`, or after `waitMs` (GetMetadata). */
+  metadata(knownVersion: number, waitMs: number): Promise<ClusterMetadata> {
+    return this.sync.waitForVersionAbove(knownVersion, Math.min(waitMs, metadataPollWaitMs));
+  }
+
+  addGroup(group: MetadataGroup): Promise<ClusterMetadata> {
+    return this.admin.addGroup(group);
+  }
+
+  addQueues(topic: string, count: number): Promise<AddQueuesResult> {
+    return this.admin.addQueues(topic, count);
   }
 
   produce(request: ProduceRequest): Promise<ProduceResult> {
@@ -311,6 +363,7 @@ export class Broker implements StateMachine {
 
   /** Waiting consumers answer now; the state is stored (what the replica applies later is replayed at the next start). */
   async close(): Promise<void> {
+    this.sync.stop();
     this.consumePath.wakeAll();
     this.load.close();
     await this.state.close();

@@ -105,6 +105,14 @@ export class ByteReader {
     return s;
   }
 
+  /** The next `n` bytes. */
+  take(n: number): Buffer {
+    this.need(n);
+    const r = this.buf.subarray(this.at, this.at + n);
+    this.at += n;
+    return r;
+  }
+
   rest(): Buffer {
     const r = this.buf.subarray(this.at);
     this.at = this.buf.length;

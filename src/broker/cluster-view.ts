@@ -4,11 +4,20 @@
 import type { RaftStatus, ReplicaStatus } from '../raft/types.js';
 import type { Replica } from '../replica/replica.js';
 import { adviseRead, type Advice, type FollowerView } from './advice.js';
-import { clientAddress, type BrokerIdentity, type ClusterLayout, type GroupLayout } from './layout.js';
+import { clientAddress, type BrokerIdentity, type GroupLayout } from './layout.js';
 import type { LoadMonitor } from './load.js';
+import type { ClusterMetadata, MetadataGroup } from './metadata.js';
+import type { TopicInfo } from './state.js';
 import type { Placement } from './placement.js';
 import type { MemberView } from './group-coordinator.js';
 import type { AddReplicaRequest, AddReplicaResult, MembershipChange, RemoveReplicaRequest, TransferLeaderRequest, TransferLeaderResult } from './membership.js';
+
+/** What AddQueues answers: the grown topic, where its queues live, the metadata version holding it. */
+export interface AddQueuesResult {
+  topic: TopicInfo;
+  placement: string[];
+  metadataVersion: number;
+}
 
 export interface ReplicaInfo {
   id: string;
@@ -82,9 +91,20 @@ export interface ConsumerGroupList {
 }
 
 /** How a broker reaches the other groups (and its own leader) for cluster-wide requests. */
+/**
+ * How a topic call reaches another group: 'client' as a client's own call (to the metadata
+ * group, which makes the change), 'materialize' to a group's leader, which then makes its topics
+ * follow the metadata at once (metadata-sync.ts).
+ */
+export type TopicCallMode = 'client' | 'materialize';
+
 export interface ClusterForwarder {
-  createTopic(group: GroupLayout, name: string, queues: number): Promise<void>;
-  deleteTopic(group: GroupLayout, name: string): Promise<void>;
+  createTopic(group: GroupLayout, name: string, queues: number, mode: TopicCallMode): Promise<TopicInfo | null>;
+  deleteTopic(group: GroupLayout, name: string, mode: TopicCallMode): Promise<void>;
+  /** The metadata a broker of `group` (the metadata group) holds, once past `knownVersion` or after `waitMs`. */
+  fetchMetadata(group: GroupLayout, knownVersion: number, waitMs: number): Promise<ClusterMetadata>;
+  addGroup(metadataGroup: GroupLayout, group: MetadataGroup): Promise<ClusterMetadata>;
+  addQueues(metadataGroup: GroupLayout, topic: string, count: number): Promise<AddQueuesResult>;
   describeGroup(group: GroupLayout): Promise<GroupInfo>;
   /** The part of a consumer group's description that the group's leader holds (answered there, not forwarded on). */
   describeConsumerGroup(group: GroupLayout, consumerGroup: string, topic: string): Promise<ConsumerGroupDescription>;
@@ -98,7 +118,6 @@ export interface ClusterForwarder {
 
 export class ClusterView {
   private readonly self: BrokerIdentity;
-  private readonly cluster: ClusterLayout;
   private readonly group: GroupLayout;
 
   constructor(
@@ -108,7 +127,6 @@ export class ClusterView {
     private readonly forwarder: ClusterForwarder,
   ) {
     this.self = placement.self;
-    this.cluster = placement.cluster;
     this.group = placement.group;
   }
 
@@ -165,7 +183,7 @@ export class ClusterView {
 
   async describeCluster(): Promise<GroupInfo[]> {
     const groups: GroupInfo[] = [];
-    for (const group of this.cluster.groups) {
+    for (const group of this.placement.groups()) {
       if (group.id === this.group.id) groups.push(await this.describeOwnGroup(false));
       else groups.push(await this.forwarder.describeGroup(group).catch(() => unreachableGroupInfo(group)));
     }

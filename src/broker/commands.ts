@@ -8,15 +8,21 @@
 //   kind 2 (create topic):  str name, u32 queues, f64 createdMs
 //   kind 3 (delete topic):  str name
 //   kind 4 (commit offset): str consumerGroup, str topic, u32 queue, f64 offset
+//   kind 5 (metadata):      UTF-8 JSON of a metadata change (metadata.ts), to the end; only in the
+//                           metadata group's log
+//   kind 6 (grow topic):    str name, u32 queues, f64 createdMs (the incarnation it grows)
 // str = u16 byte length + UTF-8. Numbers are little-endian; f64 holds integers below 2^53 exactly.
 import { EntryType, type Entry } from '../raft/types.js';
 import { ByteReader, ByteWriter } from './byte-codec.js';
+import { checkMetadataChange, type MetadataChange } from './metadata.js';
 
 export enum CommandKind {
   Messages = 1,
   CreateTopic = 2,
   DeleteTopic = 3,
   CommitOffset = 4,
+  Metadata = 5,
+  GrowTopic = 6,
 }
 
 export interface MessagesCommand {
@@ -46,7 +52,17 @@ export interface CommitOffsetCommand {
   queue: number;
   offset: number;
 }
-export type Command = MessagesCommand | CreateTopicCommand | DeleteTopicCommand | CommitOffsetCommand;
+export interface MetadataCommand {
+  kind: CommandKind.Metadata;
+  change: MetadataChange;
+}
+export interface GrowTopicCommand {
+  kind: CommandKind.GrowTopic;
+  name: string;
+  queues: number;
+  createdMs: number;
+}
+export type Command = MessagesCommand | CreateTopicCommand | DeleteTopicCommand | CommitOffsetCommand | MetadataCommand | GrowTopicCommand;
 
 export class CommandFormatError extends Error {
   override readonly name = 'CommandFormatError';
@@ -63,6 +79,10 @@ export function encodeCommand(c: Command): Buffer {
       return w.str(c.name).done();
     case CommandKind.CommitOffset:
       return w.str(c.consumerGroup).str(c.topic).u32(c.queue).f64(c.offset).done();
+    case CommandKind.Metadata:
+      return w.bytes(Buffer.from(JSON.stringify(c.change), 'utf8')).done();
+    case CommandKind.GrowTopic:
+      return w.str(c.name).u32(c.queues).f64(c.createdMs).done();
   }
 }
 
@@ -125,6 +145,20 @@ export function decodeCommand(payload: Uint8Array): Command {
     }
     case CommandKind.CommitOffset: {
       const c: CommitOffsetCommand = { kind, consumerGroup: r.str(), topic: r.str(), queue: r.u32(), offset: r.f64() };
+      r.end();
+      return c;
+    }
+    case CommandKind.Metadata: {
+      let change: MetadataChange;
+      try {
+        change = checkMetadataChange(JSON.parse(r.rest().toString('utf8')));
+      } catch (error) {
+        throw new CommandFormatError(`metadata command: ${(error as Error).message}`);
+      }
+      return { kind, change };
+    }
+    case CommandKind.GrowTopic: {
+      const c: GrowTopicCommand = { kind, name: r.str(), queues: r.u32(), createdMs: r.f64() };
       r.end();
       return c;
     }

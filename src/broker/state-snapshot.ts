@@ -6,7 +6,7 @@
 // another version or another offset is refused by name, never half taken.
 //
 // Layout, little-endian (str = u16 byte length + UTF-8; f64 holds integers below 2^53 exactly):
-//   header  4 magic "MBSS" | u16 version (1) | u16 reserved (0) | u32 CRC32C of the body | u32 body bytes
+//   header  4 magic "MBSS" | u16 version (2; 1 is read too) | u16 reserved (0) | u32 CRC32C of the body | u32 body bytes
 //   body    f64 endOffset
 //           u32 n, n × topic:            str name, u32 queues, f64 createdMs (the incarnation)
 //           u32 n, n × consumer offset:  str consumerGroup, str topic, u32 queue, f64 offset
@@ -14,6 +14,7 @@
 //           u32 n, n × producer:         f64 producerId, str topic, u32 queue, f64 runLogOffset, f64 runSequence,
 //                                        f64 storedBelowSequence, u8 hasForgotten, [batch], u8 batchCount, batches
 //           batch:                       f64 sequence, u32 count, f64 queueOffset, f64 logOffset
+//           (version 2) u8 hasMetadata, [u32 length, UTF-8 JSON of the cluster metadata] (metadata group)
 // What grows it: topics (≤ ~220 B each), their queues that hold messages (≤ ~220 B each), consumer
 // offsets (consumer groups × queues, ≤ ~420 B each), producers (at most the table's bound,
 // producer-table.ts, ≤ ~500 B each). stateSnapshotBytesMax caps it.
@@ -24,8 +25,11 @@ import { consumerGroupPattern, decodeProducerKey, producerKey, queueKey, queuesP
 import { producerBatchesKept, type ProducedBatch, type ProducerState, type ProducerTable } from './producer-table.js';
 import type { QueueIndex } from './queue-index.js';
 import type { StoredTopic } from './state-store.js';
+import { checkMetadata, type ClusterMetadata } from './metadata.js';
 
-export const stateSnapshotVersion = 1;
+export const stateSnapshotVersion = 2;
+/** Payloads of version 1 (before the metadata log) are read as having no metadata. */
+const stateSnapshotVersionsRead = [1, 2];
 /** The snapshot store's default payload bound (src/replica/snapshot-store.ts): larger is refused on both ends. */
 export const stateSnapshotBytesMax = 256 * 1024 * 1024;
 const magic = Buffer.from('MBSS', 'latin1');
@@ -59,6 +63,8 @@ export interface StateSnapshot {
   consumerOffsets: SnapshotConsumerOffset[];
   queueHeads: SnapshotQueueHead[];
   producers: SnapshotProducer[];
+  /** The cluster metadata applied below endOffset (metadata group only), or null. */
+  metadata: ClusterMetadata | null;
 }
 
 export type StateSnapshotProblem = 'too_large' | 'bad_magic' | 'bad_version' | 'bad_checksum' | 'bad_format' | 'wrong_end_offset';
@@ -86,6 +92,11 @@ export function encodeStateSnapshot(snapshot: StateSnapshot): Buffer {
   for (const h of snapshot.queueHeads) w.str(h.topic).u32(h.queue).f64(h.endOffset);
   w.u32(snapshot.producers.length);
   for (const p of snapshot.producers) writeProducer(w, p);
+  if (snapshot.metadata === null) w.u8(0);
+  else {
+    const json = Buffer.from(JSON.stringify(snapshot.metadata), 'utf8');
+    w.u8(1).u32(json.length).bytes(json);
+  }
   const body = w.done();
   // An operating limit, not a bug: the caller skips this snapshot and the log is kept.
   if (headerBytes + body.length > stateSnapshotBytesMax)
@@ -118,13 +129,28 @@ export function decodeStateSnapshot(payload: Uint8Array, endOffset?: number): St
   const bytes = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
   const body = checkedBody(bytes);
   const r = new ByteReader(body, 'state snapshot', (message) => new StateSnapshotError('bad_format', message));
-  const snapshot: StateSnapshot = { endOffset: nonNegative(r.f64(), 'endOffset'), topics: [], consumerOffsets: [], queueHeads: [], producers: [] };
+  const snapshot: StateSnapshot = {
+    endOffset: nonNegative(r.f64(), 'endOffset'),
+    topics: [],
+    consumerOffsets: [],
+    queueHeads: [],
+    producers: [],
+    metadata: null,
+  };
   if (endOffset !== undefined && snapshot.endOffset !== endOffset)
     throw new StateSnapshotError('wrong_end_offset', `the payload is of offset ${snapshot.endOffset}, not ${endOffset}`);
   const queuesOf = readTopics(r, snapshot.topics);
   readConsumerOffsets(r, snapshot.consumerOffsets);
   readQueueHeads(r, snapshot.queueHeads, queuesOf);
   readProducers(r, snapshot.producers, snapshot.endOffset);
+  if (Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).readUInt16LE(4) >= 2 && r.u8() === 1) {
+    const json = r.take(r.u32());
+    try {
+      snapshot.metadata = checkMetadata(JSON.parse(json.toString('utf8')));
+    } catch (error) {
+      throw bad(`cluster metadata: ${(error as Error).message}`);
+    }
+  }
   r.end();
   return snapshot;
 }
@@ -133,7 +159,8 @@ function checkedBody(bytes: Buffer): Buffer {
   if (bytes.length > stateSnapshotBytesMax) throw new StateSnapshotError('too_large', `${bytes.length} bytes is over ${stateSnapshotBytesMax}`);
   if (bytes.length < headerBytes || !bytes.subarray(0, 4).equals(magic)) throw new StateSnapshotError('bad_magic', 'the payload does not start with "MBSS"');
   const version = bytes.readUInt16LE(4);
-  if (version !== stateSnapshotVersion) throw new StateSnapshotError('bad_version', `version ${version}; this broker reads version ${stateSnapshotVersion}`);
+  if (!stateSnapshotVersionsRead.includes(version))
+    throw new StateSnapshotError('bad_version', `version ${version}; this broker reads versions ${stateSnapshotVersionsRead.join(' and ')}`);
   const bodyBytes = bytes.readUInt32LE(12);
   if (bodyBytes !== bytes.length - headerBytes)
     throw new StateSnapshotError('bad_format', `the header counts ${bodyBytes} body bytes, the payload has ${bytes.length - headerBytes}`);

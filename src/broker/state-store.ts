@@ -15,6 +15,7 @@ import { mkdirSync } from 'node:fs';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { assert } from '../assert.js';
 import type { Logger } from '../replica/logger.js';
+import { checkMetadata, type ClusterMetadata } from './metadata.js';
 
 export interface StoredTopic {
   name: string;
@@ -32,6 +33,8 @@ export interface StoredState {
   topics: StoredTopic[];
   consumerOffsets: StoredConsumerOffset[];
   appliedOffset: number;
+  /** The cluster metadata the state applied (metadata group), or null when none. */
+  metadata?: ClusterMetadata | null;
 }
 
 /**
@@ -47,6 +50,10 @@ export interface LegacyStateSource {
 export const stateDirName = 'state';
 
 const appliedOffsetKey = 'state.appliedOffset';
+/** The metadata group's applied cluster metadata (JSON), written with the applied offset it reaches. */
+const metadataKey = 'state.metadata';
+/** Another group's copy of the cluster metadata (metadata-sync.ts): a cache, outside the applied state. */
+const metadataCacheKey = 'cache.metadata';
 
 export class StateStore {
   /** Applied offset of the newest transaction known to be on disk. */
@@ -96,7 +103,22 @@ export class StateStore {
       topics: [...this.topics.getRange()].map(({ value }) => value),
       consumerOffsets: [...this.consumerOffsets.getRange()].map(({ key, value }) => ({ key, offset: value })),
       appliedOffset: this.durableApplied,
+      metadata: readMetadata(this.env.get(metadataKey)),
     };
+  }
+
+  putMetadata(metadata: ClusterMetadata, appliedOffset: number): void {
+    this.write(appliedOffset, () => this.env.putSync(metadataKey, JSON.stringify(metadata)));
+  }
+
+  /** The copy of the cluster metadata kept by a broker outside the metadata group. */
+  metadataCache(): ClusterMetadata | null {
+    return readMetadata(this.env.get(metadataCacheKey));
+  }
+
+  saveMetadataCache(metadata: ClusterMetadata): void {
+    if (this.closed) return;
+    void this.env.put(metadataCacheKey, JSON.stringify(metadata));
   }
 
   /** Every committed entry below this is applied and its effect is on disk. */
@@ -125,7 +147,10 @@ export class StateStore {
    * transaction (a snapshot's install): on return it is on disk. Writes queued before it are
    * dropped, whether they ran already or not (this overwrites what they wrote).
    */
-  replaceAll(state: { topics: readonly StoredTopic[]; consumerOffsets: readonly StoredConsumerOffset[] }, appliedOffset: number): void {
+  replaceAll(
+    state: { topics: readonly StoredTopic[]; consumerOffsets: readonly StoredConsumerOffset[]; metadata: ClusterMetadata | null },
+    appliedOffset: number,
+  ): void {
     assert(!this.closed, 'state store: replaceAll after close');
     assert(Number.isSafeInteger(appliedOffset) && appliedOffset >= 0, `state store: applied offset ${appliedOffset} is not valid`);
     this.generation++;
@@ -134,6 +159,8 @@ export class StateStore {
       for (const key of [...this.consumerOffsets.getKeys()]) this.consumerOffsets.removeSync(key);
       for (const topic of state.topics) this.topics.putSync(topic.name, { name: topic.name, queues: topic.queues, createdMs: topic.createdMs });
       for (const { key, offset } of state.consumerOffsets) this.consumerOffsets.putSync(key, offset);
+      if (state.metadata === null) this.env.removeSync(metadataKey);
+      else this.env.putSync(metadataKey, JSON.stringify(state.metadata));
       this.env.putSync(appliedOffsetKey, appliedOffset);
     });
     // What is stored is whole again, whatever failed before.
@@ -216,4 +243,9 @@ function initialize(
       appliedOffset: legacy.appliedOffset,
     });
   }
+}
+
+function readMetadata(stored: unknown): ClusterMetadata | null {
+  if (typeof stored !== 'string') return null;
+  return checkMetadata(JSON.parse(stored));
 }

@@ -9,7 +9,17 @@
 // log's batches are indexed, what the log no longer holds; onLogStartMoved follows retention.
 import { assert } from '../assert.js';
 import type { Entry } from '../raft/types.js';
-import { CommandKind, decodeEntry, type CommitOffsetCommand, type CreateTopicCommand, type DeleteTopicCommand, type MessagesCommand } from './commands.js';
+import {
+  CommandKind,
+  decodeEntry,
+  type CommitOffsetCommand,
+  type CreateTopicCommand,
+  type DeleteTopicCommand,
+  type GrowTopicCommand,
+  type MessagesCommand,
+  type MetadataCommand,
+} from './commands.js';
+import { applyMetadataChange, emptyMetadata, type ClusterMetadata } from './metadata.js';
 import { decodeOffsetKey, offsetKey, producerKey, queueKey } from './names.js';
 import { QueueIndex } from './queue-index.js';
 import { ProducerTable, producersMaxDefault } from './producer-table.js';
@@ -35,6 +45,8 @@ export const appliedRecordIntervalMs = 1000;
 export interface StateEvents {
   /** Messages of this queue (queueKey) were committed: wake its consumers. */
   messagesCommitted(key: string): void;
+  /** The cluster metadata changed (a metadata command applied, or a snapshot restored). */
+  metadataChanged?(metadata: ClusterMetadata): void;
 }
 
 /** A snapshot as the replica keeps it: the state with every entry below endOffset applied. */
@@ -54,6 +66,8 @@ export class BrokerState {
   private readonly topics = new Map<string, TopicInfo>();
   private readonly consumerOffsets = new Map<string, number>();
   private readonly lifecycle = new TopicLifecycle();
+  /** The cluster metadata this state applied (only the metadata group's log carries any). */
+  private clusterMetadata: ClusterMetadata;
   /** Every committed entry below this is applied here (in memory; the store follows). */
   private applied: number;
   /** The last snapshot decoded, kept for the indexFromSnapshot that follows a restoreSnapshot of the same payload. */
@@ -70,6 +84,7 @@ export class BrokerState {
     const stored = store.load();
     for (const topic of stored.topics) this.topics.set(topic.name, topic);
     for (const { key, offset } of stored.consumerOffsets) this.consumerOffsets.set(key, offset);
+    this.clusterMetadata = stored.metadata ?? emptyMetadata;
     this.applied = stored.appliedOffset;
     // Not per Messages command: a store write for each would cost more than the command's apply.
     this.recordTimer = setInterval(() => this.store.recordApplied(this.applied), appliedRecordIntervalMs);
@@ -77,6 +92,11 @@ export class BrokerState {
   }
 
   // ------------------------------------------------------------------ reads
+
+  /** The cluster metadata applied here (version 0: none). */
+  get metadata(): ClusterMetadata {
+    return this.clusterMetadata;
+  }
 
   topic(name: string): TopicInfo | undefined {
     return this.topics.get(name);
@@ -121,6 +141,8 @@ export class BrokerState {
         if (this.lifecycle.appended(command, entry.offset, knownApplied, this.topics.get(command.name))) this.forgetTopicContent(command.name);
         return;
       case CommandKind.CommitOffset:
+      case CommandKind.Metadata:
+      case CommandKind.GrowTopic:
         return;
     }
   }
@@ -153,6 +175,12 @@ export class BrokerState {
       case CommandKind.CommitOffset:
         this.commitOffset(command);
         return;
+      case CommandKind.Metadata:
+        this.applyMetadata(command, entry.offset);
+        return;
+      case CommandKind.GrowTopic:
+        this.growTopic(command);
+        return;
     }
   }
 
@@ -180,6 +208,7 @@ export class BrokerState {
         endOffset,
       ),
       producers: producersOf(this.producers, includes, endOffset),
+      metadata: this.clusterMetadata.version > 0 ? this.clusterMetadata : null,
     };
     return { endOffset, payload: encodeStateSnapshot(snapshot) };
   }
@@ -193,7 +222,9 @@ export class BrokerState {
   restoreSnapshot(endOffset: number, payload: Uint8Array): void {
     const snapshot = decodeStateSnapshot(payload, endOffset);
     const consumerOffsets = snapshot.consumerOffsets.map((o) => ({ key: offsetKey(o.consumerGroup, o.topic, o.queue), offset: o.offset }));
-    this.store.replaceAll({ topics: snapshot.topics, consumerOffsets }, endOffset);
+    this.store.replaceAll({ topics: snapshot.topics, consumerOffsets, metadata: snapshot.metadata }, endOffset);
+    this.clusterMetadata = snapshot.metadata ?? emptyMetadata;
+    this.events.metadataChanged?.(this.clusterMetadata);
     this.topics.clear();
     for (const topic of snapshot.topics) this.topics.set(topic.name, { ...topic });
     this.consumerOffsets.clear();
@@ -252,6 +283,25 @@ export class BrokerState {
     this.topics.set(command.name, topic);
     this.store.putTopic(topic, this.applied);
     this.logger.info('topic.created', { topic: command.name, queues: command.queues });
+  }
+
+  private applyMetadata(command: MetadataCommand, logOffset: number): void {
+    const next = applyMetadataChange(this.clusterMetadata, command.change, logOffset);
+    if (next === this.clusterMetadata) return;
+    this.clusterMetadata = next;
+    this.store.putMetadata(next, this.applied);
+    this.logger.info('metadata.applied', { change: command.change.change, version: next.version, groups: next.groups.length, topics: next.topics.length });
+    this.events.metadataChanged?.(next);
+  }
+
+  /** More queues for the topic's incarnation `createdMs` (metadata-sync.ts proposes it). */
+  private growTopic(command: GrowTopicCommand): void {
+    const topic = this.topics.get(command.name);
+    if (!topic || topic.createdMs !== command.createdMs || command.queues <= topic.queues) return;
+    const grown = { ...topic, queues: command.queues };
+    this.topics.set(command.name, grown);
+    this.store.putTopic(grown, this.applied);
+    this.logger.info('topic.grown', { topic: command.name, queues: command.queues, from: topic.queues });
   }
 
   private deleteTopic(command: DeleteTopicCommand): void {

@@ -303,6 +303,7 @@ export interface CreateTopicRequest {
 
 export interface CreateTopicResponse {
   topic: TopicInfo | null;
+  metadataVersion: number;
 }
 
 export interface DeleteTopicRequest {
@@ -324,6 +325,8 @@ export interface DescribeTopicRequest {
 export interface DescribeTopicResponse {
   topic: TopicInfo | null;
   queues: readonly QueueInfo[];
+  /** The metadata version the placement was read from (0: before the metadata log). */
+  metadataVersion: number;
 }
 
 // ------------------------------------------------------------------ cluster
@@ -353,6 +356,61 @@ export interface GroupInfo {
 
 export interface DescribeClusterResponse {
   groups: readonly GroupInfo[];
+  metadataVersion: number;
+}
+
+// ------------------------------------------------------------------ cluster metadata (issue 14.1)
+
+export interface MetadataBroker {
+  id: string;
+  host: string;
+  clientPort: number;
+}
+
+export interface MetadataGroup {
+  id: string;
+  brokers: readonly MetadataBroker[];
+}
+
+export interface MetadataTopic {
+  name: string;
+  createdMs: number;
+  placement: readonly string[];
+  legacy: boolean;
+}
+
+export interface ClusterMetadata {
+  version: number;
+  groups: readonly MetadataGroup[];
+  topics: readonly MetadataTopic[];
+}
+
+export interface GetMetadataRequest {
+  knownVersion?: number;
+  waitMsMax?: number;
+}
+
+export interface GetMetadataResponse {
+  metadata: ClusterMetadata | null;
+}
+
+export interface AddGroupRequest {
+  group?: MetadataGroup;
+}
+
+export interface AddGroupResponse {
+  metadata: ClusterMetadata | null;
+}
+
+export interface AddQueuesRequest {
+  topic?: string;
+  count?: number;
+}
+
+export interface AddQueuesResponse {
+  topic: TopicInfo | null;
+  placement: readonly string[];
+  metadataVersion: number;
 }
 
 // ------------------------------------------------------------------ membership and leadership (issue 13.4)
@@ -431,6 +489,9 @@ export interface UnaryMethods {
   AddReplica: { request: AddReplicaRequest; response: AddReplicaResponse };
   RemoveReplica: { request: RemoveReplicaRequest; response: RemoveReplicaResponse };
   TransferLeader: { request: TransferLeaderRequest; response: TransferLeaderResponse };
+  GetMetadata: { request: GetMetadataRequest; response: GetMetadataResponse };
+  AddGroup: { request: AddGroupRequest; response: AddGroupResponse };
+  AddQueues: { request: AddQueuesRequest; response: AddQueuesResponse };
 }
 
 export type MethodName = keyof UnaryMethods;
@@ -459,4 +520,7 @@ export const unaryMethodNames: readonly MethodName[] = [
   'AddReplica',
   'RemoveReplica',
   'TransferLeader',
+  'GetMetadata',
+  'AddGroup',
+  'AddQueues',
 ];

@@ -120,6 +120,7 @@ async function startServing(
   const peerListening = await listen(peerServer, security.tls?.peerServer ?? insecure, config.listenHost, config.peerPort, null);
   const clientListening = await listen(clientServer, security.tls?.clientServer ?? insecure, config.listenHost, config.clientPort, security.limiter);
   replica.start(broker, peers);
+  broker.startMetadata();
   await observe.start(broker, replica);
   log.info('broker.started', {
     client: `${config.host}:${config.clientPort}`,

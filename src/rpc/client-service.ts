@@ -18,6 +18,7 @@ import {
 } from '../broker/broker.js';
 import { ProduceStreamSession, type ProduceStreamLimits } from './produce-stream.js';
 import { serviceDefinition } from '../protocol/protos.js';
+import { metadataToWire } from '../protocol/metadata.js';
 import { toStatus } from '../protocol/status.js';
 
 type Wire = Record<string, unknown>;
@@ -145,6 +146,13 @@ export function transferLeaderWire(r: TransferLeaderResult): Wire {
   return { group: r.group, previousLeaderId: r.previousLeaderId, leaderId: r.leaderId, epoch: r.epoch };
 }
 
+function portOf(value: unknown): number {
+  const port = Number(value ?? 0);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new InvalidArgumentError(`group.brokers.client_port ${String(value)} is out of range [1, 65535]`);
+  return port;
+}
+
 function isForwarded(call: { metadata: grpc.Metadata }): boolean {
   return call.metadata.get(forwardedKey).length > 0;
 }
@@ -221,6 +229,7 @@ export function addClientService(server: grpc.Server, broker: Broker, settings: 
     }),
     CreateTopic: unary(async (w, call) => ({
       topic: await broker.createTopic(required(str(w.name, 'name'), 'name'), int(w.queues, 'queues'), isForwarded(call)),
+      metadataVersion: broker.metadataVersion,
     })),
     DeleteTopic: unary(async (w, call) => {
       await broker.deleteTopic(required(str(w.name, 'name'), 'name'), isForwarded(call));
@@ -231,7 +240,7 @@ export function addClientService(server: grpc.Server, broker: Broker, settings: 
       const name = required(str(w.name, 'name'), 'name');
       broker.describeTopic(name, []); // NOT_FOUND before asking the other groups
       const described = broker.describeTopic(name, await broker.describeCluster());
-      return { topic: described.topic, queues: described.queues };
+      return { topic: described.topic, queues: described.queues, metadataVersion: broker.metadataVersion };
     }),
     Heartbeat: unary(async (w) => {
       const owned = Array.isArray(w.ownedQueues) ? (w.ownedQueues as unknown[]).map((q) => int(q, 'owned_queues')) : [];
@@ -290,8 +299,33 @@ export function addClientService(server: grpc.Server, broker: Broker, settings: 
       ),
     ),
     DescribeCluster: unary(async (_w, call) => {
-      if (call.metadata.get(scopeKey)[0] === 'group') return { groups: [groupWire(await broker.describeOwnGroup(true))] };
-      return { groups: (await broker.describeCluster()).map(groupWire) };
+      if (call.metadata.get(scopeKey)[0] === 'group')
+        return { groups: [groupWire(await broker.describeOwnGroup(true))], metadataVersion: broker.metadataVersion };
+      return { groups: (await broker.describeCluster()).map(groupWire), metadataVersion: broker.metadataVersion };
+    }),
+    GetMetadata: unary(async (w) => ({
+      metadata: metadataToWire(await broker.metadata(int(w.knownVersion, 'known_version'), int(w.waitMsMax, 'wait_ms_max'))),
+    })),
+    AddGroup: unary(async (w) => {
+      const group = w.group as Record<string, unknown> | undefined;
+      if (!group) throw new InvalidArgumentError('group is required');
+      const brokers = Array.isArray(group.brokers) ? (group.brokers as Wire[]) : [];
+      return {
+        metadata: metadataToWire(
+          await broker.addGroup({
+            id: required(str(group.id, 'group.id'), 'group.id'),
+            brokers: brokers.map((b) => ({
+              id: required(str(b.id, 'group.brokers.id'), 'group.brokers.id'),
+              host: required(str(b.host, 'group.brokers.host'), 'group.brokers.host'),
+              clientPort: portOf(b.clientPort),
+            })),
+          }),
+        ),
+      };
+    }),
+    AddQueues: unary(async (w) => {
+      const result = await broker.addQueues(required(str(w.topic, 'topic'), 'topic'), int(w.count, 'count'));
+      return { topic: result.topic, placement: result.placement, metadataVersion: result.metadataVersion };
     }),
   });
 }

@@ -4,7 +4,13 @@
 import * as grpc from '@grpc/grpc-js';
 import { UnavailableError, NotLeaderError, type MambaError } from '../errors.js';
 import {
+  checkMetadata,
   clientAddress,
+  type AddQueuesResult,
+  type ClusterMetadata,
+  type MetadataGroup,
+  type TopicCallMode,
+  type TopicInfo,
   type ClusterForwarder,
   type ConsumerGroupDescription,
   type AddReplicaRequest,
@@ -27,6 +33,7 @@ import type {
   TransferLeaderResponse,
 } from '../protocol/messages.js';
 import { consumerGroupFromWire, consumerGroupListFromWire } from '../protocol/consumer-groups.js';
+import { metadataFromWire, metadataToWire } from '../protocol/metadata.js';
 import { serviceDefinition } from '../protocol/protos.js';
 import { fromServiceError } from '../protocol/status.js';
 import { forwardedKey, scopeKey } from './client-service.js';
@@ -105,12 +112,42 @@ export class GrpcForwarder implements ClusterForwarder {
     });
   }
 
-  async createTopic(group: GroupLayout, name: string, queues: number): Promise<void> {
-    await this.callGroup(group, 'CreateTopic', { name, queues }, { [forwardedKey]: '1' });
+  async createTopic(group: GroupLayout, name: string, queues: number, mode: TopicCallMode): Promise<TopicInfo | null> {
+    const reply = await this.callGroup(group, 'CreateTopic', { name, queues }, mode === 'materialize' ? { [forwardedKey]: '1' } : {});
+    const topic = reply.topic as { name: string; queues: number; createdMs: unknown } | null | undefined;
+    return topic ? { name: topic.name, queues: topic.queues, createdMs: Number(topic.createdMs) } : null;
   }
 
-  async deleteTopic(group: GroupLayout, name: string): Promise<void> {
-    await this.callGroup(group, 'DeleteTopic', { name }, { [forwardedKey]: '1' });
+  async deleteTopic(group: GroupLayout, name: string, mode: TopicCallMode): Promise<void> {
+    await this.callGroup(group, 'DeleteTopic', { name }, mode === 'materialize' ? { [forwardedKey]: '1' } : {});
+  }
+
+  async fetchMetadata(group: GroupLayout, knownVersion: number, waitMs: number): Promise<ClusterMetadata> {
+    // Any broker of the metadata group answers from what it applied: no leader needed.
+    const reply = await this.callGroup(
+      group,
+      'GetMetadata',
+      { knownVersion, waitMsMax: waitMs },
+      { [forwardedKey]: '1' },
+      group.brokers.length,
+      waitMs + callTimeoutMs,
+    );
+    return checkMetadata(metadataFromWire(reply.metadata as Record<string, unknown> | undefined));
+  }
+
+  async addGroup(metadataGroup: GroupLayout, group: MetadataGroup): Promise<ClusterMetadata> {
+    const reply = await this.callGroup(metadataGroup, 'AddGroup', { group: metadataToWire({ version: 0, groups: [group], topics: [] }).groups[0] }, {});
+    return checkMetadata(metadataFromWire(reply.metadata as Record<string, unknown> | undefined));
+  }
+
+  async addQueues(metadataGroup: GroupLayout, topic: string, count: number): Promise<AddQueuesResult> {
+    const reply = await this.callGroup(metadataGroup, 'AddQueues', { topic, count }, {});
+    const grown = reply.topic as { name: string; queues: number; createdMs: unknown };
+    return {
+      topic: { name: grown.name, queues: grown.queues, createdMs: Number(grown.createdMs) },
+      placement: ((reply.placement as unknown[] | undefined) ?? []).map(String),
+      metadataVersion: Number(reply.metadataVersion ?? 0),
+    };
   }
 
   async describeGroup(group: GroupLayout): Promise<GroupInfo> {

@@ -60,6 +60,10 @@ export const clientMethodRules: Record<string, MethodRule> = {
   AddReplica: { action: 'admin', topicField: null, topic: '*' },
   RemoveReplica: { action: 'admin', topicField: null, topic: '*' },
   TransferLeader: { action: 'admin', topicField: null, topic: '*' },
+  // Topic names and where their queues live, like ListTopics and DescribeCluster (issue 14.1).
+  GetMetadata: { action: null, topicField: null },
+  AddGroup: { action: 'admin', topicField: null, topic: '*' },
+  AddQueues: { action: 'admin', topicField: 'topic' },
 };
 
 /** The action label of a rule (refusal metrics, audit lines): 'consume|admin' for a list. */

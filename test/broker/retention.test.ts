@@ -5,6 +5,8 @@
 // call (or is refused, consumerOffsetReset 'fail'), and an idempotent producer the bounded table
 // no longer knows is refused by name. Driven through the broker's own parts (ConsumePath, Admin,
 // ProducePath) on a real state store, with a stand-in for the replica's read API.
+import { emptyMetadata } from '../../src/broker/metadata.js';
+import type { MetadataSync } from '../../src/broker/metadata-sync.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { OutOfRangeError, ProducerExpiredError } from '../../src/errors.js';
@@ -62,7 +64,7 @@ function consumePathOf(state: BrokerState, replica: Replica, reset: ConsumerOffs
   const path = new ConsumePath({
     replica,
     state,
-    placement: new Placement(identity, cluster, replica, state),
+    placement: new Placement(identity, cluster, replica, state, () => emptyMetadata),
     consumeWaitMsMax: 0,
     advise: () => ({ replicaId: 'b1', address: '', reason: 'test' }),
     observer,
@@ -112,9 +114,11 @@ describe('retention: queue starts move with the log start', () => {
       const admin = new Admin({
         replica,
         state,
-        placement: new Placement(identity, cluster, replica, state),
+        placement: new Placement(identity, cluster, replica, state, () => emptyMetadata),
         produce: {} as ProducePath,
         forwarder: {} as ClusterForwarder,
+        sync: { current: emptyMetadata, isMetadataGroup: true } as MetadataSync,
+        logger: new Logger('b1', 'g1', () => undefined),
       });
       const described = admin.describeTopic('orders', []);
       assert.deepEqual(
@@ -257,7 +261,7 @@ describe('retention: the producer table is bounded; a producer it no longer know
       const produce = new ProducePath({
         replica,
         state,
-        placement: new Placement(identity, cluster, replica, state),
+        placement: new Placement(identity, cluster, replica, state, () => emptyMetadata),
         messageBytesMax: 1024,
         observer: noBrokerObserver,
         tracing: noBrokerTracer,

@@ -20,6 +20,7 @@ import {
 } from '../../src/broker/state-snapshot.js';
 import { StateStore } from '../../src/broker/state-store.js';
 import type { Entry } from '../../src/raft/types.js';
+import { crc32c } from '../../src/log/index.js';
 import { commitRange, indexedBatches, LeaderLog, leaderLogOf, leaderStep, openState, quiet, startState, withDir } from './state-fixtures.js';
 
 const sample: StateSnapshot = {
@@ -54,6 +55,14 @@ const sample: StateSnapshot = {
     },
     { producerId: 1, topic: 'orders', queue: 0, state: { batches: [], forgotten: null, runLogOffset: 50, runSequence: 3, storedBelowSequence: 7 } },
   ],
+  metadata: {
+    version: 99,
+    groups: [
+      { id: 'g1', brokers: [{ id: 'b1', host: '127.0.0.1', clientPort: 7101 }] },
+      { id: 'g2', brokers: [{ id: 'b4', host: 'broker-4.example', clientPort: 7104 }] },
+    ],
+    topics: [{ name: 'orders', createdMs: 1_700_000_000_000, placement: ['g1', 'g2', 'g2'] }],
+  },
 };
 
 function problemOf(work: () => unknown): StateSnapshotProblem {
@@ -87,8 +96,20 @@ describe('state-snapshot: the payload', () => {
   });
 
   test('an empty state is a valid snapshot', () => {
-    const empty: StateSnapshot = { endOffset: 0, topics: [], consumerOffsets: [], queueHeads: [], producers: [] };
+    const empty: StateSnapshot = { endOffset: 0, topics: [], consumerOffsets: [], queueHeads: [], producers: [], metadata: null };
     assert.deepEqual(decodeStateSnapshot(encodeStateSnapshot(empty)), empty);
+  });
+
+  test('a version-1 payload (before the metadata log) is read, without metadata', () => {
+    const withoutMetadata: StateSnapshot = { ...sample, metadata: null };
+    const payload = encodeStateSnapshot(withoutMetadata);
+    // Version 1 is the same body without the trailing metadata flag byte.
+    const body = payload.subarray(16, payload.length - 1);
+    const header = Buffer.from(payload.subarray(0, 16));
+    header.writeUInt16LE(1, 4);
+    header.writeUInt32LE(crc32c(body), 8);
+    header.writeUInt32LE(body.length, 12);
+    assert.deepEqual(decodeStateSnapshot(Buffer.concat([header, body])), withoutMetadata);
   });
 
   const damaged: Array<{ rule: string; problem: StateSnapshotProblem; damage: (payload: Buffer) => Uint8Array }> = [
