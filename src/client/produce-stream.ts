@@ -8,6 +8,9 @@
 //   - The stream breaking (status, end, or the oldest request waiting past the request timeout)
 //     rejects everything pending with that status (retriable unless the stream itself was
 //     refused, e.g. UNAUTHENTICATED); the next request opens a new stream.
+//   - Each request's RequestProgress says how far it got: written, answered, or (a stream that
+//     never connected) not sent after all. The status of a broken stream says nothing about the
+//     requests on it; produce-outcome.ts judges what may be stored from both.
 //   - Memory: what waits here is bounded by the producer (bufferBytesMax, batches in flight per
 //     queue); the broker's flow control slows the stream down when it is behind.
 import * as grpc from '@grpc/grpc-js';
@@ -25,15 +28,40 @@ export class SequenceGapError extends MambaError {
   }
 }
 
+/**
+ * How far one produce request got, kept up to date by the stream client for the producer's rule
+ * on what may be stored (produce-outcome.ts): 'unsent' until it is written on a stream; 'written'
+ * once it is (from then on it may reach the broker); 'answered' once the broker's answer to it
+ * arrived. A stream that never connected sets its requests back to 'unsent'.
+ */
+export interface RequestProgress {
+  stage: 'unsent' | 'written' | 'answered';
+}
+
 interface Waiting {
   clientSequence: number;
   sentMs: number;
+  progress: RequestProgress;
   resolve: (reply: ProduceResponse) => void;
   reject: (error: MambaError) => void;
 }
 
 /** How often a stream with requests pending checks the oldest one against the request timeout. */
 const timeoutCheckMsMax = 250;
+
+/**
+ * How grpc-js (its pick-first balancer, 1.14) words the UNAVAILABLE of a call it could not start
+ * because no connection to the broker could be made (refused, unreachable): the call never went
+ * out on any connection, so nothing written on that stream left the client. Every other status of
+ * a broken stream leaves its requests' outcome unknown. Were grpc-js to reword it, such failures
+ * would count as unknown (safe, less available); produce-stream.test.ts checks it on a closed port.
+ */
+const notConnectedDetails = 'No connection established';
+
+/** The stream failed before it was started on any connection (see notConnectedDetails). */
+export function neverConnected(error: grpc.ServiceError): boolean {
+  return error.code === grpc.status.UNAVAILABLE && (error.details ?? '').startsWith(notConnectedDetails);
+}
 
 /** The product's error for one refused request of a stream. */
 export function produceErrorFromWire(error: ProduceError): MambaError {
@@ -62,14 +90,18 @@ export class ProduceStreamClient {
     return this.pending.length;
   }
 
-  /** Sends one ProduceRequest on the stream (opened when needed); resolves with its ProduceResponse. */
-  produce(request: ProduceRequest): Promise<ProduceResponse> {
+  /**
+   * Sends one ProduceRequest on the stream (opened when needed); resolves with its ProduceResponse.
+   * `progress` follows the request (RequestProgress).
+   */
+  produce(request: ProduceRequest, progress: RequestProgress = { stage: 'unsent' }): Promise<ProduceResponse> {
     if (this.closed) return Promise.reject(new UnavailableError('producer is closed'));
     const stream = this.stream ?? this.start();
     const clientSequence = this.nextClientSequence++;
     return new Promise<ProduceResponse>((resolve, reject) => {
-      this.pending.push({ clientSequence, sentMs: Date.now(), resolve, reject });
+      this.pending.push({ clientSequence, sentMs: Date.now(), progress, resolve, reject });
       this.armTimer();
+      progress.stage = 'written';
       stream.write({ clientSequence, request });
     });
   }
@@ -79,7 +111,7 @@ export class ProduceStreamClient {
     this.stream = stream;
     this.nextClientSequence = 1;
     stream.on('data', (response: ProduceStreamResponse) => this.answer(stream, response));
-    stream.on('error', (error: grpc.ServiceError) => this.broken(stream, fromServiceError(error)));
+    stream.on('error', (error: grpc.ServiceError) => this.broken(stream, fromServiceError(error), false, neverConnected(error)));
     stream.on('end', () => this.broken(stream, new UnavailableError(`${this.address}: the produce stream ended`)));
     return stream;
   }
@@ -96,19 +128,24 @@ export class ProduceStreamClient {
           : null;
     if (fault !== null || !head) return this.broken(stream, new UnavailableError(`${this.address}: the produce stream ${fault}`), true);
     this.pending.shift();
+    head.progress.stage = 'answered';
     if (response.error) head.reject(produceErrorFromWire(response.error));
     else if (response.result) head.resolve(response.result);
     if (this.pending.length === 0) this.disarmTimer();
   }
 
-  /** Rejects everything pending on `stream` and forgets it; `cancel` also ends it on the wire. */
-  private broken(stream: Stream, error: MambaError, cancel = false): void {
+  /**
+   * Rejects everything pending on `stream` and forgets it; `cancel` also ends it on the wire;
+   * `unsent`: the stream never connected, so none of its requests left the client.
+   */
+  private broken(stream: Stream, error: MambaError, cancel = false, unsent = false): void {
     if (stream !== this.stream) return;
     this.stream = null;
     if (cancel) stream.cancel();
     this.disarmTimer();
     const failed = this.pending;
     this.pending = [];
+    if (unsent) for (const w of failed) w.progress.stage = 'unsent';
     // A stream refused as a whole (UNAUTHENTICATED, …) refuses each of its requests the same way.
     for (const w of failed) w.reject(error);
   }

@@ -25,13 +25,21 @@
 //      the retry policy through the SDK's retrier (retry.ts: backoff, attemptsMax and
 //      elapsedMsMax for `whenUnavailable: 'drop'`; no limit but the capped backoff for 'buffer'),
 //      failover to another group's queue for round-robin lanes, then drop or keep per
-//      `whenUnavailable`. A batch refused for good fails its messages, and the
-//      lane goes on under a new producer id from sequence 0; failed batches behind it are
-//      renumbered under that id (they were not stored: the broker refused them as a gap).
-//      Then the lane resumes rule 1.
-import { type MambaError, UnavailableError } from '../errors.js';
+//      `whenUnavailable`. Failover and drop are for batches no attempt may have stored
+//      (produce-outcome.ts: never sent, or refused before the append). A batch that may be stored
+//      (an attempt got no answer, or one that does not rule the append out) stays on its queue
+//      under its producer id and sequence, so a copy its group stored is answered as a duplicate
+//      (as Kafka keeps a batch on its partition); when the lane gives up on it, its messages fail
+//      with OutcomeUnknownError. A batch refused for good fails its messages, and the lane goes on
+//      under a new producer id from sequence 0; failed batches behind it are renumbered under that
+//      id (they were not stored: the broker refused them as a gap), except those that may be
+//      stored, which keep their numbers (answered as a duplicate, or refused as a gap and then
+//      renumbered). Then the lane resumes rule 1.
+import { MambaError, UnavailableError } from '../errors.js';
+import type { Ack } from '../protocol/messages.js';
 import { isRetriable, retry, systemClock, type RetryClock, type RetryPolicy } from './retry.js';
-import { SequenceGapError } from './produce-stream.js';
+import { SequenceGapError, type RequestProgress } from './produce-stream.js';
+import { OutcomeUnknownError, mayBeStored } from './produce-outcome.js';
 import type { WireMessage } from './wire.js';
 
 export interface SentMessage {
@@ -59,6 +67,8 @@ export interface LaneOptions {
   whenUnavailable: 'buffer' | 'drop';
   /** Consecutive failures on one group before a round-robin batch moves to another group's queue. */
   groupFailuresMax: number;
+  /** The producer's ack level (what a RESOURCE_EXHAUSTED answer says: produce-outcome.ts). */
+  ack: Ack;
 }
 
 /** Below the 8 batches a broker remembers per producer and queue (src/broker/producer-table.ts). */
@@ -66,11 +76,20 @@ export const producerBatchesInflightMax = 7;
 
 /** What a lane needs from its producer: the network, ids, time, and where freed room goes. */
 export interface LaneHost {
-  send(topic: string, queue: number, messages: WireMessage[], producerId: number, sequence: number): Promise<{ baseOffset: number; duplicate: boolean }>;
+  /** One request; the host records in `progress` how far it got (produce-stream.ts). */
+  send(
+    topic: string,
+    queue: number,
+    messages: WireMessage[],
+    producerId: number,
+    sequence: number,
+    progress: RequestProgress,
+  ): Promise<{ baseOffset: number; duplicate: boolean }>;
   newProducerId(): number;
   /** A queue of the topic in another group than `queue`'s, or null. */
   nextGroupQueue(topic: string, queue: number): Promise<number | null>;
   sleep(ms: number): Promise<void>;
+  now(): number;
   isClosed(): boolean;
   /** A batch's bytes are no longer held (acknowledged, failed or dropped). */
   freed(bytes: number): void;
@@ -86,6 +105,11 @@ interface Batch {
   sequence: number;
   /** Set when the batch failed in flight; recovery delivers it again. */
   error: MambaError | null;
+  /**
+   * An attempt may have stored the batch in `queue` (produce-outcome.ts): it never leaves that
+   * queue nor its producer id and sequence (rule 4). Never cleared.
+   */
+  mayBeStored: boolean;
 }
 
 export class ProducerLane {
@@ -98,7 +122,7 @@ export class ProducerLane {
   private nextSequence = 0;
   /** A batch under the current producer id was acknowledged: the broker knows the id (rule 3). */
   private producerConfirmed = false;
-  /** The retrier's time: the host's sleep (tests make it instant), the system's clock. */
+  /** The retrier's time: the host's clock and sleep (tests make them fake and instant). */
   private readonly clock: RetryClock;
 
   constructor(
@@ -109,7 +133,7 @@ export class ProducerLane {
     private readonly host: LaneHost,
   ) {
     this.producerId = host.newProducerId();
-    this.clock = { ...systemClock, sleep: (ms) => host.sleep(ms) };
+    this.clock = { now: () => host.now(), sleep: (ms) => host.sleep(ms), random: systemClock.random };
   }
 
   /** Nothing pending, in flight or being recovered. */
@@ -162,7 +186,7 @@ export class ProducerLane {
       bytes += item.bytes;
     }
     this.pendingBytes -= bytes;
-    const batch: Batch = { items, bytes, queue: this.queue, producerId: 0, sequence: 0, error: null };
+    const batch: Batch = { items, bytes, queue: this.queue, producerId: 0, sequence: 0, error: null, mayBeStored: false };
     this.number(batch);
     return batch;
   }
@@ -198,14 +222,25 @@ export class ProducerLane {
     );
   }
 
-  private attempt(batch: Batch): Promise<{ baseOffset: number; duplicate: boolean }> {
-    return this.host.send(
-      this.topic,
-      batch.queue,
-      batch.items.map((i) => i.message),
-      batch.producerId,
-      batch.sequence,
-    );
+  /**
+   * One request for the batch (written synchronously, rule 2); a failure that may have stored the
+   * batch marks it (rule 4).
+   */
+  private async attempt(batch: Batch): Promise<{ baseOffset: number; duplicate: boolean }> {
+    const progress: RequestProgress = { stage: 'unsent' };
+    try {
+      return await this.host.send(
+        this.topic,
+        batch.queue,
+        batch.items.map((i) => i.message),
+        batch.producerId,
+        batch.sequence,
+        progress,
+      );
+    } catch (error) {
+      if (mayBeStored(error, progress.stage, this.options.ack)) batch.mayBeStored = true;
+      throw error;
+    }
   }
 
   private succeeded(batch: Batch, reply: { baseOffset: number; duplicate: boolean }): void {
@@ -222,9 +257,10 @@ export class ProducerLane {
   private async recover(failed: Batch[]): Promise<void> {
     for (const batch of failed) {
       // A gap in flight came from an earlier failed batch, now delivered: just resend. A lane
-      // that started over under a new producer id renumbers the batch (it was never stored).
+      // that started over under a new producer id renumbers the batch (it was never stored),
+      // unless it may be stored: then its own numbers find the copy the broker holds, if any.
       let error = batch.error instanceof SequenceGapError ? null : batch.error;
-      if (batch.producerId !== this.producerId && batch.queue === this.queue) {
+      if (batch.producerId !== this.producerId && batch.queue === this.queue && !batch.mayBeStored) {
         this.number(batch);
         error = null;
       }
@@ -239,7 +275,8 @@ export class ProducerLane {
   /**
    * One batch, alone in flight, until a group takes it, it is refused for good, it is dropped, or
    * the producer closes. `error` is why its last attempt failed (null: send at once); it counts
-   * as the first attempt of the retries.
+   * as the first attempt of the retries. A round-robin batch moves to another group's queue after
+   * groupFailuresMax failures in a row, unless it may be stored where it is (rule 4).
    */
   private async deliverAlone(batch: Batch, error: MambaError | null): Promise<void> {
     let replay = error;
@@ -259,7 +296,8 @@ export class ProducerLane {
             throw failure;
           }
           if (sent && this.host.isClosed()) attempt.bail(new UnavailableError('producer closed before the batch was acknowledged'));
-          if (this.roundRobin && groupFailures >= this.options.groupFailuresMax && (await this.moveToNextGroup(batch))) groupFailures = 0;
+          const mayMove = this.roundRobin && !batch.mayBeStored && groupFailures >= this.options.groupFailuresMax;
+          if (mayMove && (await this.moveToNextGroup(batch))) groupFailures = 0;
           sent = true;
           return this.attemptAlone(batch);
         },
@@ -272,10 +310,24 @@ export class ProducerLane {
       );
       this.succeeded(batch, reply);
     } catch (failure) {
-      const cause = failure as MambaError;
       this.restartSequences();
-      if (isRetriable(cause) && this.options.whenUnavailable === 'drop' && !this.host.isClosed()) this.host.drop(this.topic, batch.queue, batch.items, cause);
-      else for (const item of batch.items) item.reject(cause);
+      this.gaveUp(batch, failure);
+    }
+  }
+
+  /**
+   * Rule 4's end for a batch the lane gives up on: one that may be stored fails with
+   * OutcomeUnknownError (never dropped: a drop says no group took it); one no group took is
+   * dropped (whenUnavailable 'drop', after retriable failures) or fails with its last error.
+   */
+  private gaveUp(batch: Batch, cause: unknown): void {
+    if (batch.mayBeStored && cause instanceof MambaError) {
+      const error = new OutcomeUnknownError(this.topic, batch.queue, batch.items.length, cause);
+      for (const item of batch.items) item.reject(error);
+    } else if (isRetriable(cause) && this.options.whenUnavailable === 'drop' && !this.host.isClosed()) {
+      this.host.drop(this.topic, batch.queue, batch.items, cause);
+    } else {
+      for (const item of batch.items) item.reject(cause as Error);
     }
   }
 
@@ -296,8 +348,9 @@ export class ProducerLane {
   }
 
   /**
-   * The group stays unavailable: the batch moves to another group's queue of the topic under a
-   * producer id of its own (its sequence numbers belong to the old queue); the lane starts over.
+   * The group stays unavailable and the batch is not stored there (the caller checks
+   * mayBeStored): it moves to another group's queue of the topic under a producer id of its own
+   * (its sequence numbers belong to the old queue); the lane starts over.
    */
   private async moveToNextGroup(batch: Batch): Promise<boolean> {
     const next = await this.host.nextGroupQueue(this.topic, batch.queue).catch(() => null);

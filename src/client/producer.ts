@@ -2,9 +2,10 @@
 // per queue in order, numbered for the brokers' duplicate check), every batch sent on the
 // ProduceStream of its group leader's connection (produce-stream.ts), retries with exponential
 // backoff against the group's current leader, round-robin batches moved to the next group when
-// one stays unavailable, and when no group takes a batch either kept in a bounded buffer (send()
-// waits for room) or dropped (counted in stats(), with a 'drop' event, and in a Prometheus
-// counter only when the application hands over a registry).
+// one stays unavailable (only batches no attempt may have stored: produce-outcome.ts), and when no
+// group takes a batch either kept in a bounded buffer (send() waits for room) or dropped (counted
+// in stats(), with a 'drop' event, and in a Prometheus counter only when the application hands
+// over a registry).
 import { EventEmitter } from 'node:events';
 import { randomInt } from 'node:crypto';
 import { Counter, type Registry } from 'prom-client';
@@ -12,7 +13,7 @@ import { InvalidArgumentError, MambaError, UnavailableError } from '../errors.js
 import { ackToWire, isAck, type Ack } from '../protocol/messages.js';
 import { sleep, type RetryPolicy } from './retry.js';
 import { ProducerLane, producerBatchesInflightMax, type LaneItem, type SentMessage } from './producer-lane.js';
-import { ProduceStreamClient } from './produce-stream.js';
+import { ProduceStreamClient, type RequestProgress } from './produce-stream.js';
 import { MambaClient, queueForKey, connectionOptionsOf, type ConnectionOptions } from './client.js';
 import { messageToWire, wireMessageBytes, type OutgoingMessage, type WireMessage } from './wire.js';
 import type { TopicRoute } from './router.js';
@@ -35,14 +36,21 @@ export interface ProducerOptions extends ConnectionOptions {
   pipelineBytesMin?: number;
   batchBytesMax?: number;
   retry?: Partial<RetryPolicy>;
-  /** What happens to a batch no group accepts after the retries: keep it and try again, or drop it. */
+  /**
+   * What happens to a batch no group accepts after the retries: keep it and try again, or drop it.
+   * A batch an attempt may have stored is never dropped: in 'drop' mode it fails with
+   * OutcomeUnknownError after the retries.
+   */
   whenUnavailable?: 'buffer' | 'drop';
   /** Memory for messages not yet acknowledged; send() waits for room beyond it. */
   bufferBytesMax?: number;
   idempotent?: boolean;
   requestTimeoutMs?: number;
   routeRefreshMs?: number;
-  /** Consecutive failures on one group before a round-robin batch moves to the next group. */
+  /**
+   * Consecutive failures on one group before a round-robin batch moves to the next group (only a
+   * batch no attempt may have stored moves: produce-outcome.ts).
+   */
   groupFailuresMax?: number;
   /**
    * Prometheus metrics of this producer, registered on `registry` (the application's): the
@@ -63,6 +71,7 @@ export interface SendOptions {
 }
 
 export type { SentMessage } from './producer-lane.js';
+export { OutcomeUnknownError } from './produce-outcome.js';
 
 export class DroppedError extends MambaError {
   override readonly name = 'DroppedError';
@@ -238,6 +247,7 @@ export class Producer extends EventEmitter {
           retry: this.retry,
           whenUnavailable: this.whenUnavailable,
           groupFailuresMax: this.groupFailuresMax,
+          ack: this.ack,
         },
         this.laneHost,
       );
@@ -247,11 +257,12 @@ export class Producer extends EventEmitter {
   }
 
   private readonly laneHost = {
-    send: (topic: string, queue: number, messages: WireMessage[], producerId: number, sequence: number) =>
-      this.produceOnce(topic, queue, messages, producerId, sequence),
+    send: (topic: string, queue: number, messages: WireMessage[], producerId: number, sequence: number, progress: RequestProgress) =>
+      this.produceOnce(topic, queue, messages, producerId, sequence, progress),
     newProducerId: () => this.newProducerId(),
     nextGroupQueue: (topic: string, queue: number) => this.nextGroupQueue(topic, queue),
     sleep,
+    now: () => Date.now(),
     isClosed: () => this.closed,
     freed: (bytes: number) => this.freeRoom(bytes),
     drop: (topic: string, queue: number, items: LaneItem[], cause: MambaError) => this.drop(topic, queue, items, cause),
@@ -278,6 +289,7 @@ export class Producer extends EventEmitter {
    * One batch to its queue's group leader, on the ProduceStream of that connection, through the
    * request path (cluster.ts). With the route and leader known (the usual case) the request is
    * written synchronously, so a lane's batches reach the stream in the order they were numbered.
+   * `progress` stays 'unsent' when the route or the leader cannot be found.
    */
   private produceOnce(
     topic: string,
@@ -285,9 +297,10 @@ export class Producer extends EventEmitter {
     messages: WireMessage[],
     producerId: number,
     sequence: number,
+    progress: RequestProgress,
   ): Promise<{ baseOffset: number; duplicate: boolean }> {
     const request = { topic, queue, ack: ackToWire(this.ack), producerId, sequence, messages };
-    return this.client.cluster.onQueueLeader(topic, queue, (address) => this.stream(address).produce(request));
+    return this.client.cluster.onQueueLeader(topic, queue, (address) => this.stream(address).produce(request, progress));
   }
 
   private stream(address: string): ProduceStreamClient {

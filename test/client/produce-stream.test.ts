@@ -1,10 +1,12 @@
 // The client side of ProduceStream (src/client/produce-stream.ts) over a fake duplex stream: each
-// test names the rule of the file's header it checks. No server.
+// test names the rule of the file's header it checks. No server (one test dials a closed port).
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
-import { ProduceStreamClient, SequenceGapError, produceErrorFromWire } from '../../src/client/produce-stream.js';
+import * as net from 'node:net';
+import { ProduceStreamClient, SequenceGapError, produceErrorFromWire, type RequestProgress } from '../../src/client/produce-stream.js';
+import { ConnectionPool } from '../../src/client/connection.js';
 import { NotLeaderError, PermissionDeniedError, UnavailableError } from '../../src/errors.js';
 import type { ProduceError, ProduceStreamRequest, ProduceStreamResponse } from '../../src/protocol/messages.js';
 
@@ -70,6 +72,54 @@ describe('produce stream client', () => {
     const pending = c.produce({ topic: 't' });
     streams[0]!.answer({ clientSequence: 1, error: refusal({ code: 9, leaderAddress: 'a2' }) });
     await assert.rejects(pending, (error) => error instanceof NotLeaderError && error.leaderAddress === 'a2');
+  });
+
+  test('progress: written at once, answered by its answer (result or refusal); a broken stream leaves it written', async () => {
+    const { client: c, streams } = client();
+    const progress: RequestProgress[] = [{ stage: 'unsent' }, { stage: 'unsent' }, { stage: 'unsent' }];
+    const replies = progress.map((p) => c.produce({ topic: 't' }, p).catch((error: unknown) => error));
+    assert.deepEqual(
+      progress.map((p) => p.stage),
+      ['written', 'written', 'written'],
+    );
+    streams[0]!.answer({ clientSequence: 1, result });
+    streams[0]!.answer({ clientSequence: 2, error: refusal({ code: 9 }) });
+    streams[0]!.emit('error', { code: 14, details: 'Connection dropped' });
+    await Promise.all(replies);
+    assert.deepEqual(
+      progress.map((p) => p.stage),
+      ['answered', 'answered', 'written'],
+    );
+  });
+
+  test('progress: a stream that never connected sets its requests back to unsent; a closed client sends nothing', async () => {
+    const { client: c, streams } = client();
+    const progress: RequestProgress = { stage: 'unsent' };
+    const reply = c.produce({ topic: 't' }, progress);
+    streams[0]!.emit('error', { code: 14, details: 'No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1' });
+    await assert.rejects(reply, UnavailableError);
+    assert.equal(progress.stage, 'unsent');
+    c.close();
+    const closed: RequestProgress = { stage: 'unsent' };
+    await assert.rejects(c.produce({ topic: 't' }, closed), UnavailableError);
+    assert.equal(closed.stage, 'unsent');
+  });
+
+  test('grpc-js words a refused connection as neverConnected expects (a real channel to a closed port)', async () => {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    await new Promise((resolve) => server.close(resolve));
+    const pool = new ConnectionPool();
+    try {
+      const c = new ProduceStreamClient(`127.0.0.1:${port}`, () => pool.produceStream(`127.0.0.1:${port}`), 10_000);
+      const progress: RequestProgress = { stage: 'unsent' };
+      await assert.rejects(c.produce({ topic: 't' }, progress), UnavailableError);
+      assert.equal(progress.stage, 'unsent', 'grpc-js changed how it words a refused connection: see notConnectedDetails');
+      c.close();
+    } finally {
+      pool.close();
+    }
   });
 
   test('an answer out of order, or with neither result nor error, breaks the stream; the next request opens a new one', async () => {
