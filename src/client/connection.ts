@@ -15,6 +15,8 @@ import {
   type ProduceStreamResponse,
   type SubscribeRequest,
   type ConsumeResponse,
+  type BackupChunk,
+  type BackupRequest,
 } from '../protocol/messages.js';
 import { signCall } from '../auth/signature.js';
 import { clientTls } from '../auth/tls.js';
@@ -111,6 +113,25 @@ export class ConnectionPool implements Transport {
     return stream as grpc.ClientReadableStream<StreamMethods['Subscribe']['response']>;
   }
 
+  /**
+   * A Backup server stream (issue 14), chunk by chunk as they arrive: a failure is thrown as the
+   * product's error class; leaving the loop early cancels the call (the leader then releases what
+   * it pinned). No deadline: the caller bounds the wait for each chunk.
+   */
+  async *backup(address: string, request: BackupRequest): AsyncGenerator<BackupChunk> {
+    const client = this.client(address);
+    const stream = methodOf<ServerStreamFunction>(client, 'Backup').call(client, request, this.metadata('Backup')) as grpc.ClientReadableStream<
+      StreamMethods['Backup']['response']
+    >;
+    try {
+      for await (const chunk of stream) yield chunk as BackupChunk;
+    } catch (error) {
+      throw isServiceError(error) ? withAddress(fromServiceError(error), address) : error;
+    } finally {
+      stream.cancel();
+    }
+  }
+
   /** A ProduceStream (both ways), signed like a call when the pool has an access key. */
   produceStream(address: string): grpc.ClientDuplexStream<ProduceStreamRequest, ProduceStreamResponse> {
     const client = this.client(address);
@@ -123,6 +144,10 @@ export class ConnectionPool implements Transport {
     for (const client of this.clients.values()) client.close();
     this.clients.clear();
   }
+}
+
+function isServiceError(error: unknown): error is grpc.ServiceError {
+  return error instanceof Error && typeof (error as Partial<grpc.ServiceError>).code === 'number' && 'metadata' in error;
 }
 
 function withAddress(error: MambaError, address: string): MambaError {

@@ -60,6 +60,8 @@ export const clientMethodRules: Record<string, MethodRule> = {
   AddReplica: { action: 'admin', topicField: null, topic: '*' },
   RemoveReplica: { action: 'admin', topicField: null, topic: '*' },
   TransferLeader: { action: 'admin', topicField: null, topic: '*' },
+  // A copy of every topic of a group: admin on "*", like the cluster operations.
+  Backup: { action: 'admin', topicField: null, topic: '*' },
 };
 
 /** The action label of a rule (refusal metrics, audit lines): 'consume|admin' for a list. */
