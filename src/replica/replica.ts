@@ -136,6 +136,9 @@ export interface RecoveryState {
 
 /** The name of the promise file in a data directory (see promise-file.ts). */
 export const promiseFileName = 'promise';
+/** The replica's LMDB (epoch, vote, commit mark) and segment log in a data directory. */
+export const metaDirName = 'meta';
+export const logDirName = 'log';
 /** Bound on local high watermarks waiting for the promise they rely on (one per Ready). */
 const heldHighWatermarksMax = 100_000;
 /**
@@ -347,9 +350,9 @@ export class Replica {
     let log: SegmentLog | null = null;
     let snapshots: SnapshotStore | null = null;
     try {
-      meta = MetaStore.open(join(options.dataDir, 'meta'));
+      meta = MetaStore.open(join(options.dataDir, metaDirName));
       log = await SegmentLog.open({
-        dir: join(options.dataDir, 'log'),
+        dir: join(options.dataDir, logDirName),
         segmentBytes: options.segmentBytes,
         flush: options.flush,
         retention: {
