@@ -4,9 +4,12 @@
 // Pinned at the request (Replica.openBackup): the high watermark H (every entry below it is
 // committed: nothing acknowledged at quorum before the request lies above it, since this leader
 // has committed an entry of its own epoch), the newest snapshot at or below H (its file is kept
-// open: a newer snapshot may replace it in the store, never under the reader), and the log from
-// that snapshot's end S (0 without one) to H. Retention is held back at S until the backup is
-// closed, so no segment of [S, H) is deleted under it; those entries are committed, so no
+// open: a newer snapshot may replace it in the store, never under the reader), and the whole log
+// the leader still holds, from its start L to H. The messages are in the log, not in the
+// snapshot (it holds the state: topics, queue ends, consumer offsets, producers), so the log part
+// starts at L, not at the snapshot's end S: L <= S when there is a snapshot (retention removes
+// only what one covers), L = 0 without one. Retention is held back at L until the backup is
+// closed, so no segment of [L, H) is deleted under it; those entries are committed, so no
 // truncation touches them either, whoever leads meanwhile. A log reset (this replica lost
 // leadership and installed a newer snapshot) would remove them: reads then fail with
 // OUT_OF_RANGE and the backup of the group starts over. Every batch read is copied out of the
@@ -24,13 +27,13 @@ export interface BackupPoint {
   epoch: number;
   /** H: the log is copied up to here (exclusive); every entry below it is committed. */
   highWatermark: number;
-  /** The snapshot sent (the newest at or below H), or null when the log is copied from 0. */
+  /** The snapshot sent (the newest at or below H), or null when there is none (the log then starts at 0). */
   snapshot: { id: SnapshotId; totalBytes: number } | null;
-  /** S: where the copied log starts (the snapshot's end, or 0). */
+  /** L: where the copied log starts (the leader's log start; at or below the snapshot's end). */
   logStartOffset: number;
-  /** Bytes of the batches of [S, H) as stored (their headers and CRCs included). */
+  /** Bytes of the batches of [L, H) as stored (their headers and CRCs included). */
   logBytes: number;
-  /** The epoch of the entry at H - 1 (the snapshot's epoch when [S, H) is empty). */
+  /** The epoch of the entry at H - 1. */
   lastEpoch: number;
   /** The group's seed voters (the configuration in force while the log holds no membership entry). */
   seedVoters: ReplicaId[];
@@ -62,8 +65,9 @@ export class BackupSource {
     readonly point: BackupPoint,
     private readonly parts: BackupSourceParts,
   ) {
-    assert(point.logStartOffset <= point.highWatermark, 'backup: log part starts above the high watermark');
-    assert((point.snapshot?.id.endOffset ?? 0) === point.logStartOffset, 'backup: the log part must start at the snapshot end');
+    const snapshotEndOffset = point.snapshot?.id.endOffset ?? 0;
+    assert(point.logStartOffset < point.highWatermark, 'backup: the log part must hold the entry below the high watermark');
+    assert(point.logStartOffset <= snapshotEndOffset && snapshotEndOffset <= point.highWatermark, 'backup: the snapshot must lie within the log part');
     parts.logger.info('backup.started', {
       highWatermark: point.highWatermark,
       snapshotEndOffset: point.snapshot?.id.endOffset ?? null,
@@ -84,7 +88,7 @@ export class BackupSource {
   }
 
   /**
-   * Whole batches from `offset` (a batch boundary in [S, H)), at least one, then more while
+   * Whole batches from `offset` (a batch boundary in [L, H)), at least one, then more while
    * within `bytesMax`, none ending above H: copies, checked against their CRC when read.
    */
   readLog(offset: number, bytesMax: number): BackupLogRead {

@@ -926,7 +926,7 @@ export class Replica {
 
   /**
    * Pins a backup of this group on its leader: the high watermark H, the newest snapshot at or
-   * below it (kept open) and the log from its end to H (retention held back there until the
+   * below it (kept open) and the log from its start to H (retention held back there until the
    * source is closed). NotLeaderError on a follower; UnavailableError (retriable) while this
    * leader has not committed an entry of its own epoch (its high watermark may still lie below
    * what an earlier leader acknowledged); ResourceExhaustedError beyond backupsInflightMax.
@@ -945,16 +945,16 @@ export class Replica {
         .list()
         .filter((id) => id.endOffset <= highWatermark)
         .pop() ?? null;
-    const logStartOffset = snapshotId?.endOffset ?? 0;
-    if (logStartOffset < this.log.startOffset)
+    const logStartOffset = this.log.startOffset;
+    if (logStartOffset > (snapshotId?.endOffset ?? 0))
       throw new FailedPreconditionError(
-        `broker ${this.id}: the log starts at ${this.log.startOffset}, above the newest snapshot (${logStartOffset}): a backup needs a snapshot that covers the log start; retry once this replica has taken one`,
+        `broker ${this.id}: the log starts at ${logStartOffset}, above the newest snapshot (${snapshotId?.endOffset ?? 'none'}): a backup needs a snapshot that covers the log start; retry once this replica has taken one`,
       );
     const snapshot = snapshotId === null ? null : this.snapshots.openReader(snapshotId);
     const hold = { offset: logStartOffset };
     this.retentionHolds.add(hold);
-    const lastEpoch = highWatermark > logStartOffset ? epochBefore(this.log, highWatermark) : snapshotId?.epoch;
-    assert(lastEpoch !== null && lastEpoch !== undefined, `backup: no epoch known below ${highWatermark}`);
+    const lastEpoch = epochBefore(this.log, highWatermark);
+    assert(lastEpoch !== null, `backup: no epoch known below ${highWatermark}`);
     return new BackupSource(
       {
         leaderId: this.id,

@@ -3,14 +3,15 @@
 //   format.json  the directory's identity (format.ts), new or the one the directory had
 //   snapshots/   the backup's snapshot, through the store's receive path (header, id, payload CRC
 //                checked as received and read back from the synced file)
-//   log/         reset to start, empty, at the snapshot's end S, then the backup's batches as
-//                stored (append checks each CRC and that offsets follow on), then the restore's
-//                own entries in the last epoch; flushed
+//   log/         reset to start, empty, where the backup's log starts (L, at or below the
+//                snapshot's end S: the retained log before S carries the messages), then the
+//                backup's batches as stored (append checks each CRC and that offsets follow on),
+//                then the restore's own entries in the last epoch; flushed
 //   meta/        epoch = the last entry's epoch, no vote, commit mark = the log's end: every
 //                replica of the restored group holds the same log, so all of it is committed
 //   promise      the log's end (it is durable)
 // The broker's own store (state/) is not written: on its first start it restores the snapshot
-// (its applied offset is below the snapshot's end) and replays the log from S.
+// (its applied offset is below the snapshot's end), indexes the log from L and applies it from S.
 // The caller writes into a directory that does not exist yet (a temporary sibling it renames into
 // place once every directory of the restore is complete).
 import { copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, closeSync } from 'node:fs';
@@ -40,9 +41,13 @@ export interface SeedEntry {
 }
 
 export interface SeedSource {
-  /** The snapshot the log starts at; null when the log starts at 0. */
+  /** The snapshot of the state at S (L <= S), or null (the log then starts at 0). */
   snapshot: SeedSnapshot | null;
-  /** The log's batches from the snapshot's end (or 0), in order, as the leader stored them. */
+  /** L: where the copied log starts. */
+  logStartOffset: number;
+  /** The epoch the log is reset in when it starts above 0: of the entry below L, or no higher than the first batch's. */
+  logStartEpoch: number;
+  /** The log's batches from L, in order, as the leader stored them. */
   batches: AsyncIterable<Buffer>;
   /** The epoch of the last copied entry (the snapshot's when the log part is empty). */
   lastEpoch: number;
@@ -68,10 +73,12 @@ export interface SeededDirectory {
 export async function seedDataDirectory(options: SeedOptions, source: SeedSource): Promise<SeededDirectory> {
   assert(!existsSync(options.dataDir), `seed: ${options.dataDir} exists`);
   assert(Number.isInteger(source.lastEpoch) && source.lastEpoch >= 1, `seed: bad last epoch ${source.lastEpoch}`);
+  const snapshotEndOffset = source.snapshot?.id.endOffset ?? 0;
+  assert(source.logStartOffset <= snapshotEndOffset, `seed: the log starts at ${source.logStartOffset}, above the snapshot's end ${snapshotEndOffset}`);
   if (options.keptFormatFile === null) formatDataDirectory(options.dataDir, options.identity);
   else keepFormat(options.dataDir, options.keptFormatFile);
   if (source.snapshot !== null) await receiveSnapshot(join(options.dataDir, snapshotsDirName), source.snapshot, options.logger);
-  const startOffset = source.snapshot?.id.endOffset ?? 0;
+  const startOffset = source.logStartOffset;
   const log = await SegmentLog.open({
     dir: join(options.dataDir, logDirName),
     segmentBytes: options.segmentBytes,
@@ -81,8 +88,9 @@ export async function seedDataDirectory(options: SeedOptions, source: SeedSource
   const appendedOffsets: number[] = [];
   let endOffset: number;
   try {
-    if (startOffset > 0) log.resetTo(startOffset, source.snapshot!.id.epoch);
+    if (startOffset > 0) log.resetTo(startOffset, source.logStartEpoch);
     for await (const batch of source.batches) log.append(batch);
+    assert(log.endOffset >= snapshotEndOffset, `seed: the copied log ends at ${log.endOffset}, below the snapshot's end ${snapshotEndOffset}`);
     assert(log.lastEpoch === source.lastEpoch, `seed: the copied log ends in epoch ${log.lastEpoch}, not ${source.lastEpoch}`);
     const nowMs = Date.now();
     for (const entry of source.appended) {
@@ -97,7 +105,7 @@ export async function seedDataDirectory(options: SeedOptions, source: SeedSource
   const meta = MetaStore.open(join(options.dataDir, metaDirName));
   try {
     meta.saveHardState({ epoch: source.lastEpoch, votedFor: null });
-    meta.seedCommitMark(startOffset, endOffset);
+    meta.seedCommitMark(snapshotEndOffset, endOffset);
   } finally {
     await meta.close();
   }

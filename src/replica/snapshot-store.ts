@@ -250,6 +250,15 @@ async function fileProblem(path: string, id: SnapshotId, payloadBytesMax: number
   }
 }
 
+/**
+ * Why the file at `path` is not a whole snapshot `id` (header, size, payload CRC), or null: the
+ * checks the store makes of its own files, for copies kept elsewhere (a backup's).
+ */
+export function snapshotFileProblem(path: string, id: SnapshotId, payloadBytesMax = snapshotPayloadBytesMaxDefault): Promise<string | null> {
+  checkId(id);
+  return fileProblem(path, id, payloadBytesMax);
+}
+
 // ---------------------------------------------------------------- store
 /** A follower's transfer in progress: the partial file and what the chunks so far held. */
 interface Transfer {

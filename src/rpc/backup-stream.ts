@@ -1,6 +1,6 @@
 // The Backup server stream (issue 14; its contract is written on the rpc in proto/mamba.proto):
-// start (what is pinned), the snapshot file, the log's batches from the snapshot's end to the high
-// watermark, end (the totals). The broker pins the backup (Broker.openBackup → Replica.openBackup)
+// start (what is pinned), the snapshot file, the log's batches from the leader's log start to the
+// high watermark, end (the totals). The broker pins the backup (Broker.openBackup → Replica.openBackup)
 // and this sends it, one piece of about a MiB at a time, each with the CRC32C of its bytes.
 //
 // Bounds: one piece in memory per stream, written only when the connection takes it (HTTP/2 flow
@@ -88,7 +88,7 @@ async function sendSnapshot(call: grpc.ServerWritableStream<Wire, Wire>, source:
   return position;
 }
 
-/** The log's batches from S to H as stored; returns the bytes and batches sent. */
+/** The log's batches from L to H as stored; returns the bytes and batches sent. */
 async function sendLog(call: grpc.ServerWritableStream<Wire, Wire>, source: BackupSource): Promise<{ bytes: number; batchCount: number }> {
   const { logStartOffset, highWatermark } = source.point;
   let offset = logStartOffset;

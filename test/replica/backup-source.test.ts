@@ -1,8 +1,9 @@
 // The leader's side of a backup (issue 14; src/replica/backup-source.ts), on a real replica (log,
 // LMDB, promise file, snapshot store) leading a group of one, with a small state machine:
-//   - the backup pins H, the newest snapshot at or below H and the log [S, H); what it reads is
-//     the log's own bytes, whole batches, the announced size exactly;
-//   - while it is open, retention removes nothing at or above S, though newer snapshots come and
+//   - the backup pins H, the newest snapshot at or below H and the whole log the leader holds,
+//     [L, H) with L <= S; what it reads is the log's own bytes, whole batches, the announced size
+//     exactly;
+//   - while it is open, retention removes nothing at or above L, though newer snapshots come and
 //     the pinned snapshot's file leaves the store; once closed, retention goes on;
 //   - a follower refuses (NotLeaderError), and so does a leader over the bound of backups at once.
 import { describe, test, after } from 'node:test';
@@ -95,7 +96,7 @@ async function produce(leader: Replica, first: number, count: number): Promise<n
 const silent = { send: () => undefined, close: () => undefined };
 
 describe('a backup on the leader (issue 14)', { timeout: 60_000 }, () => {
-  test('pins H, the newest snapshot and the log after it; retention is held back until it is closed', async () => {
+  test('pins H, the newest snapshot and the log the leader holds; retention is held back until it is closed', async () => {
     const root = fs.mkdtempSync(join(tmpdir(), 'mamba-backup-source-'));
     roots.push(root);
     const lines: string[] = [];
@@ -110,8 +111,8 @@ describe('a backup on the leader (issue 14)', { timeout: 60_000 }, () => {
       const point = source.point;
       assert.equal(point.highWatermark, replica.committedOffset);
       assert.ok(point.snapshot !== null, 'a snapshot is pinned');
-      assert.equal(point.logStartOffset, point.snapshot.id.endOffset);
-      assert.ok(point.logStartOffset >= replica.status().logStartOffset);
+      assert.equal(point.logStartOffset, replica.status().logStartOffset, 'the whole log the leader holds');
+      assert.ok(point.logStartOffset > 0 && point.logStartOffset <= point.snapshot.id.endOffset);
       assert.deepEqual(point.seedVoters, ['b1']);
       assert.equal(point.leaderId, 'b1');
 
@@ -127,20 +128,17 @@ describe('a backup on the leader (issue 14)', { timeout: 60_000 }, () => {
       assert.equal(Number(file.readBigUInt64LE(16)), point.snapshot.id.endOffset);
       assert.ok(file.byteLength > snapshotHeaderBytes);
 
-      // Newer snapshots and retention while the backup is open: nothing at or above S goes.
+      // Newer snapshots and retention while the backup is open: nothing at or above L goes.
       await produce(replica, 400, 600);
       await waitFor('a newer snapshot', () => (replica.status().snapshot?.endOffset ?? 0) > point.highWatermark + 300);
       await new Promise((resolve) => setTimeout(resolve, 200)); // several retention rounds
-      assert.ok(
-        replica.status().logStartOffset <= point.logStartOffset,
-        `the log start ${replica.status().logStartOffset} stays at or below S ${point.logStartOffset}`,
-      );
+      assert.equal(replica.status().logStartOffset, point.logStartOffset, 'the log start stays at L');
 
       // The pinned snapshot file was pruned (two newer kept), yet the open reader still reads it.
       const again = await source.readSnapshot(0, point.snapshot.totalBytes);
       assert.ok(again.bytes.equals(file.subarray(0, again.bytes.byteLength)));
 
-      // The log part: whole verified batches from S to H, as many bytes as announced.
+      // The log part: whole verified batches from L to H, as many bytes as announced.
       let offset = point.logStartOffset;
       let bytes = 0;
       let lastEpoch = -1;

@@ -1,7 +1,7 @@
 // seedDataDirectory (issue 14): a data directory made from what a leader's backup sent opens as a
 // replica that installed that snapshot and fetched the log after it. A real leader (a group of one)
 // is backed up; a new directory is seeded from it for another broker id with one entry of the
-// restore's own appended; a replica opened there restores the snapshot, replays the log, applies
+// restore's own appended; a replica opened there restores the snapshot, indexes the log, applies
 // every entry below the seeded end (the backup's committed entries and the appended one) before
 // any election, is not recovering, carries the format record asked for, and leads its new group.
 import { describe, test, after } from 'node:test';
@@ -115,7 +115,10 @@ describe('a data directory seeded from a backup (issue 14)', { timeout: 60_000 }
         source.propose(Buffer.from(`m${index}`), 1);
         if (index % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 2));
       }
-      await waitFor('commits and a snapshot', () => source.committedOffset >= 350 && source.status().snapshot !== null);
+      await waitFor(
+        'commits, a snapshot and retention',
+        () => source.committedOffset >= 350 && source.status().snapshot !== null && source.status().logStartOffset > 0,
+      );
       const backup = source.openBackup();
       point = backup.point;
       expected = [...sourceMachine.items];
@@ -142,12 +145,18 @@ describe('a data directory seeded from a backup (issue 14)', { timeout: 60_000 }
           totalBytes: snapshotFile.byteLength,
           read: async (position, bytesMax) => snapshotFile.subarray(position, position + bytesMax),
         },
+        logStartOffset: point.logStartOffset,
+        logStartEpoch: decodeBatchHeader(logBytes).epoch,
         batches: each(splitBatches(logBytes)),
         lastEpoch: point.lastEpoch,
         appended: [{ type: EntryType.Data, payload: Buffer.from('appended-by-restore') }],
       },
     );
     assert.equal(seeded.startOffset, point.logStartOffset);
+    assert.ok(
+      point.logStartOffset > 0 && point.logStartOffset <= point.snapshot!.id.endOffset,
+      'a log that starts above 0 (retention), at or below the snapshot',
+    );
     assert.equal(seeded.endOffset, point.highWatermark + 1);
     assert.deepEqual(seeded.appendedOffsets, [point.highWatermark]);
     const format = readDirectoryFormat(dataDir);
@@ -159,7 +168,7 @@ describe('a data directory seeded from a backup (issue 14)', { timeout: 60_000 }
     const machine = new ListMachine();
     restored.start(machine, silent);
     try {
-      assert.deepEqual(machine.restoredAt, [point.logStartOffset], 'the snapshot restored on start');
+      assert.deepEqual(machine.restoredAt, [point.snapshot!.id.endOffset], 'the snapshot restored on start');
       assert.deepEqual(machine.items, [...expected, 'appended-by-restore'], 'every entry below the seeded end applied before any election');
       assert.equal(restored.recoveryState().recovering, false);
       assert.equal(restored.promisedOffset, seeded.endOffset);
@@ -187,7 +196,14 @@ describe('a data directory seeded from a backup (issue 14)', { timeout: 60_000 }
         segmentBytes: 4096,
         logger: () => undefined,
       },
-      { snapshot: null, batches: each([leaderChange]), lastEpoch: 3, appended: [{ type: EntryType.Data, payload: Buffer.from('x') }] },
+      {
+        snapshot: null,
+        logStartOffset: 0,
+        logStartEpoch: 0,
+        batches: each([leaderChange]),
+        lastEpoch: 3,
+        appended: [{ type: EntryType.Data, payload: Buffer.from('x') }],
+      },
     );
     assert.deepEqual(seeded, { startOffset: 0, endOffset: 2, epoch: 3, appendedOffsets: [1] });
     assert.equal(readDirectoryFormat(dataDir)?.directoryId, formatted.directoryId, 'the record kept, byte for byte');
