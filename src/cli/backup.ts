@@ -12,8 +12,8 @@ import { encodeManifest, manifestFileName, manifestFormat, manifestVersion, type
 import { topicsSection } from '../backup/topics.js';
 import { GroupBackupWriter, type WrittenGroup } from '../backup/writer.js';
 import { applyRestore, planRestore, type RestoredGroup, type RestoreProgress } from '../backup/restore.js';
-import type { MambaClient } from '../client/client.js';
-import { retry, retryPolicyOf } from '../client/retry.js';
+import type { BackupCall, BackupChunk, MambaClient } from '../client/client.js';
+import { isRetriable, retry, retryPolicyOf } from '../client/retry.js';
 import type { ClusterConfig } from '../config/cluster.js';
 
 /** A leader that sends nothing for this long is given up on (the group starts over). */
@@ -35,22 +35,40 @@ export interface BackupSummary {
   durationMs: number;
 }
 
-export async function runBackup(client: MambaClient, dir: string, progress: (line: string) => void): Promise<BackupSummary> {
+/**
+ * What the groups' backups share: once one fails for good, the others stop (their calls are
+ * cancelled at once) and the first failure is the one reported.
+ */
+interface Shared {
+  failure: unknown;
+  readonly calls: Set<BackupCall>;
+  readonly writers: Set<GroupBackupWriter>;
+  readonly chunkWaitMsMax: number;
+}
+
+export interface BackupRunOptions {
+  /** Default backupChunkWaitMsMax. */
+  chunkWaitMsMax?: number;
+}
+
+export async function runBackup(client: MambaClient, dir: string, progress: (line: string) => void, options: BackupRunOptions = {}): Promise<BackupSummary> {
   const startedAtMs = Date.now();
   const createdDir = await prepareDirectory(dir);
-  const writers: GroupBackupWriter[] = [];
+  const shared: Shared = { failure: null, calls: new Set(), writers: new Set(), chunkWaitMsMax: options.chunkWaitMsMax ?? backupChunkWaitMsMax };
   try {
     const groups = (await client.describeCluster()).map((g) => g.id);
     if (groups.length === 0) throw new UnavailableError('the cluster described no group');
-    const stop = { failed: false };
-    const written = await Promise.all(
+    const settled = await Promise.allSettled(
       groups.map((group) =>
-        backupGroup(client, dir, group, progress, stop, writers).catch((error: unknown) => {
-          stop.failed = true;
+        backupGroup(client, dir, group, progress, shared).catch((error: unknown) => {
+          if (shared.failure === null) shared.failure = error;
+          for (const call of shared.calls) call.cancel();
           throw error;
         }),
       ),
     );
+    if (shared.failure !== null) throw shared.failure;
+    const written = settled.map((result) => (result as PromiseFulfilledResult<WrittenGroup>).value);
     const manifest = manifestOf(written, groups, startedAtMs);
     await writeManifest(dir, manifest);
     const bytes = written.reduce((total, w) => total + (w.entry.snapshot?.file.bytes ?? 0) + w.entry.log.file.bytes, 0);
@@ -70,7 +88,8 @@ export async function runBackup(client: MambaClient, dir: string, progress: (lin
       durationMs: Date.now() - startedAtMs,
     };
   } catch (error) {
-    for (const writer of writers) await writer.discard();
+    // Every group's work has settled here: nothing writes into the directory any more.
+    for (const writer of shared.writers) await writer.discard();
     await rm(join(dir, `${manifestFileName}.tmp`), { force: true });
     if (createdDir) await rmdir(dir).catch(() => undefined);
     throw error;
@@ -94,20 +113,13 @@ async function prepareDirectory(dir: string): Promise<boolean> {
 }
 
 /** One group, from the leader's stream to checked files; started over while the retry policy allows. */
-async function backupGroup(
-  client: MambaClient,
-  dir: string,
-  group: string,
-  progress: (line: string) => void,
-  stop: { failed: boolean },
-  writers: GroupBackupWriter[],
-): Promise<WrittenGroup> {
+async function backupGroup(client: MambaClient, dir: string, group: string, progress: (line: string) => void, shared: Shared): Promise<WrittenGroup> {
   return retry(backupRetryPolicy, async (attempt) => {
     const writer = new GroupBackupWriter(dir, group);
-    writers.push(writer);
+    shared.writers.add(writer);
     try {
       if (attempt.index > 0) progress(`backup ${group}: starting over (attempt ${attempt.index + 1})`);
-      await receive(client, writer, progress, stop);
+      await receive(client, writer, progress, shared);
       const written = await writer.finish();
       progress(
         `backup ${group}: done, ${sizeText(writer.progress.bytes)} (leader ${written.entry.leader}, offsets ${written.entry.log.startOffset}..${written.entry.highWatermark}${written.entry.snapshot ? `, snapshot at ${written.entry.snapshot.endOffset}` : ''})`,
@@ -115,21 +127,23 @@ async function backupGroup(
       return written;
     } catch (error) {
       await writer.discard();
-      writers.splice(writers.indexOf(writer), 1);
-      if (stop.failed) return attempt.bail(error);
+      shared.writers.delete(writer);
+      if (shared.failure !== null) return attempt.bail(error);
+      if (isRetriable(error)) progress(`backup ${group}: ${(error as Error).message}`);
       throw error;
     }
   });
 }
 
-/** Takes the stream's messages into the writer, each awaited at most backupChunkWaitMsMax. */
-async function receive(client: MambaClient, writer: GroupBackupWriter, progress: (line: string) => void, stop: { failed: boolean }): Promise<void> {
-  const stream = client.backup(writer.group);
+/** Takes the stream's messages into the writer, each awaited at most chunkWaitMsMax. */
+async function receive(client: MambaClient, writer: GroupBackupWriter, progress: (line: string) => void, shared: Shared): Promise<void> {
+  const call = await client.backup(writer.group);
+  shared.calls.add(call);
   let reportedMs = 0;
   try {
     for (;;) {
-      if (stop.failed) throw new BackupError(`backup of group ${writer.group} stopped: another group failed`);
-      const next = await nextWithin(stream, backupChunkWaitMsMax, writer.group);
+      if (shared.failure !== null) throw new BackupError(`backup of group ${writer.group} stopped: another group failed`);
+      const next = await nextWithin(call, shared.chunkWaitMsMax, writer.group);
       if (next.done) return;
       await writer.take(next.value);
       const nowMs = Date.now();
@@ -141,17 +155,22 @@ async function receive(client: MambaClient, writer: GroupBackupWriter, progress:
       }
     }
   } finally {
-    await stream.return(undefined); // cancels the call if it is still open
+    shared.calls.delete(call);
+    call.cancel(); // a no-op once the call has ended
   }
 }
 
-async function nextWithin<T>(stream: AsyncGenerator<T>, timeoutMs: number, group: string): Promise<IteratorResult<T>> {
+/** The call's next chunk; a leader silent for `timeoutMs` has its call cancelled (UnavailableError: the group starts over). */
+async function nextWithin(call: BackupCall, timeoutMs: number, group: string): Promise<IteratorResult<BackupChunk>> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new UnavailableError(`backup of group ${group}: nothing from the leader for ${timeoutMs} ms`)), timeoutMs);
+    timer = setTimeout(() => {
+      call.cancel();
+      reject(new UnavailableError(`backup of group ${group}: nothing from the leader for ${timeoutMs} ms`));
+    }, timeoutMs);
   });
   try {
-    return await Promise.race([stream.next(), timeout]);
+    return await Promise.race([call.chunks.next(), timeout]);
   } finally {
     clearTimeout(timer);
   }

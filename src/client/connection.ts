@@ -22,6 +22,12 @@ import { signCall } from '../auth/signature.js';
 import { clientTls } from '../auth/tls.js';
 import type { ClientSecurity } from './credentials.js';
 
+/** An open Backup call: its chunks in order, and a way to end it early. */
+export interface BackupCall {
+  chunks: AsyncGenerator<BackupChunk>;
+  cancel(): void;
+}
+
 /** What the request path (cluster.ts) needs from the network: one typed call to one broker. */
 export interface Transport {
   /** Rejects with a MambaError (the status table's class for the gRPC status). */
@@ -114,22 +120,25 @@ export class ConnectionPool implements Transport {
   }
 
   /**
-   * A Backup server stream (issue 14), chunk by chunk as they arrive: a failure is thrown as the
-   * product's error class; leaving the loop early cancels the call (the leader then releases what
-   * it pinned). No deadline: the caller bounds the wait for each chunk.
+   * A Backup server stream (issue 14): its chunks as they arrive (a failure is thrown as the
+   * product's error class) and a cancel that ends the call at once, also while a chunk is awaited
+   * (the leader then releases what it pinned). No deadline: the caller bounds the wait for each chunk.
    */
-  async *backup(address: string, request: BackupRequest): AsyncGenerator<BackupChunk> {
+  backup(address: string, request: BackupRequest): BackupCall {
     const client = this.client(address);
     const stream = methodOf<ServerStreamFunction>(client, 'Backup').call(client, request, this.metadata('Backup')) as grpc.ClientReadableStream<
       StreamMethods['Backup']['response']
     >;
-    try {
-      for await (const chunk of stream) yield chunk as BackupChunk;
-    } catch (error) {
-      throw isServiceError(error) ? withAddress(fromServiceError(error), address) : error;
-    } finally {
-      stream.cancel();
+    async function* chunks(): AsyncGenerator<BackupChunk> {
+      try {
+        for await (const chunk of stream) yield chunk as BackupChunk;
+      } catch (error) {
+        throw isServiceError(error) ? withAddress(fromServiceError(error), address) : error;
+      } finally {
+        stream.cancel();
+      }
     }
+    return { chunks: chunks(), cancel: () => stream.cancel() };
   }
 
   /** A ProduceStream (both ways), signed like a call when the pool has an access key. */
