@@ -9,7 +9,7 @@
 //   cluster-view.ts              this group and the cluster as described to clients, read advice
 //   placement.ts, names.ts, layout.ts   where a queue lives, naming rules and keys, own identity
 import type { Entry, ReplicaId, Role } from '../raft/types.js';
-import type { Replica, StateMachine } from '../replica/replica.js';
+import type { BackupSource, Replica, StateMachine } from '../replica/replica.js';
 import type { Logger } from '../replica/logger.js';
 import type { Advice } from './advice.js';
 import { Admin, type ConsumerBacklog, type QueueInfo } from './admin.js';
@@ -202,6 +202,27 @@ export class Broker implements StateMachine {
       throw new NotLeaderError(`broker ${this.id} is not in group ${group.id}`, null, clientAddress(group.brokers[0]!));
     }
     return forward(group, (waitMsMax === 0 ? membershipWaitMsDefault : waitMsMax) + forwardMarginMs);
+  }
+
+  // ------------------------------------------------------------------ backup (issue 14)
+
+  /**
+   * A backup of `groupId` pinned on this broker (replica.openBackup): only the group's leader
+   * serves it. NotFoundError for a group the cluster lacks; NotLeaderError naming where to go
+   * for another group's or when this broker does not lead (a backup is never forwarded: the
+   * stream carries every byte of the group, the caller goes to the leader itself).
+   */
+  openBackup(groupId: string): BackupSource {
+    const group = this.cluster.groups.find((g) => g.id === groupId);
+    if (!group) throw new NotFoundError(`the cluster has no group "${groupId}" (groups: ${this.cluster.groups.map((g) => g.id).join(', ')})`);
+    if (group.id !== this.group.id)
+      throw new NotLeaderError(
+        `broker ${this.id} is in group ${this.group.id}, not ${group.id}: ask a broker of ${group.id}`,
+        null,
+        clientAddress(group.brokers[0]!),
+      );
+    this.placement.requireLeader();
+    return this.replica.openBackup();
   }
 
   get inflight(): number {

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `mambamq` command. Exit codes: 0 success, 1 failure at run time, 2 usage error.
+import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, Option, InvalidArgumentError as UsageError } from 'commander';
 import { MambaError } from '../errors.js';
@@ -391,6 +392,56 @@ function watchLearner(client: MambaClient, group: string, id: string): { stop():
     },
   };
 }
+
+// ------------------------------------------------------------------ backup and restore (issue 14)
+
+program
+  .command('backup')
+  .description(
+    'copy every group, each at its high watermark, into a new directory while the cluster serves (snapshot, log, manifest.json with sha256 of every file); progress on stderr',
+  )
+  .requiredOption('--to <dir>', 'a new or empty directory')
+  .action(async (options: { to: string }, command: Command) =>
+    withClient(command, async (client) => {
+      const { runBackup, sizeText } = await import('./backup.js');
+      const summary = await runBackup(client, resolve(options.to), (line) => process.stderr.write(`${line}\n`));
+      print(
+        command,
+        summary,
+        `backup of cluster ${summary.cluster} in ${summary.dir}: ${summary.groups.map((g) => `${g.id} at ${g.highWatermark}`).join(', ')}; ${summary.topics} topics, ${sizeText(summary.bytes)} in ${(summary.durationMs / 1000).toFixed(1)} s`,
+      );
+    }),
+  );
+
+program
+  .command('restore')
+  .description('seed the stopped, new cluster of --cluster <file> from a backup: every file is checked first, then every broker directory is written, or none')
+  .requiredOption('--from <dir>', 'a backup directory (made by `mambamq backup`)')
+  .option('--topics <list>', 'restore only these topics, comma separated (the others are deleted in the restored groups)')
+  .action(async (options: { from: string; topics?: string }, command: Command) => {
+    const file = clusterFile(command);
+    const topics =
+      options.topics === undefined
+        ? null
+        : options.topics
+            .split(',')
+            .map((t) => t.trim())
+            .filter(Boolean);
+    const { runRestore } = await import('./backup.js');
+    const summary = await runRestore(resolve(options.from), loadClusterConfig(file), topics, (line) => process.stderr.write(`${line}\n`));
+    print(
+      command,
+      summary,
+      [
+        `restored ${summary.from} (cluster ${summary.backupCluster}) into cluster ${summary.cluster}${summary.topics ? `, topics ${summary.topics.join(', ')}` : ''}:`,
+        ...summary.groups.map(
+          (g) =>
+            `  group ${g.id}: ${g.brokers.join(', ')}, log ${g.startOffset}..${g.endOffset}${g.membershipRewritten ? ', membership set to the cluster file' : ''}${g.deletedTopics.length ? `, deleted ${g.deletedTopics.join(', ')}` : ''}`,
+        ),
+        `start it with: mambamq --cluster ${file} cluster up`,
+      ].join('\n'),
+    );
+  });
 
 // ------------------------------------------------------------------ produce and consume
 

@@ -3,11 +3,12 @@
 // through the one request path (cluster.ts) and, when it may be repeated, the one retrier
 // (retry.ts).
 import { createHash } from 'node:crypto';
-import { AbortedError, InvalidArgumentError, NotLeaderError } from '../errors.js';
+import { AbortedError, InvalidArgumentError, MambaError, NotLeaderError } from '../errors.js';
 import {
   ackToWire,
   type Ack,
   type AddReplicaResponse,
+  type BackupChunk,
   type DescribeTopicResponse,
   type MethodName,
   type RemoveReplicaResponse,
@@ -15,7 +16,7 @@ import {
   type ResponseOf,
   type TransferLeaderResponse,
 } from '../protocol/messages.js';
-import { ConnectionPool, type Transport } from './connection.js';
+import { ConnectionPool, type BackupCall, type Transport } from './connection.js';
 import { consumerGroupFromWire, consumerGroupListFromWire, type ConsumerGroupDescription, type ConsumerGroupList } from './consumer-groups.js';
 import { Cluster } from './cluster.js';
 import type { GroupRoute } from './router.js';
@@ -25,7 +26,9 @@ import { resolveClientSecurity, type SecurityOptions } from './credentials.js';
 import { startTracing, type Tracing, type TracingSetup } from '../observe/tracing.js';
 import { ClientTracing } from '../observe/message-trace.js';
 
-export type { Ack, AddReplicaResponse, RemoveReplicaResponse, ReplicaMember, TransferLeaderResponse } from '../protocol/messages.js';
+export type { Ack, AddReplicaResponse, BackupChunk, RemoveReplicaResponse, ReplicaMember, TransferLeaderResponse } from '../protocol/messages.js';
+export { BackupPart } from '../protocol/messages.js';
+export type { BackupCall } from './connection.js';
 export type { RetryPolicy } from './retry.js';
 export { messageToWire, readResultFromWire, type OutgoingMessage, type ReadResult, type ReceivedMessage } from './wire.js';
 export type { ConsumerGroupDescription, ConsumerGroupList, ConsumerGroupListing, ConsumerGroupMember, ConsumerGroupQueue } from './consumer-groups.js';
@@ -203,6 +206,30 @@ export class MambaClient {
         return attempt.bail(error);
       }
     });
+  }
+
+  // ------------------------------------------------------------------ backup (issue 14)
+
+  /**
+   * Opens the Backup stream of `group` on its leader (the contract is on the rpc in
+   * proto/mamba.proto): its chunks in order, and a cancel. One attempt: a refusal or a broken
+   * stream is thrown while reading as the product's error class, after the router learnt from it
+   * (a redirect names the leader for the next attempt); whether to start the group over is the
+   * caller's call.
+   */
+  async backup(group: string): Promise<BackupCall> {
+    const address = await this.cluster.leaderOf(group);
+    const call = this.pool.backup(address, { group });
+    const router = this.cluster.router;
+    async function* chunks(): AsyncGenerator<BackupChunk> {
+      try {
+        yield* call.chunks;
+      } catch (error) {
+        if (error instanceof MambaError) router.noteFailure(group, error);
+        throw error;
+      }
+    }
+    return { chunks: chunks(), cancel: call.cancel };
   }
 
   // ------------------------------------------------------------------ produce

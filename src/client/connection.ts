@@ -15,10 +15,18 @@ import {
   type ProduceStreamResponse,
   type SubscribeRequest,
   type ConsumeResponse,
+  type BackupChunk,
+  type BackupRequest,
 } from '../protocol/messages.js';
 import { signCall } from '../auth/signature.js';
 import { clientTls } from '../auth/tls.js';
 import type { ClientSecurity } from './credentials.js';
+
+/** An open Backup call: its chunks in order, and a way to end it early. */
+export interface BackupCall {
+  chunks: AsyncGenerator<BackupChunk>;
+  cancel(): void;
+}
 
 /** What the request path (cluster.ts) needs from the network: one typed call to one broker. */
 export interface Transport {
@@ -111,6 +119,28 @@ export class ConnectionPool implements Transport {
     return stream as grpc.ClientReadableStream<StreamMethods['Subscribe']['response']>;
   }
 
+  /**
+   * A Backup server stream (issue 14): its chunks as they arrive (a failure is thrown as the
+   * product's error class) and a cancel that ends the call at once, also while a chunk is awaited
+   * (the leader then releases what it pinned). No deadline: the caller bounds the wait for each chunk.
+   */
+  backup(address: string, request: BackupRequest): BackupCall {
+    const client = this.client(address);
+    const stream = methodOf<ServerStreamFunction>(client, 'Backup').call(client, request, this.metadata('Backup')) as grpc.ClientReadableStream<
+      StreamMethods['Backup']['response']
+    >;
+    async function* chunks(): AsyncGenerator<BackupChunk> {
+      try {
+        for await (const chunk of stream) yield chunk as BackupChunk;
+      } catch (error) {
+        throw isServiceError(error) ? withAddress(fromServiceError(error), address) : error;
+      } finally {
+        stream.cancel();
+      }
+    }
+    return { chunks: chunks(), cancel: () => stream.cancel() };
+  }
+
   /** A ProduceStream (both ways), signed like a call when the pool has an access key. */
   produceStream(address: string): grpc.ClientDuplexStream<ProduceStreamRequest, ProduceStreamResponse> {
     const client = this.client(address);
@@ -123,6 +153,10 @@ export class ConnectionPool implements Transport {
     for (const client of this.clients.values()) client.close();
     this.clients.clear();
   }
+}
+
+function isServiceError(error: unknown): error is grpc.ServiceError {
+  return error instanceof Error && typeof (error as Partial<grpc.ServiceError>).code === 'number' && 'metadata' in error;
 }
 
 function withAddress(error: MambaError, address: string): MambaError {

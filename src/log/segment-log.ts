@@ -282,6 +282,36 @@ export class SegmentLog {
     return batches;
   }
 
+  /**
+   * Bytes the batches of [fromOffset, toOffset) take in the segments (headers of the batches
+   * included, segment headers not): what read() returns for that range, summed. Both offsets
+   * must be batch boundaries within [startOffset, endOffset] (a backup sizes what it is about to
+   * send with it). Walks from the nearest index entry in the first and last segments only.
+   */
+  byteSizeBetween(fromOffset: number, toOffset: number): number {
+    this.checkOpen();
+    assert(
+      Number.isSafeInteger(fromOffset) &&
+        Number.isSafeInteger(toOffset) &&
+        this.startOffset <= fromOffset &&
+        fromOffset <= toOffset &&
+        toOffset <= this.endOffset,
+      `byteSizeBetween(${fromOffset}, ${toOffset}) outside [${this.startOffset}, ${this.endOffset}]`,
+    );
+    let totalBytes = 0;
+    for (const segment of this.segments) {
+      const low = Math.max(fromOffset, segment.baseOffset);
+      const high = Math.min(toOffset, segment.nextOffset);
+      if (low >= high) continue;
+      const startPosition = segment.positionOf(low);
+      assert(segment.baseOffsetAt(startPosition) === low, `byteSizeBetween: ${low} is not a batch boundary`);
+      const endPosition = high === segment.nextOffset ? segment.dataEndPosition : segment.positionOf(high);
+      assert(high === segment.nextOffset || segment.baseOffsetAt(endPosition) === high, `byteSizeBetween: ${high} is not a batch boundary`);
+      totalBytes += endPosition - startPosition;
+    }
+    return totalBytes;
+  }
+
   /** Index of the segment holding `offset` (the last whose base is <= offset). */
   private segmentIndexOf(offset: number): number {
     let low = 0;

@@ -467,6 +467,53 @@ export interface TransferLeaderResponse {
   epoch: number;
 }
 
+// ------------------------------------------------------------------ backup (issue 14)
+
+export interface BackupRequest {
+  group?: string;
+}
+
+export interface BackupStart {
+  cluster: string;
+  group: string;
+  leaderId: string;
+  epoch: number;
+  highWatermark: number;
+  logStartOffset: number;
+  logBytes: number;
+  lastEpoch: number;
+  hasSnapshot: boolean;
+  snapshotEndOffset: number;
+  snapshotEpoch: number;
+  snapshotBytes: number;
+  seedVoters: readonly string[];
+  clusterGroups: readonly string[];
+}
+
+/** The BackupPart enum of mamba.proto, by its wire numbers. */
+export const BackupPart = { unset: 0, snapshot: 1, log: 2 } as const;
+export type BackupPart = (typeof BackupPart)[keyof typeof BackupPart];
+
+export interface BackupData {
+  part: number;
+  position: number;
+  bytes: WireBytes;
+  crc32c: number;
+}
+
+export interface BackupEnd {
+  snapshotBytes: number;
+  logBytes: number;
+  batchCount: number;
+}
+
+/** One message of a Backup stream as received: exactly one of start, data, end is set. */
+export interface BackupChunk {
+  start: BackupStart | null;
+  data: BackupData | null;
+  end: BackupEnd | null;
+}
+
 // ------------------------------------------------------------------ methods
 
 /** The package-qualified name of the client API service (the path prefix of every call). */
@@ -498,9 +545,10 @@ export type MethodName = keyof UnaryMethods;
 export type RequestOf<M extends MethodName> = UnaryMethods[M]['request'];
 export type ResponseOf<M extends MethodName> = UnaryMethods[M]['response'];
 
-/** The streaming RPCs: Subscribe (server stream), ProduceStream (both ways). */
+/** The streaming RPCs: Subscribe and Backup (server streams), ProduceStream (both ways). */
 export interface StreamMethods {
   Subscribe: { request: SubscribeRequest; response: ConsumeResponse };
+  Backup: { request: BackupRequest; response: BackupChunk };
   ProduceStream: { request: ProduceStreamRequest; response: ProduceStreamResponse };
 }
 

@@ -40,6 +40,12 @@ function holderOf(file: string): number | null {
   }
 }
 
+/** The pid of the live process holding `dir`'s lock, or null (none, or a dead holder's stale file). Reads only. */
+export function lockHolder(dir: string): number | null {
+  const holder = holderOf(join(dir, 'LOCK'));
+  return holder !== null && running(holder) ? holder : null;
+}
+
 export class DataDirLock {
   private released = false;
   private readonly onExit = (): void => this.release();

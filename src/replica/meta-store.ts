@@ -70,6 +70,17 @@ export class MetaStore {
     void this.env.put('raft.highWatermark', highWatermark);
   }
 
+  /**
+   * A restored data directory's commit mark (issue 14: every entry below `highWatermark` is held
+   * by every replica of the restored group), durable when it returns, before any replica opens it.
+   */
+  seedCommitMark(appliedOffset: number, highWatermark: number): void {
+    this.env.transactionSync(() => {
+      this.env.putSync('apply.offset', appliedOffset);
+      this.env.putSync('raft.highWatermark', highWatermark);
+    });
+  }
+
   /** The broker's state in a data directory of the former layout, or null (see the top). */
   legacyMachineState(): LegacyMachineState | null {
     const topics = this.legacyDb<{ name: string; queues: number; createdMs: number }>(legacyTopicsDb);

@@ -20,7 +20,7 @@
 // onCommit for committed entries from the applied offset up.
 import { join } from 'node:path';
 import { assert } from '../assert.js';
-import { NotLeaderError, ResourceExhaustedError, UnavailableError, InvalidArgumentError } from '../errors.js';
+import { FailedPreconditionError, NotLeaderError, ResourceExhaustedError, UnavailableError, InvalidArgumentError } from '../errors.js';
 import { SegmentLog, batchHeaderBytes, type FlushPolicy, type LogStats } from '../log/index.js';
 import { RaftCore } from '../raft/core.js';
 import {
@@ -44,6 +44,7 @@ import {
   type SnapshotMeta,
   type SnapshotRequest,
 } from '../raft/types.js';
+import { BackupSource } from './backup-source.js';
 import { DataDirLock } from './data-dir-lock.js';
 import { MetaStore, type LegacyMachineState } from './meta-store.js';
 import { LogRaftStorage, batchOfEntry, entryFromBatch } from './log-storage.js';
@@ -56,6 +57,7 @@ import { Waiters } from './waiters.js';
 import type { Logger } from './logger.js';
 
 export type { FetchSnapshotError, FetchSnapshotRequest, FetchSnapshotResponse } from './snapshot-transfer.js';
+export type { BackupLogRead, BackupPoint, BackupSource } from './backup-source.js';
 
 export interface Transport {
   send(message: Message): void;
@@ -135,6 +137,9 @@ export interface RecoveryState {
 
 /** The name of the promise file in a data directory (see promise-file.ts). */
 export const promiseFileName = 'promise';
+/** The replica's LMDB (epoch, vote, commit mark) and segment log in a data directory. */
+export const metaDirName = 'meta';
+export const logDirName = 'log';
 /** Bound on local high watermarks waiting for the promise they rely on (one per Ready). */
 const heldHighWatermarksMax = 100_000;
 /**
@@ -149,6 +154,8 @@ export const snapshotIntervalBytesDefault = 64 * 1024 * 1024;
 export const retentionIntervalMsDefault = 10_000;
 /** Chunk reads a leader serves at once (each up to 1 MiB in memory); more are refused, retriable. */
 export const snapshotChunkReadsInflightMax = 4;
+/** Backups served at once (each holds retention back and a snapshot file open); more are refused, retriable. */
+export const backupsInflightMax = 2;
 /** A snapshot that could not be taken (the core not there yet, a failed write) is tried again after this. */
 const snapshotRetryMs = 1000;
 
@@ -276,6 +283,8 @@ export class Replica {
   private appliedEntriesSinceSnapshot = 0;
   private appliedBytesSinceSnapshot = 0;
   private snapshotChunkReadsInflight = 0;
+  /** The log start of each backup being served: retention keeps everything from the lowest (backup-source.ts). */
+  private readonly retentionHolds = new Set<{ offset: number }>();
   /** After a capture the core could not take yet, the policy waits until then (no capture per apply). */
   private snapshotNotBeforeMs = 0;
   /** start() ran: the state machine is restored and the replica ticks. */
@@ -341,9 +350,9 @@ export class Replica {
     let log: SegmentLog | null = null;
     let snapshots: SnapshotStore | null = null;
     try {
-      meta = MetaStore.open(join(options.dataDir, 'meta'));
+      meta = MetaStore.open(join(options.dataDir, metaDirName));
       log = await SegmentLog.open({
-        dir: join(options.dataDir, 'log'),
+        dir: join(options.dataDir, logDirName),
         segmentBytes: options.segmentBytes,
         flush: options.flush,
         retention: {
@@ -895,6 +904,59 @@ export class Replica {
     }
   }
 
+  // ------------------------------------------------------------------ backups (issue 14; backup-source.ts)
+
+  /**
+   * Pins a backup of this group on its leader: the high watermark H, the newest snapshot at or
+   * below it (kept open) and the log from its start to H (retention held back there until the
+   * source is closed). NotLeaderError on a follower; UnavailableError (retriable) while this
+   * leader has not committed an entry of its own epoch (its high watermark may still lie below
+   * what an earlier leader acknowledged); ResourceExhaustedError beyond backupsInflightMax.
+   */
+  openBackup(): BackupSource {
+    if (this.closed) throw new UnavailableError('broker is shutting down');
+    if (!this.isLeader) throw this.notLeader('a backup reads from the leader');
+    const highWatermark = this.highWatermark;
+    if (epochBefore(this.log, highWatermark) !== this.epoch)
+      throw new UnavailableError(`broker ${this.id} leads epoch ${this.epoch} but has not committed an entry of it yet; retry the backup shortly`);
+    if (this.retentionHolds.size >= backupsInflightMax)
+      throw new ResourceExhaustedError(`${this.retentionHolds.size} backups are running on broker ${this.id} (limit ${backupsInflightMax}); retry later`);
+    // The machine applies (and so snapshots) only below the exposed high watermark.
+    const snapshotId =
+      this.snapshots
+        .list()
+        .filter((id) => id.endOffset <= highWatermark)
+        .pop() ?? null;
+    const logStartOffset = this.log.startOffset;
+    if (logStartOffset > (snapshotId?.endOffset ?? 0))
+      throw new FailedPreconditionError(
+        `broker ${this.id}: the log starts at ${logStartOffset}, above the newest snapshot (${snapshotId?.endOffset ?? 'none'}): a backup needs a snapshot that covers the log start; retry once this replica has taken one`,
+      );
+    const snapshot = snapshotId === null ? null : this.snapshots.openReader(snapshotId);
+    const hold = { offset: logStartOffset };
+    this.retentionHolds.add(hold);
+    const lastEpoch = epochBefore(this.log, highWatermark);
+    assert(lastEpoch !== null, `backup: no epoch known below ${highWatermark}`);
+    return new BackupSource(
+      {
+        leaderId: this.id,
+        epoch: this.epoch,
+        highWatermark,
+        snapshot: snapshot === null || snapshotId === null ? null : { id: snapshotId, totalBytes: snapshot.totalBytes },
+        logStartOffset,
+        logBytes: this.log.byteSizeBetween(logStartOffset, highWatermark),
+        lastEpoch,
+        seedVoters: [...this.options.voters],
+      },
+      {
+        readBatches: (offset, bytesMax, endOffsetMax) => this.log.read(offset, bytesMax, endOffsetMax),
+        snapshot,
+        release: () => this.retentionHolds.delete(hold),
+        logger: this.options.logger,
+      },
+    );
+  }
+
   /** The snapshot policy counts what the apply loop hands over (see maybeTakeSnapshot). */
   private countApplied(entry: Entry): void {
     this.appliedEntriesSinceSnapshot += 1;
@@ -1237,7 +1299,8 @@ export class Replica {
   private applyRetention(): void {
     if (this.closed) return;
     const recordedOffset = Math.min(this.persistedAppliedOffset, this.machine?.appliedOffset?.() ?? this.persistedAppliedOffset);
-    const limitOffset = Math.max(0, Math.min(recordedOffset, this.core.snapshot?.endOffset ?? 0));
+    let limitOffset = Math.max(0, Math.min(recordedOffset, this.core.snapshot?.endOffset ?? 0));
+    for (const hold of this.retentionHolds) limitOffset = Math.min(limitOffset, hold.offset);
     const removed = this.log.applyRetention(Date.now(), limitOffset);
     if (removed === 0) return;
     assert(this.log.startOffset <= (this.core.snapshot?.endOffset ?? 0), 'retention removed entries no snapshot covers');

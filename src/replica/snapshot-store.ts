@@ -250,6 +250,15 @@ async function fileProblem(path: string, id: SnapshotId, payloadBytesMax: number
   }
 }
 
+/**
+ * Why the file at `path` is not a whole snapshot `id` (header, size, payload CRC), or null: the
+ * checks the store makes of its own files, for copies kept elsewhere (a backup's).
+ */
+export function snapshotFileProblem(path: string, id: SnapshotId, payloadBytesMax = snapshotPayloadBytesMaxDefault): Promise<string | null> {
+  checkId(id);
+  return fileProblem(path, id, payloadBytesMax);
+}
+
 // ---------------------------------------------------------------- store
 /** A follower's transfer in progress: the partial file and what the chunks so far held. */
 interface Transfer {
@@ -498,6 +507,29 @@ export class SnapshotStore {
     }
   }
 
+  /**
+   * A reader of snapshot `id` that keeps the file open: it reads to the end even when a newer
+   * snapshot deletes the file meanwhile (a backup pins the snapshot it sends while the replica
+   * goes on taking new ones). snapshot_gone when the snapshot is not held. Close it when done.
+   */
+  openReader(id: SnapshotId): SnapshotReader {
+    this.checkOpen();
+    checkId(id);
+    const path = this.pathOf(id);
+    const gone = () =>
+      new SnapshotError('snapshot_gone', `snapshot ${id.endOffset}-${id.epoch} is no longer held; the newest is ${JSON.stringify(this.latest())}`);
+    if (!this.has(id)) throw gone();
+    let fd: number;
+    try {
+      // Synchronously, in the turn that found it held: no prune can come between.
+      fd = fs.openSync(path, 'r');
+    } catch (error) {
+      if (isMissing(error)) throw gone();
+      throw error;
+    }
+    return new SnapshotReader(id, path, fd, fs.fstatSync(fd).size);
+  }
+
   /** The payload of snapshot `id`, checked (header, id, size, CRC), for the state machine to load. */
   async readPayload(id: SnapshotId): Promise<Buffer> {
     this.checkOpen();
@@ -667,5 +699,39 @@ export class SnapshotStore {
     if (this.closed) return;
     this.abortReceive();
     this.closed = true;
+  }
+}
+
+/** An open snapshot file (SnapshotStore.openReader): chunks as readChunk gives them, from one descriptor. */
+export class SnapshotReader {
+  private closed = false;
+
+  constructor(
+    readonly id: SnapshotId,
+    readonly path: string,
+    private readonly fd: number,
+    /** Size of the whole file, header included. */
+    readonly totalBytes: number,
+  ) {}
+
+  /** Up to `bytesMax` bytes (at most snapshotChunkBytesMax) from `positionBytes`, with their CRC32C. */
+  async read(positionBytes: number, bytesMax: number): Promise<SnapshotChunk> {
+    assert(!this.closed, 'snapshot reader used after close');
+    if (!Number.isSafeInteger(positionBytes) || positionBytes < 0 || positionBytes > this.totalBytes) {
+      throw new SnapshotError('bad_position', `chunk position ${positionBytes} outside the ${this.totalBytes}-byte snapshot`);
+    }
+    if (!Number.isSafeInteger(bytesMax) || bytesMax < 1) throw new SnapshotError('bad_chunk', `chunk bytesMax ${bytesMax} must be at least 1`);
+    const bytes = Buffer.alloc(Math.min(bytesMax, snapshotChunkBytesMax, this.totalBytes - positionBytes));
+    const bytesRead = await new Promise<number>((resolve, reject) =>
+      fs.read(this.fd, bytes, 0, bytes.byteLength, positionBytes, (error, count) => (error === null ? resolve(count) : reject(error))),
+    );
+    if (bytesRead !== bytes.byteLength) throw new SnapshotError('snapshot_corrupt', `snapshot ${this.path} shrank while read`, { file: this.path });
+    return { bytes, totalBytes: this.totalBytes, done: positionBytes + bytesRead === this.totalBytes, chunkCrc: crc32c(bytes) >>> 0 };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    fs.closeSync(this.fd);
   }
 }

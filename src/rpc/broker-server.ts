@@ -103,7 +103,7 @@ async function startServing(
     requireCertificate: security.tls !== null,
   });
   const clientServer = new MeteredServer({ ...serverOptions, interceptors: [security.clientGuard.interceptor] }, observe.metrics, 'client');
-  addClientService(clientServer, broker, s);
+  addClientService(clientServer, broker, s, { cluster: cluster.name });
   new ReflectionService(reflectionPackageDefinition()).addToServer(clientServer);
 
   const peers = new PeerClients(

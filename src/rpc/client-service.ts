@@ -17,6 +17,7 @@ import {
   type ProduceRequest,
 } from '../broker/broker.js';
 import { ProduceStreamSession, type ProduceStreamLimits } from './produce-stream.js';
+import { serveBackup, type BackupStreamIdentity } from './backup-stream.js';
 import { serviceDefinition } from '../protocol/protos.js';
 import { metadataToWire } from '../protocol/metadata.js';
 import { toStatus } from '../protocol/status.js';
@@ -165,7 +166,7 @@ export interface ClientServiceSettings {
   requestBytesMax: number;
 }
 
-export function addClientService(server: grpc.Server, broker: Broker, settings: ClientServiceSettings): void {
+export function addClientService(server: grpc.Server, broker: Broker, settings: ClientServiceSettings, identity: BackupStreamIdentity): void {
   const unary =
     (handler: Unary): grpc.handleUnaryCall<Wire, Wire> =>
     (call, callback) => {
@@ -298,6 +299,9 @@ export function addClientService(server: grpc.Server, broker: Broker, settings: 
         ),
       ),
     ),
+    Backup: (call: grpc.ServerWritableStream<Wire, Wire>) => {
+      void serveBackup(broker, identity, call);
+    },
     DescribeCluster: unary(async (_w, call) => {
       if (call.metadata.get(scopeKey)[0] === 'group')
         return { groups: [groupWire(await broker.describeOwnGroup(true))], metadataVersion: broker.metadataVersion };

@@ -64,6 +64,8 @@ export const clientMethodRules: Record<string, MethodRule> = {
   GetMetadata: { action: null, topicField: null },
   AddGroup: { action: 'admin', topicField: null, topic: '*' },
   AddQueues: { action: 'admin', topicField: 'topic' },
+  // A copy of every topic of a group: admin on "*", like the cluster operations.
+  Backup: { action: 'admin', topicField: null, topic: '*' },
 };
 
 /** The action label of a rule (refusal metrics, audit lines): 'consume|admin' for a list. */

@@ -8,6 +8,7 @@ import protobuf from 'protobufjs';
 import { protoRoot, messageType } from '../../src/protocol/protos.js';
 import {
   AckLevel,
+  BackupPart,
   ackFromWire,
   ackToWire,
   acks,
@@ -15,6 +16,7 @@ import {
   clientServiceName,
   isAck,
   unaryMethodNames,
+  type BackupChunk,
   type ConsumeResponse,
   type DescribeClusterResponse,
   type FetchOffsetResponse,
@@ -22,7 +24,7 @@ import {
 } from '../../src/protocol/messages.js';
 
 const service = protoRoot().lookupService(clientServiceName);
-const streamMethodNames: ReadonlyArray<keyof StreamMethods> = ['Subscribe', 'ProduceStream'];
+const streamMethodNames: ReadonlyArray<keyof StreamMethods> = ['Subscribe', 'ProduceStream', 'Backup'];
 
 function responseTypeOf(method: protobuf.Method): protobuf.Type {
   method.resolve();
@@ -100,5 +102,29 @@ describe('ack levels', () => {
     const produce = messageType('mamba.v1.ProduceRequest');
     const decoded = produce.decode(produce.encode({ topic: 't', ack: ackToWire('leader') }).finish()) as unknown as { ack: number };
     assert.equal(decoded.ack, AckLevel.leader);
+  });
+});
+
+describe('backup chunks (issue 14)', () => {
+  test('the wire numbers are the proto enum BackupPart', () => {
+    const values = protoRoot().lookupEnum('mamba.v1.BackupPart').values;
+    assert.deepEqual({ ...values }, { BACKUP_PART_UNSET: BackupPart.unset, BACKUP_PART_SNAPSHOT: BackupPart.snapshot, BACKUP_PART_LOG: BackupPart.log });
+  });
+
+  test('a chunk carries one of start, data, end; the others read null', () => {
+    const type = messageType('mamba.v1.BackupChunk');
+    const data = type.decode(
+      type.encode({ data: { part: BackupPart.log, position: 2 ** 40, bytes: Buffer.from('batch'), crc32c: 0xffffffff } }).finish(),
+    ) as unknown as BackupChunk;
+    assert.equal(data.start, null);
+    assert.equal(data.end, null);
+    assert.equal(data.data!.part, BackupPart.log);
+    assert.equal(data.data!.position, 2 ** 40);
+    assert.equal(data.data!.crc32c, 0xffffffff);
+    assert.ok(Buffer.isBuffer(data.data!.bytes));
+    const start = type.decode(type.encode({ start: { group: 'g1', seedVoters: ['b1', 'b2'], hasSnapshot: true } }).finish()) as unknown as BackupChunk;
+    assert.deepEqual([...start.start!.seedVoters], ['b1', 'b2']);
+    assert.equal(start.start!.highWatermark, 0);
+    assert.equal(start.data, null);
   });
 });

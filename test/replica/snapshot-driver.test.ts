@@ -259,9 +259,12 @@ describe('a follower behind the leader log start (Raft §7, KIP-630)', { timeout
     assert.deepEqual(b3.machine.list, leader.machine.list, 'the same committed payloads, in order');
     assert.equal(b3.machine.list.length, 650);
 
-    const installed = events(b3.lines, 'replica.snapshot.installed')[0]!;
+    // Retention on the leader does not wait for a slow follower (as Kafka's): when it passed b3's
+    // position again while b3 caught up, b3 installed a newer snapshot too.
+    const installs = events(b3.lines, 'replica.snapshot.installed');
+    const installed = installs[0]!;
     assert.equal(b3.machine.restored[0], installed.snapshotEndOffset, 'the machine restored the installed snapshot');
-    assert.deepEqual(b3.machine.indexedFrom, [null, installed.snapshotEndOffset], 'indexFromSnapshot on start (none) and after the install');
+    assert.deepEqual(b3.machine.indexedFrom, [null, ...installs.map((i) => i.snapshotEndOffset)], 'indexFromSnapshot on start (none) and after each install');
     assert.ok(b3.replica.status().logStartOffset >= Number(installed.snapshotEndOffset), 'the log starts at (or after) the snapshot');
     const progress = events(b3.lines, 'replica.snapshot.fetch_progress');
     assert.ok(progress.length > 0 && progress.at(-1)!.percent === 100, 'progress lines up to 100%');

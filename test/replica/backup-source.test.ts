@@ -1,0 +1,206 @@
+// The leader's side of a backup (issue 14; src/replica/backup-source.ts), on a real replica (log,
+// LMDB, promise file, snapshot store) leading a group of one, with a small state machine:
+//   - the backup pins H, the newest snapshot at or below H and the whole log the leader holds,
+//     [L, H) with L <= S; what it reads is the log's own bytes, whole batches, the announced size
+//     exactly;
+//   - while it is open, retention removes nothing at or above L, though newer snapshots come and
+//     the pinned snapshot's file leaves the store; once closed, retention goes on;
+//   - a follower refuses (NotLeaderError), and so does a leader over the bound of backups at once.
+import { formatDataDirectory } from '../../src/replica/format.js';
+import { describe, test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NotLeaderError, ResourceExhaustedError } from '../../src/errors.js';
+import { decodeBatchHeader, verifyBatch } from '../../src/log/index.js';
+import type { Entry } from '../../src/raft/types.js';
+import { Logger } from '../../src/replica/logger.js';
+import { backupsInflightMax, Replica, type ReplicaOptions, type StateMachine } from '../../src/replica/replica.js';
+import { snapshotHeaderBytes } from '../../src/replica/snapshot-store.js';
+
+const roots: string[] = [];
+after(() => {
+  for (const root of roots) fs.rmSync(root, { recursive: true, force: true });
+});
+
+/** Keeps the committed payloads; snapshots are their JSON. */
+class ListMachine implements StateMachine {
+  items: string[] = [];
+  applied = 0;
+  onAppend(): void {}
+  onTruncate(): void {}
+  onRoleChange(): void {}
+  onCommit(entry: Entry): void {
+    this.items.push(Buffer.from(entry.payload).toString());
+    this.applied = entry.offset + entry.count;
+  }
+  appliedOffset(): number {
+    return this.applied;
+  }
+  captureSnapshot(): { endOffset: number; payload: Uint8Array } {
+    return { endOffset: this.applied, payload: Buffer.from(JSON.stringify(this.items)) };
+  }
+  restoreSnapshot(endOffset: number, payload: Uint8Array): void {
+    this.items = JSON.parse(Buffer.from(payload).toString()) as string[];
+    this.applied = endOffset;
+  }
+}
+
+function options(id: string, voters: string[], dataDir: string, lines: string[]): ReplicaOptions {
+  return {
+    id,
+    voters,
+    dataDir,
+    flush: { mode: 'async', intervalMs: 5 },
+    segmentBytes: 4096,
+    retentionBytesMax: 8192,
+    retentionAgeMsMax: 0,
+    tickMs: 5,
+    electionTimeoutMs: 100,
+    fetchTimeoutMs: 300,
+    fetchWaitMsMax: 20,
+    fetchBytesMax: 64 * 1024,
+    pendingProposalsMax: 100_000,
+    snapshotIntervalEntries: 100,
+    snapshotIntervalBytes: 1 << 30,
+    retentionIntervalMs: 20,
+    logger: new Logger(id, 'g1', (line) => lines.push(line)),
+    random: Math.random,
+  };
+}
+
+async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+function events(lines: string[], event: string): Array<Record<string, unknown>> {
+  return lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.event === event);
+}
+
+async function produce(leader: Replica, first: number, count: number): Promise<number> {
+  let end = 0;
+  for (let index = first; index < first + count; index++) {
+    end = leader.propose(Buffer.from(`m${index}-${'x'.repeat(40)}`), 1) + 1;
+    if (index % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+  await waitFor(`commit of ${end}`, () => leader.committedOffset >= end);
+  return end;
+}
+
+const silent = { send: () => undefined, close: () => undefined };
+
+describe('a backup on the leader (issue 14)', { timeout: 60_000 }, () => {
+  test('pins H, the newest snapshot and the log the leader holds; retention is held back until it is closed', async () => {
+    const root = fs.mkdtempSync(join(tmpdir(), 'mamba-backup-source-'));
+    roots.push(root);
+    const lines: string[] = [];
+    formatDataDirectory(join(root, 'b1'), { cluster: 'c', group: 'g1', brokerId: 'b1' });
+    const replica = await Replica.open(options('b1', ['b1'], join(root, 'b1'), lines));
+    const machine = new ListMachine();
+    replica.start(machine, silent);
+    try {
+      await waitFor('b1 leads', () => replica.isLeader);
+      await produce(replica, 0, 400);
+      await waitFor('a snapshot and retention', () => replica.status().snapshot !== null && replica.status().logStartOffset > 0);
+      const source = replica.openBackup();
+      const point = source.point;
+      assert.equal(point.highWatermark, replica.committedOffset);
+      assert.ok(point.snapshot !== null, 'a snapshot is pinned');
+      assert.equal(point.logStartOffset, replica.status().logStartOffset, 'the whole log the leader holds');
+      assert.ok(point.logStartOffset > 0 && point.logStartOffset <= point.snapshot.id.endOffset);
+      assert.deepEqual(point.seedVoters, ['b1']);
+      assert.equal(point.leaderId, 'b1');
+
+      // The snapshot file as stored: its header names the id.
+      const chunks: Buffer[] = [];
+      for (let position = 0; position < point.snapshot.totalBytes; ) {
+        const chunk = await source.readSnapshot(position, 1000);
+        chunks.push(chunk.bytes);
+        position += chunk.bytes.byteLength;
+      }
+      const file = Buffer.concat(chunks);
+      assert.equal(file.byteLength, point.snapshot.totalBytes);
+      assert.equal(Number(file.readBigUInt64LE(16)), point.snapshot.id.endOffset);
+      assert.ok(file.byteLength > snapshotHeaderBytes);
+
+      // Newer snapshots and retention while the backup is open: nothing at or above L goes.
+      await produce(replica, 400, 600);
+      await waitFor('a newer snapshot', () => (replica.status().snapshot?.endOffset ?? 0) > point.highWatermark + 300);
+      await new Promise((resolve) => setTimeout(resolve, 200)); // several retention rounds
+      assert.equal(replica.status().logStartOffset, point.logStartOffset, 'the log start stays at L');
+
+      // The pinned snapshot file was pruned (two newer kept), yet the open reader still reads it.
+      const again = await source.readSnapshot(0, point.snapshot.totalBytes);
+      assert.ok(again.bytes.equals(file.subarray(0, again.bytes.byteLength)));
+
+      // The log part: whole verified batches from L to H, as many bytes as announced.
+      let offset = point.logStartOffset;
+      let bytes = 0;
+      let lastEpoch = -1;
+      for (let round = 0; offset < point.highWatermark && round < 10_000; round++) {
+        const read = source.readLog(offset, 3000);
+        assert.equal(read.offset, offset);
+        let position = 0;
+        for (let index = 0; index < read.batchCount; index++) {
+          const header = decodeBatchHeader(read.bytes.subarray(position));
+          verifyBatch(read.bytes.subarray(position, position + header.batchLength));
+          assert.equal(header.baseOffset, offset);
+          offset += header.recordCount;
+          lastEpoch = header.epoch;
+          position += header.batchLength;
+        }
+        assert.equal(position, read.bytes.byteLength);
+        assert.equal(read.nextOffset, offset);
+        bytes += read.bytes.byteLength;
+      }
+      assert.equal(offset, point.highWatermark);
+      assert.equal(bytes, point.logBytes);
+      assert.equal(lastEpoch, point.lastEpoch);
+
+      source.close(true);
+      await waitFor('retention goes on once the backup is closed', () => replica.status().logStartOffset > point.logStartOffset);
+      assert.equal(events(lines, 'backup.started').length, 1);
+      assert.equal(events(lines, 'backup.finished')[0]!.highWatermark, point.highWatermark);
+    } finally {
+      await replica.close();
+    }
+  });
+
+  test('a follower refuses with the leader it knows; a leader refuses beyond the bound of backups at once', async () => {
+    const root = fs.mkdtempSync(join(tmpdir(), 'mamba-backup-source-'));
+    roots.push(root);
+    const lines: string[] = [];
+    formatDataDirectory(join(root, 'b2'), { cluster: 'c', group: 'g1', brokerId: 'b2' });
+    const follower = await Replica.open(options('b2', ['b1', 'b2', 'b3'], join(root, 'b2'), lines));
+    follower.start(new ListMachine(), silent);
+    try {
+      assert.throws(() => follower.openBackup(), NotLeaderError);
+    } finally {
+      await follower.close();
+    }
+    formatDataDirectory(join(root, 'b1'), { cluster: 'c', group: 'g1', brokerId: 'b1' });
+    const leader = await Replica.open(options('b1', ['b1'], join(root, 'b1'), lines));
+    leader.start(new ListMachine(), silent);
+    try {
+      await waitFor('b1 leads', () => leader.isLeader);
+      await produce(leader, 0, 10);
+      const open = Array.from({ length: backupsInflightMax }, () => leader.openBackup());
+      assert.equal(open[0]!.point.snapshot, null, 'no snapshot yet: the log from 0');
+      assert.equal(open[0]!.point.logStartOffset, 0);
+      assert.throws(() => leader.openBackup(), ResourceExhaustedError);
+      open[0]!.close(false, 'test');
+      leader.openBackup().close(true);
+      for (const source of open) source.close(true);
+      assert.equal(events(lines, 'backup.abandoned')[0]!.reason, 'test');
+    } finally {
+      await leader.close();
+    }
+  });
+});
