@@ -57,6 +57,11 @@ export interface GroupRestore {
   membership: MembershipConfig | null;
   /** Topics the restore deletes in this group (--topics). */
   deletedTopics: string[];
+  /**
+   * The metadata group's (the first group's) deleted topics with their incarnations: the cluster
+   * metadata drops them too, else every group's leader would create them again from it.
+   */
+  deletedFromMetadata: Array<{ name: string; createdMs: number }>;
 }
 
 export interface RestorePlan {
@@ -94,6 +99,8 @@ export async function planRestore(from: string, cluster: ClusterConfig, options:
       brokers: targets[index]!,
       membership: membershipToAppend(content.membership, seed),
       deletedTopics: keep === null ? [] : content.topics.map((t) => t.name).filter((name) => !keep.has(name)),
+      deletedFromMetadata:
+        keep === null || index !== 0 ? [] : content.topics.filter((t) => !keep.has(t.name)).map((t) => ({ name: t.name, createdMs: t.createdMs })),
     });
   }
   return { from, cluster: cluster.name, manifest, groups, keptTopics: keep === null ? null : [...keep].sort() };
@@ -201,9 +208,11 @@ export function membershipToAppend(inForce: MembershipConfig, seed: readonly str
 }
 
 /** The entries a restore appends to a group's log, in order. */
-export function appendedEntries(group: Pick<GroupRestore, 'membership' | 'deletedTopics'>): SeedEntry[] {
+export function appendedEntries(group: Pick<GroupRestore, 'membership' | 'deletedTopics'> & Partial<Pick<GroupRestore, 'deletedFromMetadata'>>): SeedEntry[] {
   const entries: SeedEntry[] = [];
   if (group.membership !== null) entries.push({ type: EntryType.Membership, payload: encodeMembershipConfig(group.membership) });
+  for (const { name, createdMs } of group.deletedFromMetadata ?? [])
+    entries.push({ type: EntryType.Data, payload: encodeCommand({ kind: CommandKind.Metadata, change: { change: 'delete-topic', name, createdMs } }) });
   for (const name of [...group.deletedTopics].sort()) entries.push({ type: EntryType.Data, payload: encodeCommand({ kind: CommandKind.DeleteTopic, name }) });
   return entries;
 }

@@ -1,13 +1,16 @@
 // The manifest's `topics` section (issue 14): every topic some group holds at its high watermark,
-// with its queue placement, in one place. Queues are dealt over the groups in the cluster's order
-// (broker/layout.ts groupOfQueue: queue q in group q mod groups); a cluster-wide metadata log will
-// hold this placement later, and its part of a backup goes here.
+// with its queue placement, in one place. The placement is the cluster metadata's (the metadata
+// group's log, whose copy in the backup restores it); a topic the metadata does not name (a
+// cluster from before the metadata log) has its queues dealt over the groups in order.
 import { groupOfQueue } from '../broker/layout.js';
 import type { StoredTopic } from '../broker/state-store.js';
 import type { TopicBackup } from './manifest.js';
 
 /** `groups` in the cluster's order, each with the topics it holds; a topic's incarnation is the first group's that holds it. */
-export function topicsSection(groups: ReadonlyArray<{ id: string; topics: readonly StoredTopic[] }>): TopicBackup[] {
+export function topicsSection(
+  groups: ReadonlyArray<{ id: string; topics: readonly StoredTopic[] }>,
+  placementOf: (topic: string) => readonly string[] | undefined = () => undefined,
+): TopicBackup[] {
   const layout = { groups: groups.map((g) => ({ id: g.id, brokers: [] })) };
   const byName = new Map<string, TopicBackup>();
   for (const group of groups) {
@@ -17,7 +20,11 @@ export function topicsSection(groups: ReadonlyArray<{ id: string; topics: readon
         known.groups.push(group.id);
         continue;
       }
-      const queueGroups = Array.from({ length: topic.queues }, (_, queue) => groupOfQueue(layout, queue).id);
+      const placed = placementOf(topic.name);
+      const queueGroups =
+        placed !== undefined && placed.length === topic.queues
+          ? [...placed]
+          : Array.from({ length: topic.queues }, (_, queue) => groupOfQueue(layout, queue).id);
       byName.set(topic.name, { name: topic.name, queues: topic.queues, createdMs: topic.createdMs, queueGroups, groups: [group.id] });
     }
   }

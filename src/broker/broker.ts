@@ -297,6 +297,11 @@ export class Broker implements StateMachine {
     this.sync.start();
   }
 
+  /** Every group of the cluster (the metadata's, or the cluster file's before there is any). */
+  groups(): readonly GroupLayout[] {
+    return this.placement.groups();
+  }
+
   get metadataVersion(): number {
     return this.sync.current.version;
   }

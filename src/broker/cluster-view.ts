@@ -183,7 +183,10 @@ export class ClusterView {
 
   async describeCluster(): Promise<GroupInfo[]> {
     const groups: GroupInfo[] = [];
-    for (const group of this.placement.groups()) {
+    const known = this.placement.groups();
+    // A group not registered yet (started for `group add`) still describes itself.
+    const all = known.some((g) => g.id === this.group.id) ? known : [...known, this.group];
+    for (const group of all) {
       if (group.id === this.group.id) groups.push(await this.describeOwnGroup(false));
       else groups.push(await this.forwarder.describeGroup(group).catch(() => unreachableGroupInfo(group)));
     }

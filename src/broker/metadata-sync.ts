@@ -175,8 +175,10 @@ export class MetadataSync {
   private async reconcileOnce(): Promise<void> {
     const { state, replica } = this.parts;
     const metadata = this.current;
-    // Before the bootstrap nothing is known: the topics held now are kept as they are.
+    // Before the bootstrap nothing is known: the topics held now are kept as they are. A group
+    // not registered yet (started for `group add`) holds no queue: it follows once it is.
     if (metadata.version === 0 || !replica.isLeader || this.stopped) return;
+    if (!metadata.groups.some((g) => g.id === this.parts.self.group)) return;
     for (const topic of metadata.topics) {
       if (!replica.isLeader || this.stopped) return;
       const local = state.topic(topic.name);

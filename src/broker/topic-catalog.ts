@@ -26,6 +26,10 @@ export class TopicCatalog {
     if (command.kind === CommandKind.CreateTopic && !this.topics.has(command.name))
       this.topics.set(command.name, { name: command.name, queues: command.queues, createdMs: command.createdMs });
     else if (command.kind === CommandKind.DeleteTopic) this.topics.delete(command.name);
+    else if (command.kind === CommandKind.GrowTopic) {
+      const topic = this.topics.get(command.name);
+      if (topic && topic.createdMs === command.createdMs && command.queues > topic.queues) this.topics.set(command.name, { ...topic, queues: command.queues });
+    }
   }
 
   /** The topics held, by name. */

@@ -13,6 +13,7 @@ import { topicsSection } from '../backup/topics.js';
 import { GroupBackupWriter, type WrittenGroup } from '../backup/writer.js';
 import { applyRestore, planRestore, type RestoredGroup, type RestoreProgress } from '../backup/restore.js';
 import type { BackupCall, BackupChunk, MambaClient } from '../client/client.js';
+import type { ClusterMetadata } from '../protocol/messages.js';
 import { isRetriable, retry, retryPolicyOf } from '../client/retry.js';
 import type { ClusterConfig } from '../config/cluster.js';
 
@@ -69,7 +70,9 @@ export async function runBackup(client: MambaClient, dir: string, progress: (lin
     );
     if (shared.failure !== null) throw shared.failure;
     const written = settled.map((result) => (result as PromiseFulfilledResult<WrittenGroup>).value);
-    const manifest = manifestOf(written, groups, startedAtMs);
+    // The placement of each topic (the metadata log); a cluster that does not serve it has none.
+    const metadata = await client.getMetadata().catch(() => null);
+    const manifest = manifestOf(written, groups, startedAtMs, metadata);
     await writeManifest(dir, manifest);
     const bytes = written.reduce((total, w) => total + (w.entry.snapshot?.file.bytes ?? 0) + w.entry.log.file.bytes, 0);
     return {
@@ -176,7 +179,7 @@ async function nextWithin(call: BackupCall, timeoutMs: number, group: string): P
   }
 }
 
-function manifestOf(written: WrittenGroup[], groups: string[], startedAtMs: number): BackupManifest {
+function manifestOf(written: WrittenGroup[], groups: string[], startedAtMs: number, metadata: ClusterMetadata | null): BackupManifest {
   const clusters = new Set(written.map((w) => w.start.cluster));
   if (clusters.size !== 1) throw new BackupError(`the groups' leaders name different clusters (${[...clusters].join(', ')})`);
   for (const w of written) {
@@ -190,7 +193,10 @@ function manifestOf(written: WrittenGroup[], groups: string[], startedAtMs: numb
     startedAtMs,
     finishedAtMs: Date.now(),
     groups: written.map((w) => w.entry),
-    topics: topicsSection(written.map((w) => ({ id: w.entry.id, topics: w.content.topics }))),
+    topics: topicsSection(
+      written.map((w) => ({ id: w.entry.id, topics: w.content.topics })),
+      (name) => metadata?.topics.find((t) => t.name === name)?.placement,
+    ),
   };
 }
 

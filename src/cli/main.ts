@@ -265,6 +265,62 @@ topic
     }),
   );
 
+topic
+  .command('add-queues <name>')
+  .description('grow a topic by --count queues, placed by load over every group (existing queues stay where they are)')
+  .requiredOption('--count <n>', 'how many queues to add', positiveInt('--count'))
+  .action(async (name: string, options: { count: number }, command: Command) =>
+    withClient(command, async (client) => {
+      const grown = await client.addQueues(name, options.count);
+      const added = grown.placement.slice(grown.placement.length - options.count);
+      print(
+        command,
+        { topic: grown.topic?.name ?? name, queues: grown.placement.length, placement: grown.placement, metadataVersion: grown.metadataVersion },
+        `topic ${name} has ${grown.placement.length} queues; added ${added.map((g, i) => `${grown.placement.length - options.count + i}→${g}`).join(', ')} (metadata version ${grown.metadataVersion})`,
+      );
+    }),
+  );
+
+// ------------------------------------------------------------------ cluster metadata and groups (issue 14)
+
+program
+  .command('metadata')
+  .description('the cluster metadata: its version, the groups and their brokers, each topic and the group of each queue')
+  .action(async (_options: unknown, command: Command) =>
+    withClient(command, async (client) => {
+      const metadata = await client.getMetadata();
+      const text = [
+        `metadata version ${metadata.version}${metadata.version === 0 ? ' (not bootstrapped yet: the cluster file is the truth)' : ''}`,
+        ...metadata.groups.map((g) => `group ${g.id}: ${g.brokers.map((b) => `${b.id} ${b.host}:${b.clientPort}`).join(', ')}`),
+        ...metadata.topics.map(
+          (t) => `topic ${t.name}: ${t.placement.map((g, q) => `${q}→${g}`).join(' ')}${t.legacy ? ' (made before the metadata log)' : ''}`,
+        ),
+      ].join('\n');
+      print(command, metadata, text);
+    }),
+  );
+
+const group = program.command('group').description("the cluster's groups of brokers");
+group
+  .command('add')
+  .description(
+    'register a group, whose brokers run with a cluster file naming it, in the cluster metadata: new topics and added queues may then live on it (needs --cluster <file>)',
+  )
+  .requiredOption('--group <id>', 'the group of the cluster file to register, e.g. g3')
+  .action(async (options: { group: string }, command: Command) => {
+    const config = loadClusterConfig(clusterFile(command));
+    const entry = config.groups.find((g) => g.id === options.group);
+    if (!entry) throw new UsageError(`the cluster file has no group "${options.group}" (groups: ${config.groups.map((g) => g.id).join(', ')})`);
+    await withClient(command, async (client) => {
+      const metadata = await client.addGroup({ id: entry.id, brokers: entry.brokers.map((b) => ({ id: b.id, host: b.host, clientPort: b.clientPort })) });
+      print(
+        command,
+        { group: entry.id, brokers: entry.brokers.map((b) => b.id), metadataVersion: metadata.version, groups: metadata.groups.map((g) => g.id) },
+        `registered group ${entry.id} (${entry.brokers.map((b) => b.id).join(', ')}): metadata version ${metadata.version}; groups: ${metadata.groups.map((g) => g.id).join(', ')}`,
+      );
+    });
+  });
+
 // ------------------------------------------------------------------ consumer groups
 
 const consumerGroup = program.command('consumer-group').description('list consumer groups; describe one: members, queues, committed offsets and lag');

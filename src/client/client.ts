@@ -7,8 +7,11 @@ import { AbortedError, InvalidArgumentError, MambaError, NotLeaderError } from '
 import {
   ackToWire,
   type Ack,
+  type AddQueuesResponse,
   type AddReplicaResponse,
   type BackupChunk,
+  type ClusterMetadata,
+  type MetadataGroup,
   type DescribeTopicResponse,
   type MethodName,
   type RemoveReplicaResponse,
@@ -19,6 +22,7 @@ import {
 import { ConnectionPool, type BackupCall, type Transport } from './connection.js';
 import { consumerGroupFromWire, consumerGroupListFromWire, type ConsumerGroupDescription, type ConsumerGroupList } from './consumer-groups.js';
 import { Cluster } from './cluster.js';
+import { metadataFromWire } from '../protocol/metadata.js';
 import type { GroupRoute } from './router.js';
 import { retry, retryPolicyOf, type RetryAttempt, type RetryPolicy } from './retry.js';
 import { bytes, messageToWire, readResultFromWire, type OutgoingMessage, type ReadResult, type WireMessage } from './wire.js';
@@ -206,6 +210,51 @@ export class MambaClient {
         return attempt.bail(error);
       }
     });
+  }
+
+  // ------------------------------------------------------------------ cluster metadata (issue 14.1)
+
+  /** The cluster metadata: groups and their brokers, topics and the group of each queue. */
+  async getMetadata(): Promise<ClusterMetadata> {
+    const reply = await this.cluster.callAny('GetMetadata', { knownVersion: 0, waitMsMax: 0 });
+    const metadata = metadataFromWire(reply.metadata as unknown as Record<string, unknown> | null);
+    this.cluster.noteMetadataVersion(metadata.version);
+    return metadata;
+  }
+
+  /**
+   * Registers a group of brokers (started with a cluster file that names it) in the cluster
+   * metadata. AlreadyExistsError, InvalidArgumentError (an id or address in use),
+   * FailedPreconditionError (the group does not answer or has no leader).
+   */
+  async addGroup(group: MetadataGroup): Promise<ClusterMetadata> {
+    const reply = await this.retry(async (attempt) => {
+      try {
+        return await this.cluster.callTopicAdmin('AddGroup', { group });
+      } catch (error) {
+        if (error instanceof NotLeaderError) throw error;
+        return attempt.bail(error);
+      }
+    });
+    const metadata = metadataFromWire(reply.metadata as unknown as Record<string, unknown> | null);
+    this.cluster.noteMetadataVersion(metadata.version);
+    await this.cluster.refresh().catch(() => undefined);
+    return metadata;
+  }
+
+  /** Grows `topic` by `count` queues, placed by load; the existing queues stay where they are. */
+  async addQueues(topic: string, count: number): Promise<AddQueuesResponse> {
+    const reply = await this.retry(async (attempt) => {
+      try {
+        return await this.cluster.callTopicAdmin('AddQueues', { topic, count });
+      } catch (error) {
+        if (error instanceof NotLeaderError) throw error;
+        return attempt.bail(error);
+      }
+    });
+    this.cluster.noteMetadataVersion(Number(reply.metadataVersion ?? 0));
+    this.cluster.forgetTopic(topic);
+    return { topic: reply.topic, placement: [...reply.placement], metadataVersion: Number(reply.metadataVersion ?? 0) };
   }
 
   // ------------------------------------------------------------------ backup (issue 14)

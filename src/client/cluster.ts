@@ -33,6 +33,8 @@ export interface LeaderCallOptions {
 
 export class Cluster {
   readonly router = new Router();
+  /** The newest cluster metadata version seen in an answer (noteMetadataVersion). */
+  private metadataVersion = 0;
 
   constructor(
     private readonly transport: Transport,
@@ -65,7 +67,9 @@ export class Cluster {
    * too and keeps, per group, the view with a leader in the highest epoch.
    */
   async refresh(): Promise<GroupRoute[]> {
-    const first = (await this.callAny('DescribeCluster', {})).groups.map(groupFromWire);
+    const described = await this.callAny('DescribeCluster', {});
+    this.noteMetadataVersion(Number(described.metadataVersion ?? 0));
+    const first = described.groups.map(groupFromWire);
     let groups = first;
     if (first.some((g) => !g.leaderId)) {
       const addresses = [...new Set([...this.seeds, ...first.flatMap((g) => g.replicas.map((r) => r.address))])].slice(0, refreshAddressesMax);
@@ -94,21 +98,32 @@ export class Cluster {
   /** A topic's route: which group holds each queue (cached after the first lookup). */
   async topic(name: string, forceRefresh = false): Promise<TopicRoute> {
     const cached = this.router.topic(name);
-    if (cached && !forceRefresh) return cached;
+    if (cached && !forceRefresh && cached.metadataVersion >= this.metadataVersion) return cached;
     const reply = await this.callAny('DescribeTopic', { name }).catch((error: unknown) => {
       if (!(error instanceof NotFoundError)) throw error;
       // A follower may not have applied a topic its leader just committed: ask a leader.
       return this.callTopicAdmin('DescribeTopic', { name });
     });
     if (!reply.topic) throw new NotFoundError(`topic "${name}" does not exist`);
-    const route: TopicRoute = { name, queues: reply.topic.queues, queueGroups: reply.queues.map((q) => q.group) };
+    const metadataVersion = Number(reply.metadataVersion ?? 0);
+    this.noteMetadataVersion(metadataVersion);
+    const route: TopicRoute = { name, queues: reply.topic.queues, queueGroups: reply.queues.map((q) => q.group), metadataVersion };
     this.router.setTopic(route);
     return route;
   }
 
-  /** The topic's route when it is known already (no call). */
+  /** The topic's route when it is known already and not older than the metadata seen (no call). */
   cachedTopic(name: string): TopicRoute | undefined {
-    return this.router.topic(name);
+    const cached = this.router.topic(name);
+    return cached && cached.metadataVersion >= this.metadataVersion ? cached : undefined;
+  }
+
+  /**
+   * The newest cluster metadata version a broker's answer carried (issue 14.1): topic routes read
+   * from an older one are stale (a topic grew, or was made again) and are asked for again.
+   */
+  noteMetadataVersion(version: number): void {
+    if (Number.isSafeInteger(version) && version > this.metadataVersion) this.metadataVersion = version;
   }
 
   forgetTopic(name: string): void {
@@ -142,7 +157,7 @@ export class Cluster {
 
   /** `send` to the leader of the group that holds `queue` of `topic`; the queue is checked against the route. */
   async onQueueLeader<T>(topic: string, queue: number, send: (address: string) => Promise<T>, options: LeaderCallOptions = {}): Promise<T> {
-    const route = this.router.topic(topic) ?? (await this.topic(topic));
+    const route = this.cachedTopic(topic) ?? (await this.topic(topic));
     const groupId = route.queueGroups[queue];
     if (!Number.isInteger(queue) || groupId === undefined) throw new InvalidArgumentError(`queue ${queue}: topic "${topic}" has queues 0..${route.queues - 1}`);
     return this.onGroupLeader(groupId, send, options);

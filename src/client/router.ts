@@ -28,6 +28,8 @@ export interface TopicRoute {
   name: string;
   queues: number;
   queueGroups: string[]; // queue → group id
+  /** The cluster metadata version it was read from: a newer one seen since makes it stale. */
+  metadataVersion: number;
 }
 
 /** A group of a DescribeCluster answer as the SDK keeps (and the CLI prints) it. */

@@ -47,6 +47,12 @@ export interface BrokerSettings {
   snapshotIntervalEntries: number;
   /** ... or this many log bytes, whichever comes first (DESIGN §12: retention deletes only below a snapshot). */
   snapshotIntervalBytes: number;
+  /**
+   * A seed broker that starts on an empty, unformatted directory formats it once every other
+   * seed broker of its group answers that its own directory is empty too (a new group); when
+   * one holds data, it is a replaced disk and joins as recovering (src/rpc/storage-format.ts).
+   */
+  formatNewGroup: boolean;
   /** A consumer whose committed offset fell below its queue's start: resume at the start ('earliest', counted) or fail. */
   consumerOffsetReset: ConsumerOffsetReset;
   consumeWaitMsMax: number;
@@ -108,6 +114,7 @@ export const defaultBrokerSettings: BrokerSettings = {
   pendingProposalsMax: 10_000,
   snapshotIntervalEntries: 100_000,
   snapshotIntervalBytes: 64 * MiB,
+  formatNewGroup: true,
   consumerOffsetReset: consumerOffsetResetDefault,
   consumeWaitMsMax: 30_000,
   connectionsPerClientMax: 256,
@@ -147,6 +154,7 @@ export function readSettings(value: unknown, where: Where, base: BrokerSettings)
   // A snapshot costs a capture of the whole state: not more often than every 10 entries or 64 KiB.
   int('snapshotIntervalEntries', 10, 100_000_000);
   int('snapshotIntervalBytes', 64 * 1024, 64 * 1024 * MiB);
+  if (fields.formatNewGroup !== undefined) s.formatNewGroup = readBoolean(fields.formatNewGroup, at(where, 'formatNewGroup'));
   if (fields.consumerOffsetReset !== undefined)
     s.consumerOffsetReset = readChoice(fields.consumerOffsetReset, at(where, 'consumerOffsetReset'), consumerOffsetResetChoices);
   int('consumeWaitMsMax', 0, 300_000);

@@ -71,7 +71,7 @@ function startWire(source: BackupSource, broker: Broker, identity: BackupStreamI
     snapshotEpoch: p.snapshot?.id.epoch ?? 0,
     snapshotBytes: p.snapshot?.totalBytes ?? 0,
     seedVoters: p.seedVoters,
-    clusterGroups: broker.cluster.groups.map((g) => g.id),
+    clusterGroups: broker.groups().map((g) => g.id),
   };
 }
 

@@ -5,6 +5,7 @@
 // the probes of an orchestrator: `GET /healthz` (the process answers) and `GET /readyz` (see
 // readiness.ts); it listens before the replica opens, so a long recovery is alive and not ready.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { directoryState } from './storage-format.js';
 import { resolve } from 'node:path';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { BrokerConfig } from '../config/cluster.js';
@@ -20,6 +21,8 @@ import { EmailNotifier, LogNotifier, WebhookNotifier, type AlertNotifier } from 
 import { readiness, type Readiness } from './readiness.js';
 
 export interface ObservabilityOptions {
+  /** The cluster's name, for GET /directory. */
+  clusterName?: string;
   /** Export spans here instead of the OTLP endpoint of the settings (tests). */
   spanExporter?: SpanExporter;
 }
@@ -37,11 +40,14 @@ export class BrokerObservability {
   /** The last /readyz answer's verdict, to log its changes once. */
   private lastReady: boolean | null = null;
 
+  private readonly clusterName: string;
+
   constructor(
     private readonly config: BrokerConfig,
     private readonly logger: Logger,
     options: ObservabilityOptions = {},
   ) {
+    this.clusterName = options.clusterName ?? '';
     const identity = { broker: config.id, group: config.group };
     this.metrics = new BrokerMetrics(identity);
     this.tracing = startTracing({
@@ -169,6 +175,10 @@ export class BrokerObservability {
         return;
       case '/healthz':
         sendJson(response, 200, { up: true, broker: this.config.id, group: this.config.group, uptimeMs: Math.round(process.uptime() * 1000) });
+        return;
+      case '/directory':
+        // For the group's other brokers starting on empty directories (storage-format.ts).
+        sendJson(response, 200, { cluster: this.clusterName, group: this.config.group, broker: this.config.id, state: directoryState(this.config.dataDir) });
         return;
       case '/readyz': {
         const verdict = this.readiness();

@@ -9,6 +9,7 @@ import { StateStore, stateDirName } from '../broker/state-store.js';
 import { Replica } from '../replica/replica.js';
 import { Logger } from '../replica/logger.js';
 import { entriesFromFetchedBatches, batchOfEntry } from '../replica/log-storage.js';
+import { formatIfGroupIsNew } from './storage-format.js';
 import { addPeerService, PeerClients, type EntryWireCodec } from './peer.js';
 import { addClientService } from './client-service.js';
 import { GrpcForwarder } from './forwarder.js';
@@ -34,10 +35,13 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
   const config = findBroker(cluster, brokerId);
   const group = groupOf(cluster, brokerId);
   const log = logger ?? new Logger(brokerId, group.id);
-  const observe = new BrokerObservability(config, log, observability);
+  const observe = new BrokerObservability(config, log, { clusterName: cluster.name, ...observability });
   try {
     // /healthz answers while the replica opens (a long recovery is alive); /readyz says not started.
     await observe.listen();
+    // A new group formats itself once its brokers tell each other their directories are all empty.
+    // (A signal ends the process while it waits: nothing is written before the decision.)
+    if (config.settings.formatNewGroup) await formatIfGroupIsNew(cluster, brokerId, log);
     return await startServing(cluster, config, group, log, observe);
   } catch (error) {
     await observe.stop();

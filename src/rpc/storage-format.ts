@@ -57,3 +57,83 @@ export function describeBrokerDirectory(cluster: ClusterConfig, brokerId: string
   const broker = findBroker(cluster, brokerId);
   return { broker: brokerId, format: readDirectoryFormat(broker.dataDir), unused: dataDirectoryUnused(broker.dataDir) };
 }
+
+/** What a broker's data directory holds, as its metrics port tells its group's other brokers (GET /directory). */
+export type DirectoryState = 'unused' | 'formatted-unused' | 'data';
+
+export interface DirectoryReport {
+  cluster: string;
+  group: string;
+  broker: string;
+  state: DirectoryState;
+}
+
+export function directoryState(dataDir: string): DirectoryState {
+  if (!dataDirectoryUnused(dataDir)) return 'data';
+  return readDirectoryFormat(dataDir) === null ? 'unused' : 'formatted-unused';
+}
+
+/** How often the other brokers are asked, and how often the wait says so in the log. */
+const probeIntervalMs = 500;
+const probeReportIntervalMs = 10_000;
+
+/**
+ * A seed broker on an empty, unformatted directory (setting formatNewGroup): asks every other
+ * seed broker of its group, on its metrics port, what its directory holds, until it can tell.
+ * All of them empty (formatted or not): the group is new (no replica of it ever ran, so no
+ * vote was ever cast), and the directory is formatted. One of them holding data: this is a
+ * replaced disk, left unformatted to join as recovering. Brokers that do not answer are waited
+ * for. Returns what it decided; `stopped` ends the wait.
+ */
+export async function formatIfGroupIsNew(
+  cluster: ClusterConfig,
+  brokerId: string,
+  log: { info(event: string, fields: Record<string, unknown>): void; warn(event: string, fields: Record<string, unknown>): void },
+  stopped: () => boolean = () => false,
+  fetchJson: (url: string) => Promise<unknown> = fetchDirectoryReport,
+): Promise<'formatted' | 'replaced-disk' | 'not-empty' | 'stopped'> {
+  const broker = findBroker(cluster, brokerId);
+  const group = groupOf(cluster, brokerId);
+  if (broker.joining || directoryState(broker.dataDir) !== 'unused') return 'not-empty';
+  const others = group.brokers.filter((b) => !b.joining && b.id !== brokerId);
+  let lastReportMs = 0;
+  while (!stopped()) {
+    const answers = await Promise.all(
+      others.map(async (other) => {
+        try {
+          const report = (await fetchJson(`http://${other.host}:${other.metricsPort}/directory`)) as DirectoryReport;
+          if (report.cluster !== cluster.name || report.group !== group.id || report.broker !== other.id) return { id: other.id, state: null };
+          return { id: other.id, state: report.state };
+        } catch {
+          return { id: other.id, state: null };
+        }
+      }),
+    );
+    const withData = answers.filter((a) => a.state === 'data').map((a) => a.id);
+    if (withData.length > 0) {
+      log.warn('storage.replaced_disk', { reason: `empty, unformatted directory while ${withData.join(', ')} hold data: joining as recovering` });
+      return 'replaced-disk';
+    }
+    const silent = answers.filter((a) => a.state === null).map((a) => a.id);
+    if (silent.length === 0) {
+      formatBrokerDirectory(cluster, brokerId);
+      log.info('storage.formatted', { reason: `every broker of group ${group.id} has an empty directory: a new group`, peers: others.map((b) => b.id) });
+      return 'formatted';
+    }
+    if (Date.now() - lastReportMs >= probeReportIntervalMs) {
+      lastReportMs = Date.now();
+      log.info('storage.waiting_for_group', {
+        waitingFor: silent,
+        detail: 'an empty directory: new group or replaced disk? the other brokers of the group tell',
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, probeIntervalMs));
+  }
+  return 'stopped';
+}
+
+async function fetchDirectoryReport(url: string): Promise<unknown> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(1000) });
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response.json();
+}

@@ -272,8 +272,9 @@ describe('backup under load, restore into a new cluster (issue 14)', { timeout: 
 
     const three = await TestCluster.create({ groups: 3, name: 'mamba-restore-three' });
     clusters.push(three);
+    const threeBefore = listing(join(three.dir, 'data')); // the launcher's format records only
     await refused(['--from', backupDir, '--cluster', three.file], /mambamq: the backup holds 2 groups \(g1, g2\) but .* has 3 \(g1, g2, g3\)/);
-    assert.deepEqual(listing(join(three.dir, 'data')), []);
+    assert.deepEqual(listing(join(three.dir, 'data')), threeBefore);
 
     await refused(['--from', backupDir, '--cluster', target.file, '--topics', 'nope'], /--topics: topic "nope" is not in the backup/);
     assert.deepEqual(listing(data), before);

@@ -5,90 +5,15 @@
 // dead one by `replica remove`, loses another and still serves everything acknowledged.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { TestCluster, cliPath, waitFor } from './cluster-harness.js';
-import { MambaClient } from '../../src/client/client.js';
+import { TestCluster, waitFor } from './cluster-harness.js';
+import { assertNothingLost, cli, readQueue, sdk, startLoad } from './workload.js';
+import type { MambaClient } from '../../src/client/client.js';
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, UnavailableError } from '../../src/errors.js';
-
-const fastRetry = { attemptsMax: 50, backoffMsInitial: 10, backoffMsMax: 200, multiplier: 2, jitter: 0.2 };
-
-function sdk(cluster: TestCluster): MambaClient {
-  return new MambaClient({ brokers: cluster.brokers.map((b) => b.clientAddress), requestTimeoutMs: 5000, retry: fastRetry });
-}
-
-/** Sends numbered messages to queue 0 one after another until stopped; keeps what was acknowledged. */
-function startLoad(client: MambaClient, topic: string): { acknowledged: Set<string>; stop(): Promise<void> } {
-  const acknowledged = new Set<string>();
-  let running = true;
-  const loop = (async () => {
-    for (let i = 0; running; i++) {
-      const body = `m${i}`;
-      await client.send(topic, [{ body }], { queue: 0 }).then(
-        () => acknowledged.add(body),
-        () => undefined, // not acknowledged: it may or may not be stored
-      );
-    }
-  })();
-  return {
-    acknowledged,
-    stop: async () => {
-      running = false;
-      await loop;
-    },
-  };
-}
-
-/** Every body of queue 0 up to its high watermark. */
-async function readQueue(client: MambaClient, topic: string): Promise<Set<string>> {
-  const bodies = new Set<string>();
-  let offset = 0;
-  for (let round = 0; round < 10_000; round++) {
-    const r = await client.read(topic, 0, offset, { messagesMax: 500 });
-    for (const m of r.messages) bodies.add(m.body.toString());
-    if (r.messages.length === 0) return bodies;
-    offset = r.nextOffset;
-  }
-  throw new Error('queue did not end within 10,000 reads');
-}
-
-function assertNothingLost(acknowledged: Set<string>, stored: Set<string>): void {
-  const lost = [...acknowledged].filter((body) => !stored.has(body));
-  assert.deepEqual(lost.slice(0, 10), [], `${lost.length} acknowledged messages lost`);
-}
 
 async function leaderOf(client: MambaClient, group: string): Promise<string> {
   return waitFor(`a leader of ${group}`, 15_000, async () => {
     const g = (await client.describeCluster()).find((x) => x.id === group);
     return g?.leaderId ? g.leaderId : undefined;
-  });
-}
-
-const workDir = mkdtempSync(join(tmpdir(), 'mamba-membership-cli-'));
-process.on('exit', () => rmSync(workDir, { recursive: true, force: true }));
-
-function cli(args: string[], timeoutMs = 90_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MAMBA_')));
-    const child = spawn(process.execPath, [cliPath, ...args], { env, cwd: workDir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`mambamq ${args.join(' ')} did not finish in ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
   });
 }
 

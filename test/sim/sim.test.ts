@@ -69,10 +69,12 @@ test(`recovering rule has teeth: with it off, seeds 1..${teethSeedCount} lose co
 // pass with the rule kept. Seeds found with `node dist/test/sim/main.js --seeds N --break R`.
 test('membership and replaced-disk rules have teeth: learners counted for the high watermark, two changes at once, or a replaced disk counted while recovering, are caught by the checker', () => {
   const table = [
-    { rule: 'learners-counted', seeds: [4, 11, 55] },
-    { rule: 'concurrent-changes', seeds: [1053, 1249] },
+    // Seeds move when the core's steps change (the recovering run's mark entry moved every seed
+    // after it): found again with the command above over 3,000 to 8,000 seeds.
+    { rule: 'learners-counted', seeds: [4] },
+    { rule: 'concurrent-changes', seeds: [1249] },
     // A replaced disk counted for the high watermark by a leader it follows while recovering.
-    { rule: 'recovery-without-voters', seeds: [113, 2454] },
+    { rule: 'recovery-without-voters', seeds: [992] },
   ] as const;
   for (const row of table) {
     for (const seed of row.seeds) {
