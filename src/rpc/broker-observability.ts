@@ -5,7 +5,7 @@
 // the probes of an orchestrator: `GET /healthz` (the process answers) and `GET /readyz` (see
 // readiness.ts); it listens before the replica opens, so a long recovery is alive and not ready.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { directoryState } from './storage-format.js';
+import { directoryState, type DirectoryState } from './storage-format.js';
 import { resolve } from 'node:path';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
 import type { BrokerConfig } from '../config/cluster.js';
@@ -36,6 +36,7 @@ export class BrokerObservability {
   private email: EmailNotifier | null = null;
   /** Set by start(): /readyz reads it. */
   private replica: Replica | null = null;
+  private replicaOpening = false;
   private stopping = false;
   /** The last /readyz answer's verdict, to log its changes once. */
   private lastReady: boolean | null = null;
@@ -115,6 +116,23 @@ export class BrokerObservability {
     return list;
   }
 
+  /** The replica is opening: its directory holds files, but what they say is not known yet. */
+  noteReplicaOpening(): void {
+    this.replicaOpening = true;
+  }
+
+  /**
+   * What this broker's directory holds, for a group member deciding whether its group is new:
+   * history only once a vote or an entry exists (an epoch above 0, a log), so that brokers of a
+   * new group that formatted and started first do not look like a group with history.
+   */
+  private directory(): DirectoryState {
+    const replica = this.replica;
+    if (replica !== null) return replica.currentEpoch > 0 || replica.logEndOffset > 0 ? 'data' : 'formatted-unused';
+    if (this.replicaOpening) return 'starting';
+    return directoryState(this.config.dataDir);
+  }
+
   /** From now on /readyz answers 503 (the broker is shutting down); /healthz still answers. */
   markStopping(): void {
     this.stopping = true;
@@ -178,7 +196,7 @@ export class BrokerObservability {
         return;
       case '/directory':
         // For the group's other brokers starting on empty directories (storage-format.ts).
-        sendJson(response, 200, { cluster: this.clusterName, group: this.config.group, broker: this.config.id, state: directoryState(this.config.dataDir) });
+        sendJson(response, 200, { cluster: this.clusterName, group: this.config.group, broker: this.config.id, state: this.directory() });
         return;
       case '/readyz': {
         const verdict = this.readiness();

@@ -42,6 +42,7 @@ export async function startBroker(cluster: ClusterConfig, brokerId: string, logg
     // A new group formats itself once its brokers tell each other their directories are all empty.
     // (A signal ends the process while it waits: nothing is written before the decision.)
     if (config.settings.formatNewGroup) await formatIfGroupIsNew(cluster, brokerId, log);
+    observe.noteReplicaOpening();
     return await startServing(cluster, config, group, log, observe);
   } catch (error) {
     await observe.stop();

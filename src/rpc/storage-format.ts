@@ -58,8 +58,12 @@ export function describeBrokerDirectory(cluster: ClusterConfig, brokerId: string
   return { broker: brokerId, format: readDirectoryFormat(broker.dataDir), unused: dataDirectoryUnused(broker.dataDir) };
 }
 
-/** What a broker's data directory holds, as its metrics port tells its group's other brokers (GET /directory). */
-export type DirectoryState = 'unused' | 'formatted-unused' | 'data';
+/**
+ * What a broker's data directory holds, as its metrics port tells its group's other brokers (GET
+ * /directory): nothing; a format record only (or a running replica that never saw an epoch or an
+ * entry); history; or not known yet (its replica is opening).
+ */
+export type DirectoryState = 'unused' | 'formatted-unused' | 'data' | 'starting';
 
 export interface DirectoryReport {
   cluster: string;
@@ -114,7 +118,7 @@ export async function formatIfGroupIsNew(
       log.warn('storage.replaced_disk', { reason: `empty, unformatted directory while ${withData.join(', ')} hold data: joining as recovering` });
       return 'replaced-disk';
     }
-    const silent = answers.filter((a) => a.state === null).map((a) => a.id);
+    const silent = answers.filter((a) => a.state === null || a.state === 'starting').map((a) => a.id);
     if (silent.length === 0) {
       formatBrokerDirectory(cluster, brokerId);
       log.info('storage.formatted', { reason: `every broker of group ${group.id} has an empty directory: a new group`, peers: others.map((b) => b.id) });
