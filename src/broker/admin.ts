@@ -262,19 +262,28 @@ export class Admin {
     return (group) => load.get(group) ?? Number.MAX_SAFE_INTEGER;
   }
 
+  /** The cluster's topics: the metadata's once there is one (a group catching up lists them too), else this group's. */
   listTopics(): TopicInfo[] {
-    return this.parts.state.topicList().sort((a, b) => a.name.localeCompare(b.name));
+    const metadata = this.parts.sync.current;
+    const topics =
+      metadata.version > 0 ? metadata.topics.map((t) => ({ name: t.name, queues: t.placement.length, createdMs: t.createdMs })) : this.parts.state.topicList();
+    return topics.sort((a, b) => a.name.localeCompare(b.name));
   }
 
   describeTopic(name: string, groups: GroupInfo[]): { topic: TopicInfo; queues: QueueInfo[] } {
-    const { state, placement, replica } = this.parts;
-    const topic = state.topic(name);
+    const { state, placement, replica, sync } = this.parts;
+    const placed = topicOf(sync.current, name);
+    // The metadata's queue count (a topic grown there is described whole); a queue of this group
+    // that it has not created yet shows offsets 0.
+    const topic = placed ? { name, queues: placed.placement.length, createdMs: placed.createdMs } : state.topic(name);
     if (!topic) throw new NotFoundError(`topic "${name}" does not exist`);
+    const local = state.topic(name);
+    const localIsCurrent = local !== undefined && (placed === undefined || placed.legacy === true || local.createdMs === placed.createdMs);
     const queues: QueueInfo[] = [];
     for (let q = 0; q < topic.queues; q++) {
       const group = placement.groupOfQueue(name, q);
       const info = groups.find((g) => g.id === group.id);
-      const own = group.id === placement.group.id;
+      const own = group.id === placement.group.id && localIsCurrent && q < local.queues;
       const key = queueKey(name, q);
       queues.push({
         queue: q,

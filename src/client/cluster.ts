@@ -42,6 +42,8 @@ export class Cluster {
     readonly requestTimeoutMs: number,
   ) {
     if (seeds.length === 0) throw new InvalidArgumentError('brokers: at least one seed broker address is required');
+    // Every answer's metadata version: routes read from an older one are asked for again.
+    transport.onMetadataVersion = (version) => this.noteMetadataVersion(version);
   }
 
   // ------------------------------------------------------------------ any broker

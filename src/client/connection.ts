@@ -32,7 +32,12 @@ export interface BackupCall {
 export interface Transport {
   /** Rejects with a MambaError (the status table's class for the gRPC status). */
   call<M extends MethodName>(address: string, method: M, request: RequestOf<M>, timeoutMs: number): Promise<ResponseOf<M>>;
+  /** Told the cluster metadata version every answer carries (issue 14.1), when the transport reads it. */
+  onMetadataVersion?: ((version: number) => void) | undefined;
 }
+
+/** The trailing metadata key of the cluster metadata version (src/rpc/client-service.ts). */
+const metadataVersionKey = 'mamba-metadata-version';
 
 const GenericClient = grpc.makeGenericClientConstructor(serviceDefinition(clientServiceName), 'Mamba');
 
@@ -46,7 +51,7 @@ type UnaryFunction = (
   metadata: grpc.Metadata,
   options: grpc.CallOptions,
   callback: (error: grpc.ServiceError | null, reply?: unknown) => void,
-) => void;
+) => grpc.ClientUnaryCall;
 type ServerStreamFunction = (request: unknown, metadata: grpc.Metadata) => grpc.ClientReadableStream<unknown>;
 type DuplexFunction = (metadata: grpc.Metadata) => grpc.ClientDuplexStream<unknown, unknown>;
 
@@ -59,6 +64,7 @@ function methodOf<F>(client: grpc.Client, method: string): F {
 export class ConnectionPool implements Transport {
   private readonly clients = new Map<string, grpc.Client>();
   private closed = false;
+  onMetadataVersion: ((version: number) => void) | undefined = undefined;
 
   private readonly channelCredentials: grpc.ChannelCredentials;
 
@@ -105,10 +111,16 @@ export class ConnectionPool implements Transport {
       return Promise.reject(error);
     }
     return new Promise((resolve, reject) => {
-      fn.call(client, request, this.metadata(method), { deadline: Date.now() + timeoutMs }, (error, reply) => {
+      const call = fn.call(client, request, this.metadata(method), { deadline: Date.now() + timeoutMs }, (error, reply) => {
         if (error) reject(withAddress(fromServiceError(error), address));
         else resolve(reply as ResponseOf<M>);
       });
+      const listener = this.onMetadataVersion;
+      if (listener)
+        call.on('status', (status: grpc.StatusObject) => {
+          const version = Number(status.metadata.get(metadataVersionKey)[0] ?? Number.NaN);
+          if (Number.isSafeInteger(version)) listener(version);
+        });
     });
   }
 

@@ -1,6 +1,7 @@
 // The client API (mamba.v1.Mamba) over gRPC: decodes requests into the broker's typed calls and
 // maps every error through the one status table (status.ts).
 import type * as grpc from '@grpc/grpc-js';
+import { Metadata as GrpcMetadata } from '@grpc/grpc-js';
 import { InvalidArgumentError } from '../errors.js';
 import {
   recordsOfBlocks,
@@ -147,6 +148,14 @@ export function transferLeaderWire(r: TransferLeaderResult): Wire {
   return { group: r.group, previousLeaderId: r.previousLeaderId, leaderId: r.leaderId, epoch: r.epoch };
 }
 
+export const metadataVersionKey = 'mamba-metadata-version';
+
+function metadataVersionTrailer(version: number): grpc.Metadata {
+  const trailer = new GrpcMetadata();
+  trailer.set(metadataVersionKey, String(version));
+  return trailer;
+}
+
 function portOf(value: unknown): number {
   const port = Number(value ?? 0);
   if (!Number.isInteger(port) || port < 1 || port > 65535)
@@ -173,7 +182,8 @@ export function addClientService(server: grpc.Server, broker: Broker, settings: 
       broker
         .track(() => handler(call.request, call))
         .then(
-          (reply) => callback(null, reply),
+          // Every answer carries the cluster metadata version: a client holding an older one refreshes.
+          (reply) => callback(null, reply, metadataVersionTrailer(broker.metadataVersion)),
           (error: unknown) => {
             const s = toStatus(error);
             callback({ code: s.code, details: s.details, metadata: s.metadata });

@@ -13,6 +13,7 @@ type Handler = (method: MethodName, request: unknown) => unknown;
 /** Brokers by address, each a function of (method, request) that answers or throws. */
 class ScriptedTransport implements Transport {
   readonly calls: Array<{ address: string; method: MethodName; request: unknown }> = [];
+  onMetadataVersion: ((version: number) => void) | undefined = undefined;
   constructor(readonly brokers: Map<string, Handler>) {}
 
   async call<M extends MethodName>(address: string, method: M, request: RequestOf<M>): Promise<ResponseOf<M>> {
@@ -257,5 +258,34 @@ describe('request path', () => {
     const route = await cluster.topic('t');
     assert.deepEqual(route.queueGroups, ['g1']);
     assert.deepEqual(transport.methods('DescribeTopic'), ['a1', 'a2']);
+  });
+
+  test('route: an answer carrying a newer cluster metadata version makes cached topic routes stale (issue 14.1): asked again once', async () => {
+    let groups = ['g1'];
+    let version = 3;
+    const transport = new ScriptedTransport(
+      new Map([
+        [
+          'a1',
+          (method) => {
+            if (method === 'DescribeCluster') return { groups: [group('b1')], metadataVersion: version };
+            if (method === 'DescribeTopic') return { ...topicAnswer('t', groups), metadataVersion: version };
+            throw new Error(`unexpected ${method}`);
+          },
+        ],
+      ]),
+    );
+    const cluster = new Cluster(transport, ['a1'], 1000);
+    assert.deepEqual((await cluster.topic('t')).queueGroups, ['g1']);
+    assert.equal(cluster.cachedTopic('t')?.queues, 1);
+    await cluster.topic('t');
+    assert.equal(transport.methods('DescribeTopic').length, 1, 'cached while no newer version is seen');
+    groups = ['g1', 'g2'];
+    version = 4;
+    transport.onMetadataVersion?.(4); // any answer's trailing metadata
+    assert.equal(cluster.cachedTopic('t'), undefined, 'stale');
+    assert.deepEqual((await cluster.topic('t')).queueGroups, ['g1', 'g2']);
+    await cluster.topic('t');
+    assert.equal(transport.methods('DescribeTopic').length, 2);
   });
 });
