@@ -1,11 +1,11 @@
 // A backup's manifest (issue 14): `manifest.json` in the backup directory, written last (to a
 // temporary name, synced, renamed, the directory synced), so a directory without one holds no
 // finished backup. It says what each group's files hold and how to check them, and which topics
-// the groups held, in one place (`topics`: the metadata a cluster-wide metadata log will hold
-// later goes beside it there):
+// the groups held, in one place (`topics`, with the group of each queue as the cluster metadata
+// placed it; the metadata itself is in the first group's files):
 //
 //   format "mamba-backup", version 1, cluster (the source's name), startedAtMs, finishedAtMs
-//   groups[]  in the cluster's order (queue q lives in group q mod groups), each:
+//   groups[]  in the cluster's order (the first holds the cluster metadata), each:
 //     id, leader, epoch (the leader's when it pinned the backup), highWatermark H, lastEpoch
 //     (of the entry at H - 1), seedVoters, voters (in force at H), pinnedAtMs,
 //     snapshot: null | { endOffset S, epoch, file }   the snapshot file as the leader stored it

@@ -1,8 +1,8 @@
 // Restore (issue 14): a backup directory seeds a new, stopped cluster. Two steps:
 //
 // planRestore checks everything and writes nothing: the manifest (fields, checksum); that the
-// cluster file has the backup's groups in the same order (queue q lives in group q mod groups, so
-// another count or order would move every queue); that every topic --topics names is in the
+// cluster file has the backup's groups in the same order (the cluster metadata places queues on
+// groups by id and lives in the first group's log, so another count or order would lose queues); that every topic --topics names is in the
 // backup; that every seed broker's data directory is unused (nothing but a format record for that
 // very broker, or a LOCK no live process holds); then every file: its size and SHA-256 against the
 // manifest, and its content (group-files.ts: snapshot checks, every batch whole and CRC-right,
@@ -127,7 +127,7 @@ export function checkGroupsFit(manifest: BackupManifest, cluster: Pick<ClusterCo
   if (held.length === target.length && held.every((id, i) => target[i] === id)) return;
   throw new BackupError(
     `the backup holds ${held.length} group${held.length === 1 ? '' : 's'} (${held.join(', ')}) but ${cluster.source} has ${target.length} (${target.join(', ')}): ` +
-      'queue q lives in group q mod groups, so a restore needs the same groups in the same order',
+      'queues live in groups by id (the cluster metadata, in the first group), so a restore needs the same groups in the same order',
   );
 }
 

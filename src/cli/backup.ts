@@ -71,7 +71,9 @@ export async function runBackup(client: MambaClient, dir: string, progress: (lin
     if (shared.failure !== null) throw shared.failure;
     const written = settled.map((result) => (result as PromiseFulfilledResult<WrittenGroup>).value);
     // The placement of each topic (the metadata log); a cluster that does not serve it has none.
-    const metadata = await client.getMetadata().catch(() => null);
+    const metadata = await Promise.resolve()
+      .then(() => client.getMetadata())
+      .catch(() => null);
     const manifest = manifestOf(written, groups, startedAtMs, metadata);
     await writeManifest(dir, manifest);
     const bytes = written.reduce((total, w) => total + (w.entry.snapshot?.file.bytes ?? 0) + w.entry.log.file.bytes, 0);

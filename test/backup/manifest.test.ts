@@ -1,7 +1,7 @@
 // The backup manifest (issue 14; src/backup/manifest.ts): written as it is read back; a change to
 // any field without its checksum is refused as damage; a field that is wrong is named, including
-// file names that would leave the backup directory; the topics section places queue q in group
-// q mod groups.
+// file names that would leave the backup directory; the topics section takes each queue's group
+// from the cluster metadata, or deals them over the groups in order for a topic it does not name.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
