@@ -38,7 +38,11 @@ module.exports = {
     layer('broker', ['replica', 'raft', 'log', 'protocol']),
     layer('config', ['log', 'auth', 'observe', 'broker']),
     layer('client', ['protocol', 'auth', 'observe']),
-    layer('rpc', ['broker', 'replica', 'raft', 'log', 'protocol', 'auth', 'observe', 'config']),
+    // Gateways (MQTT, STOMP) reach the cluster through the SDK (client) and check keys and
+    // permissions with auth; TLS material, config and metrics registry are handed in by rpc,
+    // which composes them on the broker. Nothing of the broker's internals: the same path as gRPC.
+    layer('gateway', ['client', 'auth']),
+    layer('rpc', ['broker', 'replica', 'raft', 'log', 'protocol', 'auth', 'observe', 'config', 'gateway']),
     layer('backup', ['broker', 'replica', 'raft', 'log', 'protocol', 'config']),
     layer('cli', ['client', 'config', 'auth', 'rpc', 'protocol', 'backup']),
   ],

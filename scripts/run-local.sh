@@ -29,5 +29,8 @@ Produce and consume (copy and paste):
   npx mambamq produce --topic demo --queue 0 hello world
   npx mambamq consume --topic demo --queue 0
 
+MQTT on ports 7401-7403 (user name and password: key_id and key_secret of ./data/credentials;
+CA ./data/certs/ca.crt): see README "MQTT" for mosquitto_pub/mosquitto_sub commands.
+
 More: npx mambamq --help, npx mambamq status --watch
 TEXT

@@ -87,6 +87,8 @@ export interface BrokerProcess {
   namespace: string | null;
   process: ChildProcess | null;
   logFile: string;
+  /** The ports of ClusterOptions.extraPorts, by key. */
+  extraPorts: Record<string, number>;
 }
 
 export interface ClusterOptions {
@@ -99,6 +101,8 @@ export interface ClusterOptions {
   brokerSettings?: Record<string, Record<string, unknown>>;
   /** The cluster file's `security:` section from the cluster's directory (none when absent). */
   security?: (dir: string) => Record<string, unknown>;
+  /** More ports per broker, by cluster-file key (e.g. `mqttPort`): reserved with the others, written into each broker's entry. */
+  extraPorts?: string[];
   /** Where each broker listens: its host (default 127.0.0.1) and network namespace (default none). */
   placement?: (id: string) => { host: string; namespace: string | null };
 }
@@ -128,8 +132,10 @@ export class LocalCluster {
     const name = options.name ?? 'mamba';
     const dir = mkdtempSync(join(tmpdir(), `${name}-`));
     const groupCount = options.groups ?? 1;
-    // All of the cluster's ports at once: three per broker, none of them shared with anyone.
-    const ports = await reservePorts(groupCount * 3 * 3);
+    // All of the cluster's ports at once: three (and the extra ones) per broker, none of them shared with anyone.
+    const extraKeys = options.extraPorts ?? [];
+    const perBroker = 3 + extraKeys.length;
+    const ports = await reservePorts(groupCount * 3 * perBroker);
     const brokers: BrokerProcess[] = [];
     const groups: Array<{ id: string; brokers: Array<Record<string, unknown>> }> = [];
     for (let g = 1; g <= groupCount; g++) {
@@ -137,10 +143,11 @@ export class LocalCluster {
       for (let b = 1; b <= 3; b++) {
         const id = `b${(g - 1) * 3 + b}`;
         const { host, namespace } = options.placement?.(id) ?? { host: '127.0.0.1', namespace: null };
-        const base = ((g - 1) * 3 + (b - 1)) * 3;
+        const base = ((g - 1) * 3 + (b - 1)) * perBroker;
         const [clientPort, peerPort, metricsPort] = [ports[base], ports[base + 1], ports[base + 2]] as [number, number, number];
+        const extraPorts = Object.fromEntries(extraKeys.map((key, i) => [key, ports[base + 3 + i]!]));
         const own = options.brokerSettings?.[id];
-        entries.push({ id, host, clientPort, peerPort, metricsPort, ...(own ? { settings: own } : {}) });
+        entries.push({ id, host, clientPort, peerPort, metricsPort, ...extraPorts, ...(own ? { settings: own } : {}) });
         brokers.push({
           id,
           group: `g${g}`,
@@ -154,6 +161,7 @@ export class LocalCluster {
           namespace,
           process: null,
           logFile: join(dir, `${id}.log`),
+          extraPorts,
         });
       }
       groups.push({ id: `g${g}`, brokers: entries });
@@ -212,6 +220,7 @@ export class LocalCluster {
       namespace: null,
       process: null,
       logFile: join(this.dir, `${id}.log`),
+      extraPorts: {},
     };
     this.brokers.push(broker);
     return broker;

@@ -34,10 +34,17 @@ export interface BrokerTls {
   channel: grpc.ChannelCredentials;
 }
 
+/** A broker's PEM material: the CA, its certificate and its private key (for listeners that are not gRPC). */
+export function brokerPem(config: TlsConfig, brokerId: string): { ca: Buffer; cert: Buffer; key: Buffer } {
+  return {
+    ca: pem(config.caFile, 'tls.caFile (CA certificate)'),
+    cert: pem(brokerPath(config.certFile, brokerId), `tls.certFile (certificate of ${brokerId})`),
+    key: pem(brokerPath(config.keyFile, brokerId), `tls.keyFile (private key of ${brokerId})`),
+  };
+}
+
 export function brokerTls(config: TlsConfig, brokerId: string): BrokerTls {
-  const ca = pem(config.caFile, 'tls.caFile (CA certificate)');
-  const cert = pem(brokerPath(config.certFile, brokerId), `tls.certFile (certificate of ${brokerId})`);
-  const key = pem(brokerPath(config.keyFile, brokerId), `tls.keyFile (private key of ${brokerId})`);
+  const { ca, cert, key } = brokerPem(config, brokerId);
   const pair = [{ cert_chain: cert, private_key: key }];
   return {
     clientServer: grpc.ServerCredentials.createSsl(ca, pair, false),

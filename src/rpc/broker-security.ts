@@ -6,7 +6,8 @@ import { Counter, type Registry } from 'prom-client';
 import { Authenticator } from '../auth/authenticator.js';
 import { loadKeysFile, parseKeysFile, type StoredKey } from '../auth/keys.js';
 import { parsePermissions, type Permissions } from '../auth/permissions.js';
-import { signCall } from '../auth/signature.js';
+import { signCall, type SigningKey } from '../auth/signature.js';
+import type { GatewayAccess } from '../gateway/common/access.js';
 import { brokerTls, type BrokerTls } from '../auth/tls.js';
 import { WatchedFile } from '../auth/watched-file.js';
 import type { BrokerSettings, ClusterConfig } from '../config/cluster.js';
@@ -22,6 +23,10 @@ export interface BrokerSecurity {
   peerGuard: CallGuard;
   /** Signs a forwarded call with the brokers' key; null without access keys. */
   signForward: ((methodPath: string, metadata: grpc.Metadata) => void) | null;
+  /** The live keys and permissions, for the gateways' own checks; null without access keys. */
+  access: GatewayAccess | null;
+  /** The brokers' key (the gateways' in-process client signs with it); null without access keys. */
+  brokerKey: () => SigningKey | null;
   close(): void;
 }
 
@@ -67,6 +72,8 @@ export function openBrokerSecurity(
   let authenticator: Authenticator | null = null;
   let permissions: (() => Permissions) | null = null;
   let signForward: BrokerSecurity['signForward'] = null;
+  let access: GatewayAccess | null = null;
+  let brokerKey: BrokerSecurity['brokerKey'] = () => null;
   if (auth) {
     const events = {
       onReload: (file: string) => log.info('auth.file.reloaded', { file }),
@@ -85,10 +92,15 @@ export function openBrokerSecurity(
       onFailure: (reason) => metrics?.authFailure(reason),
     });
     permissions = () => grants.value;
-    signForward = (methodPath, metadata) => {
+    brokerKey = () => {
       const key = keys.value.get(auth.brokerKeyId) ?? loadKeysFile(auth.keysFile).get(auth.brokerKeyId);
-      if (key) signCall(metadata, { keyId: key.id, signingKey: key.signingKey }, methodPath);
+      return key ? { keyId: key.id, signingKey: key.signingKey } : null;
     };
+    signForward = (methodPath, metadata) => {
+      const key = brokerKey();
+      if (key) signCall(metadata, key, methodPath);
+    };
+    access = { keys: () => keys.value, permissions: () => grants.value };
     log.info('auth.enabled', { keys: keys.value.size, grants: grants.value.grantCount, keysFile: auth.keysFile, permissionsFile: auth.permissionsFile });
   }
   const clientGuard = new CallGuard({
@@ -118,6 +130,8 @@ export function openBrokerSecurity(
     clientGuard,
     peerGuard,
     signForward,
+    access,
+    brokerKey,
     close() {
       for (const f of files) f.close();
     },

@@ -18,6 +18,7 @@ import { BrokerObservability, type ObservabilityOptions } from './broker-observa
 import { MeteredServer } from '../observe/grpc-metrics.js';
 import { openBrokerSecurity, securityMetrics } from './broker-security.js';
 import { listen } from './listener.js';
+import { startMqttListener } from './gateways.js';
 
 export interface RunningBroker {
   broker: Broker;
@@ -127,6 +128,9 @@ async function startServing(
   replica.start(broker, peers);
   broker.startMetadata();
   await observe.start(broker, replica);
+  // ---- gateways (src/gateway): one listener per protocol whose port the cluster file gives
+  const mqtt = await startMqttListener(cluster, config, security, observe.metrics.registry, log);
+  // ---- end of gateways
   log.info('broker.started', {
     client: `${config.host}:${config.clientPort}`,
     peer: `${config.host}:${config.peerPort}`,
@@ -146,6 +150,7 @@ async function startServing(
       if (stopped) return;
       stopped = true;
       observe.markStopping();
+      await mqtt?.stop();
       await broker.close();
       clientListening.close();
       peerListening.close();

@@ -179,3 +179,19 @@ test('host and listenHost refusals name the key and say what fits', () => {
     );
   }
 });
+
+test('mqttPort is optional (no MQTT listener when absent), a port number, and shares no host:port', () => {
+  const withMqtt = (ports: string[]): string =>
+    `cluster: c1\ngroups:\n  - id: g1\n    brokers:\n${ports.map((mqtt, i) => `      - { id: b${i + 1}, host: 127.0.0.1, clientPort: ${7101 + i}, peerPort: ${7201 + i}, metricsPort: ${7301 + i}${mqtt} }`).join('\n')}\n`;
+  const config = parse(withMqtt([', mqttPort: 7401', ', mqttPort: 7402', '']));
+  assert.deepEqual(
+    config.groups[0]!.brokers.map((b) => b.mqttPort),
+    [7401, 7402, null],
+  );
+  assert.throws(() => parse(withMqtt([', mqttPort: 0', '', ''])), /groups\[0\]\.brokers\[0\]\.mqttPort: 0 is out of range \[1, 65535\]/);
+  assert.throws(() => parse(withMqtt([', mqttPort: "x"', '', ''])), /groups\[0\]\.brokers\[0\]\.mqttPort:/);
+  assert.throws(
+    () => parse(withMqtt(['', ', mqttPort: 7101', ''])),
+    /groups\[0\]\.brokers\[1\]\.mqttPort: 127\.0\.0\.1:7101 is already taken by b1\.clientPort/,
+  );
+});

@@ -24,6 +24,8 @@ export interface SecureClusterOptions {
   groups?: number;
   tls?: boolean;
   settings?: Record<string, unknown>;
+  /** More ports per broker by cluster-file key (e.g. mqttPort). */
+  extraPorts?: string[];
 }
 
 export interface KeyPair {
@@ -64,7 +66,7 @@ export class SecureCluster extends LocalCluster {
         ? { tls: { caFile: join(dir, 'certs', 'ca.crt'), certFile: join(dir, 'certs', '{broker}.crt'), keyFile: join(dir, 'certs', '{broker}.key') } }
         : {}),
     });
-    const cluster = await SecureCluster.create({ name: 'mamba-sec', groups, settings: options.settings ?? {}, security });
+    const cluster = await SecureCluster.create({ name: 'mamba-sec', groups, settings: options.settings ?? {}, security, extraPorts: options.extraPorts ?? [] });
     cluster.tls = tls;
     try {
       if (tls)

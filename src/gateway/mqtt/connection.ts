@@ -1,0 +1,492 @@
+// One MQTT connection (3.1.1 or 5.0): frames parsed by mqtt-packet, then CONNECT (key id and
+// secret), PUBLISH QoS 0/1 into a topic's queue through the SDK (PUBACK once the quorum has it),
+// SUBSCRIBE/UNSUBSCRIBE over topics and queues (one SourceReader per queue covered), keep-alive,
+// last will, persistent sessions. Every refusal answers with the reason code the version has
+// (CONNACK, PUBACK, SUBACK, DISCONNECT) or closes the connection when 3.1.1 has none.
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import mqtt from 'mqtt-packet';
+import type { IConnectPacket, IPublishPacket, ISubscribePacket, IUnsubscribePacket, Packet, UserProperties } from 'mqtt-packet';
+import type { MambaClient, ReceivedMessage } from '../../client/client.js';
+import { NotFoundError } from '../../errors.js';
+import { allows, login, type GatewayAccess } from '../common/access.js';
+import type { GatewayLog, GatewayMetrics } from '../common/metrics.js';
+import { connackCode311, reason } from './reason-codes.js';
+import type { SessionStore, Subscriptions } from './session-store.js';
+import { retainHeader, SourceReader } from './source-reader.js';
+import { destinationOf, isRefusal, parseFilter, printable, queueOf, sourcesOf, type Source } from './topic-map.js';
+import { OutgoingWindow } from './window.js';
+
+export interface MqttLimits {
+  /** Largest MQTT packet accepted (the broker's messageBytesMax plus room for the topic and properties). */
+  packetBytesMax: number;
+  /** PUBLISHes of one connection waiting for their quorum acknowledgement (our Receive Maximum). */
+  receiveMax: number;
+  /** Our QoS 1 deliveries waiting for the client's PUBACK, at most (also bounded by the client's Receive Maximum). */
+  sendWindowMax: number;
+  /** A connection that sends no CONNECT within this is closed. */
+  connectTimeoutMs: number;
+  /** Queues one connection's subscriptions may cover. */
+  sourcesMax: number;
+  /** How long a persistent 3.1.1 session's subscriptions are kept (5.0 says its own, up to this). */
+  sessionExpiryMsMax: number;
+  /** How often wildcard subscriptions look for new topics and queues. */
+  refreshMs: number;
+}
+
+export interface MqttContext {
+  client: MambaClient;
+  access: GatewayAccess | null;
+  metrics: GatewayMetrics;
+  log: GatewayLog;
+  limits: MqttLimits;
+  sessions: SessionStore;
+  /** Topics and their queue counts (cached briefly by the listener). */
+  topics(): Promise<Array<{ name: string; queues: number }>>;
+}
+
+/** A client id that can name a consumer group (src/broker/names.ts), prefixed `mqtt.`. */
+const clientIdPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,150}$/;
+/** Packets a client may send behind its CONNECT before the CONNACK. */
+const earlyPacketsMax = 32;
+/** The MQTT 5 user property whose value becomes the stored message's key. */
+export const keyProperty = 'key';
+
+interface Will {
+  topic: string;
+  payload: Buffer;
+  qos: 0 | 1;
+  retain: boolean;
+  properties: UserProperties | undefined;
+}
+
+export class MqttConnection {
+  private readonly parser = mqtt.parser();
+  private version: 3 | 4 | 5 = 4;
+  private state: 'connecting' | 'connected' | 'closed' = 'connecting';
+  private clientId = '';
+  private keyId: string | null = null;
+  private will: Will | null = null;
+  private persistent = false;
+  private resume = false;
+  private sessionExpiryMs = 0;
+  private keepaliveMs = 0;
+  private lastPacketMs = Date.now();
+  private timer: NodeJS.Timeout | null = null;
+  private publishing: Promise<void> = Promise.resolve();
+  private publishesPending = 0;
+  private window: OutgoingWindow;
+  private readonly subscriptions = new Map<string, 0 | 1>();
+  private readonly readers = new Map<string, { reader: SourceReader; filters: Set<string> }>();
+  private refreshing = false;
+  private connectSeen = false;
+  private readonly early: Packet[] = [];
+  private lastRefreshMs = Date.now();
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly context: MqttContext,
+  ) {
+    this.window = new OutgoingWindow(context.limits.sendWindowMax);
+    this.parser.on('packet', (packet: Packet) => this.onPacket(packet));
+    this.parser.on('error', (error: Error) => this.refuseFrame('malformed', reason.malformedPacket, error.message));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => this.close(false));
+    socket.on('close', () => this.close(false));
+    this.timer = setInterval(() => this.tick(), 1000);
+    this.timer.unref();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    this.lastPacketMs = Date.now();
+    const heldBytes = this.parser.parse(chunk);
+    // mqtt-packet holds a packet's bytes until all arrived: bound what it holds.
+    if (heldBytes > this.context.limits.packetBytesMax)
+      this.refuseFrame('too_large', reason.packetTooLarge, `a packet over ${this.context.limits.packetBytesMax} bytes`);
+  }
+
+  private tick(): void {
+    const nowMs = Date.now();
+    if (this.state === 'connecting' && nowMs - this.lastPacketMs > this.context.limits.connectTimeoutMs) {
+      this.context.metrics.refusal('connect_timeout');
+      this.close(false);
+      return;
+    }
+    // MQTT-3.1.2-24: nothing from the client within one and a half keep-alive periods.
+    if (this.state === 'connected' && this.keepaliveMs > 0 && nowMs - this.lastPacketMs > this.keepaliveMs * 1.5) {
+      this.context.metrics.refusal('keepalive_timeout');
+      this.disconnect(reason.keepAliveTimeout, 'no packet within 1.5 keep-alive periods');
+      return;
+    }
+    if (this.state === 'connected' && nowMs - this.lastRefreshMs >= this.context.limits.refreshMs) {
+      this.lastRefreshMs = nowMs;
+      void this.refreshSources();
+    }
+  }
+
+  private onPacket(packet: Packet): void {
+    if (this.state === 'closed') return;
+    if ((packet.length ?? 0) > this.context.limits.packetBytesMax)
+      return this.refuseFrame('too_large', reason.packetTooLarge, `a packet over ${this.context.limits.packetBytesMax} bytes`);
+    if (this.state === 'connecting') {
+      // Packets sent right behind the CONNECT wait (bounded) while the key is checked.
+      if (this.connectSeen) {
+        if (this.early.length >= earlyPacketsMax) return this.refuseFrame('protocol', reason.receiveMaximumExceeded, 'too many packets before CONNACK');
+        this.early.push(packet);
+        return;
+      }
+      if (packet.cmd !== 'connect') return this.refuseFrame('protocol', reason.protocolError, `${packet.cmd} before CONNECT`);
+      this.connectSeen = true;
+      void this.onConnect(packet).catch((error: Error) => this.fail(error));
+      return;
+    }
+    switch (packet.cmd) {
+      case 'publish':
+        return this.onPublish(packet);
+      case 'puback':
+        if (packet.messageId !== undefined) this.window.acknowledge(packet.messageId);
+        return;
+      case 'subscribe':
+        return void this.onSubscribe(packet).catch((error: Error) => this.fail(error));
+      case 'unsubscribe':
+        return void this.onUnsubscribe(packet);
+      case 'pingreq':
+        return this.write({ cmd: 'pingresp' });
+      case 'disconnect': {
+        // 5.0: reason 0x04 asks for the will; any other normal DISCONNECT drops it (MQTT-3.1.2-10).
+        if (!(this.version === 5 && packet.reasonCode === 0x04)) this.will = null;
+        if (this.version === 5 && packet.properties?.sessionExpiryInterval !== undefined)
+          this.sessionExpiryMs = Math.min(packet.properties.sessionExpiryInterval * 1000, this.context.limits.sessionExpiryMsMax);
+        return this.close(true);
+      }
+      case 'connect':
+        return this.refuseFrame('protocol', reason.protocolError, 'a second CONNECT');
+      default:
+        return this.refuseFrame('protocol', reason.protocolError, `${packet.cmd} is not expected from a client (QoS 2 is not supported)`);
+    }
+  }
+
+  // ---------------------------------------------------------------- CONNECT
+
+  private async onConnect(packet: IConnectPacket): Promise<void> {
+    this.version = packet.protocolVersion === 5 ? 5 : packet.protocolVersion === 3 ? 3 : 4;
+    this.keepaliveMs = (packet.keepalive ?? 0) * 1000;
+    const clean = packet.clean !== false;
+    const expiryS = this.version === 5 ? (packet.properties?.sessionExpiryInterval ?? 0) : clean ? 0 : Number.POSITIVE_INFINITY;
+    this.sessionExpiryMs = Math.min(expiryS * 1000, this.context.limits.sessionExpiryMsMax);
+    this.persistent = this.sessionExpiryMs > 0 || !clean;
+    this.resume = !clean;
+    let assigned: string | null = null;
+    if (packet.clientId === '') {
+      if (this.persistent) return this.refuseConnect(reason.clientIdentifierNotValid, 'a persistent session needs a client id');
+      assigned = `anon-${randomBytes(8).toString('hex')}`;
+    } else if (!clientIdPattern.test(packet.clientId)) {
+      return this.refuseConnect(reason.clientIdentifierNotValid, 'a client id is letters, digits, ".", "_", ":" or "-" (at most 151)');
+    }
+    this.clientId = assigned ?? packet.clientId;
+    const checked = await login(this.context.access, packet.username, packet.password);
+    if (this.state === 'closed') return;
+    if (!checked.ok) {
+      this.context.metrics.refusal(`auth_${checked.reason}`);
+      this.context.log.info('mqtt.connect.refused', { clientId: this.clientId, keyId: printable(packet.username ?? ''), reason: checked.reason });
+      return this.refuseConnect(reason.badUserNameOrPassword, 'wrong access key id or secret (user name and password)');
+    }
+    this.keyId = checked.keyId;
+    const willRefusal = packet.will ? this.checkWill(packet.will) : null;
+    if (willRefusal) return this.refuseConnect(willRefusal.code, willRefusal.why);
+    this.state = 'connected';
+    if (this.version === 5 && packet.properties?.receiveMaximum)
+      this.window = new OutgoingWindow(Math.min(packet.properties.receiveMaximum, this.context.limits.sendWindowMax));
+    this.context.sessions.claim(this.clientId, this.sessionHandle);
+    const stored = this.context.sessions.take(this.clientId);
+    const sessionPresent = this.resume && stored !== null;
+    this.write(this.connack(reason.success, sessionPresent, assigned));
+    this.context.log.debug('mqtt.connected', { clientId: this.clientId, keyId: this.keyId, version: this.version, persistent: this.persistent });
+    for (const early of this.early.splice(0)) this.onPacket(early);
+    if (sessionPresent) for (const [filter, qos] of stored) await this.subscribe(filter, qos).catch(() => undefined);
+  }
+
+  private checkWill(will: NonNullable<IConnectPacket['will']>): { code: number; why: string } | null {
+    if ((will.qos ?? 0) > 1) return { code: reason.qosNotSupported, why: 'a will of QoS 2: the maximum QoS is 1' };
+    const destination = destinationOf(will.topic);
+    if (isRefusal(destination)) return { code: reason.topicNameInvalid, why: destination.why };
+    if (!allows(this.context.access, this.keyId, 'produce', destination.topic))
+      return { code: reason.notAuthorized, why: `no produce permission on ${destination.topic}` };
+    const payload = typeof will.payload === 'string' ? Buffer.from(will.payload) : will.payload;
+    this.will = { topic: will.topic, payload, qos: will.qos === 1 ? 1 : 0, retain: will.retain === true, properties: will.properties?.userProperties };
+    return null;
+  }
+
+  private connack(code: number, sessionPresent: boolean, assigned: string | null): Packet {
+    if (this.version !== 5) return { cmd: 'connack', returnCode: connackCode311(code), sessionPresent };
+    const properties =
+      code === reason.success
+        ? {
+            maximumQoS: 1 as const,
+            retainAvailable: true,
+            maximumPacketSize: this.context.limits.packetBytesMax,
+            receiveMaximum: this.context.limits.receiveMax,
+            topicAliasMaximum: 0,
+            wildcardSubscriptionAvailable: true,
+            sharedSubscriptionAvailable: false,
+            subscriptionIdentifiersAvailable: false,
+            ...(assigned ? { assignedClientIdentifier: assigned } : {}),
+          }
+        : {};
+    return { cmd: 'connack', reasonCode: code, sessionPresent, properties } as Packet;
+  }
+
+  private refuseConnect(code: number, why: string): void {
+    this.context.metrics.refusal(`connack_${code.toString(16)}`);
+    const packet = this.connack(code, false, null);
+    if (this.version === 5 && code !== reason.success) (packet as { properties: Record<string, unknown> }).properties = { reasonString: why };
+    this.write(packet);
+    this.will = null;
+    this.close(false);
+  }
+
+  // ---------------------------------------------------------------- PUBLISH
+
+  private onPublish(packet: IPublishPacket): void {
+    if (packet.qos === 2) return this.refuseFrame('qos2', reason.qosNotSupported, 'QoS 2 is not supported (maximum QoS 1)');
+    if (packet.properties?.topicAlias !== undefined) return this.refuseFrame('protocol', reason.protocolError, 'topic aliases are not supported (maximum 0)');
+    this.publishesPending++;
+    if (this.publishesPending > this.context.limits.receiveMax) {
+      if (this.version === 5)
+        return this.refuseFrame('receive_max', reason.receiveMaximumExceeded, `more than ${this.context.limits.receiveMax} PUBLISHes in flight`);
+      this.socket.pause(); // 3.1.1 has no Receive Maximum: stop reading until the backlog drains
+    }
+    // One after the other: MQTT keeps a connection's messages to one topic in order.
+    this.publishing = this.publishing
+      .then(() => this.store(packet))
+      .finally(() => {
+        this.publishesPending--;
+        if (this.publishesPending <= this.context.limits.receiveMax && this.state !== 'closed') this.socket.resume();
+      });
+  }
+
+  /** Stores one PUBLISH (or the will); QoS 1 is acknowledged once the quorum has it. */
+  private async store(packet: {
+    topic: string;
+    payload: Buffer | string;
+    qos: 0 | 1 | 2;
+    retain: boolean;
+    messageId?: number;
+    properties?: IPublishPacket['properties'];
+  }): Promise<void> {
+    const ack = (code: number, why: string | null): void => {
+      if (packet.qos !== 1 || packet.messageId === undefined || this.state === 'closed') return;
+      if (this.version === 5)
+        this.write({ cmd: 'puback', messageId: packet.messageId, reasonCode: code, ...(why ? { properties: { reasonString: why } } : {}) } as Packet);
+      else if (code === reason.success) this.write({ cmd: 'puback', messageId: packet.messageId });
+      else this.close(false); // 3.1.1 has no refusal in PUBACK: the client learns by the closed connection
+    };
+    const destination = destinationOf(packet.topic);
+    if (isRefusal(destination)) return this.refusePublish(ack, reason.topicNameInvalid, destination.why);
+    if (!allows(this.context.access, this.keyId, 'produce', destination.topic))
+      return this.refusePublish(ack, reason.notAuthorized, `no produce permission on topic ${destination.topic}`);
+    const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
+    const { headers, key } = headersOf(packet.properties?.userProperties, packet.retain, packet.properties?.contentType);
+    try {
+      const route = await this.context.client.cluster.topic(destination.topic);
+      const queue = queueOf(destination, route.queues, packet.topic, key);
+      if (typeof queue !== 'number') return this.refusePublish(ack, reason.topicNameInvalid, queue.why);
+      await this.context.client.send(destination.topic, [{ key, body: payload, headers }], { queue, ack: packet.qos === 1 ? 'quorum' : 'leader' });
+      this.context.metrics.message('in', payload.length);
+      ack(reason.success, null);
+    } catch (error) {
+      if (error instanceof NotFoundError) return this.refusePublish(ack, reason.topicNameInvalid, `no topic ${destination.topic}`);
+      this.context.log.warn('mqtt.publish.failed', { clientId: this.clientId, topic: destination.topic, problem: (error as Error).message });
+      this.refusePublish(ack, reason.unspecifiedError, 'not stored; publish again');
+    }
+  }
+
+  private refusePublish(ack: (code: number, why: string) => void, code: number, why: string): void {
+    this.context.metrics.refusal(`publish_${code.toString(16)}`);
+    ack(code, why);
+  }
+
+  // ---------------------------------------------------------------- SUBSCRIBE
+
+  private async onSubscribe(packet: ISubscribePacket): Promise<void> {
+    const granted: number[] = [];
+    for (const s of packet.subscriptions) granted.push(await this.subscribe(s.topic, s.qos >= 1 ? 1 : 0));
+    const codes = this.version === 5 ? granted : granted.map((c) => Math.min(c, 0x80));
+    this.write({ cmd: 'suback', messageId: packet.messageId, granted: codes } as Packet);
+  }
+
+  /** Adds (or replaces) one subscription; the granted QoS or a failure reason code. */
+  private async subscribe(filterText: string, qos: 0 | 1): Promise<number> {
+    const filter = parseFilter(filterText);
+    if (isRefusal(filter))
+      return this.refuseSubscription(filter.refused === 'unsupported' ? reason.sharedSubscriptionsNotSupported : reason.topicFilterInvalid);
+    const topics = await this.context.topics();
+    if (filter.topic !== null) {
+      if (!topics.some((t) => t.name === filter.topic)) return this.refuseSubscription(reason.topicFilterInvalid);
+      if (!allows(this.context.access, this.keyId, 'consume', filter.topic)) return this.refuseSubscription(reason.notAuthorized);
+    }
+    const sources = this.permitted(sourcesOf(filter, topics));
+    const adding = sources.filter((s) => !this.readers.has(readerKey(s))).length;
+    if (this.readers.size + adding > this.context.limits.sourcesMax) return this.refuseSubscription(0x97); // quota exceeded
+    this.subscriptions.set(filterText, qos);
+    for (const source of sources) this.attach(source, filterText, qos);
+    return qos;
+  }
+
+  private refuseSubscription(code: number): number {
+    this.context.metrics.refusal(`subscribe_${code.toString(16)}`);
+    return code;
+  }
+
+  private permitted(sources: Source[]): Source[] {
+    return sources.filter((s) => allows(this.context.access, this.keyId, 'consume', s.topic));
+  }
+
+  private attach(source: Source, filter: string, qos: 0 | 1): void {
+    const key = readerKey(source);
+    const existing = this.readers.get(key);
+    if (existing) {
+      existing.filters.add(filter);
+      existing.reader.qos = Math.max(existing.reader.qos, qos) as 0 | 1;
+      return;
+    }
+    const position = { consumerGroup: this.persistent ? `mqtt.${this.clientId}` : null, resume: this.resume };
+    const reader = new SourceReader(this.context.client, source, qos, { publish: (n, q, m, r) => this.deliver(n, q, m, r) }, position, this.context.log);
+    this.readers.set(key, { reader, filters: new Set([filter]) });
+    reader.start();
+  }
+
+  private async onUnsubscribe(packet: IUnsubscribePacket): Promise<void> {
+    const codes = packet.unsubscriptions.map((filter) => {
+      const existed = this.subscriptions.delete(filter);
+      for (const [key, entry] of this.readers) {
+        entry.filters.delete(filter);
+        if (entry.filters.size === 0) {
+          void entry.reader.stop();
+          this.readers.delete(key);
+        }
+      }
+      return existed ? reason.success : 0x11; // no subscription existed
+    });
+    this.write(
+      (this.version === 5 ? { cmd: 'unsuback', messageId: packet.messageId, granted: codes } : { cmd: 'unsuback', messageId: packet.messageId }) as Packet,
+    );
+  }
+
+  /** Wildcard subscriptions take topics and queues created since. */
+  private async refreshSources(): Promise<void> {
+    if (this.refreshing || this.subscriptions.size === 0) return;
+    this.refreshing = true;
+    try {
+      const topics = await this.context.topics();
+      for (const [text, qos] of this.subscriptions) {
+        const filter = parseFilter(text);
+        if (isRefusal(filter)) continue;
+        for (const source of this.permitted(sourcesOf(filter, topics)))
+          if (this.readers.size < this.context.limits.sourcesMax || this.readers.has(readerKey(source))) this.attach(source, text, qos);
+      }
+    } catch {
+      // the next refresh tries again
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  // ---------------------------------------------------------------- delivery
+
+  private async deliver(name: string, qos: 0 | 1, message: ReceivedMessage, retained: boolean): Promise<boolean> {
+    if (this.state !== 'connected') return false;
+    const properties = this.version === 5 ? propertiesOf(message) : undefined;
+    const base = { cmd: 'publish' as const, topic: name, payload: message.body, retain: retained, dup: false, ...(properties ? { properties } : {}) };
+    if (qos === 0) {
+      this.write({ ...base, qos: 0 });
+      this.context.metrics.message('out', message.body.length);
+      return true;
+    }
+    const slot = await this.window.take();
+    if (slot === null || this.state !== 'connected') return false;
+    this.write({ ...base, qos: 1, messageId: slot.packetId });
+    this.context.metrics.message('out', message.body.length);
+    return slot.acked;
+  }
+
+  // ---------------------------------------------------------------- endings
+
+  /** A frame the protocol refuses: 5.0 gets a DISCONNECT with the reason, then the connection closes. */
+  private refuseFrame(what: string, code: number, why: string): void {
+    if (this.state === 'closed') return;
+    this.context.metrics.refusal(what);
+    this.context.log.info('mqtt.frame.refused', { clientId: this.clientId, reason: what, problem: printable(why) });
+    if (this.state === 'connecting') return this.refuseConnect(code, why);
+    this.disconnect(code, why);
+  }
+
+  private disconnect(code: number, why: string): void {
+    if (this.state === 'closed') return;
+    if (this.version === 5 && this.state === 'connected') this.write({ cmd: 'disconnect', reasonCode: code, properties: { reasonString: why } } as Packet);
+    this.close(false);
+  }
+
+  private fail(error: Error): void {
+    this.context.log.warn('mqtt.connection.failed', { clientId: this.clientId, problem: error.message });
+    this.disconnect(reason.unspecifiedError, 'internal failure');
+  }
+
+  private write(packet: Packet): void {
+    if (this.socket.destroyed || this.socket.writableEnded) return;
+    this.socket.write(mqtt.generate(packet, { protocolVersion: this.version }));
+  }
+
+  /** Ends the connection once: the will (unless `normal`), readers stopped, the session released. */
+  close(normal: boolean): void {
+    if (this.state === 'closed') return;
+    const wasConnected = this.state === 'connected';
+    this.state = 'closed';
+    if (this.timer) clearInterval(this.timer);
+    this.window.close();
+    for (const { reader } of this.readers.values()) void reader.stop();
+    this.readers.clear();
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    if (!wasConnected) return;
+    this.context.sessions.release(this.clientId, this.sessionHandle, this.subscriptions as Subscriptions, this.persistent ? this.sessionExpiryMs : 0);
+    const will = normal ? null : this.will;
+    if (will)
+      void this.store({ topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, properties: { userProperties: will.properties } });
+  }
+
+  private readonly sessionHandle = { takeOver: () => this.disconnect(reason.sessionTakenOver, 'another connection took this client id') };
+}
+
+function readerKey(source: Source): string {
+  return `${source.topic}/${source.queue}`;
+}
+
+/** MQTT 5 user properties as message headers (the `key` property becomes the message key); retain and content type as headers too. */
+export function headersOf(
+  user: UserProperties | undefined,
+  retain: boolean,
+  contentType: string | undefined,
+): { headers: Record<string, string>; key: Buffer | null } {
+  const headers: Record<string, string> = {};
+  let key: Buffer | null = null;
+  for (const [name, value] of Object.entries(user ?? {})) {
+    const text = Array.isArray(value) ? value[value.length - 1]! : value;
+    if (name === keyProperty) key = Buffer.from(text);
+    else headers[name] = text;
+  }
+  if (retain) headers[retainHeader] = '1';
+  if (contentType !== undefined) headers['content-type'] = contentType;
+  return { headers, key };
+}
+
+/** A stored message's headers as MQTT 5 user properties (traceparent among them), and its key. */
+export function propertiesOf(message: ReceivedMessage): IPublishPacket['properties'] | undefined {
+  const user: Record<string, string> = {};
+  for (const [name, value] of Object.entries(message.headers)) if (name !== retainHeader && name !== 'content-type') user[name] = value.toString('utf8');
+  if (message.key) user[keyProperty] = message.key.toString('utf8');
+  const contentType = message.headers['content-type']?.toString('utf8');
+  if (Object.keys(user).length === 0 && contentType === undefined) return undefined;
+  return { ...(Object.keys(user).length > 0 ? { userProperties: user } : {}), ...(contentType !== undefined ? { contentType } : {}) };
+}

@@ -1,0 +1,51 @@
+// The composition of the protocol gateways (src/gateway) on a broker: each listener starts when
+// the broker's entry in the cluster file gives its port, with the broker's TLS certificate when
+// the cluster has TLS, the live keys and permissions for its own checks, and an in-process SDK
+// client over every broker's client API signed with the brokers' key.
+import type { Registry } from 'prom-client';
+import { brokerPem } from '../auth/tls.js';
+import type { BrokerConfig, ClusterConfig } from '../config/cluster.js';
+import { backendClient } from '../gateway/common/backend.js';
+import { gatewayMetrics } from '../gateway/common/metrics.js';
+import { MqttGateway } from '../gateway/mqtt/server.js';
+import type { Logger } from '../replica/logger.js';
+import type { BrokerSecurity } from './broker-security.js';
+
+/** Every broker's client API, this broker's first (the gateway's calls start where they are cheapest). */
+function brokerAddresses(cluster: ClusterConfig, self: BrokerConfig): string[] {
+  const all = cluster.groups.flatMap((g) => g.brokers).map((b) => `${b.host}:${b.clientPort}`);
+  const own = `${self.host}:${self.clientPort}`;
+  return [own, ...all.filter((a) => a !== own)];
+}
+
+export async function startMqttListener(
+  cluster: ClusterConfig,
+  config: BrokerConfig,
+  security: BrokerSecurity,
+  registry: Registry,
+  log: Logger,
+): Promise<MqttGateway | null> {
+  if (config.mqttPort === null) return null;
+  const tls = cluster.security.tls;
+  const client = backendClient({
+    brokers: brokerAddresses(cluster, config),
+    signingKey: security.brokerKey(),
+    tlsCaFile: tls ? tls.caFile : null,
+    requestTimeoutMs: Math.max(2000, 4 * config.settings.electionTimeoutMs),
+  });
+  try {
+    return await MqttGateway.start({
+      listenHost: config.listenHost,
+      port: config.mqttPort,
+      tls: tls ? brokerPem(tls, config.id) : null,
+      client,
+      access: security.access,
+      metrics: gatewayMetrics(registry, 'mqtt'),
+      log,
+      messageBytesMax: config.settings.messageBytesMax,
+    });
+  } catch (error) {
+    client.close();
+    throw error;
+  }
+}

@@ -1,0 +1,264 @@
+// The MQTT gateway against a real secure cluster (TLS, access keys, permissions): independent
+// clients (the `mqtt` npm client and mosquitto_pub/mosquitto_sub) on one side, the SDK over gRPC
+// on the other; persistent sessions, refusals with their reason codes, hostile frames, and a
+// leader kill while publishing that loses no PUBACKed message. Every wait is bounded.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { connect as tlsConnect } from 'node:tls';
+import { join } from 'node:path';
+import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
+import mqttPacket from 'mqtt-packet';
+import { MambaClient } from '../../src/client/client.js';
+import { SecureCluster, sleep, waitFor } from '../security/secure-cluster.js';
+
+let cluster: SecureCluster;
+let admin: MambaClient;
+const opened: MqttClient[] = [];
+
+const port = (id: string): number => cluster.broker(id).extraPorts.mqttPort!;
+const ca = (): string => join(cluster.certDir, 'ca.crt');
+
+async function connectMqtt(brokerId: string, options: IClientOptions = {}): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${port(brokerId)}`, {
+    ca: [execFileSync('cat', [ca()])],
+    username: cluster.keys.app.id,
+    password: cluster.keys.app.secret,
+    protocolVersion: 5,
+    reconnectPeriod: 0,
+    connectTimeout: 10_000,
+    ...options,
+  });
+  opened.push(client);
+  return client;
+}
+
+async function readAll(topic: string, queue: number, count: number): Promise<string[]> {
+  return waitFor(`${count} messages in ${topic}/${queue}`, 15_000, async () => {
+    const result = await admin.read(topic, queue, 0, { messagesMax: 5000 });
+    return result.messages.length >= count ? result.messages.map((m) => m.body.toString()) : undefined;
+  });
+}
+
+describe('MQTT gateway', { timeout: 150_000 }, () => {
+  before(async () => {
+    cluster = await SecureCluster.start({ groups: 1, tls: true, extraPorts: ['mqttPort'] });
+    cluster.writePermissions([
+      { key: 'admin', topics: ['*'], actions: ['produce', 'consume', 'admin'] },
+      { key: cluster.keys.app.id, topics: ['mq.*'], actions: ['produce', 'consume'] },
+    ]);
+    admin = new MambaClient({
+      brokers: cluster.brokers.map((b) => b.clientAddress),
+      accessKey: { keyId: cluster.keys.admin.id, secret: cluster.keys.admin.secret },
+      tls: { caFile: ca() },
+      retry: { attemptsMax: 40, backoffMsInitial: 20, backoffMsMax: 500 },
+      requestTimeoutMs: 3000,
+    });
+    for (const [name, queues] of [
+      ['mq.in', 2],
+      ['mq.out', 2],
+      ['mq.sess', 1],
+      ['mq.kill', 1],
+      ['mq.mos', 1],
+      ['secret', 1],
+    ] as const)
+      await admin.createTopic(name, queues);
+    // The permissions file is reloaded on change; give it a moment to be read.
+    await sleep(1500);
+  });
+
+  after(async () => {
+    for (const c of opened) c.end(true);
+    admin?.close();
+    await cluster?.stop();
+  });
+
+  test('QoS 1 publishes are stored in the named queue and read over gRPC, traceparent kept as a header', async () => {
+    const client = await connectMqtt('b1');
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    for (let i = 0; i < 5; i++) await client.publishAsync('mq.in/1', `m${i}`, { qos: 1, properties: { userProperties: { traceparent, key: 'k' } } });
+    const bodies = await readAll('mq.in', 1, 5);
+    assert.deepEqual(bodies, ['m0', 'm1', 'm2', 'm3', 'm4']);
+    const read = await admin.read('mq.in', 1, 0);
+    assert.equal(read.messages[0]!.headers.traceparent?.toString(), traceparent);
+    assert.equal(read.messages[0]!.key?.toString(), 'k');
+  });
+
+  test('an SDK produce reaches an MQTT subscriber with a wildcard, on another broker, as <topic>/<queue>', async () => {
+    const client = await connectMqtt('b2', { protocolVersion: 4 });
+    const got: string[] = [];
+    client.on('message', (topic, payload) => got.push(`${topic}=${payload.toString()}`));
+    await client.subscribeAsync('mq.out/+', { qos: 1 });
+    await sleep(1000); // readers start at the queue end
+    await admin.send('mq.out', [{ body: 'zero' }], { queue: 0 });
+    await admin.send('mq.out', [{ body: 'one' }], { queue: 1 });
+    await waitFor('both deliveries', 15_000, () => (got.length >= 2 ? true : undefined));
+    assert.deepEqual(got.sort(), ['mq.out/0=zero', 'mq.out/1=one']);
+  });
+
+  test('a persistent session resumes from its committed offset after a reconnect to another broker', async () => {
+    const options = { clientId: 'sess-1', clean: false, properties: { sessionExpiryInterval: 300 } };
+    const first = await connectMqtt('b1', options);
+    const got: string[] = [];
+    first.on('message', (_t, p) => got.push(p.toString()));
+    await first.subscribeAsync('mq.sess/0', { qos: 1 });
+    await sleep(1000);
+    await admin.send('mq.sess', [{ body: 'a0' }, { body: 'a1' }, { body: 'a2' }], { queue: 0 });
+    await waitFor('a0..a2', 15_000, () => (got.length >= 3 ? true : undefined));
+    await waitFor('the offset committed', 10_000, async () => {
+      const d = await admin.describeConsumerGroup('mqtt.sess-1', 'mq.sess');
+      return d.queues[0]?.committedOffset === 3 ? true : undefined;
+    });
+    await first.endAsync();
+    await admin.send('mq.sess', [{ body: 'b0' }, { body: 'b1' }], { queue: 0 });
+    const again: string[] = [];
+    const second = await connectMqtt('b3', options);
+    second.on('message', (_t, p) => again.push(p.toString()));
+    await second.subscribeAsync('mq.sess/0', { qos: 1 });
+    await waitFor('b0 and b1 after the reconnect', 15_000, () => (again.length >= 2 ? true : undefined));
+    await sleep(500);
+    assert.deepEqual(again, ['b0', 'b1']);
+  });
+
+  test('refusals: QoS 2 (DISCONNECT 0x9B), wrong secret (0x86; 3.1.1: 4), no permission (PUBACK 0x87), unknown topic (0x90)', async () => {
+    await assert.rejects(connectMqtt('b1', { password: 'wrong-secret' }), (e: Error & { code?: number }) => e.code === 0x86);
+    await assert.rejects(connectMqtt('b1', { password: 'wrong-secret', protocolVersion: 4 }), (e: Error & { code?: number }) => e.code === 4);
+    const client = await connectMqtt('b1');
+    await assert.rejects(client.publishAsync('secret/0', 'x', { qos: 1 }), (e: Error & { code?: number }) => e.code === 0x87);
+    await assert.rejects(client.publishAsync('mq.nosuch/0', 'x', { qos: 1 }), (e: Error & { code?: number }) => e.code === 0x90);
+    const disconnected = new Promise<number | undefined>((resolve) => client.once('disconnect', (p) => resolve(p.reasonCode)));
+    client.publish('mq.in/0', 'x', { qos: 2 });
+    assert.equal(await Promise.race([disconnected, sleep(5000).then(() => -1)]), 0x9b);
+  });
+
+  test('hostile input: random and mutated frames, a silent client, an oversized packet: closed, the broker serves on', async () => {
+    let seed = 12345;
+    const random = (): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed / 0x7fffffff;
+    };
+    const valid = mqttPacket.generate({
+      cmd: 'connect',
+      clientId: 'fuzz',
+      protocolVersion: 5,
+      keepalive: 10,
+      clean: true,
+      username: 'x',
+      password: Buffer.from('y'),
+    });
+    const frames: Buffer[] = [];
+    for (let i = 0; i < 40; i++) {
+      const bytes = Buffer.from(valid);
+      for (let k = 0; k < 3; k++) bytes[Math.floor(random() * bytes.length)] = Math.floor(random() * 256);
+      frames.push(i % 2 ? bytes : Buffer.from(Array.from({ length: 1 + Math.floor(random() * 64) }, () => Math.floor(random() * 256))));
+    }
+    // A length prefix announcing 200 MB, a CONNECT with keep-alive 1 s followed by silence.
+    frames.push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0x7f, 0, 1, 0x61]));
+    const closedWithin = (frame: Buffer, ms: number): Promise<boolean> =>
+      new Promise((resolve) => {
+        const socket = tlsConnect({ host: '127.0.0.1', port: port('b1'), ca: execFileSync('cat', [ca()]) }, () => socket.write(frame));
+        const timer = setTimeout(() => {
+          socket.destroy();
+          resolve(false);
+        }, ms);
+        socket.on('data', () => undefined);
+        socket.on('error', () => undefined);
+        socket.on('close', () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+    for (const frame of frames.slice(0, -1)) await closedWithin(frame, 600); // garbage may also wait for more bytes
+    assert.ok(await closedWithin(frames[frames.length - 1]!, 15_000), 'a 200 MB length prefix is refused');
+    const silent = mqttPacket.generate({
+      cmd: 'connect',
+      clientId: 'silent',
+      protocolVersion: 4,
+      keepalive: 1,
+      clean: true,
+      username: cluster.keys.app.id,
+      password: Buffer.from(cluster.keys.app.secret),
+    });
+    assert.ok(await closedWithin(silent, 6000), 'a client silent past 1.5 keep-alive periods is closed');
+    for (const b of cluster.brokers) assert.ok(cluster.isRunning(b.id), `${b.id} is up`);
+    const client = await connectMqtt('b1');
+    await client.publishAsync('mq.in/0', 'after-fuzz', { qos: 1 });
+    assert.ok((await readAll('mq.in', 0, 1)).includes('after-fuzz'));
+  });
+
+  test('mosquitto_pub to mosquitto_sub round trip', async (t) => {
+    if (!hasMosquitto() && !installMosquitto()) {
+      t.skip('mosquitto-clients is missing and apt-get could not install it');
+      return;
+    }
+    const common = ['-h', '127.0.0.1', '--cafile', ca(), '-u', cluster.keys.app.id, '-P', cluster.keys.app.secret, '-V', 'mqttv311'];
+    const sub = spawn('mosquitto_sub', [...common, '-p', String(port('b2')), '-t', 'mq.mos/+', '-q', '1', '-C', '1', '-v', '-W', '30'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    sub.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => sub.once('exit', (code) => resolve(code)));
+    // Publish until the subscriber (whose reader starts at the queue end) has one.
+    await waitFor(
+      'mosquitto_sub to print a message',
+      25_000,
+      () => {
+        if (out.length > 0) return true;
+        execFileSync('mosquitto_pub', [...common, '-p', String(port('b1')), '-t', 'mq.mos/0', '-q', '1', '-m', 'hello mosquitto'], { timeout: 10_000 });
+        return undefined;
+      },
+      700,
+    );
+    assert.equal(await exited, 0);
+    assert.match(out, /^mq\.mos\/0 hello mosquitto/);
+  });
+
+  test('a leader kill while publishing QoS 1 loses no PUBACKed message', async () => {
+    const leader = (await cluster.leaderOf('g1')).id;
+    const via = cluster.brokers.find((b) => b.id !== leader)!.id;
+    const client = await connectMqtt(via);
+    const acked: string[] = [];
+    let refused = 0;
+    for (let i = 0; i < 200; i++) {
+      if (i === 60) await cluster.kill(leader);
+      try {
+        await client.publishAsync('mq.kill/0', `k${i}`, { qos: 1 });
+        acked.push(`k${i}`);
+      } catch {
+        refused++;
+      }
+    }
+    cluster.launch(leader);
+    await cluster.leaderOf('g1', 20_000);
+    const stored = new Set(await readAll('mq.kill', 0, acked.length));
+    const lost = acked.filter((b) => !stored.has(b));
+    assert.deepEqual(lost, [], `lost ${lost.length} of ${acked.length} acked (${refused} refused)`);
+    assert.ok(acked.length >= 150, `most publishes are acked across the failover (${acked.length})`);
+  });
+});
+
+function hasMosquitto(): boolean {
+  try {
+    execFileSync('mosquitto_pub', ['--help'], { stdio: 'ignore' });
+    return true;
+  } catch (error) {
+    return (
+      (error as { status?: number }).status !== undefined && (error as { status?: number }).status !== 127 && (error as NodeJS.ErrnoException).code !== 'ENOENT'
+    );
+  }
+}
+
+function installMosquitto(): boolean {
+  try {
+    execFileSync('apt-get', ['install', '-y', '-q', 'mosquitto-clients'], {
+      stdio: 'ignore',
+      timeout: 300_000,
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+  } catch {
+    return false;
+  }
+  return hasMosquitto();
+}
