@@ -77,6 +77,8 @@ export interface BrokerConfig {
   clientPort: number;
   peerPort: number;
   metricsPort: number;
+  /** The STOMP 1.2 listener (src/gateway/stomp); null: none. */
+  stompPort: number | null;
   dataDir: string;
   settings: BrokerSettings;
   /**
@@ -243,7 +245,7 @@ function readGroup(value: unknown, where: Where, defaults: BrokerDefaults): Grou
 
 function readBroker(value: unknown, where: Where, group: string, defaults: BrokerDefaults): BrokerConfig {
   const fields = readObject(value, where);
-  rejectUnknownKeys(fields, ['id', 'host', 'listenHost', 'clientPort', 'peerPort', 'metricsPort', 'dataDir', 'settings', 'joining'], where);
+  rejectUnknownKeys(fields, ['id', 'host', 'listenHost', 'clientPort', 'peerPort', 'metricsPort', 'stompPort', 'dataDir', 'settings', 'joining'], where);
   const id = readString(fields.id, at(where, 'id'), idPattern);
   const host = readHost(fields.host, at(where, 'host'));
   const listenHost = fields.listenHost === undefined ? (defaults.listenHost ?? host) : readListenHost(fields.listenHost, at(where, 'listenHost'));
@@ -259,6 +261,7 @@ function readBroker(value: unknown, where: Where, group: string, defaults: Broke
     clientPort: port('clientPort'),
     peerPort: port('peerPort'),
     metricsPort: port('metricsPort'),
+    stompPort: fields.stompPort === undefined ? null : port('stompPort'),
     dataDir: brokerDataDir,
     settings: own,
     joining: fields.joining === undefined ? false : readBoolean(fields.joining, at(where, 'joining')),
@@ -312,7 +315,8 @@ function checkUnique(groups: GroupConfig[], where: Where): void {
       const bw = at(at(at(at(where, 'groups'), g), 'brokers'), b);
       if (ids.has(broker.id)) fail(at(bw, 'id'), `broker id "${broker.id}" is used twice`);
       ids.add(broker.id);
-      for (const key of ['clientPort', 'peerPort', 'metricsPort'] as const) {
+      for (const key of ['clientPort', 'peerPort', 'metricsPort', 'stompPort'] as const) {
+        if (broker[key] === null) continue;
         const endpoint = `${broker.host}:${broker[key]}`;
         const owner = endpoints.get(endpoint);
         if (owner) fail(at(bw, key), `${endpoint} is already taken by ${owner}`);
