@@ -4,7 +4,7 @@
 // secret and HMAC each call with it (signature.ts), so a broker can check a signature without
 // ever knowing the secret, and the secret cannot be recovered from the keys file. The keys file is
 // still sensitive: whoever reads it can sign calls as any key in it (as with any shared-key HMAC).
-import { randomBytes, scryptSync } from 'node:crypto';
+import { randomBytes, scrypt, scryptSync, type ScryptOptions } from 'node:crypto';
 import { appendFileSync, chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError, readTextFile } from '../validation.js';
@@ -21,9 +21,19 @@ export interface StoredKey {
   createdMs: number;
 }
 
+const scryptOptions: ScryptOptions = { N: 16384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
+const saltOf = (keyId: string): string => `mamba-mq/access-key/${keyId}`;
+
 /** The HMAC key a secret stands for (about 50 ms of scrypt: derive once per client, not per call). */
 export function deriveSigningKey(keyId: string, secret: string): Buffer {
-  return scryptSync(secret, `mamba-mq/access-key/${keyId}`, signingKeyBytes, { N: 16384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 });
+  return scryptSync(secret, saltOf(keyId), signingKeyBytes, scryptOptions);
+}
+
+/** deriveSigningKey off the event loop (a gateway checking a login's secret). */
+export function deriveSigningKeyAsync(keyId: string, secret: string): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    scrypt(secret, saltOf(keyId), signingKeyBytes, scryptOptions, (error, key) => (error ? reject(error) : resolve(key))),
+  );
 }
 
 export function newKeyId(): string {

@@ -16,6 +16,8 @@ export interface AccessKey {
 
 export interface SecurityOptions {
   accessKey?: AccessKey;
+  /** A signing key already derived from its secret (a broker's own gateway, which holds the keys file, not the secret); wins over the rest. */
+  signingKey?: SigningKey;
   credentialsFile?: string;
   /** TLS towards the brokers: true (system CAs), or the CA file that signed their certificates. */
   tls?: boolean | { caFile: string };
@@ -73,7 +75,11 @@ export function resolveClientSecurity(options: SecurityOptions, env: NodeJS.Proc
   let key: AccessKey | null = null;
   let keySource: string | null = null;
   let fileCa: string | null = null;
-  if (options.accessKey) {
+  let derived: SigningKey | null = null;
+  if (options.signingKey) {
+    derived = options.signingKey;
+    keySource = 'options';
+  } else if (options.accessKey) {
     key = checked(options.accessKey, 'accessKey');
     keySource = 'options';
   } else if (env.MAMBA_KEY_ID || env.MAMBA_KEY_SECRET) {
@@ -101,5 +107,6 @@ export function resolveClientSecurity(options: SecurityOptions, env: NodeJS.Proc
   if (options.tls !== undefined) tlsCaFile = options.tls === false ? null : options.tls === true ? '' : options.tls.caFile;
   else if (env.MAMBA_TLS_CA) tlsCaFile = env.MAMBA_TLS_CA;
   else tlsCaFile = fileCa;
+  if (derived) return { key: derived, tlsCaFile, keySource };
   return { key: key ? { keyId: key.keyId, signingKey: deriveSigningKey(key.keyId, key.secret) } : null, tlsCaFile, keySource };
 }
