@@ -22,6 +22,9 @@ export interface BrokerSecurity {
   peerGuard: CallGuard;
   /** Signs a forwarded call with the brokers' key; null without access keys. */
   signForward: ((methodPath: string, metadata: grpc.Metadata) => void) | null;
+  /** The loaded access keys and permissions (reloaded on change), for the gateways; null without access keys. */
+  keys: (() => ReadonlyMap<string, StoredKey>) | null;
+  permissions: (() => Permissions) | null;
   close(): void;
 }
 
@@ -67,6 +70,7 @@ export function openBrokerSecurity(
   let authenticator: Authenticator | null = null;
   let permissions: (() => Permissions) | null = null;
   let signForward: BrokerSecurity['signForward'] = null;
+  let keyMap: BrokerSecurity['keys'] = null;
   if (auth) {
     const events = {
       onReload: (file: string) => log.info('auth.file.reloaded', { file }),
@@ -85,6 +89,7 @@ export function openBrokerSecurity(
       onFailure: (reason) => metrics?.authFailure(reason),
     });
     permissions = () => grants.value;
+    keyMap = () => keys.value;
     signForward = (methodPath, metadata) => {
       const key = keys.value.get(auth.brokerKeyId) ?? loadKeysFile(auth.keysFile).get(auth.brokerKeyId);
       if (key) signCall(metadata, { keyId: key.id, signingKey: key.signingKey }, methodPath);
@@ -118,6 +123,8 @@ export function openBrokerSecurity(
     clientGuard,
     peerGuard,
     signForward,
+    keys: keyMap,
+    permissions,
     close() {
       for (const f of files) f.close();
     },

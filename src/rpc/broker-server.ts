@@ -18,6 +18,7 @@ import { BrokerObservability, type ObservabilityOptions } from './broker-observa
 import { MeteredServer } from '../observe/grpc-metrics.js';
 import { openBrokerSecurity, securityMetrics } from './broker-security.js';
 import { listen } from './listener.js';
+import { startStompListener } from './gateways.js';
 
 export interface RunningBroker {
   broker: Broker;
@@ -126,6 +127,9 @@ async function startServing(
   replica.start(broker, peers);
   broker.startMetadata();
   await observe.start(broker, replica);
+  // ---- gateways (issue 13): STOMP when the broker has a stompPort
+  const stomp = await startStompListener(cluster, config, security, observe.metrics.registry, log);
+  // ---- end gateways
   log.info('broker.started', {
     client: `${config.host}:${config.clientPort}`,
     peer: `${config.host}:${config.peerPort}`,
@@ -145,6 +149,7 @@ async function startServing(
       if (stopped) return;
       stopped = true;
       observe.markStopping();
+      await stomp?.close(); // gateways first: their sessions use the client listener
       await broker.close();
       clientListening.close();
       peerListening.close();
