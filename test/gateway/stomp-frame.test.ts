@@ -77,7 +77,15 @@ test('an unfinished frame is held; bytes held never exceed the bound by more tha
 });
 
 test('encodeFrame escapes headers, always sets content-length, and decodes back', () => {
-  const bytes = encodeFrame('MESSAGE', [['destination', '/queue/a'], ['weird:name', 'line\nbreak'], ['content-length', '999']], Buffer.from([1, 0, 2]));
+  const bytes = encodeFrame(
+    'MESSAGE',
+    [
+      ['destination', '/queue/a'],
+      ['weird:name', 'line\nbreak'],
+      ['content-length', '999'],
+    ],
+    Buffer.from([1, 0, 2]),
+  );
   // A server frame read by our decoder (as SEND, the same grammar) gives the same headers and body.
   const asSend = Buffer.concat([Buffer.from('SEND'), bytes.subarray('MESSAGE'.length)]);
   const frame = decodeOne(asSend)!.frame;
@@ -89,7 +97,19 @@ test('encodeFrame escapes headers, always sets content-length, and decodes back'
 test('destinations: /queue/<topic>[/<queue>]; anything else names the problem', () => {
   assert.deepEqual(parseDestination('/queue/orders'), { topic: 'orders', queue: null });
   assert.deepEqual(parseDestination('/queue/orders.eu/3'), { topic: 'orders.eu', queue: 3 });
-  for (const bad of [undefined, '', '/topic/a', 'queue/a', '/queue/', '/queue/a/b', '/queue/a/01', '/queue/a/1/2', '/queue/-a', `/queue/${'a'.repeat(201)}`, '/queue/a/99999999'])
+  for (const bad of [
+    undefined,
+    '',
+    '/topic/a',
+    'queue/a',
+    '/queue/',
+    '/queue/a/b',
+    '/queue/a/01',
+    '/queue/a/1/2',
+    '/queue/-a',
+    `/queue/${'a'.repeat(201)}`,
+    '/queue/a/99999999',
+  ])
     assert.equal(typeof parseDestination(bad), 'string', String(bad));
 });
 

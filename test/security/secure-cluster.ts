@@ -24,6 +24,8 @@ export interface SecureClusterOptions {
   groups?: number;
   tls?: boolean;
   settings?: Record<string, unknown>;
+  /** Runs after keys, permissions and certificates exist, before any broker starts (e.g. adds listeners to the cluster file). */
+  beforeLaunch?: (cluster: SecureCluster) => Promise<void> | void;
 }
 
 export interface KeyPair {
@@ -78,6 +80,7 @@ export class SecureCluster extends LocalCluster {
         { key: 'admin', topics: ['*'], actions: ['produce', 'consume', 'admin'] },
         { key: cluster.keys.app.id, topics: ['orders.*'], actions: ['produce'] },
       ]);
+      await options.beforeLaunch?.(cluster);
       cluster.launchAll();
       for (let g = 1; g <= groups; g++) await cluster.leaderOf(`g${g}`, 20_000);
     } catch (error) {
