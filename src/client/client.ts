@@ -42,11 +42,12 @@ export type ClientTracingOptions = Partial<Pick<TracingSetup, 'otlpEndpoint' | '
 
 /** Access key and TLS: from these options, else MAMBA_KEY_ID/MAMBA_KEY_SECRET, MAMBA_TLS_CA, MAMBA_CREDENTIALS. */
 /** What Producer and Consumer pass through to their client: credentials, TLS, tracing. */
-export type ConnectionOptions = Pick<ClientOptions, 'accessKey' | 'credentialsFile' | 'tls' | 'credentialsSearch' | 'tracing'>;
+export type ConnectionOptions = Pick<ClientOptions, 'accessKey' | 'signingKey' | 'credentialsFile' | 'tls' | 'credentialsSearch' | 'tracing'>;
 
 export function connectionOptionsOf(options: ConnectionOptions): ConnectionOptions {
   const picked: ConnectionOptions = {};
   if (options.accessKey !== undefined) picked.accessKey = options.accessKey;
+  if (options.signingKey !== undefined) picked.signingKey = options.signingKey;
   if (options.credentialsFile !== undefined) picked.credentialsFile = options.credentialsFile;
   if (options.tls !== undefined) picked.tls = options.tls;
   if (options.credentialsSearch !== undefined) picked.credentialsSearch = options.credentialsSearch;

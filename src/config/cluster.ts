@@ -79,6 +79,8 @@ export interface BrokerConfig {
   metricsPort: number;
   /** The MQTT listener's port (src/gateway/mqtt); null: the broker does not speak MQTT. */
   mqttPort: number | null;
+  /** The STOMP 1.2 listener (src/gateway/stomp); null: none. */
+  stompPort: number | null;
   dataDir: string;
   settings: BrokerSettings;
   /**
@@ -245,7 +247,11 @@ function readGroup(value: unknown, where: Where, defaults: BrokerDefaults): Grou
 
 function readBroker(value: unknown, where: Where, group: string, defaults: BrokerDefaults): BrokerConfig {
   const fields = readObject(value, where);
-  rejectUnknownKeys(fields, ['id', 'host', 'listenHost', 'clientPort', 'peerPort', 'metricsPort', 'mqttPort', 'dataDir', 'settings', 'joining'], where);
+  rejectUnknownKeys(
+    fields,
+    ['id', 'host', 'listenHost', 'clientPort', 'peerPort', 'metricsPort', 'mqttPort', 'stompPort', 'dataDir', 'settings', 'joining'],
+    where,
+  );
   const id = readString(fields.id, at(where, 'id'), idPattern);
   const host = readHost(fields.host, at(where, 'host'));
   const listenHost = fields.listenHost === undefined ? (defaults.listenHost ?? host) : readListenHost(fields.listenHost, at(where, 'listenHost'));
@@ -262,6 +268,7 @@ function readBroker(value: unknown, where: Where, group: string, defaults: Broke
     peerPort: port('peerPort'),
     metricsPort: port('metricsPort'),
     mqttPort: fields.mqttPort === undefined ? null : port('mqttPort'),
+    stompPort: fields.stompPort === undefined ? null : port('stompPort'),
     dataDir: brokerDataDir,
     settings: own,
     joining: fields.joining === undefined ? false : readBoolean(fields.joining, at(where, 'joining')),
@@ -315,7 +322,7 @@ function checkUnique(groups: GroupConfig[], where: Where): void {
       const bw = at(at(at(at(where, 'groups'), g), 'brokers'), b);
       if (ids.has(broker.id)) fail(at(bw, 'id'), `broker id "${broker.id}" is used twice`);
       ids.add(broker.id);
-      for (const key of ['clientPort', 'peerPort', 'metricsPort', 'mqttPort'] as const) {
+      for (const key of ['clientPort', 'peerPort', 'metricsPort', 'mqttPort', 'stompPort'] as const) {
         if (broker[key] === null) continue;
         const endpoint = `${broker.host}:${broker[key]}`;
         const owner = endpoints.get(endpoint);

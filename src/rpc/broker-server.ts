@@ -18,7 +18,7 @@ import { BrokerObservability, type ObservabilityOptions } from './broker-observa
 import { MeteredServer } from '../observe/grpc-metrics.js';
 import { openBrokerSecurity, securityMetrics } from './broker-security.js';
 import { listen } from './listener.js';
-import { startMqttListener } from './gateways.js';
+import { startMqttListener, startStompListener } from './gateways.js';
 
 export interface RunningBroker {
   broker: Broker;
@@ -130,6 +130,7 @@ async function startServing(
   await observe.start(broker, replica);
   // ---- gateways (src/gateway): one listener per protocol whose port the cluster file gives
   const mqtt = await startMqttListener(cluster, config, security, observe.metrics.registry, log);
+  const stomp = await startStompListener(cluster, config, security, observe.metrics.registry, log);
   // ---- end of gateways
   log.info('broker.started', {
     client: `${config.host}:${config.clientPort}`,
@@ -150,7 +151,9 @@ async function startServing(
       if (stopped) return;
       stopped = true;
       observe.markStopping();
+      // Gateways first: their sessions use the client listener.
       await mqtt?.stop();
+      await stomp?.close();
       await broker.close();
       clientListening.close();
       peerListening.close();

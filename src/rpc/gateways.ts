@@ -1,13 +1,14 @@
 // The composition of the protocol gateways (src/gateway) on a broker: each listener starts when
-// the broker's entry in the cluster file gives its port, with the broker's TLS certificate when
-// the cluster has TLS, the live keys and permissions for its own checks, and an in-process SDK
-// client over every broker's client API signed with the brokers' key.
+// the broker's entry in the cluster file gives its port (mqttPort, stompPort), with the broker's
+// TLS certificate when the cluster has TLS, the live keys and permissions for its own checks, and
+// an in-process SDK client over every broker's client API signed with the brokers' key.
 import type { Registry } from 'prom-client';
-import { brokerPem } from '../auth/tls.js';
+import { brokerPath, brokerPem } from '../auth/tls.js';
 import type { BrokerConfig, ClusterConfig } from '../config/cluster.js';
 import { backendClient } from '../gateway/common/backend.js';
 import { gatewayMetrics } from '../gateway/common/metrics.js';
 import { MqttGateway } from '../gateway/mqtt/server.js';
+import { startStompGateway, type StompGateway } from '../gateway/stomp/server.js';
 import type { Logger } from '../replica/logger.js';
 import type { BrokerSecurity } from './broker-security.js';
 
@@ -48,4 +49,30 @@ export async function startMqttListener(
     client.close();
     throw error;
   }
+}
+
+export async function startStompListener(
+  cluster: ClusterConfig,
+  config: BrokerConfig,
+  security: BrokerSecurity,
+  registry: Registry,
+  log: Logger,
+): Promise<StompGateway | null> {
+  if (config.stompPort === null) return null;
+  const tls = cluster.security.tls;
+  return startStompGateway({
+    brokerId: config.id,
+    listenHost: config.listenHost,
+    port: config.stompPort,
+    tls: tls ? { certFile: brokerPath(tls.certFile, config.id), keyFile: brokerPath(tls.keyFile, config.id) } : null,
+    auth: { keys: security.access?.keys ?? null, permissions: security.access?.permissions ?? null },
+    client: {
+      brokers: brokerAddresses(cluster, config),
+      signingKey: security.brokerKey(),
+      tlsCaFile: tls ? tls.caFile : null,
+    },
+    registry,
+    log,
+    limits: { bodyBytesMax: config.settings.messageBytesMax, frameBytesMax: config.settings.messageBytesMax + 64 * 1024 },
+  });
 }

@@ -194,4 +194,20 @@ test('mqttPort is optional (no MQTT listener when absent), a port number, and sh
     () => parse(withMqtt(['', ', mqttPort: 7101', ''])),
     /groups\[0\]\.brokers\[1\]\.mqttPort: 127\.0\.0\.1:7101 is already taken by b1\.clientPort/,
   );
+  assert.throws(
+    () => parse(withMqtt([', mqttPort: 7401, stompPort: 7401', '', ''])),
+    /brokers\[0\]\.stompPort: 127\.0\.0\.1:7401 is already taken by b1\.mqttPort/,
+  );
+});
+
+test('stompPort: optional (no STOMP listener without it), a port number, and no other listener on the same host:port', () => {
+  const stomp = (entries: string[]): string =>
+    `cluster: c1\ngroups:\n  - id: g1\n    brokers:\n${entries.map((e, i) => `      - { id: b${i + 1}, host: 127.0.0.1, clientPort: ${7101 + i}, peerPort: ${7201 + i}, metricsPort: ${7301 + i}${e} }`).join('\n')}\n`;
+  const config = parse(stomp([', stompPort: 7501', '']));
+  assert.equal(config.groups[0]!.brokers[0]!.stompPort, 7501);
+  assert.equal(config.groups[0]!.brokers[1]!.stompPort, null);
+  assert.throws(() => parse(stomp([', stompPort: 0'])), /groups\[0\]\.brokers\[0\]\.stompPort: .*1\.\.65535|stompPort/);
+  assert.throws(() => parse(stomp([', stompPort: "x"'])), /groups\[0\]\.brokers\[0\]\.stompPort/);
+  assert.throws(() => parse(stomp(['', ', stompPort: 7101'])), /groups\[0\]\.brokers\[1\]\.stompPort: 127\.0\.0\.1:7101 is already taken by b1\.clientPort/);
+  assert.throws(() => parse(stomp([', stompPort: 7501', ', stompPort: 7501'])), /brokers\[1\]\.stompPort: 127\.0\.0\.1:7501 is already taken by b1\.stompPort/);
 });

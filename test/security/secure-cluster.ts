@@ -26,6 +26,8 @@ export interface SecureClusterOptions {
   settings?: Record<string, unknown>;
   /** More ports per broker by cluster-file key (e.g. mqttPort). */
   extraPorts?: string[];
+  /** Runs after keys, permissions and certificates exist, before any broker starts (e.g. adds listeners to the cluster file). */
+  beforeLaunch?: (cluster: SecureCluster) => Promise<void> | void;
 }
 
 export interface KeyPair {
@@ -80,6 +82,7 @@ export class SecureCluster extends LocalCluster {
         { key: 'admin', topics: ['*'], actions: ['produce', 'consume', 'admin'] },
         { key: cluster.keys.app.id, topics: ['orders.*'], actions: ['produce'] },
       ]);
+      await options.beforeLaunch?.(cluster);
       cluster.launchAll();
       for (let g = 1; g <= groups; g++) await cluster.leaderOf(`g${g}`, 20_000);
     } catch (error) {

@@ -9,9 +9,11 @@ export interface GatewayMetrics {
   message(direction: 'in' | 'out', payloadBytes: number): void;
   /** A refused connection or frame, by a short reason (never key material). */
   refusal(reason: string): void;
+  /** A frame or packet received, by its command (STOMP) or packet type (MQTT). */
+  frame(command: string): void;
 }
 
-const byRegistry = new WeakMap<Registry, { open: Gauge; accepted: Counter; messages: Counter; bytes: Counter; refusals: Counter }>();
+const byRegistry = new WeakMap<Registry, { open: Gauge; accepted: Counter; messages: Counter; bytes: Counter; refusals: Counter; frames: Counter }>();
 
 function instruments(registry: Registry) {
   let found = byRegistry.get(registry);
@@ -43,6 +45,12 @@ function instruments(registry: Registry) {
         labelNames: ['protocol', 'reason'],
         registers,
       }),
+      frames: new Counter({
+        name: 'mamba_gateway_frames_total',
+        help: 'Frames (STOMP) or packets (MQTT) a gateway received, by protocol and command',
+        labelNames: ['protocol', 'command'],
+        registers,
+      }),
     };
     byRegistry.set(registry, found);
   }
@@ -50,7 +58,7 @@ function instruments(registry: Registry) {
 }
 
 export function gatewayMetrics(registry: Registry | null, protocol: string): GatewayMetrics {
-  if (registry === null) return { connectionOpened() {}, connectionClosed() {}, message() {}, refusal() {} };
+  if (registry === null) return { connectionOpened() {}, connectionClosed() {}, message() {}, refusal() {}, frame() {} };
   const m = instruments(registry);
   return {
     connectionOpened: () => {
@@ -63,6 +71,7 @@ export function gatewayMetrics(registry: Registry | null, protocol: string): Gat
       m.bytes.inc({ protocol, direction }, payloadBytes);
     },
     refusal: (reason) => m.refusals.inc({ protocol, reason }),
+    frame: (command) => m.frames.inc({ protocol, command }),
   };
 }
 

@@ -1,0 +1,86 @@
+// The STOMP listener of one broker (`stompPort` in the cluster file): TCP, or TLS with the
+// broker's own certificate when the cluster has `security.tls`. Each connection is a StompSession
+// over one shared in-process SDK client; connections beyond connectionsMax are closed at once.
+import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import type { Registry } from 'prom-client';
+import { GatewayAuth, type GatewayAuthSource } from './auth.js';
+import { gatewayClient, gatewayConsumer, nackPolicyDefault, type GatewayClientOptions, type NackPolicy } from './client.js';
+import { gatewayMetrics, noGatewayMetrics } from './metrics.js';
+import { sessionLimitsDefault, StompSession, type GatewayLog, type SessionLimits } from './session.js';
+
+export interface StompGatewayOptions {
+  brokerId: string;
+  listenHost: string;
+  port: number;
+  /** PEM files of this broker's certificate and key; null serves plain TCP. */
+  tls: { certFile: string; keyFile: string } | null;
+  auth: GatewayAuthSource;
+  client: GatewayClientOptions;
+  registry: Registry | null;
+  log: GatewayLog;
+  limits?: Partial<SessionLimits>;
+  nack?: Partial<NackPolicy>;
+  connectionsMax?: number;
+}
+
+export interface StompGateway {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+const connectionsMaxDefault = 1024;
+
+export async function startStompGateway(options: StompGatewayOptions): Promise<StompGateway> {
+  const limits: SessionLimits = { ...sessionLimitsDefault, ...options.limits };
+  const nack: NackPolicy = { ...nackPolicyDefault, ...options.nack };
+  const connectionsMax = options.connectionsMax ?? connectionsMaxDefault;
+  const metrics = options.registry ? gatewayMetrics(options.registry, 'stomp') : noGatewayMetrics;
+  const client = gatewayClient(options.client);
+  const deps = {
+    auth: new GatewayAuth(options.auth),
+    client,
+    consumer: (group: string, topic: string) => gatewayConsumer(options.client, group, topic, nack),
+    metrics,
+    log: options.log,
+    limits,
+    brokerId: options.brokerId,
+  };
+  const sessions = new Set<StompSession>();
+  const accept = (socket: Socket): void => {
+    if (sessions.size >= connectionsMax) {
+      metrics.refusal('connections');
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    metrics.connectionOpened();
+    const session = new StompSession(socket, deps);
+    sessions.add(session);
+    socket.once('close', () => {
+      sessions.delete(session);
+      metrics.connectionClosed();
+    });
+  };
+  const server: Server = options.tls
+    ? createTlsServer({ cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile) }, accept)
+    : createTcpServer(accept);
+  // A TLS handshake that fails is the client's problem: the socket is gone, the listener stays.
+  server.on('tlsClientError', () => metrics.refusal('tls'));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error) => reject(new Error(`cannot listen for STOMP on ${options.listenHost}:${options.port}: ${error.message}`)));
+    server.listen({ host: options.listenHost, port: options.port, backlog: 511 }, () => resolve());
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : options.port;
+  options.log.info('stomp.listening', { address: `${options.listenHost}:${port}`, tls: options.tls !== null, auth: options.auth.keys !== null });
+  return {
+    port,
+    async close() {
+      server.close();
+      await Promise.all([...sessions].map((s) => s.close()));
+      client.close();
+    },
+  };
+}
