@@ -65,7 +65,7 @@ export async function startStompListener(
     listenHost: config.listenHost,
     port: config.stompPort,
     tls: tls ? { certFile: brokerPath(tls.certFile, config.id), keyFile: brokerPath(tls.keyFile, config.id) } : null,
-    auth: { keys: security.access?.keys ?? null, permissions: security.access?.permissions ?? null },
+    access: security.access,
     client: {
       brokers: brokerAddresses(cluster, config),
       signingKey: security.brokerKey(),

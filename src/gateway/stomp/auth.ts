@@ -1,18 +1,11 @@
-// Who a STOMP connection is, and what it may do: login is an access key id, passcode its secret.
-// The broker's keys file holds, per key, the signing key derived from the secret (src/auth/keys.ts);
-// the secret a client presents is derived the same way (scrypt, off the event loop) and compared in
-// constant time. Permissions are the broker's permissions file (produce/consume per topic pattern).
-// Without `security.auth` in the cluster file every connection is let in and may do everything,
-// as on the gRPC API. Written to move into a shared gateway module (MQTT uses the same check).
-import { timingSafeEqual } from 'node:crypto';
-import { deriveSigningKeyAsync, keyIdPattern, type StoredKey } from '../../auth/keys.js';
-import type { Action, Permissions } from '../../auth/permissions.js';
-
-export interface GatewayAuthSource {
-  /** The broker's loaded keys (reloaded on change); null when the cluster runs without keys. */
-  keys: (() => ReadonlyMap<string, StoredKey>) | null;
-  permissions: (() => Permissions) | null;
-}
+// Who a STOMP connection is, and what it may do: login is an access key id, passcode its secret,
+// checked as every gateway checks them (../common/access.ts: derived off the event loop, compared
+// in constant time; the permissions file per topic). Without access keys in the cluster every
+// connection is let in and may do everything, as on the gRPC API. This class only puts the check
+// in STOMP's terms: a refusal with a reason and a message for the ERROR frame.
+import { keyIdPattern } from '../../auth/keys.js';
+import type { Action } from '../../auth/permissions.js';
+import { allows, login, type GatewayAccess } from '../common/access.js';
 
 export type LoginFailure = 'missing' | 'unknown_key' | 'bad_secret';
 
@@ -29,36 +22,32 @@ export class LoginRefused extends Error {
 /** The key id who connects; '' on a cluster without access keys and no login. */
 export type Principal = string;
 
-/** Bounded work per login: a passcode longer than this is refused before any derivation. */
-const passcodeBytesMax = 256;
-
 export class GatewayAuth {
-  constructor(private readonly source: GatewayAuthSource) {}
+  constructor(private readonly access: GatewayAccess | null) {}
 
   get required(): boolean {
-    return this.source.keys !== null;
+    return this.access !== null;
   }
 
-  /** The key id `login`/`passcode` prove; LoginRefused names the reason (never the secret). */
-  async login(login: string | undefined, passcode: string | undefined): Promise<Principal> {
-    const keys = this.source.keys;
-    if (keys === null) return login ?? '';
-    if (!login || passcode === undefined) throw new LoginRefused('missing', 'this broker requires login (an access key id) and passcode (its secret)');
-    if (!keyIdPattern.test(login)) throw new LoginRefused('unknown_key', `unknown access key "${login.slice(0, 64).replace(/[^\x20-\x7e]/g, '?')}"`);
-    const stored = keys().get(login);
-    if (!stored || Buffer.byteLength(passcode) > passcodeBytesMax) {
-      if (!stored) throw new LoginRefused('unknown_key', `unknown access key "${login}"`);
-      throw new LoginRefused('bad_secret', `wrong passcode for access key "${login}"`);
+  /** The key id `loginId`/`passcode` prove; LoginRefused names the reason (never the secret). */
+  async login(loginId: string | undefined, passcode: string | undefined): Promise<Principal> {
+    const result = await login(this.access, loginId || undefined, passcode);
+    if (result.ok) return result.keyId ?? loginId ?? '';
+    const shown = (loginId ?? '').slice(0, 64).replace(/[^\x20-\x7e]/g, '?');
+    switch (result.reason) {
+      case 'missing':
+        throw new LoginRefused('missing', 'this broker requires login (an access key id) and passcode (its secret)');
+      case 'unknown_key':
+        throw new LoginRefused('unknown_key', `unknown access key "${shown}"`);
+      case 'malformed':
+        if (!keyIdPattern.test(loginId ?? '')) throw new LoginRefused('unknown_key', `unknown access key "${shown}"`);
+        throw new LoginRefused('bad_secret', `wrong passcode for access key "${shown}"`);
+      case 'bad_secret':
+        throw new LoginRefused('bad_secret', `wrong passcode for access key "${shown}"`);
     }
-    const derived = await deriveSigningKeyAsync(login, passcode);
-    if (derived.length !== stored.signingKey.length || !timingSafeEqual(derived, stored.signingKey))
-      throw new LoginRefused('bad_secret', `wrong passcode for access key "${login}"`);
-    return login;
   }
 
   allows(principal: Principal, action: Action, topic: string): boolean {
-    const permissions = this.source.permissions;
-    if (permissions === null) return true;
-    return permissions().allows(principal, action, topic);
+    return allows(this.access, principal === '' ? null : principal, action, topic);
   }
 }

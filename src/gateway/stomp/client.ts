@@ -1,11 +1,10 @@
-// The gateway's way into the cluster: an in-process SDK client (src/client) on the cluster's
-// client listeners, signed with the brokers' own key when the cluster has keys. Sends go to their
-// queue's leader wherever it is, and subscriptions are consumer-group members that follow the read
-// advice, all through the normal gRPC path with its limits, metrics and tracing. The gateway has
-// checked the STOMP login's own permission before it calls any of this. Written to move into a
-// shared gateway module (MQTT needs the same).
+// The STOMP gateway's way into the cluster: the gateways' in-process SDK client
+// (../common/backend.ts) for sends, and per subscription a consumer-group member that follows the
+// read advice, signed and secured the same way. The gateway has checked the STOMP login's own
+// permission before it calls any of this.
 import type { SigningKey } from '../../auth/signature.js';
-import { MambaClient } from '../../client/client.js';
+import type { MambaClient } from '../../client/client.js';
+import { backendClient } from '../common/backend.js';
 import { Consumer } from '../../client/consumer.js';
 
 export interface GatewayClientOptions {
@@ -32,7 +31,7 @@ function connection(options: GatewayClientOptions): { signingKey?: SigningKey; t
 }
 
 export function gatewayClient(options: GatewayClientOptions): MambaClient {
-  return new MambaClient({ brokers: options.brokers, requestTimeoutMs: options.requestTimeoutMs ?? 10_000, ...connection(options) });
+  return backendClient({ ...options, requestTimeoutMs: options.requestTimeoutMs ?? 10_000 });
 }
 
 export function gatewayConsumer(options: GatewayClientOptions, group: string, topic: string, nack: NackPolicy): Consumer {

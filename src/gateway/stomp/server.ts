@@ -5,7 +5,8 @@ import { createServer as createTcpServer, type Server, type Socket } from 'node:
 import { createServer as createTlsServer } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type { Registry } from 'prom-client';
-import { GatewayAuth, type GatewayAuthSource } from './auth.js';
+import { GatewayAuth } from './auth.js';
+import type { GatewayAccess } from '../common/access.js';
 import { gatewayClient, gatewayConsumer, nackPolicyDefault, type GatewayClientOptions, type NackPolicy } from './client.js';
 import { gatewayMetrics, noGatewayMetrics } from './metrics.js';
 import { sessionLimitsDefault, StompSession, type GatewayLog, type SessionLimits } from './session.js';
@@ -16,7 +17,8 @@ export interface StompGatewayOptions {
   port: number;
   /** PEM files of this broker's certificate and key; null serves plain TCP. */
   tls: { certFile: string; keyFile: string } | null;
-  auth: GatewayAuthSource;
+  /** The broker's live keys and permissions; null: the cluster has no access keys. */
+  access: GatewayAccess | null;
   client: GatewayClientOptions;
   registry: Registry | null;
   log: GatewayLog;
@@ -39,7 +41,7 @@ export async function startStompGateway(options: StompGatewayOptions): Promise<S
   const metrics = options.registry ? gatewayMetrics(options.registry, 'stomp') : noGatewayMetrics;
   const client = gatewayClient(options.client);
   const deps = {
-    auth: new GatewayAuth(options.auth),
+    auth: new GatewayAuth(options.access),
     client,
     consumer: (group: string, topic: string) => gatewayConsumer(options.client, group, topic, nack),
     metrics,
@@ -74,7 +76,7 @@ export async function startStompGateway(options: StompGatewayOptions): Promise<S
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
-  options.log.info('stomp.listening', { address: `${options.listenHost}:${port}`, tls: options.tls !== null, auth: options.auth.keys !== null });
+  options.log.info('stomp.listening', { address: `${options.listenHost}:${port}`, tls: options.tls !== null, auth: options.access !== null });
   return {
     port,
     async close() {
