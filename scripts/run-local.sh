@@ -29,8 +29,9 @@ Produce and consume (copy and paste):
   npx mambamq produce --topic demo --queue 0 hello world
   npx mambamq consume --topic demo --queue 0
 
-MQTT on ports 7401-7403 (user name and password: key_id and key_secret of ./data/credentials;
-CA ./data/certs/ca.crt): see README "MQTT" for mosquitto_pub/mosquitto_sub commands.
+MQTT on ports 7401-7403 and STOMP on 7501-7503, over TLS (CA ./data/certs/ca.crt); user name
+and password (login and passcode) are key_id and key_secret of ./data/credentials: README "MQTT
+and STOMP gateways" has mosquitto_pub/mosquitto_sub and STOMP commands to paste.
 
 More: npx mambamq --help, npx mambamq status --watch
 TEXT
