@@ -6,7 +6,7 @@ import { NotFoundError, NotLeaderError, UnavailableError } from '../errors.js';
 import type { Replica } from '../replica/replica.js';
 import { checkTopicName } from './names.js';
 import { clientAddress, groupOf, groupOfQueue, type BrokerIdentity, type ClusterLayout, type GroupLayout } from './layout.js';
-import { topicOf, type ClusterMetadata } from './metadata.js';
+import type { ClusterMetadata, MetadataGroup, MetadataTopic } from './metadata.js';
 import type { BrokerState, TopicInfo } from './state.js';
 
 export class Placement {
@@ -38,19 +38,29 @@ export class Placement {
   groupOfQueue(topic: string, queue: number): GroupLayout {
     const metadata = this.metadata();
     if (metadata.version === 0) return groupOfQueue(this.cluster, queue);
-    const placed = topicOf(metadata, topic)?.placement[queue];
+    const placed = this.indexOf(metadata).topics.get(topic)?.placement[queue];
     // A topic the metadata does not have (yet): only the legacy placement can be said.
     if (placed === undefined) return groupOfQueue({ groups: metadata.groups }, queue);
-    const group = metadata.groups.find((g) => g.id === placed);
+    const group = this.indexOf(metadata).groups.get(placed);
     if (!group) throw new UnavailableError(`queue ${queue} of topic "${topic}" is placed on group ${placed}, which the metadata does not describe`);
     return group;
   }
+
+  /** The metadata's topics and groups by name, made once per metadata (every produce looks here). */
+  private indexOf(metadata: ClusterMetadata): { topics: Map<string, MetadataTopic>; groups: Map<string, MetadataGroup> } {
+    if (this.index?.of !== metadata)
+      this.index = { of: metadata, topics: new Map(metadata.topics.map((t) => [t.name, t])), groups: new Map(metadata.groups.map((g) => [g.id, g])) };
+    return this.index;
+  }
+
+  private index: { of: ClusterMetadata; topics: Map<string, MetadataTopic>; groups: Map<string, MetadataGroup> } | null = null;
 
   /** The topic, when it has queue `queue` and that queue lives in this broker's group. */
   checkQueue(topic: string, queue: number): TopicInfo {
     checkTopicName(topic);
     const info = this.state.topic(topic);
-    const known = topicOf(this.metadata(), topic);
+    const metadata = this.metadata();
+    const known = this.indexOf(metadata).topics.get(topic);
     if (!info) {
       // Created in the metadata, not yet in this group's log (it was down, or is catching up).
       if (known) throw new UnavailableError(`topic "${topic}" is not created in group ${this.group.id} yet; retry`);
