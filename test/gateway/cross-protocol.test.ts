@@ -71,7 +71,10 @@ after(async () => {
   await cluster?.stop();
 });
 
-test('MQTT publishes (QoS 1) reach a STOMP subscriber and gRPC, the leader killed midway: every PUBACKed message arrives', { skip: !modules && skipWithoutClient, timeout: 120_000 }, async () => {
+test('MQTT publishes (QoS 1) reach a STOMP subscriber and gRPC, the leader killed midway: every PUBACKed message arrives', {
+  skip: !modules && skipWithoutClient,
+  timeout: 120_000,
+}, async () => {
   const leader = await leaderId();
   const [publisherBroker, subscriberBroker] = cluster.brokers.map((b) => b.id).filter((id) => id !== leader) as [string, string];
   const stomp = await connectStompTo(subscriberBroker);
@@ -100,7 +103,10 @@ test('MQTT publishes (QoS 1) reach a STOMP subscriber and gRPC, the leader kille
   cluster.launch(leader);
 });
 
-test('STOMP sends (with receipts) reach an MQTT subscriber, the leader killed midway: every receipted message arrives', { skip: !modules && skipWithoutClient, timeout: 120_000 }, async () => {
+test('STOMP sends (with receipts) reach an MQTT subscriber, the leader killed midway: every receipted message arrives', {
+  skip: !modules && skipWithoutClient,
+  timeout: 120_000,
+}, async () => {
   const leader = await leaderId();
   const [senderBroker, subscriberBroker] = cluster.brokers.map((b) => b.id).filter((id) => id !== leader) as [string, string];
   // The broker killed in the test before may still be starting: connect once it listens.
