@@ -139,7 +139,7 @@ test('refusals: wrong passcode, unknown key, no permission, unknown destination,
 }, async () => {
   const cases: Array<{ frames: (raw: RawStomp) => string; error: RegExp }> = [
     { frames: (r) => r.connectFrame('admin', 'not-the-secret-at-all'), error: /wrong passcode for access key "admin"/ },
-    { frames: (r) => r.connectFrame('nobody', 'whatever-secret-123'), error: /unknown access key "nobody"/ },
+    { frames: (r) => r.connectFrame('nobody', 'whatever-secret-123'), error: /unknown access key \(6 characters\)/ },
     {
       frames: (r) => `${r.connectFrame(cluster.keys.app.id, cluster.keys.app.secret)}SUBSCRIBE\nid:1\ndestination:/queue/orders.x\n\n\0`,
       error: /may not consume on topic "orders\.x"/,
@@ -152,7 +152,10 @@ test('refusals: wrong passcode, unknown key, no permission, unknown destination,
       frames: (r) => `${r.connectFrame('admin', cluster.keys.admin.secret)}SEND\ndestination:/queue/no-such-topic-${suffix}\nreceipt:9\n\nbody\0`,
       error: /no-such-topic/,
     },
-    { frames: (r) => `${r.connectFrame('admin', cluster.keys.admin.secret)}SEND\ndestination\n\n\0`, error: /malformed frame: header line without a name/ },
+    {
+      frames: (r) => `${r.connectFrame('admin', cluster.keys.admin.secret)}SEND\ndestination\n\n\0`,
+      error: /malformed frame: header line 1 has no name and colon/,
+    },
     { frames: () => 'HELLO\n\n\0', error: /malformed frame: unknown command "HELLO"/ },
     { frames: () => 'SEND\ndestination:/queue/x\n\nbody\0', error: /send CONNECT first/ },
   ];

@@ -1,5 +1,5 @@
 // Integration: real broker processes on 127.0.0.1, driven through the raw gRPC client API.
-import { test, describe, before, after } from 'node:test';
+import { test, describe, before, beforeEach, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { existsSync, readFileSync } from 'node:fs';
@@ -24,6 +24,11 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
     cluster = await TestCluster.start();
     leader = (await cluster.waitForLeader('g1', 10_000)).leaderId;
     await createTopic(cluster, leader, 'orders', 2);
+  });
+  // On a loaded machine (the suite runs two files at once) leadership may move between tests:
+  // each test starts from the leader the group has now.
+  beforeEach(async () => {
+    leader = (await cluster.waitForLeader('g1', 20_000)).leaderId;
   });
   after(async () => cluster?.stop());
 

@@ -14,7 +14,8 @@ const fastRetry = { attemptsMax: 50, backoffMsInitial: 10, backoffMsMax: 200, mu
 
 async function restartAll(cluster: TestCluster): Promise<void> {
   for (const b of cluster.brokers) if (!cluster.isRunning(b.id)) cluster.launch(b.id);
-  await cluster.waitForLeader('g1', 15_000);
+  // Every broker replays its log first: on a loaded machine that takes a while.
+  await cluster.waitForLeader('g1', 45_000);
 }
 
 describe('SDK options', () => {

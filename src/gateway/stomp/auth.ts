@@ -33,14 +33,16 @@ export class GatewayAuth {
   async login(loginId: string | undefined, passcode: string | undefined): Promise<Principal> {
     const result = await login(this.access, loginId || undefined, passcode);
     if (result.ok) return result.keyId ?? loginId ?? '';
-    const shown = (loginId ?? '').slice(0, 64).replace(/[^\x20-\x7e]/g, '?');
+    // Named only when it is a known key id: a mangled CONNECT can run the passcode into the login.
+    const known = loginId !== undefined && this.access?.keys().has(loginId) === true;
+    const shown = known ? loginId : `(${(loginId ?? '').length} characters)`;
     switch (result.reason) {
       case 'missing':
         throw new LoginRefused('missing', 'this broker requires login (an access key id) and passcode (its secret)');
       case 'unknown_key':
-        throw new LoginRefused('unknown_key', `unknown access key "${shown}"`);
+        throw new LoginRefused('unknown_key', `unknown access key ${known ? `"${shown}"` : shown}`);
       case 'malformed':
-        if (!keyIdPattern.test(loginId ?? '')) throw new LoginRefused('unknown_key', `unknown access key "${shown}"`);
+        if (!keyIdPattern.test(loginId ?? '')) throw new LoginRefused('unknown_key', `unknown access key ${shown}`);
         throw new LoginRefused('bad_secret', `wrong passcode for access key "${shown}"`);
       case 'bad_secret':
         throw new LoginRefused('bad_secret', `wrong passcode for access key "${shown}"`);
