@@ -11,6 +11,7 @@ import mqtt, { type MqttClient, type IClientOptions } from 'mqtt';
 import mqttPacket from 'mqtt-packet';
 import { MambaClient } from '../../src/client/client.js';
 import { SecureCluster, sleep, waitFor } from '../security/secure-cluster.js';
+import { assertHoldsFor } from '../../scripts/lib/cluster.js';
 
 let cluster: SecureCluster;
 let admin: MambaClient;
@@ -60,6 +61,8 @@ describe('MQTT gateway', { timeout: 150_000 }, () => {
       ['mq.sess', 1],
       ['mq.kill', 1],
       ['mq.mos', 1],
+      ['mq.ret', 1],
+      ['mq.will', 1],
       ['secret', 1],
     ] as const)
       await admin.createTopic(name, queues);
@@ -94,6 +97,44 @@ describe('MQTT gateway', { timeout: 150_000 }, () => {
     await admin.send('mq.out', [{ body: 'one' }], { queue: 1 });
     await waitFor('both deliveries', 15_000, () => (got.length >= 2 ? true : undefined));
     assert.deepEqual(got.sort(), ['mq.out/0=zero', 'mq.out/1=one']);
+  });
+
+  test('a retained message reaches a later subscriber (flagged retained); a last will is published when a client vanishes without DISCONNECT', async () => {
+    const publisher = await connectMqtt('b1');
+    await publisher.publishAsync('mq.ret/0', 'older', { qos: 1, retain: true });
+    await publisher.publishAsync('mq.ret/0', 'newest', { qos: 1, retain: true });
+    await publisher.publishAsync('mq.ret/0', 'not retained', { qos: 1 });
+    const late = await connectMqtt('b3');
+    const retained: string[] = [];
+    late.on('message', (_t, payload, packet) => {
+      if (packet.retain) retained.push(payload.toString());
+    });
+    await late.subscribeAsync('mq.ret/0', { qos: 1 });
+    await waitFor('the retained message', 15_000, () => (retained.length > 0 ? true : undefined));
+    assert.deepEqual(retained, ['newest'], 'the newest retained message, once');
+
+    const watcher = await connectMqtt('b2');
+    const wills: string[] = [];
+    watcher.on('message', (_t, payload) => wills.push(payload.toString()));
+    await watcher.subscribeAsync('mq.will/+', { qos: 1 });
+    // Readers start at the queue end: a probe that arrives shows this one runs.
+    await waitFor(
+      'the probe at the watcher',
+      15_000,
+      async () => {
+        if (wills.includes('probe')) return true;
+        await admin.send('mq.will', [{ body: 'probe' }], { queue: 0 });
+        return undefined;
+      },
+      500,
+    );
+    const mortal = await connectMqtt('b1', { clientId: 'mortal', will: { topic: 'mq.will/0', payload: Buffer.from('mortal is gone'), qos: 1, retain: false } });
+    // The socket closes without DISCONNECT: the will is due.
+    (mortal as unknown as { stream: { destroy(): void } }).stream.destroy();
+    await waitFor('the last will', 15_000, () => (wills.includes('mortal is gone') ? true : undefined));
+    const polite = await connectMqtt('b1', { clientId: 'polite', will: { topic: 'mq.will/0', payload: Buffer.from('polite is gone'), qos: 1, retain: false } });
+    await polite.endAsync();
+    await assertHoldsFor('no will after a normal DISCONNECT', 1500, () => !wills.includes('polite is gone'));
   });
 
   test('a persistent session resumes from its committed offset after a reconnect to another broker', async () => {
