@@ -12,12 +12,12 @@
 //     file, a missing file, a target that holds data, a backup of another group count.
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { TestCluster, cliPath, waitFor } from './cluster-harness.js';
+import { TestCluster, waitFor } from './cluster-harness.js';
+import { cli } from './workload.js';
 import { MambaClient } from '../../src/client/client.js';
 import { Producer } from '../../src/client/producer.js';
 import { NotFoundError } from '../../src/errors.js';
@@ -47,27 +47,8 @@ interface Run {
   stderr: string;
 }
 
-function mambamq(args: string[], timeoutMs = 60_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MAMBA_')));
-    const child = spawn(process.execPath, [cliPath, ...args], { env, cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`mambamq ${args.join(' ')} did not finish in ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function mambamq(args: string[]): Promise<Run> {
+  return cli(args, 60_000);
 }
 
 /** Every file under a directory with its size; [] when it does not exist. */

@@ -6,12 +6,9 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { TestCluster, cliPath, waitFor } from './cluster-harness.js';
+import { TestCluster, waitFor } from './cluster-harness.js';
+import { cli } from './workload.js';
 import { MambaClient, type ConsumerGroupDescription } from '../../src/client/client.js';
 import { Consumer, type Delivery } from '../../src/client/consumer.js';
 import { consumerGroupListingsMax, mergeConsumerGroupLists } from '../../src/broker/admin.js';
@@ -27,30 +24,9 @@ const queueGroups = ['g1', 'g2', 'g1', 'g2'];
 const fastRetry = { attemptsMax: 20, backoffMsInitial: 10, backoffMsMax: 200 };
 
 // The CLI runs in an empty directory with no MAMBA_* variables (as in cli.test.ts).
-const workDir = mkdtempSync(join(tmpdir(), 'mamba-lag-cli-'));
-process.on('exit', () => rmSync(workDir, { recursive: true, force: true }));
 
-function runCli(args: string[], timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MAMBA_')));
-    const child = spawn(process.execPath, [cliPath, ...args], { env, cwd: workDir, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`mambamq ${args.join(' ')} did not finish in ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return cli(args, 30_000);
 }
 
 async function scrape(cluster: TestCluster, brokerId: string): Promise<ReturnType<typeof parsePromText>> {
