@@ -64,6 +64,11 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
     'Damaged segment files recovery moved into quarantine/ (never deleted)',
     [],
   );
+  private readonly refusedMessages = this.counter(
+    'raft_messages_refused_total',
+    'Peer messages refused because no correct replica could send them (a faulty or hostile member)',
+    ['type'],
+  );
   private readonly recovering = this.plainGauge(
     'replica_recovering',
     "1 while this replica's log ends below what it promised: it grants no vote, never campaigns, and fetches",
@@ -180,6 +185,10 @@ export class BrokerMetrics implements BrokerObserver, ReplicaObserver {
 
   segmentsQuarantined(count: number): void {
     this.quarantinedSegments.inc(count);
+  }
+
+  messageRefused(messageType: string): void {
+    this.refusedMessages.inc({ type: messageType });
   }
 
   networkBytes(api: string, receivedBytes: number, sentBytes: number): void {

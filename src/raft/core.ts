@@ -19,6 +19,7 @@ import {
   maybeStepDownAfterRemoval,
   resendBeginQuorumEpoch,
 } from './replication.js';
+import { messageFlaw } from './message-check.js';
 import { step as stepNode, tick as tickNode } from './roles.js';
 import { assertSnapshotMetaValid, type RaftStorage } from './storage.js';
 import {
@@ -141,9 +142,16 @@ export class RaftCore {
     this.checkQuorumInvariant();
   }
 
-  step(message: Message): void {
+  /**
+   * Steps a peer's message. Returns why it was refused, untouched, when no correct peer could
+   * have sent it (message-check.ts); null when it was stepped.
+   */
+  step(message: Message): string | null {
+    const flaw = messageFlaw(this.node, message);
+    if (flaw !== null) return flaw;
     stepNode(this.node, message);
     this.checkInvariants();
+    return null;
   }
 
   // Leader only: stamps epoch and offset on a Data entry of `count` records.

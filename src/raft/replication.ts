@@ -32,7 +32,7 @@ type FetchVerdict = { kind: 'valid' } | { kind: 'diverging'; diverging: { epoch:
 // KIP-630: when the position lies below our log start, or the divergence can only be found below
 // it (our stored epochs and our snapshot's are all above lastFetchedEpoch), the entries are gone:
 // the answer is our latest snapshot's id.
-function fetchVerdict(node: RaftNode, fetchOffset: number, lastFetchedEpoch: number): FetchVerdict {
+export function fetchVerdict(node: RaftNode, fetchOffset: number, lastFetchedEpoch: number): FetchVerdict {
   const log = node.log;
   const belowStart = fetchOffset < log.startOffset();
   const found = belowStart ? null : log.endOffsetForEpoch(lastFetchedEpoch);

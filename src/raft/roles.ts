@@ -3,9 +3,10 @@
 
 import { assert } from '../assert.js';
 import { handlePreVoteRequest, handlePreVoteResponse, handleVoteRequest, handleVoteResponse } from './election.js';
+import { leaderNamedBy } from './message-check.js';
 import { sendFetch, type RaftNode } from './node.js';
 import { checkQuorum, followerHandleFetchResponse, leaderHandleFetch, maybeSendTimeoutNow, refuseFetch, resendBeginQuorumEpoch } from './replication.js';
-import type { BeginQuorumEpoch, Message, ReplicaId } from './types.js';
+import type { BeginQuorumEpoch, Message } from './types.js';
 
 export function step(node: RaftNode, message: Message): void {
   assert(message.to === node.id, 'step: message for another replica');
@@ -39,16 +40,6 @@ export function step(node: RaftNode, message: Message): void {
     case 'leader':
       return stepLeader(node, message);
   }
-}
-
-// The leader a message of a higher epoch tells us about, when it does.
-function leaderNamedBy(message: Message): ReplicaId | null {
-  if (message.type === 'BeginQuorumEpoch') return message.from;
-  if (message.type === 'FetchResponse') {
-    if (message.error === undefined) return message.from;
-    return message.leaderId ?? null;
-  }
-  return null;
 }
 
 function stepFollower(node: RaftNode, message: Message): void {

@@ -105,6 +105,8 @@ export interface ReplicaObserver {
   recoveryChanged?(state: RecoveryState): void;
   /** Segments recovery moved into quarantine when the log was opened. */
   segmentsQuarantined?(count: number): void;
+  /** A peer's message was refused: no correct replica could have sent it. */
+  messageRefused?(messageType: string): void;
 }
 
 /** A leader that asked this replica to truncate committed entries (refused; critical). */
@@ -537,7 +539,8 @@ export class Replica {
   /** A message that needs no answer on its own call (answers to our requests). */
   deliver(message: Message): void {
     if (this.closed) return;
-    this.core.step(message);
+    const refused = this.core.step(message);
+    if (refused !== null) return this.noteRefused(message, refused);
     this.pump();
     // After the pump: an answer from a new leader made this replica its follower in that pump.
     if (message.type === 'FetchResponse' && message.error === undefined && this.role === 'follower' && message.from === this.leaderId)
@@ -568,7 +571,11 @@ export class Replica {
     };
     this.pendingAnswers.push(pending);
     try {
-      this.core.step(request);
+      const refused = this.core.step(request);
+      if (refused !== null) {
+        this.noteRefused(request, refused);
+        throw new FailedPreconditionError(`refused: no correct replica sends this ${request.type} (${refused})`);
+      }
       this.pump();
     } catch (error) {
       this.removePending(pending);
@@ -584,6 +591,12 @@ export class Replica {
       });
     }
     return Promise.resolve(this.noteSent(answered));
+  }
+
+  /** A peer's message no correct replica could send (message-check.ts): dropped, and said. */
+  private noteRefused(message: Message, reason: string): void {
+    this.options.observer?.messageRefused?.(message.type);
+    this.options.logger.warn('raft.message_refused', { from: message.from, messageType: message.type, messageEpoch: message.epoch, reason });
   }
 
   /** Remembers the high watermark each follower was last sent (see wakeParkedOnTick). */

@@ -430,7 +430,9 @@ export class Simulation {
         this.deliverPacket(node, message);
         continue;
       }
-      node.core.step(message);
+      const refused = node.core.step(message);
+      // Correct peers never send a message the core refuses (src/raft/message-check.ts).
+      if (refused !== null) this.checker.violation(this.tickNow, `${node.id} refused ${describe(message)}: ${refused}`);
       this.drain(node);
     }
   }
