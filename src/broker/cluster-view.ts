@@ -1,6 +1,8 @@
 // The cluster as this broker sees it: its own group (every replica's progress, on the leader),
 // the other groups (asked through the forwarder), and the read advice that rides on every
 // Consume reply (DESIGN §5).
+import type { ConsumerGroupListingView, ConsumerGroupListView, ConsumerGroupQueueView, ConsumerGroupView } from '../protocol/consumer-groups.js';
+import type { GroupInfo, ReplicaInfo } from '../protocol/messages.js';
 import type { RaftStatus, ReplicaStatus } from '../raft/types.js';
 import type { Replica } from '../replica/replica.js';
 import { adviseRead, type Advice, type FollowerView } from './advice.js';
@@ -9,7 +11,6 @@ import type { LoadMonitor } from './load.js';
 import type { ClusterMetadata, MetadataGroup } from './metadata.js';
 import type { TopicInfo } from './state.js';
 import type { Placement } from './placement.js';
-import type { MemberView } from './group-coordinator.js';
 import type { AddReplicaRequest, AddReplicaResult, MembershipChange, RemoveReplicaRequest, TransferLeaderRequest, TransferLeaderResult } from './membership.js';
 
 /** What AddQueues answers: the grown topic, where its queues live, the metadata version holding it. */
@@ -19,76 +20,14 @@ export interface AddQueuesResult {
   metadataVersion: number;
 }
 
-export interface ReplicaInfo {
-  id: string;
-  address: string;
-  role: string;
-  endOffset: number;
-  lagOffsets: number;
-  lagMs: number;
-  lastFetchAgeMs: number;
-  reachable: boolean;
-}
+// The wire's shapes (src/protocol/messages.ts): a group as DescribeCluster tells it.
+export type { GroupInfo, ReplicaInfo };
 
-export interface GroupInfo {
-  id: string;
-  leaderId: string;
-  epoch: number;
-  highWatermark: number;
-  replicas: ReplicaInfo[];
-  advice: Advice | null;
-}
-
-/** One queue of a topic as a consumer group stands on it; offsets are queue offsets. */
-export interface ConsumerGroupQueue {
-  queue: number;
-  /** The group (of brokers) that holds the queue. */
-  group: string;
-  /** Null: the consumer group has committed nothing on this queue. */
-  committedOffset: number | null;
-  startOffset: number;
-  /** One past the queue's last committed message. */
-  endOffset: number;
-  /** end - max(committed, start), or end - start when nothing is committed (consumerLagMessages). */
-  lagMessages: number;
-  /** The member the coordinator assigned the queue to; '' when none (or not known here). */
-  memberId: string;
-}
-
-/**
- * A consumer group on a topic: cluster-wide, or (from one group's leader, a "part") only the
- * queues that group holds and, when it holds queue 0 of the topic, the membership.
- */
-export interface ConsumerGroupDescription {
-  consumerGroup: string;
-  topic: string;
-  /** Live members, in id order. */
-  members: MemberView[];
-  /** In queue order. */
-  queues: ConsumerGroupQueue[];
-  /** The sum over `queues`. */
-  lagMessages: number;
-  /** 0 when no member is live. */
-  generation: number;
-  sessionTimeoutMs: number;
-  /** Groups whose leader did not answer (their queues are missing); empty in a part. */
-  groupsUnreachable: string[];
-}
-
-export interface ConsumerGroupListing {
-  consumerGroup: string;
-  topic: string;
-  memberCount: number;
-  committedQueueCount: number;
-}
-
-/** Consumer groups in (consumer group, topic) order: cluster-wide, or what one group's leader knows. */
-export interface ConsumerGroupList {
-  consumerGroups: ConsumerGroupListing[];
-  groupsUnreachable: string[];
-  /** Cut at consumerGroupListingsMax. */
-  truncated: boolean;
-}
+// Consumer groups as the wire tells them (src/protocol/consumer-groups.ts decodes them).
+export type ConsumerGroupQueue = ConsumerGroupQueueView;
+export type ConsumerGroupDescription = ConsumerGroupView;
+export type ConsumerGroupListing = ConsumerGroupListingView;
+export type ConsumerGroupList = ConsumerGroupListView;
 
 /** How a broker reaches the other groups (and its own leader) for cluster-wide requests. */
 /**

@@ -18,6 +18,7 @@
 // queue nobody reads (a new group, a member gone) waits up to one session timeout to be dealt.
 
 import { ResourceExhaustedError } from '../errors.js';
+import type { ConsumerGroupMemberView } from '../protocol/consumer-groups.js';
 
 export interface HeartbeatResult {
   generation: number;
@@ -42,14 +43,8 @@ interface GroupState {
 }
 
 /** A live member as DescribeConsumerGroup shows it. */
-export interface MemberView {
-  memberId: string;
-  /** What the last answer allowed it, in queue order. */
-  assignedQueues: number[];
-  /** What it claimed in its last heartbeat, in queue order. */
-  ownedQueues: number[];
-  lastHeartbeatAgeMs: number;
-}
+/** A member as DescribeConsumerGroup tells it. */
+export type MemberView = ConsumerGroupMemberView;
 
 export interface GroupView {
   generation: number;

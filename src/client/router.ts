@@ -2,18 +2,10 @@
 // the answers in here): which group holds each queue of a topic, which broker leads each group,
 // and the leader addresses learned from "not the leader" redirects.
 import { NotLeaderError, type MambaError } from '../errors.js';
-import type { GroupInfo } from '../protocol/messages.js';
+import type { GroupInfo, ReadAdvice, ReplicaInfo } from '../protocol/messages.js';
 
-export interface ReplicaRoute {
-  id: string;
-  address: string;
-  role: string;
-  endOffset: number;
-  lagOffsets: number;
-  lagMs: number;
-  lastFetchAgeMs: number;
-  reachable: boolean;
-}
+/** A replica as DescribeCluster tells it (the wire's shape). */
+export type ReplicaRoute = ReplicaInfo;
 
 export interface GroupRoute {
   id: string;
@@ -21,7 +13,7 @@ export interface GroupRoute {
   epoch: number;
   highWatermark: number;
   replicas: ReplicaRoute[];
-  advice: { replicaId: string; address: string; reason: string } | null;
+  advice: ReadAdvice | null;
 }
 
 export interface TopicRoute {
