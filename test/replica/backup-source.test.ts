@@ -7,22 +7,19 @@
 //     the pinned snapshot's file leaves the store; once closed, retention goes on;
 //   - a follower refuses (NotLeaderError), and so does a leader over the bound of backups at once.
 import { formatDataDirectory } from '../../src/replica/format.js';
-import { describe, test, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NotLeaderError, ResourceExhaustedError } from '../../src/errors.js';
 import { decodeBatchHeader, verifyBatch } from '../../src/log/index.js';
 import type { Entry } from '../../src/raft/types.js';
-import { Logger } from '../../src/replica/logger.js';
-import { backupsInflightMax, Replica, type ReplicaOptions, type StateMachine } from '../../src/replica/replica.js';
+import { backupsInflightMax, Replica, type StateMachine } from '../../src/replica/replica.js';
 import { snapshotHeaderBytes } from '../../src/replica/snapshot-store.js';
+import { events, produce, replicaOptions, temporaryRoots, waitFor } from './replica-fixture.js';
 
-const roots: string[] = [];
-after(() => {
-  for (const root of roots) fs.rmSync(root, { recursive: true, force: true });
-});
+const padded = (index: number): string => `m${index}-${'x'.repeat(40)}`;
+
+const freshRoot = temporaryRoots('mamba-backup-source-');
 
 /** Keeps the committed payloads; snapshots are their JSON. */
 class ListMachine implements StateMachine {
@@ -47,67 +44,19 @@ class ListMachine implements StateMachine {
   }
 }
 
-function options(id: string, voters: string[], dataDir: string, lines: string[]): ReplicaOptions {
-  return {
-    id,
-    voters,
-    dataDir,
-    flush: { mode: 'async', intervalMs: 5 },
-    segmentBytes: 4096,
-    retentionBytesMax: 8192,
-    retentionAgeMsMax: 0,
-    tickMs: 5,
-    electionTimeoutMs: 100,
-    fetchTimeoutMs: 300,
-    fetchWaitMsMax: 20,
-    fetchBytesMax: 64 * 1024,
-    pendingProposalsMax: 100_000,
-    snapshotIntervalEntries: 100,
-    snapshotIntervalBytes: 1 << 30,
-    retentionIntervalMs: 20,
-    logger: new Logger(id, 'g1', (line) => lines.push(line)),
-    random: Math.random,
-  };
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-function events(lines: string[], event: string): Array<Record<string, unknown>> {
-  return lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.event === event);
-}
-
-async function produce(leader: Replica, first: number, count: number): Promise<number> {
-  let end = 0;
-  for (let index = first; index < first + count; index++) {
-    end = leader.propose(Buffer.from(`m${index}-${'x'.repeat(40)}`), 1) + 1;
-    if (index % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-  await waitFor(`commit of ${end}`, () => leader.committedOffset >= end);
-  return end;
-}
-
 const silent = { send: () => undefined, close: () => undefined };
 
 describe('a backup on the leader (issue 14)', { timeout: 60_000 }, () => {
   test('pins H, the newest snapshot and the log the leader holds; retention is held back until it is closed', async () => {
-    const root = fs.mkdtempSync(join(tmpdir(), 'mamba-backup-source-'));
-    roots.push(root);
+    const root = freshRoot();
     const lines: string[] = [];
     formatDataDirectory(join(root, 'b1'), { cluster: 'c', group: 'g1', brokerId: 'b1' });
-    const replica = await Replica.open(options('b1', ['b1'], join(root, 'b1'), lines));
+    const replica = await Replica.open(replicaOptions('b1', ['b1'], join(root, 'b1'), lines));
     const machine = new ListMachine();
     replica.start(machine, silent);
     try {
       await waitFor('b1 leads', () => replica.isLeader);
-      await produce(replica, 0, 400);
+      await produce(replica, 0, 400, padded);
       await waitFor('a snapshot and retention', () => replica.status().snapshot !== null && replica.status().logStartOffset > 0);
       const source = replica.openBackup();
       const point = source.point;
@@ -131,7 +80,7 @@ describe('a backup on the leader (issue 14)', { timeout: 60_000 }, () => {
       assert.ok(file.byteLength > snapshotHeaderBytes);
 
       // Newer snapshots and retention while the backup is open: nothing at or above L goes.
-      await produce(replica, 400, 600);
+      await produce(replica, 400, 600, padded);
       // Snapshots are written in the background: slower on a loaded machine (a fresh-clone run took over 15 s).
       await waitFor('a newer snapshot', () => (replica.status().snapshot?.endOffset ?? 0) > point.highWatermark + 300, 45_000);
       await new Promise((resolve) => setTimeout(resolve, 200)); // several retention rounds
@@ -175,11 +124,10 @@ describe('a backup on the leader (issue 14)', { timeout: 60_000 }, () => {
   });
 
   test('a follower refuses with the leader it knows; a leader refuses beyond the bound of backups at once', async () => {
-    const root = fs.mkdtempSync(join(tmpdir(), 'mamba-backup-source-'));
-    roots.push(root);
+    const root = freshRoot();
     const lines: string[] = [];
     formatDataDirectory(join(root, 'b2'), { cluster: 'c', group: 'g1', brokerId: 'b2' });
-    const follower = await Replica.open(options('b2', ['b1', 'b2', 'b3'], join(root, 'b2'), lines));
+    const follower = await Replica.open(replicaOptions('b2', ['b1', 'b2', 'b3'], join(root, 'b2'), lines));
     follower.start(new ListMachine(), silent);
     try {
       assert.throws(() => follower.openBackup(), NotLeaderError);
@@ -187,11 +135,11 @@ describe('a backup on the leader (issue 14)', { timeout: 60_000 }, () => {
       await follower.close();
     }
     formatDataDirectory(join(root, 'b1'), { cluster: 'c', group: 'g1', brokerId: 'b1' });
-    const leader = await Replica.open(options('b1', ['b1'], join(root, 'b1'), lines));
+    const leader = await Replica.open(replicaOptions('b1', ['b1'], join(root, 'b1'), lines));
     leader.start(new ListMachine(), silent);
     try {
       await waitFor('b1 leads', () => leader.isLeader);
-      await produce(leader, 0, 10);
+      await produce(leader, 0, 10, padded);
       const open = Array.from({ length: backupsInflightMax }, () => leader.openBackup());
       assert.equal(open[0]!.point.snapshot, null, 'no snapshot yet: the log from 0');
       assert.equal(open[0]!.point.logStartOffset, 0);

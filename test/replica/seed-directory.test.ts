@@ -4,24 +4,20 @@
 // restore's own appended; a replica opened there restores the snapshot, indexes the log, applies
 // every entry below the seeded end (the backup's committed entries and the appended one) before
 // any election, is not recovering, carries the format record asked for, and leads its new group.
-import { describe, test, after } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeBatchHeader } from '../../src/log/index.js';
 import { encodeLeaderChange } from '../../src/raft/membership.js';
 import { EntryType, type Entry } from '../../src/raft/types.js';
 import { formatDataDirectory, readDirectoryFormat } from '../../src/replica/format.js';
 import { batchOfEntry } from '../../src/replica/log-storage.js';
-import { Logger } from '../../src/replica/logger.js';
-import { Replica, type ReplicaOptions, type StateMachine } from '../../src/replica/replica.js';
+import { Replica, type StateMachine } from '../../src/replica/replica.js';
 import { seedDataDirectory } from '../../src/replica/seed-directory.js';
+import { replicaOptions, temporaryRoots, waitFor } from './replica-fixture.js';
 
-const roots: string[] = [];
-after(() => {
-  for (const root of roots) fs.rmSync(root, { recursive: true, force: true });
-});
+const freshRoot = temporaryRoots('mamba-seed-');
 
 class ListMachine implements StateMachine {
   items: string[] = [];
@@ -47,39 +43,6 @@ class ListMachine implements StateMachine {
   }
 }
 
-function options(id: string, dataDir: string, lines: string[]): ReplicaOptions {
-  return {
-    id,
-    voters: [id],
-    dataDir,
-    flush: { mode: 'async', intervalMs: 5 },
-    segmentBytes: 4096,
-    retentionBytesMax: 8192,
-    retentionAgeMsMax: 0,
-    tickMs: 5,
-    electionTimeoutMs: 100,
-    fetchTimeoutMs: 300,
-    fetchWaitMsMax: 20,
-    fetchBytesMax: 64 * 1024,
-    pendingProposalsMax: 100_000,
-    snapshotIntervalEntries: 100,
-    snapshotIntervalBytes: 1 << 30,
-    retentionIntervalMs: 20,
-    logger: new Logger(id, 'g1', (line) => lines.push(line)),
-    random: Math.random,
-  };
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 const silent = { send: () => undefined, close: () => undefined };
 
 /** Splits stored batches laid back to back. */
@@ -99,11 +62,10 @@ async function* each(batches: Buffer[]): AsyncGenerator<Buffer> {
 
 describe('a data directory seeded from a backup (issue 14)', { timeout: 60_000 }, () => {
   test('opens as a replica that installed the snapshot and holds the log after it, plus the appended entries', async () => {
-    const root = fs.mkdtempSync(join(tmpdir(), 'mamba-seed-'));
-    roots.push(root);
+    const root = freshRoot();
     const lines: string[] = [];
     formatDataDirectory(join(root, 'b1'), { cluster: 'c', group: 'g1', brokerId: 'b1' });
-    const source = await Replica.open(options('b1', join(root, 'b1'), lines));
+    const source = await Replica.open(replicaOptions('b1', ['b1'], join(root, 'b1'), lines));
     const sourceMachine = new ListMachine();
     source.start(sourceMachine, silent);
     let snapshotFile: Buffer;
@@ -165,7 +127,7 @@ describe('a data directory seeded from a backup (issue 14)', { timeout: 60_000 }
     assert.equal(format?.cluster, 'restored');
 
     const restoredLines: string[] = [];
-    const restored = await Replica.open(options('b9', dataDir, restoredLines));
+    const restored = await Replica.open(replicaOptions('b9', ['b9'], dataDir, restoredLines));
     const machine = new ListMachine();
     restored.start(machine, silent);
     try {
@@ -184,8 +146,7 @@ describe('a data directory seeded from a backup (issue 14)', { timeout: 60_000 }
   });
 
   test('keeps the format record it is given (the target directory was formatted for the same broker); a log from 0 needs no snapshot', async () => {
-    const root = fs.mkdtempSync(join(tmpdir(), 'mamba-seed-keep-'));
-    roots.push(root);
+    const root = freshRoot();
     const formatted = formatDataDirectory(join(root, 'target'), { cluster: 'c', group: 'g1', brokerId: 'b1' });
     const dataDir = join(root, 'target.restoring');
     const leaderChange = batchOfEntry({ epoch: 3, offset: 0, count: 1, type: EntryType.LeaderChange, payload: encodeLeaderChange('old') }, Date.now());
@@ -210,7 +171,7 @@ describe('a data directory seeded from a backup (issue 14)', { timeout: 60_000 }
     assert.equal(readDirectoryFormat(dataDir)?.directoryId, formatted.directoryId, 'the record kept, byte for byte');
     assert.ok(!fs.existsSync(join(dataDir, 'snapshots')) || fs.readdirSync(join(dataDir, 'snapshots')).length === 0);
     const lines: string[] = [];
-    const replica = await Replica.open(options('b1', dataDir, lines));
+    const replica = await Replica.open(replicaOptions('b1', ['b1'], dataDir, lines));
     const machine = new ListMachine();
     replica.start(machine, silent);
     try {

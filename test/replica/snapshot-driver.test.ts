@@ -15,12 +15,9 @@
 //     same membership check as every peer call.
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { SegmentLog } from '../../src/log/index.js';
-import { Logger } from '../../src/replica/logger.js';
 import { MetaStore } from '../../src/replica/meta-store.js';
 import { batchOfEntry, entriesFromFetchedBatches } from '../../src/replica/log-storage.js';
 import { encodeSnapshotPayload } from '../../src/replica/snapshot-payload.js';
@@ -31,6 +28,7 @@ import { Replica, type FetchSnapshotRequest, type ReplicaOptions, type StateMach
 import { addPeerService, fetchResponseOf, fetchResponseWire, PeerClients, type PeerRequestHandler } from '../../src/rpc/peer.js';
 import { messageType } from '../../src/protocol/protos.js';
 import { EntryType, type Entry, type FetchRequest, type FetchResponse, type Message } from '../../src/raft/types.js';
+import { events, produce, replicaOptions, temporaryRoots, waitFor } from './replica-fixture.js';
 
 // ------------------------------------------------------------------ a state machine with snapshots
 
@@ -101,41 +99,13 @@ const plainMachine = (): StateMachine => ({ onAppend: () => undefined, onTruncat
 
 // ------------------------------------------------------------------ replicas in one process
 
-const roots: string[] = [];
-after(() => {
-  for (const root of roots) fs.rmSync(root, { recursive: true, force: true });
-});
-
-function freshRoot(): string {
-  const root = fs.mkdtempSync(join(tmpdir(), 'mamba-snapshot-driver-'));
-  roots.push(root);
-  return root;
-}
+const freshRoot = temporaryRoots('mamba-snapshot-driver-');
 
 function options(id: string, voters: string[], dataDir: string, lines: string[], extra: Partial<ReplicaOptions> = {}): ReplicaOptions {
-  return {
-    id,
-    voters,
-    dataDir,
-    flush: { mode: 'async', intervalMs: 5 },
-    segmentBytes: 4096,
-    retentionBytesMax: 8192,
-    retentionAgeMsMax: 0,
-    tickMs: 5,
-    // Short on purpose: a first election whose vote request arrives after the timeout is common
-    // here, and it must not be taken for a replaced disk (the liveness bug of the earlier rule).
-    electionTimeoutMs: 60,
-    fetchTimeoutMs: 400,
-    fetchWaitMsMax: 20,
-    fetchBytesMax: 64 * 1024,
-    pendingProposalsMax: 100_000,
-    snapshotIntervalEntries: 100,
-    snapshotIntervalBytes: 1 << 30,
-    retentionIntervalMs: 50,
-    logger: new Logger(id, 'g1', (line) => lines.push(line)),
-    random: Math.random,
-    ...extra,
-  };
+  // A short election timeout on purpose: a first election whose vote request arrives after the
+  // timeout is common here, and it must not be taken for a replaced disk (the liveness bug of
+  // the earlier rule).
+  return replicaOptions(id, voters, dataDir, lines, { electionTimeoutMs: 60, fetchTimeoutMs: 400, retentionIntervalMs: 50, ...extra });
 }
 
 const requestTypes = new Set<Message['type']>(['PreVoteRequest', 'VoteRequest', 'BeginQuorumEpoch', 'FetchRequest', 'TimeoutNow']);
@@ -198,31 +168,6 @@ async function startMember(
 async function stopMember(net: Net, member: Member): Promise<void> {
   net.replicas.delete(member.id);
   await member.replica.close();
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
-function events(lines: string[], event: string): Array<Record<string, unknown>> {
-  return lines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.event === event);
-}
-
-/** Proposes `count` entries on the leader, paced so that none is refused for backpressure. */
-async function produce(leader: Replica, first: number, count: number): Promise<number> {
-  let end = 0;
-  for (let index = first; index < first + count; index++) {
-    end = leader.propose(Buffer.from(`m${index}`), 1) + 1;
-    if (index % 50 === 49) await new Promise((resolve) => setTimeout(resolve, 2));
-  }
-  await waitFor(`commit of ${end}`, () => leader.committedOffset >= end);
-  return end;
 }
 
 // ------------------------------------------------------------------ tests
