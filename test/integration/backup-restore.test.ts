@@ -48,7 +48,7 @@ interface Run {
 }
 
 function mambamq(args: string[]): Promise<Run> {
-  return cli(args, 60_000);
+  return cli(args, { timeoutMs: 60_000 });
 }
 
 /** Every file under a directory with its size; [] when it does not exist. */

@@ -2,46 +2,10 @@
 // 2 usage error), against a real three-broker cluster where a cluster is needed.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { TestCluster, cliPath, freePort } from './cluster-harness.js';
+import { TestCluster, freePort } from './cluster-harness.js';
+import { cli, type CliRun } from './workload.js';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-// Runs in an empty directory with no MAMBA_* variables, so no credentials or cluster of the
-// developer's own (`make run` keeps them under ./data) are picked up.
-const workDir = mkdtempSync(join(tmpdir(), 'mamba-cli-'));
-process.on('exit', () => rmSync(workDir, { recursive: true, force: true }));
-
-function run(args: string[], input?: string, timeoutMs = 30_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MAMBA_')));
-    const child = spawn(process.execPath, [cliPath, ...args], { env, cwd: workDir, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`mambamq ${args.join(' ')} did not finish in ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input ?? '');
-  });
-}
+const run = (args: string[], input?: string, timeoutMs = 30_000): Promise<CliRun> => cli(args, { input, timeoutMs });
 
 describe('mambamq without a cluster', () => {
   test('--help at every level exits 0 and names the commands', async () => {

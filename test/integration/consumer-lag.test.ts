@@ -26,7 +26,7 @@ const fastRetry = { attemptsMax: 20, backoffMsInitial: 10, backoffMsMax: 200 };
 // The CLI runs in an empty directory with no MAMBA_* variables (as in cli.test.ts).
 
 function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return cli(args, 30_000);
+  return cli(args, { timeoutMs: 30_000 });
 }
 
 async function scrape(cluster: TestCluster, brokerId: string): Promise<ReturnType<typeof parsePromText>> {

@@ -58,11 +58,23 @@ export function assertNothingLost(acknowledged: Set<string>, stored: Set<string>
 const workDir = mkdtempSync(join(tmpdir(), 'mamba-cli-work-'));
 process.on('exit', () => rmSync(workDir, { recursive: true, force: true }));
 
-/** Runs `mambamq args…` (no MAMBA_ variables from this environment); its exit code and output. */
-export function cli(args: string[], timeoutMs = 90_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `mambamq args…` in an empty directory with no MAMBA_ variables from this environment (so
+ * no credentials or cluster of the developer's own, which `make run` keeps under ./data, are
+ * picked up), with `input` on its standard input; its exit code and output.
+ */
+export function cli(args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<CliRun> {
+  const timeoutMs = options.timeoutMs ?? 90_000;
   return new Promise((resolve, reject) => {
     const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MAMBA_')));
-    const child = spawn(process.execPath, [cliPath, ...args], { env, cwd: workDir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cliPath, ...args], { env, cwd: workDir, stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdin.end(options.input ?? '');
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => {
