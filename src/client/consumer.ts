@@ -25,6 +25,13 @@ const groupCallTimeoutMs = 5000;
 
 export interface ConsumerOptions extends ConnectionOptions {
   brokers: string[];
+  /**
+   * A client to work through instead of one of the consumer's own (one client shared by many
+   * consumers keeps one set of connections; the retry producer then sends through it too). The
+   * consumer never closes it; `brokers`, `retry`, `requestTimeoutMs`, `transport` and the
+   * connection options are then the client's.
+   */
+  client?: MambaClient;
   group: string;
   topic: string;
   /** 0 turns auto-commit off: call commit() yourself. */
@@ -132,6 +139,8 @@ class Membership {
 
 export class Consumer extends EventEmitter {
   readonly client: MambaClient;
+  /** False when the client was given (ConsumerOptions.client): close() leaves it open. */
+  private readonly ownsClient: boolean;
   readonly memberId: string;
   private readonly group: string;
   private readonly topic: string;
@@ -169,13 +178,16 @@ export class Consumer extends EventEmitter {
     this.delayMsInitial = checkRange('nack.delayMsInitial', options.nack?.delayMsInitial ?? 1000, 0, 3_600_000);
     this.delayMsMax = checkRange('nack.delayMsMax', options.nack?.delayMsMax ?? 60_000, this.delayMsInitial, 86_400_000);
     this.memberId = options.memberId ?? `m-${randomUUID()}`;
-    this.client = new MambaClient({
-      brokers: options.brokers,
-      requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
-      ...(options.retry ? { retry: options.retry } : {}),
-      ...(options.transport ? { transport: options.transport } : {}),
-      ...connectionOptionsOf(options),
-    });
+    this.ownsClient = options.client === undefined;
+    this.client =
+      options.client ??
+      new MambaClient({
+        brokers: options.brokers,
+        requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
+        ...(options.retry ? { retry: options.retry } : {}),
+        ...(options.transport ? { transport: options.transport } : {}),
+        ...connectionOptionsOf(options),
+      });
     this.memberships = [new Membership(this.topic, false), new Membership(retryTopicOf(this.topic), true)];
   }
 
@@ -186,7 +198,12 @@ export class Consumer extends EventEmitter {
     const route = await this.client.cluster.topic(this.topic);
     await this.ensureTopic(retryTopicOf(this.topic), route.queues);
     await this.ensureTopic(deadLetterTopicOf(this.topic), 1);
-    this.retryProducer = new Producer({ brokers: this.options.brokers, lingerMs: 0, whenUnavailable: 'buffer', ...connectionOptionsOf(this.options) });
+    this.retryProducer = new Producer({
+      brokers: this.options.brokers,
+      lingerMs: 0,
+      whenUnavailable: 'buffer',
+      ...(this.ownsClient ? connectionOptionsOf(this.options) : { client: this.client }),
+    });
     this.running = true;
     await this.heartbeatAll();
     this.timers.push(
@@ -468,10 +485,10 @@ export class Consumer extends EventEmitter {
     reader.committed = Math.max(reader.committed, offset);
   }
 
-  /** Leaves the group: stops every loop, commits, tells the coordinator, closes connections. */
+  /** Leaves the group: stops every loop, commits, tells the coordinator, closes connections (not a given client's). */
   async close(): Promise<void> {
     if (!this.running) {
-      this.client.close();
+      if (this.ownsClient) this.client.close();
       return;
     }
     this.running = false;
@@ -485,6 +502,6 @@ export class Consumer extends EventEmitter {
       await this.heartbeat(membership, true).catch(() => undefined);
     }
     await this.retryProducer?.close();
-    this.client.close();
+    if (this.ownsClient) this.client.close();
   }
 }
