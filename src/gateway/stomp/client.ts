@@ -1,7 +1,8 @@
 // The STOMP gateway's way into the cluster: the gateways' in-process SDK client
 // (../common/backend.ts) for sends, and per subscription a consumer-group member that follows the
-// read advice, signed and secured the same way. The gateway has checked the STOMP login's own
-// permission before it calls any of this.
+// read advice. Every subscription works through that one client (its connections, routes and retry
+// policy), so a subscription costs no connections of its own. The gateway has checked the STOMP
+// login's own permission before it calls any of this.
 import type { SigningKey } from '../../auth/signature.js';
 import type { MambaClient } from '../../client/client.js';
 import { backendClient } from '../common/backend.js';
@@ -26,16 +27,14 @@ export interface NackPolicy {
 
 export const nackPolicyDefault: Readonly<NackPolicy> = { attemptsMax: 3, delayMsInitial: 1000, delayMsMax: 60_000 };
 
-function connection(options: GatewayClientOptions): { signingKey?: SigningKey; tls: false | { caFile: string } } {
-  return { ...(options.signingKey ? { signingKey: options.signingKey } : {}), tls: options.tlsCaFile === null ? false : { caFile: options.tlsCaFile } };
-}
-
 export function gatewayClient(options: GatewayClientOptions): MambaClient {
   return backendClient({ ...options, requestTimeoutMs: options.requestTimeoutMs ?? 10_000 });
 }
 
-export function gatewayConsumer(options: GatewayClientOptions, group: string, topic: string, nack: NackPolicy): Consumer {
+/** A consumer-group member working through `client` (the gateway's; the consumer leaves it open). */
+export function gatewayConsumer(client: MambaClient, options: GatewayClientOptions, group: string, topic: string, nack: NackPolicy): Consumer {
   return new Consumer({
+    client,
     brokers: options.brokers,
     group,
     topic,
@@ -44,6 +43,5 @@ export function gatewayConsumer(options: GatewayClientOptions, group: string, to
     waitMsMax: 500,
     messagesMax: 100,
     nack,
-    ...connection(options),
   });
 }

@@ -43,7 +43,7 @@ export async function startStompGateway(options: StompGatewayOptions): Promise<S
   const deps = {
     auth: new GatewayAuth(options.access),
     client,
-    consumer: (group: string, topic: string) => gatewayConsumer(options.client, group, topic, nack),
+    consumer: (group: string, topic: string) => gatewayConsumer(client, options.client, group, topic, nack),
     metrics,
     log: options.log,
     limits,
