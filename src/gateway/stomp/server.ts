@@ -8,6 +8,7 @@ import type { Registry } from 'prom-client';
 import { GatewayAuth } from './auth.js';
 import type { GatewayAccess } from '../common/access.js';
 import { gatewayClient, gatewayConsumer, nackPolicyDefault, type GatewayClientOptions, type NackPolicy } from './client.js';
+import type { Destination } from './destination.js';
 import { gatewayMetrics, noGatewayMetrics } from './metrics.js';
 import { sessionLimitsDefault, StompSession, type GatewayLog, type SessionLimits } from './session.js';
 
@@ -43,7 +44,7 @@ export async function startStompGateway(options: StompGatewayOptions): Promise<S
   const deps = {
     auth: new GatewayAuth(options.access),
     client,
-    consumer: (group: string, topic: string) => gatewayConsumer(client, options.client, group, topic, nack),
+    consumer: (group: string, destination: Destination) => gatewayConsumer(client, options.client, group, destination, nack),
     metrics,
     log: options.log,
     limits,

@@ -1,8 +1,9 @@
 // One STOMP connection: CONNECT (login = access key id, passcode = secret), SEND (stored with
-// the quorum acknowledgement before its RECEIPT), SUBSCRIBE (a consumer-group member per
-// subscription) with ack auto, client (cumulative) or client-individual, ACK and NACK (a NACK hands
-// the message to the topic's retry queue, then its dead-letter queue: src/client/consumer.ts),
-// UNSUBSCRIBE, DISCONNECT, heart-beats both ways.
+// the quorum acknowledgement before its RECEIPT), SUBSCRIBE (per subscription a consumer-group
+// member for /queue/<topic>, or a fixed reader of one queue with the group's offsets for
+// /queue/<topic>/<queue>) with ack auto, client (cumulative) or client-individual, ACK and NACK (a
+// NACK hands the message to the topic's retry queue, then its dead-letter queue:
+// src/client/consumer.ts), UNSUBSCRIBE, DISCONNECT, heart-beats both ways.
 //
 // The contract, in order:
 //   1. Frames are handled one at a time in arrival order: a SEND is stored (or refused) before the
@@ -20,7 +21,7 @@ import { MambaError } from '../../errors.js';
 import type { MambaClient } from '../../client/client.js';
 import type { Consumer, Delivery } from '../../client/consumer.js';
 import { type GatewayAuth, LoginRefused, type Principal } from './auth.js';
-import { parseDestination, type Destination } from './destination.js';
+import { destinationText, parseDestination, unknownQueueText, type Destination } from './destination.js';
 import { encodeFrame, FrameDecoder, FrameError, printable, type Frame, type FrameLimits, type ServerCommand } from './frame.js';
 import type { GatewayMetrics } from './metrics.js';
 
@@ -59,7 +60,7 @@ export const sessionLimitsDefault: Readonly<SessionLimits> = {
 export interface SessionDeps {
   auth: GatewayAuth;
   client: MambaClient;
-  consumer(group: string, topic: string): Consumer;
+  consumer(group: string, destination: Destination): Consumer;
   metrics: GatewayMetrics;
   log: GatewayLog;
   limits: SessionLimits;
@@ -73,7 +74,10 @@ const ackModes: readonly string[] = ['auto', 'client', 'client-individual'];
 const messageFrameHeaders = new Set(['destination', 'message-id', 'subscription', 'ack', 'content-length']);
 /** SEND headers that steer the gateway and are not stored with the message. */
 const sendControlHeaders = new Set(['destination', 'receipt', 'content-length', 'transaction', 'mamba-key']);
-/** The consumer group of a subscription: this header, else `stomp` (subscribers of a destination share its queues). */
+/**
+ * The consumer group of a subscription: this header, else `stomp` (subscribers of /queue/<topic>
+ * share its queues; a /queue/<topic>/<queue> subscriber reads and commits that queue with the group's offsets).
+ */
 const consumerGroupHeader = 'mamba-consumer-group';
 const consumerGroupDefault = 'stomp';
 
@@ -246,11 +250,19 @@ export class StompSession {
       throw new Refusal('permission', `access key "${this.principal}" may not ${action} on topic "${topic}"`, frame.headers.get('receipt'));
   }
 
+  /** The destination's topic exists (NotFoundError names it) and has its queue, if one is named. */
+  private async checkDestinationExists(destination: Destination, receiptId: string | undefined): Promise<void> {
+    const route = await this.deps.client.cluster.topic(destination.topic);
+    if (destination.queue !== null && destination.queue >= route.queues)
+      throw new Refusal('destination', unknownQueueText(destination, route.queues), receiptId);
+  }
+
   private async send(frame: Frame): Promise<void> {
     const receiptId = frame.headers.get('receipt');
     if (frame.headers.has('transaction')) throw new Refusal('unsupported', 'transactions are not supported', receiptId);
     const destination = this.destinationOf(frame);
     this.permit('produce', destination.topic, frame);
+    await this.checkDestinationExists(destination, receiptId);
     if (frame.body.length > this.deps.limits.bodyBytesMax)
       throw new Refusal(
         'too_large',
@@ -279,16 +291,10 @@ export class StompSession {
     const ack = frame.headers.get('ack') ?? 'auto';
     if (!ackModes.includes(ack)) throw new Refusal('frame', `ack must be auto, client or client-individual, got "${printable(ack)}"`, receiptId);
     const destination = this.destinationOf(frame);
-    if (destination.queue !== null)
-      throw new Refusal(
-        'destination',
-        `subscribe to /queue/${destination.topic}: the consumer group is dealt the topic's queues (one queue is for SEND only)`,
-        receiptId,
-      );
     this.permit('consume', destination.topic, frame);
     const group = frame.headers.get(consumerGroupHeader) ?? consumerGroupDefault;
-    await this.deps.client.cluster.topic(destination.topic); // NotFoundError names an unknown topic
-    const consumer = this.deps.consumer(group, destination.topic);
+    await this.checkDestinationExists(destination, receiptId);
+    const consumer = this.deps.consumer(group, destination);
     const subscription: Subscription = { id, destination, ack: ack as AckMode, consumer, open: true };
     consumer.on('error', (error: Error) => this.deps.log.debug('stomp.consumer.error', { session: this.sessionId, subscription: id, error: error.message }));
     this.subscriptions.set(id, subscription);
@@ -308,7 +314,7 @@ export class StompSession {
     if (!subscription.open || this.closed) throw new Error('the STOMP subscription ended before delivery');
     const ackId = this.ackIdNext++;
     const headers: Array<[string, string]> = [
-      ['destination', `/queue/${delivery.topic}`],
+      ['destination', destinationText(subscription.destination)],
       ['message-id', `${delivery.topic}/${delivery.queue}/${delivery.offset}/${delivery.attempt}`],
       ['subscription', subscription.id],
       ['mamba-queue', String(delivery.queue)],
