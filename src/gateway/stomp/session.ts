@@ -24,6 +24,7 @@ import { type GatewayAuth, LoginRefused, type Principal } from './auth.js';
 import { destinationText, parseDestination, unknownQueueText, type Destination } from './destination.js';
 import { encodeFrame, FrameDecoder, FrameError, printable, type Frame, type FrameLimits, type ServerCommand } from './frame.js';
 import type { GatewayMetrics } from './metrics.js';
+import { traceHeadersFrom, type GatewayTracing } from './tracing.js';
 
 export interface GatewayLog {
   debug(event: string, fields?: Record<string, unknown>): void;
@@ -62,6 +63,8 @@ export interface SessionDeps {
   client: MambaClient;
   consumer(group: string, destination: Destination): Consumer;
   metrics: GatewayMetrics;
+  /** A span per SEND and per delivered MESSAGE (./tracing.ts). */
+  tracing: GatewayTracing;
   log: GatewayLog;
   limits: SessionLimits;
   brokerId: string;
@@ -90,6 +93,7 @@ interface InHand {
 interface Subscription {
   id: string;
   destination: Destination;
+  consumerGroup: string;
   ack: AckMode;
   consumer: Consumer;
   open: boolean;
@@ -272,11 +276,23 @@ export class StompSession {
     const headers: Record<string, string> = {};
     for (const [name, value] of frame.headers) if (!sendControlHeaders.has(name)) headers[name] = value;
     const key = frame.headers.get('mamba-key');
-    await this.deps.client.send(
+    const trace = this.deps.tracing.startSend(
       destination.topic,
-      [{ body: frame.body, headers, ...(key !== undefined ? { key } : {}) }],
-      destination.queue === null ? { ack: 'quorum' } : { queue: destination.queue, ack: 'quorum' },
+      destination.queue,
+      traceHeadersFrom((name) => frame.headers.get(name)),
     );
+    trace.stamp(headers);
+    try {
+      const stored = await this.deps.client.send(
+        destination.topic,
+        [{ body: frame.body, headers, ...(key !== undefined ? { key } : {}) }],
+        destination.queue === null ? { ack: 'quorum' } : { queue: destination.queue, ack: 'quorum' },
+      );
+      trace.end(stored);
+    } catch (error) {
+      trace.end(null, error);
+      throw error;
+    }
     this.deps.metrics.message('in', destination.topic, frame.body.length);
     this.receipt(frame);
   }
@@ -295,7 +311,7 @@ export class StompSession {
     const group = frame.headers.get(consumerGroupHeader) ?? consumerGroupDefault;
     await this.checkDestinationExists(destination, receiptId);
     const consumer = this.deps.consumer(group, destination);
-    const subscription: Subscription = { id, destination, ack: ack as AckMode, consumer, open: true };
+    const subscription: Subscription = { id, destination, consumerGroup: group, ack: ack as AckMode, consumer, open: true };
     consumer.on('error', (error: Error) => this.deps.log.debug('stomp.consumer.error', { session: this.sessionId, subscription: id, error: error.message }));
     this.subscriptions.set(id, subscription);
     try {
@@ -325,12 +341,27 @@ export class StompSession {
     if (subscription.ack !== 'auto') headers.push(['ack', String(ackId)]);
     for (const [name, value] of Object.entries(delivery.headers)) if (!messageFrameHeaders.has(name)) headers.push([name, value.toString('utf8')]);
     this.deps.metrics.message('out', delivery.topic, delivery.body.length);
+    const trace = this.deps.tracing.startDeliver({
+      topic: delivery.topic,
+      queue: delivery.queue,
+      offset: delivery.offset,
+      attempt: delivery.attempt,
+      consumerGroup: subscription.consumerGroup,
+      traceHeaders: traceHeadersFrom((name) => delivery.headers[name]?.toString('latin1')),
+    });
     if (subscription.ack === 'auto') {
-      if (!this.write('MESSAGE', headers, delivery.body)) return new Promise((resolve) => this.socket.once('drain', resolve).once('close', resolve));
+      const written = this.write('MESSAGE', headers, delivery.body);
+      trace.end();
+      if (!written) return new Promise((resolve) => this.socket.once('drain', resolve).once('close', resolve));
       return undefined;
     }
     return new Promise<void>((resolve, reject) => {
-      this.inHand.set(ackId, { ackId, subscription, settle: (error) => (error ? reject(error) : resolve()) });
+      const settle = (error: Error | null): void => {
+        trace.end(error);
+        if (error) reject(error);
+        else resolve();
+      };
+      this.inHand.set(ackId, { ackId, subscription, settle });
       this.write('MESSAGE', headers, delivery.body);
     });
   }
