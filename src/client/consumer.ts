@@ -6,6 +6,10 @@
 // committed. Calls go through the client's request path (cluster.ts); reads are retried with the
 // client's retry policy (retry.ts), each failure reported as an 'error' event.
 //
+// With a fixed assignment (ConsumerOptions.assignment, as Kafka's assign()) it is no member: no
+// heartbeats and no rebalancing, it reads exactly the queues given (and their retry queues), with
+// the consumer group's offsets and the same retry and dead-letter path.
+//
 // The session rule (the member's half of the coordinator's hand-off safety, group-coordinator.ts):
 // a member that has had no heartbeat answer for one session timeout stops reading the queues it
 // owns, at once and without committing, since from then on the coordinator (or a new one) may deal
@@ -25,6 +29,13 @@ const groupCallTimeoutMs = 5000;
 
 export interface ConsumerOptions extends ConnectionOptions {
   brokers: string[];
+  /**
+   * A client to work through instead of one of the consumer's own (one client shared by many
+   * consumers keeps one set of connections; the retry producer then sends through it too). The
+   * consumer never closes it; `brokers`, `retry`, `requestTimeoutMs`, `transport` and the
+   * connection options are then the client's.
+   */
+  client?: MambaClient;
   group: string;
   topic: string;
   /** 0 turns auto-commit off: call commit() yourself. */
@@ -34,6 +45,16 @@ export interface ConsumerOptions extends ConnectionOptions {
   waitMsMax?: number;
   /** Failed messages: retry queue with growing delay, then the dead-letter queue. */
   nack?: { attemptsMax?: number; delayMsInitial?: number; delayMsMax?: number };
+  /**
+   * Queues of `topic` to read by hand instead of joining the group (as Kafka's assign()): no
+   * heartbeats, no rebalancing. Reading starts at the group's committed offset of each queue (or
+   * the queue's start, as for a member), commits go to the group, failed messages take the retry
+   * and dead-letter path. Of the retry topic it reads queue `q % retryQueues` for each queue q and
+   * takes only retries of the queues given (a retry topic with fewer queues than the topic mixes
+   * several queues' retries in one). Consumers in one group should either all join or all be
+   * given queues: a member and a fixed reader of the same queue would both read and commit it.
+   */
+  assignment?: number[];
   retry?: Partial<RetryPolicy>;
   requestTimeoutMs?: number;
   memberId?: string;
@@ -74,6 +95,13 @@ export function deadLetterTopicOf(topic: string): string {
   return `${topic}.dlq`;
 }
 
+/** A queue of a fixed assignment (or its retry queue) and where its reader starts. */
+interface FixedReader {
+  membership: Membership;
+  queue: number;
+  committed: number;
+}
+
 interface QueueReader {
   topic: string;
   queue: number;
@@ -89,6 +117,17 @@ interface QueueReader {
 function checkRange(name: string, value: number, min: number, max: number): number {
   if (!Number.isInteger(value) || value < min || value > max) throw new InvalidArgumentError(`${name}: ${value} is out of range ${min}..${max}`);
   return value;
+}
+
+/** ConsumerOptions.assignment checked (start() checks it against the topic): a set of queue indexes, or null for group membership. */
+function checkAssignment(assignment: number[] | undefined): ReadonlySet<number> | null {
+  if (assignment === undefined) return null;
+  if (!Array.isArray(assignment) || assignment.length === 0) throw new InvalidArgumentError('assignment: give at least one queue');
+  for (const queue of assignment)
+    if (!Number.isInteger(queue) || queue < 0) throw new InvalidArgumentError(`assignment: ${queue} is not a queue number (an integer from 0)`);
+  const queues = new Set(assignment);
+  if (queues.size !== assignment.length) throw new InvalidArgumentError(`assignment: queue numbers repeat (${assignment.join(', ')})`);
+  return queues;
 }
 
 /**
@@ -132,6 +171,8 @@ class Membership {
 
 export class Consumer extends EventEmitter {
   readonly client: MambaClient;
+  /** False when the client was given (ConsumerOptions.client): close() leaves it open. */
+  private readonly ownsClient: boolean;
   readonly memberId: string;
   private readonly group: string;
   private readonly topic: string;
@@ -144,6 +185,8 @@ export class Consumer extends EventEmitter {
   private readonly delayMsInitial: number;
   private readonly delayMsMax: number;
   private readonly memberships: Membership[];
+  /** ConsumerOptions.assignment; null: the coordinator deals the queues. */
+  private readonly fixedQueues: ReadonlySet<number> | null;
   private retryProducer: Producer | null = null;
   private handler: Handler | null = null;
   private timers: NodeJS.Timeout[] = [];
@@ -169,31 +212,51 @@ export class Consumer extends EventEmitter {
     this.delayMsInitial = checkRange('nack.delayMsInitial', options.nack?.delayMsInitial ?? 1000, 0, 3_600_000);
     this.delayMsMax = checkRange('nack.delayMsMax', options.nack?.delayMsMax ?? 60_000, this.delayMsInitial, 86_400_000);
     this.memberId = options.memberId ?? `m-${randomUUID()}`;
-    this.client = new MambaClient({
-      brokers: options.brokers,
-      requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
-      ...(options.retry ? { retry: options.retry } : {}),
-      ...(options.transport ? { transport: options.transport } : {}),
-      ...connectionOptionsOf(options),
-    });
+    this.fixedQueues = checkAssignment(options.assignment);
+    this.ownsClient = options.client === undefined;
+    this.client =
+      options.client ??
+      new MambaClient({
+        brokers: options.brokers,
+        requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
+        ...(options.retry ? { retry: options.retry } : {}),
+        ...(options.transport ? { transport: options.transport } : {}),
+        ...connectionOptionsOf(options),
+      });
     this.memberships = [new Membership(this.topic, false), new Membership(retryTopicOf(this.topic), true)];
   }
 
-  /** Joins the group and calls `handler` for every message of the queues assigned to it. */
+  /**
+   * Joins the group (or, with a fixed assignment, starts reading its queues) and calls `handler`
+   * for every message of the queues assigned to it. InvalidArgumentError names an assigned queue
+   * the topic does not have.
+   */
   async start(handler: Handler): Promise<void> {
     if (this.running) throw new InvalidArgumentError('consumer already started');
     this.handler = handler;
     const route = await this.client.cluster.topic(this.topic);
+    for (const queue of this.fixedQueues ?? [])
+      if (queue >= route.queues)
+        throw new InvalidArgumentError(`assignment: topic "${this.topic}" has ${route.queues} queues (0..${route.queues - 1}), not queue ${queue}`);
     await this.ensureTopic(retryTopicOf(this.topic), route.queues);
     await this.ensureTopic(deadLetterTopicOf(this.topic), 1);
-    this.retryProducer = new Producer({ brokers: this.options.brokers, lingerMs: 0, whenUnavailable: 'buffer', ...connectionOptionsOf(this.options) });
+    const fixed = this.fixedQueues ? await this.fixedReaders(this.fixedQueues) : null;
+    this.retryProducer = new Producer({
+      brokers: this.options.brokers,
+      lingerMs: 0,
+      whenUnavailable: 'buffer',
+      ...(this.ownsClient ? connectionOptionsOf(this.options) : { client: this.client }),
+    });
     this.running = true;
-    await this.heartbeatAll();
-    this.timers.push(
-      setInterval(() => {
-        this.heartbeating = this.heartbeatAll();
-      }, this.heartbeatIntervalMs),
-    );
+    if (fixed) for (const reader of fixed) this.startReader(reader.membership, reader.queue, reader.committed);
+    else {
+      await this.heartbeatAll();
+      this.timers.push(
+        setInterval(() => {
+          this.heartbeating = this.heartbeatAll();
+        }, this.heartbeatIntervalMs),
+      );
+    }
     if (this.autoCommitIntervalMs > 0)
       this.timers.push(
         setInterval(() => {
@@ -305,7 +368,27 @@ export class Consumer extends EventEmitter {
   }
 
   private async assign(membership: Membership, queue: number): Promise<void> {
-    const committed = await this.committedOffset(membership.topic, queue);
+    this.startReader(membership, queue, await this.committedOffset(membership.topic, queue));
+  }
+
+  /**
+   * A fixed assignment's readers, not yet started: the queues given and their retry queues, each
+   * with the group's committed offset (asked under the client's retry policy). All are known
+   * before any reader starts, so a failure leaves nothing running.
+   */
+  private async fixedReaders(queues: ReadonlySet<number>): Promise<FixedReader[]> {
+    const retryQueues = (await this.client.cluster.topic(retryTopicOf(this.topic))).queues;
+    const [main, retries] = this.memberships as [Membership, Membership];
+    const readers: FixedReader[] = [];
+    const add = async (membership: Membership, queue: number): Promise<void> => {
+      readers.push({ membership, queue, committed: await this.client.retry(() => this.committedOffset(membership.topic, queue)) });
+    };
+    for (const queue of queues) await add(main, queue);
+    for (const queue of new Set([...queues].map((q) => q % retryQueues))) await add(retries, queue);
+    return readers;
+  }
+
+  private startReader(membership: Membership, queue: number, committed: number): void {
     const reader: QueueReader = {
       topic: membership.topic,
       queue,
@@ -410,8 +493,12 @@ export class Consumer extends EventEmitter {
     return true;
   }
 
-  /** Hands one message to the handler; false when the queue was given up before its turn. */
+  /**
+   * Hands one message to the handler (a retry of a queue not in a fixed assignment is passed
+   * over); false when the queue was given up before its turn.
+   */
   private async process(membership: Membership, reader: QueueReader, message: ReceivedMessage): Promise<boolean> {
+    if (membership.retries && !this.retryIsOurs(message)) return true;
     const attempt = membership.retries ? Number(message.headers[retryHeaders.attempt]?.toString() ?? '1') : 1;
     if (membership.retries) {
       const notBeforeMs = Number(message.headers[retryHeaders.notBeforeMs]?.toString() ?? '0');
@@ -426,6 +513,13 @@ export class Consumer extends EventEmitter {
       await this.nack(reader, message, attempt, error as Error);
     }
     return true;
+  }
+
+  /** A member takes every retry of its retry queues; a fixed assignment only those of its own queues. */
+  private retryIsOurs(message: ReceivedMessage): boolean {
+    if (this.fixedQueues === null) return true;
+    const originQueue = Number(message.headers[retryHeaders.originQueue]?.toString() ?? Number.NaN);
+    return this.fixedQueues.has(originQueue);
   }
 
   /** Sends a failed message to the retry queue with a growing delay, or to the dead-letter queue. */
@@ -468,10 +562,10 @@ export class Consumer extends EventEmitter {
     reader.committed = Math.max(reader.committed, offset);
   }
 
-  /** Leaves the group: stops every loop, commits, tells the coordinator, closes connections. */
+  /** Leaves the group: stops every loop, commits, tells the coordinator, closes connections (not a given client's). */
   async close(): Promise<void> {
     if (!this.running) {
-      this.client.close();
+      if (this.ownsClient) this.client.close();
       return;
     }
     this.running = false;
@@ -482,9 +576,9 @@ export class Consumer extends EventEmitter {
       await this.settleStoppedReads(membership);
       // A session that ran out owns nothing: its readers are gone, nothing is committed for them.
       for (const reader of [...membership.readers.values()]) await this.revoke(membership, reader);
-      await this.heartbeat(membership, true).catch(() => undefined);
+      if (!this.fixedQueues) await this.heartbeat(membership, true).catch(() => undefined);
     }
     await this.retryProducer?.close();
-    this.client.close();
+    if (this.ownsClient) this.client.close();
   }
 }

@@ -20,6 +20,12 @@ import type { TopicRoute } from './router.js';
 
 export interface ProducerOptions extends ConnectionOptions {
   brokers: string[];
+  /**
+   * A client to send through instead of one of the producer's own (one client shared by many
+   * producers and consumers keeps one set of connections). The producer never closes it;
+   * `brokers`, `retry` and the connection options are then the client's.
+   */
+  client?: MambaClient;
   ack?: Ack;
   /**
    * How long a batch that is not full waits for more messages before it is sent. Default 0:
@@ -106,6 +112,8 @@ function checkRange(name: string, value: number, min: number, max: number): numb
 
 export class Producer extends EventEmitter {
   readonly client: MambaClient;
+  /** False when the client was given (ProducerOptions.client): close() leaves it open. */
+  private readonly ownsClient: boolean;
   private readonly ack: Ack;
   private readonly lingerMs: number;
   private readonly batchBytesMax: number;
@@ -147,13 +155,16 @@ export class Producer extends EventEmitter {
     this.groupFailuresMax = checkRange('groupFailuresMax', options.groupFailuresMax ?? 3, 1, 1000);
     const routeRefreshMs = checkRange('routeRefreshMs', options.routeRefreshMs ?? 30_000, 100, 3_600_000);
     this.droppedCounter = options.metrics ? droppedCounterOn(options.metrics.registry) : null;
+    this.ownsClient = options.client === undefined;
     // The client checks brokers and retry (names the option on a bad value).
-    this.client = new MambaClient({
-      brokers: options.brokers,
-      requestTimeoutMs: this.requestTimeoutMs,
-      ...(options.retry ? { retry: options.retry } : {}),
-      ...connectionOptionsOf(options),
-    });
+    this.client =
+      options.client ??
+      new MambaClient({
+        brokers: options.brokers,
+        requestTimeoutMs: this.requestTimeoutMs,
+        ...(options.retry ? { retry: options.retry } : {}),
+        ...connectionOptionsOf(options),
+      });
     this.retry = this.client.retryPolicy;
     this.refreshTimer = setInterval(() => {
       void this.client.cluster.refresh().catch(() => undefined);
@@ -350,7 +361,7 @@ export class Producer extends EventEmitter {
     }
   }
 
-  /** Flushes (bounded), then refuses what is left and closes the streams and connections. */
+  /** Flushes (bounded), then refuses what is left and closes the streams and (unless the client was given) the connections. */
   async close(timeoutMs = 10_000): Promise<void> {
     await this.flush(timeoutMs);
     this.closed = true;
@@ -358,6 +369,6 @@ export class Producer extends EventEmitter {
     for (const lane of this.lanes.values()) lane.failPending(new UnavailableError('producer closed before the message was sent'));
     for (const wake of this.roomWaiters.splice(0)) wake();
     for (const stream of this.streams.values()) stream.close();
-    this.client.close();
+    if (this.ownsClient) this.client.close();
   }
 }

@@ -56,6 +56,8 @@ export async function startStompListener(
   config: BrokerConfig,
   security: BrokerSecurity,
   registry: Registry,
+  /** The broker's tracer: a span per SEND and per delivered MESSAGE; null when tracing is off. */
+  tracer: import('@opentelemetry/api').Tracer | null,
   log: Logger,
 ): Promise<StompGateway | null> {
   if (config.stompPort === null) return null;
@@ -72,6 +74,7 @@ export async function startStompListener(
       tlsCaFile: tls ? tls.caFile : null,
     },
     registry,
+    tracer,
     log,
     limits: { bodyBytesMax: config.settings.messageBytesMax, frameBytesMax: config.settings.messageBytesMax + 64 * 1024 },
   });

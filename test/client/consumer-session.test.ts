@@ -2,10 +2,13 @@
 // safety in src/broker/group-coordinator.ts): a member that has had no heartbeat answer for one
 // session timeout stops reading the queues it owns, commits nothing for them, and does not act
 // on an answer that comes later than that. Over a scripted transport (a coordinator, two queues
-// and their offsets): no server, no sockets.
+// and their offsets): no server, no sockets. Also: a consumer (and producer) given a client that
+// others share works through it and never closes it.
 import { test, describe, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { MambaClient } from '../../src/client/client.js';
 import { Consumer, sessionExpired, type Delivery, type SessionExpiredEvent } from '../../src/client/consumer.js';
+import { Producer } from '../../src/client/producer.js';
 import type { Transport } from '../../src/client/connection.js';
 import { UnavailableError } from '../../src/errors.js';
 import type { GroupInfo, MethodName, RequestOf, ResponseOf } from '../../src/protocol/messages.js';
@@ -209,5 +212,59 @@ describe('consumer session rule', () => {
     assert.ok(r.transport.after('Heartbeat', stoppedMs).length >= 1);
     assert.deepEqual(r.transport.after('Consume', stoppedMs + slackMs), []);
     assert.equal(r.expired.length, 1);
+  });
+});
+
+describe('a consumer given a client (ConsumerOptions.client)', () => {
+  /** The client's close() calls, counted without changing what it does. */
+  function countCloses(client: MambaClient): { count: number } {
+    const closes = { count: 0 };
+    const close = client.close.bind(client);
+    client.close = () => {
+      closes.count++;
+      close();
+    };
+    return closes;
+  }
+
+  test('works through that client (and its retry producer too) and leaves it open on close()', async () => {
+    const transport = new ScriptedCluster();
+    const client = new MambaClient({ brokers: ['a1:1'], transport, retry: { attemptsMax: 3, backoffMsInitial: 1, backoffMsMax: 5, jitter: 0 } });
+    const closes = countCloses(client);
+    const consumer = new Consumer({ client, brokers: ['a1:1'], group: 'cg', topic: 't', memberId: 'm1', heartbeatIntervalMs: 50, autoCommitIntervalMs: 50 });
+    try {
+      assert.equal(consumer.client, client);
+      const delivered: number[] = [];
+      await consumer.start((m: Delivery) => {
+        delivered.push(m.offset);
+      });
+      await waitFor('a delivery through the given client', 5000, () => (delivered.length > 0 ? true : undefined));
+      await consumer.close();
+      assert.equal(closes.count, 0, 'neither the consumer nor its retry producer closed the given client');
+      const callsBefore = transport.calls.length;
+      await client.describeTopic('t');
+      assert.equal(transport.calls.length, callsBefore + 1, 'the client still answers after the consumer closed');
+    } finally {
+      await consumer.close();
+      client.close();
+    }
+  });
+
+  test('a producer given a client leaves it open on close()', async () => {
+    const client = new MambaClient({ brokers: ['a1:1'], transport: new ScriptedCluster() });
+    const closes = countCloses(client);
+    const producer = new Producer({ client, brokers: ['a1:1'] });
+    assert.equal(producer.client, client);
+    await producer.close();
+    assert.equal(closes.count, 0);
+    client.close();
+  });
+
+  test('without one, a consumer closes the client it made (the SDK default)', async () => {
+    const consumer = new Consumer({ brokers: ['a1:1'], group: 'cg', topic: 't', memberId: 'm1', transport: new ScriptedCluster() });
+    const closes = countCloses(consumer.client);
+    await consumer.start(() => undefined);
+    await consumer.close();
+    assert.equal(closes.count, 1);
   });
 });

@@ -3,14 +3,17 @@
 // sockets for bad input: STOMP → gRPC and gRPC → STOMP, client-individual ACK and NACK (the NACK
 // reaches the retry queue and comes back), refusals as ERROR frames that close the connection
 // while the broker stays up, a silent client closed by the heart-beat check, and a leader kill
-// during receipted sends with nothing receipted lost. Every wait is bounded.
+// during receipted sends with nothing receipted lost (last: the killed broker stays down). A
+// /queue/<topic>/<queue> subscription reads that queue alone, in order, NACKs through the retry
+// queue, resumes after its group's last ACK, and a queue the topic does not have is refused. Every
+// wait is bounded.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as fromYaml, stringify as toYaml } from 'yaml';
 import { MambaClient } from '../../src/client/client.js';
-import { releasePorts, reservePorts } from '../../scripts/lib/cluster.js';
+import { assertHoldsFor, releasePorts, reservePorts } from '../../scripts/lib/cluster.js';
 import { SecureCluster, waitFor } from '../security/secure-cluster.js';
 import { collect, connectStomp, loadStompClient, RawStomp, sendWithReceipt, skipWithoutClient, type Endpoint } from './stomp-clients.js';
 
@@ -188,6 +191,126 @@ test('a client that promised heart-beats and sends none is closed with an ERROR'
   assert.match(await raw.frame('ERROR', 8000), /no heart-beat from the client for \d+ ms/);
   await raw.closedWithin(5000);
   assert.ok(Date.now() - startMs >= 1500, 'not before two intervals of silence');
+});
+
+/** `body#attempt` of each MESSAGE, in arrival order. */
+function bodiesWithAttempts(got: Array<{ body: string; headers: Record<string, string> }>): string[] {
+  return got.map((m) => `${m.body}#${m.headers['mamba-attempt']}`);
+}
+
+test('SUBSCRIBE /queue/<topic>/2 gets the messages of queue 2, in order, and nothing of the other queues', {
+  skip: !modules && skipWithoutClient,
+}, async () => {
+  const topic = `stomp-one-${suffix}`;
+  await sdk.createTopic(topic, 3);
+  const perQueue = 8;
+  for (let i = 0; i < perQueue; i++) for (const queue of [0, 1, 2]) await sdk.send(topic, [{ body: `q${queue}-${i}` }], { queue });
+  const stomp = await connectStomp(modules!, endpoint('b2'), 'admin', cluster.keys.admin.secret);
+  try {
+    const got = collect(stomp, `/queue/${topic}/2`, { ack: 'auto', 'mamba-consumer-group': 'one-queue' });
+    await waitFor('queue 2 delivered', 15_000, () => (got.length >= perQueue ? true : undefined));
+    // Queues 0 and 1 were filled alongside: a reader of them would have delivered by now; hold a window to be sure.
+    await assertHoldsFor('nothing more arrives', 1500, () => got.length === perQueue);
+    assert.deepEqual(
+      got.map((m) => m.body),
+      Array.from({ length: perQueue }, (_, i) => `q2-${i}`),
+    );
+    assert.deepEqual(
+      got.map((m) => m.headers['mamba-offset']),
+      Array.from({ length: perQueue }, (_, i) => String(i)),
+    );
+    for (const m of got) {
+      assert.equal(m.headers.destination, `/queue/${topic}/2`);
+      assert.equal(m.headers['mamba-queue'], '2');
+    }
+  } finally {
+    await stomp.close();
+  }
+});
+
+test('/queue/<topic>/1 with ack:client-individual: a NACKed message comes back through the retry queue (attempt 2)', {
+  skip: !modules && skipWithoutClient,
+}, async () => {
+  const topic = `stomp-one-nack-${suffix}`;
+  await sdk.createTopic(topic, 2);
+  await sdk.send(topic, [{ body: 'first' }], { queue: 1 });
+  await sdk.send(topic, [{ body: 'other queue' }], { queue: 0 });
+  await sdk.send(topic, [{ body: 'second' }], { queue: 1 });
+  const stomp = await connectStomp(modules!, endpoint('b3'), 'admin', cluster.keys.admin.secret);
+  try {
+    const got = collect(stomp, `/queue/${topic}/1`, { ack: 'client-individual', 'mamba-consumer-group': 'one-nack' }, (m) => {
+      if (m.body === 'second' && m.headers['mamba-attempt'] === '1') m.nack();
+      else m.ack();
+    });
+    await waitFor('second delivered again from the retry queue', 20_000, () =>
+      got.some((m) => m.body === 'second' && m.headers['mamba-attempt'] === '2') ? true : undefined,
+    );
+    assert.deepEqual(bodiesWithAttempts(got), ['first#1', 'second#1', 'second#2']);
+    const [retried] = await readAll(`${topic}.retry`, 1, 1);
+    assert.equal(retried!.body, 'second');
+    assert.equal(retried!.headers['mamba-origin-topic'], topic);
+    assert.equal(retried!.headers['mamba-origin-queue'], '1');
+    assert.match(retried!.headers['mamba-error'] ?? '', /NACK/);
+  } finally {
+    await stomp.close();
+  }
+});
+
+test('/queue/<topic>/1: a subscriber that comes back with the same consumer group goes on after its last ACK', {
+  skip: !modules && skipWithoutClient,
+}, async () => {
+  const topic = `stomp-one-resume-${suffix}`;
+  const group = 'one-resume';
+  await sdk.createTopic(topic, 2);
+  for (let i = 0; i < 5; i++) await sdk.send(topic, [{ body: `m${i}` }], { queue: 1 });
+  // The first subscriber ACKs m0 and m1, then leaves with m2 delivered and not ACKed.
+  const first = await connectStomp(modules!, endpoint('b1'), 'admin', cluster.keys.admin.secret);
+  let firstGot: Array<{ body: string; headers: Record<string, string> }>;
+  try {
+    firstGot = collect(first, `/queue/${topic}/1`, { ack: 'client-individual', 'mamba-consumer-group': group }, (m) => {
+      if (m.body !== 'm2') m.ack();
+    });
+    await waitFor('m2 delivered to the first subscriber', 15_000, () => (firstGot.some((m) => m.body === 'm2') ? true : undefined));
+  } finally {
+    await first.close();
+  }
+  assert.deepEqual(bodiesWithAttempts(firstGot), ['m0#1', 'm1#1', 'm2#1']);
+  // Leaving hands the un-ACKed m2 to the retry queue and commits past it.
+  await waitFor('the group committed past m2 on queue 1', 15_000, async () => {
+    const described = await sdk.describeConsumerGroup(group, topic).catch(() => undefined);
+    return described?.queues.find((q) => q.queue === 1)?.committedOffset === 3 ? true : undefined;
+  });
+
+  const second = await connectStomp(modules!, endpoint('b2'), 'admin', cluster.keys.admin.secret);
+  try {
+    const got = collect(second, `/queue/${topic}/1`, { ack: 'client-individual', 'mamba-consumer-group': group }, (m) => m.ack());
+    await waitFor('m3, m4 and m2 again', 20_000, () => (got.length >= 3 ? true : undefined));
+    await assertHoldsFor('nothing ACKed comes again', 1500, () => got.length === 3);
+    assert.deepEqual(bodiesWithAttempts(got).sort(), ['m2#2', 'm3#1', 'm4#1']);
+  } finally {
+    await second.close();
+  }
+});
+
+test('a queue the topic does not have, or not a queue number: ERROR naming the topic and its queue count, connection closed', {
+  skip: !modules && skipWithoutClient,
+}, async () => {
+  const topic = `stomp-one-bad-${suffix}`;
+  await sdk.createTopic(topic, 2);
+  const cases: Array<{ frame: string; error: RegExp }> = [
+    { frame: `SUBSCRIBE\nid:1\ndestination:/queue/${topic}/2\nreceipt:1\n\n\0`, error: new RegExp(`topic "${topic}" has 2 queues \\(0\\.\\.1\\)`) },
+    { frame: `SUBSCRIBE\nid:1\ndestination:/queue/${topic}/65535\n\n\0`, error: new RegExp(`topic "${topic}" has 2 queues`) },
+    { frame: `SEND\ndestination:/queue/${topic}/7\nreceipt:2\n\nbody\0`, error: new RegExp(`topic "${topic}" has 2 queues \\(0\\.\\.1\\)`) },
+    { frame: `SUBSCRIBE\nid:1\ndestination:/queue/${topic}/01\n\n\0`, error: /"01" is not a queue number/ },
+    { frame: `SUBSCRIBE\nid:1\ndestination:/queue/${topic}/-1\n\n\0`, error: /"-1" is not a queue number/ },
+    { frame: `SUBSCRIBE\nid:1\ndestination:/queue/${topic}/70000\n\n\0`, error: /"70000" is not a queue number/ },
+  ];
+  for (const c of cases) {
+    const raw = await RawStomp.open(endpoint('b1'));
+    raw.write(`${raw.connectFrame('admin', cluster.keys.admin.secret)}${c.frame}`);
+    assert.match(await raw.frame('ERROR'), c.error);
+    await raw.closedWithin(5000);
+  }
 });
 
 test('a leader kill during receipted sends: every receipted message is stored', { skip: !modules && skipWithoutClient }, async () => {

@@ -161,16 +161,21 @@ test(`fuzzing the MQTT and STOMP listeners (seed ${seed}): brokers stay up, memo
       'the messages stored before the run, unchanged and first',
     );
 
-    // Coarse: a gateway connection costs far more than a gRPC call (a TLS session; a STOMP
-    // SUBSCRIBE opens an SDK consumer with channels of its own, released lazily), and a run of
-    // ~200 connections once grew a broker by 115 MiB (seed 29293) where other seeds stayed within
-    // 96. The bound catches a leak of about 1 MiB per connection; whether that 115 MiB is slow
-    // release or a smaller leak is not known yet.
+    // Coarse. Most of the growth is the logins: each derives the secret with scrypt (16 MiB of
+    // working memory) on one of libuv's 4 threads, whose allocator keeps it, so RSS rises by about
+    // 64 MiB over the first few logins and then stays (a bare Node process: +64 MiB after 8
+    // derivations, no more after 40). A run makes only 0-3 STOMP SUBSCRIBEs; since subscriptions
+    // share the gateway's one SDK client, 100 subscribe/disconnect cycles on one broker keep
+    // +2.7 MiB (+53 MiB when each made clients of its own). Runs of 168-180 connections grew
+    // brokers by 50-93 MiB both before and after that change (seeds 29293, 101, 7 and others); an
+    // earlier run grew one by 115 MiB. The bound catches a leak of about 1 MiB per connection.
     const growthBytesMax = 256 * 1024 * 1024;
     const grown = (): string[] =>
       pids
         .map(rssBytes)
         .flatMap((now, i) => (now < rssBefore[i]! + growthBytesMax ? [] : [`${cluster.brokers[i]!.id} grew from ${rssBefore[i]} to ${now} bytes`]));
+    const growthMiB = (): string => pids.map((pid, i) => `${cluster.brokers[i]!.id} +${((rssBytes(pid) - rssBefore[i]!) / 1048576).toFixed(1)}`).join(' ');
+    process.stderr.write(`gateway fuzz seed ${seed}: broker RSS growth (MiB) after the run: ${growthMiB()}\n`);
     await waitFor('broker memory to settle', 10_000, () => (grown().length === 0 ? true : undefined), 250).catch(() => undefined);
     assert.deepEqual(grown(), []);
 
@@ -185,6 +190,8 @@ test(`fuzzing the MQTT and STOMP listeners (seed ${seed}): brokers stay up, memo
       )
     ).join('');
     assert.match(metrics, /mamba_gateway_refusals_total\{protocol="(mqtt|stomp)"/);
+    const subscribes = [...metrics.matchAll(/mamba_gateway_frames_total\{[^}]*command="SUBSCRIBE"[^}]*\} (\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+    process.stderr.write(`gateway fuzz seed ${seed}: ${subscribes} STOMP SUBSCRIBE frames\n`);
     for (const key of Object.values(cluster.keys)) {
       const derived = cluster.signer(key).signingKey.toString('hex');
       for (const [where, text] of [

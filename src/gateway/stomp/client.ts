@@ -1,11 +1,13 @@
 // The STOMP gateway's way into the cluster: the gateways' in-process SDK client
-// (../common/backend.ts) for sends, and per subscription a consumer-group member that follows the
-// read advice, signed and secured the same way. The gateway has checked the STOMP login's own
-// permission before it calls any of this.
+// (../common/backend.ts) for sends, and per subscription a consumer (a consumer-group member, or a
+// fixed reader of one queue) that follows the read advice. Every subscription works through that one client (its connections, routes and retry
+// policy), so a subscription costs no connections of its own. The gateway has checked the STOMP
+// login's own permission before it calls any of this.
 import type { SigningKey } from '../../auth/signature.js';
 import type { MambaClient } from '../../client/client.js';
 import { backendClient } from '../common/backend.js';
 import { Consumer } from '../../client/consumer.js';
+import type { Destination } from './destination.js';
 
 export interface GatewayClientOptions {
   /** Client API addresses (host:port), this broker's first. */
@@ -26,24 +28,26 @@ export interface NackPolicy {
 
 export const nackPolicyDefault: Readonly<NackPolicy> = { attemptsMax: 3, delayMsInitial: 1000, delayMsMax: 60_000 };
 
-function connection(options: GatewayClientOptions): { signingKey?: SigningKey; tls: false | { caFile: string } } {
-  return { ...(options.signingKey ? { signingKey: options.signingKey } : {}), tls: options.tlsCaFile === null ? false : { caFile: options.tlsCaFile } };
-}
-
 export function gatewayClient(options: GatewayClientOptions): MambaClient {
   return backendClient({ ...options, requestTimeoutMs: options.requestTimeoutMs ?? 10_000 });
 }
 
-export function gatewayConsumer(options: GatewayClientOptions, group: string, topic: string, nack: NackPolicy): Consumer {
+/**
+ * A consumer working through `client` (the gateway's; the consumer leaves it open): a member of
+ * `group` dealt queues of the topic, or, for one queue, that queue by a fixed assignment with the
+ * group's offsets.
+ */
+export function gatewayConsumer(client: MambaClient, options: GatewayClientOptions, group: string, destination: Destination, nack: NackPolicy): Consumer {
   return new Consumer({
+    client,
     brokers: options.brokers,
     group,
-    topic,
+    topic: destination.topic,
+    ...(destination.queue === null ? {} : { assignment: [destination.queue] }),
     autoCommitIntervalMs: 500,
     heartbeatIntervalMs: 1000,
     waitMsMax: 500,
     messagesMax: 100,
     nack,
-    ...connection(options),
   });
 }

@@ -1,6 +1,7 @@
 // STOMP destinations: `/queue/<topic>` (any queue of the topic: by `mamba-key`, else round-robin
-// on SEND; every queue the consumer group assigns on SUBSCRIBE) and `/queue/<topic>/<queue>` (one
-// queue, SEND only). Topic names follow the broker's naming rule (letters, digits, . _ -).
+// on SEND; every queue the consumer group assigns on SUBSCRIBE) and `/queue/<topic>/<queue>` (that
+// one queue, on SEND and on SUBSCRIBE: read by a fixed assignment, no group membership). Topic
+// names follow the broker's naming rule (letters, digits, . _ -).
 
 export interface Destination {
   topic: string;
@@ -25,6 +26,11 @@ export function parseDestination(text: string | undefined): Destination | string
   if (!/^(0|[1-9][0-9]{0,4})$/.test(queueText) || Number(queueText) > queueIndexMax)
     return `destination "${text.slice(0, 300)}": "${queueText.slice(0, 20)}" is not a queue number`;
   return { topic, queue: Number(queueText) };
+}
+
+/** Why a queue number the topic does not have is refused, naming the topic's queue count. */
+export function unknownQueueText(destination: Destination, queueCount: number): string {
+  return `destination "${destinationText(destination)}": topic "${destination.topic}" has ${queueCount} queues (0..${queueCount - 1})`;
 }
 
 export function destinationText(destination: Destination): string {

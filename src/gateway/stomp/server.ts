@@ -4,12 +4,15 @@
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { readFileSync } from 'node:fs';
+import type { Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import { GatewayAuth } from './auth.js';
 import type { GatewayAccess } from '../common/access.js';
 import { gatewayClient, gatewayConsumer, nackPolicyDefault, type GatewayClientOptions, type NackPolicy } from './client.js';
+import type { Destination } from './destination.js';
 import { gatewayMetrics, noGatewayMetrics } from './metrics.js';
 import { sessionLimitsDefault, StompSession, type GatewayLog, type SessionLimits } from './session.js';
+import { GatewayTracing } from './tracing.js';
 
 export interface StompGatewayOptions {
   brokerId: string;
@@ -21,6 +24,8 @@ export interface StompGatewayOptions {
   access: GatewayAccess | null;
   client: GatewayClientOptions;
   registry: Registry | null;
+  /** The broker's tracer (a span per SEND and per delivered MESSAGE); null when tracing is off. */
+  tracer: Tracer | null;
   log: GatewayLog;
   limits?: Partial<SessionLimits>;
   nack?: Partial<NackPolicy>;
@@ -43,8 +48,9 @@ export async function startStompGateway(options: StompGatewayOptions): Promise<S
   const deps = {
     auth: new GatewayAuth(options.access),
     client,
-    consumer: (group: string, topic: string) => gatewayConsumer(options.client, group, topic, nack),
+    consumer: (group: string, destination: Destination) => gatewayConsumer(client, options.client, group, destination, nack),
     metrics,
+    tracing: new GatewayTracing(options.tracer, 'stomp', options.brokerId),
     log: options.log,
     limits,
     brokerId: options.brokerId,

@@ -1,8 +1,9 @@
 // One STOMP connection: CONNECT (login = access key id, passcode = secret), SEND (stored with
-// the quorum acknowledgement before its RECEIPT), SUBSCRIBE (a consumer-group member per
-// subscription) with ack auto, client (cumulative) or client-individual, ACK and NACK (a NACK hands
-// the message to the topic's retry queue, then its dead-letter queue: src/client/consumer.ts),
-// UNSUBSCRIBE, DISCONNECT, heart-beats both ways.
+// the quorum acknowledgement before its RECEIPT), SUBSCRIBE (per subscription a consumer-group
+// member for /queue/<topic>, or a fixed reader of one queue with the group's offsets for
+// /queue/<topic>/<queue>) with ack auto, client (cumulative) or client-individual, ACK and NACK (a
+// NACK hands the message to the topic's retry queue, then its dead-letter queue:
+// src/client/consumer.ts), UNSUBSCRIBE, DISCONNECT, heart-beats both ways.
 //
 // The contract, in order:
 //   1. Frames are handled one at a time in arrival order: a SEND is stored (or refused) before the
@@ -20,9 +21,10 @@ import { MambaError } from '../../errors.js';
 import type { MambaClient } from '../../client/client.js';
 import type { Consumer, Delivery } from '../../client/consumer.js';
 import { type GatewayAuth, LoginRefused, type Principal } from './auth.js';
-import { parseDestination, type Destination } from './destination.js';
+import { destinationText, parseDestination, unknownQueueText, type Destination } from './destination.js';
 import { encodeFrame, FrameDecoder, FrameError, printable, type Frame, type FrameLimits, type ServerCommand } from './frame.js';
 import type { GatewayMetrics } from './metrics.js';
+import { traceHeadersFrom, type GatewayTracing } from './tracing.js';
 
 export interface GatewayLog {
   debug(event: string, fields?: Record<string, unknown>): void;
@@ -59,8 +61,10 @@ export const sessionLimitsDefault: Readonly<SessionLimits> = {
 export interface SessionDeps {
   auth: GatewayAuth;
   client: MambaClient;
-  consumer(group: string, topic: string): Consumer;
+  consumer(group: string, destination: Destination): Consumer;
   metrics: GatewayMetrics;
+  /** A span per SEND and per delivered MESSAGE (./tracing.ts). */
+  tracing: GatewayTracing;
   log: GatewayLog;
   limits: SessionLimits;
   brokerId: string;
@@ -73,7 +77,10 @@ const ackModes: readonly string[] = ['auto', 'client', 'client-individual'];
 const messageFrameHeaders = new Set(['destination', 'message-id', 'subscription', 'ack', 'content-length']);
 /** SEND headers that steer the gateway and are not stored with the message. */
 const sendControlHeaders = new Set(['destination', 'receipt', 'content-length', 'transaction', 'mamba-key']);
-/** The consumer group of a subscription: this header, else `stomp` (subscribers of a destination share its queues). */
+/**
+ * The consumer group of a subscription: this header, else `stomp` (subscribers of /queue/<topic>
+ * share its queues; a /queue/<topic>/<queue> subscriber reads and commits that queue with the group's offsets).
+ */
 const consumerGroupHeader = 'mamba-consumer-group';
 const consumerGroupDefault = 'stomp';
 
@@ -86,6 +93,7 @@ interface InHand {
 interface Subscription {
   id: string;
   destination: Destination;
+  consumerGroup: string;
   ack: AckMode;
   consumer: Consumer;
   open: boolean;
@@ -246,11 +254,19 @@ export class StompSession {
       throw new Refusal('permission', `access key "${this.principal}" may not ${action} on topic "${topic}"`, frame.headers.get('receipt'));
   }
 
+  /** The destination's topic exists (NotFoundError names it) and has its queue, if one is named. */
+  private async checkDestinationExists(destination: Destination, receiptId: string | undefined): Promise<void> {
+    const route = await this.deps.client.cluster.topic(destination.topic);
+    if (destination.queue !== null && destination.queue >= route.queues)
+      throw new Refusal('destination', unknownQueueText(destination, route.queues), receiptId);
+  }
+
   private async send(frame: Frame): Promise<void> {
     const receiptId = frame.headers.get('receipt');
     if (frame.headers.has('transaction')) throw new Refusal('unsupported', 'transactions are not supported', receiptId);
     const destination = this.destinationOf(frame);
     this.permit('produce', destination.topic, frame);
+    await this.checkDestinationExists(destination, receiptId);
     if (frame.body.length > this.deps.limits.bodyBytesMax)
       throw new Refusal(
         'too_large',
@@ -260,11 +276,23 @@ export class StompSession {
     const headers: Record<string, string> = {};
     for (const [name, value] of frame.headers) if (!sendControlHeaders.has(name)) headers[name] = value;
     const key = frame.headers.get('mamba-key');
-    await this.deps.client.send(
+    const trace = this.deps.tracing.startSend(
       destination.topic,
-      [{ body: frame.body, headers, ...(key !== undefined ? { key } : {}) }],
-      destination.queue === null ? { ack: 'quorum' } : { queue: destination.queue, ack: 'quorum' },
+      destination.queue,
+      traceHeadersFrom((name) => frame.headers.get(name)),
     );
+    trace.stamp(headers);
+    try {
+      const stored = await this.deps.client.send(
+        destination.topic,
+        [{ body: frame.body, headers, ...(key !== undefined ? { key } : {}) }],
+        destination.queue === null ? { ack: 'quorum' } : { queue: destination.queue, ack: 'quorum' },
+      );
+      trace.end(stored);
+    } catch (error) {
+      trace.end(null, error);
+      throw error;
+    }
     this.deps.metrics.message('in', destination.topic, frame.body.length);
     this.receipt(frame);
   }
@@ -279,17 +307,11 @@ export class StompSession {
     const ack = frame.headers.get('ack') ?? 'auto';
     if (!ackModes.includes(ack)) throw new Refusal('frame', `ack must be auto, client or client-individual, got "${printable(ack)}"`, receiptId);
     const destination = this.destinationOf(frame);
-    if (destination.queue !== null)
-      throw new Refusal(
-        'destination',
-        `subscribe to /queue/${destination.topic}: the consumer group is dealt the topic's queues (one queue is for SEND only)`,
-        receiptId,
-      );
     this.permit('consume', destination.topic, frame);
     const group = frame.headers.get(consumerGroupHeader) ?? consumerGroupDefault;
-    await this.deps.client.cluster.topic(destination.topic); // NotFoundError names an unknown topic
-    const consumer = this.deps.consumer(group, destination.topic);
-    const subscription: Subscription = { id, destination, ack: ack as AckMode, consumer, open: true };
+    await this.checkDestinationExists(destination, receiptId);
+    const consumer = this.deps.consumer(group, destination);
+    const subscription: Subscription = { id, destination, consumerGroup: group, ack: ack as AckMode, consumer, open: true };
     consumer.on('error', (error: Error) => this.deps.log.debug('stomp.consumer.error', { session: this.sessionId, subscription: id, error: error.message }));
     this.subscriptions.set(id, subscription);
     try {
@@ -308,7 +330,7 @@ export class StompSession {
     if (!subscription.open || this.closed) throw new Error('the STOMP subscription ended before delivery');
     const ackId = this.ackIdNext++;
     const headers: Array<[string, string]> = [
-      ['destination', `/queue/${delivery.topic}`],
+      ['destination', destinationText(subscription.destination)],
       ['message-id', `${delivery.topic}/${delivery.queue}/${delivery.offset}/${delivery.attempt}`],
       ['subscription', subscription.id],
       ['mamba-queue', String(delivery.queue)],
@@ -319,12 +341,27 @@ export class StompSession {
     if (subscription.ack !== 'auto') headers.push(['ack', String(ackId)]);
     for (const [name, value] of Object.entries(delivery.headers)) if (!messageFrameHeaders.has(name)) headers.push([name, value.toString('utf8')]);
     this.deps.metrics.message('out', delivery.topic, delivery.body.length);
+    const trace = this.deps.tracing.startDeliver({
+      topic: delivery.topic,
+      queue: delivery.queue,
+      offset: delivery.offset,
+      attempt: delivery.attempt,
+      consumerGroup: subscription.consumerGroup,
+      traceHeaders: traceHeadersFrom((name) => delivery.headers[name]?.toString('latin1')),
+    });
     if (subscription.ack === 'auto') {
-      if (!this.write('MESSAGE', headers, delivery.body)) return new Promise((resolve) => this.socket.once('drain', resolve).once('close', resolve));
+      const written = this.write('MESSAGE', headers, delivery.body);
+      trace.end();
+      if (!written) return new Promise((resolve) => this.socket.once('drain', resolve).once('close', resolve));
       return undefined;
     }
     return new Promise<void>((resolve, reject) => {
-      this.inHand.set(ackId, { ackId, subscription, settle: (error) => (error ? reject(error) : resolve()) });
+      const settle = (error: Error | null): void => {
+        trace.end(error);
+        if (error) reject(error);
+        else resolve();
+      };
+      this.inHand.set(ackId, { ackId, subscription, settle });
       this.write('MESSAGE', headers, delivery.body);
     });
   }
