@@ -84,6 +84,8 @@ export const retryHeaders = {
   originTopic: 'mamba-origin-topic',
   originQueue: 'mamba-origin-queue',
   originOffset: 'mamba-origin-offset',
+  /** The consumer group that failed the message: the retry topic is shared by every group of the topic. */
+  originGroup: 'mamba-origin-group',
   error: 'mamba-error',
 } as const;
 
@@ -515,8 +517,14 @@ export class Consumer extends EventEmitter {
     return true;
   }
 
-  /** A member takes every retry of its retry queues; a fixed assignment only those of its own queues. */
+  /**
+   * A group takes only its own failures from the retry topic, which every consumer group of the
+   * topic shares (a retry stored before the origin-group header: every group's, as it was); a
+   * member takes every one of its retry queues, a fixed assignment only those of its own queues.
+   */
   private retryIsOurs(message: ReceivedMessage): boolean {
+    const originGroup = message.headers[retryHeaders.originGroup]?.toString();
+    if (originGroup !== undefined && originGroup !== this.group) return false;
     if (this.fixedQueues === null) return true;
     const originQueue = Number(message.headers[retryHeaders.originQueue]?.toString() ?? Number.NaN);
     return this.fixedQueues.has(originQueue);
@@ -530,6 +538,7 @@ export class Consumer extends EventEmitter {
     headers[retryHeaders.attempt] = String(attempt + 1);
     headers[retryHeaders.notBeforeMs] = String(Date.now() + delayMs);
     headers[retryHeaders.error] = error.message.slice(0, 500);
+    headers[retryHeaders.originGroup] = this.group;
     if (!message.headers[retryHeaders.originTopic]) {
       headers[retryHeaders.originTopic] = reader.topic;
       headers[retryHeaders.originQueue] = String(reader.queue);

@@ -70,12 +70,17 @@ function group(): GroupInfo {
   };
 }
 
-/** Retry queue 0 holds a retry of queue 0 (offset 0) and one of queue 2 (offset 1); retry queue 1 is empty. */
-function retryRecords(queue: number): Array<{ origin: number; body: string }> {
+/**
+ * Retry queue 0 holds a retry of queue 0 (offset 0), one of queue 2 (offset 1) and one of queue
+ * 2 that another consumer group failed (offset 2: the retry topic is shared by every group);
+ * retry queue 1 is empty.
+ */
+function retryRecords(queue: number): Array<{ origin: number; group: string; body: string }> {
   return queue === 0
     ? [
-        { origin: 0, body: 'retry of 0' },
-        { origin: 2, body: 'retry of 2' },
+        { origin: 0, group: 'cg', body: 'retry of 0' },
+        { origin: 2, group: 'cg', body: 'retry of 2' },
+        { origin: 2, group: 'other', body: "another group's retry of 2" },
       ]
     : [];
 }
@@ -93,7 +98,12 @@ function consumeAnswer(topic: string, queue: number, offset: number): unknown {
             offset,
             timestampMs: 0,
             key: [],
-            headers: [header(retryHeaders.attempt, '2'), header(retryHeaders.originTopic, 't'), header(retryHeaders.originQueue, String(r.origin))],
+            headers: [
+              header(retryHeaders.attempt, '2'),
+              header(retryHeaders.originTopic, 't'),
+              header(retryHeaders.originQueue, String(r.origin)),
+              header(retryHeaders.originGroup, r.group),
+            ],
             body: Buffer.from(r.body),
           }));
   return { topic, queue, records, nextOffset: offset + records.length, highWatermark: 0, startOffset: 0, advice: null, servedBy: 'b1', blocks: [] };
@@ -121,7 +131,10 @@ describe('consumer with a fixed assignment', () => {
       await consumer.start((m) => {
         got.push(m);
       });
-      await waitFor('queue 2 read to its end and the retry', 5000, () => (got.length >= 4 ? true : undefined));
+      // Read past every retry record (a Consume of retry queue 0 at offset 3), taken or passed over.
+      const retriesRead = (): boolean =>
+        transport.calls.some((c) => c.method === 'Consume' && c.request.topic === 't.retry' && c.request.queue === 0 && c.request.offset === 3);
+      await waitFor('queue 2 read to its end and the retries', 5000, () => (got.length >= 4 && retriesRead() ? true : undefined));
       assert.deepEqual(consumer.assignment(), { topic: [2], retry: [0] });
     } finally {
       await consumer.close();
@@ -134,13 +147,13 @@ describe('consumer with a fixed assignment', () => {
     assert.deepEqual(
       got.filter((m) => m.attempt > 1).map((m) => m.body.toString()),
       ['retry of 2'],
-      "queue 0's retry is not taken",
+      "neither queue 0's retry nor another consumer group's is taken",
     );
     assert.equal(got.length, 4);
     assert.deepEqual(transport.consumed(), ['t.retry/0', 't/2']);
     assert.equal(transport.calls.filter((c) => c.method === 'Heartbeat').length, 0, 'no group membership');
     assert.equal(transport.committed.get('t/2'), queueEndOffset);
-    assert.equal(transport.committed.get('t.retry/0'), 2, 'the retry queue is committed past what was passed over too');
+    assert.equal(transport.committed.get('t.retry/0'), 3, 'the retry queue is committed past what was passed over too');
   });
 
   test('a queue without a committed offset starts at its start, as a new member would', async () => {
