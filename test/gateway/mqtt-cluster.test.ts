@@ -63,6 +63,8 @@ describe('MQTT gateway', { timeout: 150_000 }, () => {
       ['mq.mos', 1],
       ['mq.ret', 1],
       ['mq.will', 1],
+      ['mq.q0', 2],
+      ['mq.q0sub', 1],
       ['secret', 1],
     ] as const)
       await admin.createTopic(name, queues);
@@ -85,6 +87,68 @@ describe('MQTT gateway', { timeout: 150_000 }, () => {
     const read = await admin.read('mq.in', 1, 0);
     assert.equal(read.messages[0]!.headers.traceparent?.toString(), traceparent);
     assert.equal(read.messages[0]!.key?.toString(), 'k');
+  });
+
+  test('QoS 0 publishes written back to back (more than the Receive Maximum) are all stored, in order, and read over gRPC', async () => {
+    const client = await connectMqtt('b1');
+    let disconnectReason: number | undefined;
+    client.on('disconnect', (packet) => {
+      disconnectReason = packet.reasonCode;
+    });
+    const bodies = Array.from({ length: 300 }, (_, i) => `z${i}`);
+    // No acknowledgement to wait for: all 300 leave at once; the Receive Maximum (64) is for QoS 1 only.
+    for (const body of bodies) client.publish('mq.q0/0', body, { qos: 0 });
+    const stored = await waitFor('300 QoS 0 messages in mq.q0/0', 20_000, async () => {
+      if (disconnectReason !== undefined) throw new Error(`the gateway disconnected the publisher (reason 0x${disconnectReason.toString(16)})`);
+      const read = await admin.read('mq.q0', 0, 0, { messagesMax: 1000 });
+      return read.messages.length >= bodies.length ? read.messages : undefined;
+    });
+    assert.deepEqual(
+      stored.map((m) => m.body.toString()),
+      bodies,
+    );
+    assert.equal(disconnectReason, undefined);
+    assert.ok(client.connected, 'the publisher is still connected');
+  });
+
+  test('QoS 0 subscriptions: a QoS 1 publish reaches a QoS 0 subscriber at QoS 0, a QoS 0 publish a QoS 1 subscriber at QoS 0', async () => {
+    const atMost = await connectMqtt('b2');
+    const atLeast = await connectMqtt('b3', { protocolVersion: 4 });
+    const received = { atMost: new Map<string, number>(), atLeast: new Map<string, number>() };
+    atMost.on('message', (_t, payload, packet) => received.atMost.set(payload.toString(), packet.qos));
+    atLeast.on('message', (_t, payload, packet) => received.atLeast.set(payload.toString(), packet.qos));
+    assert.deepEqual(
+      (await atMost.subscribeAsync('mq.q0sub/0', { qos: 0 })).map((g) => g.qos),
+      [0],
+    );
+    assert.deepEqual(
+      (await atLeast.subscribeAsync('mq.q0sub/0', { qos: 1 })).map((g) => g.qos),
+      [1],
+    );
+    // Readers start at the queue end: a probe that reaches both shows they run.
+    await waitFor(
+      'a probe at both subscribers',
+      15_000,
+      async () => {
+        if (received.atMost.has('probe') && received.atLeast.has('probe')) return true;
+        await admin.send('mq.q0sub', [{ body: 'probe' }], { queue: 0 });
+        return undefined;
+      },
+      500,
+    );
+    const publisher = await connectMqtt('b1');
+    await publisher.publishAsync('mq.q0sub/0', 'sent at qos 1', { qos: 1 });
+    await publisher.publishAsync('mq.q0sub/0', 'sent at qos 0', { qos: 0 });
+    await waitFor('both messages at both subscribers', 15_000, () =>
+      ['sent at qos 1', 'sent at qos 0'].every((b) => received.atMost.has(b) && received.atLeast.has(b)) ? true : undefined,
+    );
+    // 3.1.1 and 5.0 §3.8.4: delivered at the lower of the published QoS and the granted QoS.
+    assert.equal(received.atMost.get('probe'), 0, 'an SDK message (stored at quorum) to a QoS 0 subscription');
+    assert.equal(received.atMost.get('sent at qos 1'), 0);
+    assert.equal(received.atMost.get('sent at qos 0'), 0);
+    assert.equal(received.atLeast.get('probe'), 1, 'an SDK message to a QoS 1 subscription');
+    assert.equal(received.atLeast.get('sent at qos 1'), 1);
+    assert.equal(received.atLeast.get('sent at qos 0'), 0);
   });
 
   test('an SDK produce reaches an MQTT subscriber with a wildcard, on another broker, as <topic>/<queue>', async () => {
@@ -254,6 +318,49 @@ describe('MQTT gateway', { timeout: 150_000 }, () => {
     );
     assert.equal(await exited, 0);
     assert.match(out, /^mq\.mos\/0 hello mosquitto/);
+  });
+
+  test('mosquitto_pub -q 0 (3.1.1 and 5.0, many lines then DISCONNECT) stores every message in order; mosquitto_sub -q 0 receives', async (t) => {
+    if (!hasMosquitto() && !installMosquitto()) {
+      t.skip('mosquitto-clients is missing and apt-get could not install it');
+      return;
+    }
+    const common = ['-h', '127.0.0.1', '--cafile', ca(), '-u', cluster.keys.app.id, '-P', cluster.keys.app.secret];
+    const lines311 = Array.from({ length: 100 }, (_, i) => `p${i}`);
+    const lines5 = Array.from({ length: 100 }, (_, i) => `p${100 + i}`);
+    // -l: one QoS 0 PUBLISH per stdin line, then DISCONNECT at once (nothing to wait for).
+    execFileSync('mosquitto_pub', [...common, '-V', 'mqttv311', '-p', String(port('b1')), '-t', 'mq.q0/1', '-q', '0', '-l'], {
+      input: `${lines311.join('\n')}\n`,
+      timeout: 10_000,
+    });
+    // QoS 0 tells the publisher nothing: its exit does not mean stored, so wait before the next one.
+    assert.deepEqual(await readAll('mq.q0', 1, 100), lines311);
+    execFileSync('mosquitto_pub', [...common, '-V', 'mqttv5', '-p', String(port('b2')), '-t', 'mq.q0/1', '-q', '0', '-l'], {
+      input: `${lines5.join('\n')}\n`,
+      timeout: 10_000,
+    });
+    assert.deepEqual(await readAll('mq.q0', 1, 200), [...lines311, ...lines5]);
+
+    const sub = spawn('mosquitto_sub', [...common, '-V', 'mqttv311', '-p', String(port('b3')), '-t', 'mq.q0/1', '-q', '0', '-C', '1', '-W', '30'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    sub.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => sub.once('exit', (code) => resolve(code)));
+    await waitFor(
+      'mosquitto_sub -q 0 to print a message',
+      25_000,
+      () => {
+        if (out.length > 0) return true;
+        execFileSync('mosquitto_pub', [...common, '-p', String(port('b1')), '-t', 'mq.q0/1', '-q', '0', '-m', 'to qos 0'], { timeout: 10_000 });
+        return undefined;
+      },
+      700,
+    );
+    assert.equal(await exited, 0);
+    assert.equal(out, 'to qos 0\n');
   });
 
   test('a leader kill while publishing QoS 1 loses no PUBACKed message', async () => {

@@ -13,7 +13,8 @@ import { allows, login, type GatewayAccess } from '../common/access.js';
 import type { GatewayLog, GatewayMetrics } from '../common/metrics.js';
 import { connackCode311, reason } from './reason-codes.js';
 import type { SessionStore, Subscriptions } from './session-store.js';
-import { retainHeader, SourceReader } from './source-reader.js';
+import { deliveryQos, headersOf, propertiesOf } from './message-map.js';
+import { SourceReader } from './source-reader.js';
 import { destinationOf, isRefusal, parseFilter, printable, queueOf, sourcesOf, type Source } from './topic-map.js';
 import { OutgoingWindow } from './window.js';
 
@@ -49,8 +50,6 @@ export interface MqttContext {
 const clientIdPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,150}$/;
 /** Packets a client may send behind its CONNECT before the CONNACK. */
 const earlyPacketsMax = 32;
-/** The MQTT 5 user property whose value becomes the stored message's key. */
-export const keyProperty = 'key';
 
 interface Will {
   topic: string;
@@ -74,7 +73,11 @@ export class MqttConnection {
   private lastPacketMs = Date.now();
   private timer: NodeJS.Timeout | null = null;
   private publishing: Promise<void> = Promise.resolve();
+  /** PUBLISHes received and not yet stored or refused (bounds the memory one client holds). */
   private publishesPending = 0;
+  /** QoS 1 PUBLISHes among them: what 5.0's Receive Maximum bounds. */
+  private acknowledgementsPending = 0;
+  private drainWait: Promise<void> | null = null;
   private window: OutgoingWindow;
   private readonly subscriptions = new Map<string, 0 | 1>();
   private readonly readers = new Map<string, { reader: SourceReader; filters: Set<string> }>();
@@ -255,18 +258,21 @@ export class MqttConnection {
   private onPublish(packet: IPublishPacket): void {
     if (packet.qos === 2) return this.refuseFrame('qos2', reason.qosNotSupported, 'QoS 2 is not supported (maximum QoS 1)');
     if (packet.properties?.topicAlias !== undefined) return this.refuseFrame('protocol', reason.protocolError, 'topic aliases are not supported (maximum 0)');
+    const receiveMax = this.context.limits.receiveMax;
+    // 5.0's Receive Maximum counts QoS 1 PUBLISHes only: QoS 0 ones have no PUBACK to wait for.
+    if (packet.qos === 1) this.acknowledgementsPending++;
+    if (this.version === 5 && this.acknowledgementsPending > receiveMax)
+      return this.refuseFrame('receive_max', reason.receiveMaximumExceeded, `more than ${receiveMax} QoS 1 PUBLISHes in flight`);
+    // Any other backlog (QoS 0, or 3.1.1 which has no Receive Maximum) stops reading until it drains.
     this.publishesPending++;
-    if (this.publishesPending > this.context.limits.receiveMax) {
-      if (this.version === 5)
-        return this.refuseFrame('receive_max', reason.receiveMaximumExceeded, `more than ${this.context.limits.receiveMax} PUBLISHes in flight`);
-      this.socket.pause(); // 3.1.1 has no Receive Maximum: stop reading until the backlog drains
-    }
+    if (this.publishesPending > receiveMax) this.socket.pause();
     // One after the other: MQTT keeps a connection's messages to one topic in order.
     this.publishing = this.publishing
       .then(() => this.store(packet))
       .finally(() => {
         this.publishesPending--;
-        if (this.publishesPending <= this.context.limits.receiveMax && this.state !== 'closed') this.socket.resume();
+        if (packet.qos === 1) this.acknowledgementsPending--;
+        if (this.publishesPending <= receiveMax && this.state !== 'closed') this.socket.resume();
       });
   }
 
@@ -291,7 +297,11 @@ export class MqttConnection {
     if (!allows(this.context.access, this.keyId, 'produce', destination.topic))
       return this.refusePublish(ack, reason.notAuthorized, `no produce permission on topic ${destination.topic}`);
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    const { headers, key } = headersOf(packet.properties?.userProperties, packet.retain, packet.properties?.contentType);
+    const { headers, key } = headersOf(packet.properties?.userProperties, {
+      retain: packet.retain,
+      qos: packet.qos === 0 ? 0 : 1,
+      contentType: packet.properties?.contentType,
+    });
     try {
       const route = await this.context.client.cluster.topic(destination.topic);
       const queue = queueOf(destination, route.queues, packet.topic, key);
@@ -403,16 +413,37 @@ export class MqttConnection {
     if (this.state !== 'connected') return false;
     const properties = this.version === 5 ? propertiesOf(message) : undefined;
     const base = { cmd: 'publish' as const, topic: name, payload: message.body, retain: retained, dup: false, ...(properties ? { properties } : {}) };
-    if (qos === 0) {
+    if (deliveryQos(qos, message) === 0) {
       this.write({ ...base, qos: 0 });
       this.context.metrics.message('out', message.body.length);
-      return true;
+      await this.drained();
+      return this.state === 'connected';
     }
     const slot = await this.window.take();
     if (slot === null || this.state !== 'connected') return false;
     this.write({ ...base, qos: 1, messageId: slot.packetId });
     this.context.metrics.message('out', message.body.length);
     return slot.acked;
+  }
+
+  /**
+   * Resolves once the socket's send buffer is below its high-water mark, or the connection ended:
+   * QoS 0 deliveries have no PUBACK to pace them, so a slow client holds its readers back here
+   * instead of growing the buffer.
+   */
+  private drained(): Promise<void> {
+    if (!this.socket.writableNeedDrain || this.socket.destroyed) return Promise.resolve();
+    this.drainWait ??= new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        this.drainWait = null;
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+    return this.drainWait;
   }
 
   // ---------------------------------------------------------------- endings
@@ -465,32 +496,4 @@ export class MqttConnection {
 
 function readerKey(source: Source): string {
   return `${source.topic}/${source.queue}`;
-}
-
-/** MQTT 5 user properties as message headers (the `key` property becomes the message key); retain and content type as headers too. */
-export function headersOf(
-  user: UserProperties | undefined,
-  retain: boolean,
-  contentType: string | undefined,
-): { headers: Record<string, string>; key: Buffer | null } {
-  const headers: Record<string, string> = {};
-  let key: Buffer | null = null;
-  for (const [name, value] of Object.entries(user ?? {})) {
-    const text = Array.isArray(value) ? value[value.length - 1]! : value;
-    if (name === keyProperty) key = Buffer.from(text);
-    else headers[name] = text;
-  }
-  if (retain) headers[retainHeader] = '1';
-  if (contentType !== undefined) headers['content-type'] = contentType;
-  return { headers, key };
-}
-
-/** A stored message's headers as MQTT 5 user properties (traceparent among them), and its key. */
-export function propertiesOf(message: ReceivedMessage): IPublishPacket['properties'] | undefined {
-  const user: Record<string, string> = {};
-  for (const [name, value] of Object.entries(message.headers)) if (name !== retainHeader && name !== 'content-type') user[name] = value.toString('utf8');
-  if (message.key) user[keyProperty] = message.key.toString('utf8');
-  const contentType = message.headers['content-type']?.toString('utf8');
-  if (Object.keys(user).length === 0 && contentType === undefined) return undefined;
-  return { ...(Object.keys(user).length > 0 ? { userProperties: user } : {}), ...(contentType !== undefined ? { contentType } : {}) };
 }

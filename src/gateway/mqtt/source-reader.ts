@@ -6,10 +6,9 @@
 import type { MambaClient, ReadResult, ReceivedMessage } from '../../client/client.js';
 import { OutOfRangeError } from '../../errors.js';
 import type { GatewayLog } from '../common/metrics.js';
+import { retainHeader } from './message-map.js';
 import type { Source } from './topic-map.js';
 
-/** A message stored with this header was published with MQTT's retain flag. */
-export const retainHeader = 'mqtt-retain';
 /** Messages read per round (also bounds the PUBACKs one reader waits for). */
 const batchMessagesMax = 64;
 /** How long one read waits at the end of the queue, so a stopped reader ends within about this. */
