@@ -1,5 +1,6 @@
 // One MQTT connection (3.1.1 or 5.0): frames parsed by mqtt-packet, then CONNECT (key id and
-// secret), PUBLISH QoS 0/1 into a topic's queue through the SDK (PUBACK once the quorum has it),
+// secret), PUBLISH QoS 0/1 into a topic's queue through the gateway's idempotent producer (PUBACK
+// once the quorum has it),
 // SUBSCRIBE/UNSUBSCRIBE over topics and queues (one SourceReader per queue covered), keep-alive,
 // last will, persistent sessions. Every refusal answers with the reason code the version has
 // (CONNACK, PUBACK, SUBACK, DISCONNECT) or closes the connection when 3.1.1 has none.
@@ -7,15 +8,17 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import mqtt from 'mqtt-packet';
 import type { IConnectPacket, IPublishPacket, ISubscribePacket, IUnsubscribePacket, Packet, UserProperties } from 'mqtt-packet';
-import type { MambaClient, ReceivedMessage } from '../../client/client.js';
+import type { ReceivedMessage } from '../../client/client.js';
+import { OutcomeUnknownError } from '../../client/producer.js';
 import { NotFoundError } from '../../errors.js';
 import { allows, login, type GatewayAccess } from '../common/access.js';
+import type { GatewayBackend } from '../common/backend.js';
 import type { GatewayLog, GatewayMetrics } from '../common/metrics.js';
 import { connackCode311, reason } from './reason-codes.js';
 import type { SessionStore, Subscriptions } from './session-store.js';
 import { deliveryQos, headersOf, propertiesOf } from './message-map.js';
 import { SourceReader } from './source-reader.js';
-import { destinationOf, isRefusal, parseFilter, printable, queueOf, sourcesOf, type Source } from './topic-map.js';
+import { destinationOf, isRefusal, parseFilter, printable, queueOf, sourcesOf, type Refusal, type Source } from './topic-map.js';
 import { OutgoingWindow } from './window.js';
 
 export interface MqttLimits {
@@ -36,7 +39,8 @@ export interface MqttLimits {
 }
 
 export interface MqttContext {
-  client: MambaClient;
+  /** Reads through its client; stores through its idempotent producer (../common/backend.ts). */
+  backend: GatewayBackend;
   access: GatewayAccess | null;
   metrics: GatewayMetrics;
   log: GatewayLog;
@@ -50,6 +54,22 @@ export interface MqttContext {
 const clientIdPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,150}$/;
 /** Packets a client may send behind its CONNECT before the CONNACK. */
 const earlyPacketsMax = 32;
+
+/** A PUBLISH from the client, or its will. */
+interface Publication {
+  topic: string;
+  payload: Buffer | string;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  messageId?: number;
+  properties?: IPublishPacket['properties'];
+}
+
+/** How storing a Publication ended: success, or the reason code the client is told. */
+interface PublishOutcome {
+  code: number;
+  why: string | null;
+}
 
 interface Will {
   topic: string;
@@ -72,7 +92,9 @@ export class MqttConnection {
   private keepaliveMs = 0;
   private lastPacketMs = Date.now();
   private timer: NodeJS.Timeout | null = null;
-  private publishing: Promise<void> = Promise.resolve();
+  /** The last PUBLISH handed to the producer (admit), and the last one answered. */
+  private admission: Promise<unknown> = Promise.resolve();
+  private answering: Promise<void> = Promise.resolve();
   /** PUBLISHes received and not yet stored or refused (bounds the memory one client holds). */
   private publishesPending = 0;
   /** QoS 1 PUBLISHes among them: what 5.0's Receive Maximum bounds. */
@@ -266,9 +288,16 @@ export class MqttConnection {
     // Any other backlog (QoS 0, or 3.1.1 which has no Receive Maximum) stops reading until it drains.
     this.publishesPending++;
     if (this.publishesPending > receiveMax) this.socket.pause();
-    // One after the other: MQTT keeps a connection's messages to one topic in order.
-    this.publishing = this.publishing
-      .then(() => this.store(packet))
+    // Handed to the producer one after the other (route lookups may take a while), so that a
+    // connection's messages to one queue are stored in the order they came; several may wait for
+    // their quorum at once. PUBACKs leave in that order too (MQTT-4.6.0-2).
+    const admitted = this.admission.then(() => this.admit(packet));
+    this.admission = admitted;
+    this.answering = this.answering
+      .then(() => admitted)
+      .then((stored) => stored.outcome)
+      .then((outcome) => this.answer(packet, outcome))
+      .catch((error: Error) => this.fail(error))
       .finally(() => {
         this.publishesPending--;
         if (packet.qos === 1) this.acknowledgementsPending--;
@@ -276,49 +305,58 @@ export class MqttConnection {
       });
   }
 
-  /** Stores one PUBLISH (or the will); QoS 1 is acknowledged once the quorum has it. */
-  private async store(packet: {
-    topic: string;
-    payload: Buffer | string;
-    qos: 0 | 1 | 2;
-    retain: boolean;
-    messageId?: number;
-    properties?: IPublishPacket['properties'];
-  }): Promise<void> {
-    const ack = (code: number, why: string | null): void => {
-      if (packet.qos !== 1 || packet.messageId === undefined || this.state === 'closed') return;
-      if (this.version === 5)
-        this.write({ cmd: 'puback', messageId: packet.messageId, reasonCode: code, ...(why ? { properties: { reasonString: why } } : {}) } as Packet);
-      else if (code === reason.success) this.write({ cmd: 'puback', messageId: packet.messageId });
-      else this.close(false); // 3.1.1 has no refusal in PUBACK: the client learns by the closed connection
-    };
+  /**
+   * Checks a PUBLISH (or the will) and hands it to the gateway's producer. Never rejects: the
+   * outcome is success once the quorum has the message, else the reason code of the refusal.
+   */
+  private async admit(packet: Publication): Promise<{ outcome: Promise<PublishOutcome> }> {
+    const refused = (code: number, why: string) => ({ outcome: Promise.resolve({ code, why }) });
     const destination = destinationOf(packet.topic);
-    if (isRefusal(destination)) return this.refusePublish(ack, reason.topicNameInvalid, destination.why);
+    if (isRefusal(destination)) return refused(reason.topicNameInvalid, destination.why);
     if (!allows(this.context.access, this.keyId, 'produce', destination.topic))
-      return this.refusePublish(ack, reason.notAuthorized, `no produce permission on topic ${destination.topic}`);
+      return refused(reason.notAuthorized, `no produce permission on topic ${destination.topic}`);
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const { headers, key } = headersOf(packet.properties?.userProperties, {
       retain: packet.retain,
       qos: packet.qos === 0 ? 0 : 1,
       contentType: packet.properties?.contentType,
     });
+    let queue: number | Refusal;
     try {
-      const route = await this.context.client.cluster.topic(destination.topic);
-      const queue = queueOf(destination, route.queues, packet.topic, key);
-      if (typeof queue !== 'number') return this.refusePublish(ack, reason.topicNameInvalid, queue.why);
-      await this.context.client.send(destination.topic, [{ key, body: payload, headers }], { queue, ack: packet.qos === 1 ? 'quorum' : 'leader' });
-      this.context.metrics.message('in', payload.length);
-      ack(reason.success, null);
+      const route = await this.context.backend.client.cluster.topic(destination.topic);
+      queue = queueOf(destination, route.queues, packet.topic, key);
     } catch (error) {
-      if (error instanceof NotFoundError) return this.refusePublish(ack, reason.topicNameInvalid, `no topic ${destination.topic}`);
-      this.context.log.warn('mqtt.publish.failed', { clientId: this.clientId, topic: destination.topic, problem: (error as Error).message });
-      this.refusePublish(ack, reason.unspecifiedError, 'not stored; publish again');
+      return { outcome: Promise.resolve(this.publishFailure(error, destination.topic)) };
     }
+    if (typeof queue !== 'number') return refused(reason.topicNameInvalid, queue.why);
+    const sent = this.context.backend.publish(destination.topic, { key, body: payload, headers }, { queue });
+    const outcome = sent.then(
+      () => {
+        this.context.metrics.message('in', payload.length);
+        return { code: reason.success, why: null };
+      },
+      (error: unknown) => this.publishFailure(error, destination.topic),
+    );
+    return { outcome };
   }
 
-  private refusePublish(ack: (code: number, why: string) => void, code: number, why: string): void {
-    this.context.metrics.refusal(`publish_${code.toString(16)}`);
-    ack(code, why);
+  private publishFailure(error: unknown, topic: string): PublishOutcome {
+    if (error instanceof NotFoundError) return { code: reason.topicNameInvalid, why: `no topic ${topic}` };
+    this.context.log.warn('mqtt.publish.failed', { clientId: this.clientId, topic, problem: (error as Error).message });
+    // The producer never sent it elsewhere, and sending it again may store it twice: say so.
+    if (error instanceof OutcomeUnknownError) return { code: reason.unspecifiedError, why: 'not acknowledged; it may or may not be stored' };
+    return { code: reason.unspecifiedError, why: 'not stored; publish again' };
+  }
+
+  /** A refusal is counted; a QoS 1 PUBLISH gets its PUBACK (3.1.1 has no refusal in one: the connection closes). */
+  private answer(packet: Publication, outcome: PublishOutcome): void {
+    if (outcome.code !== reason.success) this.context.metrics.refusal(`publish_${outcome.code.toString(16)}`);
+    if (packet.qos !== 1 || packet.messageId === undefined || this.state === 'closed') return;
+    if (this.version === 5) {
+      const properties = outcome.why === null ? {} : { properties: { reasonString: outcome.why } };
+      this.write({ cmd: 'puback', messageId: packet.messageId, reasonCode: outcome.code, ...properties } as Packet);
+    } else if (outcome.code === reason.success) this.write({ cmd: 'puback', messageId: packet.messageId });
+    else this.close(false);
   }
 
   // ---------------------------------------------------------------- SUBSCRIBE
@@ -366,7 +404,14 @@ export class MqttConnection {
       return;
     }
     const position = { consumerGroup: this.persistent ? `mqtt.${this.clientId}` : null, resume: this.resume };
-    const reader = new SourceReader(this.context.client, source, qos, { publish: (n, q, m, r) => this.deliver(n, q, m, r) }, position, this.context.log);
+    const reader = new SourceReader(
+      this.context.backend.client,
+      source,
+      qos,
+      { publish: (n, q, m, r) => this.deliver(n, q, m, r) },
+      position,
+      this.context.log,
+    );
     this.readers.set(key, { reader, filters: new Set([filter]) });
     reader.start();
   }
@@ -487,8 +532,21 @@ export class MqttConnection {
     if (!wasConnected) return;
     this.context.sessions.release(this.clientId, this.sessionHandle, this.subscriptions as Subscriptions, this.persistent ? this.sessionExpiryMs : 0);
     const will = normal ? null : this.will;
-    if (will)
-      void this.store({ topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, properties: { userProperties: will.properties } });
+    if (!will) return;
+    // After the client's own PUBLISHes; nobody to answer, a refusal is counted and logged.
+    const publication: Publication = {
+      topic: will.topic,
+      payload: will.payload,
+      qos: will.qos,
+      retain: will.retain,
+      properties: { userProperties: will.properties },
+    };
+    const admitted = this.admission.then(() => this.admit(publication));
+    this.admission = admitted;
+    void admitted
+      .then((stored) => stored.outcome)
+      .then((outcome) => this.answer(publication, outcome))
+      .catch((error: Error) => this.context.log.warn('mqtt.will.failed', { clientId: this.clientId, problem: error.message }));
   }
 
   private readonly sessionHandle = { takeOver: () => this.disconnect(reason.sessionTakenOver, 'another connection took this client id') };
