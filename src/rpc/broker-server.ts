@@ -129,7 +129,7 @@ async function startServing(
   broker.startMetadata();
   await observe.start(broker, replica);
   // ---- gateways (src/gateway): one listener per protocol whose port the cluster file gives
-  const mqtt = await startMqttListener(cluster, config, security, observe.metrics.registry, log);
+  const mqtt = await startMqttListener(cluster, config, security, observe.metrics.registry, log, observe.tracing.tracer);
   const stomp = await startStompListener(cluster, config, security, observe.metrics.registry, log);
   // ---- end of gateways
   log.info('broker.started', {

@@ -3,6 +3,7 @@
 // TLS certificate when the cluster has TLS, the live keys and permissions for its own checks, and
 // an in-process SDK client over every broker's client API signed with the brokers' key (for MQTT,
 // with one idempotent producer: ../gateway/common/backend.ts).
+import type { Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import { brokerPath, brokerPem } from '../auth/tls.js';
 import type { BrokerConfig, ClusterConfig } from '../config/cluster.js';
@@ -26,6 +27,7 @@ export async function startMqttListener(
   security: BrokerSecurity,
   registry: Registry,
   log: Logger,
+  tracer: Tracer | null,
 ): Promise<MqttGateway | null> {
   if (config.mqttPort === null) return null;
   const tls = cluster.security.tls;
@@ -43,6 +45,7 @@ export async function startMqttListener(
       port: config.mqttPort,
       tls: tls ? brokerPem(tls, config.id) : null,
       backend,
+      tracer,
       access: security.access,
       metrics: gatewayMetrics(registry, 'mqtt'),
       log,

@@ -48,3 +48,9 @@ test('a delivery goes out at the lower of the published QoS and the granted QoS'
   assert.equal(deliveryQos(0, atMostOnce), 0);
   assert.equal(deliveryQos(1, atMostOnce), 0);
 });
+
+test("with tracing on, the delivery span's context replaces the stored one; other properties stay", () => {
+  const message = stored({ traceparent: 'stored-parent', tracestate: 'stored-state', app: 'x' });
+  assert.deepEqual(propertiesOf(message, { traceparent: 'delivery-parent' }), { userProperties: { app: 'x', traceparent: 'delivery-parent' } });
+  assert.deepEqual(propertiesOf(message), { userProperties: { traceparent: 'stored-parent', tracestate: 'stored-state', app: 'x' } });
+});

@@ -12,6 +12,7 @@ import type { SentMessage } from '../../src/client/producer.js';
 import type { OutgoingMessage } from '../../src/client/wire.js';
 import type { GatewayBackend } from '../../src/gateway/common/backend.js';
 import { gatewayMetrics } from '../../src/gateway/common/metrics.js';
+import { gatewayTracing } from '../../src/gateway/common/tracing.js';
 import { MqttConnection, type MqttContext } from '../../src/gateway/mqtt/connection.js';
 import { mqttLimitDefaults } from '../../src/gateway/mqtt/server.js';
 import { SessionStore } from '../../src/gateway/mqtt/session-store.js';
@@ -68,6 +69,7 @@ async function connectTo(backend: GatewayBackend, protocolVersion: 4 | 5): Promi
   const silent = { debug() {}, info() {}, warn() {} };
   const context: MqttContext = {
     backend,
+    tracing: gatewayTracing(null, 'mqtt'),
     access: null,
     metrics: gatewayMetrics(null, 'mqtt'),
     log: silent,

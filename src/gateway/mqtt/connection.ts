@@ -13,6 +13,7 @@ import { OutcomeUnknownError } from '../../client/producer.js';
 import { NotFoundError } from '../../errors.js';
 import { allows, login, type GatewayAccess } from '../common/access.js';
 import type { GatewayBackend } from '../common/backend.js';
+import type { GatewayTracing } from '../common/tracing.js';
 import type { GatewayLog, GatewayMetrics } from '../common/metrics.js';
 import { connackCode311, reason } from './reason-codes.js';
 import type { SessionStore, Subscriptions } from './session-store.js';
@@ -41,6 +42,8 @@ export interface MqttLimits {
 export interface MqttContext {
   /** Reads through its client; stores through its idempotent producer (../common/backend.ts). */
   backend: GatewayBackend;
+  /** Spans per PUBLISH received and delivered (a no-op when tracing is off). */
+  tracing: GatewayTracing;
   access: GatewayAccess | null;
   metrics: GatewayMetrics;
   log: GatewayLog;
@@ -310,32 +313,42 @@ export class MqttConnection {
    * outcome is success once the quorum has the message, else the reason code of the refusal.
    */
   private async admit(packet: Publication): Promise<{ outcome: Promise<PublishOutcome> }> {
-    const refused = (code: number, why: string) => ({ outcome: Promise.resolve({ code, why }) });
+    const settled = (outcome: PublishOutcome) => ({ outcome: Promise.resolve(outcome) });
     const destination = destinationOf(packet.topic);
-    if (isRefusal(destination)) return refused(reason.topicNameInvalid, destination.why);
-    if (!allows(this.context.access, this.keyId, 'produce', destination.topic))
-      return refused(reason.notAuthorized, `no produce permission on topic ${destination.topic}`);
+    if (isRefusal(destination)) return settled({ code: reason.topicNameInvalid, why: destination.why }); // no topic to name a span after
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
     const { headers, key } = headersOf(packet.properties?.userProperties, {
       retain: packet.retain,
       qos: packet.qos === 0 ? 0 : 1,
       contentType: packet.properties?.contentType,
     });
+    const span = this.context.tracing.startPublish(destination.topic, headers, {
+      clientId: this.clientId,
+      destination: packet.topic,
+      payloadBytes: payload.length,
+    });
+    const failed = (outcome: PublishOutcome): PublishOutcome => {
+      span.end({ problem: outcome.why ?? `reason code ${outcome.code}` });
+      return outcome;
+    };
+    if (!allows(this.context.access, this.keyId, 'produce', destination.topic))
+      return settled(failed({ code: reason.notAuthorized, why: `no produce permission on topic ${destination.topic}` }));
     let queue: number | Refusal;
     try {
       const route = await this.context.backend.client.cluster.topic(destination.topic);
       queue = queueOf(destination, route.queues, packet.topic, key);
     } catch (error) {
-      return { outcome: Promise.resolve(this.publishFailure(error, destination.topic)) };
+      return settled(failed(this.publishFailure(error, destination.topic)));
     }
-    if (typeof queue !== 'number') return refused(reason.topicNameInvalid, queue.why);
-    const sent = this.context.backend.publish(destination.topic, { key, body: payload, headers }, { queue });
+    if (typeof queue !== 'number') return settled(failed({ code: reason.topicNameInvalid, why: queue.why }));
+    const sent = this.context.backend.publish(destination.topic, { key, body: payload, headers: span.headers }, { queue });
     const outcome = sent.then(
-      () => {
+      (stored) => {
+        span.end(stored);
         this.context.metrics.message('in', payload.length);
         return { code: reason.success, why: null };
       },
-      (error: unknown) => this.publishFailure(error, destination.topic),
+      (error: unknown) => failed(this.publishFailure(error, destination.topic)),
     );
     return { outcome };
   }
@@ -408,7 +421,7 @@ export class MqttConnection {
       this.context.backend.client,
       source,
       qos,
-      { publish: (n, q, m, r) => this.deliver(n, q, m, r) },
+      { publish: (source, q, m, r) => this.deliver(source, q, m, r) },
       position,
       this.context.log,
     );
@@ -454,21 +467,34 @@ export class MqttConnection {
 
   // ---------------------------------------------------------------- delivery
 
-  private async deliver(name: string, qos: 0 | 1, message: ReceivedMessage, retained: boolean): Promise<boolean> {
+  /** Writes one stored message; true once the client has it (QoS 0: written, QoS 1: PUBACKed). */
+  private async deliver(source: Source, grantedQos: 0 | 1, message: ReceivedMessage, retained: boolean): Promise<boolean> {
     if (this.state !== 'connected') return false;
-    const properties = this.version === 5 ? propertiesOf(message) : undefined;
-    const base = { cmd: 'publish' as const, topic: name, payload: message.body, retain: retained, dup: false, ...(properties ? { properties } : {}) };
-    if (deliveryQos(qos, message) === 0) {
-      this.write({ ...base, qos: 0 });
-      this.context.metrics.message('out', message.body.length);
+    const qos = deliveryQos(grantedQos, message);
+    const slot = qos === 1 ? await this.window.take() : null;
+    if ((qos === 1 && slot === null) || this.state !== 'connected') return false;
+    const facts = { clientId: this.clientId, destination: source.name, payloadBytes: message.body.length };
+    const span = this.context.tracing.startDeliver(source.topic, source.queue, message.offset, message.headers, facts);
+    const properties = this.version === 5 ? propertiesOf(message, span?.headers) : undefined;
+    this.write({
+      cmd: 'publish',
+      topic: source.name,
+      payload: message.body,
+      retain: retained,
+      dup: false,
+      qos,
+      ...(slot ? { messageId: slot.packetId } : {}),
+      ...(properties ? { properties } : {}),
+    });
+    this.context.metrics.message('out', message.body.length);
+    if (slot === null) {
+      span?.end();
       await this.drained();
       return this.state === 'connected';
     }
-    const slot = await this.window.take();
-    if (slot === null || this.state !== 'connected') return false;
-    this.write({ ...base, qos: 1, messageId: slot.packetId });
-    this.context.metrics.message('out', message.body.length);
-    return slot.acked;
+    const acked = await slot.acked;
+    span?.end(acked ? undefined : 'the connection ended before the PUBACK');
+    return acked;
   }
 
   /**

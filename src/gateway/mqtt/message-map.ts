@@ -3,6 +3,7 @@
 // gateway's own, and the content type is a header. Pure functions: no I/O.
 import type { IPublishPacket, UserProperties } from 'mqtt-packet';
 import type { ReceivedMessage } from '../../client/client.js';
+import { traceparentHeader, tracestateHeader } from '../../observe/message-trace.js';
 
 /** The MQTT 5 user property whose value becomes the stored message's key. */
 export const keyProperty = 'key';
@@ -14,6 +15,7 @@ export const retainHeader = 'mqtt-retain';
  */
 export const publishedQosHeader = 'mqtt-qos';
 const contentTypeHeader = 'content-type';
+const traceContextHeaders: ReadonlySet<string> = new Set([traceparentHeader, tracestateHeader]);
 /** Headers the gateway sets itself: a client's user property of that name is not stored. */
 const gatewayHeaders: ReadonlySet<string> = new Set([retainHeader, publishedQosHeader, contentTypeHeader]);
 
@@ -35,10 +37,16 @@ export function headersOf(
   return { headers, key };
 }
 
-/** A stored message's headers as MQTT 5 user properties (traceparent among them), and its key. */
-export function propertiesOf(message: ReceivedMessage): IPublishPacket['properties'] | undefined {
+/**
+ * A stored message's headers as MQTT 5 user properties (traceparent among them), and its key;
+ * `traceHeaders` (the gateway's delivery span's context, when tracing is on) replace the stored ones.
+ */
+export function propertiesOf(message: ReceivedMessage, traceHeaders: Readonly<Record<string, string>> = {}): IPublishPacket['properties'] | undefined {
   const user: Record<string, string> = {};
-  for (const [name, value] of Object.entries(message.headers)) if (!gatewayHeaders.has(name)) user[name] = value.toString('utf8');
+  const replaced = Object.keys(traceHeaders).length > 0;
+  for (const [name, value] of Object.entries(message.headers))
+    if (!gatewayHeaders.has(name) && !(replaced && traceContextHeaders.has(name))) user[name] = value.toString('utf8');
+  Object.assign(user, traceHeaders);
   if (message.key) user[keyProperty] = message.key.toString('utf8');
   const contentType = message.headers[contentTypeHeader]?.toString('utf8');
   if (Object.keys(user).length === 0 && contentType === undefined) return undefined;

@@ -5,7 +5,9 @@
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import type { GatewayAccess } from '../common/access.js';
+import type { Tracer } from '@opentelemetry/api';
 import type { GatewayBackend } from '../common/backend.js';
+import { gatewayTracing } from '../common/tracing.js';
 import type { GatewayLog, GatewayMetrics } from '../common/metrics.js';
 import { MqttConnection, type MqttLimits } from './connection.js';
 import { SessionStore } from './session-store.js';
@@ -16,6 +18,8 @@ export interface MqttGatewayOptions {
   /** The broker's PEM material when the cluster has TLS. */
   tls: { cert: Buffer; key: Buffer } | null;
   backend: GatewayBackend;
+  /** The broker's tracer (null: tracing is off). */
+  tracer: Tracer | null;
   access: GatewayAccess | null;
   metrics: GatewayMetrics;
   log: GatewayLog;
@@ -49,6 +53,7 @@ export class MqttGateway {
     const connectionsMax = options.connectionsMax ?? 10_000;
     const context = {
       backend: options.backend,
+      tracing: gatewayTracing(options.tracer, 'mqtt'),
       access: options.access,
       metrics: options.metrics,
       log: options.log,
