@@ -38,10 +38,11 @@ module.exports = {
     layer('broker', ['replica', 'raft', 'log', 'protocol']),
     layer('config', ['log', 'auth', 'observe', 'broker']),
     layer('client', ['protocol', 'auth', 'observe']),
-    // Gateways (MQTT, STOMP) reach the cluster through the SDK (client) and check keys and
-    // permissions with auth; TLS material, config and metrics registry are handed in by rpc,
-    // which composes them on the broker. Nothing of the broker's internals: the same path as gRPC.
-    layer('gateway', ['client', 'auth']),
+    // Gateways (MQTT, STOMP) reach the cluster through the SDK (client), check keys and
+    // permissions with auth, and make their spans with observe's message-trace helpers (the W3C
+    // context messages carry); TLS material, config, metrics registry and tracer are handed in by
+    // rpc, which composes them on the broker. Nothing of the broker's internals: the same path as gRPC.
+    layer('gateway', ['client', 'auth', 'observe']),
     layer('rpc', ['broker', 'replica', 'raft', 'log', 'protocol', 'auth', 'observe', 'config', 'gateway']),
     layer('backup', ['broker', 'replica', 'raft', 'log', 'protocol', 'config']),
     layer('cli', ['client', 'config', 'auth', 'rpc', 'protocol', 'backup']),

@@ -117,6 +117,8 @@ export class MambaClient {
   private readonly tracingSdk: Tracing;
   /** Producer and receive spans (also used by Producer and Consumer). */
   readonly tracing: ClientTracing;
+  /** Aborted by close(). */
+  private readonly closing = new AbortController();
 
   constructor(options: ClientOptions) {
     const checked = checkOptions(options);
@@ -130,7 +132,7 @@ export class MambaClient {
 
   /** `work` under the client's retry policy (retry.ts). */
   retry<T>(work: (attempt: RetryAttempt) => Promise<T>): Promise<T> {
-    return retry(this.retryPolicy, work);
+    return retry(this.retryPolicy, work, { signal: this.closing.signal });
   }
 
   // ------------------------------------------------------------------ admin
@@ -326,6 +328,7 @@ export class MambaClient {
   }
 
   close(): void {
+    this.closing.abort(); // calls still retrying end with their last error instead of retrying a closed pool
     this.pool.close();
     void this.tracingSdk.shutdown(); // flushes spans still buffered for export
   }

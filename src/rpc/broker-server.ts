@@ -129,8 +129,8 @@ async function startServing(
   broker.startMetadata();
   await observe.start(broker, replica);
   // ---- gateways (src/gateway): one listener per protocol whose port the cluster file gives
-  const mqtt = await startMqttListener(cluster, config, security, observe.metrics.registry, log);
-  const stomp = await startStompListener(cluster, config, security, observe.metrics.registry, observe.tracing.tracer, log);
+  const mqtt = await startMqttListener(cluster, config, security, observe.metrics.registry, log, observe.tracing.tracer);
+  const stomp = await startStompListener(cluster, config, security, observe.metrics.registry, log, observe.tracing.tracer);
   // ---- end of gateways
   log.info('broker.started', {
     client: `${config.host}:${config.clientPort}`,

@@ -1,11 +1,13 @@
 // The composition of the protocol gateways (src/gateway) on a broker: each listener starts when
 // the broker's entry in the cluster file gives its port (mqttPort, stompPort), with the broker's
 // TLS certificate when the cluster has TLS, the live keys and permissions for its own checks, and
-// an in-process SDK client over every broker's client API signed with the brokers' key.
+// an in-process SDK client over every broker's client API signed with the brokers' key (for MQTT,
+// with one idempotent producer: ../gateway/common/backend.ts).
+import type { Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import { brokerPath, brokerPem } from '../auth/tls.js';
 import type { BrokerConfig, ClusterConfig } from '../config/cluster.js';
-import { backendClient } from '../gateway/common/backend.js';
+import { gatewayBackend } from '../gateway/common/backend.js';
 import { gatewayMetrics } from '../gateway/common/metrics.js';
 import { MqttGateway } from '../gateway/mqtt/server.js';
 import { startStompGateway, type StompGateway } from '../gateway/stomp/server.js';
@@ -25,28 +27,32 @@ export async function startMqttListener(
   security: BrokerSecurity,
   registry: Registry,
   log: Logger,
+  tracer: Tracer | null,
 ): Promise<MqttGateway | null> {
   if (config.mqttPort === null) return null;
   const tls = cluster.security.tls;
-  const client = backendClient({
+  const backend = gatewayBackend({
     brokers: brokerAddresses(cluster, config),
     signingKey: security.brokerKey(),
     tlsCaFile: tls ? tls.caFile : null,
     requestTimeoutMs: Math.max(2000, 4 * config.settings.electionTimeoutMs),
+    messageBytesMax: config.settings.messageBytesMax,
+    requestBytesMax: config.settings.requestBytesMax,
   });
   try {
     return await MqttGateway.start({
       listenHost: config.listenHost,
       port: config.mqttPort,
       tls: tls ? brokerPem(tls, config.id) : null,
-      client,
+      backend,
+      tracer,
       access: security.access,
       metrics: gatewayMetrics(registry, 'mqtt'),
       log,
       messageBytesMax: config.settings.messageBytesMax,
     });
   } catch (error) {
-    client.close();
+    await backend.close();
     throw error;
   }
 }
@@ -56,9 +62,9 @@ export async function startStompListener(
   config: BrokerConfig,
   security: BrokerSecurity,
   registry: Registry,
-  /** The broker's tracer: a span per SEND and per delivered MESSAGE; null when tracing is off. */
-  tracer: import('@opentelemetry/api').Tracer | null,
   log: Logger,
+  /** The broker's tracer: a span per SEND and per delivered MESSAGE; null when tracing is off. */
+  tracer: Tracer | null,
 ): Promise<StompGateway | null> {
   if (config.stompPort === null) return null;
   const tls = cluster.security.tls;

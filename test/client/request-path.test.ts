@@ -2,11 +2,13 @@
 // transport: no server, no sockets. Each test names the step of cluster.ts's header it checks.
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { MambaClient } from '../../src/client/client.js';
 import { Cluster } from '../../src/client/cluster.js';
 import type { Transport } from '../../src/client/connection.js';
 import { retry, type RetryClock, type RetryPolicy } from '../../src/client/retry.js';
 import { InvalidArgumentError, NotFoundError, NotLeaderError, UnavailableError } from '../../src/errors.js';
 import type { GroupInfo, MethodName, RequestOf, ResponseOf } from '../../src/protocol/messages.js';
+import { waitFor } from '../../scripts/lib/cluster.js';
 
 type Handler = (method: MethodName, request: unknown) => unknown;
 
@@ -288,4 +290,27 @@ describe('request path', () => {
     await cluster.topic('t');
     assert.equal(transport.methods('DescribeTopic').length, 2);
   });
+});
+
+test('close() ends the calls still retrying, at their next wait, with their last error', async () => {
+  // Every broker unreachable, and a policy that would go on retrying for minutes.
+  const transport = new ScriptedTransport(new Map());
+  const client = new MambaClient({
+    brokers: ['a1:1'],
+    transport,
+    retry: { attemptsMax: 1000, backoffMsInitial: 100, backoffMsMax: 100, elapsedMsMax: 600_000 },
+  });
+  let settled: unknown = null;
+  const reading = client.read('t', 0, 0).then(
+    () => 'resolved',
+    (error: unknown) => error,
+  );
+  void reading.then((outcome) => {
+    settled = outcome;
+  });
+  await waitFor('a few attempts', 5000, () => (transport.calls.length >= 3 ? true : undefined));
+  assert.equal(settled, null, 'still retrying');
+  client.close();
+  const outcome = await waitFor('the read to end after close', 1000, () => settled ?? undefined);
+  assert.ok(outcome instanceof UnavailableError, `rejected with the last error (${String(outcome)})`);
 });

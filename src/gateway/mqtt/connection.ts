@@ -1,5 +1,6 @@
 // One MQTT connection (3.1.1 or 5.0): frames parsed by mqtt-packet, then CONNECT (key id and
-// secret), PUBLISH QoS 0/1 into a topic's queue through the SDK (PUBACK once the quorum has it),
+// secret), PUBLISH QoS 0/1 into a topic's queue through the gateway's idempotent producer (PUBACK
+// once the quorum has it),
 // SUBSCRIBE/UNSUBSCRIBE over topics and queues (one SourceReader per queue covered), keep-alive,
 // last will, persistent sessions. Every refusal answers with the reason code the version has
 // (CONNACK, PUBACK, SUBACK, DISCONNECT) or closes the connection when 3.1.1 has none.
@@ -7,14 +8,18 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import mqtt from 'mqtt-packet';
 import type { IConnectPacket, IPublishPacket, ISubscribePacket, IUnsubscribePacket, Packet, UserProperties } from 'mqtt-packet';
-import type { MambaClient, ReceivedMessage } from '../../client/client.js';
+import type { ReceivedMessage } from '../../client/client.js';
+import { OutcomeUnknownError } from '../../client/producer.js';
 import { NotFoundError } from '../../errors.js';
 import { allows, login, type GatewayAccess } from '../common/access.js';
+import type { GatewayBackend } from '../common/backend.js';
+import type { GatewayTracing } from '../common/tracing.js';
 import type { GatewayLog, GatewayMetrics } from '../common/metrics.js';
 import { connackCode311, reason } from './reason-codes.js';
 import type { SessionStore, Subscriptions } from './session-store.js';
-import { retainHeader, SourceReader } from './source-reader.js';
-import { destinationOf, isRefusal, parseFilter, printable, queueOf, sourcesOf, type Source } from './topic-map.js';
+import { deliveryQos, headersOf, propertiesOf } from './message-map.js';
+import { SourceReader } from './source-reader.js';
+import { destinationOf, isRefusal, parseFilter, printable, queueOf, sourcesOf, type Refusal, type Source } from './topic-map.js';
 import { OutgoingWindow } from './window.js';
 
 export interface MqttLimits {
@@ -35,7 +40,10 @@ export interface MqttLimits {
 }
 
 export interface MqttContext {
-  client: MambaClient;
+  /** Reads through its client; stores through its idempotent producer (../common/backend.ts). */
+  backend: GatewayBackend;
+  /** Spans per PUBLISH received and delivered (a no-op when tracing is off). */
+  tracing: GatewayTracing;
   access: GatewayAccess | null;
   metrics: GatewayMetrics;
   log: GatewayLog;
@@ -49,8 +57,22 @@ export interface MqttContext {
 const clientIdPattern = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,150}$/;
 /** Packets a client may send behind its CONNECT before the CONNACK. */
 const earlyPacketsMax = 32;
-/** The MQTT 5 user property whose value becomes the stored message's key. */
-export const keyProperty = 'key';
+
+/** A PUBLISH from the client, or its will. */
+interface Publication {
+  topic: string;
+  payload: Buffer | string;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  messageId?: number;
+  properties?: IPublishPacket['properties'];
+}
+
+/** How storing a Publication ended: success, or the reason code the client is told. */
+interface PublishOutcome {
+  code: number;
+  why: string | null;
+}
 
 interface Will {
   topic: string;
@@ -73,8 +95,14 @@ export class MqttConnection {
   private keepaliveMs = 0;
   private lastPacketMs = Date.now();
   private timer: NodeJS.Timeout | null = null;
-  private publishing: Promise<void> = Promise.resolve();
+  /** The last PUBLISH handed to the producer (admit), and the last one answered. */
+  private admission: Promise<unknown> = Promise.resolve();
+  private answering: Promise<void> = Promise.resolve();
+  /** PUBLISHes received and not yet stored or refused (bounds the memory one client holds). */
   private publishesPending = 0;
+  /** QoS 1 PUBLISHes among them: what 5.0's Receive Maximum bounds. */
+  private acknowledgementsPending = 0;
+  private drainWait: Promise<void> | null = null;
   private window: OutgoingWindow;
   private readonly subscriptions = new Map<string, 0 | 1>();
   private readonly readers = new Map<string, { reader: SourceReader; filters: Set<string> }>();
@@ -255,60 +283,93 @@ export class MqttConnection {
   private onPublish(packet: IPublishPacket): void {
     if (packet.qos === 2) return this.refuseFrame('qos2', reason.qosNotSupported, 'QoS 2 is not supported (maximum QoS 1)');
     if (packet.properties?.topicAlias !== undefined) return this.refuseFrame('protocol', reason.protocolError, 'topic aliases are not supported (maximum 0)');
+    const receiveMax = this.context.limits.receiveMax;
+    // 5.0's Receive Maximum counts QoS 1 PUBLISHes only: QoS 0 ones have no PUBACK to wait for.
+    if (packet.qos === 1) this.acknowledgementsPending++;
+    if (this.version === 5 && this.acknowledgementsPending > receiveMax)
+      return this.refuseFrame('receive_max', reason.receiveMaximumExceeded, `more than ${receiveMax} QoS 1 PUBLISHes in flight`);
+    // Any other backlog (QoS 0, or 3.1.1 which has no Receive Maximum) stops reading until it drains.
     this.publishesPending++;
-    if (this.publishesPending > this.context.limits.receiveMax) {
-      if (this.version === 5)
-        return this.refuseFrame('receive_max', reason.receiveMaximumExceeded, `more than ${this.context.limits.receiveMax} PUBLISHes in flight`);
-      this.socket.pause(); // 3.1.1 has no Receive Maximum: stop reading until the backlog drains
-    }
-    // One after the other: MQTT keeps a connection's messages to one topic in order.
-    this.publishing = this.publishing
-      .then(() => this.store(packet))
+    if (this.publishesPending > receiveMax) this.socket.pause();
+    // Handed to the producer one after the other (route lookups may take a while), so that a
+    // connection's messages to one queue are stored in the order they came; several may wait for
+    // their quorum at once. PUBACKs leave in that order too (MQTT-4.6.0-2).
+    const admitted = this.admission.then(() => this.admit(packet));
+    this.admission = admitted;
+    this.answering = this.answering
+      .then(() => admitted)
+      .then((stored) => stored.outcome)
+      .then((outcome) => this.answer(packet, outcome))
+      .catch((error: Error) => this.fail(error))
       .finally(() => {
         this.publishesPending--;
-        if (this.publishesPending <= this.context.limits.receiveMax && this.state !== 'closed') this.socket.resume();
+        if (packet.qos === 1) this.acknowledgementsPending--;
+        if (this.publishesPending <= receiveMax && this.state !== 'closed') this.socket.resume();
       });
   }
 
-  /** Stores one PUBLISH (or the will); QoS 1 is acknowledged once the quorum has it. */
-  private async store(packet: {
-    topic: string;
-    payload: Buffer | string;
-    qos: 0 | 1 | 2;
-    retain: boolean;
-    messageId?: number;
-    properties?: IPublishPacket['properties'];
-  }): Promise<void> {
-    const ack = (code: number, why: string | null): void => {
-      if (packet.qos !== 1 || packet.messageId === undefined || this.state === 'closed') return;
-      if (this.version === 5)
-        this.write({ cmd: 'puback', messageId: packet.messageId, reasonCode: code, ...(why ? { properties: { reasonString: why } } : {}) } as Packet);
-      else if (code === reason.success) this.write({ cmd: 'puback', messageId: packet.messageId });
-      else this.close(false); // 3.1.1 has no refusal in PUBACK: the client learns by the closed connection
-    };
+  /**
+   * Checks a PUBLISH (or the will) and hands it to the gateway's producer. Never rejects: the
+   * outcome is success once the quorum has the message, else the reason code of the refusal.
+   */
+  private async admit(packet: Publication): Promise<{ outcome: Promise<PublishOutcome> }> {
+    const settled = (outcome: PublishOutcome) => ({ outcome: Promise.resolve(outcome) });
     const destination = destinationOf(packet.topic);
-    if (isRefusal(destination)) return this.refusePublish(ack, reason.topicNameInvalid, destination.why);
-    if (!allows(this.context.access, this.keyId, 'produce', destination.topic))
-      return this.refusePublish(ack, reason.notAuthorized, `no produce permission on topic ${destination.topic}`);
+    if (isRefusal(destination)) return settled({ code: reason.topicNameInvalid, why: destination.why }); // no topic to name a span after
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload;
-    const { headers, key } = headersOf(packet.properties?.userProperties, packet.retain, packet.properties?.contentType);
+    const { headers, key } = headersOf(packet.properties?.userProperties, {
+      retain: packet.retain,
+      qos: packet.qos === 0 ? 0 : 1,
+      contentType: packet.properties?.contentType,
+    });
+    const span = this.context.tracing.startPublish(destination.topic, headers, {
+      clientId: this.clientId,
+      destination: packet.topic,
+      payloadBytes: payload.length,
+    });
+    const failed = (outcome: PublishOutcome): PublishOutcome => {
+      span.end({ problem: outcome.why ?? `reason code ${outcome.code}` });
+      return outcome;
+    };
+    if (!allows(this.context.access, this.keyId, 'produce', destination.topic))
+      return settled(failed({ code: reason.notAuthorized, why: `no produce permission on topic ${destination.topic}` }));
+    let queue: number | Refusal;
     try {
-      const route = await this.context.client.cluster.topic(destination.topic);
-      const queue = queueOf(destination, route.queues, packet.topic, key);
-      if (typeof queue !== 'number') return this.refusePublish(ack, reason.topicNameInvalid, queue.why);
-      await this.context.client.send(destination.topic, [{ key, body: payload, headers }], { queue, ack: packet.qos === 1 ? 'quorum' : 'leader' });
-      this.context.metrics.message('in', payload.length);
-      ack(reason.success, null);
+      const route = await this.context.backend.client.cluster.topic(destination.topic);
+      queue = queueOf(destination, route.queues, packet.topic, key);
     } catch (error) {
-      if (error instanceof NotFoundError) return this.refusePublish(ack, reason.topicNameInvalid, `no topic ${destination.topic}`);
-      this.context.log.warn('mqtt.publish.failed', { clientId: this.clientId, topic: destination.topic, problem: (error as Error).message });
-      this.refusePublish(ack, reason.unspecifiedError, 'not stored; publish again');
+      return settled(failed(this.publishFailure(error, destination.topic)));
     }
+    if (typeof queue !== 'number') return settled(failed({ code: reason.topicNameInvalid, why: queue.why }));
+    const sent = this.context.backend.publish(destination.topic, { key, body: payload, headers: span.headers }, { queue });
+    const outcome = sent.then(
+      (stored) => {
+        span.end(stored);
+        this.context.metrics.message('in', payload.length);
+        return { code: reason.success, why: null };
+      },
+      (error: unknown) => failed(this.publishFailure(error, destination.topic)),
+    );
+    return { outcome };
   }
 
-  private refusePublish(ack: (code: number, why: string) => void, code: number, why: string): void {
-    this.context.metrics.refusal(`publish_${code.toString(16)}`);
-    ack(code, why);
+  private publishFailure(error: unknown, topic: string): PublishOutcome {
+    if (error instanceof NotFoundError) return { code: reason.topicNameInvalid, why: `no topic ${topic}` };
+    this.context.log.warn('mqtt.publish.failed', { clientId: this.clientId, topic, problem: (error as Error).message });
+    // The producer never sent it elsewhere, and sending it again may store it twice: say so.
+    if (error instanceof OutcomeUnknownError) return { code: reason.unspecifiedError, why: 'not acknowledged; it may or may not be stored' };
+    return { code: reason.unspecifiedError, why: 'not stored; publish again' };
+  }
+
+  /** A refusal is counted; a QoS 1 PUBLISH gets its PUBACK (3.1.1 has no refusal in one: the connection closes). */
+  private answer(packet: Publication, outcome: PublishOutcome): void {
+    if (outcome.code !== reason.success) this.context.metrics.refusal(`publish_${outcome.code.toString(16)}`);
+    if (packet.qos !== 1 || packet.messageId === undefined || this.state === 'closed') return;
+    if (this.version === 5) {
+      const properties = outcome.why === null ? {} : { properties: { reasonString: outcome.why } };
+      this.write({ cmd: 'puback', messageId: packet.messageId, reasonCode: outcome.code, ...properties } as Packet);
+    } else if (outcome.code === reason.success) this.write({ cmd: 'puback', messageId: packet.messageId });
+    else this.close(false);
   }
 
   // ---------------------------------------------------------------- SUBSCRIBE
@@ -356,7 +417,14 @@ export class MqttConnection {
       return;
     }
     const position = { consumerGroup: this.persistent ? `mqtt.${this.clientId}` : null, resume: this.resume };
-    const reader = new SourceReader(this.context.client, source, qos, { publish: (n, q, m, r) => this.deliver(n, q, m, r) }, position, this.context.log);
+    const reader = new SourceReader(
+      this.context.backend.client,
+      source,
+      qos,
+      { publish: (source, q, m, r) => this.deliver(source, q, m, r) },
+      position,
+      this.context.log,
+    );
     this.readers.set(key, { reader, filters: new Set([filter]) });
     reader.start();
   }
@@ -399,20 +467,54 @@ export class MqttConnection {
 
   // ---------------------------------------------------------------- delivery
 
-  private async deliver(name: string, qos: 0 | 1, message: ReceivedMessage, retained: boolean): Promise<boolean> {
+  /** Writes one stored message; true once the client has it (QoS 0: written, QoS 1: PUBACKed). */
+  private async deliver(source: Source, grantedQos: 0 | 1, message: ReceivedMessage, retained: boolean): Promise<boolean> {
     if (this.state !== 'connected') return false;
-    const properties = this.version === 5 ? propertiesOf(message) : undefined;
-    const base = { cmd: 'publish' as const, topic: name, payload: message.body, retain: retained, dup: false, ...(properties ? { properties } : {}) };
-    if (qos === 0) {
-      this.write({ ...base, qos: 0 });
-      this.context.metrics.message('out', message.body.length);
-      return true;
-    }
-    const slot = await this.window.take();
-    if (slot === null || this.state !== 'connected') return false;
-    this.write({ ...base, qos: 1, messageId: slot.packetId });
+    const qos = deliveryQos(grantedQos, message);
+    const slot = qos === 1 ? await this.window.take() : null;
+    if ((qos === 1 && slot === null) || this.state !== 'connected') return false;
+    const facts = { clientId: this.clientId, destination: source.name, payloadBytes: message.body.length };
+    const span = this.context.tracing.startDeliver(source.topic, source.queue, message.offset, message.headers, facts);
+    const properties = this.version === 5 ? propertiesOf(message, span?.headers) : undefined;
+    this.write({
+      cmd: 'publish',
+      topic: source.name,
+      payload: message.body,
+      retain: retained,
+      dup: false,
+      qos,
+      ...(slot ? { messageId: slot.packetId } : {}),
+      ...(properties ? { properties } : {}),
+    });
     this.context.metrics.message('out', message.body.length);
-    return slot.acked;
+    if (slot === null) {
+      span?.end();
+      await this.drained();
+      return this.state === 'connected';
+    }
+    const acked = await slot.acked;
+    span?.end(acked ? undefined : 'the connection ended before the PUBACK');
+    return acked;
+  }
+
+  /**
+   * Resolves once the socket's send buffer is below its high-water mark, or the connection ended:
+   * QoS 0 deliveries have no PUBACK to pace them, so a slow client holds its readers back here
+   * instead of growing the buffer.
+   */
+  private drained(): Promise<void> {
+    if (!this.socket.writableNeedDrain || this.socket.destroyed) return Promise.resolve();
+    this.drainWait ??= new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        this.drainWait = null;
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+    return this.drainWait;
   }
 
   // ---------------------------------------------------------------- endings
@@ -456,8 +558,21 @@ export class MqttConnection {
     if (!wasConnected) return;
     this.context.sessions.release(this.clientId, this.sessionHandle, this.subscriptions as Subscriptions, this.persistent ? this.sessionExpiryMs : 0);
     const will = normal ? null : this.will;
-    if (will)
-      void this.store({ topic: will.topic, payload: will.payload, qos: will.qos, retain: will.retain, properties: { userProperties: will.properties } });
+    if (!will) return;
+    // After the client's own PUBLISHes; nobody to answer, a refusal is counted and logged.
+    const publication: Publication = {
+      topic: will.topic,
+      payload: will.payload,
+      qos: will.qos,
+      retain: will.retain,
+      properties: { userProperties: will.properties },
+    };
+    const admitted = this.admission.then(() => this.admit(publication));
+    this.admission = admitted;
+    void admitted
+      .then((stored) => stored.outcome)
+      .then((outcome) => this.answer(publication, outcome))
+      .catch((error: Error) => this.context.log.warn('mqtt.will.failed', { clientId: this.clientId, problem: error.message }));
   }
 
   private readonly sessionHandle = { takeOver: () => this.disconnect(reason.sessionTakenOver, 'another connection took this client id') };
@@ -465,32 +580,4 @@ export class MqttConnection {
 
 function readerKey(source: Source): string {
   return `${source.topic}/${source.queue}`;
-}
-
-/** MQTT 5 user properties as message headers (the `key` property becomes the message key); retain and content type as headers too. */
-export function headersOf(
-  user: UserProperties | undefined,
-  retain: boolean,
-  contentType: string | undefined,
-): { headers: Record<string, string>; key: Buffer | null } {
-  const headers: Record<string, string> = {};
-  let key: Buffer | null = null;
-  for (const [name, value] of Object.entries(user ?? {})) {
-    const text = Array.isArray(value) ? value[value.length - 1]! : value;
-    if (name === keyProperty) key = Buffer.from(text);
-    else headers[name] = text;
-  }
-  if (retain) headers[retainHeader] = '1';
-  if (contentType !== undefined) headers['content-type'] = contentType;
-  return { headers, key };
-}
-
-/** A stored message's headers as MQTT 5 user properties (traceparent among them), and its key. */
-export function propertiesOf(message: ReceivedMessage): IPublishPacket['properties'] | undefined {
-  const user: Record<string, string> = {};
-  for (const [name, value] of Object.entries(message.headers)) if (name !== retainHeader && name !== 'content-type') user[name] = value.toString('utf8');
-  if (message.key) user[keyProperty] = message.key.toString('utf8');
-  const contentType = message.headers['content-type']?.toString('utf8');
-  if (Object.keys(user).length === 0 && contentType === undefined) return undefined;
-  return { ...(Object.keys(user).length > 0 ? { userProperties: user } : {}), ...(contentType !== undefined ? { contentType } : {}) };
 }

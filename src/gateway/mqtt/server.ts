@@ -1,10 +1,13 @@
 // A broker's MQTT listener (`mqttPort` in the cluster file): plain TCP, or TLS with the broker's
 // certificate when the cluster has TLS. Bounded connections; each one an MqttConnection over
-// the in-process SDK client (../common/backend.ts). Stopping closes every connection.
+// the gateway's backend (../common/backend.ts: an in-process SDK client and one idempotent
+// producer). Stopping closes every connection, then the backend.
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import type { MambaClient } from '../../client/client.js';
 import type { GatewayAccess } from '../common/access.js';
+import type { Tracer } from '@opentelemetry/api';
+import type { GatewayBackend } from '../common/backend.js';
+import { gatewayTracing } from '../common/tracing.js';
 import type { GatewayLog, GatewayMetrics } from '../common/metrics.js';
 import { MqttConnection, type MqttLimits } from './connection.js';
 import { SessionStore } from './session-store.js';
@@ -14,7 +17,9 @@ export interface MqttGatewayOptions {
   port: number;
   /** The broker's PEM material when the cluster has TLS. */
   tls: { cert: Buffer; key: Buffer } | null;
-  client: MambaClient;
+  backend: GatewayBackend;
+  /** The broker's tracer (null: tracing is off). */
+  tracer: Tracer | null;
   access: GatewayAccess | null;
   metrics: GatewayMetrics;
   log: GatewayLog;
@@ -47,7 +52,8 @@ export class MqttGateway {
     const limits: MqttLimits = { packetBytesMax: options.messageBytesMax + packetOverheadBytes, ...mqttLimitDefaults, ...options.limits };
     const connectionsMax = options.connectionsMax ?? 10_000;
     const context = {
-      client: options.client,
+      backend: options.backend,
+      tracing: gatewayTracing(options.tracer, 'mqtt'),
       access: options.access,
       metrics: options.metrics,
       log: options.log,
@@ -95,7 +101,7 @@ export class MqttGateway {
   private topics(): Promise<Array<{ name: string; queues: number }>> {
     const nowMs = Date.now();
     if (!this.topicsCache || nowMs - this.topicsCache.atMs > topicsCacheMs) {
-      const topics = this.options.client.listTopics().then((list) => list.map((t) => ({ name: t.name, queues: t.queues })));
+      const topics = this.options.backend.client.listTopics().then((list) => list.map((t) => ({ name: t.name, queues: t.queues })));
       topics.catch(() => {
         this.topicsCache = null;
       });
@@ -107,6 +113,6 @@ export class MqttGateway {
   async stop(): Promise<void> {
     for (const connection of this.connections) connection.close(true);
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.options.client.close();
+    await this.options.backend.close();
   }
 }

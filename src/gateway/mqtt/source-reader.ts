@@ -6,10 +6,9 @@
 import type { MambaClient, ReadResult, ReceivedMessage } from '../../client/client.js';
 import { OutOfRangeError } from '../../errors.js';
 import type { GatewayLog } from '../common/metrics.js';
+import { retainHeader } from './message-map.js';
 import type { Source } from './topic-map.js';
 
-/** A message stored with this header was published with MQTT's retain flag. */
-export const retainHeader = 'mqtt-retain';
 /** Messages read per round (also bounds the PUBACKs one reader waits for). */
 const batchMessagesMax = 64;
 /** How long one read waits at the end of the queue, so a stopped reader ends within about this. */
@@ -24,7 +23,7 @@ export interface DeliveryTarget {
    * Writes a PUBLISH; resolves true once the client has it (QoS 0: written; QoS 1: acknowledged),
    * false when the connection closed first.
    */
-  publish(name: string, qos: 0 | 1, message: ReceivedMessage, retained: boolean): Promise<boolean>;
+  publish(source: Source, qos: 0 | 1, message: ReceivedMessage, retained: boolean): Promise<boolean>;
 }
 
 export interface ReaderPosition {
@@ -75,7 +74,7 @@ export class SourceReader {
         offset = Math.max(offset, result.nextOffset);
         continue;
       }
-      const delivered = await Promise.all(result.messages.map((m) => this.target.publish(this.source.name, this.qos, m, false)));
+      const delivered = await Promise.all(result.messages.map((m) => this.target.publish(this.source, this.qos, m, false)));
       if (delivered.includes(false)) return; // the connection closed: the rest is delivered again next time
       offset = result.messages[result.messages.length - 1]!.offset + 1;
       const committed = offset;
@@ -148,7 +147,7 @@ export class SourceReader {
       if (result.messages.length === 0) break;
       offset = result.messages[result.messages.length - 1]!.offset + 1;
     }
-    if (retained && retained.body.length > 0 && !this.stopped) await this.target.publish(this.source.name, this.qos, retained, true);
+    if (retained && retained.body.length > 0 && !this.stopped) await this.target.publish(this.source, this.qos, retained, true);
   }
 
   private async commit(offset: number): Promise<void> {

@@ -1,0 +1,164 @@
+// One MQTT connection (src/gateway/mqtt/connection.ts) over a real socket on 127.0.0.1, against a
+// scripted backend (no cluster): several PUBLISHes of a connection wait for their quorum at once,
+// are handed to the producer in the order they came, and are answered in that order
+// (MQTT-4.6.0-2) whatever order the quorum answers in; a QoS 0 subscriber that stops reading
+// holds the gateway's reads back instead of growing its send buffer.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import mqttPacket, { type Packet } from 'mqtt-packet';
+import type { MambaClient, ReceivedMessage } from '../../src/client/client.js';
+import type { SentMessage } from '../../src/client/producer.js';
+import type { OutgoingMessage } from '../../src/client/wire.js';
+import type { GatewayBackend } from '../../src/gateway/common/backend.js';
+import { gatewayMetrics } from '../../src/gateway/common/metrics.js';
+import { gatewayTracing } from '../../src/gateway/common/tracing.js';
+import { MqttConnection, type MqttContext } from '../../src/gateway/mqtt/connection.js';
+import { mqttLimitDefaults } from '../../src/gateway/mqtt/server.js';
+import { SessionStore } from '../../src/gateway/mqtt/session-store.js';
+import { waitFor } from '../integration/cluster-harness.js';
+
+interface HeldPublish {
+  topic: string;
+  queue: number | undefined;
+  body: string;
+  settle(stored: boolean): void;
+}
+
+/** A backend whose publishes wait until the test settles them, and whose reads the test scripts. */
+class ScriptedBackend implements GatewayBackend {
+  readonly held: HeldPublish[] = [];
+  readCount = 0;
+  constructor(private readonly readBatch: (offset: number) => ReceivedMessage[]) {}
+
+  readonly client = {
+    cluster: { topic: async (name: string) => ({ name, queues: 1, queueGroups: ['g1'], metadataVersion: 1 }) },
+    listTopics: async () => [{ name: 'fast', queues: 1, createdMs: 0 }],
+    describeTopic: async () => ({ queues: [{ queue: 0, highWatermark: '0', startOffset: '0' }] }),
+    read: async (_topic: string, _queue: number, offset: number) => {
+      this.readCount++;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const messages = this.readBatch(offset);
+      return { messages, nextOffset: offset + messages.length, highWatermark: offset + messages.length, startOffset: 0, servedBy: 'b1', advice: null };
+    },
+  } as unknown as MambaClient;
+
+  publish(topic: string, message: OutgoingMessage, options: { queue?: number }): Promise<SentMessage> {
+    return new Promise((resolve, reject) =>
+      this.held.push({
+        topic,
+        queue: options.queue,
+        body: String(message.body),
+        settle: (stored) => (stored ? resolve({ topic, queue: options.queue ?? 0, offset: 0, duplicate: false }) : reject(new Error('refused'))),
+      }),
+    );
+  }
+
+  async close(): Promise<void> {}
+}
+
+const servers: Server[] = [];
+const sockets: Socket[] = [];
+after(() => {
+  for (const s of sockets) s.destroy();
+  for (const s of servers) s.close();
+});
+
+/** A listener with one MqttConnection per socket over `backend`, and a raw client socket to it. */
+async function connectTo(backend: GatewayBackend, protocolVersion: 4 | 5): Promise<{ socket: Socket; packets: Packet[] }> {
+  const silent = { debug() {}, info() {}, warn() {} };
+  const context: MqttContext = {
+    backend,
+    tracing: gatewayTracing(null, 'mqtt'),
+    access: null,
+    metrics: gatewayMetrics(null, 'mqtt'),
+    log: silent,
+    limits: { ...mqttLimitDefaults, packetBytesMax: 1024 * 1024 },
+    sessions: new SessionStore(10),
+    topics: async () => [{ name: 'fast', queues: 1 }],
+  };
+  const server = createServer((socket) => {
+    sockets.push(socket);
+    new MqttConnection(socket, context);
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  const socket = connect(port, '127.0.0.1');
+  sockets.push(socket);
+  const packets: Packet[] = [];
+  const parser = mqttPacket.parser({ protocolVersion });
+  parser.on('packet', (packet: Packet) => packets.push(packet));
+  socket.on('data', (chunk: Buffer) => parser.parse(chunk));
+  await new Promise<void>((resolve) => socket.once('connect', resolve));
+  return { socket, packets };
+}
+
+function send(socket: Socket, packet: Packet, protocolVersion: 4 | 5): void {
+  socket.write(mqttPacket.generate(packet, { protocolVersion }));
+}
+
+test('QoS 1 PUBLISHes wait for their quorum together, reach the producer in order, and are PUBACKed in order', async () => {
+  const backend = new ScriptedBackend(() => []);
+  const { socket, packets } = await connectTo(backend, 5);
+  send(socket, { cmd: 'connect', protocolVersion: 5, clientId: 'pipe', clean: true, keepalive: 0 }, 5);
+  for (let id = 1; id <= 5; id++)
+    send(socket, { cmd: 'publish', topic: 'fast/0', payload: Buffer.from(`m${id}`), qos: 1, messageId: id, retain: false, dup: false }, 5);
+  await waitFor('five publishes held at the producer at once', 5000, () => (backend.held.length === 5 ? true : undefined));
+  assert.deepEqual(
+    backend.held.map((h) => `${h.topic}/${h.queue}=${h.body}`),
+    ['fast/0=m1', 'fast/0=m2', 'fast/0=m3', 'fast/0=m4', 'fast/0=m5'],
+  );
+  // The quorum answers the last ones first, and refuses the fourth.
+  for (const index of [4, 2, 1]) backend.held[index]!.settle(true);
+  backend.held[3]!.settle(false);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.deepEqual(
+    packets.filter((p) => p.cmd === 'puback'),
+    [],
+    'no PUBACK before the first PUBLISH is stored',
+  );
+  backend.held[0]!.settle(true);
+  const answers = await waitFor('five PUBACKs', 5000, () => {
+    const pubacks = packets.filter((p) => p.cmd === 'puback');
+    return pubacks.length === 5 ? pubacks : undefined;
+  });
+  assert.deepEqual(
+    answers.map((p) => [p.messageId, p.reasonCode ?? 0]),
+    [
+      [1, 0],
+      [2, 0],
+      [3, 0],
+      [4, 0x80],
+      [5, 0],
+    ],
+  );
+});
+
+test('a QoS 0 subscriber that stops reading holds the reads back (the send buffer stays bounded), and reading again resumes them', async () => {
+  const bodyBytes = 4096;
+  const batch = (offset: number): ReceivedMessage[] =>
+    Array.from({ length: 64 }, (_, i) => ({ offset: offset + i, timestampMs: 0, key: null, headers: {}, body: Buffer.alloc(bodyBytes, 0x61) }));
+  const backend = new ScriptedBackend(batch);
+  const { socket, packets } = await connectTo(backend, 4);
+  send(socket, { cmd: 'connect', protocolVersion: 4, clientId: 'slow', clean: true, keepalive: 0 }, 4);
+  send(socket, { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fast/0', qos: 0 }] }, 4);
+  await waitFor('the SUBACK', 5000, () => (packets.some((p) => p.cmd === 'suback') ? true : undefined));
+  socket.pause();
+  // Without backpressure a read round (256 KiB) leaves every 20 ms for as long as the client
+  // sleeps; with it, reads stop once the socket buffers (a few MiB on loopback) are full.
+  const settled = await waitFor(
+    'reads to stop while the client does not read',
+    5000,
+    async () => {
+      const before = backend.readCount;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      return backend.readCount === before ? before : undefined;
+    },
+    0,
+  );
+  const heldBytes = settled * 64 * bodyBytes;
+  assert.ok(heldBytes <= 64 * 1024 * 1024, `reads stopped after ${settled} rounds (${heldBytes} bytes)`);
+  socket.resume();
+  await waitFor('reads to go on once the client reads again', 5000, () => (backend.readCount > settled + 5 ? true : undefined));
+});
