@@ -1,8 +1,8 @@
 // The composition of the protocol gateways (src/gateway) on a broker: each listener starts when
 // the broker's entry in the cluster file gives its port (mqttPort, stompPort), with the broker's
 // TLS certificate when the cluster has TLS, the live keys and permissions for its own checks, and
-// an in-process SDK client over every broker's client API signed with the brokers' key (for MQTT,
-// with one idempotent producer: ../gateway/common/backend.ts).
+// an in-process SDK client over every broker's client API signed with the brokers' key, with one
+// idempotent producer per gateway (../gateway/common/backend.ts).
 import type { Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import { brokerPath, brokerPem } from '../auth/tls.js';
@@ -78,6 +78,8 @@ export async function startStompListener(
       brokers: brokerAddresses(cluster, config),
       signingKey: security.brokerKey(),
       tlsCaFile: tls ? tls.caFile : null,
+      messageBytesMax: config.settings.messageBytesMax,
+      requestBytesMax: config.settings.requestBytesMax,
     },
     registry,
     tracer,

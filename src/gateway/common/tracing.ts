@@ -14,6 +14,9 @@ export interface MessageFacts {
   /** The protocol's own name for the destination (an MQTT topic name such as `orders/3`). */
   destination: string;
   payloadBytes: number;
+  /** Deliveries: the consumer group reading for the client, and the delivery attempt (1 for the first). */
+  consumerGroup?: string;
+  attempt?: number;
 }
 
 export interface PublishSpan {
@@ -56,8 +59,11 @@ function withoutTraceContext(headers: Record<string, string>): Record<string, st
   return Object.fromEntries(Object.entries(headers).filter(([key]) => key !== traceparentHeader && key !== tracestateHeader));
 }
 
-/** Spans of one gateway, named `<protocol> publish <topic>` and `<protocol> deliver <topic>`. */
-export function gatewayTracing(tracer: Tracer | null, protocol: string): GatewayTracing {
+/**
+ * Spans of one gateway, named `<protocol> <publishVerb> <topic>` (the protocol's own verb: MQTT
+ * PUBLISH, STOMP SEND) and `<protocol> deliver <topic>`.
+ */
+export function gatewayTracing(tracer: Tracer | null, protocol: string, publishVerb = 'publish'): GatewayTracing {
   if (tracer === null) return untraced;
   const base = (topic: string, facts: MessageFacts): Attributes => ({
     'messaging.system': messagingSystem,
@@ -67,12 +73,14 @@ export function gatewayTracing(tracer: Tracer | null, protocol: string): Gateway
     'network.protocol.name': protocol,
     'mamba.topic': topic,
     'mamba.gateway.destination': facts.destination,
+    ...(facts.consumerGroup === undefined ? {} : { 'messaging.consumer.group.name': facts.consumerGroup }),
+    ...(facts.attempt === undefined ? {} : { 'mamba.attempt': facts.attempt }),
   });
   return {
     startPublish(topic, headers, facts) {
       // The gateway serves the client's PUBLISH (or SEND): a server span, in the client's trace when it sent one.
       const span = tracer.startSpan(
-        `${protocol} publish ${topic}`,
+        `${protocol} ${publishVerb} ${topic}`,
         { kind: SpanKind.SERVER, startTime: spanTimeMs(), attributes: base(topic, facts) },
         contextOf(headers) ?? ROOT_CONTEXT,
       );

@@ -1,11 +1,12 @@
-// The STOMP gateway's way into the cluster: the gateways' in-process SDK client
-// (../common/backend.ts) for sends, and per subscription a consumer (a consumer-group member, or a
+// The STOMP gateway's way into the cluster: the gateways' backend (../common/backend.ts: one SDK
+// client, and one idempotent producer for SENDs, so a retry inside the gateway never stores a
+// message twice), and per subscription a consumer (a consumer-group member, or a
 // fixed reader of one queue) that follows the read advice. Every subscription works through that one client (its connections, routes and retry
 // policy), so a subscription costs no connections of its own. The gateway has checked the STOMP
 // login's own permission before it calls any of this.
 import type { SigningKey } from '../../auth/signature.js';
 import type { MambaClient } from '../../client/client.js';
-import { backendClient } from '../common/backend.js';
+import { gatewayBackend, type GatewayBackend } from '../common/backend.js';
 import { Consumer } from '../../client/consumer.js';
 import type { Destination } from './destination.js';
 
@@ -17,6 +18,9 @@ export interface GatewayClientOptions {
   /** TLS towards the brokers: the cluster's CA file; null in the clear. */
   tlsCaFile: string | null;
   requestTimeoutMs?: number;
+  /** The broker's largest message and request (messageBytesMax, requestBytesMax): the producer's batches fit both. */
+  messageBytesMax: number;
+  requestBytesMax: number;
 }
 
 /** What a subscription's consumer does with a message it could not deliver or that was NACKed. */
@@ -28,8 +32,8 @@ export interface NackPolicy {
 
 export const nackPolicyDefault: Readonly<NackPolicy> = { attemptsMax: 3, delayMsInitial: 1000, delayMsMax: 60_000 };
 
-export function gatewayClient(options: GatewayClientOptions): MambaClient {
-  return backendClient({ ...options, requestTimeoutMs: options.requestTimeoutMs ?? 10_000 });
+export function stompBackend(options: GatewayClientOptions): GatewayBackend {
+  return gatewayBackend({ ...options, requestTimeoutMs: options.requestTimeoutMs ?? 10_000 });
 }
 
 /**

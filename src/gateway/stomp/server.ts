@@ -1,6 +1,6 @@
 // The STOMP listener of one broker (`stompPort` in the cluster file): TCP, or TLS with the
 // broker's own certificate when the cluster has `security.tls`. Each connection is a StompSession
-// over one shared in-process SDK client; connections beyond connectionsMax are closed at once.
+// over the gateway's one backend (SDK client and idempotent producer); connections beyond connectionsMax are closed at once.
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { readFileSync } from 'node:fs';
@@ -8,11 +8,11 @@ import type { Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import { GatewayAuth } from './auth.js';
 import type { GatewayAccess } from '../common/access.js';
-import { gatewayClient, gatewayConsumer, nackPolicyDefault, type GatewayClientOptions, type NackPolicy } from './client.js';
+import { gatewayConsumer, nackPolicyDefault, stompBackend, type GatewayClientOptions, type NackPolicy } from './client.js';
 import type { Destination } from './destination.js';
 import { gatewayMetrics, noGatewayMetrics } from './metrics.js';
 import { sessionLimitsDefault, StompSession, type GatewayLog, type SessionLimits } from './session.js';
-import { GatewayTracing } from './tracing.js';
+import { gatewayTracing } from '../common/tracing.js';
 
 export interface StompGatewayOptions {
   brokerId: string;
@@ -44,13 +44,13 @@ export async function startStompGateway(options: StompGatewayOptions): Promise<S
   const nack: NackPolicy = { ...nackPolicyDefault, ...options.nack };
   const connectionsMax = options.connectionsMax ?? connectionsMaxDefault;
   const metrics = options.registry ? gatewayMetrics(options.registry, 'stomp') : noGatewayMetrics;
-  const client = gatewayClient(options.client);
+  const backend = stompBackend(options.client);
   const deps = {
     auth: new GatewayAuth(options.access),
-    client,
-    consumer: (group: string, destination: Destination) => gatewayConsumer(client, options.client, group, destination, nack),
+    backend,
+    consumer: (group: string, destination: Destination) => gatewayConsumer(backend.client, options.client, group, destination, nack),
     metrics,
-    tracing: new GatewayTracing(options.tracer, 'stomp', options.brokerId),
+    tracing: gatewayTracing(options.tracer, 'stomp', 'send'),
     log: options.log,
     limits,
     brokerId: options.brokerId,
@@ -76,10 +76,15 @@ export async function startStompGateway(options: StompGatewayOptions): Promise<S
     : createTcpServer(accept);
   // A TLS handshake that fails is the client's problem: the socket is gone, the listener stays.
   server.on('tlsClientError', () => metrics.refusal('tls'));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (error) => reject(new Error(`cannot listen for STOMP on ${options.listenHost}:${options.port}: ${error.message}`)));
-    server.listen({ host: options.listenHost, port: options.port, backlog: 511 }, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (error) => reject(new Error(`cannot listen for STOMP on ${options.listenHost}:${options.port}: ${error.message}`)));
+      server.listen({ host: options.listenHost, port: options.port, backlog: 511 }, () => resolve());
+    });
+  } catch (error) {
+    await backend.close();
+    throw error;
+  }
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : options.port;
   options.log.info('stomp.listening', { address: `${options.listenHost}:${port}`, tls: options.tls !== null, auth: options.access !== null });
@@ -88,7 +93,7 @@ export async function startStompGateway(options: StompGatewayOptions): Promise<S
     async close() {
       server.close();
       await Promise.all([...sessions].map((s) => s.close()));
-      client.close();
+      await backend.close();
     },
   };
 }

@@ -18,13 +18,14 @@
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { MambaError } from '../../errors.js';
-import type { MambaClient } from '../../client/client.js';
 import type { Consumer, Delivery } from '../../client/consumer.js';
 import { type GatewayAuth, LoginRefused, type Principal } from './auth.js';
 import { destinationText, parseDestination, unknownQueueText, type Destination } from './destination.js';
 import { encodeFrame, FrameDecoder, FrameError, printable, type Frame, type FrameLimits, type ServerCommand } from './frame.js';
 import type { GatewayMetrics } from './metrics.js';
-import { traceHeadersFrom, type GatewayTracing } from './tracing.js';
+import type { GatewayBackend } from '../common/backend.js';
+import type { GatewayTracing } from '../common/tracing.js';
+import { traceparentHeader, tracestateHeader } from '../../observe/message-trace.js';
 
 export interface GatewayLog {
   debug(event: string, fields?: Record<string, unknown>): void;
@@ -60,10 +61,11 @@ export const sessionLimitsDefault: Readonly<SessionLimits> = {
 
 export interface SessionDeps {
   auth: GatewayAuth;
-  client: MambaClient;
+  /** Routes and reads (its client), and SENDs through its idempotent producer. */
+  backend: GatewayBackend;
   consumer(group: string, destination: Destination): Consumer;
   metrics: GatewayMetrics;
-  /** A span per SEND and per delivered MESSAGE (./tracing.ts). */
+  /** A span per SEND and per delivered MESSAGE (../common/tracing.ts). */
   tracing: GatewayTracing;
   log: GatewayLog;
   limits: SessionLimits;
@@ -256,7 +258,7 @@ export class StompSession {
 
   /** The destination's topic exists (NotFoundError names it) and has its queue, if one is named. */
   private async checkDestinationExists(destination: Destination, receiptId: string | undefined): Promise<void> {
-    const route = await this.deps.client.cluster.topic(destination.topic);
+    const route = await this.deps.backend.client.cluster.topic(destination.topic);
     if (destination.queue !== null && destination.queue >= route.queues)
       throw new Refusal('destination', unknownQueueText(destination, route.queues), receiptId);
   }
@@ -276,21 +278,20 @@ export class StompSession {
     const headers: Record<string, string> = {};
     for (const [name, value] of frame.headers) if (!sendControlHeaders.has(name)) headers[name] = value;
     const key = frame.headers.get('mamba-key');
-    const trace = this.deps.tracing.startSend(
-      destination.topic,
-      destination.queue,
-      traceHeadersFrom((name) => frame.headers.get(name)),
-    );
-    trace.stamp(headers);
+    const span = this.deps.tracing.startPublish(destination.topic, headers, {
+      clientId: this.sessionId,
+      destination: destinationText(destination),
+      payloadBytes: frame.body.length,
+    });
     try {
-      const stored = await this.deps.client.send(
+      const stored = await this.deps.backend.publish(
         destination.topic,
-        [{ body: frame.body, headers, ...(key !== undefined ? { key } : {}) }],
-        destination.queue === null ? { ack: 'quorum' } : { queue: destination.queue, ack: 'quorum' },
+        { body: frame.body, headers: span.headers, ...(key !== undefined ? { key } : {}) },
+        destination.queue === null ? {} : { queue: destination.queue },
       );
-      trace.end(stored);
+      span.end({ queue: stored.queue, offset: stored.offset });
     } catch (error) {
-      trace.end(null, error);
+      span.end({ problem: (error as Error).message ?? String(error) });
       throw error;
     }
     this.deps.metrics.message('in', destination.topic, frame.body.length);
@@ -341,23 +342,28 @@ export class StompSession {
     if (subscription.ack !== 'auto') headers.push(['ack', String(ackId)]);
     for (const [name, value] of Object.entries(delivery.headers)) if (!messageFrameHeaders.has(name)) headers.push([name, value.toString('utf8')]);
     this.deps.metrics.message('out', delivery.topic, delivery.body.length);
-    const trace = this.deps.tracing.startDeliver({
-      topic: delivery.topic,
-      queue: delivery.queue,
-      offset: delivery.offset,
-      attempt: delivery.attempt,
+    const span = this.deps.tracing.startDeliver(delivery.topic, delivery.queue, delivery.offset, delivery.headers, {
+      clientId: this.sessionId,
+      destination: destinationText(subscription.destination),
+      payloadBytes: delivery.body.length,
       consumerGroup: subscription.consumerGroup,
-      traceHeaders: traceHeadersFrom((name) => delivery.headers[name]?.toString('latin1')),
+      attempt: delivery.attempt,
     });
+    // The subscriber continues the delivery span's context (the message's own when tracing is off).
+    if (span) {
+      const traced = headers.filter(([name]) => name !== traceparentHeader && name !== tracestateHeader);
+      headers.length = 0;
+      headers.push(...traced, ...Object.entries(span.headers));
+    }
     if (subscription.ack === 'auto') {
       const written = this.write('MESSAGE', headers, delivery.body);
-      trace.end();
+      span?.end();
       if (!written) return new Promise((resolve) => this.socket.once('drain', resolve).once('close', resolve));
       return undefined;
     }
     return new Promise<void>((resolve, reject) => {
       const settle = (error: Error | null): void => {
-        trace.end(error);
+        span?.end(error ? error.message : undefined);
         if (error) reject(error);
         else resolve();
       };
