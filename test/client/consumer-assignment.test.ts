@@ -8,8 +8,9 @@ import assert from 'node:assert/strict';
 import { Consumer, retryHeaders, type Delivery } from '../../src/client/consumer.js';
 import type { Transport } from '../../src/client/connection.js';
 import { InvalidArgumentError } from '../../src/errors.js';
-import type { GroupInfo, MethodName, RequestOf, ResponseOf } from '../../src/protocol/messages.js';
+import type { MethodName, RequestOf, ResponseOf } from '../../src/protocol/messages.js';
 import { waitFor } from '../../scripts/lib/cluster.js';
+import { scriptedGroup } from './scripted-cluster.js';
 
 /** Messages 0..7 in every queue of t; queue 2 of group cg committed at 5. */
 const queueEndOffset = 8;
@@ -30,7 +31,7 @@ class ScriptedQueues implements Transport {
   private async answer(method: MethodName, r: Record<string, unknown>): Promise<unknown> {
     switch (method) {
       case 'DescribeCluster':
-        return { groups: [group()] };
+        return { groups: [scriptedGroup()] };
       case 'DescribeTopic': {
         const queues = r.name === 't' ? 3 : r.name === 't.retry' ? 2 : 1;
         return {
@@ -57,17 +58,6 @@ class ScriptedQueues implements Transport {
   consumed(): string[] {
     return [...new Set(this.calls.filter((c) => c.method === 'Consume').map((c) => `${c.request.topic}/${c.request.queue}`))].sort();
   }
-}
-
-function group(): GroupInfo {
-  return {
-    id: 'g1',
-    leaderId: 'b1',
-    epoch: 1,
-    highWatermark: 0,
-    advice: null,
-    replicas: [{ id: 'b1', address: 'a1:1', role: 'leader', endOffset: 0, lagOffsets: 0, lagMs: 0, lastFetchAgeMs: 0, reachable: true }],
-  };
 }
 
 /**

@@ -11,8 +11,9 @@ import { Consumer, sessionExpired, type Delivery, type SessionExpiredEvent } fro
 import { Producer } from '../../src/client/producer.js';
 import type { Transport } from '../../src/client/connection.js';
 import { UnavailableError } from '../../src/errors.js';
-import type { GroupInfo, MethodName, RequestOf, ResponseOf } from '../../src/protocol/messages.js';
+import type { MethodName, RequestOf, ResponseOf } from '../../src/protocol/messages.js';
 import { assertHoldsFor, waitFor } from '../../scripts/lib/cluster.js';
+import { scriptedGroup } from './scripted-cluster.js';
 
 const sessionTimeoutMs = 300;
 /** A scripted Consume answers after this long (a long poll with a message ready soon). */
@@ -45,7 +46,7 @@ class ScriptedCluster implements Transport {
   private async answer(method: MethodName, r: Record<string, unknown>, atMs: number): Promise<unknown> {
     switch (method) {
       case 'DescribeCluster':
-        return { groups: [group()] };
+        return { groups: [scriptedGroup()] };
       case 'DescribeTopic': {
         const queues = r.name === 't.dlq' ? 1 : 2;
         return {
@@ -84,17 +85,6 @@ class ScriptedCluster implements Transport {
   after(method: MethodName, atMs: number): Call[] {
     return this.calls.filter((c) => c.method === method && c.atMs > atMs);
   }
-}
-
-function group(): GroupInfo {
-  return {
-    id: 'g1',
-    leaderId: 'b1',
-    epoch: 1,
-    highWatermark: 0,
-    advice: null,
-    replicas: [{ id: 'b1', address: 'a1:1', role: 'leader', endOffset: 0, lagOffsets: 0, lagMs: 0, lastFetchAgeMs: 0, reachable: true }],
-  };
 }
 
 /** Queues of t always have one more message at the offset asked for; the retry topic is empty. */

@@ -10,8 +10,9 @@ import { Consumer, type Delivery } from '../../src/client/consumer.js';
 import type { Transport } from '../../src/client/connection.js';
 import { OutOfRangeError } from '../../src/errors.js';
 import { fromServiceError, toStatus } from '../../src/protocol/status.js';
-import type { GroupInfo, MethodName, RequestOf, ResponseOf } from '../../src/protocol/messages.js';
+import type { MethodName, RequestOf, ResponseOf } from '../../src/protocol/messages.js';
 import { assertHoldsFor, waitFor } from '../../scripts/lib/cluster.js';
+import { scriptedGroup } from './scripted-cluster.js';
 
 /** Queue 0 of topic t starts at 100 (retention took 0..99); the group committed 10 long ago. */
 const queueStartOffset = 100;
@@ -27,7 +28,7 @@ class RetainedQueue implements Transport {
   private answer(method: MethodName, r: Record<string, unknown>): unknown {
     switch (method) {
       case 'DescribeCluster':
-        return { groups: [group()] };
+        return { groups: [scriptedGroup()] };
       case 'DescribeTopic':
         return {
           topic: { name: r.name, queues: 1, createdMs: 0 },
@@ -64,17 +65,6 @@ class RetainedQueue implements Transport {
       blocks: [],
     };
   }
-}
-
-function group(): GroupInfo {
-  return {
-    id: 'g1',
-    leaderId: 'b1',
-    epoch: 1,
-    highWatermark: 0,
-    advice: null,
-    replicas: [{ id: 'b1', address: 'a1:1', role: 'leader', endOffset: 0, lagOffsets: 0, lagMs: 0, lastFetchAgeMs: 0, reachable: true }],
-  };
 }
 
 let consumer: Consumer | null = null;

@@ -5,51 +5,28 @@
 // a child of that stored context, whose context the subscriber receives.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { InMemorySpanExporter, ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import mqtt, { type MqttClient } from 'mqtt';
-import { MambaClient } from '../../src/client/client.js';
-import { parseClusterConfig } from '../../src/config/cluster.js';
-import { Logger } from '../../src/replica/logger.js';
-import { startBroker, type RunningBroker } from '../../src/rpc/broker-server.js';
-import { formatBrokerDirectory } from '../../src/rpc/storage-format.js';
-import { freePort, waitFor } from '../integration/cluster-harness.js';
+import type { MambaClient } from '../../src/client/client.js';
+import { waitFor } from '../integration/cluster-harness.js';
+import { startTracedBroker, type TracedBroker } from './traced-broker.js';
 
-const spans = new InMemorySpanExporter();
-let dir: string;
-let running: RunningBroker;
+let broker: TracedBroker;
+let spans: InMemorySpanExporter;
 let client: MambaClient;
 let mqttPort: number;
 const opened: MqttClient[] = [];
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'mamba-mqtt-trace-'));
-  const [clientPort, peerPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
-  mqttPort = await freePort();
-  const text = [
-    'cluster: mqtt-tracing',
-    `dataDir: ${join(dir, 'data')}`,
-    'groups:',
-    '  - id: g1',
-    '    brokers:',
-    `      - { id: b1, host: 127.0.0.1, clientPort: ${clientPort}, peerPort: ${peerPort}, metricsPort: ${metricsPort}, mqttPort: ${mqttPort} }`,
-  ].join('\n');
-  const cluster = parseClusterConfig(text, 'mqtt-tracing.yaml', dir);
-  formatBrokerDirectory(cluster, 'b1');
-  running = await startBroker(cluster, 'b1', new Logger('b1', 'g1', () => {}), { spanExporter: spans });
-  await waitFor('b1 to lead', 10_000, () => (running.replica.isLeader ? true : undefined));
-  client = new MambaClient({ brokers: [`127.0.0.1:${clientPort}`] });
+  broker = await startTracedBroker('mqtt-tracing', 'mqttPort');
+  ({ spans, client, gatewayPort: mqttPort } = broker);
   await client.createTopic('mt', 1);
 });
 
 after(async () => {
   for (const c of opened) c.end(true);
-  client?.close();
-  await running?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await broker?.stop();
 });
 
 async function connectMqtt(clientId: string): Promise<MqttClient> {

@@ -1,54 +1,30 @@
-// The STOMP gateway's spans (src/gateway/stomp/tracing.ts) on one in-process broker whose spans go
+// The STOMP gateway's spans (src/gateway/common/tracing.ts) on one in-process broker whose spans go
 // to an in-memory exporter, spoken to over a raw STOMP socket: a SEND yields a `stomp send <topic>`
 // span (SERVER) continuing the client's traceparent, or starting a trace without one; the message
 // is stored with that span's traceparent, so the broker's produce span is its child; every
-// delivered MESSAGE yields a `stomp deliver <topic>` span under the stored context, ended by the
-// ACK, or with an error by a NACK. Every wait is bounded.
+// delivered MESSAGE yields a `stomp deliver <topic>` span (PRODUCER) under the stored context,
+// whose context the MESSAGE carries, ended by the ACK, or with an error by a NACK. Every wait is
+// bounded.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { parseClusterConfig } from '../../src/config/cluster.js';
-import { startBroker, type RunningBroker } from '../../src/rpc/broker-server.js';
-import { formatBrokerDirectory } from '../../src/rpc/storage-format.js';
-import { Logger } from '../../src/replica/logger.js';
-import { MambaClient } from '../../src/client/client.js';
-import { freePort, waitFor } from '../integration/cluster-harness.js';
+import type { InMemorySpanExporter, ReadableSpan } from '@opentelemetry/sdk-trace-base';
+import type { MambaClient } from '../../src/client/client.js';
+import { waitFor } from '../integration/cluster-harness.js';
+import { startTracedBroker, type TracedBroker } from './traced-broker.js';
 import { RawStomp } from './stomp-clients.js';
 
-const spans = new InMemorySpanExporter();
-let dir: string;
-let running: RunningBroker;
+let broker: TracedBroker;
+let spans: InMemorySpanExporter;
 let sdk: MambaClient;
 let stompPort: number;
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'mamba-stomp-trace-'));
-  const [clientPort, peerPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
-  stompPort = await freePort();
-  const text = [
-    'cluster: stomp-tracing',
-    `dataDir: ${join(dir, 'data')}`,
-    'groups:',
-    '  - id: g1',
-    '    brokers:',
-    `      - { id: b1, host: 127.0.0.1, clientPort: ${clientPort}, peerPort: ${peerPort}, metricsPort: ${metricsPort}, stompPort: ${stompPort} }`,
-  ].join('\n');
-  const cluster = parseClusterConfig(text, 'stomp-tracing.yaml', dir);
-  formatBrokerDirectory(cluster, 'b1');
-  running = await startBroker(cluster, 'b1', new Logger('b1', 'g1', () => {}), { spanExporter: spans });
-  await waitFor('b1 to lead', 10_000, () => (running.replica.isLeader ? true : undefined));
-  sdk = new MambaClient({ brokers: [`127.0.0.1:${clientPort}`] }); // untraced: the only client spans are the gateway's
+  broker = await startTracedBroker('stomp-tracing', 'stompPort');
+  ({ spans, client: sdk, gatewayPort: stompPort } = broker);
 });
 
-after(async () => {
-  sdk?.close();
-  await running?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(async () => broker?.stop());
 
 async function connected(): Promise<RawStomp> {
   const raw = await RawStomp.open({ host: '127.0.0.1', port: stompPort, caFile: null });
@@ -179,7 +155,7 @@ test('each delivered MESSAGE: a stomp deliver span under the stored context, end
         attempt: 1,
         offset: 0,
         status: SpanStatusCode.UNSET,
-        kind: SpanKind.SERVER,
+        kind: SpanKind.PRODUCER,
         traceId: firstSend!.spanContext().traceId,
       },
       {
@@ -187,7 +163,7 @@ test('each delivered MESSAGE: a stomp deliver span under the stored context, end
         attempt: 1,
         offset: 1,
         status: SpanStatusCode.ERROR,
-        kind: SpanKind.SERVER,
+        kind: SpanKind.PRODUCER,
         traceId: secondSend!.spanContext().traceId,
       },
     ]);
@@ -196,6 +172,9 @@ test('each delivered MESSAGE: a stomp deliver span under the stored context, end
     assert.equal(delivered[2]!.attempt, 2);
     assert.equal(delivered[2]!.status, SpanStatusCode.UNSET);
     assert.equal(named('stomp deliver traced-out')[0]!.attributes['messaging.consumer.group.name'], 'traced');
+    // The subscriber receives the delivery span's context, to continue its own trace from.
+    const firstFrame = raw.frames.find((f) => f.startsWith('MESSAGE\n') && f.endsWith('first'))!;
+    assert.equal(frameHeaders(firstFrame).traceparent?.split('-')[2], named('stomp deliver traced-out')[0]!.spanContext().spanId);
   } finally {
     raw.destroy();
   }
