@@ -21,12 +21,12 @@
 // (other ids, learners, or endpoints recorded for the old addresses), and with --topics a
 // DeleteTopic entry for every other topic the group held (the state machine's own delete: gone
 // once applied at the first start; their bytes stay in the log until retention removes them).
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { CommandKind, encodeCommand } from '../broker/commands.js';
 import type { ClusterConfig } from '../config/cluster.js';
-import type { LogLogger } from '../log/index.js';
+import { fsyncDirectory, type LogLogger } from '../log/index.js';
 import { encodeMembershipConfig, normalizeConfig } from '../raft/membership.js';
 import { EntryType, type MembershipConfig } from '../raft/types.js';
 import { lockHolder } from '../replica/data-dir-lock.js';
@@ -328,7 +328,7 @@ function moveIntoPlace(seeded: Array<{ group: string; target: BrokerTarget }>, o
       if (replaced) renameSync(dataDir, replacedOf(dataDir));
       moved.push({ target, replaced });
       renameSync(temporaryOf(dataDir), dataDir);
-      syncDirectory(dirname(dataDir));
+      fsyncDirectory(dirname(dataDir));
     }
   } catch (error) {
     for (const { target, replaced } of moved.reverse()) {
@@ -341,14 +341,5 @@ function moveIntoPlace(seeded: Array<{ group: string; target: BrokerTarget }>, o
   for (const { group, target } of seeded) {
     rmSync(replacedOf(target.dataDir), { recursive: true, force: true });
     onProgress({ event: 'moved', group, broker: target.id, dataDir: target.dataDir });
-  }
-}
-
-function syncDirectory(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
   }
 }

@@ -45,5 +45,6 @@ export {
   type RecordHeader,
 } from './codec.js';
 export { crc32c, crc32cSoftware, crc32cHardware } from './native.js';
+export { fsyncDirectory } from './segment-files.js';
 export { crc32cJs } from './crc32c-js.js';
 export { setSyncObserverForTests, readSyncRecord, syncRecordPath, type SyncRecord } from './sync-record.js';

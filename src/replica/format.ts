@@ -13,7 +13,7 @@
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { crc32c } from '../log/index.js';
+import { crc32c, fsyncDirectory } from '../log/index.js';
 
 export const formatFileName = 'format.json';
 const formatVersion = 1;
@@ -65,7 +65,7 @@ export function formatDataDirectory(dataDir: string, identity: { cluster: string
     closeSync(fd);
   }
   renameSync(temporary, path);
-  syncDirectory(dataDir);
+  fsyncDirectory(dataDir);
   return format;
 }
 
@@ -111,13 +111,4 @@ export function checkDirectoryFormat(dataDir: string, format: DirectoryFormat, e
 function checksum(format: DirectoryFormat): number {
   const canonical = JSON.stringify([format.version, format.cluster, format.group, format.brokerId, format.directoryId, format.formattedAtMs]);
   return crc32c(Buffer.from(canonical, 'utf8')) >>> 0;
-}
-
-function syncDirectory(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }

@@ -17,7 +17,7 @@
 import { copyFileSync, existsSync, fsyncSync, mkdirSync, openSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { assert } from '../assert.js';
-import { crc32c, SegmentLog, type LogLogger } from '../log/index.js';
+import { crc32c, fsyncDirectory, SegmentLog, type LogLogger } from '../log/index.js';
 import type { EntryType, SnapshotId } from '../raft/types.js';
 import { formatDataDirectory, formatFileName } from './format.js';
 import { batchOfEntry } from './log-storage.js';
@@ -112,7 +112,7 @@ export async function seedDataDirectory(options: SeedOptions, source: SeedSource
   const promise = PromiseFile.open(join(options.dataDir, promiseFileName), 0);
   promise.storeSync(endOffset);
   promise.close();
-  syncDirectory(options.dataDir);
+  fsyncDirectory(options.dataDir);
   return { startOffset, endOffset, epoch: source.lastEpoch, appendedOffsets };
 }
 
@@ -143,14 +143,5 @@ function keepFormat(dataDir: string, file: string): void {
   } finally {
     closeSync(fd);
   }
-  syncDirectory(dataDir);
-}
-
-function syncDirectory(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
+  fsyncDirectory(dataDir);
 }

@@ -7,7 +7,7 @@ import type { Tracer } from '@opentelemetry/api';
 import type { Registry } from 'prom-client';
 import { brokerPath, brokerPem } from '../auth/tls.js';
 import type { BrokerConfig, ClusterConfig } from '../config/cluster.js';
-import { gatewayBackend } from '../gateway/common/backend.js';
+import { gatewayBackend, type GatewayBackendOptions } from '../gateway/common/backend.js';
 import { gatewayMetrics } from '../gateway/common/metrics.js';
 import { MqttGateway } from '../gateway/mqtt/server.js';
 import { startStompGateway, type StompGateway } from '../gateway/stomp/server.js';
@@ -21,6 +21,20 @@ function brokerAddresses(cluster: ClusterConfig, self: BrokerConfig): string[] {
   return [own, ...all.filter((a) => a !== own)];
 }
 
+/** How both gateways reach the cluster: every broker, the brokers' key, the cluster's CA, the broker's size limits. */
+function backendOptions(cluster: ClusterConfig, config: BrokerConfig, security: BrokerSecurity): GatewayBackendOptions {
+  const tls = cluster.security.tls;
+  return {
+    brokers: brokerAddresses(cluster, config),
+    signingKey: security.brokerKey(),
+    tlsCaFile: tls ? tls.caFile : null,
+    // Through a leader change (a few election timeouts) before a call of the gateway gives up.
+    requestTimeoutMs: Math.max(2000, 4 * config.settings.electionTimeoutMs),
+    messageBytesMax: config.settings.messageBytesMax,
+    requestBytesMax: config.settings.requestBytesMax,
+  };
+}
+
 export async function startMqttListener(
   cluster: ClusterConfig,
   config: BrokerConfig,
@@ -31,14 +45,7 @@ export async function startMqttListener(
 ): Promise<MqttGateway | null> {
   if (config.mqttPort === null) return null;
   const tls = cluster.security.tls;
-  const backend = gatewayBackend({
-    brokers: brokerAddresses(cluster, config),
-    signingKey: security.brokerKey(),
-    tlsCaFile: tls ? tls.caFile : null,
-    requestTimeoutMs: Math.max(2000, 4 * config.settings.electionTimeoutMs),
-    messageBytesMax: config.settings.messageBytesMax,
-    requestBytesMax: config.settings.requestBytesMax,
-  });
+  const backend = gatewayBackend(backendOptions(cluster, config, security));
   try {
     return await MqttGateway.start({
       listenHost: config.listenHost,
@@ -74,13 +81,7 @@ export async function startStompListener(
     port: config.stompPort,
     tls: tls ? { certFile: brokerPath(tls.certFile, config.id), keyFile: brokerPath(tls.keyFile, config.id) } : null,
     access: security.access,
-    client: {
-      brokers: brokerAddresses(cluster, config),
-      signingKey: security.brokerKey(),
-      tlsCaFile: tls ? tls.caFile : null,
-      messageBytesMax: config.settings.messageBytesMax,
-      requestBytesMax: config.settings.requestBytesMax,
-    },
+    client: backendOptions(cluster, config, security),
     registry,
     tracer,
     log,

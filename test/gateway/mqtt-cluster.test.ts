@@ -41,6 +41,32 @@ async function readAll(topic: string, queue: number, count: number): Promise<str
   });
 }
 
+/**
+ * Runs mosquitto_sub with `args` for one message (-C 1, at most 30 s) and calls `publish` until it
+ * prints one (its reader starts at the queue end, so a message published before it is ready is
+ * not for it); what it printed, once it exited with 0.
+ */
+async function firstMessageOfMosquittoSub(args: string[], publish: () => void): Promise<string> {
+  const sub = spawn('mosquitto_sub', [...args, '-C', '1', '-W', '30'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  sub.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => sub.once('exit', (code) => resolve(code)));
+  await waitFor(
+    'mosquitto_sub to print a message',
+    25_000,
+    () => {
+      if (out.length > 0) return true;
+      publish();
+      return undefined;
+    },
+    700,
+  );
+  assert.equal(await exited, 0, 'mosquitto_sub exit code');
+  return out;
+}
+
 describe('MQTT gateway', { timeout: 150_000 }, () => {
   before(async () => {
     cluster = await SecureCluster.start({ groups: 1, tls: true, extraPorts: ['mqttPort'] });
@@ -298,26 +324,9 @@ describe('MQTT gateway', { timeout: 150_000 }, () => {
       return;
     }
     const common = ['-h', '127.0.0.1', '--cafile', ca(), '-u', cluster.keys.app.id, '-P', cluster.keys.app.secret, '-V', 'mqttv311'];
-    const sub = spawn('mosquitto_sub', [...common, '-p', String(port('b2')), '-t', 'mq.mos/+', '-q', '1', '-C', '1', '-v', '-W', '30'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    sub.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => sub.once('exit', (code) => resolve(code)));
-    // Publish until the subscriber (whose reader starts at the queue end) has one.
-    await waitFor(
-      'mosquitto_sub to print a message',
-      25_000,
-      () => {
-        if (out.length > 0) return true;
-        execFileSync('mosquitto_pub', [...common, '-p', String(port('b1')), '-t', 'mq.mos/0', '-q', '1', '-m', 'hello mosquitto'], { timeout: 10_000 });
-        return undefined;
-      },
-      700,
+    const out = await firstMessageOfMosquittoSub([...common, '-p', String(port('b2')), '-t', 'mq.mos/+', '-q', '1', '-v'], () =>
+      execFileSync('mosquitto_pub', [...common, '-p', String(port('b1')), '-t', 'mq.mos/0', '-q', '1', '-m', 'hello mosquitto'], { timeout: 10_000 }),
     );
-    assert.equal(await exited, 0);
     assert.match(out, /^mq\.mos\/0 hello mosquitto/);
   });
 
@@ -342,25 +351,9 @@ describe('MQTT gateway', { timeout: 150_000 }, () => {
     });
     assert.deepEqual(await readAll('mq.q0', 1, 200), [...lines311, ...lines5]);
 
-    const sub = spawn('mosquitto_sub', [...common, '-V', 'mqttv311', '-p', String(port('b3')), '-t', 'mq.q0/1', '-q', '0', '-C', '1', '-W', '30'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    sub.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => sub.once('exit', (code) => resolve(code)));
-    await waitFor(
-      'mosquitto_sub -q 0 to print a message',
-      25_000,
-      () => {
-        if (out.length > 0) return true;
-        execFileSync('mosquitto_pub', [...common, '-p', String(port('b1')), '-t', 'mq.q0/1', '-q', '0', '-m', 'to qos 0'], { timeout: 10_000 });
-        return undefined;
-      },
-      700,
+    const out = await firstMessageOfMosquittoSub([...common, '-V', 'mqttv311', '-p', String(port('b3')), '-t', 'mq.q0/1', '-q', '0'], () =>
+      execFileSync('mosquitto_pub', [...common, '-p', String(port('b1')), '-t', 'mq.q0/1', '-q', '0', '-m', 'to qos 0'], { timeout: 10_000 }),
     );
-    assert.equal(await exited, 0);
     assert.equal(out, 'to qos 0\n');
   });
 

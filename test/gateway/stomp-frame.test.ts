@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { decodeOne, encodeFrame, escapeHeader, FrameDecoder, FrameError, unescapeHeader, type FrameLimits } from '../../src/gateway/stomp/frame.js';
 import { parseDestination } from '../../src/gateway/stomp/destination.js';
 import { parseHeartBeat } from '../../src/gateway/stomp/session.js';
+import { prng } from '../harness/seeded-random.js';
 
 const limits: FrameLimits = { frameBytesMax: 4096, headerCountMax: 8, headerLineBytesMax: 256 };
 const seed = Number(process.env.MAMBA_FUZZ_SEED ?? Date.now() % 100_000);
@@ -127,18 +128,6 @@ test('heart-beat header: "cx,cy" in ms, absent = 0,0', () => {
   assert.deepEqual(parseHeartBeat('500,1000'), { offerMs: 500, wantMs: 1000 });
   for (const bad of ['', '1', '1,2,3', '-1,0', 'a,b', '1,2x']) assert.equal(parseHeartBeat(bad), null, bad);
 });
-
-function prng(s: number): () => number {
-  let x = s >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
 
 test(`fuzz: random and mutated frames give frames or FrameError, within bounds (seed ${seed}; MAMBA_FUZZ_SEED replays)`, () => {
   const random = prng(seed);

@@ -12,39 +12,13 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { NotLeaderError, ResourceExhaustedError } from '../../src/errors.js';
 import { decodeBatchHeader, verifyBatch } from '../../src/log/index.js';
-import type { Entry } from '../../src/raft/types.js';
-import { backupsInflightMax, Replica, type StateMachine } from '../../src/replica/replica.js';
+import { backupsInflightMax, Replica } from '../../src/replica/replica.js';
 import { snapshotHeaderBytes } from '../../src/replica/snapshot-store.js';
-import { events, produce, replicaOptions, temporaryRoots, waitFor } from './replica-fixture.js';
+import { events, produce, replicaOptions, temporaryRoots, waitFor, ListMachine, silent } from './replica-fixture.js';
 
 const padded = (index: number): string => `m${index}-${'x'.repeat(40)}`;
 
 const freshRoot = temporaryRoots('mamba-backup-source-');
-
-/** Keeps the committed payloads; snapshots are their JSON. */
-class ListMachine implements StateMachine {
-  items: string[] = [];
-  applied = 0;
-  onAppend(): void {}
-  onTruncate(): void {}
-  onRoleChange(): void {}
-  onCommit(entry: Entry): void {
-    this.items.push(Buffer.from(entry.payload).toString());
-    this.applied = entry.offset + entry.count;
-  }
-  appliedOffset(): number {
-    return this.applied;
-  }
-  captureSnapshot(): { endOffset: number; payload: Uint8Array } {
-    return { endOffset: this.applied, payload: Buffer.from(JSON.stringify(this.items)) };
-  }
-  restoreSnapshot(endOffset: number, payload: Uint8Array): void {
-    this.items = JSON.parse(Buffer.from(payload).toString()) as string[];
-    this.applied = endOffset;
-  }
-}
-
-const silent = { send: () => undefined, close: () => undefined };
 
 describe('a backup on the leader (issue 14)', { timeout: 60_000 }, () => {
   test('pins H, the newest snapshot and the log the leader holds; retention is held back until it is closed', async () => {

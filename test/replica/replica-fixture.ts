@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
 import { Logger } from '../../src/replica/logger.js';
-import type { Replica, ReplicaOptions } from '../../src/replica/replica.js';
+import type { Entry } from '../../src/raft/types.js';
+import type { Replica, ReplicaOptions, StateMachine } from '../../src/replica/replica.js';
 
 export function replicaOptions(id: string, voters: string[], dataDir: string, lines: string[], extra: Partial<ReplicaOptions> = {}): ReplicaOptions {
   return {
@@ -71,3 +72,31 @@ export async function produce(leader: Replica, first: number, count: number, bod
   await waitFor(`commit of ${end}`, () => leader.committedOffset >= end);
   return end;
 }
+
+/** Keeps the committed payloads; snapshots are their JSON; remembers where snapshots were restored. */
+export class ListMachine implements StateMachine {
+  items: string[] = [];
+  applied = 0;
+  restoredAt: number[] = [];
+  onAppend(): void {}
+  onTruncate(): void {}
+  onRoleChange(): void {}
+  onCommit(entry: Entry): void {
+    this.items.push(Buffer.from(entry.payload).toString());
+    this.applied = entry.offset + entry.count;
+  }
+  appliedOffset(): number {
+    return this.applied;
+  }
+  captureSnapshot(): { endOffset: number; payload: Uint8Array } {
+    return { endOffset: this.applied, payload: Buffer.from(JSON.stringify(this.items)) };
+  }
+  restoreSnapshot(endOffset: number, payload: Uint8Array): void {
+    this.items = JSON.parse(Buffer.from(payload).toString()) as string[];
+    this.applied = endOffset;
+    this.restoredAt.push(endOffset);
+  }
+}
+
+/** A transport for a group of one: nothing to send anywhere. */
+export const silent = { send: (): undefined => undefined, close: (): undefined => undefined };

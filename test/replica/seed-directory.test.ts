@@ -10,40 +10,14 @@ import * as fs from 'node:fs';
 import { join } from 'node:path';
 import { decodeBatchHeader } from '../../src/log/index.js';
 import { encodeLeaderChange } from '../../src/raft/membership.js';
-import { EntryType, type Entry } from '../../src/raft/types.js';
+import { EntryType } from '../../src/raft/types.js';
 import { formatDataDirectory, readDirectoryFormat } from '../../src/replica/format.js';
 import { batchOfEntry } from '../../src/replica/log-storage.js';
-import { Replica, type StateMachine } from '../../src/replica/replica.js';
+import { Replica } from '../../src/replica/replica.js';
 import { seedDataDirectory } from '../../src/replica/seed-directory.js';
-import { replicaOptions, temporaryRoots, waitFor } from './replica-fixture.js';
+import { replicaOptions, temporaryRoots, waitFor, ListMachine, silent } from './replica-fixture.js';
 
 const freshRoot = temporaryRoots('mamba-seed-');
-
-class ListMachine implements StateMachine {
-  items: string[] = [];
-  applied = 0;
-  restoredAt: number[] = [];
-  onAppend(): void {}
-  onTruncate(): void {}
-  onRoleChange(): void {}
-  onCommit(entry: Entry): void {
-    this.items.push(Buffer.from(entry.payload).toString());
-    this.applied = entry.offset + entry.count;
-  }
-  appliedOffset(): number {
-    return this.applied;
-  }
-  captureSnapshot(): { endOffset: number; payload: Uint8Array } {
-    return { endOffset: this.applied, payload: Buffer.from(JSON.stringify(this.items)) };
-  }
-  restoreSnapshot(endOffset: number, payload: Uint8Array): void {
-    this.items = JSON.parse(Buffer.from(payload).toString()) as string[];
-    this.applied = endOffset;
-    this.restoredAt.push(endOffset);
-  }
-}
-
-const silent = { send: () => undefined, close: () => undefined };
 
 /** Splits stored batches laid back to back. */
 function splitBatches(bytes: Buffer): Buffer[] {

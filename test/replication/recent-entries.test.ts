@@ -9,23 +9,13 @@ import { join } from 'node:path';
 import { SegmentLog } from '../../src/log/index.js';
 import { LogRaftStorage, batchOfEntry, entryFromBatch, recentEntriesCountMax } from '../../src/replica/log-storage.js';
 import { EntryType, type Entry } from '../../src/raft/types.js';
+import { prng } from '../harness/seeded-random.js';
 
 function view(entries: Entry[]): string[] {
   return entries.map((e) => `${e.offset}/${e.count}/${e.epoch}/${e.type}/${Buffer.from(e.payload).toString('hex')}`);
 }
 
 /** Small deterministic generator (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test('the cache answers every read as the segment log does, through appends, truncations and eviction', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mamba-recent-'));
   const log = await SegmentLog.open({ dir, segmentBytes: 256 * 1024, flush: { mode: 'async', intervalMs: 1000 } });

@@ -11,22 +11,11 @@ import { protoRoot, messageType } from '../../src/protocol/protos.js';
 import { signCall, type SigningKey } from '../../src/auth/signature.js';
 import { createKey } from '../../src/auth/keys.js';
 import { SecureCluster, waitFor, type Wire } from './secure-cluster.js';
+import { prng } from '../harness/seeded-random.js';
 
 const callsMax = 2400;
 const runMsMax = 25_000;
 const seed = Number(process.env.MAMBA_FUZZ_SEED ?? Date.now() % 100_000);
-
-function prng(s: number): () => number {
-  let x = s >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
 
 interface Method {
   service: string;

@@ -12,22 +12,11 @@ import { connect as tlsConnect } from 'node:tls';
 import mqttPacket from 'mqtt-packet';
 import { MambaClient } from '../../src/client/client.js';
 import { SecureCluster, waitFor } from './secure-cluster.js';
+import { prng } from '../harness/seeded-random.js';
 
 const connectionsMax = 600;
 const runMsMax = 20_000;
 const seed = Number(process.env.MAMBA_FUZZ_SEED ?? Date.now() % 100_000);
-
-function prng(s: number): () => number {
-  let x = s >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
-}
 
 function rssBytes(pid: number): number {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8')
