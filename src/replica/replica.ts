@@ -452,7 +452,12 @@ export class Replica {
     this.ticker = setInterval(() => this.onTick(), this.options.tickMs);
     this.recoveryTimer = setInterval(() => this.reportRecovery(), 1000);
     this.recoveryTimer.unref();
-    this.retentionTimer = setInterval(() => this.applyRetention(), this.options.retentionIntervalMs ?? retentionIntervalMsDefault);
+    // The snapshot policy is looked at here too, not only when entries are applied: a capture put
+    // off (snapshotNotBeforeMs) must come on an idle group as well.
+    this.retentionTimer = setInterval(() => {
+      this.applyRetention();
+      this.maybeTakeSnapshot();
+    }, this.options.retentionIntervalMs ?? retentionIntervalMsDefault);
     this.retentionTimer.unref();
     this.persistTimer = setInterval(() => this.persistApplied(), 1000);
     this.persistTimer.unref();
@@ -979,7 +984,8 @@ export class Replica {
   /**
    * The snapshot policy: once the applied offset moved snapshotIntervalEntries entries or
    * snapshotIntervalBytes log bytes past the latest snapshot, one snapshot, off this turn of the
-   * event loop; never while another is written or a fetched one is on its way in.
+   * event loop; never while another is written or a fetched one is on its way in. Looked at after
+   * every apply, when a snapshot write ends, and on the retention timer (an idle group).
    */
   private maybeTakeSnapshot(): void {
     if (this.snapshotTaking || this.closed || !this.machine?.captureSnapshot || this.fetcher.active || this.fetchedSnapshot !== null) return;
@@ -995,6 +1001,8 @@ export class Replica {
         .catch((error: unknown) => this.options.logger.error('replica.snapshot.take_failed', { error: String(error) }))
         .finally(() => {
           this.snapshotTaking = false;
+          // Entries applied while it was written may have made the next one due already.
+          this.maybeTakeSnapshot();
         });
     });
   }
