@@ -400,11 +400,15 @@ describe('MQTT gateway', { timeout: 150_000 }, () => {
     await transferAway();
     const clients = await Promise.all([0, 1, 2, 3].map(() => waitFor(`MQTT on ${via}`, 30_000, () => connectMqtt(via).catch(() => undefined), 200)));
     const acknowledged = new Set<string>();
-    const perClient = 150;
+    // The streams run until the transfers and the kill are behind them (so every transfer falls
+    // inside them however fast this machine is), bounded per client.
+    const perClientMax = 2000;
     const inflightMax = 16;
+    let stopping = false;
+    let sentCount = 0;
     const streams = clients.map(async (client, c) => {
       const inflight = new Set<Promise<void>>();
-      for (let i = 0; i < perClient; i++) {
+      for (let i = 0; i < perClientMax && !stopping; i++, sentCount++) {
         const body = `c${c}-${i}`;
         const publish: Promise<void> = client
           .publishAsync('mq.once/0', body, { qos: 1 })
@@ -432,14 +436,22 @@ describe('MQTT gateway', { timeout: 150_000 }, () => {
     }
     const killed = (await cluster.leaderOf('g1')).id;
     if (killed !== via) await cluster.kill(killed);
+    const acknowledgedAtKill = acknowledged.size;
+    await waitFor('80 acknowledgements after the kill', 60_000, () => (ended || acknowledged.size >= acknowledgedAtKill + 80 ? true : undefined));
+    stopping = true;
     await waitFor('the publish streams to end', 90_000, () => (ended ? true : undefined));
     assert.ok(transfersDuringStreams >= 1, 'the streams ended before any leadership transfer');
     if (!cluster.isRunning(killed)) cluster.launch(killed);
     await cluster.leaderOf('g1', 20_000);
 
-    const read = await admin.read('mq.once', 0, 0, { messagesMax: 5000 });
-    const bodies = read.messages.map((m) => m.body.toString());
-    const twice = bodies.filter((b, i) => bodies.indexOf(b) !== i);
+    const bodies: string[] = [];
+    for (let round = 0; round < 100; round++) {
+      const read = await admin.read('mq.once', 0, bodies.length, { messagesMax: 5000 });
+      if (read.messages.length === 0) break;
+      bodies.push(...read.messages.map((m) => m.body.toString()));
+    }
+    const seen = new Set<string>();
+    const twice = bodies.filter((b) => seen.has(b) || !seen.add(b));
     assert.deepEqual(twice, [], `${twice.length} messages stored twice`);
     const stored = new Set(bodies);
     const lost = [...acknowledged].filter((b) => !stored.has(b));
@@ -452,7 +464,7 @@ describe('MQTT gateway', { timeout: 150_000 }, () => {
         `client ${c}'s messages in publish order`,
       );
     }
-    assert.ok(acknowledged.size >= 0.8 * clients.length * perClient, `most publishes acknowledged (${acknowledged.size})`);
+    assert.ok(acknowledged.size >= 0.8 * sentCount, `most publishes acknowledged (${acknowledged.size} of ${sentCount})`);
   });
 });
 
