@@ -4,10 +4,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { AlertEngine, type Sample } from '../../src/observe/alerts/engine.js';
-import { defaultRules, parseRules, type AlertRule } from '../../src/observe/alerts/rules.js';
+import { defaultRules, loadRules, parseRules, type AlertRule } from '../../src/observe/alerts/rules.js';
 import { EmailNotifier, WebhookNotifier, notificationOf, type AlertNotification } from '../../src/observe/alerts/notifiers.js';
 import { ConfigError } from '../../src/validation.js';
+import { defaultAlertSettings } from '../../src/observe/settings.js';
 
 function rule(fields: Partial<AlertRule> = {}): AlertRule {
   return {
@@ -16,6 +18,7 @@ function rule(fields: Partial<AlertRule> = {}): AlertRule {
     match: {},
     condition: '>',
     threshold: 10,
+    windowMs: null,
     forMs: 3000,
     severity: 'critical',
     labels: { team: 'storage' },
@@ -161,6 +164,55 @@ test('increasing: fires when a series has not gone down for the for-duration and
   );
 });
 
+test('increase: fires while a counter grew over the window, resolves once it stood still for a window', () => {
+  const refused = rule({ name: 'Refused', metric: 'refused_total', condition: 'increase', threshold: 0, windowMs: 10_000, forMs: 0 });
+  const engine = new AlertEngine([refused], { repeatIntervalMs: 60_000 });
+  const c = (v: number | null, type = 'fetch'): Map<string, Sample[]> => at(v, { type }, 'refused_total');
+  assert.deepEqual(engine.evaluate(c(null), 0), [], 'no series yet');
+  // A labelled counter appears when first incremented: its first sight counts from 0.
+  assert.deepEqual(
+    engine.evaluate(c(1), 1000).map((e) => [e.status, e.value]),
+    [['firing', 1]],
+  );
+  assert.deepEqual(engine.evaluate(c(1), 5000), [], 'grew by 1 within the window: still firing');
+  assert.deepEqual(engine.evaluate(c(3), 9000), []);
+  assert.equal(engine.active()[0]!.value, 3);
+  assert.deepEqual(engine.evaluate(c(3), 12_000), [], 'the 1 → 3 step is still inside the window');
+  assert.deepEqual(
+    engine.evaluate(c(3), 19_500).map((e) => [e.status, e.value]),
+    [['resolved', 2]],
+    'no growth over the last 10 s (a resolved alert carries its last value while active)',
+  );
+  assert.deepEqual(
+    engine.evaluate(c(1), 20_000).map((e) => [e.status, e.value]),
+    [['firing', 1]],
+    'a counter that went down was reset (a restart): it counts from 0 again',
+  );
+});
+
+test('increase: a series present at the first evaluation gives its baseline, not a growth from 0', () => {
+  const refused = rule({ name: 'Refused', metric: 'refused_total', condition: 'increase', threshold: 2, windowMs: 60_000, forMs: 1000 });
+  const engine = new AlertEngine([refused], { repeatIntervalMs: 60_000 });
+  const c = (v: number): Map<string, Sample[]> => at(v, { type: 'vote' }, 'refused_total');
+  assert.deepEqual(engine.evaluate(c(500), 0), [], 'counted before the engine started: not growth');
+  assert.deepEqual(engine.evaluate(c(502), 1000), [], 'grew by 2: not above the threshold');
+  assert.deepEqual(engine.evaluate(c(503), 2000), [], 'grew by 3: pending for the for-duration');
+  assert.equal(engine.active()[0]!.state, 'pending');
+  assert.deepEqual(
+    engine.evaluate(c(503), 3000).map((e) => [e.status, e.value, e.activeSinceMs]),
+    [['firing', 3, 2000]],
+  );
+});
+
+test('increase: the history kept per series is bounded however often the engine evaluates', () => {
+  const refused = rule({ name: 'Refused', metric: 'refused_total', condition: 'increase', threshold: 0, windowMs: 1000, forMs: 0 });
+  const engine = new AlertEngine([refused], { repeatIntervalMs: 60_000 });
+  for (let ms = 0; ms <= 100_000; ms += 1) engine.evaluate(at(ms, { type: 'fetch' }, 'refused_total'), ms);
+  assert.equal(engine.active()[0]!.value, 1000, 'a counter growing by 1 per ms grew by 1000 over the 1 s window');
+  const history = (engine as unknown as { counters: Map<string, { points: unknown[] }> }).counters;
+  assert.ok([...history.values()][0]!.points.length <= 520, 'points kept: about one per window/512');
+});
+
 test('the engine bounds the alerts it tracks', () => {
   const engine = new AlertEngine([rule({ forMs: 1000 })], { repeatIntervalMs: 60_000, instancesMax: 2 });
   const samples = new Map([['lag_seconds', [1, 2, 3].map((i) => ({ labels: { follower: `b${i}` }, value: 50 }))]]);
@@ -181,14 +233,16 @@ test('rules files: durations, defaults, and errors that name the key', () => {
       'rules:',
       '  - { name: Lag, metric: mamba_replication_lag_seconds, condition: ">", threshold: 1, for: 1s, severity: critical, labels: { page: "yes" } }',
       '  - { name: Growing, metric: mamba_consumer_backlog_messages, condition: increasing, for: 5m, repeatInterval: 1h, match: { topic: orders } }',
+      '  - { name: Refused, metric: mamba_raft_messages_refused_total, condition: increase, window: 10m }',
     ].join('\n'),
     'rules.yaml',
   );
   assert.deepEqual(
-    rules.map((r) => [r.name, r.condition, r.threshold, r.forMs, r.severity, r.repeatIntervalMs]),
+    rules.map((r) => [r.name, r.condition, r.threshold, r.windowMs, r.forMs, r.severity, r.repeatIntervalMs]),
     [
-      ['Lag', '>', 1, 1000, 'critical', null],
-      ['Growing', 'increasing', 0, 300_000, 'warning', 3_600_000],
+      ['Lag', '>', 1, null, 1000, 'critical', null],
+      ['Growing', 'increasing', 0, null, 300_000, 'warning', 3_600_000],
+      ['Refused', 'increase', 0, 600_000, 0, 'warning', null],
     ],
   );
   assert.deepEqual(rules[0]!.labels, { page: 'yes' });
@@ -200,6 +254,9 @@ test('rules files: durations, defaults, and errors that name the key', () => {
     ['rules: [{ name: A, metric: "bad-name", condition: ">", threshold: 1 }]', /rules\[0\]\.metric/],
     ['rules: [{ name: A, metric: m, condition: ">", threshold: 1, severity: loud }]', /rules\[0\]\.severity/],
     ['rules: [{ name: A, metric: m, condition: ">", threshold: 1, treshold: 2 }]', /rules\[0\]\.treshold: unknown key/],
+    ['rules: [{ name: A, metric: m, condition: increase }]', /rules\[0\]\.window: is required with condition increase/],
+    ['rules: [{ name: A, metric: m, condition: increase, window: 0s }]', /rules\[0\]\.window: must be longer than 0/],
+    ['rules: [{ name: A, metric: m, condition: ">", threshold: 1, window: 5m }]', /rules\[0\]\.window: is only for condition increase, not >/],
     [
       'rules: [{ name: A, metric: m, condition: ">", threshold: 1 }, { name: A, metric: n, condition: ">", threshold: 1 }]',
       /rules\[1\]\.name: rule name "A" is used twice/,
@@ -213,12 +270,25 @@ test('rules files: durations, defaults, and errors that name the key', () => {
     );
 });
 
-test('the default rules cover lag, leaderless groups, disk, backlog growth, committed data divergence, recovery and memory', () => {
+test('the default rules cover lag, leaderless groups, disk, backlog growth, committed data divergence, recovery, refused peer messages and memory', () => {
   const rules = defaultRules(1234 * 1024 * 1024);
   const byName = new Map(rules.map((r) => [r.name, r]));
   assert.deepEqual(
     [...byName.keys()],
-    ['ReplicationLagHigh', 'GroupWithoutLeader', 'DiskUsageHigh', 'ConsumerBacklogGrowing', 'CommittedDataDivergence', 'ReplicaRecovering', 'MemoryOverLimit'],
+    [
+      'ReplicationLagHigh',
+      'GroupWithoutLeader',
+      'DiskUsageHigh',
+      'ConsumerBacklogGrowing',
+      'CommittedDataDivergence',
+      'ReplicaRecovering',
+      'PeerMessagesRefused',
+      'MemoryOverLimit',
+    ],
+  );
+  assert.deepEqual(
+    [byName.get('PeerMessagesRefused')!.metric, byName.get('PeerMessagesRefused')!.condition, byName.get('PeerMessagesRefused')!.windowMs],
+    ['mamba_raft_messages_refused_total', 'increase', 600_000],
   );
   assert.deepEqual(
     [byName.get('CommittedDataDivergence')!.metric, byName.get('CommittedDataDivergence')!.severity],
@@ -229,6 +299,11 @@ test('the default rules cover lag, leaderless groups, disk, backlog growth, comm
   assert.equal(byName.get('DiskUsageHigh')!.threshold, 0.85);
   assert.deepEqual([byName.get('ConsumerBacklogGrowing')!.condition, byName.get('ConsumerBacklogGrowing')!.forMs], ['increasing', 300_000]);
   assert.equal(byName.get('MemoryOverLimit')!.threshold, 1234 * 1024 * 1024);
+});
+
+test('cluster/alert-rules.yaml holds exactly the default rules', () => {
+  const file = fileURLToPath(new URL('../../../cluster/alert-rules.yaml', import.meta.url));
+  assert.deepEqual(loadRules(file), defaultRules(defaultAlertSettings.memoryBytesMax));
 });
 
 function sampleNotification(): AlertNotification {

@@ -3,7 +3,8 @@
 //   inactive → pending (condition holds) → firing (held for the rule's for-duration) →
 //   resolved (condition no longer holds, or the series is gone); a pending alert whose condition
 //   stops holding goes back to inactive without a notification. A firing alert is notified again
-//   every repeat interval.
+//   every repeat interval. For `increase` rules the value watched (and notified) is the counter's
+//   growth over the rule's window, from a bounded history per series.
 import { assert } from '../../assert.js';
 import type { AlertRule, Comparison } from './rules.js';
 
@@ -28,6 +29,37 @@ export interface AlertEvent {
   activeSinceMs: number;
   firedAtMs: number;
   resolvedAtMs: number | null;
+}
+
+/** History points kept per series of an `increase` rule: one per window/historyPoints at most. */
+const historyPoints = 512;
+
+/**
+ * A counter's recent history, enough to say how much it grew over the last window. Values are
+ * kept adjusted for resets (a counter that goes down restarted from 0, as Prometheus assumes).
+ */
+class CounterHistory {
+  private readonly points: Array<{ ms: number; value: number }> = [];
+  private carried = 0;
+  private lastRaw: number;
+
+  constructor(firstMs: number, firstRaw: number, startsAtZero: boolean) {
+    this.lastRaw = firstRaw;
+    if (startsAtZero) this.points.push({ ms: firstMs, value: 0 });
+    this.points.push({ ms: firstMs, value: firstRaw });
+  }
+
+  /** Records a sample; returns the growth since the newest point at or before `nowMs - windowMs`. */
+  growth(nowMs: number, raw: number, windowMs: number): number {
+    if (raw < this.lastRaw) this.carried += this.lastRaw;
+    this.lastRaw = raw;
+    const value = raw + this.carried;
+    const last = this.points[this.points.length - 1]!;
+    if (nowMs - last.ms >= windowMs / historyPoints) this.points.push({ ms: nowMs, value });
+    const windowStartMs = nowMs - windowMs;
+    while (this.points.length >= 2 && this.points[1]!.ms <= windowStartMs) this.points.shift();
+    return value - this.points[0]!.value;
+  }
 }
 
 interface Instance {
@@ -72,6 +104,9 @@ export class AlertEngine {
   private readonly instances = new Map<string, Instance>();
   /** Last value per series of `increasing` rules (the next evaluation compares against it). */
   private readonly previous = new Map<string, number>();
+  /** Per series of `increase` rules. */
+  private readonly counters = new Map<string, CounterHistory>();
+  private evaluations = 0;
   private readonly instancesMax: number;
   private lastEvaluationMs = -Infinity;
   dropped = 0;
@@ -94,6 +129,7 @@ export class AlertEngine {
     this.lastEvaluationMs = nowMs;
     const events: AlertEvent[] = [];
     for (const rule of this.rules) this.evaluateRule(rule, samples.get(rule.metric) ?? [], nowMs, events);
+    this.evaluations++;
     return events;
   }
 
@@ -103,14 +139,29 @@ export class AlertEngine {
       if (!matches(rule, sample.labels)) continue;
       const key = seriesKey(rule, sample.labels);
       seen.add(key);
-      this.step(rule, key, sample, nowMs, events);
+      this.step(rule, key, rule.condition === 'increase' ? this.growthOf(rule, key, sample, nowMs) : sample, nowMs, events);
     }
     // Series that disappeared: their alerts resolve, their history goes.
     for (const [key, instance] of this.instances) {
       if (instance.rule === rule && !seen.has(key)) this.clear(key, instance, nowMs, events);
     }
-    if (rule.condition === 'increasing')
-      for (const key of this.previous.keys()) if (key.startsWith(`${rule.name}\u0000`) && !seen.has(key)) this.previous.delete(key);
+    const history = rule.condition === 'increasing' ? this.previous : rule.condition === 'increase' ? this.counters : null;
+    if (history) for (const key of history.keys()) if (key.startsWith(`${rule.name}\u0000`) && !seen.has(key)) history.delete(key);
+  }
+
+  /** An `increase` rule's sample becomes the counter's growth over the window (NaN: not watched, past the bound). */
+  private growthOf(rule: AlertRule, key: string, sample: Sample, nowMs: number): Sample {
+    const windowMs = rule.windowMs ?? 0;
+    let history = this.counters.get(key);
+    if (!history) {
+      if (this.counters.size >= this.instancesMax) {
+        this.dropped++;
+        return { labels: sample.labels, value: Number.NaN };
+      }
+      history = new CounterHistory(nowMs, sample.value, this.evaluations > 0);
+      this.counters.set(key, history);
+    }
+    return { labels: sample.labels, value: history.growth(nowMs, sample.value, windowMs) };
   }
 
   private step(rule: AlertRule, key: string, sample: Sample, nowMs: number, events: AlertEvent[]): void {
@@ -158,6 +209,7 @@ export class AlertEngine {
 
   private holds(rule: AlertRule, value: number, previous: number | undefined, active: boolean): boolean {
     if (Number.isNaN(value)) return false;
+    if (rule.condition === 'increase') return value > rule.threshold; // value: the growth over the window
     if (rule.condition !== 'increasing') return compare[rule.condition](value, rule.threshold);
     if (previous === undefined) return false;
     return active ? value >= previous : value > previous; // once pending, not going down keeps it

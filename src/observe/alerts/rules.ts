@@ -20,9 +20,14 @@ export type Comparison = (typeof comparisons)[number];
 /**
  * `increasing`: the series has not gone down at any evaluation since the alert became pending,
  * and by the end of the for-duration it stands more than `threshold` above where it started.
+ * `increase`: a counter grew by more than `threshold` over the last `window` (Prometheus's
+ * `increase(metric[window]) > threshold`): it holds while the counter moves and resolves once it
+ * has stood still for a window. A counter going down was reset (a restart) and counts from 0; a
+ * series that appears after the first evaluation counts from 0 too, since a labelled counter
+ * appears only when first incremented.
  */
-export type Condition = Comparison | 'increasing';
-export const conditions: readonly Condition[] = [...comparisons, 'increasing'];
+export type Condition = Comparison | 'increasing' | 'increase';
+export const conditions: readonly Condition[] = [...comparisons, 'increasing', 'increase'];
 export const severities = ['info', 'warning', 'critical'] as const;
 export type Severity = (typeof severities)[number];
 
@@ -34,6 +39,8 @@ export interface AlertRule {
   match: Record<string, string>;
   condition: Condition;
   threshold: number;
+  /** For `increase` (and only for it): how far back the growth is measured. */
+  windowMs: number | null;
   forMs: number;
   severity: Severity;
   /** Extra labels attached to every alert of this rule. */
@@ -74,19 +81,28 @@ function readLabels(value: unknown, where: Where): Record<string, string> {
   return labels;
 }
 
-const ruleKeys = ['name', 'metric', 'match', 'condition', 'threshold', 'for', 'severity', 'labels', 'summary', 'repeatInterval'];
+const ruleKeys = ['name', 'metric', 'match', 'condition', 'threshold', 'window', 'for', 'severity', 'labels', 'summary', 'repeatInterval'];
+/** Conditions whose threshold may be left out (0): growth of any size. */
+const growthConditions: readonly Condition[] = ['increasing', 'increase'];
 
 export function readRule(value: unknown, where: Where): AlertRule {
   const f = readObject(value, where);
   rejectUnknownKeys(f, ruleKeys, where);
   const condition = readChoice(f.condition, at(where, 'condition'), conditions);
+  if (condition === 'increase' && f.window === undefined) fail(at(where, 'window'), 'is required with condition increase (a duration such as 5m)');
+  if (condition !== 'increase' && f.window !== undefined) fail(at(where, 'window'), `is only for condition increase, not ${condition}`);
+  const windowMs = condition === 'increase' ? readDurationMs(f.window, at(where, 'window')) : null;
+  if (windowMs === 0) fail(at(where, 'window'), 'must be longer than 0');
   return {
     name: readString(f.name, at(where, 'name'), namePattern),
     metric: readString(f.metric, at(where, 'metric'), metricPattern),
     match: readLabels(f.match, at(where, 'match')),
     condition,
     threshold:
-      f.threshold === undefined && condition === 'increasing' ? 0 : readNumber(f.threshold, at(where, 'threshold'), -Number.MAX_VALUE, Number.MAX_VALUE),
+      f.threshold === undefined && growthConditions.includes(condition)
+        ? 0
+        : readNumber(f.threshold, at(where, 'threshold'), -Number.MAX_VALUE, Number.MAX_VALUE),
+    windowMs,
     forMs: f.for === undefined ? 0 : readDurationMs(f.for, at(where, 'for')),
     severity: f.severity === undefined ? 'warning' : readChoice(f.severity, at(where, 'severity'), severities),
     labels: readLabels(f.labels, at(where, 'labels')),
@@ -117,7 +133,7 @@ export function loadRules(file: string): AlertRule[] {
 }
 
 function rule(fields: Partial<AlertRule> & Pick<AlertRule, 'name' | 'metric' | 'condition' | 'threshold' | 'severity' | 'summary'>): AlertRule {
-  return { match: {}, forMs: 0, labels: {}, repeatIntervalMs: null, ...fields };
+  return { match: {}, windowMs: null, forMs: 0, labels: {}, repeatIntervalMs: null, ...fields };
 }
 
 /** The rules a broker watches when no rules file is configured (cluster/alert-rules.yaml has the same). */
@@ -175,6 +191,16 @@ export function defaultRules(memoryBytesMax: number): AlertRule[] {
       forMs: 300_000,
       severity: 'warning',
       summary: 'This replica lost entries it had promised and has not caught up from its leader for 5 minutes',
+    }),
+    rule({
+      name: 'PeerMessagesRefused',
+      metric: 'mamba_raft_messages_refused_total',
+      condition: 'increase',
+      threshold: 0,
+      windowMs: 600_000,
+      severity: 'critical',
+      summary:
+        'This broker refused peer messages no correct replica could send in the last 10 minutes (a faulty or hostile member, or a forged peer certificate): see raft.message_refused in its log',
     }),
     rule({
       name: 'MemoryOverLimit',
