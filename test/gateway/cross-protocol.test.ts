@@ -114,6 +114,17 @@ test('STOMP sends (with receipts) reach an MQTT subscriber, the leader killed mi
   const received = new Set<string>();
   subscriber.on('message', (_topic, payload) => received.add(payload.toString()));
   await subscriber.subscribeAsync('back/+', { qos: 1 });
+  // MQTT readers start at the queue end: a probe that arrives shows this one runs.
+  await waitFor(
+    'a probe at the MQTT subscriber',
+    30_000,
+    async () => {
+      if (received.has('probe')) return true;
+      await admin.send('back', [{ body: 'probe' }], { queue: 0 });
+      return undefined;
+    },
+    500,
+  );
   const sender = await waitFor(`STOMP on ${senderBroker}`, 30_000, () => connectStompTo(senderBroker).catch(() => undefined));
   const receipted: string[] = [];
   for (let i = 0; i < 60; i++) {

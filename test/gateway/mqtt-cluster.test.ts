@@ -95,8 +95,23 @@ describe('MQTT gateway', { timeout: 150_000 }, () => {
       ['secret', 1],
     ] as const)
       await admin.createTopic(name, queues);
-    // The permissions file is reloaded on change; give it a moment to be read.
-    await sleep(1500);
+    // Each broker reloads the permissions file when it changes: wait until every one lets the
+    // app's key see an mq.* topic (DescribeTopic needs any permission on it; the first file had none).
+    for (const b of cluster.brokers) {
+      const app = new MambaClient({
+        brokers: [b.clientAddress],
+        accessKey: { keyId: cluster.keys.app.id, secret: cluster.keys.app.secret },
+        tls: { caFile: ca() },
+        retry: { attemptsMax: 1 },
+      });
+      await waitFor(`${b.id} to grant the app's key mq.*`, 20_000, () =>
+        app.describeTopic('mq.in').then(
+          () => true,
+          () => undefined,
+        ),
+      );
+      app.close();
+    }
   });
 
   after(async () => {
@@ -183,11 +198,23 @@ describe('MQTT gateway', { timeout: 150_000 }, () => {
     const got: string[] = [];
     client.on('message', (topic, payload) => got.push(`${topic}=${payload.toString()}`));
     await client.subscribeAsync('mq.out/+', { qos: 1 });
-    await sleep(1000); // readers start at the queue end
+    // Readers start at the queue end: a probe in each queue that arrives shows both run.
+    await waitFor(
+      'a probe from each queue',
+      15_000,
+      async () => {
+        const missing = [0, 1].filter((queue) => !got.includes(`mq.out/${queue}=probe`));
+        if (missing.length === 0) return true;
+        for (const queue of missing) await admin.send('mq.out', [{ body: 'probe' }], { queue });
+        return undefined;
+      },
+      500,
+    );
     await admin.send('mq.out', [{ body: 'zero' }], { queue: 0 });
     await admin.send('mq.out', [{ body: 'one' }], { queue: 1 });
-    await waitFor('both deliveries', 15_000, () => (got.length >= 2 ? true : undefined));
-    assert.deepEqual(got.sort(), ['mq.out/0=zero', 'mq.out/1=one']);
+    const real = (): string[] => got.filter((g) => !g.endsWith('=probe'));
+    await waitFor('both deliveries', 15_000, () => (real().length >= 2 ? true : undefined));
+    assert.deepEqual(real().sort(), ['mq.out/0=zero', 'mq.out/1=one']);
   });
 
   test('a retained message reaches a later subscriber (flagged retained); a last will is published when a client vanishes without DISCONNECT', async () => {
@@ -234,7 +261,11 @@ describe('MQTT gateway', { timeout: 150_000 }, () => {
     const got: string[] = [];
     first.on('message', (_t, p) => got.push(p.toString()));
     await first.subscribeAsync('mq.sess/0', { qos: 1 });
-    await sleep(1000);
+    // A new persistent subscription commits the queue's end (0 here) before its first read.
+    await waitFor('the subscription to commit its start', 15_000, async () => {
+      const d = await admin.describeConsumerGroup('mqtt.sess-1', 'mq.sess');
+      return d.queues[0]?.committedOffset === 0 ? true : undefined;
+    });
     await admin.send('mq.sess', [{ body: 'a0' }, { body: 'a1' }, { body: 'a2' }], { queue: 0 });
     await waitFor('a0..a2', 15_000, () => (got.length >= 3 ? true : undefined));
     await waitFor('the offset committed', 10_000, async () => {

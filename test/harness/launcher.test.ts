@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
 import { LocalCluster, waitFor } from '../../scripts/lib/cluster.js';
 
-test('a wait fails within a second of a broker dying on its own, naming it and quoting its log', async () => {
+test('a wait fails within seconds (not its 30 s bound) of a broker dying on its own, naming it and quoting its log', async () => {
   const cluster = await LocalCluster.create({ name: 'mamba-launcher' });
   try {
     cluster.launchAll();
@@ -19,7 +19,9 @@ test('a wait fails within a second of a broker dying on its own, naming it and q
       waitFor('something that never happens', 30_000, () => undefined),
       (error: Error) => /broker b2 exited \(signal SIGKILL\) while waiting for something that never happens/.test(error.message),
     );
-    assert.ok(Date.now() - started < 1_000, `took ${Date.now() - started} ms`);
+    // Far inside the wait's own 30 s: the exit is noticed, not waited out (3 s leaves room for a
+    // loaded machine's late SIGCHLD).
+    assert.ok(Date.now() - started < 3_000, `took ${Date.now() - started} ms`);
   } finally {
     await cluster.stopAll();
   }

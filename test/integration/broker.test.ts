@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import { serviceDefinition } from '../../src/protocol/protos.js';
 import { TestCluster, waitFor } from './cluster-harness.js';
-import { readAll, type Wire } from './grpc-client.js';
+import { readAll, type MambaClient, type Wire } from './grpc-client.js';
 
 const bodies = (prefix: string, from: number, count: number): Buffer[] => Array.from({ length: count }, (_, i) => Buffer.from(`${prefix}${from + i}`));
 
@@ -142,45 +142,58 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
   });
 
   test('bad input gets a clear status, the broker stays up and nothing stored changes', async () => {
-    const client = cluster.client(leader);
-    const before = await readAll(client, 'orders', 0, 0, 10_002);
-    const expectError = async (work: Promise<unknown>, code: grpc.status, pattern: RegExp): Promise<void> => {
-      const error = await work.then(
-        () => null,
-        (e: grpc.ServiceError) => e,
-      );
+    const before = await readAll(cluster.client(leader), 'orders', 0, 0, 10_002);
+    // A call is made on the group's leader. On a loaded machine an election may move leadership
+    // during the test: a call the old leader refused as "not the leader" is made again on the new
+    // one (a few times at most), since the refusal of its bad input is what is checked.
+    const expectError = async (work: Promise<unknown> | ((client: MambaClient) => Promise<unknown>), code: grpc.status, pattern: RegExp): Promise<void> => {
+      let error: grpc.ServiceError | null = null;
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        error = await (typeof work === 'function' ? work(cluster.client(leader)) : work).then(
+          () => null,
+          (e: grpc.ServiceError) => e,
+        );
+        const moved = error?.code === grpc.status.FAILED_PRECONDITION && /is not the leader/.test(error.details);
+        if (!moved || typeof work !== 'function' || code === grpc.status.FAILED_PRECONDITION) break;
+        leader = (await cluster.waitForLeader('g1', 20_000)).leaderId;
+      }
       assert.ok(error, `expected ${grpc.status[code]}, the call succeeded`);
       assert.equal(error.code, code, `expected ${grpc.status[code]}, got ${grpc.status[error.code]}: ${error.details}`);
       assert.match(error.details, pattern);
     };
-    await expectError(client.produce('nope', 0, bodies('x', 0, 1)), grpc.status.NOT_FOUND, /topic "nope" does not exist/);
-    await expectError(client.produce('orders', 7, bodies('x', 0, 1)), grpc.status.NOT_FOUND, /no queue 7.*0\.\.1/);
-    await expectError(client.consume('orders', 0, 20_000), grpc.status.OUT_OF_RANGE, /valid offsets are 0\.\.10002/);
+    await expectError((client) => client.produce('nope', 0, bodies('x', 0, 1)), grpc.status.NOT_FOUND, /topic "nope" does not exist/);
+    await expectError((client) => client.produce('orders', 7, bodies('x', 0, 1)), grpc.status.NOT_FOUND, /no queue 7.*0\.\.1/);
+    await expectError((client) => client.consume('orders', 0, 20_000), grpc.status.OUT_OF_RANGE, /valid offsets are 0\.\.10002/);
     await expectError(
-      client.produce('orders', 0, [Buffer.alloc(4 * 1024 * 1024 + 1)]),
+      (client) => client.produce('orders', 0, [Buffer.alloc(4 * 1024 * 1024 + 1)]),
       grpc.status.INVALID_ARGUMENT,
       /over the limit of 4194304 \(messageBytesMax\)/,
     );
     await expectError(
-      client.call('Produce', { topic: '', queue: 0, messages: [{ body: Buffer.from('x') }] }),
+      (client) => client.call('Produce', { topic: '', queue: 0, messages: [{ body: Buffer.from('x') }] }),
       grpc.status.INVALID_ARGUMENT,
       /topic is required/,
     );
-    await expectError(client.call('Produce', { topic: 'orders', queue: 0, messages: [] }), grpc.status.INVALID_ARGUMENT, /messages is empty/);
+    await expectError((client) => client.call('Produce', { topic: 'orders', queue: 0, messages: [] }), grpc.status.INVALID_ARGUMENT, /messages is empty/);
     await expectError(
-      client.call('Produce', { topic: 'orders', queue: 0, ack: 9, messages: [{ body: Buffer.from('x') }] }),
+      (client) => client.call('Produce', { topic: 'orders', queue: 0, ack: 9, messages: [{ body: Buffer.from('x') }] }),
       grpc.status.INVALID_ARGUMENT,
       /ack 9/,
     );
     await expectError(
-      client.call('Produce', { topic: 'orders', queue: 0, messages: [{ body: Buffer.from('x'), headers: [{ key: '', value: Buffer.from('v') }] }] }),
+      (client) =>
+        client.call('Produce', { topic: 'orders', queue: 0, messages: [{ body: Buffer.from('x'), headers: [{ key: '', value: Buffer.from('v') }] }] }),
       grpc.status.INVALID_ARGUMENT,
       /headers\[0\]\.key is required/,
     );
-    await expectError(client.call('CreateTopic', { name: 'bad name!', queues: 1 }), grpc.status.INVALID_ARGUMENT, /topic name "bad name!" is not valid/);
-    await expectError(client.call('CreateTopic', { name: 'orders', queues: 5 }), grpc.status.ALREADY_EXISTS, /already exists with 2 queues/);
     await expectError(
-      client.call('CommitOffset', { consumerGroup: 'g', topic: 'orders', queue: 0, offset: 99_999 }),
+      (client) => client.call('CreateTopic', { name: 'bad name!', queues: 1 }),
+      grpc.status.INVALID_ARGUMENT,
+      /topic name "bad name!" is not valid/,
+    );
+    await expectError((client) => client.call('CreateTopic', { name: 'orders', queues: 5 }), grpc.status.ALREADY_EXISTS, /already exists with 2 queues/);
+    await expectError(
+      (client) => client.call('CommitOffset', { consumerGroup: 'g', topic: 'orders', queue: 0, offset: 99_999 }),
       grpc.status.OUT_OF_RANGE,
       /valid offsets are 0\.\.10002/,
     );
@@ -202,9 +215,10 @@ describe('one group of three brokers', { timeout: 240_000 }, () => {
     await expectError(fetch({ cluster: 'other', group: 'g1', replicaId: 'b2' }), grpc.status.PERMISSION_DENIED, /not a member/);
     peer.close();
 
-    assert.deepEqual(await readAll(client, 'orders', 0, 0, 10_002), before);
-    const view = await cluster.waitForLeader('g1', 5000);
-    assert.equal(view.leaderId, leader, 'bad input moved leadership');
+    // Every broker still runs (the harness fails any wait once one exits) and nothing stored changed.
+    leader = (await cluster.waitForLeader('g1', 20_000)).leaderId;
+    assert.deepEqual(await readAll(cluster.client(leader), 'orders', 0, 0, 10_002), before);
+    for (const b of cluster.groupBrokers('g1')) assert.ok(cluster.isRunning(b.id), `${b.id} exited`);
   });
 
   test('topics and committed consumer offsets survive kill -9 of every broker: each restores them from its store and the log', async () => {
@@ -245,8 +259,10 @@ describe('failover', { timeout: 240_000 }, () => {
     await createTopic(cluster, first, 'pay', 1);
     let leader = first;
     let killedAt = 0;
-    let electionMs = -1;
-    // Produce one message at a time; on a refusal, ask the group for its leader and retry.
+    // Produce one message at a time; on a refusal, ask the group for its leader and retry. The
+    // producer id and sequence make a retry after an unknown outcome (a timeout while the entry
+    // committed) come back as a duplicate with its offset instead of storing the message twice.
+    const producerId = 4242;
     for (let next = 0, attempts = 0; next < 600 && attempts < 5000; attempts++) {
       if (next === 300 && killedAt === 0) {
         await cluster.kill(leader);
@@ -254,7 +270,7 @@ describe('failover', { timeout: 240_000 }, () => {
       }
       const ok = await cluster
         .client(leader)
-        .produce('pay', 0, [Buffer.from(`p${next}`)], 3, 1000)
+        .produce('pay', 0, [Buffer.from(`p${next}`)], 3, 1000, { producerId, sequence: next })
         .then(
           () => true,
           () => false,
@@ -264,12 +280,20 @@ describe('failover', { timeout: 240_000 }, () => {
         next++;
         continue;
       }
-      const view = await cluster.waitForLeader('g1', 5000, [first]);
-      if (electionMs < 0) electionMs = Date.now() - killedAt;
-      leader = view.leaderId;
+      leader = (await cluster.waitForLeader('g1', 5000, [first])).leaderId;
     }
     assert.equal(acked.length, 600);
-    assert.ok(electionMs >= 0 && electionMs <= 2000, `a new leader after ${electionMs} ms (limit 2000)`);
+    // The election's time from the brokers' own records (the first leader line after the kill),
+    // not from this loop's polling, which a loaded machine stretches.
+    const leaderSinceMs = cluster
+      .groupBrokers('g1')
+      .filter((b) => b.id !== first)
+      .flatMap((b) => readFileSync(b.logFile, 'utf8').split('\n'))
+      .filter((line) => line.includes('"event":"replica.role"') && line.includes('"role":"leader"'))
+      .map((line) => Date.parse((JSON.parse(line) as { ts: string }).ts))
+      .filter((ms) => ms >= killedAt);
+    const electionMs = Math.min(...leaderSinceMs) - killedAt;
+    assert.ok(electionMs <= 2000, `a new leader ${electionMs} ms after the kill (limit 2000)`);
     assert.deepEqual(await readAll(cluster.client(leader), 'pay', 0, 0, 600), acked.slice(0, 600));
     cluster.launch(first);
     await waitForCaughtUp(cluster, leader, first);

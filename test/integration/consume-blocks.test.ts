@@ -2,7 +2,7 @@
 // on 127.0.0.1. The rule checked: a block answer carries exactly the messages the per-record
 // answer carries (offsets, keys, bodies, headers, timestamps), from the exact requested offset,
 // within messages_max and bytes_max, only committed messages; and the SDK's read decodes it.
-import { test, describe, before, after } from 'node:test';
+import { test, describe, before, beforeEach, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
@@ -71,6 +71,10 @@ describe('Consume in RecordBlocks', { timeout: 180_000 }, () => {
       sent.push(...messages);
       if (batch % 3 === 0) await client.call('Produce', { topic, queue: 1, ack: 3, messages: [wireOf(messageOf(100 + batch, 0))] });
     }
+  });
+  // On a loaded machine leadership may move between tests: each starts from the group's leader now.
+  beforeEach(async () => {
+    leader = (await cluster.waitForLeader('g1', 20_000)).leaderId;
   });
   after(async () => cluster?.stop());
 

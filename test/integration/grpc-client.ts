@@ -56,8 +56,12 @@ export class MambaClient {
     };
   }
 
-  produce(topic: string, queue: number, bodies: Buffer[], ack = 3, timeoutMs = 10_000): Promise<Wire> {
-    return this.call('Produce', { topic, queue, ack, messages: bodies.map((body) => ({ body })) }, timeoutMs);
+  /**
+   * `idempotent`: the producer id and sequence of the batch's first message, so a retry after an
+   * attempt whose outcome is unknown is answered with the offset already stored (never stored twice).
+   */
+  produce(topic: string, queue: number, bodies: Buffer[], ack = 3, timeoutMs = 10_000, idempotent?: { producerId: number; sequence: number }): Promise<Wire> {
+    return this.call('Produce', { topic, queue, ack, messages: bodies.map((body) => ({ body })), ...idempotent }, timeoutMs);
   }
 
   consume(topic: string, queue: number, offset: number, messagesMax = 1000, waitMsMax = 0): Promise<Wire> {

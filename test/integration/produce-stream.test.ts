@@ -2,7 +2,7 @@
 // with their client sequence, every unary check applied to each request (answered in place, the
 // stream goes on), a burst written before any answer is read, a stream cut mid-way (nothing
 // acknowledged lost, no half batch), and the access key and permission checks of a secure cluster.
-import { test, describe, before, after } from 'node:test';
+import { test, describe, before, beforeEach, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { TestCluster, waitFor, sleep } from './cluster-harness.js';
@@ -43,6 +43,10 @@ describe('ProduceStream', { timeout: 180_000 }, () => {
     cluster = await TestCluster.start({ settings: { inflightPerConnectionMax: 16 } });
     leader = (await cluster.waitForLeader('g1', 20_000)).leaderId;
     await cluster.client(leader).call('CreateTopic', { name: 'stream', queues: 4 });
+  });
+  // On a loaded machine leadership may move between tests: each starts from the group's leader now.
+  beforeEach(async () => {
+    leader = (await cluster.waitForLeader('g1', 20_000)).leaderId;
   });
   after(async () => cluster?.stop());
 
