@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import { TestCluster, waitFor } from './cluster-harness.js';
-import { readAll, type MambaClient } from './grpc-client.js';
+import { readAll, type MambaClient, type Wire } from './grpc-client.js';
 
 const topic = `rejoin-${process.pid}`;
 const queueCount = 2;
@@ -79,12 +79,25 @@ describe('a wiped follower rejoins after retention (snapshot install)', { timeou
   });
   after(async () => cluster?.stop());
 
+  // Idempotent (one producer id, each queue's sequence is its message count): a batch retried on
+  // a new leader after an election on a loaded machine is answered with the offsets it has.
+  const producerId = 7331;
   async function produce(batches: number): Promise<void> {
     for (let round = 0; round < batches; round++) {
       for (let queue = 0; queue < queueCount; queue++) {
         const first = produced.get(queue) ?? 0;
         const bodies = Array.from({ length: messagesPerBatch }, (_, i) => body(queue, first + i));
-        const reply = await cluster.client(leader).produce(topic, queue, bodies);
+        let reply: Wire | null = null;
+        for (let attempt = 1; reply === null; attempt++) {
+          reply = await cluster
+            .client(leader)
+            .produce(topic, queue, bodies, 3, 10_000, { producerId, sequence: first })
+            .catch(async (error: Error) => {
+              if (attempt >= 5) throw error;
+              leader = (await cluster.waitForLeader('g1', 20_000)).leaderId;
+              return null;
+            });
+        }
         assert.equal(Number(reply.baseOffset), first);
         produced.set(queue, first + messagesPerBatch);
       }

@@ -1,6 +1,6 @@
 // Integration: brokers with access keys, permissions and mutual TLS between them (DESIGN §8).
 // Each class of bad request gets its status; permitted calls work through the SDK and the CLI.
-import { test, describe, before, after } from 'node:test';
+import { test, describe, before, beforeEach, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -30,6 +30,10 @@ describe('security: access keys, permissions, TLS', { timeout: 120_000 }, () => 
 
   before(async () => {
     cluster = await SecureCluster.start({ groups: 2, tls: true });
+    leaderAddress = (await cluster.leaderOf('g1')).clientAddress;
+  });
+  // On a loaded machine leadership may move between tests: each starts from g1's leader now.
+  beforeEach(async () => {
     leaderAddress = (await cluster.leaderOf('g1')).clientAddress;
   });
   after(async () => cluster?.stop());
