@@ -10,6 +10,8 @@ import { defaultRules, loadRules, parseRules, type AlertRule } from '../../src/o
 import { EmailNotifier, WebhookNotifier, notificationOf, type AlertNotification } from '../../src/observe/alerts/notifiers.js';
 import { ConfigError } from '../../src/validation.js';
 import { defaultAlertSettings } from '../../src/observe/settings.js';
+import { BrokerMetrics } from '../../src/observe/metrics.js';
+import { samplesOf } from '../../src/observe/alerts/evaluator.js';
 
 function rule(fields: Partial<AlertRule> = {}): AlertRule {
   return {
@@ -299,6 +301,22 @@ test('the default rules cover lag, leaderless groups, disk, backlog growth, comm
   assert.equal(byName.get('DiskUsageHigh')!.threshold, 0.85);
   assert.deepEqual([byName.get('ConsumerBacklogGrowing')!.condition, byName.get('ConsumerBacklogGrowing')!.forMs], ['increasing', 300_000]);
   assert.equal(byName.get('MemoryOverLimit')!.threshold, 1234 * 1024 * 1024);
+});
+
+test("the default rules on a broker's own registry: the first refused peer message fires PeerMessagesRefused, ten still minutes resolve it", async () => {
+  const metrics = new BrokerMetrics({ broker: 'b1', group: 'g1' });
+  const engine = new AlertEngine(defaultRules(defaultAlertSettings.memoryBytesMax), { repeatIntervalMs: 3_600_000 });
+  const refusals = async (nowMs: number): Promise<Array<[string, number, string | undefined]>> =>
+    engine
+      .evaluate(await samplesOf(metrics.registry), nowMs)
+      .filter((e) => e.rule.name === 'PeerMessagesRefused')
+      .map((e) => [e.status, e.value, e.labels.type]);
+  assert.deepEqual(await refusals(0), [], 'no refusal yet: no series');
+  metrics.messageRefused('FetchResponse');
+  assert.deepEqual(await refusals(5000), [['firing', 1, 'FetchResponse']]);
+  metrics.messageRefused('FetchResponse');
+  assert.deepEqual(await refusals(60_000), [], 'still firing, not repeated within the repeat interval');
+  assert.deepEqual(await refusals(60_000 + 600_000), [['resolved', 2, 'FetchResponse']]);
 });
 
 test('cluster/alert-rules.yaml holds exactly the default rules', () => {
