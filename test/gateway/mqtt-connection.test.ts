@@ -16,7 +16,7 @@ import { gatewayTracing } from '../../src/gateway/common/tracing.js';
 import { MqttConnection, type MqttContext } from '../../src/gateway/mqtt/connection.js';
 import { mqttLimitDefaults } from '../../src/gateway/mqtt/server.js';
 import { SessionStore } from '../../src/gateway/mqtt/session-store.js';
-import { waitFor } from '../integration/cluster-harness.js';
+import { assertHoldsFor, waitFor } from '../integration/cluster-harness.js';
 
 interface HeldPublish {
   topic: string;
@@ -66,6 +66,11 @@ after(() => {
 
 /** A listener with one MqttConnection per socket over `backend`, and a raw client socket to it. */
 async function connectTo(backend: GatewayBackend, protocolVersion: 4 | 5): Promise<{ socket: Socket; packets: Packet[] }> {
+  return dial(await listen(backend), protocolVersion);
+}
+
+/** A listener with one MqttConnection per socket over `backend`; its port. */
+async function listen(backend: GatewayBackend): Promise<number> {
   const silent = { debug() {}, info() {}, warn() {} };
   const context: MqttContext = {
     backend,
@@ -83,7 +88,11 @@ async function connectTo(backend: GatewayBackend, protocolVersion: 4 | 5): Promi
   });
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
+  return (server.address() as { port: number }).port;
+}
+
+/** A raw client socket to the listener on `port`, and the packets it receives. */
+async function dial(port: number, protocolVersion: 4 | 5): Promise<{ socket: Socket; packets: Packet[] }> {
   const socket = connect(port, '127.0.0.1');
   sockets.push(socket);
   const packets: Packet[] = [];
@@ -161,4 +170,42 @@ test('a QoS 0 subscriber that stops reading holds the reads back (the send buffe
   assert.ok(heldBytes <= 64 * 1024 * 1024, `reads stopped after ${settled} rounds (${heldBytes} bytes)`);
   socket.resume();
   await waitFor('reads to go on once the client reads again', 5000, () => (backend.readCount > settled + 5 ? true : undefined));
+});
+
+test('5.0 Will Delay Interval: the will waits for its delay; a reconnection to the session cancels it; a session that ends with the connection sends it at once', async () => {
+  const backend = new ScriptedBackend(() => []);
+  const port = await listen(backend);
+  const wills = (): string[] => backend.held.map((h) => h.body);
+  const connectWithWill = async (clientId: string, body: string, willDelayInterval: number, sessionExpiryInterval: number): Promise<Socket> => {
+    const { socket, packets } = await dial(port, 5);
+    const will = { topic: 'fast/0', payload: Buffer.from(body), qos: 1 as const, retain: false, properties: { willDelayInterval } };
+    send(socket, { cmd: 'connect', protocolVersion: 5, clientId, clean: false, keepalive: 0, will, properties: { sessionExpiryInterval } }, 5);
+    await waitFor(`the CONNACK of ${clientId}`, 5000, () => (packets.some((p) => p.cmd === 'connack') ? true : undefined));
+    return socket;
+  };
+
+  // Gone without DISCONNECT: the will goes after its delay, not before.
+  const gone = await connectWithWill('delayed', 'delayed is gone', 1, 60);
+  const goneAtMs = Date.now();
+  gone.destroy();
+  await waitFor('the delayed will', 10_000, () => (wills().includes('delayed is gone') ? true : undefined), 10);
+  assert.ok(Date.now() - goneAtMs >= 950, `the will went ${Date.now() - goneAtMs} ms after the connection ended (delay 1 s)`);
+
+  // Back within the delay (3 s): the session resumes and its will is never sent, also past the delay.
+  const flaky = await connectWithWill('flaky', 'flaky is gone', 3, 60);
+  const flakyGoneAtMs = Date.now();
+  flaky.destroy();
+  const again = await dial(port, 5);
+  send(again.socket, { cmd: 'connect', protocolVersion: 5, clientId: 'flaky', clean: false, keepalive: 0, properties: { sessionExpiryInterval: 60 } }, 5);
+  await waitFor('the CONNACK of the reconnection', 5000, () => (again.packets.some((p) => p.cmd === 'connack') ? true : undefined));
+  assert.ok(Date.now() - flakyGoneAtMs < 3000, 'the reconnection came within the delay');
+  await assertHoldsFor('no will once the session resumed', flakyGoneAtMs + 3500 - Date.now(), () => !wills().includes('flaky is gone'));
+
+  // Session expiry 0: the session ends with the connection, so a will of delay 10 s does not wait.
+  const brief = await connectWithWill('brief', 'brief is gone', 10, 0);
+  const briefGoneAtMs = Date.now();
+  brief.destroy();
+  await waitFor('the will of a session that ended', 5000, () => (wills().includes('brief is gone') ? true : undefined), 10);
+  assert.ok(Date.now() - briefGoneAtMs < 5000, `the will went ${Date.now() - briefGoneAtMs} ms after the connection ended`);
+  for (const h of backend.held) h.settle(true);
 });

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SessionStore } from '../../src/gateway/mqtt/session-store.js';
 import { OutgoingWindow } from '../../src/gateway/mqtt/window.js';
+import { waitFor } from '../integration/cluster-harness.js';
 
 test('a second connection with the same client id takes the session over (MQTT-3.1.4-2)', () => {
   const store = new SessionStore(10);
@@ -71,4 +72,31 @@ test('the QoS 1 window: bounded slots, ids unique while in flight, closing answe
   window.close();
   assert.equal(await b.acked, false);
   assert.equal(await window.take(), null);
+});
+
+test('delayed wills: published after the delay; a resumed session cancels, a clean start publishes at once; stopping publishes the rest', async () => {
+  const store = new SessionStore(10);
+  const published: string[] = [];
+  const will = (name: string) => async (): Promise<void> => {
+    published.push(name);
+  };
+  const s = { takeOver: () => undefined };
+  store.delayWill('timed', 30, will('timed'));
+  store.delayWill('resumed', 30, will('resumed'));
+  store.delayWill('restarted', 60_000, will('restarted'));
+  store.delayWill('stopped', 60_000, will('stopped'));
+  assert.equal(store.delayedWillCount, 4);
+  store.claim('resumed', s, false);
+  store.claim('restarted', s, true);
+  assert.deepEqual(published, ['restarted'], 'a clean start ends the old session: its will goes now');
+  await waitFor('the timed will', 5000, () => (published.includes('timed') ? true : undefined), 5);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(published, ['restarted', 'timed'], 'the resumed session sent no will (its delay was the same)');
+  // A second will for one id: the first goes at once (its session ended), the second waits.
+  store.delayWill('twice', 60_000, will('twice-1'));
+  store.delayWill('twice', 60_000, will('twice-2'));
+  assert.deepEqual(published.slice(2), ['twice-1']);
+  await store.publishDelayedWills();
+  assert.deepEqual(published.slice(2).sort(), ['stopped', 'twice-1', 'twice-2']);
+  assert.equal(store.delayedWillCount, 0);
 });

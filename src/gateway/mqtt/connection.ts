@@ -80,6 +80,8 @@ interface Will {
   qos: 0 | 1;
   retain: boolean;
   properties: UserProperties | undefined;
+  /** 5.0 Will Delay Interval (0: at once). */
+  delayMs: number;
 }
 
 export class MqttConnection {
@@ -230,7 +232,7 @@ export class MqttConnection {
     this.state = 'connected';
     if (this.version === 5 && packet.properties?.receiveMaximum)
       this.window = new OutgoingWindow(Math.min(packet.properties.receiveMaximum, this.context.limits.sendWindowMax));
-    this.context.sessions.claim(this.clientId, this.sessionHandle);
+    this.context.sessions.claim(this.clientId, this.sessionHandle, clean);
     const stored = this.context.sessions.take(this.clientId);
     const sessionPresent = this.resume && stored !== null;
     this.write(this.connack(reason.success, sessionPresent, assigned));
@@ -246,7 +248,15 @@ export class MqttConnection {
     if (!allows(this.context.access, this.keyId, 'produce', destination.topic))
       return { code: reason.notAuthorized, why: `no produce permission on ${destination.topic}` };
     const payload = typeof will.payload === 'string' ? Buffer.from(will.payload) : will.payload;
-    this.will = { topic: will.topic, payload, qos: will.qos === 1 ? 1 : 0, retain: will.retain === true, properties: will.properties?.userProperties };
+    const delayS = this.version === 5 ? (will.properties?.willDelayInterval ?? 0) : 0;
+    this.will = {
+      topic: will.topic,
+      payload,
+      qos: will.qos === 1 ? 1 : 0,
+      retain: will.retain === true,
+      properties: will.properties?.userProperties,
+      delayMs: Math.min(delayS * 1000, this.context.limits.sessionExpiryMsMax),
+    };
     return null;
   }
 
@@ -559,7 +569,15 @@ export class MqttConnection {
     this.context.sessions.release(this.clientId, this.sessionHandle, this.subscriptions as Subscriptions, this.persistent ? this.sessionExpiryMs : 0);
     const will = normal ? null : this.will;
     if (!will) return;
-    // After the client's own PUBLISHes; nobody to answer, a refusal is counted and logged.
+    // The will waits for its delay, but never past the session's end (5.0 §3.1.3.2.2): a
+    // session that ends with the connection (expiry 0) has its will published now.
+    const delayMs = Math.min(will.delayMs, this.persistent ? this.sessionExpiryMs : 0);
+    if (delayMs > 0) this.context.sessions.delayWill(this.clientId, delayMs, () => this.publishWill(will));
+    else void this.publishWill(will);
+  }
+
+  /** After the client's own PUBLISHes; nobody to answer, a refusal is counted and logged. */
+  private publishWill(will: Will): Promise<void> {
     const publication: Publication = {
       topic: will.topic,
       payload: will.payload,
@@ -569,7 +587,7 @@ export class MqttConnection {
     };
     const admitted = this.admission.then(() => this.admit(publication));
     this.admission = admitted;
-    void admitted
+    return admitted
       .then((stored) => stored.outcome)
       .then((outcome) => this.answer(publication, outcome))
       .catch((error: Error) => this.context.log.warn('mqtt.will.failed', { clientId: this.clientId, problem: error.message }));

@@ -32,6 +32,8 @@ export interface MqttGatewayOptions {
 /** Room in a packet for the topic name and properties beyond the payload. */
 const packetOverheadBytes = 64 * 1024;
 const topicsCacheMs = 1000;
+/** How long stopping waits for the wills still waiting for their delay to be stored. */
+const willsOnStopWaitMsMax = 3000;
 
 export const mqttLimitDefaults: Omit<MqttLimits, 'packetBytesMax'> = {
   receiveMax: 64,
@@ -113,6 +115,16 @@ export class MqttGateway {
   async stop(): Promise<void> {
     for (const connection of this.connections) connection.close(true);
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Sessions end with the listener: wills still waiting for their delay go now, before the
+    // producer closes (waited for at most a few seconds: a shutdown does not wait out retries).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.sessions.publishDelayedWills(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, willsOnStopWaitMsMax);
+      }),
+    ]);
+    clearTimeout(timer);
     await this.options.backend.close();
   }
 }

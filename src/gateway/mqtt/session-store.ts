@@ -1,8 +1,11 @@
 // The sessions one broker's MQTT listener knows: the live connection per client id (a second
-// CONNECT with the same id takes the session over and closes the first, MQTT-3.1.4-2) and the
-// subscriptions of persistent sessions whose client went away, until their expiry. Bounded: past
-// `storedMax` the session closest to expiry is forgotten. Offsets are not kept here: they are the
-// consumer group's committed offsets in the cluster, so a session resumes on any broker.
+// CONNECT with the same id takes the session over and closes the first, MQTT-3.1.4-2), the
+// subscriptions of persistent sessions whose client went away, until their expiry, and the wills
+// waiting for their Will Delay Interval (5.0: a connection to the session before it passes
+// cancels the will; one that starts the session clean ends the old one, whose will goes at once).
+// Bounded: past `storedMax` the session closest to expiry is forgotten. Offsets are not kept here:
+// they are the consumer group's committed offsets in the cluster, so a session resumes on any
+// broker.
 import { assert } from '../../assert.js';
 
 export type Subscriptions = ReadonlyMap<string, 0 | 1>;
@@ -17,9 +20,16 @@ interface Stored {
   expiresMs: number;
 }
 
+/** A will waiting for its delay: `publish` stores it (once); it settles when the will is stored or refused. */
+interface DelayedWill {
+  publish: () => Promise<void>;
+  timer: NodeJS.Timeout;
+}
+
 export class SessionStore {
   private readonly live = new Map<string, LiveSession>();
   private readonly stored = new Map<string, Stored>();
+  private readonly wills = new Map<string, DelayedWill>();
 
   constructor(
     private readonly storedMax: number,
@@ -36,11 +46,56 @@ export class SessionStore {
     return this.stored.size;
   }
 
-  /** `session` is now the client id's connection; the previous one is taken over. */
-  claim(clientId: string, session: LiveSession): void {
+  get delayedWillCount(): number {
+    return this.wills.size;
+  }
+
+  /**
+   * `session` is now the client id's connection; the previous one is taken over. A will waiting
+   * for its delay is cancelled when the session resumes, and published now when `cleanStart`
+   * ends the session it belonged to (MQTT 5.0 §3.1.3.2.2).
+   */
+  claim(clientId: string, session: LiveSession, cleanStart = false): void {
     const previous = this.live.get(clientId);
     this.live.set(clientId, session);
     if (previous && previous !== session) previous.takeOver();
+    const will = this.wills.get(clientId);
+    if (will) {
+      this.wills.delete(clientId);
+      clearTimeout(will.timer);
+      if (cleanStart) void will.publish();
+    }
+  }
+
+  /**
+   * The connection of `clientId` ended without a normal DISCONNECT and its will has a delay:
+   * `publish` runs after `delayMs` unless a connection claims the session first. A will still
+   * waiting from an earlier connection of the id goes now (its session ended with this one's).
+   */
+  delayWill(clientId: string, delayMs: number, publish: () => Promise<void>): void {
+    const earlier = this.wills.get(clientId);
+    this.cancelWill(clientId);
+    if (earlier) void earlier.publish();
+    const timer = setTimeout(() => {
+      this.wills.delete(clientId);
+      void publish();
+    }, delayMs);
+    timer.unref();
+    this.wills.set(clientId, { publish, timer });
+  }
+
+  /** The listener stops: every will still waiting goes now (its session ends with the listener). */
+  async publishDelayedWills(): Promise<void> {
+    const due = [...this.wills];
+    for (const [clientId] of due) this.cancelWill(clientId);
+    await Promise.all(due.map(([, will]) => will.publish()));
+  }
+
+  private cancelWill(clientId: string): void {
+    const will = this.wills.get(clientId);
+    if (!will) return;
+    clearTimeout(will.timer);
+    this.wills.delete(clientId);
   }
 
   /**
