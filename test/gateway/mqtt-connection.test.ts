@@ -209,3 +209,21 @@ test('5.0 Will Delay Interval: the will waits for its delay; a reconnection to t
   assert.ok(Date.now() - briefGoneAtMs < 5000, `the will went ${Date.now() - briefGoneAtMs} ms after the connection ended`);
   for (const h of backend.held) h.settle(true);
 });
+
+test('5.0 DISCONNECT with reason 0x04 sends the will; a DISCONNECT with reason 0 drops it', async () => {
+  const backend = new ScriptedBackend(() => []);
+  const port = await listen(backend);
+  for (const [clientId, reasonCode] of [
+    ['asks', 0x04],
+    ['quiet', 0x00],
+  ] as const) {
+    const { socket, packets } = await dial(port, 5);
+    const will = { topic: 'fast/0', payload: Buffer.from(`${clientId} left`), qos: 1 as const, retain: false };
+    send(socket, { cmd: 'connect', protocolVersion: 5, clientId, clean: true, keepalive: 0, will }, 5);
+    await waitFor(`the CONNACK of ${clientId}`, 5000, () => (packets.some((p) => p.cmd === 'connack') ? true : undefined));
+    send(socket, { cmd: 'disconnect', reasonCode }, 5);
+  }
+  await waitFor('the will asked for', 5000, () => (backend.held.some((h) => h.body === 'asks left') ? true : undefined));
+  await assertHoldsFor('no will after a DISCONNECT with reason 0', 500, () => !backend.held.some((h) => h.body === 'quiet left'));
+  for (const h of backend.held) h.settle(true);
+});

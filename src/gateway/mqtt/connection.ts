@@ -185,10 +185,11 @@ export class MqttConnection {
         return this.write({ cmd: 'pingresp' });
       case 'disconnect': {
         // 5.0: reason 0x04 asks for the will; any other normal DISCONNECT drops it (MQTT-3.1.2-10).
-        if (!(this.version === 5 && packet.reasonCode === 0x04)) this.will = null;
+        const withWill = this.version === 5 && packet.reasonCode === 0x04;
+        if (!withWill) this.will = null;
         if (this.version === 5 && packet.properties?.sessionExpiryInterval !== undefined)
           this.sessionExpiryMs = Math.min(packet.properties.sessionExpiryInterval * 1000, this.context.limits.sessionExpiryMsMax);
-        return this.close(true);
+        return this.close(!withWill);
       }
       case 'connect':
         return this.refuseFrame('protocol', reason.protocolError, 'a second CONNECT');
