@@ -1,7 +1,7 @@
 // Sessions of one MQTT listener (src/gateway/mqtt/session-store.ts) and the outgoing QoS 1 window.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SessionStore } from '../../src/gateway/mqtt/session-store.js';
+import { SessionStore, delayedWillBytesMax } from '../../src/gateway/mqtt/session-store.js';
 import { OutgoingWindow } from '../../src/gateway/mqtt/window.js';
 import { waitFor } from '../integration/cluster-harness.js';
 
@@ -81,10 +81,10 @@ test('delayed wills: published after the delay; a resumed session cancels, a cle
     published.push(name);
   };
   const s = { takeOver: () => undefined };
-  store.delayWill('timed', 30, will('timed'));
-  store.delayWill('resumed', 30, will('resumed'));
-  store.delayWill('restarted', 60_000, will('restarted'));
-  store.delayWill('stopped', 60_000, will('stopped'));
+  store.delayWill('timed', 30, 10, will('timed'));
+  store.delayWill('resumed', 30, 10, will('resumed'));
+  store.delayWill('restarted', 60_000, 10, will('restarted'));
+  store.delayWill('stopped', 60_000, 10, will('stopped'));
   assert.equal(store.delayedWillCount, 4);
   store.claim('resumed', s, false);
   store.claim('restarted', s, true);
@@ -93,10 +93,26 @@ test('delayed wills: published after the delay; a resumed session cancels, a cle
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.deepEqual(published, ['restarted', 'timed'], 'the resumed session sent no will (its delay was the same)');
   // A second will for one id: the first goes at once (its session ended), the second waits.
-  store.delayWill('twice', 60_000, will('twice-1'));
-  store.delayWill('twice', 60_000, will('twice-2'));
+  store.delayWill('twice', 60_000, 10, will('twice-1'));
+  store.delayWill('twice', 60_000, 10, will('twice-2'));
   assert.deepEqual(published.slice(2), ['twice-1']);
   await store.publishDelayedWills();
   assert.deepEqual(published.slice(2).sort(), ['stopped', 'twice-1', 'twice-2']);
   assert.equal(store.delayedWillCount, 0);
+});
+
+test('delayed wills are bounded in count and bytes: past the bound the oldest goes early, none is lost', async () => {
+  const store = new SessionStore(3);
+  const published: string[] = [];
+  const will = (name: string) => async (): Promise<void> => {
+    published.push(name);
+  };
+  for (const id of ['a', 'b', 'c', 'd']) store.delayWill(id, 60_000, 100, will(id));
+  assert.deepEqual(published, ['a'], 'a fourth will of three allowed: the oldest went');
+  assert.equal(store.delayedWillCount, 3);
+  store.delayWill('huge', 60_000, delayedWillBytesMax, will('huge'));
+  assert.deepEqual(published, ['a', 'b', 'c', 'd'], 'room for the bytes of a large will: every older one went');
+  assert.equal(store.delayedWillCount, 1);
+  await store.publishDelayedWills();
+  assert.deepEqual(published, ['a', 'b', 'c', 'd', 'huge']);
 });

@@ -573,7 +573,7 @@ export class MqttConnection {
     // The will waits for its delay, but never past the session's end (5.0 §3.1.3.2.2): a
     // session that ends with the connection (expiry 0) has its will published now.
     const delayMs = Math.min(will.delayMs, this.persistent ? this.sessionExpiryMs : 0);
-    if (delayMs > 0) this.context.sessions.delayWill(this.clientId, delayMs, () => this.publishWill(will));
+    if (delayMs > 0) this.context.sessions.delayWill(this.clientId, delayMs, will.payload.length, () => this.publishWill(will));
     else void this.publishWill(will);
   }
 

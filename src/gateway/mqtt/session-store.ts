@@ -24,12 +24,18 @@ interface Stored {
 interface DelayedWill {
   publish: () => Promise<void>;
   timer: NodeJS.Timeout;
+  bytes: number;
 }
+
+/** Bytes of will payloads held for their delay; past it the oldest goes early (memory stays bounded). */
+export const delayedWillBytesMax = 64 * 1024 * 1024;
 
 export class SessionStore {
   private readonly live = new Map<string, LiveSession>();
   private readonly stored = new Map<string, Stored>();
+  /** In the order they were delayed (a Map keeps insertion order): the first is the oldest. */
   private readonly wills = new Map<string, DelayedWill>();
+  private willBytes = 0;
 
   constructor(
     private readonly storedMax: number,
@@ -61,27 +67,34 @@ export class SessionStore {
     if (previous && previous !== session) previous.takeOver();
     const will = this.wills.get(clientId);
     if (will) {
-      this.wills.delete(clientId);
-      clearTimeout(will.timer);
+      this.cancelWill(clientId);
       if (cleanStart) void will.publish();
     }
   }
 
   /**
-   * The connection of `clientId` ended without a normal DISCONNECT and its will has a delay:
-   * `publish` runs after `delayMs` unless a connection claims the session first. A will still
-   * waiting from an earlier connection of the id goes now (its session ended with this one's).
+   * The connection of `clientId` ended without a normal DISCONNECT and its will (`bytes` of
+   * payload) has a delay: `publish` runs after `delayMs` unless a connection claims the session
+   * first. A will still waiting from an earlier connection of the id goes now (its session ended
+   * with this one's). Bounded: past `storedMax` wills or delayedWillBytesMax bytes, the oldest
+   * waiting will goes early (sooner than asked, never lost).
    */
-  delayWill(clientId: string, delayMs: number, publish: () => Promise<void>): void {
+  delayWill(clientId: string, delayMs: number, bytes: number, publish: () => Promise<void>): void {
     const earlier = this.wills.get(clientId);
     this.cancelWill(clientId);
     if (earlier) void earlier.publish();
+    while (this.wills.size > 0 && (this.wills.size >= this.storedMax || this.willBytes + bytes > delayedWillBytesMax)) {
+      const [oldestId, oldest] = this.wills.entries().next().value as [string, DelayedWill];
+      this.cancelWill(oldestId);
+      void oldest.publish();
+    }
     const timer = setTimeout(() => {
-      this.wills.delete(clientId);
+      this.cancelWill(clientId);
       void publish();
     }, delayMs);
     timer.unref();
-    this.wills.set(clientId, { publish, timer });
+    this.wills.set(clientId, { publish, timer, bytes });
+    this.willBytes += bytes;
   }
 
   /** The listener stops: every will still waiting goes now (its session ends with the listener). */
@@ -96,6 +109,7 @@ export class SessionStore {
     if (!will) return;
     clearTimeout(will.timer);
     this.wills.delete(clientId);
+    this.willBytes -= will.bytes;
   }
 
   /**
