@@ -27,6 +27,9 @@ import { Producer } from './producer.js';
 /** The bound on a coordinator call (Heartbeat) and on offset calls: well inside a session (6 s). */
 const groupCallTimeoutMs = 5000;
 
+/** The retry producer's largest batch unless told: the broker's default requestBytesMax. */
+export const retryBatchBytesMaxDefault = 16 * 1024 * 1024;
+
 export interface ConsumerOptions extends ConnectionOptions {
   brokers: string[];
   /**
@@ -45,6 +48,11 @@ export interface ConsumerOptions extends ConnectionOptions {
   waitMsMax?: number;
   /** Failed messages: retry queue with growing delay, then the dead-letter queue. */
   nack?: { attemptsMax?: number; delayMsInitial?: number; delayMsMax?: number };
+  /**
+   * The largest batch the producer of failed messages sends (default 16 MiB, the broker's default
+   * requestBytesMax): it must hold the largest message read plus its retry headers.
+   */
+  retryBatchBytesMax?: number;
   /**
    * Queues of `topic` to read by hand instead of joining the group (as Kafka's assign()): no
    * heartbeats, no rebalancing. Reading starts at the group's committed offset of each queue (or
@@ -193,6 +201,8 @@ export class Consumer extends EventEmitter {
   private handler: Handler | null = null;
   private timers: NodeJS.Timeout[] = [];
   private running = false;
+  /** close() came before start() finished: start() starts nothing. */
+  private closedBeforeStart = false;
   private heartbeating: Promise<void> = Promise.resolve();
   private heartbeatRunning = false;
 
@@ -235,6 +245,7 @@ export class Consumer extends EventEmitter {
    */
   async start(handler: Handler): Promise<void> {
     if (this.running) throw new InvalidArgumentError('consumer already started');
+    if (this.closedBeforeStart) throw new InvalidArgumentError('consumer is closed');
     this.handler = handler;
     const route = await this.client.cluster.topic(this.topic);
     for (const queue of this.fixedQueues ?? [])
@@ -243,10 +254,13 @@ export class Consumer extends EventEmitter {
     await this.ensureTopic(retryTopicOf(this.topic), route.queues);
     await this.ensureTopic(deadLetterTopicOf(this.topic), 1);
     const fixed = this.fixedQueues ? await this.fixedReaders(this.fixedQueues) : null;
+    // close() was called while this started: it found nothing running, so nothing may start now.
+    if (this.closedBeforeStart) return;
     this.retryProducer = new Producer({
       brokers: this.options.brokers,
       lingerMs: 0,
       whenUnavailable: 'buffer',
+      batchBytesMax: this.options.retryBatchBytesMax ?? retryBatchBytesMaxDefault,
       ...(this.ownsClient ? connectionOptionsOf(this.options) : { client: this.client }),
     });
     this.running = true;
@@ -402,7 +416,9 @@ export class Consumer extends EventEmitter {
       done: Promise.resolve(),
     };
     membership.readers.set(queue, reader);
-    reader.done = this.readLoop(membership, reader);
+    // A loop that fails (never by design) stops that queue's reads and is reported; it must not
+    // become an unhandled rejection, which would end the process.
+    reader.done = this.readLoop(membership, reader).catch((error: Error) => this.report(error));
   }
 
   /** Stops reading a queue, waits for the message in hand, commits, and gives the queue up. */
@@ -437,7 +453,9 @@ export class Consumer extends EventEmitter {
       this.client.tracing.received(reader.topic, reader.queue, result.messages);
       for (const message of result.messages) {
         if (!this.mayRead(membership, reader)) return;
-        if (!(await this.process(membership, reader, message))) return;
+        const processed = await this.process(membership, reader, message);
+        if (processed === 'stop') return;
+        if (processed === 'again') break; // read again from the same message
         reader.offset = message.offset + 1;
       }
       if (result.messages.length === 0 && result.nextOffset > reader.offset) reader.offset = result.nextOffset;
@@ -497,24 +515,32 @@ export class Consumer extends EventEmitter {
 
   /**
    * Hands one message to the handler (a retry of a queue not in a fixed assignment is passed
-   * over); false when the queue was given up before its turn.
+   * over): 'next' once it is handled or stored for a retry; 'stop' when the queue was given up
+   * before its turn; 'again' when a failed message could not be stored for a retry (reported):
+   * it is not passed over, the queue is read again from it after a pause.
    */
-  private async process(membership: Membership, reader: QueueReader, message: ReceivedMessage): Promise<boolean> {
-    if (membership.retries && !this.retryIsOurs(message)) return true;
+  private async process(membership: Membership, reader: QueueReader, message: ReceivedMessage): Promise<'next' | 'stop' | 'again'> {
+    if (membership.retries && !this.retryIsOurs(message)) return 'next';
     const attempt = membership.retries ? Number(message.headers[retryHeaders.attempt]?.toString() ?? '1') : 1;
     if (membership.retries) {
       const notBeforeMs = Number(message.headers[retryHeaders.notBeforeMs]?.toString() ?? '0');
       // Wait for the message's retry time (bounded by revocation and close).
       while (Date.now() < notBeforeMs && !reader.stopping && this.running) await sleep(Math.min(200, notBeforeMs - Date.now()));
-      if (Date.now() < notBeforeMs) return false;
+      if (Date.now() < notBeforeMs) return 'stop';
     }
     const origin = membership.retries ? (message.headers[retryHeaders.originTopic]?.toString() ?? this.topic) : this.topic;
     try {
       await this.handler!({ ...message, topic: origin, queue: reader.queue, attempt });
     } catch (error) {
-      await this.nack(reader, message, attempt, error as Error);
+      try {
+        await this.nack(reader, message, attempt, error as Error);
+      } catch (nackError) {
+        this.report(nackError as Error);
+        await sleep(this.client.retryPolicy.backoffMsMax, reader.stop.signal);
+        return 'again';
+      }
     }
-    return true;
+    return 'next';
   }
 
   /**
@@ -574,6 +600,7 @@ export class Consumer extends EventEmitter {
   /** Leaves the group: stops every loop, commits, tells the coordinator, closes connections (not a given client's). */
   async close(): Promise<void> {
     if (!this.running) {
+      this.closedBeforeStart = true;
       if (this.ownsClient) this.client.close();
       return;
     }

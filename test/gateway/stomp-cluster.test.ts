@@ -137,6 +137,41 @@ test('ack:client-individual: ACK settles one message; NACK sends one to the retr
   }
 });
 
+test("a NACKed message over 1 MiB comes back through the retry queue with the brokers up; a SEND's mamba-* headers are not stored", {
+  skip: !modules && skipWithoutClient,
+  timeout: 90_000,
+}, async () => {
+  // The retry producer's batches once held 1 MiB: a larger NACKed message failed its retry
+  // store outside any handler, and the broker exited on the unhandled rejection.
+  const topic = `stomp-big-${suffix}`;
+  await sdk.createTopic(topic, 1);
+  const big = 'x'.repeat(2 * 1024 * 1024);
+  const stomp = await connectStomp(modules!, endpoint('b2'), 'admin', cluster.keys.admin.secret);
+  try {
+    await sendWithReceipt(stomp, `/queue/${topic}`, big, { 'mamba-origin-topic': 'elsewhere', 'mamba-attempt': '7', 'app-header': 'kept' });
+    const [stored] = await readAll(topic, 0, 1);
+    assert.equal(stored!.body.length, big.length);
+    assert.equal(stored!.headers['app-header'], 'kept');
+    assert.equal(stored!.headers['mamba-origin-topic'], undefined, 'a client may not name the origin of a retry');
+    assert.equal(stored!.headers['mamba-attempt'], undefined);
+    const got = collect(stomp, `/queue/${topic}`, { ack: 'client-individual', 'mamba-consumer-group': 'big' }, (m) => {
+      if (m.headers['mamba-attempt'] === '1') m.nack();
+      else m.ack();
+    });
+    await waitFor('the large message again from the retry queue', 60_000, () => (got.some((m) => m.headers['mamba-attempt'] === '2') ? true : undefined));
+    assert.deepEqual(
+      got.map((m) => [m.body.length, m.headers['mamba-attempt']]),
+      [
+        [big.length, '1'],
+        [big.length, '2'],
+      ],
+    );
+  } finally {
+    await stomp.close();
+  }
+  for (const b of cluster.brokers) assert.ok(cluster.isRunning(b.id), `${b.id} exited`);
+});
+
 test('refusals: wrong passcode, unknown key, no permission, unknown destination, malformed frame: ERROR names it, connection closed, broker up', {
   skip: !modules && skipWithoutClient,
 }, async () => {

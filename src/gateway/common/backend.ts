@@ -67,8 +67,13 @@ const batchBytesPreferred = 1024 * 1024;
 const publishBufferBytesMax = 64 * 1024 * 1024;
 const closeFlushMs = 2000;
 
+/** The largest batch a gateway's producers send: room for the broker's largest message, within its largest request. */
+export function gatewayBatchBytesMax(limits: { messageBytesMax: number; requestBytesMax: number }): number {
+  return Math.min(limits.requestBytesMax, Math.max(batchBytesPreferred, limits.messageBytesMax + batchOverheadBytes));
+}
+
 export function gatewayBackend(options: GatewayBackendOptions): GatewayBackend {
-  const batchBytesMax = Math.min(options.requestBytesMax, Math.max(batchBytesPreferred, options.messageBytesMax + batchOverheadBytes));
+  const batchBytesMax = gatewayBatchBytesMax(options);
   const producer = new Producer({
     brokers: options.brokers,
     requestTimeoutMs: options.requestTimeoutMs,

@@ -6,7 +6,7 @@
 // login's own permission before it calls any of this.
 import type { SigningKey } from '../../auth/signature.js';
 import type { MambaClient } from '../../client/client.js';
-import { gatewayBackend, type GatewayBackend } from '../common/backend.js';
+import { gatewayBackend, gatewayBatchBytesMax, type GatewayBackend } from '../common/backend.js';
 import { Consumer } from '../../client/consumer.js';
 import type { Destination } from './destination.js';
 
@@ -53,5 +53,7 @@ export function gatewayConsumer(client: MambaClient, options: GatewayClientOptio
     waitMsMax: 500,
     messagesMax: 100,
     nack,
+    // A NACKed message as large as the broker takes must fit the retry producer's batch.
+    retryBatchBytesMax: gatewayBatchBytesMax(options),
   });
 }

@@ -80,6 +80,12 @@ const messageFrameHeaders = new Set(['destination', 'message-id', 'subscription'
 /** SEND headers that steer the gateway and are not stored with the message. */
 const sendControlHeaders = new Set(['destination', 'receipt', 'content-length', 'transaction', 'mamba-key']);
 /**
+ * `mamba-*` names are the broker's own (the retry path's origin and attempt, a delivery's queue
+ * and offset): a SEND's headers of those names are not stored, so a client cannot steer where a
+ * retried message goes, and a MESSAGE sent on again starts over as a new message.
+ */
+const reservedHeaderPrefix = 'mamba-';
+/**
  * The consumer group of a subscription: this header, else `stomp` (subscribers of /queue/<topic>
  * share its queues; a /queue/<topic>/<queue> subscriber reads and commits that queue with the group's offsets).
  */
@@ -190,9 +196,12 @@ export class StompSession {
       case 'NACK':
         return this.acknowledge(frame);
       case 'DISCONNECT':
+        // Subscriptions end now (messages in hand go to the retry queue), not when the client
+        // closes its socket: until then their consumers would read for nobody.
         this.receipt(frame);
-        this.closed = true;
         this.socket.end();
+        setTimeout(() => this.socket.destroy(), 1000).unref();
+        void this.cleanUp();
         return;
       case 'BEGIN':
       case 'COMMIT':
@@ -276,7 +285,7 @@ export class StompSession {
         receiptId,
       );
     const headers: Record<string, string> = {};
-    for (const [name, value] of frame.headers) if (!sendControlHeaders.has(name)) headers[name] = value;
+    for (const [name, value] of frame.headers) if (!sendControlHeaders.has(name) && !name.startsWith(reservedHeaderPrefix)) headers[name] = value;
     const key = frame.headers.get('mamba-key');
     const span = this.deps.tracing.startPublish(destination.topic, headers, {
       clientId: this.sessionId,
@@ -322,6 +331,12 @@ export class StompSession {
       subscription.open = false;
       await consumer.close().catch(() => undefined);
       throw error;
+    }
+    // The connection ended while the consumer started (cleanUp closed it before it ran, which
+    // Consumer.start notices); close it again in case it got past that check.
+    if (!subscription.open || this.closed) {
+      await consumer.close().catch(() => undefined);
+      return;
     }
     this.receipt(frame);
   }
