@@ -244,6 +244,9 @@ export class StompSession {
       this.timers.push(
         setInterval(
           () => {
+            // While the gateway itself stopped reading (too many frames pending), the client's
+            // heart-beats wait unread in the socket: that silence is ours, not the client's.
+            if (this.socket.isPaused()) this.lastReceivedMs = Date.now();
             const silentMs = Date.now() - this.lastReceivedMs;
             if (silentMs > silenceMsMax)
               this.refuse(new Refusal('heartbeat', `no heart-beat from the client for ${silentMs} ms (expected every ${expectEveryMs} ms)`));
