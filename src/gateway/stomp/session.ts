@@ -374,10 +374,20 @@ export class StompSession {
       headers.push(...traced, ...Object.entries(span.headers));
     }
     if (subscription.ack === 'auto') {
+      // A socket that can no longer be written is not a delivery: the message goes to the retry
+      // queue (the handler fails) instead of being committed as sent.
+      if (this.socket.destroyed || !this.socket.writable) throw new Error('the STOMP connection ended before delivery');
       const written = this.write('MESSAGE', headers, delivery.body);
       span?.end();
-      if (!written) return new Promise((resolve) => this.socket.once('drain', resolve).once('close', resolve));
-      return undefined;
+      if (written) return undefined;
+      // Backpressure: the next message waits for the socket to drain (or close); both listeners go.
+      return new Promise((resolve) => {
+        const done = (): void => {
+          this.socket.off('drain', done).off('close', done);
+          resolve();
+        };
+        this.socket.once('drain', done).once('close', done);
+      });
     }
     return new Promise<void>((resolve, reject) => {
       const settle = (error: Error | null): void => {
