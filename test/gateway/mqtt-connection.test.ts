@@ -69,8 +69,8 @@ async function connectTo(backend: GatewayBackend, protocolVersion: 4 | 5): Promi
   return dial(await listen(backend), protocolVersion);
 }
 
-/** A listener with one MqttConnection per socket over `backend`; its port. */
-async function listen(backend: GatewayBackend): Promise<number> {
+/** A listener with one MqttConnection per socket over `backend` (context fields from `overrides`); its port. */
+async function listen(backend: GatewayBackend, overrides: Partial<MqttContext> = {}): Promise<number> {
   const silent = { debug() {}, info() {}, warn() {} };
   const context: MqttContext = {
     backend,
@@ -81,6 +81,7 @@ async function listen(backend: GatewayBackend): Promise<number> {
     limits: { ...mqttLimitDefaults, packetBytesMax: 1024 * 1024 },
     sessions: new SessionStore(10),
     topics: async () => [{ name: 'fast', queues: 1 }],
+    ...overrides,
   };
   const server = createServer((socket) => {
     sockets.push(socket);
@@ -105,6 +106,16 @@ async function dial(port: number, protocolVersion: 4 | 5): Promise<{ socket: Soc
 
 function send(socket: Socket, packet: Packet, protocolVersion: 4 | 5): void {
   socket.write(mqttPacket.generate(packet, { protocolVersion }));
+}
+
+/** Several packets in one TCP write: the gateway parses them in one go. */
+function sendTogether(socket: Socket, packets: Packet[], protocolVersion: 4 | 5): void {
+  socket.write(Buffer.concat(packets.map((packet) => mqttPacket.generate(packet, { protocolVersion }))));
+}
+
+/** The topic list of the scripted listener, answered after `delayMs` (a slow listTopics). */
+function slowTopics(delayMs: number): () => Promise<Array<{ name: string; queues: number }>> {
+  return () => new Promise((resolve) => setTimeout(() => resolve([{ name: 'fast', queues: 1 }]), delayMs));
 }
 
 test('QoS 1 PUBLISHes wait for their quorum together, reach the producer in order, and are PUBACKed in order', async () => {
@@ -226,4 +237,22 @@ test('5.0 DISCONNECT with reason 0x04 sends the will; a DISCONNECT with reason 0
   await waitFor('the will asked for', 5000, () => (backend.held.some((h) => h.body === 'asks left') ? true : undefined));
   await assertHoldsFor('no will after a DISCONNECT with reason 0', 500, () => !backend.held.some((h) => h.body === 'quiet left'));
   for (const h of backend.held) h.settle(true);
+});
+
+test('a SUBSCRIBE and a DISCONNECT in one write: no reader starts once the connection closed (the topic list came after)', async () => {
+  const backend = new ScriptedBackend(() => []);
+  const port = await listen(backend, { topics: slowTopics(300) });
+  const { socket, packets } = await dial(port, 5);
+  send(socket, { cmd: 'connect', protocolVersion: 5, clientId: 'gone', clean: true, keepalive: 0 }, 5);
+  await waitFor('the CONNACK', 5000, () => (packets.some((p) => p.cmd === 'connack') ? true : undefined));
+  sendTogether(
+    socket,
+    [
+      { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '#', qos: 1 }] },
+      { cmd: 'disconnect', reasonCode: 0 },
+    ],
+    5,
+  );
+  // A reader started for the closed connection would read every 20 ms from here on.
+  await assertHoldsFor('no read for a closed connection', 1000, () => backend.readCount === 0);
 });

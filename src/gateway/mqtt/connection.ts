@@ -239,7 +239,11 @@ export class MqttConnection {
     this.write(this.connack(reason.success, sessionPresent, assigned));
     this.context.log.debug('mqtt.connected', { clientId: this.clientId, keyId: this.keyId, version: this.version, persistent: this.persistent });
     for (const early of this.early.splice(0)) this.onPacket(early);
-    if (sessionPresent) for (const [filter, qos] of stored) await this.subscribe(filter, qos).catch(() => undefined);
+    if (!sessionPresent) return;
+    for (const [filter, qos] of stored) {
+      await this.subscribe(filter, qos).catch(() => undefined);
+      if (this.state !== 'connected') return;
+    }
   }
 
   private checkWill(will: NonNullable<IConnectPacket['will']>): { code: number; why: string } | null {
@@ -387,7 +391,10 @@ export class MqttConnection {
 
   private async onSubscribe(packet: ISubscribePacket): Promise<void> {
     const granted: number[] = [];
-    for (const s of packet.subscriptions) granted.push(await this.subscribe(s.topic, s.qos >= 1 ? 1 : 0));
+    for (const s of packet.subscriptions) {
+      granted.push(await this.subscribe(s.topic, s.qos >= 1 ? 1 : 0));
+      if (this.state !== 'connected') return;
+    }
     const codes = this.version === 5 ? granted : granted.map((c) => Math.min(c, 0x80));
     this.write({ cmd: 'suback', messageId: packet.messageId, granted: codes } as Packet);
   }
@@ -398,6 +405,8 @@ export class MqttConnection {
     if (isRefusal(filter))
       return this.refuseSubscription(filter.refused === 'unsupported' ? reason.sharedSubscriptionsNotSupported : reason.topicFilterInvalid);
     const topics = await this.context.topics();
+    // The connection may have closed meanwhile (a DISCONNECT right behind the SUBSCRIBE).
+    if (this.state !== 'connected') return reason.unspecifiedError;
     if (filter.topic !== null) {
       if (!topics.some((t) => t.name === filter.topic)) return this.refuseSubscription(reason.topicFilterInvalid);
       if (!allows(this.context.access, this.keyId, 'consume', filter.topic)) return this.refuseSubscription(reason.notAuthorized);
@@ -420,6 +429,8 @@ export class MqttConnection {
   }
 
   private attach(source: Source, filter: string, qos: 0 | 1): void {
+    // close() stopped every reader: one started after it would read for nobody, forever.
+    if (this.state !== 'connected') return;
     const key = readerKey(source);
     const existing = this.readers.get(key);
     if (existing) {
@@ -463,6 +474,7 @@ export class MqttConnection {
     this.refreshing = true;
     try {
       const topics = await this.context.topics();
+      if (this.state !== 'connected') return;
       for (const [text, qos] of this.subscriptions) {
         const filter = parseFilter(text);
         if (isRefusal(filter)) continue;
