@@ -256,3 +256,23 @@ test('a SUBSCRIBE and a DISCONNECT in one write: no reader starts once the conne
   // A reader started for the closed connection would read every 20 ms from here on.
   await assertHoldsFor('no read for a closed connection', 1000, () => backend.readCount === 0);
 });
+
+test('a second CONNECT of a persistent session takes it over: the first gets DISCONNECT 0x8E, the second session present and the subscriptions', async () => {
+  const backend = new ScriptedBackend(() => []);
+  const port = await listen(backend);
+  const connectPersistent = async (): Promise<{ socket: Socket; packets: Packet[] }> => {
+    const client = await dial(port, 5);
+    send(client.socket, { cmd: 'connect', protocolVersion: 5, clientId: 'twice', clean: false, keepalive: 0, properties: { sessionExpiryInterval: 60 } }, 5);
+    await waitFor('a CONNACK', 5000, () => (client.packets.some((p) => p.cmd === 'connack') ? true : undefined));
+    return client;
+  };
+  const first = await connectPersistent();
+  send(first.socket, { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fast/0', qos: 1 }] }, 5);
+  await waitFor('the SUBACK', 5000, () => (first.packets.some((p) => p.cmd === 'suback') ? true : undefined));
+  const second = await connectPersistent();
+  const connack = second.packets.find((p) => p.cmd === 'connack');
+  assert.equal(connack?.sessionPresent, true, 'the session and its subscription stayed with the broker');
+  const taken = await waitFor('the DISCONNECT of the first', 5000, () => first.packets.find((p) => p.cmd === 'disconnect'));
+  assert.equal(taken.reasonCode, 0x8e);
+  second.socket.destroy();
+});
