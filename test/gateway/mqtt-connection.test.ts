@@ -14,9 +14,9 @@ import type { GatewayBackend } from '../../src/gateway/common/backend.js';
 import { gatewayMetrics } from '../../src/gateway/common/metrics.js';
 import { gatewayTracing } from '../../src/gateway/common/tracing.js';
 import { MqttConnection, type MqttContext } from '../../src/gateway/mqtt/connection.js';
-import { mqttLimitDefaults } from '../../src/gateway/mqtt/server.js';
+import { MqttGateway, mqttLimitDefaults } from '../../src/gateway/mqtt/server.js';
 import { SessionStore } from '../../src/gateway/mqtt/session-store.js';
-import { assertHoldsFor, waitFor } from '../integration/cluster-harness.js';
+import { assertHoldsFor, freePort, waitFor } from '../integration/cluster-harness.js';
 
 interface HeldPublish {
   topic: string;
@@ -29,6 +29,8 @@ interface HeldPublish {
 class ScriptedBackend implements GatewayBackend {
   readonly held: HeldPublish[] = [];
   readCount = 0;
+  /** Publishes held when close() was called (null: not closed). */
+  heldAtClose: number | null = null;
   constructor(private readonly readBatch: (offset: number) => ReceivedMessage[]) {}
 
   readonly client = {
@@ -54,7 +56,9 @@ class ScriptedBackend implements GatewayBackend {
     );
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.heldAtClose = this.held.length;
+  }
 }
 
 const servers: Server[] = [];
@@ -275,4 +279,38 @@ test('a second CONNECT of a persistent session takes it over: the first gets DIS
   const taken = await waitFor('the DISCONNECT of the first', 5000, () => first.packets.find((p) => p.cmd === 'disconnect'));
   assert.equal(taken.reasonCode, 0x8e);
   second.socket.destroy();
+});
+
+test('a stopping broker ends its connections as the server shutting down: 5.0 gets DISCONNECT 0x8B, and every will is stored before the backend closes', async () => {
+  const backend = new ScriptedBackend(() => []);
+  const port = await freePort();
+  const silent = { debug() {}, info() {}, warn() {} };
+  const gateway = await MqttGateway.start({
+    listenHost: '127.0.0.1',
+    port,
+    tls: null,
+    backend,
+    tracer: null,
+    access: null,
+    metrics: gatewayMetrics(null, 'mqtt'),
+    log: silent,
+    messageBytesMax: 1024 * 1024,
+  });
+  const clients = [];
+  for (const protocolVersion of [5, 4] as const) {
+    const client = await dial(port, protocolVersion);
+    const will = { topic: 'fast/0', payload: Buffer.from(`will of ${protocolVersion}`), qos: 1 as const, retain: false };
+    send(client.socket, { cmd: 'connect', protocolVersion, clientId: `stopped-${protocolVersion}`, clean: true, keepalive: 0, will }, protocolVersion);
+    await waitFor('a CONNACK', 5000, () => (client.packets.some((p) => p.cmd === 'connack') ? true : undefined));
+    clients.push(client);
+  }
+  const stopped = gateway.stop();
+  await waitFor('both wills at the producer', 5000, () => (backend.held.length === 2 ? true : undefined));
+  assert.deepEqual(backend.held.map((h) => h.body).sort(), ['will of 4', 'will of 5']);
+  assert.equal(backend.heldAtClose, null, 'the backend waits for the wills');
+  for (const h of backend.held) h.settle(true);
+  await stopped;
+  assert.equal(backend.heldAtClose, 2);
+  const disconnect = clients[0]!.packets.find((p) => p.cmd === 'disconnect');
+  assert.equal(disconnect?.reasonCode, 0x8b, 'server shutting down');
 });

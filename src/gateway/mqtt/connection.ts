@@ -112,6 +112,8 @@ export class MqttConnection {
   private connectSeen = false;
   private readonly early: Packet[] = [];
   private lastRefreshMs = Date.now();
+  /** The will published when the connection closed, until it is stored or refused (else resolved). */
+  private willStored: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly socket: Socket,
@@ -586,7 +588,17 @@ export class MqttConnection {
     // session that ends with the connection (expiry 0) has its will published now.
     const delayMs = Math.min(will.delayMs, this.persistent ? this.sessionExpiryMs : 0);
     if (delayMs > 0) this.context.sessions.delayWill(this.clientId, delayMs, will.payload.length, () => this.publishWill(will));
-    else void this.publishWill(will);
+    else this.willStored = this.publishWill(will);
+  }
+
+  /**
+   * The broker stops: the server ends the connection (5.0: DISCONNECT 0x8B), which is no normal
+   * DISCONNECT, so the will goes (MQTT 5.0 §3.1.2.5). Settles once a will published now is stored
+   * or refused; a delayed one waits in the session store.
+   */
+  shutDown(): Promise<void> {
+    this.disconnect(reason.serverShuttingDown, 'the broker is stopping');
+    return this.willStored;
   }
 
   /** After the client's own PUBLISHes; nobody to answer, a refusal is counted and logged. */
