@@ -314,3 +314,26 @@ test('a stopping broker ends its connections as the server shutting down: 5.0 ge
   const disconnect = clients[0]!.packets.find((p) => p.cmd === 'disconnect');
   assert.equal(disconnect?.reasonCode, 0x8b, 'server shutting down');
 });
+
+test('a SUBSCRIBE to a queue the topic does not have is refused: 5.0 SUBACK 0x8F, 3.1.1 0x80', async () => {
+  const port = await listen(new ScriptedBackend(() => []));
+  for (const protocolVersion of [5, 4] as const) {
+    const { socket, packets } = await dial(port, protocolVersion);
+    send(socket, { cmd: 'connect', protocolVersion, clientId: `queues-${protocolVersion}`, clean: true, keepalive: 0 }, protocolVersion);
+    send(
+      socket,
+      {
+        cmd: 'subscribe',
+        messageId: 1,
+        subscriptions: [
+          { topic: 'fast/5', qos: 1 },
+          { topic: 'fast/0', qos: 1 },
+        ],
+      },
+      protocolVersion,
+    );
+    const suback = await waitFor('the SUBACK', 5000, () => packets.find((p) => p.cmd === 'suback'));
+    assert.deepEqual(suback.granted, protocolVersion === 5 ? [0x8f, 1] : [0x80, 1], 'fast has queue 0 only');
+    socket.destroy();
+  }
+});

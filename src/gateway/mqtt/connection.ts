@@ -413,7 +413,10 @@ export class MqttConnection {
       if (!topics.some((t) => t.name === filter.topic)) return this.refuseSubscription(reason.topicFilterInvalid);
       if (!allows(this.context.access, this.keyId, 'consume', filter.topic)) return this.refuseSubscription(reason.notAuthorized);
     }
-    const sources = this.permitted(sourcesOf(filter, topics));
+    const covered = sourcesOf(filter, topics);
+    // A queue the topic does not have (`orders/9` of 4 queues) would be granted and deliver nothing.
+    if (filter.topic !== null && filter.queue !== null && covered.length === 0) return this.refuseSubscription(reason.topicFilterInvalid);
+    const sources = this.permitted(covered);
     const adding = sources.filter((s) => !this.readers.has(readerKey(s))).length;
     if (this.readers.size + adding > this.context.limits.sourcesMax) return this.refuseSubscription(0x97); // quota exceeded
     this.subscriptions.set(filterText, qos);
