@@ -2,7 +2,9 @@
 // scripted backend (no cluster): several PUBLISHes of a connection wait for their quorum at once,
 // are handed to the producer in the order they came, and are answered in that order
 // (MQTT-4.6.0-2) whatever order the quorum answers in; a QoS 0 subscriber that stops reading
-// holds the gateway's reads back instead of growing its send buffer.
+// holds the gateway's reads back instead of growing its send buffer. Also: wills (delay, DISCONNECT
+// 0x04, a stopping broker), session takeover, SUBSCRIBE refusals, and packets pipelined in one write
+// (no reader for a closed connection; an UNSUBSCRIBE does not overtake its SUBSCRIBE).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, createServer, type Server, type Socket } from 'node:net';
@@ -336,4 +338,33 @@ test('a SUBSCRIBE to a queue the topic does not have is refused: 5.0 SUBACK 0x8F
     assert.deepEqual(suback.granted, protocolVersion === 5 ? [0x8f, 1] : [0x80, 1], 'fast has queue 0 only');
     socket.destroy();
   }
+});
+
+test('an UNSUBSCRIBE right behind a SUBSCRIBE waits for it: SUBACK, then UNSUBACK 0, and no reader left', async () => {
+  const backend = new ScriptedBackend(() => []);
+  const port = await listen(backend, { topics: slowTopics(200) });
+  const { socket, packets } = await dial(port, 5);
+  send(socket, { cmd: 'connect', protocolVersion: 5, clientId: 'fickle', clean: true, keepalive: 0 }, 5);
+  await waitFor('the CONNACK', 5000, () => (packets.some((p) => p.cmd === 'connack') ? true : undefined));
+  sendTogether(
+    socket,
+    [
+      { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fast/0', qos: 1 }] },
+      { cmd: 'unsubscribe', messageId: 2, unsubscriptions: ['fast/0'] },
+    ],
+    5,
+  );
+  await waitFor('both answers', 5000, () => (packets.some((p) => p.cmd === 'suback') && packets.some((p) => p.cmd === 'unsuback') ? true : undefined));
+  assert.deepEqual(
+    packets.filter((p) => p.cmd === 'suback' || p.cmd === 'unsuback').map((p) => [p.cmd, (p as { granted?: number[] }).granted]),
+    [
+      ['suback', [1]],
+      ['unsuback', [0]],
+    ],
+  );
+  // A stopped reader ends after its read in progress (20 ms here); then nothing reads.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const reads = backend.readCount;
+  await assertHoldsFor('no reader left', 500, () => backend.readCount === reads);
+  socket.destroy();
 });

@@ -108,6 +108,8 @@ export class MqttConnection {
   private window: OutgoingWindow;
   private readonly subscriptions = new Map<string, 0 | 1>();
   private readonly readers = new Map<string, { reader: SourceReader; filters: Set<string> }>();
+  /** The last SUBSCRIBE, UNSUBSCRIBE or session restore: each waits for the one before (see inOrder). */
+  private subscriptionWork: Promise<void> = Promise.resolve();
   private refreshing = false;
   private connectSeen = false;
   private readonly early: Packet[] = [];
@@ -180,9 +182,9 @@ export class MqttConnection {
         if (packet.messageId !== undefined) this.window.acknowledge(packet.messageId);
         return;
       case 'subscribe':
-        return void this.onSubscribe(packet).catch((error: Error) => this.fail(error));
+        return this.inOrder(() => this.onSubscribe(packet));
       case 'unsubscribe':
-        return void this.onUnsubscribe(packet);
+        return this.inOrder(() => this.onUnsubscribe(packet));
       case 'pingreq':
         return this.write({ cmd: 'pingresp' });
       case 'disconnect': {
@@ -240,8 +242,12 @@ export class MqttConnection {
     const sessionPresent = this.resume && stored !== null;
     this.write(this.connack(reason.success, sessionPresent, assigned));
     this.context.log.debug('mqtt.connected', { clientId: this.clientId, keyId: this.keyId, version: this.version, persistent: this.persistent });
+    // The stored subscriptions come back before any SUBSCRIBE or UNSUBSCRIBE sent behind the CONNECT.
+    if (stored && sessionPresent) this.inOrder(() => this.restore(stored));
     for (const early of this.early.splice(0)) this.onPacket(early);
-    if (!sessionPresent) return;
+  }
+
+  private async restore(stored: Subscriptions): Promise<void> {
     for (const [filter, qos] of stored) {
       await this.subscribe(filter, qos).catch(() => undefined);
       if (this.state !== 'connected') return;
@@ -391,6 +397,15 @@ export class MqttConnection {
 
   // ---------------------------------------------------------------- SUBSCRIBE
 
+  /**
+   * Runs `work` after the subscription work before it: a SUBSCRIBE waits for the topic list, and an
+   * UNSUBSCRIBE right behind it must not overtake it (its UNSUBACK would say 0x11 and leave the
+   * subscription in place). Answers leave in the order the packets came.
+   */
+  private inOrder(work: () => Promise<void> | void): void {
+    this.subscriptionWork = this.subscriptionWork.then(() => (this.state === 'connected' ? work() : undefined)).catch((error: Error) => this.fail(error));
+  }
+
   private async onSubscribe(packet: ISubscribePacket): Promise<void> {
     const granted: number[] = [];
     for (const s of packet.subscriptions) {
@@ -456,7 +471,7 @@ export class MqttConnection {
     reader.start();
   }
 
-  private async onUnsubscribe(packet: IUnsubscribePacket): Promise<void> {
+  private onUnsubscribe(packet: IUnsubscribePacket): void {
     const codes = packet.unsubscriptions.map((filter) => {
       const existed = this.subscriptions.delete(filter);
       for (const [key, entry] of this.readers) {
