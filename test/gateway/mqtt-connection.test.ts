@@ -2,7 +2,9 @@
 // scripted backend (no cluster): several PUBLISHes of a connection wait for their quorum at once,
 // are handed to the producer in the order they came, and are answered in that order
 // (MQTT-4.6.0-2) whatever order the quorum answers in; a QoS 0 subscriber that stops reading
-// holds the gateway's reads back instead of growing its send buffer.
+// holds the gateway's reads back instead of growing its send buffer. Also: wills (delay, DISCONNECT
+// 0x04, a stopping broker), session takeover, SUBSCRIBE refusals, and packets pipelined in one write
+// (no reader for a closed connection; an UNSUBSCRIBE does not overtake its SUBSCRIBE).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, createServer, type Server, type Socket } from 'node:net';
@@ -14,9 +16,9 @@ import type { GatewayBackend } from '../../src/gateway/common/backend.js';
 import { gatewayMetrics } from '../../src/gateway/common/metrics.js';
 import { gatewayTracing } from '../../src/gateway/common/tracing.js';
 import { MqttConnection, type MqttContext } from '../../src/gateway/mqtt/connection.js';
-import { mqttLimitDefaults } from '../../src/gateway/mqtt/server.js';
+import { MqttGateway, mqttLimitDefaults } from '../../src/gateway/mqtt/server.js';
 import { SessionStore } from '../../src/gateway/mqtt/session-store.js';
-import { assertHoldsFor, waitFor } from '../integration/cluster-harness.js';
+import { assertHoldsFor, freePort, waitFor } from '../integration/cluster-harness.js';
 
 interface HeldPublish {
   topic: string;
@@ -29,6 +31,8 @@ interface HeldPublish {
 class ScriptedBackend implements GatewayBackend {
   readonly held: HeldPublish[] = [];
   readCount = 0;
+  /** Publishes held when close() was called (null: not closed). */
+  heldAtClose: number | null = null;
   constructor(private readonly readBatch: (offset: number) => ReceivedMessage[]) {}
 
   readonly client = {
@@ -54,7 +58,9 @@ class ScriptedBackend implements GatewayBackend {
     );
   }
 
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    this.heldAtClose = this.held.length;
+  }
 }
 
 const servers: Server[] = [];
@@ -69,8 +75,8 @@ async function connectTo(backend: GatewayBackend, protocolVersion: 4 | 5): Promi
   return dial(await listen(backend), protocolVersion);
 }
 
-/** A listener with one MqttConnection per socket over `backend`; its port. */
-async function listen(backend: GatewayBackend): Promise<number> {
+/** A listener with one MqttConnection per socket over `backend` (context fields from `overrides`); its port. */
+async function listen(backend: GatewayBackend, overrides: Partial<MqttContext> = {}): Promise<number> {
   const silent = { debug() {}, info() {}, warn() {} };
   const context: MqttContext = {
     backend,
@@ -81,6 +87,7 @@ async function listen(backend: GatewayBackend): Promise<number> {
     limits: { ...mqttLimitDefaults, packetBytesMax: 1024 * 1024 },
     sessions: new SessionStore(10),
     topics: async () => [{ name: 'fast', queues: 1 }],
+    ...overrides,
   };
   const server = createServer((socket) => {
     sockets.push(socket);
@@ -105,6 +112,16 @@ async function dial(port: number, protocolVersion: 4 | 5): Promise<{ socket: Soc
 
 function send(socket: Socket, packet: Packet, protocolVersion: 4 | 5): void {
   socket.write(mqttPacket.generate(packet, { protocolVersion }));
+}
+
+/** Several packets in one TCP write: the gateway parses them in one go. */
+function sendTogether(socket: Socket, packets: Packet[], protocolVersion: 4 | 5): void {
+  socket.write(Buffer.concat(packets.map((packet) => mqttPacket.generate(packet, { protocolVersion }))));
+}
+
+/** The topic list of the scripted listener, answered after `delayMs` (a slow listTopics). */
+function slowTopics(delayMs: number): () => Promise<Array<{ name: string; queues: number }>> {
+  return () => new Promise((resolve) => setTimeout(() => resolve([{ name: 'fast', queues: 1 }]), delayMs));
 }
 
 test('QoS 1 PUBLISHes wait for their quorum together, reach the producer in order, and are PUBACKed in order', async () => {
@@ -226,4 +243,128 @@ test('5.0 DISCONNECT with reason 0x04 sends the will; a DISCONNECT with reason 0
   await waitFor('the will asked for', 5000, () => (backend.held.some((h) => h.body === 'asks left') ? true : undefined));
   await assertHoldsFor('no will after a DISCONNECT with reason 0', 500, () => !backend.held.some((h) => h.body === 'quiet left'));
   for (const h of backend.held) h.settle(true);
+});
+
+test('a SUBSCRIBE and a DISCONNECT in one write: no reader starts once the connection closed (the topic list came after)', async () => {
+  const backend = new ScriptedBackend(() => []);
+  const port = await listen(backend, { topics: slowTopics(300) });
+  const { socket, packets } = await dial(port, 5);
+  send(socket, { cmd: 'connect', protocolVersion: 5, clientId: 'gone', clean: true, keepalive: 0 }, 5);
+  await waitFor('the CONNACK', 5000, () => (packets.some((p) => p.cmd === 'connack') ? true : undefined));
+  sendTogether(
+    socket,
+    [
+      { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '#', qos: 1 }] },
+      { cmd: 'disconnect', reasonCode: 0 },
+    ],
+    5,
+  );
+  // A reader started for the closed connection would read every 20 ms from here on.
+  await assertHoldsFor('no read for a closed connection', 1000, () => backend.readCount === 0);
+});
+
+test('a second CONNECT of a persistent session takes it over: the first gets DISCONNECT 0x8E, the second session present and the subscriptions', async () => {
+  const backend = new ScriptedBackend(() => []);
+  const port = await listen(backend);
+  const connectPersistent = async (): Promise<{ socket: Socket; packets: Packet[] }> => {
+    const client = await dial(port, 5);
+    send(client.socket, { cmd: 'connect', protocolVersion: 5, clientId: 'twice', clean: false, keepalive: 0, properties: { sessionExpiryInterval: 60 } }, 5);
+    await waitFor('a CONNACK', 5000, () => (client.packets.some((p) => p.cmd === 'connack') ? true : undefined));
+    return client;
+  };
+  const first = await connectPersistent();
+  send(first.socket, { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fast/0', qos: 1 }] }, 5);
+  await waitFor('the SUBACK', 5000, () => (first.packets.some((p) => p.cmd === 'suback') ? true : undefined));
+  const second = await connectPersistent();
+  const connack = second.packets.find((p) => p.cmd === 'connack');
+  assert.equal(connack?.sessionPresent, true, 'the session and its subscription stayed with the broker');
+  const taken = await waitFor('the DISCONNECT of the first', 5000, () => first.packets.find((p) => p.cmd === 'disconnect'));
+  assert.equal(taken.reasonCode, 0x8e);
+  second.socket.destroy();
+});
+
+test('a stopping broker ends its connections as the server shutting down: 5.0 gets DISCONNECT 0x8B, and every will is stored before the backend closes', async () => {
+  const backend = new ScriptedBackend(() => []);
+  const port = await freePort();
+  const silent = { debug() {}, info() {}, warn() {} };
+  const gateway = await MqttGateway.start({
+    listenHost: '127.0.0.1',
+    port,
+    tls: null,
+    backend,
+    tracer: null,
+    access: null,
+    metrics: gatewayMetrics(null, 'mqtt'),
+    log: silent,
+    messageBytesMax: 1024 * 1024,
+  });
+  const clients = [];
+  for (const protocolVersion of [5, 4] as const) {
+    const client = await dial(port, protocolVersion);
+    const will = { topic: 'fast/0', payload: Buffer.from(`will of ${protocolVersion}`), qos: 1 as const, retain: false };
+    send(client.socket, { cmd: 'connect', protocolVersion, clientId: `stopped-${protocolVersion}`, clean: true, keepalive: 0, will }, protocolVersion);
+    await waitFor('a CONNACK', 5000, () => (client.packets.some((p) => p.cmd === 'connack') ? true : undefined));
+    clients.push(client);
+  }
+  const stopped = gateway.stop();
+  await waitFor('both wills at the producer', 5000, () => (backend.held.length === 2 ? true : undefined));
+  assert.deepEqual(backend.held.map((h) => h.body).sort(), ['will of 4', 'will of 5']);
+  assert.equal(backend.heldAtClose, null, 'the backend waits for the wills');
+  for (const h of backend.held) h.settle(true);
+  await stopped;
+  assert.equal(backend.heldAtClose, 2);
+  const disconnect = clients[0]!.packets.find((p) => p.cmd === 'disconnect');
+  assert.equal(disconnect?.reasonCode, 0x8b, 'server shutting down');
+});
+
+test('a SUBSCRIBE to a queue the topic does not have is refused: 5.0 SUBACK 0x8F, 3.1.1 0x80', async () => {
+  const port = await listen(new ScriptedBackend(() => []));
+  for (const protocolVersion of [5, 4] as const) {
+    const { socket, packets } = await dial(port, protocolVersion);
+    send(socket, { cmd: 'connect', protocolVersion, clientId: `queues-${protocolVersion}`, clean: true, keepalive: 0 }, protocolVersion);
+    send(
+      socket,
+      {
+        cmd: 'subscribe',
+        messageId: 1,
+        subscriptions: [
+          { topic: 'fast/5', qos: 1 },
+          { topic: 'fast/0', qos: 1 },
+        ],
+      },
+      protocolVersion,
+    );
+    const suback = await waitFor('the SUBACK', 5000, () => packets.find((p) => p.cmd === 'suback'));
+    assert.deepEqual(suback.granted, protocolVersion === 5 ? [0x8f, 1] : [0x80, 1], 'fast has queue 0 only');
+    socket.destroy();
+  }
+});
+
+test('an UNSUBSCRIBE right behind a SUBSCRIBE waits for it: SUBACK, then UNSUBACK 0, and no reader left', async () => {
+  const backend = new ScriptedBackend(() => []);
+  const port = await listen(backend, { topics: slowTopics(200) });
+  const { socket, packets } = await dial(port, 5);
+  send(socket, { cmd: 'connect', protocolVersion: 5, clientId: 'fickle', clean: true, keepalive: 0 }, 5);
+  await waitFor('the CONNACK', 5000, () => (packets.some((p) => p.cmd === 'connack') ? true : undefined));
+  sendTogether(
+    socket,
+    [
+      { cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'fast/0', qos: 1 }] },
+      { cmd: 'unsubscribe', messageId: 2, unsubscriptions: ['fast/0'] },
+    ],
+    5,
+  );
+  await waitFor('both answers', 5000, () => (packets.some((p) => p.cmd === 'suback') && packets.some((p) => p.cmd === 'unsuback') ? true : undefined));
+  assert.deepEqual(
+    packets.filter((p) => p.cmd === 'suback' || p.cmd === 'unsuback').map((p) => [p.cmd, (p as { granted?: number[] }).granted]),
+    [
+      ['suback', [1]],
+      ['unsuback', [0]],
+    ],
+  );
+  // A stopped reader ends after its read in progress (20 ms here); then nothing reads.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const reads = backend.readCount;
+  await assertHoldsFor('no reader left', 500, () => backend.readCount === reads);
+  socket.destroy();
 });

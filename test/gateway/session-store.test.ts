@@ -19,6 +19,19 @@ test('a second connection with the same client id takes the session over (MQTT-3
   assert.equal(store.storedCount, 0);
 });
 
+test('a taken-over persistent session hands its subscriptions to the connection that took it (its takeOver closes it at once)', () => {
+  const store = new SessionStore(10);
+  const first = { takeOver: () => store.release('c1', first, new Map([['a/+', 1]]), 60_000) };
+  const second = { takeOver: () => undefined };
+  store.claim('c1', first);
+  store.claim('c1', second);
+  assert.deepEqual([...(store.take('c1') ?? [])], [['a/+', 1]]);
+  assert.equal(store.liveCount, 1);
+  // The second is the live session: its own release stores its subscriptions.
+  store.release('c1', second, new Map([['b', 0]]), 60_000);
+  assert.deepEqual([...(store.take('c1') ?? [])], [['b', 0]]);
+});
+
 test('a persistent session keeps its subscriptions until its expiry; a clean one keeps nothing', () => {
   let nowMs = 1000;
   const store = new SessionStore(10, () => nowMs);

@@ -108,10 +108,14 @@ export class MqttConnection {
   private window: OutgoingWindow;
   private readonly subscriptions = new Map<string, 0 | 1>();
   private readonly readers = new Map<string, { reader: SourceReader; filters: Set<string> }>();
+  /** The last SUBSCRIBE, UNSUBSCRIBE or session restore: each waits for the one before (see inOrder). */
+  private subscriptionWork: Promise<void> = Promise.resolve();
   private refreshing = false;
   private connectSeen = false;
   private readonly early: Packet[] = [];
   private lastRefreshMs = Date.now();
+  /** The will published when the connection closed, until it is stored or refused (else resolved). */
+  private willStored: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly socket: Socket,
@@ -178,9 +182,9 @@ export class MqttConnection {
         if (packet.messageId !== undefined) this.window.acknowledge(packet.messageId);
         return;
       case 'subscribe':
-        return void this.onSubscribe(packet).catch((error: Error) => this.fail(error));
+        return this.inOrder(() => this.onSubscribe(packet));
       case 'unsubscribe':
-        return void this.onUnsubscribe(packet);
+        return this.inOrder(() => this.onUnsubscribe(packet));
       case 'pingreq':
         return this.write({ cmd: 'pingresp' });
       case 'disconnect': {
@@ -238,8 +242,16 @@ export class MqttConnection {
     const sessionPresent = this.resume && stored !== null;
     this.write(this.connack(reason.success, sessionPresent, assigned));
     this.context.log.debug('mqtt.connected', { clientId: this.clientId, keyId: this.keyId, version: this.version, persistent: this.persistent });
+    // The stored subscriptions come back before any SUBSCRIBE or UNSUBSCRIBE sent behind the CONNECT.
+    if (stored && sessionPresent) this.inOrder(() => this.restore(stored));
     for (const early of this.early.splice(0)) this.onPacket(early);
-    if (sessionPresent) for (const [filter, qos] of stored) await this.subscribe(filter, qos).catch(() => undefined);
+  }
+
+  private async restore(stored: Subscriptions): Promise<void> {
+    for (const [filter, qos] of stored) {
+      await this.subscribe(filter, qos).catch(() => undefined);
+      if (this.state !== 'connected') return;
+    }
   }
 
   private checkWill(will: NonNullable<IConnectPacket['will']>): { code: number; why: string } | null {
@@ -385,9 +397,21 @@ export class MqttConnection {
 
   // ---------------------------------------------------------------- SUBSCRIBE
 
+  /**
+   * Runs `work` after the subscription work before it: a SUBSCRIBE waits for the topic list, and an
+   * UNSUBSCRIBE right behind it must not overtake it (its UNSUBACK would say 0x11 and leave the
+   * subscription in place). Answers leave in the order the packets came.
+   */
+  private inOrder(work: () => Promise<void> | void): void {
+    this.subscriptionWork = this.subscriptionWork.then(() => (this.state === 'connected' ? work() : undefined)).catch((error: Error) => this.fail(error));
+  }
+
   private async onSubscribe(packet: ISubscribePacket): Promise<void> {
     const granted: number[] = [];
-    for (const s of packet.subscriptions) granted.push(await this.subscribe(s.topic, s.qos >= 1 ? 1 : 0));
+    for (const s of packet.subscriptions) {
+      granted.push(await this.subscribe(s.topic, s.qos >= 1 ? 1 : 0));
+      if (this.state !== 'connected') return;
+    }
     const codes = this.version === 5 ? granted : granted.map((c) => Math.min(c, 0x80));
     this.write({ cmd: 'suback', messageId: packet.messageId, granted: codes } as Packet);
   }
@@ -398,11 +422,16 @@ export class MqttConnection {
     if (isRefusal(filter))
       return this.refuseSubscription(filter.refused === 'unsupported' ? reason.sharedSubscriptionsNotSupported : reason.topicFilterInvalid);
     const topics = await this.context.topics();
+    // The connection may have closed meanwhile (a DISCONNECT right behind the SUBSCRIBE).
+    if (this.state !== 'connected') return reason.unspecifiedError;
     if (filter.topic !== null) {
       if (!topics.some((t) => t.name === filter.topic)) return this.refuseSubscription(reason.topicFilterInvalid);
       if (!allows(this.context.access, this.keyId, 'consume', filter.topic)) return this.refuseSubscription(reason.notAuthorized);
     }
-    const sources = this.permitted(sourcesOf(filter, topics));
+    const covered = sourcesOf(filter, topics);
+    // A queue the topic does not have (`orders/9` of 4 queues) would be granted and deliver nothing.
+    if (filter.topic !== null && filter.queue !== null && covered.length === 0) return this.refuseSubscription(reason.topicFilterInvalid);
+    const sources = this.permitted(covered);
     const adding = sources.filter((s) => !this.readers.has(readerKey(s))).length;
     if (this.readers.size + adding > this.context.limits.sourcesMax) return this.refuseSubscription(0x97); // quota exceeded
     this.subscriptions.set(filterText, qos);
@@ -420,6 +449,8 @@ export class MqttConnection {
   }
 
   private attach(source: Source, filter: string, qos: 0 | 1): void {
+    // close() stopped every reader: one started after it would read for nobody, forever.
+    if (this.state !== 'connected') return;
     const key = readerKey(source);
     const existing = this.readers.get(key);
     if (existing) {
@@ -440,7 +471,7 @@ export class MqttConnection {
     reader.start();
   }
 
-  private async onUnsubscribe(packet: IUnsubscribePacket): Promise<void> {
+  private onUnsubscribe(packet: IUnsubscribePacket): void {
     const codes = packet.unsubscriptions.map((filter) => {
       const existed = this.subscriptions.delete(filter);
       for (const [key, entry] of this.readers) {
@@ -463,6 +494,7 @@ export class MqttConnection {
     this.refreshing = true;
     try {
       const topics = await this.context.topics();
+      if (this.state !== 'connected') return;
       for (const [text, qos] of this.subscriptions) {
         const filter = parseFilter(text);
         if (isRefusal(filter)) continue;
@@ -574,7 +606,17 @@ export class MqttConnection {
     // session that ends with the connection (expiry 0) has its will published now.
     const delayMs = Math.min(will.delayMs, this.persistent ? this.sessionExpiryMs : 0);
     if (delayMs > 0) this.context.sessions.delayWill(this.clientId, delayMs, will.payload.length, () => this.publishWill(will));
-    else void this.publishWill(will);
+    else this.willStored = this.publishWill(will);
+  }
+
+  /**
+   * The broker stops: the server ends the connection (5.0: DISCONNECT 0x8B), which is no normal
+   * DISCONNECT, so the will goes (MQTT 5.0 §3.1.2.5). Settles once a will published now is stored
+   * or refused; a delayed one waits in the session store.
+   */
+  shutDown(): Promise<void> {
+    this.disconnect(reason.serverShuttingDown, 'the broker is stopping');
+    return this.willStored;
   }
 
   /** After the client's own PUBLISHes; nobody to answer, a refusal is counted and logged. */

@@ -1,7 +1,8 @@
 // A broker's MQTT listener (`mqttPort` in the cluster file): plain TCP, or TLS with the broker's
 // certificate when the cluster has TLS. Bounded connections; each one an MqttConnection over
 // the gateway's backend (../common/backend.ts: an in-process SDK client and one idempotent
-// producer). Stopping closes every connection, then the backend.
+// producer). Stopping ends every connection as the server shutting down (their wills go), then
+// closes the backend.
 import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import type { GatewayAccess } from '../common/access.js';
@@ -32,7 +33,7 @@ export interface MqttGatewayOptions {
 /** Room in a packet for the topic name and properties beyond the payload. */
 const packetOverheadBytes = 64 * 1024;
 const topicsCacheMs = 1000;
-/** How long stopping waits for the wills still waiting for their delay to be stored. */
+/** How long stopping waits for the wills (those of the connections it ends, and the delayed ones) to be stored. */
 const willsOnStopWaitMsMax = 3000;
 
 export const mqttLimitDefaults: Omit<MqttLimits, 'packetBytesMax'> = {
@@ -113,13 +114,15 @@ export class MqttGateway {
   }
 
   async stop(): Promise<void> {
-    for (const connection of this.connections) connection.close(true);
+    // The server ends each connection (not a normal DISCONNECT): their wills go.
+    const wills = [...this.connections].map((connection) => connection.shutDown());
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-    // Sessions end with the listener: wills still waiting for their delay go now, before the
-    // producer closes (waited for at most a few seconds: a shutdown does not wait out retries).
+    // Sessions end with the listener: wills still waiting for their delay go now too, and all are
+    // stored before the producer closes (waited for at most a few seconds: a shutdown does not
+    // wait out retries).
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      this.sessions.publishDelayedWills(),
+      Promise.all([...wills, this.sessions.publishDelayedWills()]),
       new Promise<void>((resolve) => {
         timer = setTimeout(resolve, willsOnStopWaitMsMax);
       }),

@@ -62,9 +62,11 @@ export class SessionStore {
    * ends the session it belonged to (MQTT 5.0 §3.1.3.2.2).
    */
   claim(clientId: string, session: LiveSession, cleanStart = false): void {
+    // The previous connection closes (synchronously) while it is still the live one, so its
+    // release() stores a persistent session's subscriptions for the new connection to take.
     const previous = this.live.get(clientId);
-    this.live.set(clientId, session);
     if (previous && previous !== session) previous.takeOver();
+    this.live.set(clientId, session);
     const will = this.wills.get(clientId);
     if (will) {
       this.cancelWill(clientId);
@@ -125,7 +127,7 @@ export class SessionStore {
 
   /** The connection ended; a persistent session keeps its subscriptions for `expiryMs`. */
   release(clientId: string, session: LiveSession, subscriptions: Subscriptions, expiryMs: number): void {
-    if (this.live.get(clientId) !== session) return; // taken over: the new connection owns the session
+    if (this.live.get(clientId) !== session) return; // taken over earlier: the new connection owns the session
     this.live.delete(clientId);
     if (expiryMs <= 0 || subscriptions.size === 0) return;
     this.expire();
