@@ -147,6 +147,9 @@ export class MqttConnection {
       this.close(false);
       return;
     }
+    // While the gateway itself stopped reading (a backlog of PUBLISHes), the client's packets wait
+    // unread in the socket: that silence is ours, not the client's.
+    if (this.socket.isPaused()) this.lastPacketMs = nowMs;
     // MQTT-3.1.2-24: nothing from the client within one and a half keep-alive periods.
     if (this.state === 'connected' && this.keepaliveMs > 0 && nowMs - this.lastPacketMs > this.keepaliveMs * 1.5) {
       this.context.metrics.refusal('keepalive_timeout');
