@@ -222,6 +222,31 @@ describe('consumer session rule', () => {
   });
 });
 
+describe('a consumer closed while it starts', () => {
+  test('close() before start() finished: start() starts no reads and no heartbeats, and a later start() is refused', async () => {
+    // A STOMP connection that ends during its SUBSCRIBE closes the consumer while start() still
+    // waits for routes: a consumer that went on would read for nobody, every delivery failing.
+    const transport = new ScriptedCluster(sessionTimeoutMs);
+    const consumer = new Consumer({ brokers: ['a1:1'], group: 'cg', topic: 't', memberId: 'm1', heartbeatIntervalMs: 50, transport });
+    const delivered: number[] = [];
+    const starting = consumer.start((m: Delivery) => {
+      delivered.push(m.offset);
+    });
+    await consumer.close();
+    await starting;
+    try {
+      await assertHoldsFor('no Heartbeat and no Consume', 500, () => transport.calls.every((c) => c.method !== 'Heartbeat' && c.method !== 'Consume'));
+      assert.deepEqual(delivered, []);
+      await assert.rejects(
+        consumer.start(() => undefined),
+        /consumer is closed/,
+      );
+    } finally {
+      await consumer.close(); // stops one that went on running despite the first close()
+    }
+  });
+});
+
 describe('a consumer given a client (ConsumerOptions.client)', () => {
   /** The client's close() calls, counted without changing what it does. */
   function countCloses(client: MambaClient): { count: number } {
